@@ -1,0 +1,97 @@
+//! The embedded event store: one SQLite database in WAL mode with `synchronous=FULL`.
+//!
+//! **Invariants:**
+//! - An append is answered only after its transaction committed (the WAL is fsynced): an
+//!   acknowledged event survives `kill -9` and power loss.
+//! - One writer thread owns the only read-write connection and group-commits whatever appends are
+//!   queued, so concurrent producers share one fsync.
+//! - Events are unique on their CloudEvents identity (`event_id`, `source`); a redelivery is a
+//!   `Duplicate`, stored once, its count kept in `redeliveries`.
+//! - After a failed commit the store is poisoned and refuses further writes instead of pretending.
+//! - Reads use separate read-only connections; user SQL runs on them under an authorizer that allows
+//!   nothing but reading, with a time limit.
+
+mod error;
+mod lineage;
+mod read;
+mod schema;
+mod sql;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OpenFlags};
+
+pub use error::StoreError;
+pub use lineage::{TreeNode, build_tree};
+pub use read::{DlqRow, EventRow, StoreCounts};
+pub use sql::{SqlLimits, SqlResult};
+pub use writer::{AppendResult, EventOutcome, NewEvent, NewRejection};
+
+/// The database file inside the data directory.
+pub const DB_FILE: &str = "causeway.db";
+
+/// A handle to the store; cheap to clone, safe to share between threads.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: writer::WriterHandle,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir`. Recovery of an interrupted WAL happens here.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Io { path: dir.to_path_buf(), source: e })?;
+        let path = dir.join(DB_FILE);
+        let conn = Connection::open(&path)?;
+        schema::prepare_writer(&conn)?;
+        let writer = writer::WriterHandle::spawn(conn)?;
+        Ok(Store { inner: Arc::new(Inner { path, writer, readers: Mutex::new(Vec::new()) }) })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Appends events and rejected inputs in one durable transaction (shared with other callers'
+    /// appends queued at the same time). Resolves after the commit.
+    pub async fn append(&self, events: Vec<NewEvent>, rejections: Vec<NewRejection>) -> Result<AppendResult, StoreError> {
+        self.inner.writer.submit(events, rejections)?.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// [`Store::append`] for callers outside an async runtime.
+    pub fn append_blocking(&self, events: Vec<NewEvent>, rejections: Vec<NewRejection>) -> Result<AppendResult, StoreError> {
+        self.inner.writer.submit(events, rejections)?.blocking_recv().map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Runs `f` on a pooled read-only connection.
+    pub fn with_reader<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let conn = self.inner.readers.lock().expect("reader pool lock").pop();
+        let mut conn = match conn {
+            Some(c) => c,
+            None => open_reader(&self.inner.path)?,
+        };
+        let result = f(&mut conn);
+        let mut pool = self.inner.readers.lock().expect("reader pool lock");
+        if pool.len() < 16 {
+            pool.push(conn);
+        }
+        result
+    }
+}
+
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let mut conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    schema::prepare_reader(&mut conn)?;
+    Ok(conn)
+}

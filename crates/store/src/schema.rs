@@ -1,0 +1,91 @@
+//! The on-disk layout: tables, indexes, the SQL views of PRODUCT §7, and connection settings.
+
+use rusqlite::Connection;
+
+use crate::StoreError;
+
+/// Bumped with every change to the layout; a store written by a newer version is refused.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA_V1: &str = r#"
+CREATE TABLE events (
+    seq            INTEGER PRIMARY KEY,          -- ingest order
+    event_id       TEXT NOT NULL,
+    source         TEXT NOT NULL,
+    event_type     TEXT NOT NULL,
+    correlation_id TEXT,
+    causation_id   TEXT,
+    subject        TEXT,                         -- aggregate id
+    time           TEXT NOT NULL,                -- RFC 3339 UTC, fixed µs precision: sorts as time
+    topic          TEXT,
+    journey        TEXT,
+    journey_key    TEXT,
+    received_at    TEXT NOT NULL,
+    redeliveries   INTEGER NOT NULL DEFAULT 0,
+    envelope       TEXT NOT NULL                 -- canonical CloudEvents JSON
+);
+-- The CloudEvents identity; also serves lookups by event id.
+CREATE UNIQUE INDEX events_identity ON events(event_id, source);
+CREATE INDEX events_correlation ON events(correlation_id, time) WHERE correlation_id IS NOT NULL;
+CREATE INDEX events_causation ON events(causation_id) WHERE causation_id IS NOT NULL;
+CREATE INDEX events_subject ON events(subject, time) WHERE subject IS NOT NULL;
+CREATE INDEX events_type_time ON events(event_type, time);
+CREATE INDEX events_time ON events(time);
+
+CREATE TABLE dlq (
+    id              INTEGER PRIMARY KEY,
+    event_id        TEXT,
+    event_type      TEXT,
+    correlation_id  TEXT,
+    source_service  TEXT,
+    consumer        TEXT NOT NULL,               -- 'causeway' for events refused at ingest
+    source_topic    TEXT,
+    error_type      TEXT NOT NULL,
+    error_message   TEXT NOT NULL,
+    failed_at       TEXT NOT NULL,
+    last_failed_at  TEXT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 1,
+    status          TEXT NOT NULL DEFAULT 'pending',
+    content_type    TEXT,
+    original_event  TEXT NOT NULL                -- the input as received
+);
+CREATE INDEX dlq_correlation ON dlq(correlation_id) WHERE correlation_id IS NOT NULL;
+CREATE INDEX dlq_failed_at ON dlq(failed_at);
+CREATE INDEX dlq_status ON dlq(status, failed_at);
+
+CREATE VIEW event_lineage AS
+    SELECT event_id, event_type, correlation_id, causation_id, source AS source_service,
+           time AS timestamp, subject AS aggregate_id, journey, journey_key, topic
+    FROM events;
+
+CREATE VIEW dlq_events AS
+    SELECT id, correlation_id, source_service, consumer, source_topic, error_type, error_message,
+           failed_at, status, original_event
+    FROM dlq;
+"#;
+
+/// Settings and migrations for the one read-write connection.
+pub fn prepare_writer(conn: &Connection) -> Result<(), StoreError> {
+    // WAL: readers never block the writer. FULL: a commit returns only after the WAL is fsynced.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "busy_timeout", 5000)?;
+    conn.pragma_update(None, "cache_size", -65536)?; // 64 MiB
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew { found: version, known: SCHEMA_VERSION });
+    }
+    if version < 1 {
+        conn.execute_batch(&format!("BEGIN; {SCHEMA_V1} PRAGMA user_version = 1; COMMIT;"))?;
+    }
+    Ok(())
+}
+
+/// Settings for read-only connections.
+pub fn prepare_reader(conn: &mut Connection) -> Result<(), StoreError> {
+    conn.pragma_update(None, "busy_timeout", 5000)?;
+    conn.pragma_update(None, "query_only", true)?;
+    conn.pragma_update(None, "cache_size", -16384)?; // 16 MiB
+    crate::sql::install_authorizer(conn);
+    Ok(())
+}

@@ -1,0 +1,171 @@
+//! The single writer thread and its group commit.
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use causeway_envelope::Event;
+use chrono::Utc;
+use rusqlite::{Connection, params};
+use tokio::sync::oneshot;
+
+use crate::StoreError;
+
+/// An accepted event to store.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub event: Event,
+    /// The Kafka topic it came from, if any.
+    pub topic: Option<String>,
+}
+
+/// Input refused at ingest, kept as a dead-letter record with its reason.
+#[derive(Debug, Clone, Default)]
+pub struct NewRejection {
+    pub original: String,
+    pub content_type: Option<String>,
+    pub error_type: String,
+    pub error_message: String,
+    /// Identity fields read from the input where it could be read, for finding it later.
+    pub event_id: Option<String>,
+    pub event_type: Option<String>,
+    pub correlation_id: Option<String>,
+    pub source_service: Option<String>,
+    pub source_topic: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventOutcome {
+    Accepted,
+    Duplicate,
+}
+
+/// What an append did, in input order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendResult {
+    pub events: Vec<EventOutcome>,
+    /// The DLQ record id of each rejection.
+    pub dlq_ids: Vec<i64>,
+}
+
+struct Job {
+    events: Vec<NewEvent>,
+    rejections: Vec<NewRejection>,
+    reply: oneshot::Sender<Result<AppendResult, StoreError>>,
+}
+
+pub(crate) struct WriterHandle {
+    tx: mpsc::Sender<Job>,
+    poisoned: Arc<Mutex<Option<String>>>,
+}
+
+/// Most rows one group commit takes before it commits and starts the next.
+const MAX_ROWS_PER_COMMIT: usize = 50_000;
+
+impl WriterHandle {
+    pub(crate) fn spawn(conn: Connection) -> Result<WriterHandle, StoreError> {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let poisoned = Arc::new(Mutex::new(None));
+        let flag = poisoned.clone();
+        std::thread::Builder::new()
+            .name("causeway-store-writer".into())
+            .spawn(move || run(conn, rx, flag))
+            .map_err(|e| StoreError::Io { path: "writer thread".into(), source: e })?;
+        Ok(WriterHandle { tx, poisoned })
+    }
+
+    pub(crate) fn submit(
+        &self,
+        events: Vec<NewEvent>,
+        rejections: Vec<NewRejection>,
+    ) -> Result<oneshot::Receiver<Result<AppendResult, StoreError>>, StoreError> {
+        if let Some(why) = self.poisoned.lock().expect("poison flag").clone() {
+            return Err(StoreError::Poisoned(why));
+        }
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Job { events, rejections, reply })
+            .map_err(|_| StoreError::WriterGone)?;
+        Ok(rx)
+    }
+}
+
+fn run(mut conn: Connection, rx: mpsc::Receiver<Job>, poisoned: Arc<Mutex<Option<String>>>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        let mut rows = jobs[0].events.len() + jobs[0].rejections.len();
+        while rows < MAX_ROWS_PER_COMMIT {
+            match rx.try_recv() {
+                Ok(job) => {
+                    rows += job.events.len() + job.rejections.len();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        if let Some(why) = poisoned.lock().expect("poison flag").clone() {
+            for job in jobs {
+                let _ = job.reply.send(Err(StoreError::Poisoned(why.clone())));
+            }
+            continue;
+        }
+        match commit(&mut conn, &jobs) {
+            Ok(results) => {
+                for (job, result) in jobs.into_iter().zip(results) {
+                    let _ = job.reply.send(Ok(result));
+                }
+            }
+            Err(e) => {
+                tracing::error!(message = "store commit failed; refusing further writes", error = %e);
+                *poisoned.lock().expect("poison flag") = Some(e.to_string());
+                for job in jobs {
+                    let _ = job.reply.send(Err(StoreError::Poisoned(e.to_string())));
+                }
+            }
+        }
+    }
+}
+
+fn commit(conn: &mut Connection, jobs: &[Job]) -> Result<Vec<AppendResult>, StoreError> {
+    let now = causeway_envelope::format_time(&Utc::now());
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut results = Vec::with_capacity(jobs.len());
+    {
+        let mut insert_event = tx.prepare_cached(
+            "INSERT INTO events (event_id, source, event_type, correlation_id, causation_id, subject, time,
+                                 topic, received_at, envelope)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             ON CONFLICT (event_id, source) DO UPDATE SET redeliveries = redeliveries + 1
+             RETURNING redeliveries",
+        )?;
+        let mut insert_dlq = tx.prepare_cached(
+            "INSERT INTO dlq (event_id, event_type, correlation_id, source_service, consumer, source_topic,
+                              error_type, error_message, failed_at, last_failed_at, content_type, original_event)
+             VALUES (?1, ?2, ?3, ?4, 'causeway', ?5, ?6, ?7, ?8, ?8, ?9, ?10)",
+        )?;
+        for job in jobs {
+            let mut outcomes = Vec::with_capacity(job.events.len());
+            for new in &job.events {
+                let e = &new.event;
+                let redeliveries: i64 = insert_event.query_row(
+                    params![
+                        e.id, e.source, e.event_type, e.correlation_id, e.causation_id, e.subject,
+                        e.time_string(), new.topic, now, e.to_json()
+                    ],
+                    |r| r.get(0),
+                )?;
+                outcomes.push(if redeliveries == 0 { EventOutcome::Accepted } else { EventOutcome::Duplicate });
+            }
+            let mut dlq_ids = Vec::with_capacity(job.rejections.len());
+            for r in &job.rejections {
+                insert_dlq.execute(params![
+                    r.event_id, r.event_type, r.correlation_id, r.source_service, r.source_topic,
+                    r.error_type, r.error_message, now, r.content_type, r.original
+                ])?;
+                dlq_ids.push(tx.last_insert_rowid());
+            }
+            results.push(AppendResult { events: outcomes, dlq_ids });
+        }
+    }
+    tx.commit()?;
+    Ok(results)
+}
