@@ -417,3 +417,48 @@ mod tests {
         assert_eq!(items[1].result.as_ref().unwrap_err().kind, ErrorKind::EventTooLarge);
     }
 }
+
+/// Identity fields read from input that was refused, where they can be read at all, so a
+/// dead-letter record can be found by correlation id or event id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identity {
+    pub event_id: Option<String>,
+    pub event_type: Option<String>,
+    pub source: Option<String>,
+    pub correlation_id: Option<String>,
+}
+
+/// Best-effort [`Identity`] of a raw event: CloudEvents attributes, `metadata/payload` fields, or
+/// the `ce-*` headers of a binary-mode record.
+pub fn sniff_identity(raw: &str) -> Identity {
+    let Ok(Value::Object(obj)) = serde_json::from_str::<Value>(raw) else { return Identity::default() };
+    let text = |m: &Map<String, Value>, keys: &[&str]| {
+        keys.iter().find_map(|k| match m.get(*k) {
+            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        })
+    };
+    if let Some(Value::Object(meta)) = obj.get("metadata") {
+        return Identity {
+            event_id: text(meta, &["eventId"]),
+            event_type: text(meta, &["eventType"]),
+            source: text(meta, &["source", "sourceService"]),
+            correlation_id: text(meta, &["correlationId"]),
+        };
+    }
+    if let Some(Value::Object(headers)) = obj.get("headers") {
+        return Identity {
+            event_id: text(headers, &["ce-id"]),
+            event_type: text(headers, &["ce-type"]),
+            source: text(headers, &["ce-source"]),
+            correlation_id: text(headers, &["ce-correlationid"]),
+        };
+    }
+    Identity {
+        event_id: text(&obj, &["id"]),
+        event_type: text(&obj, &["type"]),
+        source: text(&obj, &["source"]),
+        correlation_id: text(&obj, &["correlationid", "correlationId", "correlation_id"]),
+    }
+}

@@ -10,7 +10,7 @@ mod body;
 mod event;
 mod traceparent;
 
-pub use body::{BodyError, Item, ParseOptions, parse_body, parse_json_line};
+pub use body::{BodyError, Identity, Item, ParseOptions, parse_body, parse_json_line, sniff_identity};
 pub use event::{ErrorKind, Event, EventError, format_time};
 pub use traceparent::validate_traceparent;
 

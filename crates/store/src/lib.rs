@@ -55,6 +55,11 @@ impl Store {
         Ok(Store { inner: Arc::new(Inner { path, writer, readers: Mutex::new(Vec::new()) }) })
     }
 
+    /// `Err` once a failed commit poisoned the store.
+    pub fn check_writable(&self) -> Result<(), StoreError> {
+        self.inner.writer.check_writable()
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.inner.path

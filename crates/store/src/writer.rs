@@ -73,14 +73,19 @@ impl WriterHandle {
         Ok(WriterHandle { tx, poisoned })
     }
 
+    pub(crate) fn check_writable(&self) -> Result<(), StoreError> {
+        match self.poisoned.lock().expect("poison flag").clone() {
+            Some(why) => Err(StoreError::Poisoned(why)),
+            None => Ok(()),
+        }
+    }
+
     pub(crate) fn submit(
         &self,
         events: Vec<NewEvent>,
         rejections: Vec<NewRejection>,
     ) -> Result<oneshot::Receiver<Result<AppendResult, StoreError>>, StoreError> {
-        if let Some(why) = self.poisoned.lock().expect("poison flag").clone() {
-            return Err(StoreError::Poisoned(why));
-        }
+        self.check_writable()?;
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Job { events, rejections, reply })

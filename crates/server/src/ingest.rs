@@ -1,0 +1,204 @@
+//! `POST /v1/events`: any PRODUCT §2 form in, a result per event out, after the commit.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use causeway_envelope::{BodyError, Item, parse_body, sniff_identity};
+use causeway_store::{EventOutcome, NewEvent, NewRejection};
+use http_body_util::BodyExt;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::{ApiError, AppState, Metrics};
+
+#[derive(Debug, Serialize)]
+pub struct IngestResponse {
+    pub accepted: usize,
+    pub duplicates: usize,
+    pub rejected: usize,
+    pub results: Vec<ItemResult>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ItemResult {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_type: Option<&'static str>,
+    /// The DLQ record keeping the refused input.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dlq_id: Option<i64>,
+}
+
+pub async fn post_events(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    Metrics::add(&state.metrics.requests, 1);
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let limit = state.parse.limits.max_request_bytes;
+    let (bytes, complete) = read_capped(body, limit).await?;
+    if !complete {
+        let size = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+            .unwrap_or(limit + 1);
+        let error = BodyError::TooLarge { size, limit };
+        return Err(reject_body(&state, &error, &bytes, content_type, true).await);
+    }
+    let ce_headers: Vec<(String, String)> = headers
+        .iter()
+        .filter(|(name, _)| name.as_str().starts_with("ce-"))
+        .filter_map(|(name, value)| Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned())))
+        .collect();
+    let parse = state.parse;
+    let ct = content_type.clone();
+    let bytes = axum::body::Bytes::from(bytes);
+    let body_for_parse = bytes.clone();
+    // Parsing a 16 MiB batch takes milliseconds: keep it off the async workers.
+    let parsed = tokio::task::spawn_blocking(move || parse_body(ct.as_deref(), &ce_headers, &body_for_parse, &parse))
+        .await
+        .map_err(|e| ApiError::internal("parsing the request", e))?;
+    let items = match parsed {
+        Ok(items) => items,
+        Err(error) => return Err(reject_body(&state, &error, &bytes, content_type, false).await),
+    };
+    ingest_items(&state, items, content_type).await
+}
+
+/// Stores the parsed items and answers with a result per item, in input order.
+async fn ingest_items(state: &AppState, items: Vec<Item>, content_type: Option<String>) -> Result<Response, ApiError> {
+    let mut events = Vec::new();
+    let mut rejections = Vec::new();
+    // Where each input item went: Ok(index into events) or Err(index into rejections, reason).
+    let mut placement = Vec::with_capacity(items.len());
+    for item in items {
+        match item.result {
+            Ok(event) => {
+                placement.push(Ok(events.len()));
+                events.push(NewEvent { event, topic: None });
+            }
+            Err(error) => {
+                let identity = sniff_identity(&item.raw);
+                placement.push(Err((rejections.len(), identity.event_id.clone(), error.kind.code(), error.message.clone())));
+                rejections.push(NewRejection {
+                    original: item.raw,
+                    content_type: content_type.clone(),
+                    error_type: error.kind.code().to_string(),
+                    error_message: error.message,
+                    event_id: identity.event_id,
+                    event_type: identity.event_type,
+                    correlation_id: identity.correlation_id,
+                    source_service: identity.source,
+                    source_topic: None,
+                });
+            }
+        }
+    }
+    let ids: Vec<String> = events.iter().map(|e| e.event.id.clone()).collect();
+    let stored = state.store.append(events, rejections).await?;
+    let mut response = IngestResponse { accepted: 0, duplicates: 0, rejected: 0, results: Vec::with_capacity(placement.len()) };
+    for place in placement {
+        response.results.push(match place {
+            Ok(i) => {
+                let status = match stored.events[i] {
+                    EventOutcome::Accepted => {
+                        response.accepted += 1;
+                        "accepted"
+                    }
+                    EventOutcome::Duplicate => {
+                        response.duplicates += 1;
+                        "duplicate"
+                    }
+                };
+                ItemResult { id: Some(ids[i].clone()), status, reason: None, error_type: None, dlq_id: None }
+            }
+            Err((i, id, code, reason)) => {
+                response.rejected += 1;
+                ItemResult { id, status: "rejected", reason: Some(reason), error_type: Some(code), dlq_id: Some(stored.dlq_ids[i]) }
+            }
+        });
+    }
+    let m = &state.metrics;
+    Metrics::add(&m.accepted, response.accepted);
+    Metrics::add(&m.duplicates, response.duplicates);
+    Metrics::add(&m.rejected, response.rejected);
+    let total = response.results.len();
+    if response.rejected == 0 {
+        return Ok(Json(response).into_response());
+    }
+    if response.rejected < total {
+        // Some stored, some refused: the client must read the per-event results.
+        return Ok((StatusCode::MULTI_STATUS, Json(response)).into_response());
+    }
+    let first = response.results.iter().find_map(|r| r.reason.clone()).unwrap_or_default();
+    let code = response.results.iter().find_map(|r| r.error_type).unwrap_or("invalid_event");
+    let message = if total == 1 {
+        format!("the event was rejected: {first} (kept as a DLQ record)")
+    } else {
+        format!("all {total} events were rejected (kept as DLQ records); the first: {first}")
+    };
+    let body = serde_json::to_value(&response).map_err(|e| ApiError::internal("encoding the answer", e))?;
+    let mut error = ApiError::bad_request(code, message);
+    if let serde_json::Value::Object(fields) = body {
+        error.extra = fields;
+    }
+    Err(error)
+}
+
+/// A body refused as a whole is still kept, as one DLQ record.
+async fn reject_body(
+    state: &AppState,
+    error: &BodyError,
+    bytes: &[u8],
+    content_type: Option<String>,
+    truncated: bool,
+) -> ApiError {
+    Metrics::add(&state.metrics.bodies_rejected, 1);
+    let text = String::from_utf8_lossy(bytes).into_owned();
+    let identity = sniff_identity(&text);
+    let mut message = error.to_string();
+    if truncated {
+        message.push_str(&format!(" (the DLQ record keeps the first {} bytes)", bytes.len()));
+    }
+    let rejection = NewRejection {
+        original: text,
+        content_type,
+        error_type: error.code().to_string(),
+        error_message: message.clone(),
+        event_id: identity.event_id,
+        event_type: identity.event_type,
+        correlation_id: identity.correlation_id,
+        source_service: identity.source,
+        source_topic: None,
+    };
+    let status = match error {
+        BodyError::TooLarge { .. } | BodyError::BatchTooLong { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        BodyError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    match state.store.append(vec![], vec![rejection]).await {
+        Ok(stored) => ApiError::new(status, error.code(), message).with("dlq_id", json!(stored.dlq_ids[0])),
+        Err(e) => e.into(),
+    }
+}
+
+/// Reads at most `limit` bytes; `false` when the body is longer (the prefix is returned).
+async fn read_capped(body: Body, limit: usize) -> Result<(Vec<u8>, bool), ApiError> {
+    let mut body = body;
+    let mut out = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::bad_request("body_read", format!("the request body could not be read: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if out.len() + data.len() > limit {
+                let room = limit - out.len();
+                out.extend_from_slice(&data[..room]);
+                return Ok((out, false));
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok((out, true))
+}

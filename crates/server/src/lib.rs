@@ -1,0 +1,69 @@
+//! The HTTP API of PRODUCT §6. `app(state)` builds the router, so handlers are tested without a
+//! socket; `serve` runs it with graceful shutdown.
+//!
+//! **Invariant:** a `2xx` to `POST /v1/events` means every accepted event is durable, and every
+//! refused input — a bad event or a whole bad body — was stored as a DLQ record before the answer.
+
+mod error;
+mod ingest;
+mod metrics;
+mod query;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{Method, Uri};
+use axum::routing::{get, post};
+use causeway_envelope::ParseOptions;
+use causeway_store::{SqlLimits, Store};
+
+pub use error::ApiError;
+pub use metrics::Metrics;
+
+/// Everything the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub parse: ParseOptions,
+    pub sql: SqlLimits,
+    pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    pub fn new(store: Store, parse: ParseOptions, sql: SqlLimits) -> Self {
+        AppState { store, parse, sql, metrics: Arc::new(Metrics::default()) }
+    }
+}
+
+/// The whole API.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(query::index))
+        .route("/v1/events", post(ingest::post_events))
+        .route("/v1/events/{id}", get(query::get_event))
+        .route("/v1/events/{id}/descendants", get(query::get_descendants))
+        .route("/v1/events/{id}/root", get(query::get_root))
+        .route("/v1/correlations/{id}", get(query::get_correlation))
+        .route("/v1/dlq", get(query::list_dlq))
+        .route("/v1/sql", post(query::post_sql))
+        .route("/openapi.yaml", get(query::openapi))
+        .route("/healthz", get(query::healthz))
+        .route("/readyz", get(query::readyz))
+        .route("/metrics", get(metrics::exposition))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no route for {method} {}: the API is listed at /openapi.yaml", uri.path()))
+}
+
+/// Serves until `shutdown` resolves, then finishes in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
+}

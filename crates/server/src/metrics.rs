@@ -1,0 +1,57 @@
+//! Internal counters and their Prometheus text exposition.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+
+use crate::AppState;
+
+/// Counters of the ingest path. Process-local: they start at zero with the process, as Prometheus
+/// counters do; totals that survive restarts come from the store.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub requests: AtomicU64,
+    pub accepted: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub rejected: AtomicU64,
+    pub bodies_rejected: AtomicU64,
+}
+
+impl Metrics {
+    pub fn add(counter: &AtomicU64, n: usize) {
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+pub async fn exposition(State(state): State<AppState>) -> impl IntoResponse {
+    let m = &state.metrics;
+    let mut out = String::new();
+    let _ = writeln!(out, "# HELP causeway_ingest_requests_total Requests to POST /v1/events.");
+    let _ = writeln!(out, "# TYPE causeway_ingest_requests_total counter");
+    let _ = writeln!(out, "causeway_ingest_requests_total {}", Metrics::get(&m.requests));
+    let _ = writeln!(out, "# HELP causeway_events_ingested_total Events received, by outcome.");
+    let _ = writeln!(out, "# TYPE causeway_events_ingested_total counter");
+    for (outcome, counter) in [("accepted", &m.accepted), ("duplicate", &m.duplicates), ("rejected", &m.rejected)] {
+        let _ = writeln!(out, "causeway_events_ingested_total{{outcome=\"{outcome}\"}} {}", Metrics::get(counter));
+    }
+    let _ = writeln!(out, "# HELP causeway_ingest_bodies_rejected_total Request bodies refused as a whole (malformed, too large, too deep).");
+    let _ = writeln!(out, "# TYPE causeway_ingest_bodies_rejected_total counter");
+    let _ = writeln!(out, "causeway_ingest_bodies_rejected_total {}", Metrics::get(&m.bodies_rejected));
+    let store = state.store.clone();
+    if let Ok(Ok(counts)) = tokio::task::spawn_blocking(move || store.counts()).await {
+        let _ = writeln!(out, "# HELP causeway_store_events Events stored.");
+        let _ = writeln!(out, "# TYPE causeway_store_events gauge");
+        let _ = writeln!(out, "causeway_store_events {}", counts.events);
+        let _ = writeln!(out, "# HELP causeway_store_dlq_records Dead-letter records stored.");
+        let _ = writeln!(out, "# TYPE causeway_store_dlq_records gauge");
+        let _ = writeln!(out, "causeway_store_dlq_records {}", counts.dlq);
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}

@@ -1,0 +1,192 @@
+//! Read endpoints: events, lineage, DLQ records, SQL, health, and the API description.
+
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use causeway_store::{EventRow, Store, StoreError, TreeNode, build_tree};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+
+use crate::{ApiError, AppState};
+
+/// Default and largest number of events one lineage answer carries.
+const DEFAULT_LIMIT: usize = 10_000;
+const MAX_LIMIT: usize = 100_000;
+
+#[derive(Debug, Deserialize)]
+pub struct LimitParam {
+    limit: Option<usize>,
+}
+
+impl LimitParam {
+    fn get(&self) -> Result<usize, ApiError> {
+        match self.limit {
+            None => Ok(DEFAULT_LIMIT),
+            Some(0) => Err(ApiError::bad_request("invalid_parameter", "limit must be at least 1")),
+            Some(n) if n > MAX_LIMIT => {
+                Err(ApiError::bad_request("invalid_parameter", format!("limit must be at most {MAX_LIMIT}")))
+            }
+            Some(n) => Ok(n),
+        }
+    }
+}
+
+/// Runs a blocking store read off the async workers.
+async fn read<T: Send + 'static>(
+    store: &Store,
+    f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let store = store.clone();
+    Ok(tokio::task::spawn_blocking(move || f(&store)).await.map_err(|e| ApiError::internal("a store read", e))??)
+}
+
+fn raw(row: &EventRow) -> Box<RawValue> {
+    RawValue::from_string(row.envelope.clone()).expect("stored envelopes are JSON")
+}
+
+/// Stored envelopes are already canonical JSON: answer them as they are.
+fn json_response(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+pub async fn get_event(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let lookup = id.clone();
+    match read(&state.store, move |s| s.event(&lookup)).await? {
+        Some(row) => Ok(json_response(row.envelope)),
+        None => Err(ApiError::not_found(format!("no event with id '{id}' is stored"))),
+    }
+}
+
+#[derive(Serialize)]
+struct CorrelationBody {
+    correlation_id: String,
+    events: Vec<Box<RawValue>>,
+    tree: Vec<TreeNode>,
+    truncated: bool,
+}
+
+pub async fn get_correlation(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(limit): Query<LimitParam>,
+) -> Result<Json<impl Serialize>, ApiError> {
+    let limit = limit.get()?;
+    let lookup = id.clone();
+    // One more than asked tells whether the answer is complete.
+    let mut rows = read(&state.store, move |s| s.correlation(&lookup, limit + 1)).await?;
+    if rows.is_empty() {
+        return Err(ApiError::not_found(format!("no events with correlation id '{id}' are stored")));
+    }
+    let truncated = rows.len() > limit;
+    rows.truncate(limit);
+    Ok(Json(CorrelationBody {
+        correlation_id: id,
+        events: rows.iter().map(raw).collect(),
+        tree: build_tree(&rows),
+        truncated,
+    }))
+}
+
+#[derive(Serialize)]
+struct DescendantsBody {
+    event_id: String,
+    count: usize,
+    events: Vec<Box<RawValue>>,
+    truncated: bool,
+}
+
+pub async fn get_descendants(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(limit): Query<LimitParam>,
+) -> Result<Json<impl Serialize>, ApiError> {
+    let limit = limit.get()?;
+    let lookup = id.clone();
+    let Some(mut rows) = read(&state.store, move |s| s.descendants(&lookup, limit + 1)).await? else {
+        return Err(ApiError::not_found(format!("no event with id '{id}' is stored")));
+    };
+    let truncated = rows.len() > limit;
+    rows.truncate(limit);
+    Ok(Json(DescendantsBody { event_id: id, count: rows.len(), events: rows.iter().map(raw).collect(), truncated }))
+}
+
+#[derive(Serialize)]
+struct RootBody {
+    event_id: String,
+    root: Box<RawValue>,
+    /// Causation links followed from the event to the root.
+    hops: usize,
+    /// False when the chain stops at an event whose cause is not stored (yet).
+    complete: bool,
+}
+
+pub async fn get_root(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<impl Serialize>, ApiError> {
+    let lookup = id.clone();
+    let Some((root, hops)) = read(&state.store, move |s| s.root(&lookup)).await? else {
+        return Err(ApiError::not_found(format!("no event with id '{id}' is stored")));
+    };
+    Ok(Json(RootBody { event_id: id, complete: root.causation_id.is_none(), root: raw(&root), hops }))
+}
+
+pub async fn list_dlq(State(state): State<AppState>, Query(limit): Query<LimitParam>) -> Result<Json<Value>, ApiError> {
+    let limit = limit.limit.unwrap_or(100).clamp(1, 10_000);
+    let records = read(&state.store, move |s| s.dlq_records(limit)).await?;
+    Ok(Json(json!({ "records": records })))
+}
+
+#[derive(Deserialize)]
+struct SqlRequest {
+    query: String,
+}
+
+/// `{"query": "SELECT …"}`; a body that is not JSON is taken as the query itself, for `curl -d`.
+pub async fn post_sql(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    let query = if is_json {
+        serde_json::from_slice::<SqlRequest>(&body)
+            .map_err(|e| {
+                ApiError::bad_request("invalid_request", format!("expected {{\"query\": \"SELECT …\"}}: {e}"))
+            })?
+            .query
+    } else {
+        String::from_utf8(body.to_vec())
+            .map_err(|_| ApiError::bad_request("invalid_request", "the query is not UTF-8 text"))?
+    };
+    let limits = state.sql;
+    let started = Instant::now();
+    let result = read(&state.store, move |s| s.sql(&query, limits)).await?;
+    let mut value = serde_json::to_value(result).map_err(|e| ApiError::internal("encoding the answer", e))?;
+    value["elapsed_ms"] = json!(started.elapsed().as_secs_f64() * 1000.0);
+    Ok(Json(value))
+}
+
+pub async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Ready when the store answers a read and accepts writes.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let store = state.store.clone();
+    let check = tokio::task::spawn_blocking(move || store.check_writable().and_then(|_| store.counts())).await;
+    match check {
+        Ok(Ok(counts)) => Json(json!({"status": "ready", "events": counts.events})).into_response(),
+        Ok(Err(e)) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", e.to_string()).into_response(),
+        Err(e) => ApiError::internal("the readiness check", e).into_response(),
+    }
+}
+
+pub async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/yaml")], include_str!("../../../docs/openapi.yaml")).into_response()
+}
+
+pub async fn index() -> Html<&'static str> {
+    Html(include_str!("index.html"))
+}
