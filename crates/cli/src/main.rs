@@ -1,1 +1,82 @@
-fn main() {}
+//! The `causeway` binary: flag parsing and dispatch. Logic lives in the library crates.
+
+mod client;
+mod demo;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// causeway — the event-storming model, executed against the running event-driven estate.
+#[derive(Debug, Parser)]
+#[command(name = "causeway", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server: ingest, store and answer questions about events.
+    Serve(serve::ServeArgs),
+    /// Start a server on a fresh store and drive simulated order-fulfilment traffic through it.
+    Demo(demo::DemoArgs),
+    /// Send an NDJSON file of events to a running server (`-` reads standard input).
+    Ingest {
+        /// NDJSON file, one event per line in any accepted shape.
+        file: PathBuf,
+        /// Events per request.
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show the causation chain of a correlation id as a tree.
+    Chain {
+        /// The correlation id.
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Run a read-only SQL query over the store (views: event_lineage, dlq_events).
+    Sql {
+        /// One SELECT statement.
+        query: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// Options of the verbs that talk to a running server.
+#[derive(Debug, Clone, Args)]
+struct ClientArgs {
+    /// Address of the causeway server.
+    #[arg(long, env = "CAUSEWAY_SERVER", default_value = "http://127.0.0.1:4600")]
+    server: String,
+    /// Print JSON instead of a human table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Demo(args) => demo::run(args),
+        Command::Ingest { file, batch, client } => client::ingest(&client, &file, batch),
+        Command::Chain { id, client } => client::chain(&client, &id),
+        Command::Sql { query, client } => client::sql(&client, &query),
+    }
+}

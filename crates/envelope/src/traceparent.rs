@@ -2,7 +2,7 @@
 
 /// Checks a `traceparent` value; the error is a sentence saying what is wrong with it.
 pub fn validate_traceparent(value: &str) -> Result<(), String> {
-    let expected = "expected 00-<32 lower-case hex trace id>-<16 lower-case hex parent id>-<2 hex flags>";
+    let expected = "expected W3C trace context 00-<32 lower-case hex trace id>-<16 lower-case hex parent id>-<2 hex flags>";
     let parts: Vec<&str> = value.split('-').collect();
     if parts.len() < 4 {
         return Err(format!("traceparent '{value}' is not W3C trace context: {expected}"));

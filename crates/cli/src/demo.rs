@@ -1,0 +1,212 @@
+//! `causeway demo`: a server on a fresh embedded store, driven by the order-fulfilment simulator.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use causeway_sim::{Fault, SimConfig, SimStats, Simulator};
+use chrono::Utc;
+use clap::Args;
+use serde_json::Value;
+
+use crate::serve::{self, DEFAULT_LISTEN, ServerConfig};
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, default_value = DEFAULT_LISTEN)]
+    listen: String,
+    /// Data directory [default: a fresh temporary directory, removed on exit].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Simulated events per second.
+    #[arg(long, default_value_t = 200)]
+    rate: u32,
+    /// How long to run, e.g. 30s, 5m [default: until Ctrl-C].
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// Seed of the simulator: the same seed gives the same traffic.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Share of orders that suffer each kind of fault (0–1).
+    #[arg(long, default_value_t = 0.05)]
+    fault_rate: f64,
+}
+
+/// Parses `500ms`, `30s`, `5m`, `2h`, `3d`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().map_err(|_| format!("'{text}' is not a duration: use e.g. 500ms, 30s, 5m, 2h, 3d"))?;
+    let ms = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(format!("'{text}' has no known unit: use ms, s, m, h or d")),
+    };
+    Ok(Duration::from_millis(n * ms))
+}
+
+pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    serve::init_logging();
+    if args.rate == 0 {
+        bail!("--rate must be at least 1 event per second");
+    }
+    if !(0.0..=1.0).contains(&args.fault_rate) {
+        bail!("--fault-rate must be between 0 and 1");
+    }
+    let temp = match &args.data {
+        Some(_) => None,
+        None => Some(tempfile::Builder::new().prefix("causeway-demo-").tempdir()?),
+    };
+    let data = args.data.clone().unwrap_or_else(|| temp.as_ref().expect("temp dir").path().to_path_buf());
+    let mut config = ServerConfig::resolve(&serve::ServeArgs {
+        config: None,
+        data: Some(data.clone()),
+        listen: Some(args.listen.clone()),
+        limits: Default::default(),
+    })?;
+    config.data = data;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let running = runtime.block_on(serve::start(&config))?;
+    let base = format!("http://{}", running.addr);
+    println!("causeway demo: order fulfilment (order, payment, inventory, fulfilment, notification services)");
+    println!("  web:  {base}/");
+    println!("  data: {}{}", config.data.display(), if temp.is_some() { " (temporary)" } else { "" });
+    println!(
+        "  rate: {} events/s, seed {}, fault rate {}, {}",
+        args.rate,
+        args.seed,
+        args.fault_rate,
+        match args.duration {
+            Some(d) => format!("for {}s", d.as_secs_f64()),
+            None => "until Ctrl-C".into(),
+        }
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let driver = {
+        let (stop, base, args) = (stop.clone(), base.clone(), args.clone());
+        std::thread::spawn(move || drive(&base, &args, &stop))
+    };
+    runtime.block_on(async {
+        match args.duration {
+            Some(d) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(d) => {}
+                    _ = serve::shutdown_signal() => {}
+                }
+            }
+            None => serve::shutdown_signal().await,
+        }
+    });
+    stop.store(true, Ordering::Relaxed);
+    let outcome = driver.join().map_err(|_| anyhow::anyhow!("the simulator thread panicked"))?;
+    let summary = outcome?;
+    print_final(&summary);
+    runtime.block_on(running.stop())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What the driver saw.
+struct Summary {
+    stats: SimStats,
+    totals: [u64; 3],
+    /// A correlation id whose shipment the notification consumer could not handle.
+    broken_correlation: Option<String>,
+    any_correlation: Option<String>,
+}
+
+fn drive(base: &str, args: &DemoArgs, stop: &AtomicBool) -> anyhow::Result<Summary> {
+    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build()?;
+    let mut sim = Simulator::new(SimConfig { seed: args.seed, fault_rate: args.fault_rate, concurrency: 50 });
+    let started = Instant::now();
+    let mut summary = Summary { stats: SimStats::default(), totals: [0; 3], broken_correlation: None, any_correlation: None };
+    let mut sent = 0u64;
+    let mut last_report = Instant::now();
+    let mut hinted = false;
+    while !stop.load(Ordering::Relaxed) {
+        let due = (started.elapsed().as_secs_f64() * args.rate as f64) as u64;
+        let n = due.saturating_sub(sent).min(5_000) as usize;
+        if n == 0 {
+            // Pacing, not synchronisation: wait for the next slice of the rate.
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
+        let deliveries = sim.next_batch(n, Utc::now());
+        for d in &deliveries {
+            let corr = d.event.get("correlationid").and_then(Value::as_str);
+            if d.fault == Some(Fault::ConsumerFailure) && summary.broken_correlation.is_none() {
+                summary.broken_correlation = corr.map(str::to_owned);
+            }
+            if summary.any_correlation.is_none() {
+                summary.any_correlation = corr.map(str::to_owned);
+            }
+        }
+        // The estate's producers write different shapes; a plain JSON array carries them all.
+        let body = Value::Array(deliveries.into_iter().map(|d| d.event).collect()).to_string();
+        let response = client
+            .post(format!("{base}/v1/events"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .context("the demo server stopped answering")?;
+        let answer: Value = response.json().context("the demo server's answer is not JSON")?;
+        for (i, key) in ["accepted", "duplicates", "rejected"].iter().enumerate() {
+            summary.totals[i] += answer[key].as_u64().unwrap_or(0);
+        }
+        sent += n as u64;
+        if last_report.elapsed() >= Duration::from_secs(5) {
+            last_report = Instant::now();
+            let s = sim.stats();
+            println!(
+                "[{:>4}s] {} events: {} accepted, {} duplicates, {} rejected | orders {} started, {} finished",
+                started.elapsed().as_secs(),
+                sent,
+                summary.totals[0],
+                summary.totals[1],
+                summary.totals[2],
+                s.orders_started,
+                s.orders_finished
+            );
+            if !hinted {
+                if let Some(c) = summary.broken_correlation.as_ref().or(summary.any_correlation.as_ref()) {
+                    print_hints(base, c);
+                    hinted = true;
+                }
+            }
+        }
+    }
+    summary.stats = sim.stats().clone();
+    Ok(summary)
+}
+
+fn print_final(summary: &Summary) {
+    let s = &summary.stats;
+    println!();
+    println!("summary: {} events delivered ({} orders started, {} finished)", s.deliveries, s.orders_started, s.orders_finished);
+    println!(
+        "  stored {} accepted, {} duplicates, {} rejected (kept in dlq_events)",
+        summary.totals[0], summary.totals[1], summary.totals[2]
+    );
+    println!("  faults injected:");
+    for (fault, n) in Fault::ALL.iter().zip(s.faults) {
+        println!("    {:<34} {n}", fault.name());
+    }
+}
+
+/// Commands to explore the running demo, on an order whose notification never happened.
+fn print_hints(base: &str, correlation: &str) {
+    let server = format!("--server {base}");
+    println!("  explore it from another terminal:");
+    println!("    causeway chain {correlation} {server}");
+    println!(
+        "    causeway sql \"SELECT event_id, event_type, source_service, timestamp, causation_id FROM event_lineage WHERE correlation_id = '{correlation}' ORDER BY timestamp\" {server}"
+    );
+    println!("    causeway sql \"SELECT error_type, count(*) FROM dlq_events GROUP BY error_type\" {server}");
+}

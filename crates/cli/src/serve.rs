@@ -1,0 +1,178 @@
+//! `causeway serve`: configuration (file, environment, flags) and the server's lifecycle.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use causeway_envelope::{Limits, ParseOptions};
+use causeway_server::AppState;
+use causeway_store::{SqlLimits, Store};
+use clap::Args;
+use serde::Deserialize;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:4600";
+pub const DEFAULT_DATA: &str = "./causeway-data";
+
+/// Flags of `serve`. Precedence: flag, then its `CAUSEWAY_*` variable, then the config file, then
+/// the default.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "CAUSEWAY_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory of the embedded store [default: ./causeway-data].
+    #[arg(long, env = "CAUSEWAY_DATA")]
+    pub data: Option<PathBuf>,
+    /// Address to listen on; port 0 picks a free port [default: 127.0.0.1:4600].
+    #[arg(long, env = "CAUSEWAY_LISTEN")]
+    pub listen: Option<String>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// The documented limits, each with its flag.
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitArgs {
+    /// Largest request body in bytes [default: 16777216].
+    #[arg(long, env = "CAUSEWAY_MAX_REQUEST_BYTES")]
+    pub max_request_bytes: Option<usize>,
+    /// Largest single event in bytes [default: 1048576].
+    #[arg(long, env = "CAUSEWAY_MAX_EVENT_BYTES")]
+    pub max_event_bytes: Option<usize>,
+    /// Deepest JSON nesting of a request [default: 64].
+    #[arg(long, env = "CAUSEWAY_MAX_JSON_DEPTH")]
+    pub max_json_depth: Option<usize>,
+    /// Most events in one request [default: 10000].
+    #[arg(long, env = "CAUSEWAY_MAX_BATCH_EVENTS")]
+    pub max_batch_events: Option<usize>,
+    /// Time limit of one SQL query in milliseconds [default: 5000].
+    #[arg(long, env = "CAUSEWAY_SQL_TIMEOUT_MS")]
+    pub sql_timeout_ms: Option<u64>,
+    /// Most rows one SQL answer carries [default: 10000].
+    #[arg(long, env = "CAUSEWAY_SQL_MAX_ROWS")]
+    pub sql_max_rows: Option<usize>,
+}
+
+/// The config file (PRODUCT §10). Keys that later components read are accepted and documented.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    listen: Option<String>,
+    data: Option<PathBuf>,
+    #[serde(default)]
+    limits: LimitArgs,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub data: PathBuf,
+    pub parse: ParseOptions,
+    pub sql: SqlLimits,
+}
+
+impl ServerConfig {
+    pub fn resolve(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
+        let file = match &args.config {
+            Some(path) => read_config(path)?,
+            None => ConfigFile::default(),
+        };
+        let pick = |flag: Option<usize>, file: Option<usize>| flag.or(file);
+        let (a, f) = (&args.limits, &file.limits);
+        let defaults = Limits::default();
+        let sql_defaults = SqlLimits::default();
+        let limits = Limits {
+            max_request_bytes: pick(a.max_request_bytes, f.max_request_bytes).unwrap_or(defaults.max_request_bytes),
+            max_event_bytes: pick(a.max_event_bytes, f.max_event_bytes).unwrap_or(defaults.max_event_bytes),
+            max_json_depth: pick(a.max_json_depth, f.max_json_depth).unwrap_or(defaults.max_json_depth),
+            max_batch_events: pick(a.max_batch_events, f.max_batch_events).unwrap_or(defaults.max_batch_events),
+        };
+        let sql = SqlLimits {
+            timeout: a.sql_timeout_ms.or(f.sql_timeout_ms).map(Duration::from_millis).unwrap_or(sql_defaults.timeout),
+            max_rows: pick(a.sql_max_rows, f.sql_max_rows).unwrap_or(sql_defaults.max_rows),
+        };
+        Ok(ServerConfig {
+            listen: args.listen.clone().or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.into()),
+            data: args.data.clone().or(file.data).unwrap_or_else(|| DEFAULT_DATA.into()),
+            parse: ParseOptions { limits, correlation_required: true },
+            sql,
+        })
+    }
+}
+
+fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    init_logging();
+    let config = ServerConfig::resolve(&args)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let running = start(&config).await?;
+        println!("causeway listening on http://{}", running.addr);
+        println!("data directory: {}", config.data.display());
+        running.wait_for_shutdown_signal().await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CAUSEWAY_LOG").unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// A server running in this process.
+pub struct Running {
+    pub addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Opens the store, binds the address and starts serving.
+pub async fn start(config: &ServerConfig) -> anyhow::Result<Running> {
+    let store = Store::open(&config.data).with_context(|| format!("cannot open the store in {}", config.data.display()))?;
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let state = AppState::new(store, config.parse, config.sql);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(causeway_server::serve(listener, state, async {
+        let _ = stopped.await;
+    }));
+    Ok(Running { addr, stop, task })
+}
+
+impl Running {
+    /// Serves until SIGINT or SIGTERM, then drains in-flight requests.
+    pub async fn wait_for_shutdown_signal(self) -> anyhow::Result<()> {
+        shutdown_signal().await;
+        self.stop().await
+    }
+
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.task.await??;
+        Ok(())
+    }
+}
+
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,259 @@
+//! The HTTP API through the router (no socket), on a real store in a temp dir.
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use causeway_envelope::{Limits, ParseOptions};
+use causeway_server::{AppState, app};
+use causeway_store::{SqlLimits, Store};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+struct Api {
+    router: Router,
+    _dir: tempfile::TempDir,
+}
+
+impl Api {
+    fn new() -> Api {
+        Self::with_limits(Limits::default())
+    }
+
+    fn with_limits(limits: Limits) -> Api {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let state = AppState::new(store, ParseOptions { limits, correlation_required: true }, SqlLimits::default());
+        Api { router: app(state), _dir: dir }
+    }
+
+    async fn send(&self, request: Request<Body>) -> (StatusCode, Value) {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        (status, body)
+    }
+
+    async fn post(&self, content_type: &str, body: impl Into<Body>) -> (StatusCode, Value) {
+        self.send(Request::post("/v1/events").header("content-type", content_type).body(body.into()).unwrap()).await
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.send(Request::get(path).body(Body::empty()).unwrap()).await
+    }
+
+    async fn sql(&self, query: &str) -> Value {
+        let (status, body) = self
+            .send(Request::post("/v1/sql").header("content-type", "application/json").body(json!({"query": query}).to_string().into()).unwrap())
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    /// The DLQ records of the refused inputs, oldest first.
+    async fn dlq(&self) -> Vec<Value> {
+        self.sql("SELECT error_type, error_message, original_event, correlation_id FROM dlq_events ORDER BY id").await["rows"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+}
+
+fn ce(id: &str, corr: &str, cause: Option<&str>, second: u32) -> Value {
+    let mut e = json!({"specversion": "1.0", "id": id, "source": "order-service", "type": "OrderCreated",
+                       "time": format!("2026-11-23T10:00:{second:02}Z"), "correlationid": corr,
+                       "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                       "data": {"orderId": "ord-1"}});
+    if let Some(c) = cause {
+        e["causationid"] = json!(c);
+    }
+    e
+}
+
+#[tokio::test]
+async fn accepted_events_are_readable_in_canonical_form() {
+    let api = Api::new();
+    let (status, body) = api.post("application/cloudevents+json", ce("e1", "c1", None, 1).to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"accepted": 1, "duplicates": 0, "rejected": 0, "results": [{"id": "e1", "status": "accepted"}]}));
+    let (status, event) = api.get("/v1/events/e1").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(event["time"], "2026-11-23T10:00:01.000000Z");
+    assert_eq!(event["correlationid"], "c1");
+    let (status, body) = api.get("/v1/events/nope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body["error"]["message"].as_str().unwrap().contains("nope"));
+}
+
+#[tokio::test]
+async fn redelivery_is_answered_duplicate_and_stored_once() {
+    let api = Api::new();
+    let batch = json!([ce("e1", "c1", None, 1), ce("e1", "c1", None, 1)]).to_string();
+    let (_, body) = api.post("application/cloudevents-batch+json", batch).await;
+    assert_eq!((body["accepted"].as_u64(), body["duplicates"].as_u64()), (Some(1), Some(1)));
+    let (_, body) = api.post("application/cloudevents+json", ce("e1", "c1", None, 1).to_string()).await;
+    assert_eq!(body["results"][0]["status"], "duplicate");
+    let count = api.sql("SELECT count(*) FROM event_lineage WHERE event_id = 'e1'").await;
+    assert_eq!(count["rows"], json!([[1]]));
+}
+
+#[tokio::test]
+async fn orphan_appears_in_its_correlation_and_attaches_when_the_parent_arrives() {
+    let api = Api::new();
+    api.post("application/cloudevents+json", ce("child", "c1", Some("parent"), 2).to_string()).await;
+    let (status, body) = api.get("/v1/correlations/c1").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["tree"][0]["event_id"], "child");
+    assert_eq!(body["tree"][0]["orphan"], true);
+    let (_, root) = api.get("/v1/events/child/root").await;
+    assert_eq!((root["hops"].as_u64(), &root["complete"]), (Some(0), &json!(false)));
+
+    api.post("application/cloudevents+json", ce("parent", "c1", None, 1).to_string()).await;
+    let (_, body) = api.get("/v1/correlations/c1").await;
+    assert_eq!(body["tree"].as_array().unwrap().len(), 1);
+    assert_eq!(body["tree"][0]["event_id"], "parent");
+    assert_eq!(body["tree"][0]["children"][0]["event_id"], "child");
+    assert!(body["tree"][0]["children"][0].get("orphan").is_none());
+    let (_, root) = api.get("/v1/events/child/root").await;
+    assert_eq!((root["root"]["id"].as_str(), root["hops"].as_u64(), &root["complete"]), (Some("parent"), Some(1), &json!(true)));
+    let (_, d) = api.get("/v1/events/parent/descendants").await;
+    assert_eq!(d["count"], 1);
+}
+
+/// Each client mistake: its status, its code, a sentence naming the problem, and the input kept.
+#[tokio::test]
+async fn every_bad_input_gets_a_4xx_with_a_reason_and_is_kept() {
+    let api = Api::with_limits(Limits { max_request_bytes: 4096, max_event_bytes: 1024, max_json_depth: 8, max_batch_events: 3 });
+    let mut missing = ce("m1", "c1", None, 1);
+    missing.as_object_mut().unwrap().remove("type");
+    let mut bad_tp = ce("t1", "c1", None, 1);
+    bad_tp["traceparent"] = json!("00-abc-def-01");
+    let mut bad_time = ce("b1", "c1", None, 1);
+    bad_time["time"] = json!("23/11/2026 10:00");
+    let mut no_corr = ce("n1", "c1", None, 1);
+    no_corr.as_object_mut().unwrap().remove("correlationid");
+    let deep = format!("{{\"specversion\":\"1.0\",\"data\":{}1{}}}", "[".repeat(10), "]".repeat(10));
+    let cases: Vec<(&str, String, StatusCode, &str, &str)> = vec![
+        ("application/json", "{\"specversion\": \"1.0\", ".into(), StatusCode::BAD_REQUEST, "malformed_json", "not valid JSON"),
+        ("application/json", "x".repeat(5000), StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "4096-byte limit"),
+        ("application/json", deep, StatusCode::BAD_REQUEST, "too_deeply_nested", "deeper than 8 levels"),
+        ("application/cloudevents+json", missing.to_string(), StatusCode::BAD_REQUEST, "missing_attribute", "'type'"),
+        ("application/cloudevents+json", bad_tp.to_string(), StatusCode::BAD_REQUEST, "invalid_traceparent", "W3C"),
+        ("application/cloudevents+json", bad_time.to_string(), StatusCode::BAD_REQUEST, "invalid_time", "RFC 3339"),
+        ("application/cloudevents+json", no_corr.to_string(), StatusCode::BAD_REQUEST, "missing_correlation", "correlation id"),
+        ("application/json", json!([ce("a", "c", None, 1), ce("b", "c", None, 1), ce("c", "c", None, 1), ce("d", "c", None, 1)]).to_string(),
+            StatusCode::PAYLOAD_TOO_LARGE, "batch_too_large", "3-event limit"),
+        ("text/csv", "a,b".into(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "text/csv"),
+        ("application/json", "   ".into(), StatusCode::BAD_REQUEST, "empty_body", "empty"),
+    ];
+    for (i, (content_type, body, status, code, needle)) in cases.iter().enumerate() {
+        let (got, answer) = api.post(content_type, body.clone()).await;
+        assert_eq!(got, *status, "{code}: {answer}");
+        assert_eq!(answer["error"]["code"], *code, "{answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.contains(needle), "{code}: {message}");
+        let dlq = api.dlq().await;
+        assert_eq!(dlq.len(), i + 1, "{code}: every refused input is kept");
+        assert_eq!(dlq[i][0], *code);
+        let kept = dlq[i][2].as_str().unwrap();
+        if *code == "payload_too_large" {
+            assert_eq!(kept.len(), 4096, "the first max_request_bytes are kept");
+        } else {
+            assert_eq!(kept, body, "{code}: raw input kept as sent");
+        }
+    }
+    // Identity read from the refused input makes it findable.
+    let dlq = api.dlq().await;
+    assert_eq!(dlq[4][3], "c1", "correlation id of the bad-traceparent event");
+}
+
+#[tokio::test]
+async fn a_mixed_batch_stores_the_good_and_reports_the_bad() {
+    let api = Api::new();
+    let ndjson = format!("{}\n{{oops\n{}\n", ce("g1", "c", None, 1), ce("g2", "c", Some("g1"), 2));
+    let (status, body) = api.post("application/x-ndjson", ndjson).await;
+    assert_eq!(status, StatusCode::MULTI_STATUS, "{body}");
+    assert_eq!((body["accepted"].as_u64(), body["rejected"].as_u64()), (Some(2), Some(1)));
+    assert_eq!(body["results"][1]["status"], "rejected");
+    assert_eq!(body["results"][1]["error_type"], "malformed_json");
+    assert!(body["results"][1]["dlq_id"].as_i64().unwrap() > 0);
+    assert_eq!(api.dlq().await[0][2], "{oops");
+    let (_, chain) = api.get("/v1/correlations/c").await;
+    assert_eq!(chain["tree"][0]["children"][0]["event_id"], "g2");
+}
+
+#[tokio::test]
+async fn metadata_payload_and_binary_mode_are_stored_canonically() {
+    let api = Api::new();
+    let mp = json!({"metadata": {"eventId": "m1", "eventType": "PaymentProcessed", "correlationId": "c9",
+                                 "causationId": "e1", "timestamp": "2026-11-23T10:00:00Z", "source": "payment-service"},
+                    "payload": {"orderId": "ord-1"}, "entityId": "pay-1"});
+    let (status, _) = api.post("application/json", mp.to_string()).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, e) = api.get("/v1/events/m1").await;
+    assert_eq!((e["type"].as_str(), e["subject"].as_str(), e["causationid"].as_str()), (Some("PaymentProcessed"), Some("pay-1"), Some("e1")));
+    let request = Request::post("/v1/events")
+        .header("content-type", "application/json")
+        .header("ce-specversion", "1.0")
+        .header("ce-id", "b1")
+        .header("ce-source", "payment-service")
+        .header("ce-type", "PaymentProcessed")
+        .header("ce-time", "2026-11-23T10:00:00Z")
+        .header("ce-correlationid", "c9")
+        .body(Body::from("{\"orderId\":\"ord-1\"}"))
+        .unwrap();
+    let (status, body) = api.send(request).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, e) = api.get("/v1/events/b1").await;
+    assert_eq!(e["data"]["orderId"], "ord-1");
+}
+
+#[tokio::test]
+async fn sql_endpoint_refuses_writes_and_times_out() {
+    let api = Api::new();
+    for query in ["DELETE FROM events", "ATTACH DATABASE 'x' AS y", "PRAGMA writable_schema = 1"] {
+        let (status, body) = api
+            .send(Request::post("/v1/sql").header("content-type", "application/json").body(json!({"query": query}).to_string().into()).unwrap())
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+        assert_eq!(body["error"]["code"], "read_only", "{query}: {body}");
+    }
+    // A plain-text body is the query itself.
+    let (status, body) = api.send(Request::post("/v1/sql").body("SELECT 1 + 1 AS two".into()).unwrap()).await;
+    assert_eq!((status, &body["rows"]), (StatusCode::OK, &json!([[2]])));
+    let (status, body) = api.send(Request::post("/v1/sql").header("content-type", "application/json").body("{\"q\": 1}".into()).unwrap()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"]["message"].as_str().unwrap().contains("{\"query\""), "{body}");
+}
+
+#[tokio::test]
+async fn unknown_routes_and_health() {
+    let api = Api::new();
+    let (status, body) = api.get("/v2/nothing").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body["error"]["message"].as_str().unwrap().contains("/v2/nothing"));
+    assert_eq!(api.get("/healthz").await.0, StatusCode::OK);
+    let (status, body) = api.get("/readyz").await;
+    assert_eq!((status, &body["status"]), (StatusCode::OK, &json!("ready")));
+    let (_, limit) = api.get("/v1/correlations/x?limit=0").await;
+    assert!(limit["error"]["message"].as_str().unwrap().contains("limit"));
+}
+
+#[tokio::test]
+async fn metrics_count_outcomes() {
+    let api = Api::new();
+    api.post("application/json", json!([ce("a", "c", None, 1), ce("a", "c", None, 1)]).to_string()).await;
+    api.post("application/json", "{".to_string()).await;
+    let response = api.router.clone().oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
+    let text = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    for line in [
+        "causeway_events_ingested_total{outcome=\"accepted\"} 1",
+        "causeway_events_ingested_total{outcome=\"duplicate\"} 1",
+        "causeway_ingest_bodies_rejected_total 1",
+        "causeway_store_events 1",
+        "causeway_store_dlq_records 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+    }
+}
