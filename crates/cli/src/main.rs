@@ -2,6 +2,7 @@
 
 mod client;
 mod demo;
+mod model;
 mod serve;
 
 use std::path::PathBuf;
@@ -23,6 +24,11 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Start a server on a fresh store and drive simulated order-fulfilment traffic through it.
     Demo(demo::DemoArgs),
+    /// Check the event-storming model file.
+    Model {
+        #[command(subcommand)]
+        command: model::ModelCommand,
+    },
     /// Send an NDJSON file of events to a running server (`-` reads standard input).
     Ingest {
         /// NDJSON file, one event per line in any accepted shape.
@@ -75,6 +81,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Model { command } => model::run(command),
         Command::Ingest { file, batch, client } => client::ingest(&client, &file, batch),
         Command::Chain { id, client } => client::chain(&client, &id),
         Command::Sql { query, client } => client::sql(&client, &query),

@@ -270,3 +270,26 @@ fn help_lists_every_verb() {
         assert!(help.lines().any(|l| l.trim_start().starts_with(verb)), "{verb} missing from:\n{help}");
     }
 }
+
+#[test]
+fn model_check_reports_positions_and_exit_codes() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let example = root.join("examples/order-fulfillment/model.yaml");
+    let ok = causeway(&["model", "check", example.to_str().unwrap()]);
+    assert!(ok.status.success(), "{}", text(&ok));
+    assert!(text(&ok).contains("model 'order-fulfillment': 5 contexts, 7 events, 4 policies, 1 journeys; 0 warnings"), "{}", text(&ok));
+    let broken = root.join("crates/model/tests/broken/03-unknown-references.yaml");
+    let out = causeway(&["model", "check", broken.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let printed = text(&out);
+    assert!(printed.contains("03-unknown-references.yaml:8:19: error: 'when' of policy 'ship-it' names unknown event 'OrderCreatd'"), "{printed}");
+    assert!(printed.contains("4 errors, 0 warnings"), "{printed}");
+    let warnings = root.join("crates/model/tests/broken/13-warnings.yaml");
+    assert_eq!(causeway(&["model", "check", warnings.to_str().unwrap()]).status.code(), Some(0), "warnings alone pass");
+    let strict = causeway(&["model", "check", "--strict", warnings.to_str().unwrap()]);
+    assert_eq!(strict.status.code(), Some(1), "--strict fails on warnings");
+    let json_out = causeway(&["model", "check", "--json", broken.to_str().unwrap()]);
+    let body: Value = serde_json::from_slice(&json_out.stdout).unwrap();
+    assert_eq!(body["errors"], 4);
+    assert_eq!((body["diagnostics"][0]["line"].as_u64(), body["diagnostics"][0]["column"].as_u64()), (Some(5), Some(27)));
+}

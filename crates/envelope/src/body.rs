@@ -252,10 +252,17 @@ fn parse_binary(
     };
     let raw = serde_json::to_string(&serde_json::json!({"headers": raw_headers, "body": raw_body, "body_is_base64": text.is_none()}))
         .expect("JSON values serialise");
+    // A bad body is this one event's problem: the rejection keeps the headers that identify it.
+    let reject = |kind: ErrorKind, message: String| Ok(Item { raw: raw.clone(), result: Err(EventError::new(kind, message)) });
     if !body.is_empty() {
         let (key, value) = if is_json {
-            check_depth(body, options.limits.max_json_depth)?;
-            ("data", serde_json::from_slice::<Value>(body).map_err(malformed)?)
+            if let Err(e) = check_depth(body, options.limits.max_json_depth) {
+                return reject(ErrorKind::TooDeeplyNested, e.to_string());
+            }
+            match serde_json::from_slice::<Value>(body) {
+                Ok(v) => ("data", v),
+                Err(e) => return reject(ErrorKind::MalformedJson, format!("the event data is not valid JSON: {e}")),
+            }
         } else if let (true, Some(t)) = (is_text, text) {
             ("data", Value::String(t.to_string()))
         } else {

@@ -52,11 +52,20 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(query::readyz))
         .route("/metrics", get(metrics::exposition))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 
 async fn not_found(method: Method, uri: Uri) -> ApiError {
     ApiError::not_found(format!("no route for {method} {}: the API is listed at /openapi.yaml", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} does not take {method}: the API is listed at /openapi.yaml", uri.path()),
+    )
 }
 
 /// Serves until `shutdown` resolves, then finishes in-flight requests.

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use causeway_store::{EventRow, Store, StoreError, TreeNode, build_tree};
@@ -18,21 +18,14 @@ use crate::{ApiError, AppState};
 const DEFAULT_LIMIT: usize = 10_000;
 const MAX_LIMIT: usize = 100_000;
 
-#[derive(Debug, Deserialize)]
-pub struct LimitParam {
-    limit: Option<usize>,
-}
-
-impl LimitParam {
-    fn get(&self) -> Result<usize, ApiError> {
-        match self.limit {
-            None => Ok(DEFAULT_LIMIT),
-            Some(0) => Err(ApiError::bad_request("invalid_parameter", "limit must be at least 1")),
-            Some(n) if n > MAX_LIMIT => {
-                Err(ApiError::bad_request("invalid_parameter", format!("limit must be at most {MAX_LIMIT}")))
-            }
-            Some(n) => Ok(n),
-        }
+/// The `limit` query parameter, parsed here so a bad value is a JSON error like any other.
+fn limit(query: &Option<String>, default: usize, max: usize) -> Result<usize, ApiError> {
+    let Some(text) = query.as_deref().into_iter().flat_map(|q| q.split('&')).find_map(|p| p.strip_prefix("limit=")) else {
+        return Ok(default);
+    };
+    match text.parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(ApiError::bad_request("invalid_parameter", format!("limit must be a whole number from 1 to {max}, not '{text}'"))),
     }
 }
 
@@ -73,9 +66,9 @@ struct CorrelationBody {
 pub async fn get_correlation(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(limit): Query<LimitParam>,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<impl Serialize>, ApiError> {
-    let limit = limit.get()?;
+    let limit = limit(&query, DEFAULT_LIMIT, MAX_LIMIT)?;
     let lookup = id.clone();
     // One more than asked tells whether the answer is complete.
     let mut rows = read(&state.store, move |s| s.correlation(&lookup, limit + 1)).await?;
@@ -103,9 +96,9 @@ struct DescendantsBody {
 pub async fn get_descendants(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(limit): Query<LimitParam>,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<impl Serialize>, ApiError> {
-    let limit = limit.get()?;
+    let limit = limit(&query, DEFAULT_LIMIT, MAX_LIMIT)?;
     let lookup = id.clone();
     let Some(mut rows) = read(&state.store, move |s| s.descendants(&lookup, limit + 1)).await? else {
         return Err(ApiError::not_found(format!("no event with id '{id}' is stored")));
@@ -133,8 +126,8 @@ pub async fn get_root(State(state): State<AppState>, Path(id): Path<String>) -> 
     Ok(Json(RootBody { event_id: id, complete: root.causation_id.is_none(), root: raw(&root), hops }))
 }
 
-pub async fn list_dlq(State(state): State<AppState>, Query(limit): Query<LimitParam>) -> Result<Json<Value>, ApiError> {
-    let limit = limit.limit.unwrap_or(100).clamp(1, 10_000);
+pub async fn list_dlq(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Json<Value>, ApiError> {
+    let limit = limit(&query, 100, 10_000)?;
     let records = read(&state.store, move |s| s.dlq_records(limit)).await?;
     Ok(Json(json!({ "records": records })))
 }

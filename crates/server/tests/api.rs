@@ -257,3 +257,51 @@ async fn metrics_count_outcomes() {
         assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
     }
 }
+
+/// Regression: a binary-mode event with malformed JSON data kept only its body in the DLQ, losing
+/// the ce-* attributes that identify it.
+#[tokio::test]
+async fn binary_mode_with_malformed_data_keeps_its_attributes_in_the_dlq() {
+    let api = Api::new();
+    let request = Request::post("/v1/events")
+        .header("content-type", "application/json")
+        .header("ce-specversion", "1.0")
+        .header("ce-id", "bin-1")
+        .header("ce-source", "payment-service")
+        .header("ce-type", "PaymentProcessed")
+        .header("ce-time", "2026-11-23T10:00:00Z")
+        .header("ce-correlationid", "corr-bin")
+        .body(Body::from("{bad"))
+        .unwrap();
+    let (status, body) = api.send(request).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "malformed_json");
+    let rows = api.sql("SELECT correlation_id, original_event FROM dlq_events").await["rows"].clone();
+    assert_eq!(rows[0][0], "corr-bin");
+    let kept: Value = serde_json::from_str(rows[0][1].as_str().unwrap()).unwrap();
+    assert_eq!((kept["headers"]["ce-id"].as_str(), kept["body"].as_str()), (Some("bin-1"), Some("{bad")));
+}
+
+/// Regression: a wrong method was a bare 405 and a non-numeric limit a text/plain 400.
+#[tokio::test]
+async fn wrong_method_and_bad_parameters_are_json_errors() {
+    let api = Api::new();
+    let (status, body) = api.get("/v1/events").await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
+    for path in ["/v1/dlq?limit=ten", "/v1/correlations/c?limit=-1", "/v1/events/e/descendants?limit=x"] {
+        let (status, body) = api.get(path).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(body["error"]["code"], "invalid_parameter", "{path}: {body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains("limit"), "{body}");
+    }
+}
+
+/// Regression: an event naming itself as its cause reported one hop to itself.
+#[tokio::test]
+async fn self_caused_event_is_its_own_incomplete_root() {
+    let api = Api::new();
+    api.post("application/cloudevents+json", ce("selfie", "c", Some("selfie"), 1).to_string()).await;
+    let (_, root) = api.get("/v1/events/selfie/root").await;
+    assert_eq!((root["root"]["id"].as_str(), root["hops"].as_u64(), &root["complete"]), (Some("selfie"), Some(0), &json!(false)));
+}

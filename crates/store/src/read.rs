@@ -112,7 +112,7 @@ impl Store {
     pub fn root(&self, event_id: &str) -> Result<Option<(EventRow, usize)>, StoreError> {
         self.with_reader(|c| {
             let Some(mut current) = event_by_id(c, event_id)? else { return Ok(None) };
-            let mut seen = HashSet::new();
+            let mut seen = HashSet::from([current.event_id.clone()]);
             let mut hops = 0;
             while let Some(parent_id) = current.causation_id.clone() {
                 if !seen.insert(parent_id.clone()) || hops >= MAX_CHAIN_DEPTH {
