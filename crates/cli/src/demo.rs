@@ -36,6 +36,22 @@ pub struct DemoArgs {
     fault_rate: f64,
 }
 
+/// The bundled example model, the board of the simulated estate.
+const EXAMPLE_MODEL: [(&str, &str); 2] = [
+    ("model.yaml", include_str!("../../../examples/order-fulfillment/model.yaml")),
+    ("notification.yaml", include_str!("../../../examples/order-fulfillment/notification.yaml")),
+];
+
+/// Writes the example model into DATA/model and returns its main file.
+fn write_example_model(data: &std::path::Path) -> anyhow::Result<PathBuf> {
+    let dir = data.join("model");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    for (name, text) in EXAMPLE_MODEL {
+        std::fs::write(dir.join(name), text).with_context(|| format!("cannot write {}", dir.join(name).display()))?;
+    }
+    Ok(dir.join("model.yaml"))
+}
+
 /// Parses `500ms`, `30s`, `5m`, `2h`, `3d`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -70,9 +86,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         config: None,
         data: Some(data.clone()),
         listen: Some(args.listen.clone()),
+        model: None,
+        pii_secret: None,
         limits: Default::default(),
     })?;
-    config.data = data;
+    config.data = data.clone();
+    config.model = Some(write_example_model(&data)?);
     let runtime = tokio::runtime::Runtime::new()?;
     let running = runtime.block_on(serve::start(&config))?;
     let base = format!("http://{}", running.addr);
@@ -120,13 +139,15 @@ struct Summary {
     /// A correlation id whose shipment the notification consumer could not handle.
     broken_correlation: Option<String>,
     any_correlation: Option<String>,
+    /// Findings raised, by kind.
+    findings: Vec<(String, u64)>,
 }
 
 fn drive(base: &str, args: &DemoArgs, stop: &AtomicBool) -> anyhow::Result<Summary> {
     let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build()?;
     let mut sim = Simulator::new(SimConfig { seed: args.seed, fault_rate: args.fault_rate, concurrency: 50 });
     let started = Instant::now();
-    let mut summary = Summary { stats: SimStats::default(), totals: [0; 3], broken_correlation: None, any_correlation: None };
+    let mut summary = Summary { stats: SimStats::default(), totals: [0; 3], broken_correlation: None, any_correlation: None, findings: Vec::new() };
     let mut sent = 0u64;
     let mut last_report = Instant::now();
     let mut hinted = false;
@@ -183,6 +204,15 @@ fn drive(base: &str, args: &DemoArgs, stop: &AtomicBool) -> anyhow::Result<Summa
         }
     }
     summary.stats = sim.stats().clone();
+    let query = serde_json::json!({"query": "SELECT kind, count(*) FROM findings GROUP BY kind ORDER BY count(*) DESC"});
+    if let Ok(answer) = client.post(format!("{base}/v1/sql")).json(&query).send().and_then(|r| r.json::<Value>()) {
+        summary.findings = answer["rows"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| Some((r[0].as_str()?.to_string(), r[1].as_u64()?)))
+            .collect();
+    }
     Ok(summary)
 }
 
@@ -197,6 +227,10 @@ fn print_final(summary: &Summary) {
     println!("  faults injected:");
     for (fault, n) in Fault::ALL.iter().zip(s.faults) {
         println!("    {:<34} {n}", fault.name());
+    }
+    println!("  findings by kind:");
+    for (kind, n) in &summary.findings {
+        println!("    {kind:<34} {n}");
     }
 }
 

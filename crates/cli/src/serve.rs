@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use causeway_envelope::{Limits, ParseOptions};
-use causeway_server::AppState;
+use causeway_server::{AppState, ModelSlot};
 use causeway_store::{SqlLimits, Store};
 use clap::Args;
 use serde::Deserialize;
@@ -28,6 +28,13 @@ pub struct ServeArgs {
     /// Address to listen on; port 0 picks a free port [default: 127.0.0.1:4600].
     #[arg(long, env = "CAUSEWAY_LISTEN")]
     pub listen: Option<String>,
+    /// The event-storming model (YAML) whose contracts apply at ingest; reloaded on SIGHUP and
+    /// POST /v1/model/reload.
+    #[arg(long, env = "CAUSEWAY_MODEL")]
+    pub model: Option<PathBuf>,
+    /// Key of the keyed hash that replaces PII values [default: a random key kept in DATA/pii.key].
+    #[arg(long, env = "CAUSEWAY_PII_SECRET", hide_env_values = true)]
+    pub pii_secret: Option<String>,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -62,6 +69,8 @@ pub struct LimitArgs {
 struct ConfigFile {
     listen: Option<String>,
     data: Option<PathBuf>,
+    model: Option<PathBuf>,
+    pii_secret: Option<String>,
     #[serde(default)]
     limits: LimitArgs,
 }
@@ -71,6 +80,8 @@ struct ConfigFile {
 pub struct ServerConfig {
     pub listen: String,
     pub data: PathBuf,
+    pub model: Option<PathBuf>,
+    pub pii_secret: Option<String>,
     pub parse: ParseOptions,
     pub sql: SqlLimits,
 }
@@ -98,6 +109,8 @@ impl ServerConfig {
         Ok(ServerConfig {
             listen: args.listen.clone().or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.into()),
             data: args.data.clone().or(file.data).unwrap_or_else(|| DEFAULT_DATA.into()),
+            model: args.model.clone().or(file.model),
+            pii_secret: args.pii_secret.clone().or(file.pii_secret),
             parse: ParseOptions { limits, correlation_required: true },
             sql,
         })
@@ -141,12 +154,73 @@ pub async fn start(config: &ServerConfig) -> anyhow::Result<Running> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let state = AppState::new(store, config.parse, config.sql);
+    let mut state = AppState::new(store, config.parse, config.sql);
+    if let Some(path) = &config.model {
+        let key = pii_key(config)?;
+        let slot = ModelSlot::load(path, key).map_err(|diagnostics| {
+            let shown: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+            anyhow::anyhow!("the model {} has errors:\n{}", path.display(), shown.join("\n"))
+        })?;
+        reload_on_sighup(slot.clone());
+        state = state.with_model(slot);
+    }
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(causeway_server::serve(listener, state, async {
         let _ = stopped.await;
     }));
     Ok(Running { addr, stop, task })
+}
+
+/// The PII hashing key: the configured secret, else a random key created once in the data
+/// directory, so equal values keep correlating across restarts.
+fn pii_key(config: &ServerConfig) -> anyhow::Result<Vec<u8>> {
+    if let Some(secret) = &config.pii_secret {
+        return Ok(secret.as_bytes().to_vec());
+    }
+    let path = config.data.join("pii.key");
+    if let Ok(key) = std::fs::read(&path) {
+        if key.len() >= 32 {
+            return Ok(key);
+        }
+    }
+    let mut key = vec![0u8; 32];
+    use std::io::Read as _;
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut key))
+        .context("cannot read /dev/urandom for the PII key: set --pii-secret")?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    use std::io::Write as _;
+    options
+        .open(&path)
+        .and_then(|mut f| f.write_all(&key).and_then(|_| f.sync_all()))
+        .with_context(|| format!("cannot write the PII key {}", path.display()))?;
+    Ok(key)
+}
+
+/// SIGHUP reloads the model; a model with errors is refused and the running one stays.
+fn reload_on_sighup(slot: ModelSlot) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+        while hup.recv().await.is_some() {
+            let slot = slot.clone();
+            match tokio::task::spawn_blocking(move || slot.reload()).await {
+                Ok(Ok(Some(m))) => tracing::warn!(message = "model reloaded", model = %m.model().name),
+                Ok(Ok(None)) => {}
+                Ok(Err(diagnostics)) => {
+                    for d in &diagnostics {
+                        tracing::error!(message = "model reload refused", diagnostic = %d);
+                    }
+                }
+                Err(e) => tracing::error!(message = "model reload failed", error = %e),
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = slot;
 }
 
 impl Running {

@@ -293,3 +293,108 @@ fn model_check_reports_positions_and_exit_codes() {
     assert_eq!(body["errors"], 4);
     assert_eq!((body["diagnostics"][0]["line"].as_u64(), body["diagnostics"][0]["column"].as_u64()), (Some(5), Some(27)));
 }
+
+/// Every file under `dir`, as bytes.
+fn all_bytes(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(all_bytes(&path));
+        } else {
+            out.push((path.clone(), std::fs::read(&path).unwrap()));
+        }
+    }
+    out
+}
+
+fn example_model() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/order-fulfillment/model.yaml")
+}
+
+/// PII pointers are replaced by a keyed hash before anything is written: no raw value is anywhere
+/// in the data directory, whether the event was accepted, flagged or refused.
+#[test]
+fn no_raw_pii_reaches_the_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data, &["--model", example_model().to_str().unwrap()]);
+    let canary = |n: u32| format!("pii-canary-{n}@example.com");
+    let order = |id: &str, email: String| json!({"specversion": "1.0", "id": id, "source": "order-service", "type": "OrderCreated",
+        "time": "2026-11-23T10:00:00Z", "correlationid": "c-pii", "subject": "ord-9",
+        "data": {"orderId": "ord-9", "customerEmail": email, "amount": 5, "currency": "EUR"}});
+    let mut refused = order("p3", canary(3));
+    refused.as_object_mut().unwrap().remove("correlationid");
+    let mut invalid = order("p4", canary(4));
+    invalid["data"]["amount"] = json!(-1);
+    let shipment = json!({"specversion": "1.0", "id": "p5", "source": "fulfilment-service", "type": "ShipmentCreated",
+        "time": "2026-11-23T10:00:01Z", "correlationid": "c-pii", "data": {"orderId": "ord-9", "carrier": "DHL", "customerEmail": canary(5)}});
+    let metadata_shape = json!({"metadata": {"eventId": "p6", "eventType": "OrderCreated", "timestamp": "2026-11-23T10:00:02Z",
+        "source": "order-service"}, "payload": {"orderId": "ord-9", "customerEmail": canary(6)}});
+    let client = reqwest::blocking::Client::new();
+    let batch = json!([order("p1", canary(1)), order("p2", canary(1)), refused, invalid, shipment, metadata_shape]);
+    let answer: Value = client.post(format!("{}/v1/events", server.url)).json(&batch).send().unwrap().json().unwrap();
+    assert_eq!((answer["accepted"].as_u64(), answer["rejected"].as_u64()), (Some(4), Some(2)), "{answer}");
+    // Binary mode: the body is the payload.
+    let binary = client
+        .post(format!("{}/v1/events", server.url))
+        .header("ce-specversion", "1.0").header("ce-id", "p7").header("ce-source", "order-service")
+        .header("ce-type", "OrderCreated").header("ce-time", "2026-11-23T10:00:03Z").header("ce-correlationid", "c-pii")
+        .header("content-type", "application/json")
+        .body(json!({"orderId": "ord-9", "customerEmail": canary(7), "amount": 1, "currency": "EUR"}).to_string())
+        .send().unwrap();
+    assert_eq!(binary.status(), 200);
+    // Equal values still correlate: the same hash for the same address.
+    let rows: Value = client.post(format!("{}/v1/sql", server.url))
+        .json(&json!({"query": "SELECT json_extract(envelope, '$.data.customerEmail') FROM events WHERE event_id IN ('p1', 'p2')"}))
+        .send().unwrap().json().unwrap();
+    let hashes = rows["rows"].as_array().unwrap();
+    assert_eq!(hashes.len(), 2);
+    assert_eq!(hashes[0], hashes[1]);
+    assert!(hashes[0][0].as_str().unwrap().starts_with("hmac-sha256:"));
+    server.kill();
+    let files = all_bytes(&data);
+    assert!(files.iter().any(|(p, _)| p.ends_with("causeway.db-wal") || p.ends_with("causeway.db")));
+    for n in 1..=7 {
+        let needle = canary(n);
+        for (path, bytes) in &files {
+            assert!(!bytes.windows(needle.len()).any(|w| w == needle.as_bytes()), "raw PII {needle} found in {}", path.display());
+        }
+    }
+}
+
+/// SIGHUP reloads the model: a broken one is refused (logged) and the running one stays.
+#[test]
+fn sighup_reloads_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = example_model();
+    for f in ["model.yaml", "notification.yaml"] {
+        std::fs::copy(example.parent().unwrap().join(f), dir.path().join(f)).unwrap();
+    }
+    let model = dir.path().join("model.yaml");
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path().join("data"))
+        .arg("--model")
+        .arg(&model)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url = BufReader::new(child.stdout.take().unwrap()).lines().next().unwrap().unwrap().replace("causeway listening on ", "");
+    let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
+    let good = std::fs::read_to_string(&model).unwrap();
+    std::fs::write(&model, good.replace("name: order-fulfillment", "name: order-fulfillment\nbogus: 1")).unwrap();
+    let hup = |pid: u32| assert!(Command::new("kill").args(["-HUP", &pid.to_string()]).status().unwrap().success());
+    hup(child.id());
+    let refused = log.by_ref().map(|l| l.unwrap()).find(|l| l.contains("model reload refused")).unwrap();
+    assert!(refused.contains("unknown key 'bogus'"), "{refused}");
+    std::fs::write(&model, good.replace("name: order-fulfillment", "name: order-fulfillment-v2")).unwrap();
+    hup(child.id());
+    let reloaded = log.by_ref().map(|l| l.unwrap()).find(|l| l.contains("model reloaded")).unwrap();
+    assert!(reloaded.contains("order-fulfillment-v2"), "{reloaded}");
+    let current: Value = reqwest::blocking::get(format!("{url}/v1/model")).unwrap().json().unwrap();
+    assert_eq!(current["name"], "order-fulfillment-v2");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -5,13 +5,14 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use causeway_envelope::{BodyError, Item, parse_body, sniff_identity};
-use causeway_store::{EventOutcome, NewEvent, NewRejection};
+use causeway_contracts::ContractFinding;
+use causeway_envelope::{BodyError, ErrorKind, Item, parse_body, sniff_identity};
+use causeway_store::{EventOutcome, NewEvent, NewFinding, NewRejection};
 use http_body_util::BodyExt;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::{ApiError, AppState, Metrics};
+use crate::{ApiError, AppState, LoadedModel, Metrics};
 
 #[derive(Debug, Serialize)]
 pub struct IngestResponse {
@@ -33,6 +34,19 @@ pub struct ItemResult {
     /// The DLQ record keeping the refused input.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dlq_id: Option<i64>,
+    /// Contract findings about an accepted event (it is stored and flagged).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<FindingNote>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FindingNote {
+    pub kind: String,
+    pub detail: String,
+}
+
+fn to_new_finding(f: ContractFinding) -> NewFinding {
+    NewFinding { kind: f.kind.to_string(), detail: f.detail, owner: f.owner, ..Default::default() }
 }
 
 pub async fn post_events(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
@@ -53,7 +67,11 @@ pub async fn post_events(State(state): State<AppState>, headers: HeaderMap, body
         .filter(|(name, _)| name.as_str().starts_with("ce-"))
         .filter_map(|(name, value)| Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned())))
         .collect();
-    let parse = state.parse;
+    let model = state.model.current();
+    let mut parse = state.parse;
+    if let Some(m) = &model {
+        parse.correlation_required = m.model().envelope.correlation_required;
+    }
     let ct = content_type.clone();
     let bytes = axum::body::Bytes::from(bytes);
     let body_for_parse = bytes.clone();
@@ -65,26 +83,49 @@ pub async fn post_events(State(state): State<AppState>, headers: HeaderMap, body
         Ok(items) => items,
         Err(error) => return Err(reject_body(&state, &error, &bytes, content_type, false).await),
     };
-    ingest_items(&state, items, content_type).await
+    ingest_items(&state, items, content_type, model.as_deref()).await
 }
 
 /// Stores the parsed items and answers with a result per item, in input order.
-async fn ingest_items(state: &AppState, items: Vec<Item>, content_type: Option<String>) -> Result<Response, ApiError> {
+async fn ingest_items(
+    state: &AppState,
+    items: Vec<Item>,
+    content_type: Option<String>,
+    model: Option<&LoadedModel>,
+) -> Result<Response, ApiError> {
     let mut events = Vec::new();
     let mut rejections = Vec::new();
     // Where each input item went: Ok(index into events) or Err(index into rejections, reason).
     let mut placement = Vec::with_capacity(items.len());
     for item in items {
         match item.result {
-            Ok(event) => {
+            Ok(mut event) => {
                 placement.push(Ok(events.len()));
-                events.push(NewEvent { event, topic: None });
+                // Contracts are checked, and PII redacted, before anything is written.
+                let findings = model.map(|m| m.contracts.inspect(&mut event)).unwrap_or_default();
+                let mut new = NewEvent::new(event);
+                new.findings = findings.into_iter().map(to_new_finding).collect();
+                events.push(new);
             }
             Err(error) => {
                 let identity = sniff_identity(&item.raw);
                 placement.push(Err((rejections.len(), identity.event_id.clone(), error.kind.code(), error.message.clone())));
+                let mut findings = Vec::new();
+                if error.kind == ErrorKind::MissingCorrelation {
+                    let owner = model
+                        .map(|m| m.contracts.missing_correlation(identity.source.as_deref(), &error.message).owner)
+                        .unwrap_or_default();
+                    findings.push(NewFinding {
+                        kind: "missing_correlation".into(),
+                        detail: error.message.clone(),
+                        owner,
+                        ..Default::default()
+                    });
+                }
+                let original = model.and_then(|m| m.contracts.redact_raw(&item.raw)).unwrap_or(item.raw);
                 rejections.push(NewRejection {
-                    original: item.raw,
+                    findings,
+                    original,
                     content_type: content_type.clone(),
                     error_type: error.kind.code().to_string(),
                     error_message: error.message,
@@ -98,6 +139,10 @@ async fn ingest_items(state: &AppState, items: Vec<Item>, content_type: Option<S
         }
     }
     let ids: Vec<String> = events.iter().map(|e| e.event.id.clone()).collect();
+    let event_findings: Vec<Vec<FindingNote>> = events
+        .iter()
+        .map(|e| e.findings.iter().map(|f| FindingNote { kind: f.kind.clone(), detail: f.detail.clone() }).collect())
+        .collect();
     let stored = state.store.append(events, rejections).await?;
     let mut response = IngestResponse { accepted: 0, duplicates: 0, rejected: 0, results: Vec::with_capacity(placement.len()) };
     for place in placement {
@@ -113,11 +158,20 @@ async fn ingest_items(state: &AppState, items: Vec<Item>, content_type: Option<S
                         "duplicate"
                     }
                 };
-                ItemResult { id: Some(ids[i].clone()), status, reason: None, error_type: None, dlq_id: None }
+                // A duplicate's findings were raised when it was first stored.
+                let findings = if status == "accepted" { event_findings[i].clone() } else { Vec::new() };
+                ItemResult { id: Some(ids[i].clone()), status, reason: None, error_type: None, dlq_id: None, findings }
             }
             Err((i, id, code, reason)) => {
                 response.rejected += 1;
-                ItemResult { id, status: "rejected", reason: Some(reason), error_type: Some(code), dlq_id: Some(stored.dlq_ids[i]) }
+                ItemResult {
+                    id,
+                    status: "rejected",
+                    reason: Some(reason),
+                    error_type: Some(code),
+                    dlq_id: Some(stored.dlq_ids[i]),
+                    findings: Vec::new(),
+                }
             }
         });
     }
@@ -157,8 +211,9 @@ async fn reject_body(
     truncated: bool,
 ) -> ApiError {
     Metrics::add(&state.metrics.bodies_rejected, 1);
-    let text = String::from_utf8_lossy(bytes).into_owned();
-    let identity = sniff_identity(&text);
+    let raw = String::from_utf8_lossy(bytes).into_owned();
+    let identity = sniff_identity(&raw);
+    let text = state.model.current().and_then(|m| m.contracts.redact_raw(&raw)).unwrap_or(raw);
     let mut message = error.to_string();
     if truncated {
         message.push_str(&format!(" (the DLQ record keeps the first {} bytes)", bytes.len()));
@@ -173,6 +228,7 @@ async fn reject_body(
         correlation_id: identity.correlation_id,
         source_service: identity.source,
         source_topic: None,
+        findings: Vec::new(),
     };
     let status = match error {
         BodyError::TooLarge { .. } | BodyError::BatchTooLong { .. } => StatusCode::PAYLOAD_TOO_LARGE,

@@ -7,6 +7,7 @@
 mod error;
 mod ingest;
 mod metrics;
+mod model;
 mod query;
 
 use std::future::Future;
@@ -20,6 +21,7 @@ use causeway_store::{SqlLimits, Store};
 
 pub use error::ApiError;
 pub use metrics::Metrics;
+pub use model::{LoadedModel, ModelSlot};
 
 /// Everything the handlers share.
 #[derive(Clone)]
@@ -28,11 +30,18 @@ pub struct AppState {
     pub parse: ParseOptions,
     pub sql: SqlLimits,
     pub metrics: Arc<Metrics>,
+    /// The model whose contracts apply at ingest, if one is loaded.
+    pub model: ModelSlot,
 }
 
 impl AppState {
     pub fn new(store: Store, parse: ParseOptions, sql: SqlLimits) -> Self {
-        AppState { store, parse, sql, metrics: Arc::new(Metrics::default()) }
+        AppState { store, parse, sql, metrics: Arc::new(Metrics::default()), model: ModelSlot::empty() }
+    }
+
+    pub fn with_model(mut self, model: ModelSlot) -> Self {
+        self.model = model;
+        self
     }
 }
 
@@ -47,6 +56,8 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/correlations/{id}", get(query::get_correlation))
         .route("/v1/dlq", get(query::list_dlq))
         .route("/v1/sql", post(query::post_sql))
+        .route("/v1/model", get(model::get_model))
+        .route("/v1/model/reload", post(model::reload))
         .route("/openapi.yaml", get(query::openapi))
         .route("/healthz", get(query::healthz))
         .route("/readyz", get(query::readyz))

@@ -4,7 +4,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use causeway_envelope::{Limits, ParseOptions};
-use causeway_server::{AppState, app};
+use causeway_server::{AppState, ModelSlot, app};
 use causeway_store::{SqlLimits, Store};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
@@ -25,6 +25,20 @@ impl Api {
         let store = Store::open(dir.path()).unwrap();
         let state = AppState::new(store, ParseOptions { limits, correlation_required: true }, SqlLimits::default());
         Api { router: app(state), _dir: dir }
+    }
+
+    /// An API whose model is a copy of the example model in the temp dir (so tests may break it).
+    fn with_example_model() -> (Api, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/order-fulfillment");
+        for f in ["model.yaml", "notification.yaml"] {
+            std::fs::copy(example.join(f), dir.path().join(f)).unwrap();
+        }
+        let model_path = dir.path().join("model.yaml");
+        let store = Store::open(&dir.path().join("data")).unwrap();
+        let slot = ModelSlot::load(&model_path, b"test-key".to_vec()).unwrap();
+        let state = AppState::new(store, ParseOptions::default(), SqlLimits::default()).with_model(slot);
+        (Api { router: app(state), _dir: dir }, model_path)
     }
 
     async fn send(&self, request: Request<Body>) -> (StatusCode, Value) {
@@ -304,4 +318,89 @@ async fn self_caused_event_is_its_own_incomplete_root() {
     api.post("application/cloudevents+json", ce("selfie", "c", Some("selfie"), 1).to_string()).await;
     let (_, root) = api.get("/v1/events/selfie/root").await;
     assert_eq!((root["root"]["id"].as_str(), root["hops"].as_u64(), &root["complete"]), (Some("selfie"), Some(0), &json!(false)));
+}
+
+fn order_event(id: &str, event_type: &str, source: &str, data: Value) -> Value {
+    json!({"specversion": "1.0", "id": id, "source": source, "type": event_type,
+           "time": "2026-11-23T10:00:00Z", "correlationid": "corr-contract", "data": data})
+}
+
+/// Each contract outcome through POST /v1/events: valid, schema error naming the field, unknown
+/// type, unauthorized producer. Failed contracts store and flag the event; they never refuse it.
+#[tokio::test]
+async fn contract_outcomes_at_ingest() {
+    let (api, _) = Api::with_example_model();
+    let valid = order_event("v1", "OrderCreated", "order-service",
+        json!({"orderId": "o1", "customerEmail": "a@b.c", "amount": 10, "currency": "EUR"}));
+    let bad_schema = order_event("s1", "ShipmentCreated", "fulfilment-service", json!({"orderId": "o1", "carrier": 7}));
+    let unknown = order_event("u1", "OrderTeleported", "order-service", json!({"orderId": "o1"}));
+    let rogue = order_event("r1", "PaymentProcessed", "order-service", json!({"orderId": "o1", "amount": 10}));
+    let (status, body) = api.post("application/json", json!([valid, bad_schema, unknown, rogue]).to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["accepted"], 4, "contract failures are stored: {body}");
+    let results = body["results"].as_array().unwrap();
+    assert!(results[0].get("findings").is_none(), "{body}");
+    let schema = &results[1]["findings"][0];
+    assert_eq!(schema["kind"], "schema_error");
+    let detail = schema["detail"].as_str().unwrap();
+    assert!(detail.contains("field /carrier breaks rule 'type'"), "{detail}");
+    assert!(detail.contains("\"customerEmail\" is a required property"), "{detail}");
+    assert_eq!(results[2]["findings"][0]["kind"], "unknown_event_type");
+    assert_eq!(results[3]["findings"][0]["kind"], "unauthorized_producer");
+    let rows = api.sql("SELECT kind, event_id, correlation_id, owner FROM findings ORDER BY id").await["rows"].clone();
+    assert_eq!(rows, json!([
+        ["schema_error", "s1", "corr-contract", "team-logistics"],
+        ["unknown_event_type", "u1", "corr-contract", "team-checkout"],
+        ["unauthorized_producer", "r1", "corr-contract", "team-payments"],
+    ]));
+    // A redelivery does not raise its findings again.
+    api.post("application/json", json!([order_event("s1", "ShipmentCreated", "fulfilment-service", json!({}))]).to_string()).await;
+    assert_eq!(api.sql("SELECT count(*) FROM findings").await["rows"], json!([[3]]));
+}
+
+#[tokio::test]
+async fn missing_correlation_is_rejected_with_a_finding() {
+    let (api, _) = Api::with_example_model();
+    let mut e = order_event("m1", "OrderCreated", "order-service", json!({"orderId": "o1"}));
+    e.as_object_mut().unwrap().remove("correlationid");
+    let (status, _) = api.post("application/cloudevents+json", e.to_string()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let rows = api.sql("SELECT kind, event_id, owner FROM findings").await["rows"].clone();
+    assert_eq!(rows, json!([["missing_correlation", "m1", "team-checkout"]]));
+}
+
+/// A broken model sent to reload is refused with its diagnostics; ingest goes on under the old.
+#[tokio::test]
+async fn reload_refuses_a_broken_model_and_keeps_the_running_one() {
+    let (api, model_path) = Api::with_example_model();
+    let good = std::fs::read_to_string(&model_path).unwrap();
+    std::fs::write(&model_path, good.replace("when: PaymentProcessed", "when: PaymentProcesed")).unwrap();
+    let (status, body) = api.send(Request::post("/v1/model/reload").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_model");
+    let diagnostic = body["diagnostics"][0].as_str().unwrap();
+    assert!(diagnostic.contains("model.yaml:") && diagnostic.contains("unknown event 'PaymentProcesed'"), "{diagnostic}");
+    // Ingest continues under the old model: its contracts still apply.
+    let (status, body) = api.post("application/json", json!([order_event("t1", "OrderTeleported", "order-service", json!({}))]).to_string()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["results"][0]["findings"][0]["kind"], "unknown_event_type");
+    // A fixed model that knows the type is taken.
+    let extended = good.replace("events:\n", "events:\n  OrderTeleported: {context: ordering, aggregate: Order}\n");
+    let extended = extended.replace("milestones: [OrderCreated,", "milestones: [OrderTeleported, OrderCreated,");
+    std::fs::write(&model_path, extended).unwrap();
+    let (status, body) = api.send(Request::post("/v1/model/reload").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["events"].get("OrderTeleported").is_some());
+    let (_, body) = api.post("application/json", json!([order_event("t2", "OrderTeleported", "order-service", json!({}))]).to_string()).await;
+    assert!(body["results"][0].get("findings").is_none(), "{body}");
+    let (status, model) = api.get("/v1/model").await;
+    assert_eq!((status, model["name"].as_str()), (StatusCode::OK, Some("order-fulfillment")));
+}
+
+#[tokio::test]
+async fn without_a_model_the_model_endpoints_say_how_to_load_one() {
+    let api = Api::new();
+    let (status, body) = api.get("/v1/model").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body["error"]["message"].as_str().unwrap().contains("--model"));
 }

@@ -27,7 +27,7 @@ pub use error::StoreError;
 pub use lineage::{TreeNode, build_tree};
 pub use read::{DlqRow, EventRow, StoreCounts};
 pub use sql::{SqlLimits, SqlResult};
-pub use writer::{AppendResult, EventOutcome, NewEvent, NewRejection};
+pub use writer::{AppendResult, EventOutcome, NewEvent, NewFinding, NewRejection};
 
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "causeway.db";

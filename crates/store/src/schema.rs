@@ -5,7 +5,7 @@ use rusqlite::Connection;
 use crate::StoreError;
 
 /// Bumped with every change to the layout; a store written by a newer version is refused.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE events (
@@ -64,6 +64,33 @@ CREATE VIEW dlq_events AS
     FROM dlq;
 "#;
 
+/// Version 2: findings (PRODUCT §5), raised at ingest by the model's contracts and later by the
+/// journey engine.
+const SCHEMA_V2: &str = r#"
+CREATE TABLE finding_records (
+    id             INTEGER PRIMARY KEY,
+    kind           TEXT NOT NULL,
+    journey        TEXT,
+    journey_key    TEXT,
+    correlation_id TEXT,
+    event_id       TEXT,
+    expected       TEXT,
+    detected_at    TEXT NOT NULL,
+    resolved_at    TEXT,
+    detail         TEXT NOT NULL,
+    owner          TEXT
+);
+CREATE INDEX findings_kind ON finding_records(kind, detected_at);
+CREATE INDEX findings_event ON finding_records(event_id) WHERE event_id IS NOT NULL;
+CREATE INDEX findings_correlation ON finding_records(correlation_id) WHERE correlation_id IS NOT NULL;
+CREATE INDEX findings_open ON finding_records(detected_at) WHERE resolved_at IS NULL;
+
+CREATE VIEW findings AS
+    SELECT id, kind, journey, journey_key, correlation_id, event_id, detected_at, resolved_at, detail,
+           owner, expected
+    FROM finding_records;
+"#;
+
 /// Settings and migrations for the one read-write connection.
 pub fn prepare_writer(conn: &Connection) -> Result<(), StoreError> {
     // WAL: readers never block the writer. FULL: a commit returns only after the WAL is fsynced.
@@ -75,8 +102,10 @@ pub fn prepare_writer(conn: &Connection) -> Result<(), StoreError> {
     if version > SCHEMA_VERSION {
         return Err(StoreError::SchemaTooNew { found: version, known: SCHEMA_VERSION });
     }
-    if version < 1 {
-        conn.execute_batch(&format!("BEGIN; {SCHEMA_V1} PRAGMA user_version = 1; COMMIT;"))?;
+    for (target, migration) in [(1, SCHEMA_V1), (2, SCHEMA_V2)] {
+        if version < target {
+            conn.execute_batch(&format!("BEGIN; {migration} PRAGMA user_version = {target}; COMMIT;"))?;
+        }
     }
     Ok(())
 }

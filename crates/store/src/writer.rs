@@ -16,6 +16,28 @@ pub struct NewEvent {
     pub event: Event,
     /// The Kafka topic it came from, if any.
     pub topic: Option<String>,
+    /// Findings about this event, stored with it unless it is a duplicate.
+    pub findings: Vec<NewFinding>,
+}
+
+impl NewEvent {
+    pub fn new(event: Event) -> NewEvent {
+        NewEvent { event, topic: None, findings: Vec::new() }
+    }
+}
+
+/// A finding to store (PRODUCT §5). For an event's finding, the event and correlation ids are
+/// taken from the event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewFinding {
+    pub kind: String,
+    pub journey: Option<String>,
+    pub journey_key: Option<String>,
+    pub correlation_id: Option<String>,
+    pub event_id: Option<String>,
+    pub expected: Option<String>,
+    pub detail: String,
+    pub owner: Option<String>,
 }
 
 /// Input refused at ingest, kept as a dead-letter record with its reason.
@@ -31,6 +53,8 @@ pub struct NewRejection {
     pub correlation_id: Option<String>,
     pub source_service: Option<String>,
     pub source_topic: Option<String>,
+    /// Findings about the refused input (e.g. `missing_correlation`).
+    pub findings: Vec<NewFinding>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +166,17 @@ fn commit(conn: &mut Connection, jobs: &[Job]) -> Result<Vec<AppendResult>, Stor
              ON CONFLICT (event_id, source) DO UPDATE SET redeliveries = redeliveries + 1
              RETURNING redeliveries",
         )?;
+        let mut insert_finding = tx.prepare_cached(
+            "INSERT INTO finding_records (kind, journey, journey_key, correlation_id, event_id, expected,
+                                          detected_at, detail, owner)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?;
+        let mut add_finding = |f: &NewFinding, event_id: Option<&String>, correlation_id: Option<&String>| {
+            insert_finding.execute(params![
+                f.kind, f.journey, f.journey_key, f.correlation_id.as_ref().or(correlation_id),
+                f.event_id.as_ref().or(event_id), f.expected, now, f.detail, f.owner
+            ])
+        };
         let mut insert_dlq = tx.prepare_cached(
             "INSERT INTO dlq (event_id, event_type, correlation_id, source_service, consumer, source_topic,
                               error_type, error_message, failed_at, last_failed_at, content_type, original_event)
@@ -158,7 +193,14 @@ fn commit(conn: &mut Connection, jobs: &[Job]) -> Result<Vec<AppendResult>, Stor
                     ],
                     |r| r.get(0),
                 )?;
-                outcomes.push(if redeliveries == 0 { EventOutcome::Accepted } else { EventOutcome::Duplicate });
+                if redeliveries == 0 {
+                    for f in &new.findings {
+                        add_finding(f, Some(&e.id), e.correlation_id.as_ref())?;
+                    }
+                    outcomes.push(EventOutcome::Accepted);
+                } else {
+                    outcomes.push(EventOutcome::Duplicate);
+                }
             }
             let mut dlq_ids = Vec::with_capacity(job.rejections.len());
             for r in &job.rejections {
@@ -167,6 +209,9 @@ fn commit(conn: &mut Connection, jobs: &[Job]) -> Result<Vec<AppendResult>, Stor
                     r.error_type, r.error_message, now, r.content_type, r.original
                 ])?;
                 dlq_ids.push(tx.last_insert_rowid());
+                for f in &r.findings {
+                    add_finding(f, r.event_id.as_ref(), r.correlation_id.as_ref())?;
+                }
             }
             results.push(AppendResult { events: outcomes, dlq_ids });
         }

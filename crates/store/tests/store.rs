@@ -11,7 +11,7 @@ fn event(id: &str, corr: &str, cause: Option<&str>, second: u32) -> NewEvent {
                    "time": format!("2026-11-23T10:00:{second:02}Z"), "correlationid": corr,
                    "causationid": cause, "subject": "agg-1", "data": {"n": second}});
     let items = parse_body(Some("application/json"), &[], v.to_string().as_bytes(), &ParseOptions::default()).unwrap();
-    NewEvent { event: items.into_iter().next().unwrap().result.unwrap(), topic: None }
+    NewEvent::new(items.into_iter().next().unwrap().result.unwrap())
 }
 
 fn ids(rows: &[causeway_store::EventRow]) -> Vec<&str> {
