@@ -149,7 +149,8 @@ def test_every_documented_operation_answers_as_documented(server, spec):
     for path, method in operations:
         values = path_params.get(path, params)
         url = server + re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
-        assert (method, path) in bodies or method == "get", f"add a request body for {method.upper()} {path}"
+        bodyless = {("post", "/v1/model/reload")}
+        assert (method, path) in bodies or method == "get" or (method, path) in bodyless, f"add a request body for {method.upper()} {path}"
         response = requests.request(method, url, timeout=10, **bodies.get((method, path), {}))
         assert not is_no_route(response), f"{method.upper()} {path} is documented but not routed"
         assert response.status_code != 405, f"{method.upper()} {path} is documented but the route has no {method.upper()}"
