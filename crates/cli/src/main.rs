@@ -2,6 +2,7 @@
 
 mod client;
 mod demo;
+mod r#gen;
 mod model;
 mod serve;
 
@@ -24,10 +25,15 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Start a server on a fresh store and drive simulated order-fulfilment traffic through it.
     Demo(demo::DemoArgs),
-    /// Check the event-storming model file.
+    /// Check the event-storming model, or render it as a canvas.
     Model {
         #[command(subcommand)]
         command: model::ModelCommand,
+    },
+    /// Generate JSON Schemas, an AsyncAPI document or runbooks from the model.
+    Gen {
+        #[command(subcommand)]
+        command: r#gen::GenCommand,
     },
     /// Send an NDJSON file of events to a running server (`-` reads standard input).
     Ingest {
@@ -82,6 +88,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Model { command } => model::run(command),
+        Command::Gen { command } => r#gen::run(command),
         Command::Ingest { file, batch, client } => client::ingest(&client, &file, batch),
         Command::Chain { id, client } => client::chain(&client, &id),
         Command::Sql { query, client } => client::sql(&client, &query),

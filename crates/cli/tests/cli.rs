@@ -266,7 +266,7 @@ fn serve_config_file_flags_and_environment() {
 #[test]
 fn help_lists_every_verb() {
     let help = text(&causeway(&["--help"]));
-    for verb in ["serve", "demo", "ingest", "chain", "sql"] {
+    for verb in ["serve", "demo", "model", "gen", "ingest", "chain", "sql"] {
         assert!(help.lines().any(|l| l.trim_start().starts_with(verb)), "{verb} missing from:\n{help}");
     }
 }

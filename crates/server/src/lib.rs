@@ -58,6 +58,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/sql", post(query::post_sql))
         .route("/v1/model", get(model::get_model))
         .route("/v1/model/reload", post(model::reload))
+        .route("/v1/model/canvas.svg", get(model::canvas))
         .route("/openapi.yaml", get(query::openapi))
         .route("/healthz", get(query::healthz))
         .route("/readyz", get(query::readyz))

@@ -6,7 +6,8 @@ use std::sync::{Arc, RwLock};
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use causeway_contracts::Contracts;
 use causeway_model::{Diagnostic, InvariantRule, Key, Model};
 use serde_json::{Value, json};
@@ -75,6 +76,15 @@ fn no_model() -> ApiError {
 pub async fn get_model(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let loaded = state.model.current().ok_or_else(no_model)?;
     Ok(Json(describe(&loaded)))
+}
+
+/// The board of the model in force, as an event-storming canvas.
+pub async fn canvas(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let loaded = state.model.current().ok_or_else(no_model)?;
+    let svg = tokio::task::spawn_blocking(move || causeway_canvas::render_svg(loaded.model()))
+        .await
+        .map_err(|e| ApiError::internal("rendering the canvas", e))?;
+    Ok(([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response())
 }
 
 pub async fn reload(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {

@@ -395,6 +395,12 @@ async fn reload_refuses_a_broken_model_and_keeps_the_running_one() {
     assert!(body["results"][0].get("findings").is_none(), "{body}");
     let (status, model) = api.get("/v1/model").await;
     assert_eq!((status, model["name"].as_str()), (StatusCode::OK, Some("order-fulfillment")));
+    // The canvas follows the reloaded model.
+    let response = api.router.clone().oneshot(Request::get("/v1/model/canvas.svg").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(response.headers()["content-type"], "image/svg+xml");
+    let svg = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    assert!(svg.starts_with("<svg") || svg.starts_with("<?xml"), "{}", &svg[..80]);
+    assert!(svg.contains("data-name=\"OrderTeleported\""));
 }
 
 #[tokio::test]

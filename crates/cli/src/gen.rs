@@ -1,0 +1,64 @@
+//! `causeway gen json-schema|asyncapi|runbooks --model FILE [--out DIR]`: artefacts generated from
+//! the event-storming model (the generators live in `causeway-gen`; this only reads and writes).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use causeway_gen::Kind;
+use causeway_model::Severity;
+use clap::{Args, Subcommand};
+
+#[derive(Debug, Subcommand)]
+pub enum GenCommand {
+    /// JSON Schemas (2020-12) per event version: the payload, and the whole CloudEvent producers send.
+    JsonSchema(GenArgs),
+    /// One AsyncAPI 3.0 document: a channel per topic, a message per event, send/receive operations.
+    Asyncapi(GenArgs),
+    /// Markdown runbook skeletons per journey, policy and finding kind, with an index.
+    Runbooks(GenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GenArgs {
+    /// The model file (YAML).
+    #[arg(long, value_name = "FILE")]
+    model: PathBuf,
+    /// Directory to write into, created if missing; existing files of the same name are replaced
+    /// [default: ./generated/KIND]
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+}
+
+pub fn run(command: GenCommand) -> anyhow::Result<ExitCode> {
+    let (kind, args) = match command {
+        GenCommand::JsonSchema(args) => (Kind::JsonSchema, args),
+        GenCommand::Asyncapi(args) => (Kind::AsyncApi, args),
+        GenCommand::Runbooks(args) => (Kind::Runbooks, args),
+    };
+    let loaded = causeway_model::load(&args.model);
+    if loaded.has_errors() {
+        for d in &loaded.diagnostics {
+            eprintln!("{d}");
+        }
+        let errors = loaded.diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
+        eprintln!("{}: {errors} error{}: nothing generated", args.model.display(), if errors == 1 { "" } else { "s" });
+        return Ok(ExitCode::from(1));
+    }
+    for warning in &loaded.diagnostics {
+        eprintln!("{warning}");
+    }
+    let out = args.out.unwrap_or_else(|| Path::new("generated").join(kind.name()));
+    let files = kind.generate(&loaded.model);
+    for file in &files {
+        let path = out.join(&file.path);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        fs::write(&path, &file.contents).with_context(|| format!("cannot write {}", path.display()))?;
+        println!("{}", path.display());
+    }
+    eprintln!("{} file{} written to {}", files.len(), if files.len() == 1 { "" } else { "s" }, out.display());
+    Ok(ExitCode::SUCCESS)
+}
