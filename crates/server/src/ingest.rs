@@ -138,7 +138,7 @@ async fn ingest_items(
             }
         }
     }
-    let ids: Vec<String> = events.iter().map(|e| e.event.id.clone()).collect();
+    let ids: Vec<String> = events.iter().map(|e| e.event().id.clone()).collect();
     let event_findings: Vec<Vec<FindingNote>> = events
         .iter()
         .map(|e| e.findings.iter().map(|f| FindingNote { kind: f.kind.clone(), detail: f.detail.clone() }).collect())

@@ -29,11 +29,17 @@ fn limit(query: &Option<String>, default: usize, max: usize) -> Result<usize, Ap
     }
 }
 
-/// Runs a blocking store read off the async workers.
+/// Runs a blocking store read. Lineage reads take tens of microseconds: on a multi-threaded
+/// runtime they run in place (the worker's other tasks move to other workers), which spares the
+/// hand-off to the blocking pool that would dominate their latency.
 async fn read<T: Send + 'static>(
     store: &Store,
     f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    if Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread {
+        return Ok(tokio::task::block_in_place(|| f(store))?);
+    }
     let store = store.clone();
     Ok(tokio::task::spawn_blocking(move || f(&store)).await.map_err(|e| ApiError::internal("a store read", e))??)
 }

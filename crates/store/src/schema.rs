@@ -25,10 +25,12 @@ CREATE TABLE events (
     envelope       TEXT NOT NULL                 -- canonical CloudEvents JSON
 );
 -- The CloudEvents identity; also serves lookups by event id.
+-- No partial indexes: SQLite re-prepares a statement on every new bound value when the planner
+-- compared that parameter against a partial index's WHERE clause, which cost 10x on lookups.
 CREATE UNIQUE INDEX events_identity ON events(event_id, source);
-CREATE INDEX events_correlation ON events(correlation_id, time) WHERE correlation_id IS NOT NULL;
-CREATE INDEX events_causation ON events(causation_id) WHERE causation_id IS NOT NULL;
-CREATE INDEX events_subject ON events(subject, time) WHERE subject IS NOT NULL;
+CREATE INDEX events_correlation ON events(correlation_id, time);
+CREATE INDEX events_causation ON events(causation_id);
+CREATE INDEX events_subject ON events(subject, time);
 CREATE INDEX events_type_time ON events(event_type, time);
 CREATE INDEX events_time ON events(time);
 
@@ -49,7 +51,7 @@ CREATE TABLE dlq (
     content_type    TEXT,
     original_event  TEXT NOT NULL                -- the input as received
 );
-CREATE INDEX dlq_correlation ON dlq(correlation_id) WHERE correlation_id IS NOT NULL;
+CREATE INDEX dlq_correlation ON dlq(correlation_id);
 CREATE INDEX dlq_failed_at ON dlq(failed_at);
 CREATE INDEX dlq_status ON dlq(status, failed_at);
 
@@ -81,9 +83,9 @@ CREATE TABLE finding_records (
     owner          TEXT
 );
 CREATE INDEX findings_kind ON finding_records(kind, detected_at);
-CREATE INDEX findings_event ON finding_records(event_id) WHERE event_id IS NOT NULL;
-CREATE INDEX findings_correlation ON finding_records(correlation_id) WHERE correlation_id IS NOT NULL;
-CREATE INDEX findings_open ON finding_records(detected_at) WHERE resolved_at IS NULL;
+CREATE INDEX findings_event ON finding_records(event_id);
+CREATE INDEX findings_correlation ON finding_records(correlation_id);
+CREATE INDEX findings_open ON finding_records(resolved_at, detected_at);
 
 CREATE VIEW findings AS
     SELECT id, kind, journey, journey_key, correlation_id, event_id, detected_at, resolved_at, detail,
@@ -91,13 +93,26 @@ CREATE VIEW findings AS
     FROM finding_records;
 "#;
 
+/// Query-planner stability: without it this SQLite build (STAT4) marks bound parameters of our
+/// statements as plan-relevant and re-prepares the statement on every new value, which made each
+/// indexed lookup and insert several times slower (seen in callgrind: 70% in sqlite3Reprepare).
+fn stable_plans(conn: &Connection) -> Result<(), StoreError> {
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    Ok(())
+}
+
 /// Settings and migrations for the one read-write connection.
 pub fn prepare_writer(conn: &Connection) -> Result<(), StoreError> {
+    stable_plans(conn)?;
     // WAL: readers never block the writer. FULL: a commit returns only after the WAL is fsynced.
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "busy_timeout", 5000)?;
-    conn.pragma_update(None, "cache_size", -65536)?; // 64 MiB
+    conn.pragma_update(None, "cache_size", -262144)?; // 256 MiB: index pages stay hot between commits
+    // Checkpoint every 64 MiB of WAL rather than SQLite's 4 MiB: a page changed by many commits is
+    // copied into the database once per checkpoint, not once per commit.
+    conn.pragma_update(None, "wal_autocheckpoint", 16384)?;
+    conn.pragma_update(None, "journal_size_limit", 128 * 1024 * 1024)?;
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version > SCHEMA_VERSION {
         return Err(StoreError::SchemaTooNew { found: version, known: SCHEMA_VERSION });
@@ -112,6 +127,7 @@ pub fn prepare_writer(conn: &Connection) -> Result<(), StoreError> {
 
 /// Settings for read-only connections.
 pub fn prepare_reader(conn: &mut Connection) -> Result<(), StoreError> {
+    stable_plans(conn)?;
     conn.pragma_update(None, "busy_timeout", 5000)?;
     conn.pragma_update(None, "query_only", true)?;
     conn.pragma_update(None, "cache_size", -16384)?; // 16 MiB

@@ -10,10 +10,13 @@ use tokio::sync::oneshot;
 
 use crate::StoreError;
 
-/// An accepted event to store.
+/// An accepted event to store. Its canonical JSON is rendered here, on the caller's thread, so the
+/// single writer thread only writes.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
-    pub event: Event,
+    event: Event,
+    envelope: String,
+    time: String,
     /// The Kafka topic it came from, if any.
     pub topic: Option<String>,
     /// Findings about this event, stored with it unless it is a duplicate.
@@ -21,8 +24,13 @@ pub struct NewEvent {
 }
 
 impl NewEvent {
+    /// Takes the event as it will be stored: redact before, never after.
     pub fn new(event: Event) -> NewEvent {
-        NewEvent { event, topic: None, findings: Vec::new() }
+        NewEvent { envelope: event.to_json(), time: event.time_string(), event, topic: None, findings: Vec::new() }
+    }
+
+    pub fn event(&self) -> &Event {
+        &self.event
     }
 }
 
@@ -189,7 +197,7 @@ fn commit(conn: &mut Connection, jobs: &[Job]) -> Result<Vec<AppendResult>, Stor
                 let redeliveries: i64 = insert_event.query_row(
                     params![
                         e.id, e.source, e.event_type, e.correlation_id, e.causation_id, e.subject,
-                        e.time_string(), new.topic, now, e.to_json()
+                        new.time, new.topic, now, new.envelope
                     ],
                     |r| r.get(0),
                 )?;
