@@ -319,16 +319,7 @@ struct Placed {
     tooltip: String,
 }
 
-/// `30000` → `30s`: the largest unit that states the duration exactly, as the model file writes it.
-pub fn format_duration(ms: u64) -> String {
-    const UNITS: [(u64, &str); 4] = [(86_400_000, "d"), (3_600_000, "h"), (60_000, "m"), (1000, "s")];
-    for (size, unit) in UNITS {
-        if ms >= size && ms.is_multiple_of(size) {
-            return format!("{}{unit}", ms / size);
-        }
-    }
-    format!("{ms}ms")
-}
+pub use causeway_model::format_duration;
 
 fn plural(n: usize, word: &str) -> String {
     format!("{n} {word}{}", if n == 1 { "" } else { "s" })
@@ -703,15 +694,6 @@ pub fn sanitize(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_read_like_the_model_file() {
-        assert_eq!(format_duration(30_000), "30s");
-        assert_eq!(format_duration(300_000), "5m");
-        assert_eq!(format_duration(90_000), "90s");
-        assert_eq!(format_duration(172_800_000), "2d");
-        assert_eq!(format_duration(500), "500ms");
-    }
 
     #[test]
     fn rectangles_overlap_only_when_they_share_area() {

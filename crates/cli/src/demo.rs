@@ -52,21 +52,9 @@ fn write_example_model(data: &std::path::Path) -> anyhow::Result<PathBuf> {
     Ok(dir.join("model.yaml"))
 }
 
-/// Parses `500ms`, `30s`, `5m`, `2h`, `3d`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number.parse().map_err(|_| format!("'{text}' is not a duration: use e.g. 500ms, 30s, 5m, 2h, 3d"))?;
-    let ms = match unit {
-        "ms" => 1,
-        "s" => 1000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return Err(format!("'{text}' has no known unit: use ms, s, m, h or d")),
-    };
-    Ok(Duration::from_millis(n * ms))
+/// `30s`, `5m`…: the model's duration syntax.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    causeway_model::parse_duration(text).map(Duration::from_millis)
 }
 
 pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {

@@ -2,17 +2,7 @@
 
 use causeway_model::{EventDef, Key, Model};
 
-/// `30000` → `30s`, `300000` → `5m`, `1500` → `1500ms`: the largest unit that divides evenly, as
-/// the model file writes durations.
-pub(crate) fn duration(ms: u64) -> String {
-    const UNITS: &[(u64, &str)] = &[(86_400_000, "d"), (3_600_000, "h"), (60_000, "m"), (1_000, "s")];
-    for (size, unit) in UNITS {
-        if ms >= *size && ms.is_multiple_of(*size) {
-            return format!("{}{unit}", ms / size);
-        }
-    }
-    format!("{ms}ms")
-}
+pub(crate) use causeway_model::format_duration as duration;
 
 /// `99.0` → `99%`, `99.9` → `99.9%`.
 pub(crate) fn percent(p: f64) -> String {
@@ -191,16 +181,6 @@ pub(crate) struct Reactor<'m> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_use_the_largest_even_unit() {
-        assert_eq!(duration(30_000), "30s");
-        assert_eq!(duration(300_000), "5m");
-        assert_eq!(duration(7_200_000), "2h");
-        assert_eq!(duration(172_800_000), "2d");
-        assert_eq!(duration(1_500), "1500ms");
-        assert_eq!(duration(90_000), "90s");
-    }
 
     #[test]
     fn names_are_made_safe() {

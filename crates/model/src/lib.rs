@@ -22,7 +22,7 @@ use serde_json::Value;
 
 pub use diagnostic::{Diagnostic, Position, Severity};
 pub use load::{Loaded, load, load_str};
-pub use units::{parse_duration, parse_percent};
+pub use units::{format_duration, parse_duration, parse_percent};
 
 /// A position in a model file, for diagnostics raised after loading.
 pub type Span = Position;

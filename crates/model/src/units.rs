@@ -22,6 +22,18 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
     n.checked_mul(unit_ms).ok_or_else(|| format!("'{text}' is too long a duration"))
 }
 
+/// Milliseconds written the way a model file writes them: the largest unit that divides evenly
+/// (`30000` → `30s`, `90000` → `90s`, `1500` → `1500ms`). The inverse of [`parse_duration`].
+pub fn format_duration(ms: u64) -> String {
+    const UNITS: [(u64, &str); 4] = [(86_400_000, "d"), (3_600_000, "h"), (60_000, "m"), (1_000, "s")];
+    for (size, unit) in UNITS {
+        if ms >= size && ms.is_multiple_of(size) {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
+}
+
 /// A percentage between 0 and 100, written with `%`.
 pub fn parse_percent(text: &str) -> Result<f64, String> {
     let t = text.trim();
@@ -46,6 +58,14 @@ mod tests {
         assert_eq!(parse_duration("3d"), Ok(259_200_000));
         for bad in ["5", "m", "1.5h", "-1s", "5 min", "0s", ""] {
             assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn formatted_durations_read_back() {
+        for (ms, text) in [(30_000, "30s"), (300_000, "5m"), (90_000, "90s"), (7_200_000, "2h"), (172_800_000, "2d"), (1_500, "1500ms")] {
+            assert_eq!(format_duration(ms), text);
+            assert_eq!(parse_duration(text), Ok(ms));
         }
     }
 
