@@ -30,6 +30,7 @@ fn main() -> anyhow::Result<()> {
     let real = causeway_server::app(AppState::new(store.clone(), ParseOptions::default(), SqlLimits::default()));
     let mini = Router::new()
         .route("/noop/{id}", get(|Path(id): Path<String>| async move { format!("{{\"event_id\":\"{id}\"}}") }))
+        .route("/big/{id}", get(|Path(id): Path<String>| async move { format!("{{\"event_id\":\"{id}\",\"pad\":\"{}\"}}", "x".repeat(8_000)) }))
         .route(
             "/inline/root/{id}",
             get(|State(s): State<Store>, Path(id): Path<String>| async move {
@@ -58,8 +59,9 @@ fn main() -> anyhow::Result<()> {
     // makes progress inside block_on).
     std::thread::spawn(move || runtime.block_on(async move { axum::serve(listener, app).await }));
     type PathFor = fn(&str, &str) -> String;
-    let variants: [(&str, PathFor); 7] = [
+    let variants: [(&str, PathFor); 8] = [
         ("noop handler", |id, _| format!("/noop/{id}")),
+        ("noop handler, 8 KB answer", |id, _| format!("/big/{id}")),
         ("root: store.root inline", |id, _| format!("/inline/root/{id}")),
         ("root: store.root in spawn_blocking", |id, _| format!("/blocking/root/{id}")),
         ("root: real GET /v1/events/{id}/root", |id, _| format!("/v1/events/{id}/root")),

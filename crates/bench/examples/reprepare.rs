@@ -60,6 +60,9 @@ fn main() -> anyhow::Result<()> {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
         )?;
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, qpsg)?;
+        // The store's reader settings (crates/store/src/schema.rs prepare_reader).
+        conn.pragma_update(None, "query_only", true)?;
+        conn.pragma_update(None, "cache_size", -16384)?;
         for (name, sql, limit) in &statements {
             let mut times = Vec::new();
             let mut reprepares = 0;

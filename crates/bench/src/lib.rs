@@ -554,6 +554,13 @@ fn machine(cfg: &Config) -> Result<Machine> {
         .ok()
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .map(|commit| {
+            let dirty = std::process::Command::new("git")
+                .args(["status", "--porcelain", "--untracked-files=no"])
+                .output()
+                .is_ok_and(|o| o.status.success() && !o.stdout.is_empty());
+            if dirty { format!("{commit} (with uncommitted changes)") } else { commit }
+        })
         .unwrap_or_else(|| "unknown".into());
     Ok(Machine {
         nproc: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),

@@ -167,12 +167,16 @@ fn commit(conn: &mut Connection, jobs: &[Job]) -> Result<Vec<AppendResult>, Stor
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut results = Vec::with_capacity(jobs.len());
     {
+        // Only the identity conflict is ignored (never NOT NULL or other constraints); a
+        // redelivery then costs one indexed update. Cheaper than an upsert with RETURNING.
         let mut insert_event = tx.prepare_cached(
             "INSERT INTO events (event_id, source, event_type, correlation_id, causation_id, subject, time,
                                  topic, received_at, envelope)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-             ON CONFLICT (event_id, source) DO UPDATE SET redeliveries = redeliveries + 1
-             RETURNING redeliveries",
+             ON CONFLICT (event_id, source) DO NOTHING",
+        )?;
+        let mut count_redelivery = tx.prepare_cached(
+            "UPDATE events SET redeliveries = redeliveries + 1 WHERE event_id = ?1 AND source = ?2",
         )?;
         let mut insert_finding = tx.prepare_cached(
             "INSERT INTO finding_records (kind, journey, journey_key, correlation_id, event_id, expected,
@@ -194,19 +198,17 @@ fn commit(conn: &mut Connection, jobs: &[Job]) -> Result<Vec<AppendResult>, Stor
             let mut outcomes = Vec::with_capacity(job.events.len());
             for new in &job.events {
                 let e = &new.event;
-                let redeliveries: i64 = insert_event.query_row(
-                    params![
-                        e.id, e.source, e.event_type, e.correlation_id, e.causation_id, e.subject,
-                        new.time, new.topic, now, new.envelope
-                    ],
-                    |r| r.get(0),
-                )?;
-                if redeliveries == 0 {
+                let inserted = insert_event.execute(params![
+                    e.id, e.source, e.event_type, e.correlation_id, e.causation_id, e.subject,
+                    new.time, new.topic, now, new.envelope
+                ])?;
+                if inserted == 1 {
                     for f in &new.findings {
                         add_finding(f, Some(&e.id), e.correlation_id.as_ref())?;
                     }
                     outcomes.push(EventOutcome::Accepted);
                 } else {
+                    count_redelivery.execute(params![e.id, e.source])?;
                     outcomes.push(EventOutcome::Duplicate);
                 }
             }
