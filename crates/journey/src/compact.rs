@@ -156,6 +156,14 @@ const K: u64 = 0x9E37_79B9_7F4A_7C15;
 
 /// A fast 64-bit hash of a string (word-at-a-time multiply-rotate, then a murmur3 finaliser).
 pub(crate) fn hash_str(seed: u64, s: &str) -> u64 {
+    fmix64(hash_raw(seed, s))
+}
+
+/// [`hash_str`] without its finaliser: for hashes compared whole (all 64 bits), or mixed again by
+/// [`mix`] before they index anything. Its low bits are weak (a product's low bits depend only on
+/// its factors' low bits): never truncate it.
+#[inline]
+pub(crate) fn hash_raw(seed: u64, s: &str) -> u64 {
     let bytes = s.as_bytes();
     let n = bytes.len();
     let mut h = seed ^ (n as u64).wrapping_mul(K);
@@ -177,7 +185,7 @@ pub(crate) fn hash_str(seed: u64, s: &str) -> u64 {
         let w = u64::from(bytes[0]) | (u64::from(bytes[n / 2]) << 8) | (u64::from(bytes[n - 1]) << 16);
         h = (h.rotate_left(23) ^ w).wrapping_mul(K);
     }
-    fmix64(h)
+    h
 }
 
 /// Byte-string equality for short strings, inline (a word at a time) rather than a call to

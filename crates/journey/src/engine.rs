@@ -8,7 +8,7 @@ use causeway_model::{Model, format_duration as duration};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::compact::{Chunked, CompactStr, Probe, U64Map, U64Set, hash_str, mix};
+use crate::compact::{Chunked, CompactStr, Probe, U64Map, U64Set, hash_raw, hash_str, mix};
 use crate::compiled::{Compiled, JourneyDef, KeyDef, NONE, Rule};
 use crate::flat::{FingerIndex, FlatMap};
 use crate::render::{list, or_list};
@@ -171,7 +171,7 @@ impl Parked {
             id_c: CompactStr::new(&self.id),
             id_hash: id_hash(&self.id),
             cause_hash: self.causation.as_deref().map_or(0, id_hash),
-            corr_hash: hash_str(2, &self.correlation),
+            corr_hash: hash_raw(2, &self.correlation),
             source: &self.source,
             type_name: &self.type_name,
             ty: self.ty,
@@ -311,7 +311,7 @@ impl Evaluator {
             id_c: CompactStr::new(&event.id),
             id_hash: id_hash(&event.id),
             cause_hash: causation.map_or(0, id_hash),
-            corr_hash: correlation.map_or(0, |c| hash_str(2, c)),
+            corr_hash: correlation.map_or(0, |c| hash_raw(2, c)),
             source: &event.source,
             type_name: &event.event_type,
             ty,
@@ -537,7 +537,7 @@ fn key_of<'e>(c: &Compiled, def: &JourneyDef, ty: Option<u16>, event: &'e Event)
 
 /// The key index's hash of journey `j`'s key `key`.
 fn key_hash(j: usize, key: &str) -> u64 {
-    mix(j as u64, hash_str(1, key))
+    mix(j as u64, hash_raw(1, key))
 }
 
 /// The sequence table's hash of the event's aggregate — (owning context of its type, else its
@@ -549,7 +549,7 @@ fn aggregate_hash<'e>(c: &'e Compiled, ty: Option<u16>, event: &'e Event) -> Opt
         Some(context) => (context, c.type_scope[ty.expect("known type") as usize]),
         None => (event.source.as_str(), hash_str(7, &event.source)),
     };
-    Some((mix(scope_hash, hash_str(8, subject)), scope, subject))
+    Some((mix(scope_hash, hash_raw(8, subject)), scope, subject))
 }
 
 fn bit(l: u8) -> u64 {
@@ -928,7 +928,7 @@ impl Core {
 
     /// `duplicate_effect`: the same idempotency key on two events of one type in one instance.
     fn idempotency(&mut self, c: &Compiled, i: u32, ev: &Ev, l: u8, r: u8, key: &str) {
-        let h = mix(mix(u64::from(i), u64::from(l)), hash_str(4, key));
+        let h = mix(mix(u64::from(i), u64::from(l)), hash_raw(4, key));
         match self.idem.get(h) {
             None => {
                 self.idem.insert(h, r);
@@ -1580,6 +1580,23 @@ fn duration_us(us: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Ids that differ in any one character (the last one included: raw hashes carry it only in
+    /// their top bits, which a 56-bit id hash would drop unmixed) have different id hashes.
+    #[test]
+    fn id_hashes_tell_ids_apart() {
+        let base = "6f1c2a4e-9b3d-4c8e-a1f2-3d4e5f6a7b8c-and-some-more-text-here";
+        let mut seen = std::collections::HashSet::new();
+        for n in 1..base.len() {
+            let s = &base[..n];
+            assert!(seen.insert(id_hash(s)), "{s}");
+            for i in 0..n {
+                let mut t = s.as_bytes().to_vec();
+                t[i] = if t[i] == b'0' { b'1' } else { b'0' };
+                assert!(seen.insert(id_hash(std::str::from_utf8(&t).unwrap())), "{s} at {i}");
+            }
+        }
+    }
 
     /// The sizes README.md states; memory per journey is built from them.
     #[test]
