@@ -222,6 +222,8 @@ struct Core {
     config: Config,
     inst: Chunked<Instance>,
     by_key: FingerIndex,
+    /// Recently looked-up keys: (upper hash bits, instance), direct-mapped.
+    recent: Vec<(u32, u32)>,
     by_corr: FingerIndex,
     /// (due, instance, generation): one live entry per instance, stale ones skipped.
     timers: Timers,
@@ -258,6 +260,7 @@ impl Evaluator {
                 config,
                 inst: Chunked::default(),
                 by_key: FingerIndex::default(),
+                recent: vec![(0, u32::MAX); RECENT],
                 by_corr: FingerIndex::default(),
                 timers: Timers::default(),
                 findings: Vec::new(),
@@ -535,6 +538,13 @@ fn key_of<'e>(c: &Compiled, def: &JourneyDef, ty: Option<u16>, event: &'e Event)
     }
 }
 
+/// Slots of the recent-keys cache in front of the key index.
+const RECENT: usize = 4096;
+
+fn recent_slot(h: u64) -> usize {
+    (h as usize) & (RECENT - 1)
+}
+
 /// The key index's hash of journey `j`'s key `key`.
 fn key_hash(j: usize, key: &str) -> u64 {
     mix(j as u64, hash_raw(1, key))
@@ -566,16 +576,31 @@ impl Core {
     // ---- indexes -------------------------------------------------------------------------
 
     fn lookup_key(&self, j: usize, key: &str) -> Option<u32> {
-        self.lookup_key_hashed(j, key, key_hash(j, key))
-    }
-
-    /// [`Core::lookup_key`] with the key's hash already computed.
-    fn lookup_key_hashed(&self, j: usize, key: &str, h: u64) -> Option<u32> {
         let inst = &self.inst;
-        self.by_key.get(h, |i| {
+        self.by_key.get(key_hash(j, key), |i| {
             let x = &inst[i as usize];
             x.journey as usize == j && x.key.eq_str(key)
         })
+    }
+
+    /// [`Core::lookup_key`] with the key's hash already computed. Journeys in flight are found
+    /// in a small direct-mapped cache of recent lookups first (32 KiB, so it stays in cache): the
+    /// big index, whose slots are a cache miss each once it holds millions of journeys, is read
+    /// only for a journey not seen lately.
+    fn lookup_key_hashed(&mut self, j: usize, key: &str, h: u64) -> Option<u32> {
+        let inst = &self.inst;
+        let verify = |i: u32| {
+            let x = &inst[i as usize];
+            x.journey as usize == j && x.key.eq_str(key)
+        };
+        let slot = recent_slot(h);
+        let (f, i) = self.recent[slot];
+        if f == (h >> 32) as u32 && i != u32::MAX && verify(i) {
+            return Some(i);
+        }
+        let found = self.by_key.get(h, verify)?;
+        self.recent[slot] = ((h >> 32) as u32, found);
+        Some(found)
     }
 
     /// The instance of journey `j` that correlation id `c` (correlation hash `ch`) leads to.
@@ -670,6 +695,7 @@ impl Core {
         });
         self.stats.in_flight += 1;
         self.by_key.insert(key_hash, i);
+        self.recent[recent_slot(key_hash)] = ((key_hash >> 32) as u32, i);
         i
     }
 
