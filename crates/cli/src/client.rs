@@ -196,3 +196,100 @@ fn encode(segment: &str) -> String {
         })
         .collect()
 }
+
+pub fn journey(args: &ClientArgs, name: &str, key: &str) -> anyhow::Result<ExitCode> {
+    let path = format!("/v1/journeys/{}/{}", encode(name), encode(key));
+    let (status, body) = call(http()?.get(url(args, &path)), &args.server)?;
+    if status != 200 {
+        bail!("{}", api_error(&body));
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&body)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let s = |v: &Value| v.as_str().unwrap_or("").to_string();
+    println!("{} {}: {}  (started {}, updated {})", s(&body["journey"]), s(&body["key"]), s(&body["state"]), s(&body["started_at"]), s(&body["updated_at"]));
+    println!("milestones reached:");
+    for m in body["milestones"].as_array().into_iter().flatten() {
+        println!("  ✓ {:<24} {}  {}", s(&m["event"]), s(&m["reached_at"]), s(&m["event_id"]));
+    }
+    let next: Vec<String> = body["next_expected"].as_array().into_iter().flatten().map(s).collect();
+    if !next.is_empty() {
+        println!("next expected: {}", next.join(", "));
+    }
+    let findings = body["findings"].as_array().cloned().unwrap_or_default();
+    if findings.is_empty() {
+        println!("no findings");
+    } else {
+        println!("findings:");
+        for f in &findings {
+            let state = match f["resolved_at"].as_str() {
+                Some(at) => format!("resolved {at}"),
+                None => "OPEN".into(),
+            };
+            println!("  {} [{}] {}: {}", s(&f["kind"]), state, s(&f["detected_at"]), s(&f["detail"]));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Filters of `causeway findings`, passed to `GET /v1/findings` as they are.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FindingArgs {
+    /// Only this kind (missing_reaction, stalled, schema_error, …).
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Only this journey.
+    #[arg(long)]
+    pub journey: Option<String>,
+    /// Only findings not resolved yet.
+    #[arg(long)]
+    pub open: bool,
+    /// Only findings detected at or after this RFC 3339 time.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Most findings shown, newest first.
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+}
+
+pub fn findings(args: &ClientArgs, filter: &FindingArgs) -> anyhow::Result<ExitCode> {
+    let mut query: Vec<(&str, String)> = vec![("limit", filter.limit.to_string())];
+    if let Some(k) = &filter.kind {
+        query.push(("kind", k.clone()));
+    }
+    if let Some(j) = &filter.journey {
+        query.push(("journey", j.clone()));
+    }
+    if filter.open {
+        query.push(("open", "true".into()));
+    }
+    if let Some(s) = &filter.since {
+        query.push(("since", s.clone()));
+    }
+    let query: Vec<String> = query.iter().map(|(k, v)| format!("{k}={}", encode(v))).collect();
+    let path = format!("/v1/findings?{}", query.join("&"));
+    let (status, body) = call(http()?.get(url(args, &path)), &args.server)?;
+    if status != 200 {
+        bail!("{}", api_error(&body));
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&body)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows = body["findings"].as_array().cloned().unwrap_or_default();
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED);
+    table.set_header(["id", "kind", "journey", "key", "detected at", "resolved at", "detail"]);
+    let s = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    for f in &rows {
+        table.add_row([&f["id"], &f["kind"], &f["journey"], &f["key"], &f["detected_at"], &f["resolved_at"], &f["detail"]].map(s));
+    }
+    println!("{table}");
+    println!("{} finding{}", rows.len(), if rows.len() == 1 { "" } else { "s" });
+    Ok(ExitCode::SUCCESS)
+}

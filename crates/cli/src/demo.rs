@@ -76,6 +76,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         listen: Some(args.listen.clone()),
         model: None,
         pii_secret: None,
+        clock: None,
         limits: Default::default(),
     })?;
     config.data = data.clone();
@@ -127,15 +128,19 @@ struct Summary {
     /// A correlation id whose shipment the notification consumer could not handle.
     broken_correlation: Option<String>,
     any_correlation: Option<String>,
-    /// Findings raised, by kind.
-    findings: Vec<(String, u64)>,
+    /// Findings raised, by kind: (kind, open, resolved).
+    findings: Vec<(String, u64, u64)>,
+    /// Journey instances by state.
+    journeys: Vec<(String, u64)>,
+    /// A journey with an open missing reaction: (journey, key, what was expected).
+    example: Option<(String, String, String)>,
 }
 
 fn drive(base: &str, args: &DemoArgs, stop: &AtomicBool) -> anyhow::Result<Summary> {
     let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build()?;
     let mut sim = Simulator::new(SimConfig { seed: args.seed, fault_rate: args.fault_rate, concurrency: 50 });
     let started = Instant::now();
-    let mut summary = Summary { stats: SimStats::default(), totals: [0; 3], broken_correlation: None, any_correlation: None, findings: Vec::new() };
+    let mut summary = Summary { stats: SimStats::default(), totals: [0; 3], broken_correlation: None, any_correlation: None, findings: Vec::new(), journeys: Vec::new(), example: None };
     let mut sent = 0u64;
     let mut last_report = Instant::now();
     let mut hinted = false;
@@ -192,14 +197,31 @@ fn drive(base: &str, args: &DemoArgs, stop: &AtomicBool) -> anyhow::Result<Summa
         }
     }
     summary.stats = sim.stats().clone();
-    let query = serde_json::json!({"query": "SELECT kind, count(*) FROM findings GROUP BY kind ORDER BY count(*) DESC"});
+    let query = serde_json::json!({"query": "SELECT kind, sum(resolved_at IS NULL), sum(resolved_at IS NOT NULL) FROM findings GROUP BY kind ORDER BY count(*) DESC"});
     if let Ok(answer) = client.post(format!("{base}/v1/sql")).json(&query).send().and_then(|r| r.json::<Value>()) {
         summary.findings = answer["rows"]
             .as_array()
             .into_iter()
             .flatten()
-            .filter_map(|r| Some((r[0].as_str()?.to_string(), r[1].as_u64()?)))
+            .filter_map(|r| Some((r[0].as_str()?.to_string(), r[1].as_u64()?, r[2].as_u64()?)))
             .collect();
+    }
+    if let Ok(answer) = client.get(format!("{base}/v1/journeys/summary")).send().and_then(|r| r.json::<Value>()) {
+        summary.journeys = answer["journeys_by_state"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(state, n)| Some((state.clone(), n.as_u64()?)))
+            .collect();
+        summary.journeys.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    }
+    let missing = format!("{base}/v1/findings?kind=missing_reaction&open=true&limit=1");
+    if let Ok(answer) = client.get(missing).send().and_then(|r| r.json::<Value>()) {
+        let f = &answer["findings"][0];
+        if let (Some(j), Some(k)) = (f["journey"].as_str(), f["key"].as_str()) {
+            let expected = f["expected"].as_array().into_iter().flatten().filter_map(Value::as_str).collect::<Vec<_>>().join(" or ");
+            summary.example = Some((j.to_string(), k.to_string(), expected));
+        }
     }
     Ok(summary)
 }
@@ -216,9 +238,16 @@ fn print_final(summary: &Summary) {
     for (fault, n) in Fault::ALL.iter().zip(s.faults) {
         println!("    {:<34} {n}", fault.name());
     }
-    println!("  findings by kind:");
-    for (kind, n) in &summary.findings {
-        println!("    {kind:<34} {n}");
+    println!("  journeys by state:");
+    for (state, n) in &summary.journeys {
+        println!("    {state:<34} {n}");
+    }
+    println!("  findings by kind (open / resolved):");
+    for (kind, open, resolved) in &summary.findings {
+        println!("    {kind:<34} {open} / {resolved}");
+    }
+    if let Some((journey, key, expected)) = &summary.example {
+        println!("  e.g. {journey} {key} is still waiting for {expected}: causeway journey {journey} {key}");
     }
 }
 
@@ -231,4 +260,5 @@ fn print_hints(base: &str, correlation: &str) {
         "    causeway sql \"SELECT event_id, event_type, source_service, timestamp, causation_id FROM event_lineage WHERE correlation_id = '{correlation}' ORDER BY timestamp\" {server}"
     );
     println!("    causeway sql \"SELECT error_type, count(*) FROM dlq_events GROUP BY error_type\" {server}");
+    println!("    causeway findings --open {server}");
 }

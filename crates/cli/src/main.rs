@@ -1,5 +1,6 @@
 //! The `causeway` binary: flag parsing and dispatch. Logic lives in the library crates.
 
+mod analyze;
 mod client;
 mod demo;
 mod r#gen;
@@ -52,7 +53,25 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Run a read-only SQL query over the store (views: event_lineage, dlq_events).
+    /// Show where one journey instance is: milestones, state, what is expected next, findings.
+    Journey {
+        /// The journey's name in the model.
+        name: String,
+        /// The instance's key (e.g. the order id).
+        key: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List findings: missing reactions, stalls, broken invariants, schema errors…
+    Findings {
+        #[command(flatten)]
+        filter: client::FindingArgs,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Judge an event log file against the model offline: journeys and findings, no server.
+    Analyze(analyze::AnalyzeArgs),
+    /// Run a read-only SQL query over the store (views: event_lineage, dlq_events, findings).
     Sql {
         /// One SELECT statement.
         query: String,
@@ -92,5 +111,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ingest { file, batch, client } => client::ingest(&client, &file, batch),
         Command::Chain { id, client } => client::chain(&client, &id),
         Command::Sql { query, client } => client::sql(&client, &query),
+        Command::Journey { name, key, client } => client::journey(&client, &name, &key),
+        Command::Findings { filter, client } => client::findings(&client, &filter),
+        Command::Analyze(args) => analyze::run(args),
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use causeway_envelope::{Limits, ParseOptions};
-use causeway_server::{AppState, ModelSlot};
+use causeway_server::{AppState, Clock, ModelSlot};
 use causeway_store::{SqlLimits, Store};
 use clap::Args;
 use serde::Deserialize;
@@ -35,6 +35,10 @@ pub struct ServeArgs {
     /// Key of the keyed hash that replaces PII values [default: a random key kept in DATA/pii.key].
     #[arg(long, env = "CAUSEWAY_PII_SECRET", hide_env_values = true)]
     pub pii_secret: Option<String>,
+    /// The clock deadlines are judged against: `wall` (a stopped journey is detected while
+    /// nothing arrives) or `event` (the latest event time seen, for replays) [default: wall].
+    #[arg(long, env = "CAUSEWAY_CLOCK", value_parser = ["wall", "event"])]
+    pub clock: Option<String>,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -71,6 +75,7 @@ struct ConfigFile {
     data: Option<PathBuf>,
     model: Option<PathBuf>,
     pii_secret: Option<String>,
+    clock: Option<String>,
     #[serde(default)]
     limits: LimitArgs,
 }
@@ -82,6 +87,7 @@ pub struct ServerConfig {
     pub data: PathBuf,
     pub model: Option<PathBuf>,
     pub pii_secret: Option<String>,
+    pub clock: Clock,
     pub parse: ParseOptions,
     pub sql: SqlLimits,
 }
@@ -111,6 +117,11 @@ impl ServerConfig {
             data: args.data.clone().or(file.data).unwrap_or_else(|| DEFAULT_DATA.into()),
             model: args.model.clone().or(file.model),
             pii_secret: args.pii_secret.clone().or(file.pii_secret),
+            clock: match args.clock.clone().or(file.clock) {
+                None => Clock::Wall,
+                Some(text) => Clock::parse(&text)
+                    .ok_or_else(|| anyhow::anyhow!("clock must be 'wall' or 'event', not '{text}'"))?,
+            },
             parse: ParseOptions { limits, correlation_required: true },
             sql,
         })
@@ -162,7 +173,7 @@ pub async fn start(config: &ServerConfig) -> anyhow::Result<Running> {
             anyhow::anyhow!("the model {} has errors:\n{}", path.display(), shown.join("\n"))
         })?;
         reload_on_sighup(slot.clone());
-        state = state.with_model(slot);
+        state = state.with_model(slot).with_journeys(config.clock);
     }
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(causeway_server::serve(listener, state, async {

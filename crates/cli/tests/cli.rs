@@ -398,3 +398,107 @@ fn sighup_reloads_the_model() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// A log of simulated order-fulfilment traffic with every fault, stamped in January 2026 (long
+/// before the wall clock), with pauses between bursts so that some reactions come late.
+fn simulated_log(path: &Path, batches: usize) {
+    use causeway_sim::{SimConfig, Simulator};
+    let mut sim = Simulator::new(SimConfig { seed: 7, fault_rate: 0.1, concurrency: 40 });
+    let base = chrono::DateTime::parse_from_rfc3339("2026-01-05T09:00:00Z").unwrap().to_utc();
+    let mut out = String::new();
+    let mut at = base;
+    for k in 0..batches {
+        for d in sim.next_batch(250, at) {
+            out.push_str(&d.event.to_string());
+            out.push('\n');
+        }
+        at += chrono::TimeDelta::seconds(if k % 3 == 2 { 45 } else { 1 });
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+fn get_json(url: &str) -> Value {
+    let response = reqwest::blocking::get(url).unwrap();
+    assert!(response.status().is_success(), "{url}: {}", response.status());
+    response.json().unwrap()
+}
+
+fn findings_table(data: &Path) -> Vec<(i64, String, Option<String>, String, Option<String>)> {
+    let db = rusqlite::Connection::open(data.join("causeway.db")).unwrap();
+    db.prepare("SELECT id, kind, journey_key, detected_at, resolved_at FROM findings ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+fn analyze_digest(log: &Path, clock: &str) -> (String, Value) {
+    let model = example_model();
+    let out = causeway(&["analyze", log.to_str().unwrap(), "--model", model.to_str().unwrap(), "--clock", clock, "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    (report["digest"].as_str().unwrap().to_string(), report)
+}
+
+/// Journeys and findings after SIGKILL and restart are exactly those before (same digest, same
+/// stored findings with the same ids), and `causeway analyze` on the same events agrees — on the
+/// wall clock (the backfill judged as of now) and on the event clock.
+#[test]
+fn journeys_survive_sigkill_and_match_analyze() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("events.ndjson");
+    simulated_log(&log, 24);
+    let model = example_model();
+    for clock in ["wall", "event"] {
+        let data = dir.path().join(format!("data-{clock}"));
+        let flags = ["--model", model.to_str().unwrap(), "--clock", clock];
+        let server = Server::start(&data, &flags);
+        let out = causeway(&["ingest", log.to_str().unwrap(), "--batch", "500", "--server", &server.url]);
+        assert!(text(&out).contains("accepted"), "{}", text(&out));
+        let before = get_json(&format!("{}/v1/journeys/summary", server.url));
+        let stored_before = findings_table(&data);
+        server.kill();
+
+        let server = Server::start(&data, &flags);
+        let after = get_json(&format!("{}/v1/journeys/summary", server.url));
+        assert_eq!(after["digest"], before["digest"], "{clock} clock: before {before:#}\nafter {after:#}");
+        assert_eq!(after["journeys_by_state"], before["journeys_by_state"]);
+        assert_eq!(findings_table(&data), stored_before, "{clock} clock: stored findings rewritten in place");
+
+        let (digest, report) = analyze_digest(&log, clock);
+        assert_eq!(digest, before["digest"].as_str().unwrap(), "{clock} clock: analyze {report:#}\nserver {before:#}");
+        assert_eq!(report["journeys_by_state"], before["journeys_by_state"]);
+        // The simulator's faults surface as findings.
+        for kind in ["duplicate", "out_of_order", "missing_reaction"] {
+            assert!(before["findings_by_kind"][kind].is_object(), "{clock} clock: no {kind} in {before:#}");
+        }
+        server.kill();
+    }
+}
+
+/// `causeway journey` and `causeway findings` against a server, human and JSON.
+#[test]
+fn journey_and_findings_verbs() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("events.ndjson");
+    simulated_log(&log, 4);
+    let model = example_model();
+    let server = Server::start(&dir.path().join("data"), &["--model", model.to_str().unwrap()]);
+    causeway(&["ingest", log.to_str().unwrap(), "--server", &server.url]);
+    let out = causeway(&["findings", "--kind", "missing_reaction", "--open", "--json", "--server", &server.url]);
+    assert!(out.status.success(), "{}", text(&out));
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let first = &listed["findings"][0];
+    let key = first["key"].as_str().unwrap_or_else(|| panic!("an open missing reaction: {listed:#}"));
+    let out = causeway(&["journey", "order", key, "--server", &server.url]);
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    assert!(shown.contains(&format!("order {key}")) && shown.contains("milestones reached") && shown.contains("missing_reaction [OPEN]"), "{shown}");
+    let out = causeway(&["journey", "order", "no-such-order", "--server", &server.url]);
+    assert!(!out.status.success() && text(&out).contains("no 'order' journey has the key 'no-such-order'"), "{}", text(&out));
+    let out = causeway(&["findings", "--open", "--limit", "10000", "--server", &server.url]);
+    assert!(text(&out).contains("missing_reaction"), "{}", text(&out));
+    let out = causeway(&["findings", "--kind", "nonsense", "--server", &server.url]);
+    assert!(!out.status.success() && text(&out).contains("unknown finding kind"), "{}", text(&out));
+}

@@ -144,6 +144,9 @@ async fn ingest_items(
         .map(|e| e.findings.iter().map(|f| FindingNote { kind: f.kind.clone(), detail: f.detail.clone() }).collect())
         .collect();
     let stored = state.store.append(events, rejections).await?;
+    if let Some(engine) = &state.journeys {
+        engine.notify();
+    }
     let mut response = IngestResponse { accepted: 0, duplicates: 0, rejected: 0, results: Vec::with_capacity(placement.len()) };
     for place in placement {
         response.results.push(match place {

@@ -6,6 +6,7 @@
 
 mod error;
 mod ingest;
+mod journeys;
 mod metrics;
 mod model;
 mod query;
@@ -20,6 +21,7 @@ use causeway_envelope::ParseOptions;
 use causeway_store::{SqlLimits, Store};
 
 pub use error::ApiError;
+pub use journeys::{Clock, JourneyEngine, Summary};
 pub use metrics::Metrics;
 pub use model::{LoadedModel, ModelSlot};
 
@@ -32,15 +34,23 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The model whose contracts apply at ingest, if one is loaded.
     pub model: ModelSlot,
+    /// The journey engine, when it runs.
+    pub journeys: Option<JourneyEngine>,
 }
 
 impl AppState {
     pub fn new(store: Store, parse: ParseOptions, sql: SqlLimits) -> Self {
-        AppState { store, parse, sql, metrics: Arc::new(Metrics::default()), model: ModelSlot::empty() }
+        AppState { store, parse, sql, metrics: Arc::new(Metrics::default()), model: ModelSlot::empty(), journeys: None }
     }
 
     pub fn with_model(mut self, model: ModelSlot) -> Self {
         self.model = model;
+        self
+    }
+
+    /// Starts the journey engine on this state's store and model slot.
+    pub fn with_journeys(mut self, clock: Clock) -> Self {
+        self.journeys = Some(JourneyEngine::start(self.store.clone(), self.model.clone(), clock));
         self
     }
 }
@@ -54,6 +64,10 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/events/{id}/descendants", get(query::get_descendants))
         .route("/v1/events/{id}/root", get(query::get_root))
         .route("/v1/correlations/{id}", get(query::get_correlation))
+        .route("/v1/journeys", get(journeys::list_journeys))
+        .route("/v1/journeys/summary", get(journeys::journey_summary))
+        .route("/v1/journeys/{journey}/{key}", get(journeys::get_journey))
+        .route("/v1/findings", get(journeys::list_findings))
         .route("/v1/dlq", get(query::list_dlq))
         .route("/v1/sql", post(query::post_sql))
         .route("/v1/model", get(model::get_model))

@@ -410,3 +410,171 @@ async fn without_a_model_the_model_endpoints_say_how_to_load_one() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(body["error"]["message"].as_str().unwrap().contains("--model"));
 }
+
+// --- The journey engine ------------------------------------------------------------------------
+
+/// An API on the example model with the journey engine on the wall clock.
+fn with_journeys() -> Api {
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/order-fulfillment");
+    for f in ["model.yaml", "notification.yaml"] {
+        std::fs::copy(example.join(f), dir.path().join(f)).unwrap();
+    }
+    let store = Store::open(&dir.path().join("data")).unwrap();
+    let slot = ModelSlot::load(&dir.path().join("model.yaml"), b"test-key".to_vec()).unwrap();
+    let state = AppState::new(store, ParseOptions::default(), SqlLimits::default())
+        .with_model(slot)
+        .with_journeys(causeway_server::Clock::Wall);
+    Api { router: app(state), _dir: dir }
+}
+
+/// One step of order `order`'s journey, `second` seconds into 2026-11-23 10:00 (long past on the
+/// wall clock, so every window after it has passed).
+fn step(order: &str, n: u32, event_type: &str, source: &str, cause: Option<&str>, second: u32) -> Value {
+    let mut data = json!({"orderId": order});
+    match event_type {
+        "OrderCreated" => data = json!({"orderId": order, "customerEmail": "a@b.c", "amount": 10, "currency": "EUR"}),
+        "PaymentProcessed" => data = json!({"orderId": order, "amount": 10}),
+        "InventoryReserved" => data = json!({"orderId": order, "items": 1}),
+        "ShipmentCreated" => data = json!({"orderId": order, "carrier": "dhl", "customerEmail": "a@b.c"}),
+        _ => {}
+    }
+    let mut e = json!({"specversion": "1.0", "id": format!("{order}-{n}"), "source": source, "type": event_type,
+                       "time": format!("2026-11-23T10:{:02}:{:02}Z", second / 60, second % 60),
+                       "correlationid": format!("corr-{order}"), "data": data});
+    if let Some(c) = cause {
+        e["causationid"] = json!(format!("{order}-{c}"));
+    }
+    e
+}
+
+fn first_four(order: &str) -> Vec<Value> {
+    vec![
+        step(order, 1, "OrderCreated", "order-service", None, 0),
+        step(order, 2, "PaymentProcessed", "payment-service", Some("1"), 2),
+        step(order, 3, "InventoryReserved", "inventory-service", Some("2"), 4),
+        step(order, 4, "ShipmentCreated", "fulfilment-service", Some("3"), 6),
+    ]
+}
+
+/// The order confirmation never arrived: after the policy window the journey shows a
+/// missing_reaction naming CustomerNotified; the late confirmation resolves it and completes the
+/// journey, and the finding's history stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_confirmation_never_arrived_end_to_end() {
+    let api = with_journeys();
+    let (status, body) = api.post("application/json", json!(first_four("ord-789")).to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let (status, j) = api.get("/v1/journeys/order/ord-789").await;
+    assert_eq!(status, StatusCode::OK, "{j}");
+    assert_eq!(j["journey"], "order");
+    assert_eq!(j["key"], "ord-789");
+    let reached: Vec<&str> = j["milestones"].as_array().unwrap().iter().map(|m| m["event"].as_str().unwrap()).collect();
+    assert_eq!(reached, ["OrderCreated", "PaymentProcessed", "InventoryReserved", "ShipmentCreated"]);
+    assert_eq!(j["milestones"][3]["event_id"], "ord-789-4");
+    assert_eq!(j["next_expected"][0], "CustomerNotified", "{j}");
+    assert_eq!(j["correlation_ids"], json!(["corr-ord-789"]));
+    assert_eq!(j["started_at"], "2026-11-23T10:00:00.000000Z");
+    // The events arrive long after their time, all at once: on the wall clock each earlier
+    // window had passed before the next event came, so those findings were raised and resolved
+    // at once (history kept); the last one stays open.
+    let missing: Vec<&Value> = j["findings"].as_array().unwrap().iter().filter(|f| f["kind"] == "missing_reaction" && f["open"] == true).collect();
+    assert_eq!(missing.len(), 1, "{j}");
+    assert_eq!(missing[0]["expected"], json!(["CustomerNotified"]));
+    assert_eq!(missing[0]["event_id"], "ord-789-4", "about the shipment that expected it");
+    assert_eq!(missing[0]["detected_at"], "2026-11-23T10:00:36.000000Z", "the deadline, not the wall clock");
+    assert_eq!(missing[0]["open"], true);
+    assert_eq!(missing[0]["owner"], "team-checkout");
+    assert!(missing[0]["detail"].as_str().unwrap().contains("CustomerNotified"), "{}", missing[0]);
+    // Past stall_after (2m) and complete_within (5m) as well.
+    assert_eq!(j["state"], "stalled", "{j}");
+    let kinds: Vec<&str> = j["findings"].as_array().unwrap().iter().map(|f| f["kind"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"stalled") && kinds.contains(&"deadline_missed"), "{kinds:?}");
+
+    // The same finding through GET /v1/findings and the findings SQL view.
+    let (status, f) = api.get("/v1/findings?kind=missing_reaction&open=true").await;
+    assert_eq!(status, StatusCode::OK, "{f}");
+    assert_eq!(f["findings"].as_array().unwrap().len(), 1, "{f}");
+    assert_eq!(f["findings"][0]["id"], missing[0]["id"]);
+    let rows = api.sql("SELECT kind, journey, journey_key, expected, resolved_at FROM findings WHERE kind = 'missing_reaction' AND resolved_at IS NULL").await;
+    assert_eq!(rows["rows"], json!([["missing_reaction", "order", "ord-789", "CustomerNotified", null]]));
+    // Membership in event_lineage.
+    let rows = api.sql("SELECT event_id, journey, journey_key FROM event_lineage WHERE correlation_id = 'corr-ord-789' ORDER BY timestamp").await;
+    assert_eq!(rows["rows"][0], json!(["ord-789-1", "order", "ord-789"]));
+    assert_eq!(rows["rows"][3], json!(["ord-789-4", "order", "ord-789"]));
+
+    // The confirmation arrives (stamped late): the journey completes, the finding is resolved.
+    let late = step("ord-789", 5, "CustomerNotified", "notification-service", Some("4"), 400);
+    api.post("application/json", json!([late]).to_string()).await;
+    let (_, j) = api.get("/v1/journeys/order/ord-789").await;
+    assert_eq!(j["state"], "fulfilled", "{j}");
+    let resolved = j["findings"].as_array().unwrap().iter().find(|f| f["id"] == missing[0]["id"]).unwrap();
+    assert_eq!(resolved["resolved_at"], "2026-11-23T10:06:40.000000Z", "{resolved}");
+    assert_eq!(resolved["open"], false);
+    let (_, f) = api.get("/v1/findings?kind=missing_reaction&open=true").await;
+    assert_eq!(f["findings"], json!([]), "no longer open");
+    let (_, f) = api.get("/v1/findings?kind=missing_reaction").await;
+    assert_eq!(f["findings"].as_array().unwrap().len(), 3, "history kept: {f}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journeys_are_listed_by_state_and_summarised() {
+    let api = with_journeys();
+    let mut events = first_four("a1");
+    events.push(step("a1", 5, "CustomerNotified", "notification-service", Some("4"), 8));
+    events.extend(first_four("a2"));
+    events.push(step("a3", 1, "OrderCreated", "order-service", None, 0));
+    // A redelivery of a2's payment: a duplicate finding.
+    events.push(step("a2", 2, "PaymentProcessed", "payment-service", Some("1"), 2));
+    let (status, body) = api.post("application/json", json!(events).to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["duplicates"], 1);
+
+    let (status, list) = api.get("/v1/journeys?journey=order&state=stalled").await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let keys: Vec<&str> = list["journeys"].as_array().unwrap().iter().map(|j| j["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, ["a2", "a3"]);
+    assert_eq!(list["total"], 2);
+    let (_, list) = api.get("/v1/journeys?state=fulfilled").await;
+    assert_eq!(list["journeys"][0]["key"], "a1");
+    let (_, list) = api.get("/v1/journeys?limit=1").await;
+    assert_eq!((list["total"].as_u64(), list["journeys"].as_array().unwrap().len()), (Some(3), 1));
+
+    let (status, s) = api.get("/v1/journeys/summary").await;
+    assert_eq!(status, StatusCode::OK, "{s}");
+    assert_eq!(s["journeys_by_state"], json!({"fulfilled": 1, "stalled": 2}));
+    assert_eq!(s["findings_by_kind"]["duplicate"], json!({"open": 1, "resolved": 0}), "{s}");
+    assert_eq!(s["redeliveries"], 1);
+    assert_eq!(s["digest"].as_str().unwrap().len(), 16);
+    let (_, f) = api.get("/v1/findings?kind=duplicate").await;
+    assert_eq!(f["findings"][0]["event_id"], "a2-2", "{f}");
+
+    // Mistakes are 4xx with a sentence.
+    for (path, status, needle) in [
+        ("/v1/journeys/shipment/a1", StatusCode::NOT_FOUND, "no journey named 'shipment'"),
+        ("/v1/journeys/order/nope", StatusCode::NOT_FOUND, "no 'order' journey has the key 'nope'"),
+        ("/v1/journeys?journey=shipment", StatusCode::NOT_FOUND, "its journeys: order"),
+        ("/v1/journeys?colour=red", StatusCode::BAD_REQUEST, "unknown parameter 'colour'"),
+        ("/v1/findings?kind=broken", StatusCode::BAD_REQUEST, "unknown finding kind 'broken'"),
+        ("/v1/findings?since=yesterday", StatusCode::BAD_REQUEST, "RFC 3339"),
+        ("/v1/findings?open=maybe", StatusCode::BAD_REQUEST, "true or false"),
+        ("/v1/findings?limit=0", StatusCode::BAD_REQUEST, "limit must be"),
+    ] {
+        let (got, body) = api.get(path).await;
+        assert_eq!(got, status, "{path}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(needle), "{path}: {message}");
+    }
+}
+
+#[tokio::test]
+async fn without_the_engine_the_journey_endpoints_say_how_to_start_it() {
+    let api = Api::new();
+    let (status, body) = api.get("/v1/journeys/order/x").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body["error"]["message"].as_str().unwrap().contains("--model"), "{body}");
+    // Findings are stored ones: listing them needs no engine.
+    let (status, body) = api.get("/v1/findings").await;
+    assert_eq!((status, &body["findings"]), (StatusCode::OK, &json!([])));
+}

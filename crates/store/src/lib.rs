@@ -25,9 +25,9 @@ use rusqlite::{Connection, OpenFlags};
 
 pub use error::StoreError;
 pub use lineage::{TreeNode, build_tree};
-pub use read::{DlqRow, EventRow, StoreCounts};
+pub use read::{DlqRow, EventRow, FindingFilter, FindingRow, LogEntry, StoreCounts};
 pub use sql::{SqlLimits, SqlResult};
-pub use writer::{AppendResult, EventOutcome, NewEvent, NewFinding, NewRejection};
+pub use writer::{AppendResult, DerivedFinding, DerivedWrite, EventOutcome, NewEvent, NewFinding, NewRejection};
 
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "causeway.db";
@@ -74,6 +74,19 @@ impl Store {
     /// [`Store::append`] for callers outside an async runtime.
     pub fn append_blocking(&self, events: Vec<NewEvent>, rejections: Vec<NewRejection>) -> Result<AppendResult, StoreError> {
         self.inner.writer.submit(events, rejections)?.blocking_recv().map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Writes what the journey engine derived, in one transaction with whatever else is queued.
+    /// Blocks until it is committed; call it off the async runtime.
+    pub fn write_derived_blocking(&self, write: DerivedWrite) -> Result<(), StoreError> {
+        self.inner.writer.submit_derived(write)?.blocking_recv().map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// A time no later than the receive time (`received_at`) of any write not yet visible to
+    /// readers. A consumer of the log that has read everything visible may advance its clock to it
+    /// without an event received earlier still to come.
+    pub fn watermark(&self) -> chrono::DateTime<chrono::Utc> {
+        self.inner.writer.watermark()
     }
 
     /// Runs `f` on a pooled read-only connection.

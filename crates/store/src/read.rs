@@ -160,14 +160,133 @@ impl Store {
         })
     }
 
-    /// Totals, read from the row ids (rows are never deleted), so this costs two index probes.
+    /// The log in ingest order after `after`: stored events and redeliveries, at most `limit`.
+    pub fn log_after(&self, after: i64, limit: usize) -> Result<Vec<LogEntry>, StoreError> {
+        self.with_reader(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT seq, received_at, 0, envelope FROM (
+                     SELECT seq, received_at, envelope FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2)
+                 UNION ALL
+                 SELECT r.seq, r.received_at, 1, e.envelope FROM (
+                     SELECT seq, event_seq, received_at FROM redeliveries WHERE seq > ?1 ORDER BY seq LIMIT ?2) r
+                 JOIN events e ON e.seq = r.event_seq
+                 ORDER BY 1 LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![after, limit as i64], |r| {
+                Ok(LogEntry { seq: r.get(0)?, received_at: r.get(1)?, redelivery: r.get(2)?, envelope: r.get(3)? })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    /// The last position of the log (0 when empty).
+    pub fn log_end(&self) -> Result<i64, StoreError> {
+        self.with_reader(|c| {
+            Ok(c.query_row(
+                "SELECT max(coalesce((SELECT max(seq) FROM events), 0), coalesce((SELECT max(seq) FROM redeliveries), 0))",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+    }
+
+    /// The model the journey engine's stored rows were derived under (see [`DerivedWrite`]).
+    ///
+    /// [`DerivedWrite`]: crate::DerivedWrite
+    pub fn derived_model(&self) -> Result<Option<String>, StoreError> {
+        self.with_reader(|c| {
+            Ok(c.query_row("SELECT value FROM meta WHERE key = 'journey_model'", [], |r| r.get(0)).optional()?)
+        })
+    }
+
+    /// Findings, the most recently recorded first.
+    pub fn findings(&self, filter: &FindingFilter) -> Result<Vec<FindingRow>, StoreError> {
+        self.with_reader(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, kind, journey, journey_key, correlation_id, event_id, expected, detected_at,
+                        resolved_at, detail, owner
+                 FROM finding_records
+                 WHERE (?1 IS NULL OR kind = ?1) AND (?2 IS NULL OR journey = ?2)
+                   AND (?3 IS NULL OR journey_key = ?3) AND (?4 IS NULL OR detected_at >= ?4)
+                   AND (NOT ?5 OR resolved_at IS NULL)
+                 ORDER BY id DESC LIMIT ?6",
+            )?;
+            let rows = stmt.query_map(
+                params![filter.kind, filter.journey, filter.key, filter.since, filter.open_only, filter.limit as i64],
+                |r| {
+                    Ok(FindingRow {
+                        id: r.get(0)?,
+                        kind: r.get(1)?,
+                        journey: r.get(2)?,
+                        key: r.get(3)?,
+                        correlation_id: r.get(4)?,
+                        event_id: r.get(5)?,
+                        expected: r
+                            .get::<_, Option<String>>(6)?
+                            .map(|e| e.split(',').map(str::to_owned).collect())
+                            .unwrap_or_default(),
+                        detected_at: r.get(7)?,
+                        resolved_at: r.get(8)?,
+                        detail: r.get(9)?,
+                        owner: r.get(10)?,
+                    })
+                },
+            )?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    /// Totals, read from the row ids (rows are never deleted), so this costs a few index probes.
     pub fn counts(&self) -> Result<StoreCounts, StoreError> {
         self.with_reader(|c| {
-            let events: i64 = c.query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| r.get(0))?;
+            // Events and redeliveries share the ingest order; it has no other gaps.
+            let events: i64 = c.query_row(
+                "SELECT max(coalesce((SELECT max(seq) FROM events), 0), coalesce((SELECT max(seq) FROM redeliveries), 0))
+                        - (SELECT count(*) FROM redeliveries)",
+                [],
+                |r| r.get(0),
+            )?;
             let dlq: i64 = c.query_row("SELECT coalesce(max(id), 0) FROM dlq", [], |r| r.get(0))?;
             Ok(StoreCounts { events, dlq })
         })
     }
+}
+
+/// One entry of the log: a stored event, or a redelivery of one (its envelope as first stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    pub seq: i64,
+    pub received_at: String,
+    pub redelivery: bool,
+    pub envelope: String,
+}
+
+/// Which findings to list (`GET /v1/findings`).
+#[derive(Debug, Clone, Default)]
+pub struct FindingFilter {
+    pub kind: Option<String>,
+    pub journey: Option<String>,
+    pub key: Option<String>,
+    /// RFC 3339: detected at or after.
+    pub since: Option<String>,
+    pub open_only: bool,
+    pub limit: usize,
+}
+
+/// A stored finding (PRODUCT §5): raised at ingest by the contracts, or by the journey engine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FindingRow {
+    pub id: i64,
+    pub kind: String,
+    pub journey: Option<String>,
+    pub key: Option<String>,
+    pub correlation_id: Option<String>,
+    pub event_id: Option<String>,
+    pub expected: Vec<String>,
+    pub detected_at: String,
+    pub resolved_at: Option<String>,
+    pub detail: String,
+    pub owner: Option<String>,
 }
 
 /// Totals kept by the store.

@@ -4,7 +4,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use causeway_envelope::Event;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
@@ -79,15 +79,81 @@ pub struct AppendResult {
     pub dlq_ids: Vec<i64>,
 }
 
-struct Job {
-    events: Vec<NewEvent>,
-    rejections: Vec<NewRejection>,
-    reply: oneshot::Sender<Result<AppendResult, StoreError>>,
+/// A finding the journey engine raised, keyed by the engine's id: written again (a rebuild, a
+/// resolution) it updates its row in place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DerivedFinding {
+    pub engine_id: u64,
+    pub finding: NewFinding,
+    pub detected_at: String,
+    pub resolved_at: Option<String>,
+}
+
+/// What the journey engine derived from the log since its last write.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DerivedWrite {
+    /// Set on the first write of a rebuild under a model other than the one the derived rows
+    /// came from: they are all dropped first. The value is recorded as the model they come from.
+    pub reset_for_model: Option<String>,
+    /// (events.seq, journey, key) for each event that joined a journey instance.
+    pub memberships: Vec<(i64, String, String)>,
+    pub findings: Vec<DerivedFinding>,
+    /// Engine findings with an id above this no longer exist (the end of a rebuild).
+    pub drop_findings_above: Option<u64>,
+}
+
+enum Job {
+    Append {
+        events: Vec<NewEvent>,
+        rejections: Vec<NewRejection>,
+        reply: oneshot::Sender<Result<AppendResult, StoreError>>,
+    },
+    Derived {
+        write: DerivedWrite,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+}
+
+impl Job {
+    fn rows(&self) -> usize {
+        match self {
+            Job::Append { events, rejections, .. } => events.len() + rejections.len(),
+            Job::Derived { write, .. } => write.memberships.len() + write.findings.len(),
+        }
+    }
+
+    fn fail(self, e: &StoreError) {
+        let err = || StoreError::Poisoned(e.to_string());
+        match self {
+            Job::Append { reply, .. } => drop(reply.send(Err(err()))),
+            Job::Derived { reply, .. } => drop(reply.send(Err(err()))),
+        }
+    }
+}
+
+/// The receive-time stamps of commits, shared with readers of the log: what a consumer of the log
+/// may take as "now" without an event stamped earlier still to come.
+#[derive(Debug, Default)]
+pub(crate) struct Stamps {
+    /// The latest stamp handed out; stamps never go back, even if the system clock does.
+    last: Option<DateTime<Utc>>,
+    /// The stamp of the commit being written, if one is.
+    in_progress: Option<DateTime<Utc>>,
+}
+
+/// The current time at the store's microsecond precision, never before an earlier stamp.
+fn next_stamp(stamps: &mut Stamps) -> DateTime<Utc> {
+    let now = Utc::now();
+    let now = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
+    let stamp = stamps.last.map_or(now, |l| l.max(now));
+    stamps.last = Some(stamp);
+    stamp
 }
 
 pub(crate) struct WriterHandle {
     tx: mpsc::Sender<Job>,
     poisoned: Arc<Mutex<Option<String>>>,
+    stamps: Arc<Mutex<Stamps>>,
 }
 
 /// Most rows one group commit takes before it commits and starts the next.
@@ -97,12 +163,37 @@ impl WriterHandle {
     pub(crate) fn spawn(conn: Connection) -> Result<WriterHandle, StoreError> {
         let (tx, rx) = mpsc::channel::<Job>();
         let poisoned = Arc::new(Mutex::new(None));
-        let flag = poisoned.clone();
+        let stamps = Arc::new(Mutex::new(Stamps::default()));
+        // Events and redeliveries share one ingest order; the writer hands out its numbers.
+        let next_seq: i64 = conn.query_row(
+            "SELECT max(coalesce((SELECT max(seq) FROM events), 0), coalesce((SELECT max(seq) FROM redeliveries), 0)) + 1",
+            [],
+            |r| r.get(0),
+        )?;
+        let writer = Writer { conn, next_seq, poisoned: poisoned.clone(), stamps: stamps.clone() };
         std::thread::Builder::new()
             .name("causeway-store-writer".into())
-            .spawn(move || run(conn, rx, flag))
+            .spawn(move || writer.run(rx))
             .map_err(|e| StoreError::Io { path: "writer thread".into(), source: e })?;
-        Ok(WriterHandle { tx, poisoned })
+        Ok(WriterHandle { tx, poisoned, stamps })
+    }
+
+    /// A time no later than the receive time of any commit not yet visible to readers: while a
+    /// commit is being written, just before its stamp; otherwise now (and every later commit is
+    /// stamped at or after it).
+    pub(crate) fn watermark(&self) -> DateTime<Utc> {
+        let mut stamps = self.stamps.lock().expect("stamps");
+        match stamps.in_progress {
+            Some(s) => s - chrono::TimeDelta::microseconds(1),
+            None => next_stamp(&mut stamps),
+        }
+    }
+
+    pub(crate) fn submit_derived(&self, write: DerivedWrite) -> Result<oneshot::Receiver<Result<(), StoreError>>, StoreError> {
+        self.check_writable()?;
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Job::Derived { write, reply }).map_err(|_| StoreError::WriterGone)?;
+        Ok(rx)
     }
 
     pub(crate) fn check_writable(&self) -> Result<(), StoreError> {
@@ -120,64 +211,92 @@ impl WriterHandle {
         self.check_writable()?;
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Job { events, rejections, reply })
+            .send(Job::Append { events, rejections, reply })
             .map_err(|_| StoreError::WriterGone)?;
         Ok(rx)
     }
 }
 
-fn run(mut conn: Connection, rx: mpsc::Receiver<Job>, poisoned: Arc<Mutex<Option<String>>>) {
-    while let Ok(first) = rx.recv() {
-        let mut jobs = vec![first];
-        let mut rows = jobs[0].events.len() + jobs[0].rejections.len();
-        while rows < MAX_ROWS_PER_COMMIT {
-            match rx.try_recv() {
-                Ok(job) => {
-                    rows += job.events.len() + job.rejections.len();
-                    jobs.push(job);
-                }
-                Err(_) => break,
-            }
-        }
-        if let Some(why) = poisoned.lock().expect("poison flag").clone() {
-            for job in jobs {
-                let _ = job.reply.send(Err(StoreError::Poisoned(why.clone())));
-            }
-            continue;
-        }
-        match commit(&mut conn, &jobs) {
-            Ok(results) => {
-                for (job, result) in jobs.into_iter().zip(results) {
-                    let _ = job.reply.send(Ok(result));
+struct Writer {
+    conn: Connection,
+    next_seq: i64,
+    poisoned: Arc<Mutex<Option<String>>>,
+    stamps: Arc<Mutex<Stamps>>,
+}
+
+impl Writer {
+    fn run(mut self, rx: mpsc::Receiver<Job>) {
+        while let Ok(first) = rx.recv() {
+            let mut rows = first.rows();
+            let mut jobs = vec![first];
+            while rows < MAX_ROWS_PER_COMMIT {
+                match rx.try_recv() {
+                    Ok(job) => {
+                        rows += job.rows();
+                        jobs.push(job);
+                    }
+                    Err(_) => break,
                 }
             }
-            Err(e) => {
-                tracing::error!(message = "store commit failed; refusing further writes", error = %e);
-                *poisoned.lock().expect("poison flag") = Some(e.to_string());
-                for job in jobs {
-                    let _ = job.reply.send(Err(StoreError::Poisoned(e.to_string())));
+            if let Some(why) = self.poisoned.lock().expect("poison flag").clone() {
+                let e = StoreError::Poisoned(why);
+                jobs.into_iter().for_each(|job| job.fail(&e));
+                continue;
+            }
+            let stamp = {
+                let mut stamps = self.stamps.lock().expect("stamps");
+                let stamp = next_stamp(&mut stamps);
+                stamps.in_progress = Some(stamp);
+                stamp
+            };
+            let seq_before = self.next_seq;
+            let outcome = commit(&mut self.conn, &jobs, stamp, &mut self.next_seq);
+            self.stamps.lock().expect("stamps").in_progress = None;
+            match outcome {
+                Ok(results) => {
+                    for (job, result) in jobs.into_iter().zip(results) {
+                        match (job, result) {
+                            (Job::Append { reply, .. }, Some(r)) => drop(reply.send(Ok(r))),
+                            (Job::Derived { reply, .. }, _) => drop(reply.send(Ok(()))),
+                            (Job::Append { reply, .. }, None) => drop(reply.send(Err(StoreError::WriterGone))),
+                        }
+                    }
+                }
+                Err(e) => {
+                    self.next_seq = seq_before;
+                    tracing::error!(message = "store commit failed; refusing further writes", error = %e);
+                    *self.poisoned.lock().expect("poison flag") = Some(e.to_string());
+                    jobs.into_iter().for_each(|job| job.fail(&e));
                 }
             }
         }
     }
 }
 
-fn commit(conn: &mut Connection, jobs: &[Job]) -> Result<Vec<AppendResult>, StoreError> {
-    let now = causeway_envelope::format_time(&Utc::now());
+/// Writes the jobs in one transaction. The result of each append job, `None` for derived writes.
+fn commit(
+    conn: &mut Connection,
+    jobs: &[Job],
+    stamp: DateTime<Utc>,
+    next_seq: &mut i64,
+) -> Result<Vec<Option<AppendResult>>, StoreError> {
+    let now = causeway_envelope::format_time(&stamp);
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut results = Vec::with_capacity(jobs.len());
     {
         // Only the identity conflict is ignored (never NOT NULL or other constraints); a
         // redelivery then costs one indexed update. Cheaper than an upsert with RETURNING.
         let mut insert_event = tx.prepare_cached(
-            "INSERT INTO events (event_id, source, event_type, correlation_id, causation_id, subject, time,
+            "INSERT INTO events (seq, event_id, source, event_type, correlation_id, causation_id, subject, time,
                                  topic, received_at, envelope)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
              ON CONFLICT (event_id, source) DO NOTHING",
         )?;
         let mut count_redelivery = tx.prepare_cached(
-            "UPDATE events SET redeliveries = redeliveries + 1 WHERE event_id = ?1 AND source = ?2",
+            "UPDATE events SET redeliveries = redeliveries + 1 WHERE event_id = ?1 AND source = ?2 RETURNING seq",
         )?;
+        let mut log_redelivery =
+            tx.prepare_cached("INSERT INTO redeliveries (seq, event_seq, received_at) VALUES (?1, ?2, ?3)")?;
         let mut insert_finding = tx.prepare_cached(
             "INSERT INTO finding_records (kind, journey, journey_key, correlation_id, event_id, expected,
                                           detected_at, detail, owner)
@@ -195,11 +314,20 @@ fn commit(conn: &mut Connection, jobs: &[Job]) -> Result<Vec<AppendResult>, Stor
              VALUES (?1, ?2, ?3, ?4, 'causeway', ?5, ?6, ?7, ?8, ?8, ?9, ?10)",
         )?;
         for job in jobs {
-            let mut outcomes = Vec::with_capacity(job.events.len());
-            for new in &job.events {
+            let Job::Append { events, rejections, .. } = job else {
+                if let Job::Derived { write, .. } = job {
+                    write_derived(&tx, write)?;
+                }
+                results.push(None);
+                continue;
+            };
+            let mut outcomes = Vec::with_capacity(events.len());
+            for new in events {
                 let e = &new.event;
+                let seq = *next_seq;
+                *next_seq += 1;
                 let inserted = insert_event.execute(params![
-                    e.id, e.source, e.event_type, e.correlation_id, e.causation_id, e.subject,
+                    seq, e.id, e.source, e.event_type, e.correlation_id, e.causation_id, e.subject,
                     new.time, new.topic, now, new.envelope
                 ])?;
                 if inserted == 1 {
@@ -208,12 +336,13 @@ fn commit(conn: &mut Connection, jobs: &[Job]) -> Result<Vec<AppendResult>, Stor
                     }
                     outcomes.push(EventOutcome::Accepted);
                 } else {
-                    count_redelivery.execute(params![e.id, e.source])?;
+                    let event_seq: i64 = count_redelivery.query_row(params![e.id, e.source], |r| r.get(0))?;
+                    log_redelivery.execute(params![seq, event_seq, now])?;
                     outcomes.push(EventOutcome::Duplicate);
                 }
             }
-            let mut dlq_ids = Vec::with_capacity(job.rejections.len());
-            for r in &job.rejections {
+            let mut dlq_ids = Vec::with_capacity(rejections.len());
+            for r in rejections {
                 insert_dlq.execute(params![
                     r.event_id, r.event_type, r.correlation_id, r.source_service, r.source_topic,
                     r.error_type, r.error_message, now, r.content_type, r.original
@@ -223,9 +352,51 @@ fn commit(conn: &mut Connection, jobs: &[Job]) -> Result<Vec<AppendResult>, Stor
                     add_finding(f, r.event_id.as_ref(), r.correlation_id.as_ref())?;
                 }
             }
-            results.push(AppendResult { events: outcomes, dlq_ids });
+            results.push(Some(AppendResult { events: outcomes, dlq_ids }));
         }
     }
     tx.commit()?;
     Ok(results)
+}
+
+/// Applies what the journey engine derived; rewriting an unchanged row costs a read, not a write.
+fn write_derived(tx: &rusqlite::Transaction<'_>, write: &DerivedWrite) -> Result<(), StoreError> {
+    if let Some(model) = &write.reset_for_model {
+        tx.execute("DELETE FROM event_journeys", [])?;
+        tx.execute("DELETE FROM finding_records WHERE engine_id IS NOT NULL", [])?;
+        tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('journey_model', ?1)", params![model])?;
+    }
+    let mut member = tx.prepare_cached(
+        "INSERT INTO event_journeys (seq, journey, journey_key) VALUES (?1, ?2, ?3)
+         ON CONFLICT (seq) DO UPDATE SET journey = excluded.journey, journey_key = excluded.journey_key
+         WHERE journey IS NOT excluded.journey OR journey_key IS NOT excluded.journey_key",
+    )?;
+    for (seq, journey, key) in &write.memberships {
+        member.execute(params![seq, journey, key])?;
+    }
+    let mut finding = tx.prepare_cached(
+        "INSERT INTO finding_records (engine_id, kind, journey, journey_key, correlation_id, event_id, expected,
+                                      detected_at, resolved_at, detail, owner)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         ON CONFLICT (engine_id) DO UPDATE SET
+             kind = excluded.kind, journey = excluded.journey, journey_key = excluded.journey_key,
+             correlation_id = excluded.correlation_id, event_id = excluded.event_id,
+             expected = excluded.expected, detected_at = excluded.detected_at,
+             resolved_at = excluded.resolved_at, detail = excluded.detail, owner = excluded.owner
+         WHERE (kind, journey, journey_key, correlation_id, event_id, expected, detected_at, resolved_at, detail, owner)
+               IS NOT (excluded.kind, excluded.journey, excluded.journey_key, excluded.correlation_id,
+                       excluded.event_id, excluded.expected, excluded.detected_at, excluded.resolved_at,
+                       excluded.detail, excluded.owner)",
+    )?;
+    for d in &write.findings {
+        let f = &d.finding;
+        finding.execute(params![
+            d.engine_id as i64, f.kind, f.journey, f.journey_key, f.correlation_id, f.event_id, f.expected,
+            d.detected_at, d.resolved_at, f.detail, f.owner
+        ])?;
+    }
+    if let Some(max) = write.drop_findings_above {
+        tx.execute("DELETE FROM finding_records WHERE engine_id > ?1", params![max as i64])?;
+    }
+    Ok(())
 }

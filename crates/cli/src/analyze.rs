@@ -1,0 +1,187 @@
+//! `causeway analyze FILE --model FILE`: the journey engine and the contracts over an event log
+//! file, offline. The same evaluator the server runs, fed the file's events in order; the clock is
+//! the event-time watermark (PRODUCT §4) unless `--clock wall` judges them as if all arrived now.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use causeway_contracts::Contracts;
+use causeway_envelope::{ParseOptions, format_time, parse_json_line};
+use causeway_journey::{Evaluator, Finding};
+use chrono::{DateTime, Utc};
+use clap::Args;
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, Args)]
+pub struct AnalyzeArgs {
+    /// NDJSON event log, one event per line in any accepted shape (`-` reads standard input).
+    pub file: PathBuf,
+    /// The event-storming model (YAML).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// `event`: deadlines pass as event time does (the latest event time seen); `wall`: as if
+    /// every event arrived now, which is what a server on the wall clock judges a backfill by.
+    #[arg(long, default_value = "event", value_parser = ["wall", "event"])]
+    pub clock: String,
+    /// After the last event, move the clock to this time (RFC 3339, or `now`), so that deadlines
+    /// up to it pass too.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
+    let model = causeway_model::load(&args.model).into_result().map_err(|diagnostics| {
+        let shown: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+        anyhow::anyhow!("the model {} has errors:\n{}", args.model.display(), shown.join("\n"))
+    })?;
+    let until = match args.until.as_deref() {
+        None => None,
+        Some("now") => Some(Utc::now()),
+        Some(text) => Some(
+            DateTime::parse_from_rfc3339(text)
+                .map(|t| t.with_timezone(&Utc))
+                .with_context(|| format!("--until must be an RFC 3339 time or 'now', not '{text}'"))?,
+        ),
+    };
+    let wall = args.clock == "wall";
+    let contracts = Contracts::new(model.clone(), Vec::new());
+    let mut eval = Evaluator::new(&model);
+    let options = ParseOptions { correlation_required: true, ..ParseOptions::default() };
+    let reader: Box<dyn Read> = if args.file == Path::new("-") {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(std::fs::File::open(&args.file).with_context(|| format!("cannot open {}", args.file.display()))?)
+    };
+    let mut seen: HashSet<(String, String)> = HashSet::new();
+    let (mut accepted, mut duplicates, mut rejected) = (0u64, 0u64, 0u64);
+    let mut contract_findings: Vec<Value> = Vec::new();
+    let mut watermark: Option<DateTime<Utc>> = None;
+    let started = Utc::now();
+    let mut changes = Vec::new();
+    for (n, line) in BufReader::new(reader).lines().enumerate() {
+        let line = line.with_context(|| format!("cannot read {}", args.file.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let item = parse_json_line(line.as_bytes(), &options);
+        let mut event = match item.result {
+            Ok(e) => e,
+            Err(e) => {
+                rejected += 1;
+                if e.kind.code() == "missing_correlation" {
+                    let f = contracts.missing_correlation(None, &e.message);
+                    contract_findings.push(json!({"kind": f.kind, "line": n + 1, "detail": f.detail, "owner": f.owner}));
+                }
+                continue;
+            }
+        };
+        let redelivery = !seen.insert((event.source.clone(), event.id.clone()));
+        if redelivery {
+            duplicates += 1;
+        } else {
+            accepted += 1;
+            for f in contracts.inspect(&mut event) {
+                contract_findings.push(json!({
+                    "kind": f.kind, "event_id": event.id, "correlation_id": event.correlation_id,
+                    "detail": f.detail, "owner": f.owner,
+                }));
+            }
+        }
+        let clock = if wall {
+            started
+        } else {
+            let w = watermark.map_or(event.time, |w| w.max(event.time));
+            watermark = Some(w);
+            w
+        };
+        eval.advance_into(clock, &mut changes);
+        eval.ingest_into(&event, redelivery, &mut changes);
+        changes.clear();
+    }
+    // On the wall clock every event arrived "now", and the verdict is as of now.
+    if let Some(t) = until.or(wall.then_some(started)) {
+        eval.advance_into(t, &mut changes);
+    }
+    report(&args, &eval, [accepted, duplicates, rejected], &contract_findings)
+}
+
+fn report(args: &AnalyzeArgs, eval: &Evaluator, counts: [u64; 3], contract_findings: &[Value]) -> anyhow::Result<ExitCode> {
+    let mut by_state: BTreeMap<String, u64> = BTreeMap::new();
+    for i in eval.instances(None, None) {
+        *by_state.entry(eval.view(i).state.as_str().to_string()).or_default() += 1;
+    }
+    let mut by_kind: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for f in eval.findings() {
+        let slot = by_kind.entry(f.kind.as_str().to_string()).or_default();
+        if f.is_open() { slot.0 += 1 } else { slot.1 += 1 }
+    }
+    for f in contract_findings {
+        by_kind.entry(f["kind"].as_str().unwrap_or("").to_string()).or_default().0 += 1;
+    }
+    let digest = format!("{:016x}", eval.digest());
+    if args.json {
+        let out = json!({
+            "events": {"accepted": counts[0], "duplicates": counts[1], "rejected": counts[2]},
+            "journeys_by_state": by_state,
+            "findings_by_kind": by_kind.iter().map(|(k, (o, r))| (k.clone(), json!({"open": o, "resolved": r}))).collect::<serde_json::Map<_, _>>(),
+            "findings": eval.findings().iter().map(finding_json).chain(contract_findings.iter().cloned()).collect::<Vec<_>>(),
+            "clock": eval.now().as_ref().map(format_time),
+            "digest": digest,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{} events: {} accepted, {} duplicates, {} rejected", counts.iter().sum::<u64>(), counts[0], counts[1], counts[2]);
+    println!("journeys by state:");
+    for (state, n) in &by_state {
+        println!("  {state:<20} {n}");
+    }
+    println!("findings by kind (open / resolved):");
+    for (kind, (open, resolved)) in &by_kind {
+        println!("  {kind:<22} {open} / {resolved}");
+    }
+    let open: Vec<&Finding> = eval.findings().iter().filter(|f| f.is_open()).collect();
+    if !open.is_empty() {
+        let mut table = Table::new();
+        table.load_preset(UTF8_FULL_CONDENSED);
+        table.set_header(["kind", "journey", "key", "detected at", "detail"]);
+        for f in open.iter().take(20) {
+            table.add_row([
+                f.kind.as_str().to_string(),
+                f.journey.clone().unwrap_or_default(),
+                f.key.clone().unwrap_or_default(),
+                format_time(&f.detected_at),
+                f.detail.clone(),
+            ]);
+        }
+        println!("{table}");
+        if open.len() > 20 {
+            println!("… {} open findings in all (--json lists every one)", open.len());
+        }
+    }
+    println!("digest {digest}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn finding_json(f: &Finding) -> Value {
+    json!({
+        "kind": f.kind.as_str(),
+        "journey": f.journey,
+        "key": f.key,
+        "correlation_id": f.correlation_id,
+        "event_id": f.event_id,
+        "expected": f.expected,
+        "rule": f.rule,
+        "detected_at": format_time(&f.detected_at),
+        "resolved_at": f.resolved_at.as_ref().map(format_time),
+        "detail": f.detail,
+        "owner": f.owner,
+    })
+}

@@ -1,0 +1,598 @@
+//! The journey engine in the server: a consumer of the store's log that feeds the evaluator in
+//! ingest order, ticks its clock, and writes what it derives (journey membership, findings) back
+//! to the store; and the journey and finding endpoints of PRODUCT §6.
+//!
+//! **Invariants:**
+//! - The evaluator sees the log (stored events and redeliveries) in ingest order, each entry
+//!   after `advance(received_at)` on the wall clock, so a rebuild from the log after a restart
+//!   gives the live run's journeys and findings, ids included (`digest` proves it).
+//! - The clock only moves to the store's watermark: never past the receive time of a commit not
+//!   yet read, so a tick cannot judge a deadline before an event received before it.
+//! - Reads of journeys and findings first catch up with the log: an answer reflects every event
+//!   acknowledged before the request.
+//! - Derived rows are a projection: rebuilt from the log, they are rewritten in place (findings by
+//!   the engine's id); under another model they are dropped and derived anew.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use causeway_envelope::{Event, format_time};
+use causeway_journey::{Change, Evaluator, Finding, JourneyView};
+use causeway_store::{DerivedFinding, DerivedWrite, FindingFilter, FindingRow, NewFinding, Store, StoreError};
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value, json};
+
+use crate::model::LoadedModel;
+use crate::{ApiError, AppState, ModelSlot};
+
+/// The clock deadlines are judged against (PRODUCT §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    /// Wall-clock time: a journey that stopped moving is detected while nothing arrives.
+    Wall,
+    /// The event-time watermark: the latest event time seen (for replays and backfills).
+    Event,
+}
+
+impl Clock {
+    pub fn parse(text: &str) -> Option<Clock> {
+        match text {
+            "wall" => Some(Clock::Wall),
+            "event" => Some(Clock::Event),
+            _ => None,
+        }
+    }
+}
+
+/// Log entries read per store round trip.
+const BATCH: usize = 4096;
+/// Longest the engine waits between ticks on the wall clock when nothing arrives.
+const TICK: Duration = Duration::from_secs(1);
+/// Events remembered while they wait for their journey's key (to record their membership when
+/// they are attached); beyond this the oldest are forgotten and stay without a journey column.
+const MAX_WAITING_MEMBERS: usize = 65_536;
+
+/// The running engine; cheap to clone.
+#[derive(Clone)]
+pub struct JourneyEngine {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    store: Store,
+    models: ModelSlot,
+    clock: Clock,
+    state: Mutex<EngineState>,
+    wake: SyncSender<()>,
+}
+
+#[derive(Default)]
+struct EngineState {
+    /// The model the evaluator was built from.
+    model: Option<Arc<LoadedModel>>,
+    eval: Option<Evaluator>,
+    /// The last log position read.
+    cursor: i64,
+    /// For the event clock: the latest event time seen.
+    event_watermark: Option<DateTime<Utc>>,
+    /// Set when the evaluator was (re)built: the next write records the model and, if another
+    /// model derived the stored rows, drops them first.
+    reset_for_model: Option<String>,
+    /// Until the first catch-up after a (re)build is written: findings the store holds beyond the
+    /// rebuilt evaluator's are dropped then.
+    rebuilding: bool,
+    /// Events that joined no instance yet (waiting for their key): event id to log position.
+    waiting: HashMap<String, i64>,
+    last_received: Option<(String, DateTime<Utc>)>,
+}
+
+/// A summary for the demo, `GET /v1/journeys/summary` and the restart test.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub model: String,
+    pub position: i64,
+    pub events: u64,
+    pub redeliveries: u64,
+    pub by_state: Vec<(String, u64)>,
+    pub findings_by_kind: Vec<(String, u64, u64)>,
+    pub digest: u64,
+    pub now: Option<DateTime<Utc>>,
+}
+
+impl JourneyEngine {
+    /// Starts the engine's thread; it rebuilds from the log at once, then follows it.
+    pub fn start(store: Store, models: ModelSlot, clock: Clock) -> JourneyEngine {
+        let (wake, woken) = sync_channel(1);
+        let engine = JourneyEngine {
+            shared: Arc::new(Shared { store, models, clock, state: Mutex::new(EngineState::default()), wake }),
+        };
+        let background = engine.clone();
+        std::thread::Builder::new()
+            .name("causeway-journeys".into())
+            .spawn(move || background.follow(woken))
+            .expect("spawn the journey engine thread");
+        engine
+    }
+
+    /// Tells the engine that the log grew.
+    pub fn notify(&self) {
+        let _ = self.shared.wake.try_send(());
+    }
+
+    fn follow(&self, woken: Receiver<()>) {
+        loop {
+            let next = match self.sync() {
+                Ok(next) => next,
+                Err(e) => {
+                    tracing::error!(message = "journey engine could not read or write the store", error = %e);
+                    None
+                }
+            };
+            // On the wall clock, wake for the next deadline or the next tick; on the event clock
+            // only new events move time.
+            let wait = match (self.shared.clock, next) {
+                (Clock::Wall, Some(due)) => (due - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(TICK),
+                (Clock::Wall, None) => TICK,
+                (Clock::Event, _) => TICK * 60,
+            };
+            match woken.recv_timeout(wait.max(Duration::from_millis(1))) {
+                Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+
+    /// Catches up with the log, moves the clock, and writes what changed. Returns the next
+    /// deadline. Blocking: call it off the async runtime.
+    pub fn sync(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let sh = &*self.shared;
+        let mut st = sh.state.lock().expect("journey engine lock");
+        let current = sh.models.current();
+        let same = match (&st.model, &current) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
+            *st = EngineState::default();
+            if let Some(loaded) = &current {
+                let fingerprint = model_fingerprint(loaded);
+                if sh.store.derived_model()?.as_deref() != Some(fingerprint.as_str()) {
+                    st.reset_for_model = Some(fingerprint);
+                }
+                st.eval = Some(Evaluator::new(loaded.model()));
+                st.rebuilding = true;
+            }
+            st.model = current;
+        }
+        if st.eval.is_none() {
+            return Ok(None);
+        }
+        // Read the watermark before the log: every commit stamped before it is visible now.
+        let watermark = sh.store.watermark();
+        let mut write = DerivedWrite { reset_for_model: st.reset_for_model.clone(), ..DerivedWrite::default() };
+        let mut dirty = BTreeSet::new();
+        let mut changes = Vec::new();
+        loop {
+            let entries = sh.store.log_after(st.cursor, BATCH)?;
+            let full = entries.len() == BATCH;
+            for entry in entries {
+                st.cursor = entry.seq;
+                let event = match parse_stored(&entry.envelope) {
+                    Some(e) => e,
+                    None => {
+                        tracing::error!(message = "a stored envelope does not parse; the journey engine skips it", seq = entry.seq);
+                        continue;
+                    }
+                };
+                let state = &mut *st;
+                let eval = state.eval.as_mut().expect("an evaluator");
+                match sh.clock {
+                    Clock::Wall => {
+                        let received = match &state.last_received {
+                            Some((text, t)) if *text == entry.received_at => *t,
+                            _ => {
+                                let t = parse_time(&entry.received_at).unwrap_or(watermark);
+                                state.last_received = Some((entry.received_at.clone(), t));
+                                t
+                            }
+                        };
+                        eval.advance_into(received, &mut changes);
+                    }
+                    Clock::Event => {
+                        let w = state.event_watermark.map_or(event.time, |w| w.max(event.time));
+                        state.event_watermark = Some(w);
+                        eval.advance_into(w, &mut changes);
+                    }
+                }
+                eval.ingest_into(&event, entry.redelivery, &mut changes);
+                let mut joined = false;
+                for change in changes.drain(..) {
+                    match change {
+                        Change::Joined(i) if !entry.redelivery && !joined => {
+                            joined = true;
+                            let v = eval.view(i);
+                            write.memberships.push((entry.seq, v.journey, v.key));
+                        }
+                        Change::Attached { instance, event_id } => {
+                            if let Some(seq) = state.waiting.remove(&event_id) {
+                                let v = eval.view(instance);
+                                write.memberships.push((seq, v.journey, v.key));
+                            }
+                        }
+                        Change::Raised(f) | Change::Resolved(f) => {
+                            dirty.insert(f);
+                        }
+                        Change::Joined(_) | Change::Updated(_) => {}
+                    }
+                }
+                if !joined && !entry.redelivery {
+                    if state.waiting.len() >= MAX_WAITING_MEMBERS {
+                        state.waiting.clear();
+                    }
+                    state.waiting.insert(event.id, entry.seq);
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        let rebuilding = st.rebuilding;
+        let eval = st.eval.as_mut().expect("an evaluator");
+        if sh.clock == Clock::Wall {
+            eval.advance_into(watermark, &mut changes);
+            for change in changes.drain(..) {
+                if let Change::Raised(f) | Change::Resolved(f) = change {
+                    dirty.insert(f);
+                }
+            }
+        }
+        write.findings = dirty.into_iter().filter_map(|id| eval.finding(id)).map(derived).collect();
+        if rebuilding {
+            write.drop_findings_above = Some(eval.findings().len() as u64);
+        }
+        let next = eval.next_deadline();
+        let nothing = write.reset_for_model.is_none()
+            && write.memberships.is_empty()
+            && write.findings.is_empty()
+            && write.drop_findings_above.is_none();
+        if !nothing {
+            sh.store.write_derived_blocking(write)?;
+        }
+        st.reset_for_model = None;
+        st.rebuilding = false;
+        Ok(next)
+    }
+
+    /// Runs `f` on the evaluator after catching up with the log; `None` without a model.
+    pub fn read<T>(&self, f: impl FnOnce(&Evaluator, &LoadedModel) -> T) -> Result<Option<T>, StoreError> {
+        self.read_at(|eval, model, _| f(eval, model))
+    }
+
+    /// [`JourneyEngine::read`], also passing the log position read up to.
+    fn read_at<T>(&self, f: impl FnOnce(&Evaluator, &LoadedModel, i64) -> T) -> Result<Option<T>, StoreError> {
+        self.sync()?;
+        let st = self.shared.state.lock().expect("journey engine lock");
+        Ok(match (&st.eval, &st.model) {
+            (Some(eval), Some(model)) => Some(f(eval, model, st.cursor)),
+            _ => None,
+        })
+    }
+
+    /// Journeys by state, findings by kind, and the digest of both.
+    pub fn summary(&self) -> Result<Option<Summary>, StoreError> {
+        self.read_at(|eval, model, position| {
+            let stats = eval.stats();
+            let mut by_state: Vec<(String, u64)> = Vec::new();
+            for i in eval.instances(None, None) {
+                let v = eval.view(i);
+                let name = v.state.as_str().to_string();
+                match by_state.iter_mut().find(|(s, _)| *s == name) {
+                    Some((_, n)) => *n += 1,
+                    None => by_state.push((name, 1)),
+                }
+            }
+            by_state.sort();
+            let mut by_kind: Vec<(String, u64, u64)> = Vec::new();
+            for f in eval.findings() {
+                let kind = f.kind.as_str();
+                let slot = match by_kind.iter().position(|(k, _, _)| k == kind) {
+                    Some(p) => p,
+                    None => {
+                        by_kind.push((kind.to_string(), 0, 0));
+                        by_kind.len() - 1
+                    }
+                };
+                if f.is_open() {
+                    by_kind[slot].1 += 1;
+                } else {
+                    by_kind[slot].2 += 1;
+                }
+            }
+            by_kind.sort();
+            Summary {
+                model: model.model().name.clone(),
+                position,
+                events: stats.events,
+                redeliveries: stats.redeliveries,
+                by_state,
+                findings_by_kind: by_kind,
+                digest: eval.digest(),
+                now: eval.now(),
+            }
+        })
+    }
+}
+
+/// Identifies the model the derived rows come from: any change to the model (even a moved line)
+/// makes the engine derive them anew.
+fn model_fingerprint(loaded: &LoadedModel) -> String {
+    let mut h = causeway_journey::Fnv64::default();
+    h.write(format!("{:?}", loaded.model()).as_bytes());
+    format!("{}:{:016x}", loaded.model().name, h.finish())
+}
+
+fn parse_stored(envelope: &str) -> Option<Event> {
+    let obj: Map<String, Value> = serde_json::from_str(envelope).ok()?;
+    Event::from_structured(obj, false).ok()
+}
+
+fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text).ok().map(|t| t.with_timezone(&Utc))
+}
+
+fn derived(f: &Finding) -> DerivedFinding {
+    DerivedFinding {
+        engine_id: f.id.0,
+        finding: NewFinding {
+            kind: f.kind.as_str().to_string(),
+            journey: f.journey.clone(),
+            journey_key: f.key.clone(),
+            correlation_id: f.correlation_id.clone(),
+            event_id: f.event_id.clone(),
+            expected: (!f.expected.is_empty()).then(|| f.expected.join(",")),
+            detail: f.detail.clone(),
+            owner: f.owner.clone(),
+        },
+        detected_at: format_time(&f.detected_at),
+        resolved_at: f.resolved_at.as_ref().map(format_time),
+    }
+}
+
+// --- HTTP -------------------------------------------------------------------------------------
+
+fn engine(state: &AppState) -> Result<JourneyEngine, ApiError> {
+    state.journeys.clone().ok_or_else(|| {
+        ApiError::not_found("the journey engine is off in this server: start it with `causeway serve --model FILE`")
+    })
+}
+
+fn no_model() -> ApiError {
+    ApiError::not_found("no model is loaded, so there are no journeys: start the server with --model FILE")
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal("the journey engine", e))?
+}
+
+/// Query parameters as pairs, percent-decoded.
+fn params(query: &Option<String>) -> Vec<(String, String)> {
+    query
+        .as_deref()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
+}
+
+fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+fn check_known(pairs: &[(String, String)], known: &[&str]) -> Result<(), ApiError> {
+    match pairs.iter().find(|(k, _)| !known.contains(&k.as_str())) {
+        Some((k, _)) => Err(ApiError::bad_request(
+            "invalid_parameter",
+            format!("unknown parameter '{k}'; this endpoint takes {}", known.join(", ")),
+        )),
+        None => Ok(()),
+    }
+}
+
+fn limit(pairs: &[(String, String)], default: usize, max: usize) -> Result<usize, ApiError> {
+    match param(pairs, "limit") {
+        None => Ok(default),
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(ApiError::bad_request("invalid_parameter", format!("limit must be a whole number from 1 to {max}, not '{text}'"))),
+        },
+    }
+}
+
+pub fn finding_json(f: &FindingRow) -> Value {
+    json!({
+        "id": f.id,
+        "kind": f.kind,
+        "journey": f.journey,
+        "key": f.key,
+        "correlation_id": f.correlation_id,
+        "event_id": f.event_id,
+        "expected": f.expected,
+        "detected_at": f.detected_at,
+        "resolved_at": f.resolved_at,
+        "open": f.resolved_at.is_none(),
+        "detail": f.detail,
+        "owner": f.owner,
+    })
+}
+
+fn journey_json(v: &JourneyView, findings: &[FindingRow]) -> Value {
+    json!({
+        "journey": v.journey,
+        "key": v.key,
+        "state": v.state.as_str(),
+        "terminal": v.state.is_terminal(),
+        "milestones": v.milestones.iter().map(|m| json!({
+            "event": m.event, "reached_at": format_time(&m.reached_at), "event_id": m.event_id,
+        })).collect::<Vec<_>>(),
+        "next_expected": v.next_expected,
+        "findings": findings.iter().map(finding_json).collect::<Vec<_>>(),
+        "correlation_ids": v.correlation_ids,
+        "started_at": format_time(&v.started_at),
+        "updated_at": format_time(&v.updated_at),
+        "events": v.events,
+    })
+}
+
+fn unknown_journey(model: &LoadedModel, journey: &str) -> ApiError {
+    let names: Vec<&str> = model.model().journeys.keys().map(String::as_str).collect();
+    ApiError::not_found(format!("the model has no journey named '{journey}'; its journeys: {}", names.join(", ")))
+}
+
+pub async fn get_journey(
+    State(state): State<AppState>,
+    Path((journey, key)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let engine = engine(&state)?;
+    let store = state.store.clone();
+    blocking(move || {
+        let found = engine
+            .read(|eval, model| {
+                if !model.model().journeys.contains_key(&journey) {
+                    return Err(unknown_journey(model, &journey));
+                }
+                eval.journey(&journey, &key).ok_or_else(|| {
+                    ApiError::not_found(format!("no '{journey}' journey has the key '{key}' (no event with that key was stored)"))
+                })
+            })?
+            .ok_or_else(no_model)??;
+        // The findings as stored (engine and ingest ones alike), with their stored ids.
+        let filter = FindingFilter { journey: Some(found.journey.clone()), key: Some(found.key.clone()), limit: 10_000, ..Default::default() };
+        let mut findings = store.findings(&filter)?;
+        findings.reverse();
+        Ok(Json(journey_json(&found, &findings)))
+    })
+    .await
+}
+
+pub async fn list_journeys(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Json<Value>, ApiError> {
+    let pairs = params(&query);
+    check_known(&pairs, &["journey", "state", "limit"])?;
+    let limit = limit(&pairs, 100, 10_000)?;
+    let journey = param(&pairs, "journey").map(str::to_owned);
+    let wanted = param(&pairs, "state").map(str::to_owned);
+    let engine = engine(&state)?;
+    blocking(move || {
+        let (total, views) = engine
+            .read(|eval, model| {
+                if let Some(j) = &journey
+                    && !model.model().journeys.contains_key(j)
+                {
+                    return Err(unknown_journey(model, j));
+                }
+                let mut total = 0usize;
+                let mut views = Vec::new();
+                for i in eval.instances(journey.as_deref(), wanted.as_deref()) {
+                    total += 1;
+                    if views.len() < limit {
+                        views.push(eval.view(i));
+                    }
+                }
+                Ok((total, views))
+            })?
+            .ok_or_else(no_model)??;
+        let journeys: Vec<Value> = views
+            .iter()
+            .map(|v| {
+                json!({
+                    "journey": v.journey, "key": v.key, "state": v.state.as_str(),
+                    "milestones": v.milestones.iter().map(|m| m.event.clone()).collect::<Vec<_>>(),
+                    "next_expected": v.next_expected,
+                    "open_findings": v.findings.iter().filter(|f| f.is_open()).count(),
+                    "started_at": format_time(&v.started_at), "updated_at": format_time(&v.updated_at),
+                })
+            })
+            .collect();
+        Ok(Json(json!({"total": total, "journeys": journeys})))
+    })
+    .await
+}
+
+pub async fn journey_summary(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let engine = engine(&state)?;
+    blocking(move || {
+        let s = engine.summary()?.ok_or_else(no_model)?;
+        let by_state: Map<String, Value> = s.by_state.iter().map(|(k, n)| (k.clone(), json!(n))).collect();
+        let findings: Map<String, Value> =
+            s.findings_by_kind.iter().map(|(k, open, resolved)| (k.clone(), json!({"open": open, "resolved": resolved}))).collect();
+        Ok(Json(json!({
+            "model": s.model,
+            "log_position": s.position,
+            "events": s.events,
+            "redeliveries": s.redeliveries,
+            "journeys_by_state": by_state,
+            "findings_by_kind": findings,
+            "clock": s.now.as_ref().map(format_time),
+            "digest": format!("{:016x}", s.digest),
+        })))
+    })
+    .await
+}
+
+pub async fn list_findings(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Json<Value>, ApiError> {
+    let pairs = params(&query);
+    check_known(&pairs, &["kind", "journey", "key", "open", "since", "limit"])?;
+    let limit = limit(&pairs, 100, 10_000)?;
+    let open_only = match param(&pairs, "open") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => return Err(ApiError::bad_request("invalid_parameter", format!("open must be true or false, not '{other}'"))),
+    };
+    let since = match param(&pairs, "since") {
+        None => None,
+        Some(text) => Some(format_time(&parse_time(text).ok_or_else(|| {
+            ApiError::bad_request("invalid_parameter", format!("since must be an RFC 3339 time such as 2026-11-30T12:00:00Z, not '{text}'"))
+        })?)),
+    };
+    if let Some(kind) = param(&pairs, "kind")
+        && !KINDS.contains(&kind)
+    {
+        return Err(ApiError::bad_request("invalid_parameter", format!("unknown finding kind '{kind}'; the kinds are {}", KINDS.join(", "))));
+    }
+    let filter = FindingFilter {
+        kind: param(&pairs, "kind").map(str::to_owned),
+        journey: param(&pairs, "journey").map(str::to_owned),
+        key: param(&pairs, "key").map(str::to_owned),
+        since,
+        open_only,
+        limit,
+    };
+    let engine = state.journeys.clone();
+    let store = state.store.clone();
+    blocking(move || {
+        if let Some(engine) = engine {
+            engine.sync()?;
+        }
+        let rows = store.findings(&filter)?;
+        Ok(Json(json!({"findings": rows.iter().map(finding_json).collect::<Vec<_>>()})))
+    })
+    .await
+}
+
+/// Every finding kind (PRODUCT §5).
+pub const KINDS: [&str; 11] = [
+    "missing_reaction",
+    "invariant_violation",
+    "stalled",
+    "deadline_missed",
+    "duplicate",
+    "duplicate_effect",
+    "out_of_order",
+    "schema_error",
+    "unknown_event_type",
+    "missing_correlation",
+    "unauthorized_producer",
+];
+
