@@ -21,8 +21,8 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use causeway_envelope::{Event, format_time};
-use causeway_journey::{Change, Evaluator, Finding, JourneyView};
-use causeway_store::{DerivedFinding, DerivedWrite, FindingFilter, FindingRow, NewFinding, Store, StoreError};
+use causeway_journey::{Change, Evaluator, Finding, FindingId, JourneyView};
+use causeway_store::{DerivedFinding, DerivedWrite, FindingFilter, FindingRow, Follower, NewFinding, Store, StoreError};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
@@ -88,6 +88,116 @@ struct EngineState {
     /// Events that joined no instance yet (waiting for their key): event id to log position.
     waiting: HashMap<String, i64>,
     last_received: Option<(String, DateTime<Utc>)>,
+    /// Entries the store's writer hands over as it commits them.
+    follower: Option<Follower>,
+}
+
+/// What one catch-up derived, to be written.
+#[derive(Default)]
+struct Work {
+    write: DerivedWrite,
+    dirty: BTreeSet<FindingId>,
+    changes: Vec<Change>,
+}
+
+/// The engine's thread: catches up whenever the log grows, and ticks the wall clock.
+fn follow(shared: std::sync::Weak<Shared>, woken: Receiver<()>) {
+    loop {
+        let Some(shared) = shared.upgrade() else { return };
+        let engine = JourneyEngine { shared };
+        let next = match engine.sync() {
+            Ok(next) => next,
+            Err(e) => {
+                tracing::error!(message = "journey engine could not read or write the store", error = %e);
+                None
+            }
+        };
+        let clock = engine.shared.clock;
+        drop(engine);
+        // On the wall clock, wake for the next deadline or the next tick; on the event clock
+        // only new events move time.
+        let wait = match (clock, next) {
+            (Clock::Wall, Some(due)) => (due - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(TICK),
+            (Clock::Wall, None) | (Clock::Event, _) => TICK,
+        };
+        match woken.recv_timeout(wait.max(Duration::from_millis(1))) {
+            Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+/// Reads the log from the store after the engine's position, up to `upto`.
+fn catch_up(sh: &Shared, st: &mut EngineState, upto: i64, work: &mut Work) -> Result<(), StoreError> {
+    loop {
+        let entries = sh.store.log_after(st.cursor, BATCH)?;
+        let full = entries.len() == BATCH;
+        for entry in entries {
+            if entry.seq > upto {
+                return Ok(());
+            }
+            let Some(event) = parse_stored(&entry.envelope) else {
+                tracing::error!(message = "a stored envelope does not parse; the journey engine skips it", seq = entry.seq);
+                st.cursor = entry.seq;
+                continue;
+            };
+            let received = match &st.last_received {
+                Some((text, t)) if *text == entry.received_at => *t,
+                _ => {
+                    let t = parse_time(&entry.received_at).unwrap_or_else(Utc::now);
+                    st.last_received = Some((entry.received_at.clone(), t));
+                    t
+                }
+            };
+            st.feed(sh.clock, entry.seq, received, entry.redelivery, event, work);
+        }
+        if !full {
+            return Ok(());
+        }
+    }
+}
+
+impl EngineState {
+    /// One log entry into the evaluator: the clock first, then the event; what changed is noted.
+    fn feed(&mut self, clock: Clock, seq: i64, received_at: DateTime<Utc>, redelivery: bool, event: Event, work: &mut Work) {
+        self.cursor = seq;
+        let eval = self.eval.as_mut().expect("an evaluator");
+        match clock {
+            Clock::Wall => eval.advance_into(received_at, &mut work.changes),
+            Clock::Event => {
+                let w = self.event_watermark.map_or(event.time, |w| w.max(event.time));
+                self.event_watermark = Some(w);
+                eval.advance_into(w, &mut work.changes);
+            }
+        }
+        eval.ingest_into(&event, redelivery, &mut work.changes);
+        let mut joined = false;
+        for change in work.changes.drain(..) {
+            match change {
+                Change::Joined(i) if !redelivery && !joined => {
+                    joined = true;
+                    let v = eval.view(i);
+                    work.write.memberships.push((seq, v.journey, v.key));
+                }
+                Change::Attached { instance, event_id } => {
+                    if let Some(waiting) = self.waiting.remove(&event_id) {
+                        let v = eval.view(instance);
+                        work.write.memberships.push((waiting, v.journey, v.key));
+                    }
+                }
+                Change::Raised(f) | Change::Resolved(f) => {
+                    work.dirty.insert(f);
+                }
+                Change::Joined(_) | Change::Updated(_) => {}
+            }
+        }
+        if !joined && !redelivery {
+            if self.waiting.len() >= MAX_WAITING_MEMBERS {
+                self.waiting.clear();
+            }
+            self.waiting.insert(event.id, seq);
+        }
+    }
 }
 
 /// A summary for the demo, `GET /v1/journeys/summary` and the restart test.
@@ -110,10 +220,12 @@ impl JourneyEngine {
         let engine = JourneyEngine {
             shared: Arc::new(Shared { store, models, clock, state: Mutex::new(EngineState::default()), wake }),
         };
-        let background = engine.clone();
+        // The thread holds the engine weakly: once the server drops it, the wake channel closes
+        // and the thread ends.
+        let background = Arc::downgrade(&engine.shared);
         std::thread::Builder::new()
             .name("causeway-journeys".into())
-            .spawn(move || background.follow(woken))
+            .spawn(move || follow(background, woken))
             .expect("spawn the journey engine thread");
         engine
     }
@@ -121,29 +233,6 @@ impl JourneyEngine {
     /// Tells the engine that the log grew.
     pub fn notify(&self) {
         let _ = self.shared.wake.try_send(());
-    }
-
-    fn follow(&self, woken: Receiver<()>) {
-        loop {
-            let next = match self.sync() {
-                Ok(next) => next,
-                Err(e) => {
-                    tracing::error!(message = "journey engine could not read or write the store", error = %e);
-                    None
-                }
-            };
-            // On the wall clock, wake for the next deadline or the next tick; on the event clock
-            // only new events move time.
-            let wait = match (self.shared.clock, next) {
-                (Clock::Wall, Some(due)) => (due - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(TICK),
-                (Clock::Wall, None) => TICK,
-                (Clock::Event, _) => TICK * 60,
-            };
-            match woken.recv_timeout(wait.max(Duration::from_millis(1))) {
-                Ok(()) | Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return,
-            }
-        }
     }
 
     /// Catches up with the log, moves the clock, and writes what changed. Returns the next
@@ -166,6 +255,8 @@ impl JourneyEngine {
                 }
                 st.eval = Some(Evaluator::new(loaded.model()));
                 st.rebuilding = true;
+                // Follow the writer before reading the log, so that nothing falls in between.
+                st.follower = Some(sh.store.follow());
             }
             st.model = current;
         }
@@ -174,73 +265,22 @@ impl JourneyEngine {
         }
         // Read the watermark before the log: every commit stamped before it is visible now.
         let watermark = sh.store.watermark();
-        let mut write = DerivedWrite { reset_for_model: st.reset_for_model.clone(), ..DerivedWrite::default() };
-        let mut dirty = BTreeSet::new();
-        let mut changes = Vec::new();
-        loop {
-            let entries = sh.store.log_after(st.cursor, BATCH)?;
-            let full = entries.len() == BATCH;
-            for entry in entries {
-                st.cursor = entry.seq;
-                let event = match parse_stored(&entry.envelope) {
-                    Some(e) => e,
-                    None => {
-                        tracing::error!(message = "a stored envelope does not parse; the journey engine skips it", seq = entry.seq);
-                        continue;
-                    }
-                };
-                let state = &mut *st;
-                let eval = state.eval.as_mut().expect("an evaluator");
-                match sh.clock {
-                    Clock::Wall => {
-                        let received = match &state.last_received {
-                            Some((text, t)) if *text == entry.received_at => *t,
-                            _ => {
-                                let t = parse_time(&entry.received_at).unwrap_or(watermark);
-                                state.last_received = Some((entry.received_at.clone(), t));
-                                t
-                            }
-                        };
-                        eval.advance_into(received, &mut changes);
-                    }
-                    Clock::Event => {
-                        let w = state.event_watermark.map_or(event.time, |w| w.max(event.time));
-                        state.event_watermark = Some(w);
-                        eval.advance_into(w, &mut changes);
-                    }
-                }
-                eval.ingest_into(&event, entry.redelivery, &mut changes);
-                let mut joined = false;
-                for change in changes.drain(..) {
-                    match change {
-                        Change::Joined(i) if !entry.redelivery && !joined => {
-                            joined = true;
-                            let v = eval.view(i);
-                            write.memberships.push((entry.seq, v.journey, v.key));
-                        }
-                        Change::Attached { instance, event_id } => {
-                            if let Some(seq) = state.waiting.remove(&event_id) {
-                                let v = eval.view(instance);
-                                write.memberships.push((seq, v.journey, v.key));
-                            }
-                        }
-                        Change::Raised(f) | Change::Resolved(f) => {
-                            dirty.insert(f);
-                        }
-                        Change::Joined(_) | Change::Updated(_) => {}
-                    }
-                }
-                if !joined && !entry.redelivery {
-                    if state.waiting.len() >= MAX_WAITING_MEMBERS {
-                        state.waiting.clear();
-                    }
-                    state.waiting.insert(event.id, entry.seq);
-                }
+        let mut work = Work { write: DerivedWrite { reset_for_model: st.reset_for_model.clone(), ..DerivedWrite::default() }, ..Work::default() };
+        // Entries the writer handed over since the last call; the log only where they do not reach.
+        let mut fresh = Vec::new();
+        let lagged = st.follower.as_ref().is_none_or(|f| f.drain(&mut fresh));
+        if lagged {
+            catch_up(sh, &mut st, i64::MAX, &mut work)?;
+        }
+        for c in fresh {
+            if c.seq > st.cursor + 1 {
+                catch_up(sh, &mut st, c.seq - 1, &mut work)?;
             }
-            if !full {
-                break;
+            if c.seq == st.cursor + 1 {
+                st.feed(sh.clock, c.seq, c.received_at, c.redelivery, c.event, &mut work);
             }
         }
+        let Work { mut write, mut dirty, mut changes } = work;
         let rebuilding = st.rebuilding;
         let eval = st.eval.as_mut().expect("an evaluator");
         if sh.clock == Clock::Wall {

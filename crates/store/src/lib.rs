@@ -27,7 +27,7 @@ pub use error::StoreError;
 pub use lineage::{TreeNode, build_tree};
 pub use read::{DlqRow, EventRow, FindingFilter, FindingRow, LogEntry, StoreCounts};
 pub use sql::{SqlLimits, SqlResult};
-pub use writer::{AppendResult, DerivedFinding, DerivedWrite, EventOutcome, NewEvent, NewFinding, NewRejection};
+pub use writer::{AppendResult, Committed, DerivedFinding, DerivedWrite, EventOutcome, Follower, NewEvent, NewFinding, NewRejection};
 
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "causeway.db";
@@ -80,6 +80,12 @@ impl Store {
     /// Blocks until it is committed; call it off the async runtime.
     pub fn write_derived_blocking(&self, write: DerivedWrite) -> Result<(), StoreError> {
         self.inner.writer.submit_derived(write)?.blocking_recv().map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Hands every later commit's log entries to the returned follower (replacing any earlier
+    /// one). Its first `drain` reports a lag: read the log up to now from the store first.
+    pub fn follow(&self) -> Follower {
+        self.inner.writer.follow()
     }
 
     /// A time no later than the receive time (`received_at`) of any write not yet visible to

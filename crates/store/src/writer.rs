@@ -131,6 +131,45 @@ impl Job {
     }
 }
 
+/// A committed entry of the log, handed to the follower (the journey engine) right after its
+/// commit, so it need not read and parse it back.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    pub seq: i64,
+    pub received_at: DateTime<Utc>,
+    pub redelivery: bool,
+    pub event: Event,
+}
+
+/// Commits handed over per follower channel before it counts as lagging.
+const FEED_CAPACITY: usize = 256;
+
+/// The follower's channel. When it is full, entries are dropped and `lagged` is set: the follower
+/// then reads them from the log.
+#[derive(Default)]
+pub(crate) struct Feed {
+    tx: Mutex<Option<mpsc::SyncSender<Vec<Committed>>>>,
+    lagged: std::sync::atomic::AtomicBool,
+}
+
+/// The receiving side of [`crate::Store::follow`].
+pub struct Follower {
+    rx: mpsc::Receiver<Vec<Committed>>,
+    feed: Arc<Feed>,
+}
+
+impl Follower {
+    /// Entries committed since the last call, in log order. `true` when some were dropped
+    /// because the follower lagged: it must then read the log from its position.
+    pub fn drain(&self, out: &mut Vec<Committed>) -> bool {
+        let lagged = self.feed.lagged.swap(false, std::sync::atomic::Ordering::AcqRel);
+        while let Ok(batch) = self.rx.try_recv() {
+            out.extend(batch);
+        }
+        lagged
+    }
+}
+
 /// The receive-time stamps of commits, shared with readers of the log: what a consumer of the log
 /// may take as "now" without an event stamped earlier still to come.
 #[derive(Debug, Default)]
@@ -154,6 +193,7 @@ pub(crate) struct WriterHandle {
     tx: mpsc::Sender<Job>,
     poisoned: Arc<Mutex<Option<String>>>,
     stamps: Arc<Mutex<Stamps>>,
+    feed: Arc<Feed>,
 }
 
 /// Most rows one group commit takes before it commits and starts the next.
@@ -170,12 +210,21 @@ impl WriterHandle {
             [],
             |r| r.get(0),
         )?;
-        let writer = Writer { conn, next_seq, poisoned: poisoned.clone(), stamps: stamps.clone() };
+        let feed = Arc::new(Feed::default());
+        let writer = Writer { conn, next_seq, poisoned: poisoned.clone(), stamps: stamps.clone(), feed: feed.clone() };
         std::thread::Builder::new()
             .name("causeway-store-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| StoreError::Io { path: "writer thread".into(), source: e })?;
-        Ok(WriterHandle { tx, poisoned, stamps })
+        Ok(WriterHandle { tx, poisoned, stamps, feed })
+    }
+
+    /// Replaces the follower: from now on every commit's entries go to the returned receiver.
+    pub(crate) fn follow(&self) -> Follower {
+        let (tx, rx) = mpsc::sync_channel(FEED_CAPACITY);
+        *self.feed.tx.lock().expect("feed") = Some(tx);
+        self.feed.lagged.store(true, std::sync::atomic::Ordering::Release);
+        Follower { rx, feed: self.feed.clone() }
     }
 
     /// A time no later than the receive time of any commit not yet visible to readers: while a
@@ -222,6 +271,7 @@ struct Writer {
     next_seq: i64,
     poisoned: Arc<Mutex<Option<String>>>,
     stamps: Arc<Mutex<Stamps>>,
+    feed: Arc<Feed>,
 }
 
 impl Writer {
@@ -250,15 +300,49 @@ impl Writer {
                 stamp
             };
             let seq_before = self.next_seq;
+            // Derived rows alone are a projection the journey engine rebuilds from the log after a
+            // crash: their commit need not wait for an fsync. The next durable commit syncs the
+            // WAL, their frames included.
+            let derived_only = jobs.iter().all(|j| matches!(j, Job::Derived { .. }));
+            if derived_only {
+                let _ = self.conn.pragma_update(None, "synchronous", "NORMAL");
+            }
             let outcome = commit(&mut self.conn, &jobs, stamp, &mut self.next_seq);
+            if derived_only && let Err(e) = self.conn.pragma_update(None, "synchronous", "FULL") {
+                // Never go on writing acknowledged events without the fsync.
+                *self.poisoned.lock().expect("poison flag") = Some(format!("cannot restore synchronous=FULL: {e}"));
+            }
             self.stamps.lock().expect("stamps").in_progress = None;
             match outcome {
                 Ok(results) => {
+                    let following = self.feed.tx.lock().expect("feed").is_some();
+                    let (mut entries, mut replies) = (Vec::new(), Vec::with_capacity(jobs.len()));
+                    let mut seq = seq_before;
                     for (job, result) in jobs.into_iter().zip(results) {
                         match (job, result) {
-                            (Job::Append { reply, .. }, Some(r)) => drop(reply.send(Ok(r))),
-                            (Job::Derived { reply, .. }, _) => drop(reply.send(Ok(()))),
+                            (Job::Append { events, reply, .. }, Some(r)) => {
+                                if following {
+                                    for (new, outcome) in events.into_iter().zip(&r.events) {
+                                        let redelivery = *outcome == EventOutcome::Duplicate;
+                                        entries.push(Committed { seq, received_at: stamp, redelivery, event: new.event });
+                                        seq += 1;
+                                    }
+                                }
+                                replies.push(Ok((reply, r)));
+                            }
+                            (Job::Derived { reply, .. }, _) => replies.push(Err(reply)),
                             (Job::Append { reply, .. }, None) => drop(reply.send(Err(StoreError::WriterGone))),
+                        }
+                    }
+                    // Hand the entries over before anyone is answered: a reader that follows an
+                    // acknowledgement finds them with the follower.
+                    if !entries.is_empty() {
+                        self.hand_over(entries);
+                    }
+                    for reply in replies {
+                        match reply {
+                            Ok((reply, r)) => drop(reply.send(Ok(r))),
+                            Err(reply) => drop(reply.send(Ok(()))),
                         }
                     }
                 }
@@ -269,6 +353,17 @@ impl Writer {
                     jobs.into_iter().for_each(|job| job.fail(&e));
                 }
             }
+        }
+    }
+}
+
+impl Writer {
+    fn hand_over(&self, entries: Vec<Committed>) {
+        let feed = self.feed.tx.lock().expect("feed");
+        if let Some(tx) = feed.as_ref()
+            && tx.try_send(entries).is_err()
+        {
+            self.feed.lagged.store(true, std::sync::atomic::Ordering::Release);
         }
     }
 }
