@@ -133,7 +133,11 @@ def test_every_documented_operation_answers_as_documented(server, spec):
     }
     seed = [event(root_id, correlation), event(child_id, correlation, cause=root_id, second=1), hand_rolled, refused]
     params = {"id": child_id}
-    path_params = {"/v1/correlations/{id}": {"id": correlation}}
+    path_params = {
+        "/v1/correlations/{id}": {"id": correlation},
+        # The test server runs without a model: the documented 404 that says how to load one.
+        "/v1/journeys/{journey}/{key}": {"journey": "order", "key": "ord-1"},
+    }
     bodies = {
         ("post", "/v1/events"): {"json": seed},
         ("post", "/v1/sql"): {

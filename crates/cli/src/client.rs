@@ -242,6 +242,9 @@ pub struct FindingArgs {
     /// Only this journey.
     #[arg(long)]
     pub journey: Option<String>,
+    /// Only this journey instance (with --journey).
+    #[arg(long)]
+    pub key: Option<String>,
     /// Only findings not resolved yet.
     #[arg(long)]
     pub open: bool,
@@ -260,6 +263,9 @@ pub fn findings(args: &ClientArgs, filter: &FindingArgs) -> anyhow::Result<ExitC
     }
     if let Some(j) = &filter.journey {
         query.push(("journey", j.clone()));
+    }
+    if let Some(k) = &filter.key {
+        query.push(("key", k.clone()));
     }
     if filter.open {
         query.push(("open", "true".into()));

@@ -93,6 +93,15 @@ struct ClientArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_) | Command::Demo(_)) {
+        // A verb whose output is piped into `head` ends quietly when the pipe closes, as Unix
+        // tools do (Rust ignores SIGPIPE, which makes printing panic). The server keeps ignoring
+        // it: a client gone mid-answer must not stop it.
+        // SAFETY: restoring a signal's default disposition before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -152,3 +152,83 @@ fn reopening_keeps_everything() {
     let r = store.append_blocking(vec![event("a", "c", None, 1)], vec![]).unwrap();
     assert_eq!(r.events, vec![EventOutcome::Duplicate]);
 }
+
+/// Events and redeliveries share one ingest order: the log replays both, the follower receives
+/// them as they commit, and the counts stay right across a reopen.
+#[test]
+fn the_log_holds_events_and_redeliveries_in_ingest_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let follower = store.follow();
+    let before = store.watermark();
+    store.append_blocking(vec![event("a", "c", None, 1), event("b", "c", Some("a"), 2)], vec![]).unwrap();
+    store.append_blocking(vec![event("a", "c", None, 1), event("d", "c", None, 3)], vec![]).unwrap();
+    let log = store.log_after(0, 100).unwrap();
+    let order: Vec<(i64, bool, String)> = log
+        .iter()
+        .map(|e| (e.seq, e.redelivery, serde_json::from_str::<serde_json::Value>(&e.envelope).unwrap()["id"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(order, vec![(1, false, "a".into()), (2, false, "b".into()), (3, true, "a".into()), (4, false, "d".into())]);
+    assert_eq!(store.log_after(2, 1).unwrap()[0].seq, 3, "paged from a position");
+    assert!(log[0].received_at <= log[3].received_at);
+    assert!(before <= store.watermark(), "the watermark never goes back");
+
+    let mut handed = Vec::new();
+    assert!(follower.drain(&mut handed), "a new follower first reads the log");
+    let handed: Vec<(i64, bool, &str)> = handed.iter().map(|c| (c.seq, c.redelivery, c.event.id.as_str())).collect();
+    assert_eq!(handed, vec![(1, false, "a"), (2, false, "b"), (3, true, "a"), (4, false, "d")]);
+    let received = causeway_envelope::format_time(&store.watermark());
+    assert!(log[3].received_at <= received);
+
+    assert_eq!(store.counts().unwrap().events, 3);
+    assert_eq!(store.log_end().unwrap(), 4);
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    store.append_blocking(vec![event("e", "c", None, 4)], vec![]).unwrap();
+    assert_eq!(store.log_end().unwrap(), 5, "the order goes on after a reopen");
+    assert_eq!(store.counts().unwrap().events, 4);
+}
+
+/// Derived rows are rewritten in place: the same finding written again keeps its row id, a
+/// rebuild drops findings beyond the engine's, and a model change drops them all.
+#[test]
+fn derived_writes_upsert_by_engine_id() {
+    use causeway_store::{DerivedFinding, DerivedWrite, FindingFilter, NewFinding};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.append_blocking(vec![event("a", "c", None, 1)], vec![]).unwrap();
+    let finding = |id: u64, resolved: Option<&str>| DerivedFinding {
+        engine_id: id,
+        finding: NewFinding { kind: "stalled".into(), journey: Some("order".into()), journey_key: Some("o1".into()), detail: format!("f{id}"), ..Default::default() },
+        detected_at: "2026-11-23T10:00:00.000000Z".into(),
+        resolved_at: resolved.map(str::to_owned),
+    };
+    let all = FindingFilter { limit: 100, ..Default::default() };
+    store
+        .write_derived_blocking(DerivedWrite {
+            reset_for_model: Some("m1".into()),
+            memberships: vec![(1, "order".into(), "o1".into())],
+            findings: vec![finding(1, None), finding(2, None)],
+            drop_findings_above: None,
+        })
+        .unwrap();
+    let rows = store.findings(&all).unwrap();
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    store
+        .write_derived_blocking(DerivedWrite {
+            findings: vec![finding(1, Some("2026-11-23T10:01:00.000000Z"))],
+            drop_findings_above: Some(1),
+            ..Default::default()
+        })
+        .unwrap();
+    let rows = store.findings(&all).unwrap();
+    assert_eq!(rows.len(), 1, "finding 2 is gone after the rebuild");
+    assert_eq!(rows[0].id, *ids.last().unwrap(), "finding 1 kept its row");
+    assert_eq!(rows[0].resolved_at.as_deref(), Some("2026-11-23T10:01:00.000000Z"));
+    assert_eq!(store.derived_model().unwrap().as_deref(), Some("m1"));
+    let lineage = store.with_reader(|c| Ok(c.query_row("SELECT journey, journey_key FROM event_lineage", [], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?)).unwrap();
+    assert_eq!(lineage, ("order".into(), "o1".into()));
+    store.write_derived_blocking(DerivedWrite { reset_for_model: Some("m2".into()), ..Default::default() }).unwrap();
+    assert!(store.findings(&all).unwrap().is_empty(), "another model's findings are dropped");
+    assert_eq!(store.derived_model().unwrap().as_deref(), Some("m2"));
+}
