@@ -456,12 +456,12 @@ fn journeys_survive_sigkill_and_match_analyze() {
         let server = Server::start(&data, &flags);
         let out = causeway(&["ingest", log.to_str().unwrap(), "--batch", "500", "--server", &server.url]);
         assert!(text(&out).contains("accepted"), "{}", text(&out));
-        let before = get_json(&format!("{}/v1/journeys/summary", server.url));
+        let before = get_json(&format!("{}/v1/journeys/summary?digest=true", server.url));
         let stored_before = findings_table(&data);
         server.kill();
 
         let server = Server::start(&data, &flags);
-        let after = get_json(&format!("{}/v1/journeys/summary", server.url));
+        let after = get_json(&format!("{}/v1/journeys/summary?digest=true", server.url));
         assert_eq!(after["digest"], before["digest"], "{clock} clock: before {before:#}\nafter {after:#}");
         assert_eq!(after["journeys_by_state"], before["journeys_by_state"]);
         assert_eq!(findings_table(&data), stored_before, "{clock} clock: stored findings rewritten in place");

@@ -403,6 +403,26 @@ impl Evaluator {
         self.s.view(&self.c, id.0)
     }
 
+    /// How many instances are in each state (`in_flight`, `stalled`, an outcome name), sorted by
+    /// state. A pass over the instances without building views.
+    pub fn count_by_state(&self) -> Vec<(String, u64)> {
+        let mut counts: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+        for inst in self.s.inst.iter() {
+            *counts.entry(state_name(&self.c.journeys[inst.journey as usize], inst.state)).or_default() += 1;
+        }
+        counts.into_iter().map(|(s, n)| (s.to_string(), n)).collect()
+    }
+
+    /// The journey name and key of an instance: what [`Evaluator::view`] tells of it, without
+    /// building the rest (for recording membership per event).
+    ///
+    /// # Panics
+    /// If `id` was not handed out by this evaluator.
+    pub fn instance_key(&self, id: InstanceId) -> (&str, String) {
+        let inst = &self.s.inst[id.0 as usize];
+        (&self.c.journeys[inst.journey as usize].name, inst.key.to_string())
+    }
+
     /// Instances of `journey` (all journeys when `None`) in `state` (`in_flight`, `stalled`, an
     /// outcome name, or `None` for all), in creation order. A linear scan: for listings.
     pub fn instances<'a>(&'a self, journey: Option<&'a str>, state: Option<&'a str>) -> impl Iterator<Item = InstanceId> + 'a {

@@ -176,13 +176,13 @@ impl EngineState {
             match change {
                 Change::Joined(i) if !redelivery && !joined => {
                     joined = true;
-                    let v = eval.view(i);
-                    work.write.memberships.push((seq, v.journey, v.key));
+                    let (journey, key) = eval.instance_key(i);
+                    work.write.memberships.push((seq, journey.to_owned(), key));
                 }
                 Change::Attached { instance, event_id } => {
                     if let Some(waiting) = self.waiting.remove(&event_id) {
-                        let v = eval.view(instance);
-                        work.write.memberships.push((waiting, v.journey, v.key));
+                        let (journey, key) = eval.instance_key(instance);
+                        work.write.memberships.push((waiting, journey.to_owned(), key));
                     }
                 }
                 Change::Raised(f) | Change::Resolved(f) => {
@@ -209,7 +209,7 @@ pub struct Summary {
     pub redeliveries: u64,
     pub by_state: Vec<(String, u64)>,
     pub findings_by_kind: Vec<(String, u64, u64)>,
-    pub digest: u64,
+    pub digest: Option<u64>,
     pub now: Option<DateTime<Utc>>,
 }
 
@@ -323,20 +323,18 @@ impl JourneyEngine {
         })
     }
 
-    /// Journeys by state, findings by kind, and the digest of both.
-    pub fn summary(&self) -> Result<Option<Summary>, StoreError> {
+    /// The evaluator's counters and the log position it read up to, without catching up; `None`
+    /// without a model, or while the engine is busy (a rebuild): metrics must not wait.
+    pub fn stats(&self) -> Option<(causeway_journey::Stats, i64)> {
+        let st = self.shared.state.try_lock().ok()?;
+        Some((st.eval.as_ref()?.stats(), st.cursor))
+    }
+
+    /// Journeys by state and findings by kind; with `digest`, also the digest of every journey
+    /// and finding (a pass that renders each of them: seconds for a million journeys).
+    pub fn summary(&self, digest: bool) -> Result<Option<Summary>, StoreError> {
         self.read_at(|eval, model, position| {
             let stats = eval.stats();
-            let mut by_state: Vec<(String, u64)> = Vec::new();
-            for i in eval.instances(None, None) {
-                let v = eval.view(i);
-                let name = v.state.as_str().to_string();
-                match by_state.iter_mut().find(|(s, _)| *s == name) {
-                    Some((_, n)) => *n += 1,
-                    None => by_state.push((name, 1)),
-                }
-            }
-            by_state.sort();
             let mut by_kind: Vec<(String, u64, u64)> = Vec::new();
             for f in eval.findings() {
                 let kind = f.kind.as_str();
@@ -359,9 +357,9 @@ impl JourneyEngine {
                 position,
                 events: stats.events,
                 redeliveries: stats.redeliveries,
-                by_state,
+                by_state: eval.count_by_state(),
                 findings_by_kind: by_kind,
-                digest: eval.digest(),
+                digest: digest.then(|| eval.digest()),
                 now: eval.now(),
             }
         })
@@ -560,10 +558,17 @@ pub async fn list_journeys(State(state): State<AppState>, RawQuery(query): RawQu
     .await
 }
 
-pub async fn journey_summary(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn journey_summary(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Json<Value>, ApiError> {
+    let pairs = params(&query);
+    check_known(&pairs, &["digest"])?;
+    let digest = match param(&pairs, "digest") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => return Err(ApiError::bad_request("invalid_parameter", format!("digest must be true or false, not '{other}'"))),
+    };
     let engine = engine(&state)?;
     blocking(move || {
-        let s = engine.summary()?.ok_or_else(no_model)?;
+        let s = engine.summary(digest)?.ok_or_else(no_model)?;
         let by_state: Map<String, Value> = s.by_state.iter().map(|(k, n)| (k.clone(), json!(n))).collect();
         let findings: Map<String, Value> =
             s.findings_by_kind.iter().map(|(k, open, resolved)| (k.clone(), json!({"open": open, "resolved": resolved}))).collect();
@@ -575,7 +580,7 @@ pub async fn journey_summary(State(state): State<AppState>) -> Result<Json<Value
             "journeys_by_state": by_state,
             "findings_by_kind": findings,
             "clock": s.now.as_ref().map(format_time),
-            "digest": format!("{:016x}", s.digest),
+            "digest": s.digest.map(|d| format!("{d:016x}")),
         })))
     })
     .await

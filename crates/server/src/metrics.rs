@@ -45,7 +45,28 @@ pub async fn exposition(State(state): State<AppState>) -> impl IntoResponse {
     let _ = writeln!(out, "# TYPE causeway_ingest_bodies_rejected_total counter");
     let _ = writeln!(out, "causeway_ingest_bodies_rejected_total {}", Metrics::get(&m.bodies_rejected));
     let store = state.store.clone();
-    if let Ok(Ok(counts)) = tokio::task::spawn_blocking(move || store.counts()).await {
+    let engine = state.journeys.clone();
+    let read = tokio::task::spawn_blocking(move || (store.counts(), store.log_end(), engine.and_then(|e| e.stats())));
+    let Ok((counts, log_end, journeys)) = read.await else {
+        return ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out);
+    };
+    if let Some((stats, position)) = journeys {
+        let _ = writeln!(out, "# HELP causeway_journeys Journey instances, by state (completed: an outcome reached).");
+        let _ = writeln!(out, "# TYPE causeway_journeys gauge");
+        for (s, n) in [("in_flight", stats.in_flight), ("stalled", stats.stalled), ("completed", stats.completed)] {
+            let _ = writeln!(out, "causeway_journeys{{state=\"{s}\"}} {n}");
+        }
+        let _ = writeln!(out, "# HELP causeway_journey_findings Findings the journey engine raised, by status.");
+        let _ = writeln!(out, "# TYPE causeway_journey_findings gauge");
+        let _ = writeln!(out, "causeway_journey_findings{{status=\"open\"}} {}", stats.open_findings);
+        let _ = writeln!(out, "causeway_journey_findings{{status=\"resolved\"}} {}", stats.findings - stats.open_findings);
+        if let Ok(end) = log_end {
+            let _ = writeln!(out, "# HELP causeway_journey_engine_lag Log entries stored that the journey engine has not read yet.");
+            let _ = writeln!(out, "# TYPE causeway_journey_engine_lag gauge");
+            let _ = writeln!(out, "causeway_journey_engine_lag {}", (end - position).max(0));
+        }
+    }
+    if let Ok(counts) = counts {
         let _ = writeln!(out, "# HELP causeway_store_events Events stored.");
         let _ = writeln!(out, "# TYPE causeway_store_events gauge");
         let _ = writeln!(out, "causeway_store_events {}", counts.events);

@@ -541,7 +541,7 @@ async fn journeys_are_listed_by_state_and_summarised() {
     let (_, list) = api.get("/v1/journeys?limit=1").await;
     assert_eq!((list["total"].as_u64(), list["journeys"].as_array().unwrap().len()), (Some(3), 1));
 
-    let (status, s) = api.get("/v1/journeys/summary").await;
+    let (status, s) = api.get("/v1/journeys/summary?digest=true").await;
     assert_eq!(status, StatusCode::OK, "{s}");
     assert_eq!(s["journeys_by_state"], json!({"fulfilled": 1, "stalled": 2}));
     assert_eq!(s["findings_by_kind"]["duplicate"], json!({"open": 1, "resolved": 0}), "{s}");
@@ -549,6 +549,11 @@ async fn journeys_are_listed_by_state_and_summarised() {
     assert_eq!(s["digest"].as_str().unwrap().len(), 16);
     let (_, f) = api.get("/v1/findings?kind=duplicate").await;
     assert_eq!(f["findings"][0]["event_id"], "a2-2", "{f}");
+    let (_, metrics) = api.get("/metrics").await;
+    let metrics = metrics.as_str().unwrap();
+    for line in ["causeway_journeys{state=\"stalled\"} 2", "causeway_journeys{state=\"completed\"} 1", "causeway_journey_engine_lag 0"] {
+        assert!(metrics.lines().any(|l| l == line), "{line} missing from\n{metrics}");
+    }
 
     // Mistakes are 4xx with a sentence.
     for (path, status, needle) in [
