@@ -247,7 +247,7 @@ fn print_final(summary: &Summary) {
         println!("    {kind:<34} {open} / {resolved}");
     }
     if let Some((journey, key, expected)) = &summary.example {
-        println!("  e.g. {journey} {key} is still waiting for {expected}: causeway journey {journey} {key}");
+        println!("  e.g. {journey} {key} is still waiting for {expected} (`causeway journey {journey} {key}` shows it while a demo runs)");
     }
 }
 

@@ -217,6 +217,16 @@ fn demo_runs_injects_faults_and_is_reproducible() {
     for fault in ["duplicate delivery", "out-of-order delivery", "consumer failure", "missing correlation id"] {
         assert!(printed.contains(fault), "{printed}");
     }
+    // The journey engine judged the traffic: journeys by state, and the faults as findings.
+    let section = |title: &str| -> Vec<String> {
+        printed.lines().skip_while(|l| !l.contains(title)).skip(1).take_while(|l| l.starts_with("    ")).map(|l| l.trim().to_string()).collect()
+    };
+    let states = section("journeys by state:");
+    assert!(states.iter().any(|l| l.starts_with("fulfilled ") || l.starts_with("in_flight ")), "{printed}");
+    let findings = section("findings by kind");
+    for kind in ["duplicate ", "out_of_order ", "schema_error ", "missing_correlation "] {
+        assert!(findings.iter().any(|l| l.starts_with(kind)), "no {kind}in {printed}");
+    }
     // Rejected events (missing correlation) are kept with their reason.
     let db = rusqlite::Connection::open(dir.path().join("a/causeway.db")).unwrap();
     let missing: i64 = db.query_row("SELECT count(*) FROM dlq_events WHERE error_type = 'missing_correlation'", [], |r| r.get(0)).unwrap();
