@@ -205,11 +205,12 @@ fn main() -> Result<()> {
         "{} simulated order-fulfilment events (5% faults) per measurement, NDJSON batches of 1,000 over HTTP from {} clients, bundled model, wall clock; best of {} alternating rounds.\n",
         args.events, args.clients, args.rounds
     );
-    let base = Utc::now();
     let (mut off, mut on_ack, mut on_done) = (Duration::MAX, Duration::MAX, Duration::MAX);
     for round in 0..if args.open_only { 0 } else { args.rounds } {
-        let batches = traffic(args.events, &format!("r{round}"), base);
         for engine in [false, true] {
+            // Stamped from now, for each side: traffic stamped minutes earlier would find windows
+            // passed on the wall clock, and the engine would raise and resolve findings for it.
+            let batches = traffic(args.events, &format!("r{round}"), Utc::now());
             let dir = tempfile::tempdir()?;
             let m = measure(Store::open(dir.path())?, engine, &batches, args.clients)?;
             if engine {
@@ -254,8 +255,8 @@ fn main() -> Result<()> {
         ));
     }
     for round in 0..args.rounds {
-        let batches = traffic(args.events, &format!("o{round}"), base);
         for (k, open) in [false, true].into_iter().enumerate() {
+            let batches = traffic(args.events, &format!("o{round}"), Utc::now());
             let store = Store::open(dirs[k].path())?;
             let server = start(store, true)?;
             let t = Instant::now();
