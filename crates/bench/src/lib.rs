@@ -153,7 +153,7 @@ fn run_size(cfg: &Config, n: usize) -> Result<SizeResult> {
     // 1. causeway over HTTP; the server keeps running for the queries.
     let dir = temp_dir(cfg)?;
     let store = Store::open(dir.path()).context("opening the causeway store")?;
-    let server = Server::start(store.clone())?;
+    let server = Server::start(AppState::new(store.clone(), ParseOptions::default(), SqlLimits::default()))?;
     let http_eps = ingest_http(server.addr, &bodies, cfg.concurrency, n)?;
     let stored = store.counts()?.events as usize;
     if stored != n {
@@ -255,15 +255,15 @@ fn dir_bytes(dir: &Path) -> u64 {
 }
 
 /// The causeway server on its own runtime, listening on a free local port.
-struct Server {
+pub struct Server {
     runtime: tokio::runtime::Runtime,
-    addr: SocketAddr,
+    pub addr: SocketAddr,
     shutdown: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl Server {
-    fn start(store: Store) -> Result<Server> {
+    pub fn start(state: AppState) -> Result<Server> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .thread_name("causeway-server")
@@ -271,14 +271,13 @@ impl Server {
         let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
         let addr = listener.local_addr()?;
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
-        let state = AppState::new(store, ParseOptions::default(), SqlLimits::default());
         let task = runtime.spawn(causeway_server::serve(listener, state, async move {
             let _ = stop.await;
         }));
         Ok(Server { runtime, addr, shutdown, task })
     }
 
-    fn stop(self) -> Result<()> {
+    pub fn stop(self) -> Result<()> {
         let _ = self.shutdown.send(());
         let result = self.runtime.block_on(async {
             tokio::time::timeout(Duration::from_secs(30), self.task).await

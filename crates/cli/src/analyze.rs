@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use causeway_contracts::Contracts;
-use causeway_envelope::{ParseOptions, format_time, parse_json_line};
+use causeway_envelope::{ParseOptions, format_time, parse_json_line, parse_time};
 use causeway_journey::{Evaluator, Finding};
 use chrono::{DateTime, Utc};
 use clap::Args;
@@ -44,11 +44,7 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let until = match args.until.as_deref() {
         None => None,
         Some("now") => Some(Utc::now()),
-        Some(text) => Some(
-            DateTime::parse_from_rfc3339(text)
-                .map(|t| t.with_timezone(&Utc))
-                .with_context(|| format!("--until must be an RFC 3339 time or 'now', not '{text}'"))?,
-        ),
+        Some(text) => Some(parse_time(text).map_err(|e| anyhow::anyhow!("--until must be 'now' or an RFC 3339 time: {e}"))?),
     };
     let wall = args.clock == "wall";
     let contracts = Contracts::new(model.clone(), Vec::new());
@@ -113,15 +109,9 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn report(args: &AnalyzeArgs, eval: &Evaluator, counts: [u64; 3], contract_findings: &[Value]) -> anyhow::Result<ExitCode> {
-    let mut by_state: BTreeMap<String, u64> = BTreeMap::new();
-    for i in eval.instances(None, None) {
-        *by_state.entry(eval.view(i).state.as_str().to_string()).or_default() += 1;
-    }
-    let mut by_kind: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    for f in eval.findings() {
-        let slot = by_kind.entry(f.kind.as_str().to_string()).or_default();
-        if f.is_open() { slot.0 += 1 } else { slot.1 += 1 }
-    }
+    let by_state: BTreeMap<String, u64> = eval.count_by_state().into_iter().collect();
+    let mut by_kind: BTreeMap<String, (u64, u64)> =
+        eval.count_findings_by_kind().into_iter().map(|(k, open, resolved)| (k.to_string(), (open, resolved))).collect();
     for f in contract_findings {
         by_kind.entry(f["kind"].as_str().unwrap_or("").to_string()).or_default().0 += 1;
     }

@@ -31,6 +31,29 @@ fn api_error(body: &Value) -> String {
     body["error"]["message"].as_str().map(str::to_owned).unwrap_or_else(|| body.to_string())
 }
 
+/// Sends a read request. An API error becomes its message; with `--json` the answer is printed
+/// as it is and `None` comes back, otherwise the answer, for a human rendering.
+fn read_or_print(args: &ClientArgs, request: reqwest::blocking::RequestBuilder) -> anyhow::Result<Option<Value>> {
+    let (status, body) = call(request, &args.server)?;
+    if status != 200 {
+        bail!("{}", api_error(&body));
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&body)?);
+        return Ok(None);
+    }
+    Ok(Some(body))
+}
+
+/// A JSON value as a table cell: strings bare, null empty.
+fn cell(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
 pub fn ingest(args: &ClientArgs, file: &Path, batch: usize) -> anyhow::Result<ExitCode> {
     if batch == 0 {
         bail!("--batch must be at least 1");
@@ -117,14 +140,9 @@ pub fn ingest(args: &ClientArgs, file: &Path, batch: usize) -> anyhow::Result<Ex
 }
 
 pub fn chain(args: &ClientArgs, id: &str) -> anyhow::Result<ExitCode> {
-    let (status, body) = call(http()?.get(url(args, &format!("/v1/correlations/{}", encode(id)))), &args.server)?;
-    if status != 200 {
-        bail!("{}", api_error(&body));
-    }
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&body)?);
+    let Some(body) = read_or_print(args, http()?.get(url(args, &format!("/v1/correlations/{}", encode(id)))))? else {
         return Ok(ExitCode::SUCCESS);
-    }
+    };
     let events = body["events"].as_array().map(Vec::len).unwrap_or(0);
     println!("correlation {id}: {events} events{}", if body["truncated"] == true { " (truncated)" } else { "" });
     let mut out = String::new();
@@ -162,24 +180,13 @@ fn render_node(node: &Value, prefix: &str, last: bool, out: &mut String) {
 
 pub fn sql(args: &ClientArgs, query: &str) -> anyhow::Result<ExitCode> {
     let request = http()?.post(url(args, "/v1/sql")).json(&json!({"query": query}));
-    let (status, body) = call(request, &args.server)?;
-    if status != 200 {
-        bail!("{}", api_error(&body));
-    }
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&body)?);
-        return Ok(ExitCode::SUCCESS);
-    }
+    let Some(body) = read_or_print(args, request)? else { return Ok(ExitCode::SUCCESS) };
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
     table.set_header(body["columns"].as_array().into_iter().flatten().map(|c| c.as_str().unwrap_or("").to_string()));
     let rows = body["rows"].as_array().cloned().unwrap_or_default();
     for row in &rows {
-        table.add_row(row.as_array().into_iter().flatten().map(|v| match v {
-            Value::String(s) => s.clone(),
-            Value::Null => String::new(),
-            other => other.to_string(),
-        }));
+        table.add_row(row.as_array().into_iter().flatten().map(cell));
     }
     println!("{table}");
     println!("{} row{}{}", rows.len(), if rows.len() == 1 { "" } else { "s" }, if body["truncated"] == true { " (truncated)" } else { "" });
@@ -199,14 +206,7 @@ fn encode(segment: &str) -> String {
 
 pub fn journey(args: &ClientArgs, name: &str, key: &str) -> anyhow::Result<ExitCode> {
     let path = format!("/v1/journeys/{}/{}", encode(name), encode(key));
-    let (status, body) = call(http()?.get(url(args, &path)), &args.server)?;
-    if status != 200 {
-        bail!("{}", api_error(&body));
-    }
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&body)?);
-        return Ok(ExitCode::SUCCESS);
-    }
+    let Some(body) = read_or_print(args, http()?.get(url(args, &path)))? else { return Ok(ExitCode::SUCCESS) };
     let s = |v: &Value| v.as_str().unwrap_or("").to_string();
     println!("{} {}: {}  (started {}, updated {})", s(&body["journey"]), s(&body["key"]), s(&body["state"]), s(&body["started_at"]), s(&body["updated_at"]));
     println!("milestones reached:");
@@ -275,25 +275,13 @@ pub fn findings(args: &ClientArgs, filter: &FindingArgs) -> anyhow::Result<ExitC
     }
     let query: Vec<String> = query.iter().map(|(k, v)| format!("{k}={}", encode(v))).collect();
     let path = format!("/v1/findings?{}", query.join("&"));
-    let (status, body) = call(http()?.get(url(args, &path)), &args.server)?;
-    if status != 200 {
-        bail!("{}", api_error(&body));
-    }
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&body)?);
-        return Ok(ExitCode::SUCCESS);
-    }
+    let Some(body) = read_or_print(args, http()?.get(url(args, &path)))? else { return Ok(ExitCode::SUCCESS) };
     let rows = body["findings"].as_array().cloned().unwrap_or_default();
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
     table.set_header(["id", "kind", "journey", "key", "detected at", "resolved at", "detail"]);
-    let s = |v: &Value| match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    };
     for f in &rows {
-        table.add_row([&f["id"], &f["kind"], &f["journey"], &f["key"], &f["detected_at"], &f["resolved_at"], &f["detail"]].map(s));
+        table.add_row([&f["id"], &f["kind"], &f["journey"], &f["key"], &f["detected_at"], &f["resolved_at"], &f["detail"]].map(cell));
     }
     println!("{table}");
     println!("{} finding{}", rows.len(), if rows.len() == 1 { "" } else { "s" });

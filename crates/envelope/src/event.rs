@@ -300,7 +300,8 @@ pub fn format_time(time: &DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-fn parse_time(value: &str) -> Result<DateTime<Utc>, EventError> {
+/// Parses an RFC 3339 time to UTC: the inverse of [`format_time`], with an actionable error.
+pub fn parse_time(value: &str) -> Result<DateTime<Utc>, EventError> {
     DateTime::parse_from_rfc3339(value).map(|t| t.with_timezone(&Utc)).map_err(|e| {
         EventError::new(
             ErrorKind::InvalidTime,

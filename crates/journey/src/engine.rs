@@ -413,6 +413,16 @@ impl Evaluator {
         counts.into_iter().map(|(s, n)| (s.to_string(), n)).collect()
     }
 
+    /// How many findings of each kind are open and resolved, sorted by kind.
+    pub fn count_findings_by_kind(&self) -> Vec<(&'static str, u64, u64)> {
+        let mut counts: std::collections::BTreeMap<&'static str, (u64, u64)> = std::collections::BTreeMap::new();
+        for f in &self.s.findings {
+            let slot = counts.entry(f.kind.as_str()).or_default();
+            if f.is_open() { slot.0 += 1 } else { slot.1 += 1 }
+        }
+        counts.into_iter().map(|(k, (open, resolved))| (k, open, resolved)).collect()
+    }
+
     /// The journey name and key of an instance: what [`Evaluator::view`] tells of it, without
     /// building the rest (for recording membership per event).
     ///

@@ -10,18 +10,19 @@
 //!   yet read, so a tick cannot judge a deadline before an event received before it.
 //! - Reads of journeys and findings first catch up with the log: an answer reflects every event
 //!   acknowledged before the request.
-//! - Derived rows are a projection: rebuilt from the log, they are rewritten in place (findings by
-//!   the engine's id); under another model they are dropped and derived anew.
+//! - Derived rows are a projection of the log up to the position recorded with them: a rebuild
+//!   under the same model derives the same rows up to there and writes only what comes after
+//!   (findings keyed by the engine's id); under another model they are dropped and derived anew.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
-use causeway_envelope::{Event, format_time};
-use causeway_journey::{Change, Evaluator, Finding, FindingId, JourneyView};
+use causeway_envelope::{Event, format_time, parse_time};
+use causeway_journey::{Change, Evaluator, Finding, FindingId, FindingKind, JourneyView};
 use causeway_store::{DerivedFinding, DerivedWrite, FindingFilter, FindingRow, Follower, NewFinding, Store, StoreError};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
@@ -85,6 +86,9 @@ struct EngineState {
     /// Until the first catch-up after a (re)build is written: findings the store holds beyond the
     /// rebuilt evaluator's are dropped then.
     rebuilding: bool,
+    /// The log position the stored derived rows already cover: a rebuild under the same model
+    /// derives the same rows up to there and need not write them again.
+    written_upto: i64,
     /// Events that joined no instance yet (waiting for their key): event id to log position.
     waiting: HashMap<String, i64>,
     last_received: Option<(String, DateTime<Utc>)>,
@@ -144,7 +148,7 @@ fn catch_up(sh: &Shared, st: &mut EngineState, upto: i64, work: &mut Work) -> Re
             let received = match &st.last_received {
                 Some((text, t)) if *text == entry.received_at => *t,
                 _ => {
-                    let t = parse_time(&entry.received_at).unwrap_or_else(Utc::now);
+                    let t = parse_time(&entry.received_at).unwrap_or_else(|_| Utc::now());
                     st.last_received = Some((entry.received_at.clone(), t));
                     t
                 }
@@ -171,6 +175,14 @@ impl EngineState {
             }
         }
         eval.ingest_into(&event, redelivery, &mut work.changes);
+        // Up to where the stored rows reach, a rebuild derives what they already hold.
+        if seq <= self.written_upto {
+            let joined = work.changes.drain(..).any(|c| matches!(c, Change::Joined(_)));
+            if !joined && !redelivery {
+                self.remember_waiting(event.id, seq);
+            }
+            return;
+        }
         let mut joined = false;
         for change in work.changes.drain(..) {
             match change {
@@ -192,11 +204,16 @@ impl EngineState {
             }
         }
         if !joined && !redelivery {
-            if self.waiting.len() >= MAX_WAITING_MEMBERS {
-                self.waiting.clear();
-            }
-            self.waiting.insert(event.id, seq);
+            self.remember_waiting(event.id, seq);
         }
+    }
+
+    /// An event that joined no instance yet: its membership is recorded if it is attached later.
+    fn remember_waiting(&mut self, event_id: String, seq: i64) {
+        if self.waiting.len() >= MAX_WAITING_MEMBERS {
+            self.waiting.clear();
+        }
+        self.waiting.insert(event_id, seq);
     }
 }
 
@@ -208,7 +225,7 @@ pub struct Summary {
     pub events: u64,
     pub redeliveries: u64,
     pub by_state: Vec<(String, u64)>,
-    pub findings_by_kind: Vec<(String, u64, u64)>,
+    pub findings_by_kind: Vec<(&'static str, u64, u64)>,
     pub digest: Option<u64>,
     pub now: Option<DateTime<Utc>>,
 }
@@ -238,6 +255,11 @@ impl JourneyEngine {
     /// Catches up with the log, moves the clock, and writes what changed. Returns the next
     /// deadline. Blocking: call it off the async runtime.
     pub fn sync(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.sync_locked().map(|(_, next)| next)
+    }
+
+    /// [`JourneyEngine::sync`], keeping the engine locked for a read of what it reached.
+    fn sync_locked(&self) -> Result<(MutexGuard<'_, EngineState>, Option<DateTime<Utc>>), StoreError> {
         let sh = &*self.shared;
         let mut st = sh.state.lock().expect("journey engine lock");
         let current = sh.models.current();
@@ -250,8 +272,9 @@ impl JourneyEngine {
             *st = EngineState::default();
             if let Some(loaded) = &current {
                 let fingerprint = model_fingerprint(loaded);
-                if sh.store.derived_model()?.as_deref() != Some(fingerprint.as_str()) {
-                    st.reset_for_model = Some(fingerprint);
+                match sh.store.derived_state()? {
+                    Some((model, position)) if model == fingerprint => st.written_upto = position,
+                    _ => st.reset_for_model = Some(fingerprint),
                 }
                 st.eval = Some(Evaluator::new(loaded.model()));
                 st.rebuilding = true;
@@ -261,7 +284,7 @@ impl JourneyEngine {
             st.model = current;
         }
         if st.eval.is_none() {
-            return Ok(None);
+            return Ok((st, None));
         }
         // Read the watermark before the log: every commit stamped before it is visible now.
         let watermark = sh.store.watermark();
@@ -281,7 +304,7 @@ impl JourneyEngine {
             }
         }
         let Work { mut write, mut dirty, mut changes } = work;
-        let rebuilding = st.rebuilding;
+        let (rebuilding, position) = (st.rebuilding, st.cursor);
         let eval = st.eval.as_mut().expect("an evaluator");
         if sh.clock == Clock::Wall {
             eval.advance_into(watermark, &mut changes);
@@ -295,17 +318,20 @@ impl JourneyEngine {
         if rebuilding {
             write.drop_findings_above = Some(eval.findings().len() as u64);
         }
+        write.position = Some(position);
         let next = eval.next_deadline();
         let nothing = write.reset_for_model.is_none()
             && write.memberships.is_empty()
             && write.findings.is_empty()
-            && write.drop_findings_above.is_none();
+            && write.drop_findings_above.is_none()
+            && st.cursor <= st.written_upto;
         if !nothing {
             sh.store.write_derived_blocking(write)?;
         }
         st.reset_for_model = None;
         st.rebuilding = false;
-        Ok(next)
+        st.written_upto = st.written_upto.max(st.cursor);
+        Ok((st, next))
     }
 
     /// Runs `f` on the evaluator after catching up with the log; `None` without a model.
@@ -315,8 +341,7 @@ impl JourneyEngine {
 
     /// [`JourneyEngine::read`], also passing the log position read up to.
     fn read_at<T>(&self, f: impl FnOnce(&Evaluator, &LoadedModel, i64) -> T) -> Result<Option<T>, StoreError> {
-        self.sync()?;
-        let st = self.shared.state.lock().expect("journey engine lock");
+        let (st, _) = self.sync_locked()?;
         Ok(match (&st.eval, &st.model) {
             (Some(eval), Some(model)) => Some(f(eval, model, st.cursor)),
             _ => None,
@@ -335,30 +360,13 @@ impl JourneyEngine {
     pub fn summary(&self, digest: bool) -> Result<Option<Summary>, StoreError> {
         self.read_at(|eval, model, position| {
             let stats = eval.stats();
-            let mut by_kind: Vec<(String, u64, u64)> = Vec::new();
-            for f in eval.findings() {
-                let kind = f.kind.as_str();
-                let slot = match by_kind.iter().position(|(k, _, _)| k == kind) {
-                    Some(p) => p,
-                    None => {
-                        by_kind.push((kind.to_string(), 0, 0));
-                        by_kind.len() - 1
-                    }
-                };
-                if f.is_open() {
-                    by_kind[slot].1 += 1;
-                } else {
-                    by_kind[slot].2 += 1;
-                }
-            }
-            by_kind.sort();
             Summary {
                 model: model.model().name.clone(),
                 position,
                 events: stats.events,
                 redeliveries: stats.redeliveries,
                 by_state: eval.count_by_state(),
-                findings_by_kind: by_kind,
+                findings_by_kind: eval.count_findings_by_kind(),
                 digest: digest.then(|| eval.digest()),
                 now: eval.now(),
             }
@@ -377,10 +385,6 @@ fn model_fingerprint(loaded: &LoadedModel) -> String {
 fn parse_stored(envelope: &str) -> Option<Event> {
     let obj: Map<String, Value> = serde_json::from_str(envelope).ok()?;
     Event::from_structured(obj, false).ok()
-}
-
-fn parse_time(text: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text).ok().map(|t| t.with_timezone(&Utc))
 }
 
 fn derived(f: &Finding) -> DerivedFinding {
@@ -436,16 +440,6 @@ fn check_known(pairs: &[(String, String)], known: &[&str]) -> Result<(), ApiErro
             format!("unknown parameter '{k}'; this endpoint takes {}", known.join(", ")),
         )),
         None => Ok(()),
-    }
-}
-
-fn limit(pairs: &[(String, String)], default: usize, max: usize) -> Result<usize, ApiError> {
-    match param(pairs, "limit") {
-        None => Ok(default),
-        Some(text) => match text.parse::<usize>() {
-            Ok(n) if (1..=max).contains(&n) => Ok(n),
-            _ => Err(ApiError::bad_request("invalid_parameter", format!("limit must be a whole number from 1 to {max}, not '{text}'"))),
-        },
     }
 }
 
@@ -518,7 +512,7 @@ pub async fn get_journey(
 pub async fn list_journeys(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Json<Value>, ApiError> {
     let pairs = params(&query);
     check_known(&pairs, &["journey", "state", "limit"])?;
-    let limit = limit(&pairs, 100, 10_000)?;
+    let limit = crate::query::limit(&query, 100, 10_000)?;
     let journey = param(&pairs, "journey").map(str::to_owned);
     let wanted = param(&pairs, "state").map(str::to_owned);
     let engine = engine(&state)?;
@@ -571,7 +565,7 @@ pub async fn journey_summary(State(state): State<AppState>, RawQuery(query): Raw
         let s = engine.summary(digest)?.ok_or_else(no_model)?;
         let by_state: Map<String, Value> = s.by_state.iter().map(|(k, n)| (k.clone(), json!(n))).collect();
         let findings: Map<String, Value> =
-            s.findings_by_kind.iter().map(|(k, open, resolved)| (k.clone(), json!({"open": open, "resolved": resolved}))).collect();
+            s.findings_by_kind.iter().map(|(k, open, resolved)| (k.to_string(), json!({"open": open, "resolved": resolved}))).collect();
         Ok(Json(json!({
             "model": s.model,
             "log_position": s.position,
@@ -589,7 +583,7 @@ pub async fn journey_summary(State(state): State<AppState>, RawQuery(query): Raw
 pub async fn list_findings(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Json<Value>, ApiError> {
     let pairs = params(&query);
     check_known(&pairs, &["kind", "journey", "key", "open", "since", "limit"])?;
-    let limit = limit(&pairs, 100, 10_000)?;
+    let limit = crate::query::limit(&query, 100, 10_000)?;
     let open_only = match param(&pairs, "open") {
         None | Some("false") => false,
         Some("true") => true,
@@ -597,14 +591,14 @@ pub async fn list_findings(State(state): State<AppState>, RawQuery(query): RawQu
     };
     let since = match param(&pairs, "since") {
         None => None,
-        Some(text) => Some(format_time(&parse_time(text).ok_or_else(|| {
+        Some(text) => Some(format_time(&parse_time(text).map_err(|_| {
             ApiError::bad_request("invalid_parameter", format!("since must be an RFC 3339 time such as 2026-11-30T12:00:00Z, not '{text}'"))
         })?)),
     };
     if let Some(kind) = param(&pairs, "kind")
-        && !KINDS.contains(&kind)
+        && !is_known_kind(kind)
     {
-        return Err(ApiError::bad_request("invalid_parameter", format!("unknown finding kind '{kind}'; the kinds are {}", KINDS.join(", "))));
+        return Err(ApiError::bad_request("invalid_parameter", format!("unknown finding kind '{kind}'; the kinds are {}", known_kinds())));
     }
     let filter = FindingFilter {
         kind: param(&pairs, "kind").map(str::to_owned),
@@ -626,18 +620,16 @@ pub async fn list_findings(State(state): State<AppState>, RawQuery(query): RawQu
     .await
 }
 
-/// Every finding kind (PRODUCT §5).
-pub const KINDS: [&str; 11] = [
-    "missing_reaction",
-    "invariant_violation",
-    "stalled",
-    "deadline_missed",
-    "duplicate",
-    "duplicate_effect",
-    "out_of_order",
-    "schema_error",
-    "unknown_event_type",
-    "missing_correlation",
-    "unauthorized_producer",
-];
+/// Every finding kind (PRODUCT §5): the journey engine's, then those raised at ingest.
+fn is_known_kind(kind: &str) -> bool {
+    FindingKind::ALL.iter().any(|k| k.as_str() == kind) || INGEST_KINDS.contains(&kind)
+}
 
+fn known_kinds() -> String {
+    let mut all: Vec<&str> = FindingKind::ALL.iter().map(|k| k.as_str()).collect();
+    all.extend(INGEST_KINDS);
+    all.join(", ")
+}
+
+/// Kinds raised at ingest by the envelope rules and the model's contracts.
+const INGEST_KINDS: [&str; 4] = ["schema_error", "unknown_event_type", "missing_correlation", "unauthorized_producer"];

@@ -19,7 +19,7 @@ const DEFAULT_LIMIT: usize = 10_000;
 const MAX_LIMIT: usize = 100_000;
 
 /// The `limit` query parameter, parsed here so a bad value is a JSON error like any other.
-fn limit(query: &Option<String>, default: usize, max: usize) -> Result<usize, ApiError> {
+pub(crate) fn limit(query: &Option<String>, default: usize, max: usize) -> Result<usize, ApiError> {
     let Some(text) = query.as_deref().into_iter().flat_map(|q| q.split('&')).find_map(|p| p.strip_prefix("limit=")) else {
         return Ok(default);
     };

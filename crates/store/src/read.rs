@@ -182,20 +182,22 @@ impl Store {
     /// The last position of the log (0 when empty).
     pub fn log_end(&self) -> Result<i64, StoreError> {
         self.with_reader(|c| {
-            Ok(c.query_row(
-                "SELECT max(coalesce((SELECT max(seq) FROM events), 0), coalesce((SELECT max(seq) FROM redeliveries), 0))",
-                [],
-                |r| r.get(0),
-            )?)
+            Ok(c.query_row(crate::schema::LOG_END, [], |r| r.get(0))?)
         })
     }
 
-    /// The model the journey engine's stored rows were derived under (see [`DerivedWrite`]).
+    /// The model the journey engine's stored rows were derived under, and the log position they
+    /// are derived up to (see [`DerivedWrite`]).
     ///
     /// [`DerivedWrite`]: crate::DerivedWrite
-    pub fn derived_model(&self) -> Result<Option<String>, StoreError> {
+    pub fn derived_state(&self) -> Result<Option<(String, i64)>, StoreError> {
         self.with_reader(|c| {
-            Ok(c.query_row("SELECT value FROM meta WHERE key = 'journey_model'", [], |r| r.get(0)).optional()?)
+            let meta = |key: &str| -> rusqlite::Result<Option<String>> {
+                c.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| r.get(0)).optional()
+            };
+            let Some(model) = meta("journey_model")? else { return Ok(None) };
+            let position = meta("journey_position")?.and_then(|p| p.parse().ok()).unwrap_or(0);
+            Ok(Some((model, position)))
         })
     }
 
@@ -240,12 +242,9 @@ impl Store {
     pub fn counts(&self) -> Result<StoreCounts, StoreError> {
         self.with_reader(|c| {
             // Events and redeliveries share the ingest order; it has no other gaps.
-            let events: i64 = c.query_row(
-                "SELECT max(coalesce((SELECT max(seq) FROM events), 0), coalesce((SELECT max(seq) FROM redeliveries), 0))
-                        - (SELECT count(*) FROM redeliveries)",
-                [],
-                |r| r.get(0),
-            )?;
+            let end: i64 = c.query_row(crate::schema::LOG_END, [], |r| r.get(0))?;
+            let redelivered: i64 = c.query_row("SELECT count(*) FROM redeliveries", [], |r| r.get(0))?;
+            let events = end - redelivered;
             let dlq: i64 = c.query_row("SELECT coalesce(max(id), 0) FROM dlq", [], |r| r.get(0))?;
             Ok(StoreCounts { events, dlq })
         })

@@ -100,6 +100,9 @@ pub struct DerivedWrite {
     pub findings: Vec<DerivedFinding>,
     /// Engine findings with an id above this no longer exist (the end of a rebuild).
     pub drop_findings_above: Option<u64>,
+    /// The log position everything derived so far comes from: a rebuild under the same model
+    /// need not write again what it derives up to there.
+    pub position: Option<i64>,
 }
 
 enum Job {
@@ -205,11 +208,7 @@ impl WriterHandle {
         let poisoned = Arc::new(Mutex::new(None));
         let stamps = Arc::new(Mutex::new(Stamps::default()));
         // Events and redeliveries share one ingest order; the writer hands out its numbers.
-        let next_seq: i64 = conn.query_row(
-            "SELECT max(coalesce((SELECT max(seq) FROM events), 0), coalesce((SELECT max(seq) FROM redeliveries), 0)) + 1",
-            [],
-            |r| r.get(0),
-        )?;
+        let next_seq: i64 = conn.query_row(crate::schema::LOG_END, [], |r| r.get::<_, i64>(0))? + 1;
         let feed = Arc::new(Feed::default());
         let writer = Writer { conn, next_seq, poisoned: poisoned.clone(), stamps: stamps.clone(), feed: feed.clone() };
         std::thread::Builder::new()
@@ -315,7 +314,9 @@ impl Writer {
             self.stamps.lock().expect("stamps").in_progress = None;
             match outcome {
                 Ok(results) => {
-                    let following = self.feed.tx.lock().expect("feed").is_some();
+                    // One look at the follower per commit: entries are built only when it exists.
+                    let follower = self.feed.tx.lock().expect("feed").clone();
+                    let following = follower.is_some();
                     let (mut entries, mut replies) = (Vec::new(), Vec::with_capacity(jobs.len()));
                     let mut seq = seq_before;
                     for (job, result) in jobs.into_iter().zip(results) {
@@ -336,8 +337,11 @@ impl Writer {
                     }
                     // Hand the entries over before anyone is answered: a reader that follows an
                     // acknowledgement finds them with the follower.
-                    if !entries.is_empty() {
-                        self.hand_over(entries);
+                    if let Some(tx) = follower
+                        && !entries.is_empty()
+                        && tx.try_send(entries).is_err()
+                    {
+                        self.feed.lagged.store(true, std::sync::atomic::Ordering::Release);
                     }
                     for reply in replies {
                         match reply {
@@ -353,17 +357,6 @@ impl Writer {
                     jobs.into_iter().for_each(|job| job.fail(&e));
                 }
             }
-        }
-    }
-}
-
-impl Writer {
-    fn hand_over(&self, entries: Vec<Committed>) {
-        let feed = self.feed.tx.lock().expect("feed");
-        if let Some(tx) = feed.as_ref()
-            && tx.try_send(entries).is_err()
-        {
-            self.feed.lagged.store(true, std::sync::atomic::Ordering::Release);
         }
     }
 }
@@ -460,6 +453,7 @@ fn write_derived(tx: &rusqlite::Transaction<'_>, write: &DerivedWrite) -> Result
         tx.execute("DELETE FROM event_journeys", [])?;
         tx.execute("DELETE FROM finding_records WHERE engine_id IS NOT NULL", [])?;
         tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('journey_model', ?1)", params![model])?;
+        tx.execute("DELETE FROM meta WHERE key = 'journey_position'", [])?;
     }
     let mut member = tx.prepare_cached(
         "INSERT INTO event_journeys (seq, journey, journey_key) VALUES (?1, ?2, ?3)
@@ -489,6 +483,9 @@ fn write_derived(tx: &rusqlite::Transaction<'_>, write: &DerivedWrite) -> Result
             d.engine_id as i64, f.kind, f.journey, f.journey_key, f.correlation_id, f.event_id, f.expected,
             d.detected_at, d.resolved_at, f.detail, f.owner
         ])?;
+    }
+    if let Some(position) = write.position {
+        tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('journey_position', ?1)", params![position.to_string()])?;
     }
     if let Some(max) = write.drop_findings_above {
         tx.execute("DELETE FROM finding_records WHERE engine_id > ?1", params![max as i64])?;

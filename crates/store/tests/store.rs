@@ -210,6 +210,7 @@ fn derived_writes_upsert_by_engine_id() {
             memberships: vec![(1, "order".into(), "o1".into())],
             findings: vec![finding(1, None), finding(2, None)],
             drop_findings_above: None,
+            position: Some(1),
         })
         .unwrap();
     let rows = store.findings(&all).unwrap();
@@ -225,10 +226,10 @@ fn derived_writes_upsert_by_engine_id() {
     assert_eq!(rows.len(), 1, "finding 2 is gone after the rebuild");
     assert_eq!(rows[0].id, *ids.last().unwrap(), "finding 1 kept its row");
     assert_eq!(rows[0].resolved_at.as_deref(), Some("2026-11-23T10:01:00.000000Z"));
-    assert_eq!(store.derived_model().unwrap().as_deref(), Some("m1"));
+    assert_eq!(store.derived_state().unwrap(), Some(("m1".into(), 1)));
     let lineage = store.with_reader(|c| Ok(c.query_row("SELECT journey, journey_key FROM event_lineage", [], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?)).unwrap();
     assert_eq!(lineage, ("order".into(), "o1".into()));
     store.write_derived_blocking(DerivedWrite { reset_for_model: Some("m2".into()), ..Default::default() }).unwrap();
     assert!(store.findings(&all).unwrap().is_empty(), "another model's findings are dropped");
-    assert_eq!(store.derived_model().unwrap().as_deref(), Some("m2"));
+    assert_eq!(store.derived_state().unwrap(), Some(("m2".into(), 0)), "a new model starts from the beginning");
 }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
+use causeway_bench::Server;
 use causeway_bench::http::HttpClient;
 use causeway_envelope::{ParseOptions, parse_json_line};
 use causeway_server::{AppState, Clock, ModelSlot};
@@ -86,26 +87,13 @@ fn retag(e: &mut Value, tag: &str) {
     }
 }
 
-struct Server {
-    runtime: tokio::runtime::Runtime,
-    addr: SocketAddr,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
 fn start(store: Store, engine: bool) -> Result<Server> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
-    let addr = listener.local_addr()?;
     let slot = ModelSlot::load(&model_path(), b"bench".to_vec()).map_err(|d| anyhow::anyhow!("model: {d:?}"))?;
     let mut state = AppState::new(store, ParseOptions::default(), SqlLimits::default()).with_model(slot);
     if engine {
         state = state.with_journeys(Clock::Wall);
     }
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    runtime.spawn(causeway_server::serve(listener, state, async move {
-        let _ = stopped.await;
-    }));
-    Ok(Server { runtime, addr, _stop: stop })
+    Server::start(state)
 }
 
 /// Posts every batch from `clients` threads; returns the time until the last acknowledgement.
@@ -162,7 +150,7 @@ fn measure(store: Store, engine: bool, batches: &[Vec<u8>], clients: usize) -> R
         summary(server.addr)?;
     }
     let caught_up = started.elapsed();
-    drop(server.runtime);
+    server.stop()?;
     Ok(Measured { acked, caught_up })
 }
 
@@ -294,7 +282,7 @@ fn main() -> Result<()> {
             summary(server.addr)?;
             r[k] = rate(args.events, started.elapsed());
             eprintln!("round {round} {}: {:.0} events/s to caught up", if open { "open" } else { "reference" }, r[k]);
-            drop(server.runtime);
+            server.stop()?;
         }
         rates.push(r);
     }
