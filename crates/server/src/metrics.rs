@@ -46,8 +46,8 @@ pub async fn exposition(State(state): State<AppState>) -> impl IntoResponse {
     let _ = writeln!(out, "causeway_ingest_bodies_rejected_total {}", Metrics::get(&m.bodies_rejected));
     let store = state.store.clone();
     let engine = state.journeys.clone();
-    let read = tokio::task::spawn_blocking(move || (store.counts(), store.log_end(), engine.and_then(|e| e.stats())));
-    let Ok((counts, log_end, journeys)) = read.await else {
+    let read = tokio::task::spawn_blocking(move || (store.counts(), engine.and_then(|e| e.stats())));
+    let Ok((counts, journeys)) = read.await else {
         return ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out);
     };
     if let Some((stats, position)) = journeys {
@@ -60,7 +60,8 @@ pub async fn exposition(State(state): State<AppState>) -> impl IntoResponse {
         let _ = writeln!(out, "# TYPE causeway_journey_findings gauge");
         let _ = writeln!(out, "causeway_journey_findings{{status=\"open\"}} {}", stats.open_findings);
         let _ = writeln!(out, "causeway_journey_findings{{status=\"resolved\"}} {}", stats.findings - stats.open_findings);
-        if let Ok(end) = log_end {
+        if let Ok(c) = &counts {
+            let end = c.log_end;
             let _ = writeln!(out, "# HELP causeway_journey_engine_lag Log entries stored that the journey engine has not read yet.");
             let _ = writeln!(out, "# TYPE causeway_journey_engine_lag gauge");
             let _ = writeln!(out, "causeway_journey_engine_lag {}", (end - position).max(0));

@@ -179,13 +179,6 @@ impl Store {
         })
     }
 
-    /// The last position of the log (0 when empty).
-    pub fn log_end(&self) -> Result<i64, StoreError> {
-        self.with_reader(|c| {
-            Ok(c.query_row(crate::schema::LOG_END, [], |r| r.get(0))?)
-        })
-    }
-
     /// The model the journey engine's stored rows were derived under, and the log position they
     /// are derived up to (see [`DerivedWrite`]).
     ///
@@ -245,8 +238,9 @@ impl Store {
             let end: i64 = c.query_row(crate::schema::LOG_END, [], |r| r.get(0))?;
             let redelivered: i64 = c.query_row("SELECT count(*) FROM redeliveries", [], |r| r.get(0))?;
             let events = end - redelivered;
+            let log_end = end;
             let dlq: i64 = c.query_row("SELECT coalesce(max(id), 0) FROM dlq", [], |r| r.get(0))?;
-            Ok(StoreCounts { events, dlq })
+            Ok(StoreCounts { events, dlq, log_end })
         })
     }
 }
@@ -293,6 +287,8 @@ pub struct FindingRow {
 pub struct StoreCounts {
     pub events: i64,
     pub dlq: i64,
+    /// The last position of the log (events and redeliveries).
+    pub log_end: i64,
 }
 
 fn event_by_id(c: &Connection, event_id: &str) -> Result<Option<EventRow>, StoreError> {
