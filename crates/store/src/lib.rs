@@ -11,6 +11,7 @@
 //! - Reads use separate read-only connections; user SQL runs on them under an authorizer that allows
 //!   nothing but reading, with a time limit.
 
+mod dlq;
 mod error;
 mod lineage;
 mod read;
@@ -25,9 +26,10 @@ use rusqlite::{Connection, OpenFlags};
 
 pub use error::StoreError;
 pub use lineage::{TreeNode, build_tree};
-pub use read::{DlqRow, EventRow, FindingFilter, FindingRow, LogEntry, StoreCounts};
+pub use dlq::{DlqFilter, DlqReport, DlqRow, DlqStatus, DlqSummary, FlowBucket, ReplayAttempt, ReplayOutcome, ReplayRow, Reported, StatusChange};
+pub use read::{EventRow, FindingFilter, FindingRow, LogEntry, StoreCounts};
 pub use sql::{SqlLimits, SqlResult};
-pub use writer::{AppendResult, Committed, DerivedFinding, DerivedWrite, EventOutcome, Follower, NewEvent, NewFinding, NewRejection};
+pub use writer::{AppendResult, Committed, DerivedFinding, DerivedWrite, EventOutcome, ResolvedDeadLetter, Follower, NewEvent, NewFinding, NewRejection};
 
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "causeway.db";

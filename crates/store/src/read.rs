@@ -46,25 +46,6 @@ impl EventRow {
     }
 }
 
-/// One dead-letter record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DlqRow {
-    pub id: i64,
-    pub event_id: Option<String>,
-    pub event_type: Option<String>,
-    pub correlation_id: Option<String>,
-    pub source_service: Option<String>,
-    pub consumer: String,
-    pub source_topic: Option<String>,
-    pub error_type: String,
-    pub error_message: String,
-    pub failed_at: String,
-    pub attempts: i64,
-    pub status: String,
-    pub content_type: Option<String>,
-    pub original_event: String,
-}
-
 impl Store {
     /// The event with this id (the first stored, should two sources share an id).
     pub fn event(&self, event_id: &str) -> Result<Option<EventRow>, StoreError> {
@@ -127,36 +108,6 @@ impl Store {
                 }
             }
             Ok(Some((current, hops)))
-        })
-    }
-
-    /// DLQ records, newest first.
-    pub fn dlq_records(&self, limit: usize) -> Result<Vec<DlqRow>, StoreError> {
-        self.with_reader(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT id, event_id, event_type, correlation_id, source_service, consumer, source_topic,
-                        error_type, error_message, failed_at, attempts, status, content_type, original_event
-                 FROM dlq ORDER BY id DESC LIMIT ?1",
-            )?;
-            let rows = stmt.query_map(params![limit as i64], |r| {
-                Ok(DlqRow {
-                    id: r.get(0)?,
-                    event_id: r.get(1)?,
-                    event_type: r.get(2)?,
-                    correlation_id: r.get(3)?,
-                    source_service: r.get(4)?,
-                    consumer: r.get(5)?,
-                    source_topic: r.get(6)?,
-                    error_type: r.get(7)?,
-                    error_message: r.get(8)?,
-                    failed_at: r.get(9)?,
-                    attempts: r.get(10)?,
-                    status: r.get(11)?,
-                    content_type: r.get(12)?,
-                    original_event: r.get(13)?,
-                })
-            })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
     }
 

@@ -5,7 +5,7 @@ use rusqlite::Connection;
 use crate::StoreError;
 
 /// Bumped with every change to the layout; a store written by a newer version is refused.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE events (
@@ -121,6 +121,116 @@ CREATE VIEW event_lineage AS
     FROM events e LEFT JOIN event_journeys j ON j.seq = e.seq;
 "#;
 
+/// Version 4: the dead-letter explorer and replay (PRODUCT §6). Consumers' failure reports share
+/// the `dlq` table with events refused at ingest. Triggers keep the tallies the summary reads
+/// (pending records by source topic, error type and consumer; every record by status), the
+/// per-minute flow into and out of `pending`, and a trigram index of error messages for free-text
+/// search, so none of these scans the records. Every replay attempt is audited.
+const SCHEMA_V4: &str = r#"
+ALTER TABLE dlq ADD COLUMN stack TEXT;               -- the consumer's stack trace, if given
+ALTER TABLE dlq ADD COLUMN context TEXT;             -- JSON object the consumer attached, if any
+ALTER TABLE dlq ADD COLUMN last_error TEXT;          -- the latest replay failure
+ALTER TABLE dlq ADD COLUMN status_reason TEXT;       -- why it was discarded or resolved
+ALTER TABLE dlq ADD COLUMN status_changed_at TEXT;
+ALTER TABLE dlq ADD COLUMN replays INTEGER NOT NULL DEFAULT 0;  -- successful replays
+CREATE INDEX dlq_event ON dlq(event_id);
+CREATE INDEX dlq_consumer ON dlq(consumer);
+CREATE INDEX dlq_source_topic ON dlq(source_topic);
+CREATE INDEX dlq_error_type ON dlq(error_type);
+CREATE INDEX dlq_status_id ON dlq(status);
+CREATE INDEX dlq_last_failed_at ON dlq(last_failed_at);
+
+CREATE TABLE dlq_replays (
+    id           INTEGER PRIMARY KEY,
+    dlq_id       INTEGER NOT NULL,
+    at           TEXT NOT NULL,
+    actor        TEXT NOT NULL,
+    target       TEXT,
+    dry_run      INTEGER NOT NULL,
+    forced       INTEGER NOT NULL,
+    outcome      TEXT NOT NULL,                  -- sent | failed | dry_run
+    http_status  INTEGER,
+    error        TEXT
+);
+CREATE INDEX dlq_replays_record ON dlq_replays(dlq_id);
+
+DROP VIEW dlq_events;
+CREATE VIEW dlq_events AS
+    SELECT id, correlation_id, source_service, consumer, source_topic, error_type, error_message,
+           failed_at, status, original_event, event_id, event_type, last_failed_at, attempts, last_error,
+           status_reason, replays
+    FROM dlq;
+
+-- 'status' counts every record by status; the other dimensions count pending records.
+CREATE TABLE dlq_tally (
+    dimension TEXT NOT NULL,
+    value     TEXT NOT NULL,
+    records   INTEGER NOT NULL,
+    PRIMARY KEY (dimension, value)
+) WITHOUT ROWID;
+-- Transitions into pending (inflow) and out of it (outflow) per minute since the epoch.
+CREATE TABLE dlq_flow (
+    minute  INTEGER PRIMARY KEY,
+    inflow  INTEGER NOT NULL DEFAULT 0,
+    outflow INTEGER NOT NULL DEFAULT 0
+);
+CREATE VIRTUAL TABLE dlq_text USING fts5(error_message, content='dlq', content_rowid='id', tokenize='trigram');
+
+INSERT INTO dlq_tally SELECT 'status', status, count(*) FROM dlq GROUP BY status;
+INSERT INTO dlq_tally SELECT 'source_topic', coalesce(source_topic, ''), count(*) FROM dlq WHERE status = 'pending' GROUP BY 2;
+INSERT INTO dlq_tally SELECT 'error_type', error_type, count(*) FROM dlq WHERE status = 'pending' GROUP BY 2;
+INSERT INTO dlq_tally SELECT 'consumer', consumer, count(*) FROM dlq WHERE status = 'pending' GROUP BY 2;
+INSERT INTO dlq_flow (minute, inflow) SELECT unixepoch(failed_at) / 60, count(*) FROM dlq GROUP BY 1;
+INSERT INTO dlq_text(dlq_text) VALUES ('rebuild');
+
+CREATE TRIGGER dlq_added AFTER INSERT ON dlq BEGIN
+    INSERT INTO dlq_tally VALUES ('status', NEW.status, 1)
+        ON CONFLICT DO UPDATE SET records = records + 1;
+    INSERT INTO dlq_tally SELECT 'source_topic', coalesce(NEW.source_topic, ''), 1 WHERE NEW.status = 'pending'
+        ON CONFLICT DO UPDATE SET records = records + 1;
+    INSERT INTO dlq_tally SELECT 'error_type', NEW.error_type, 1 WHERE NEW.status = 'pending'
+        ON CONFLICT DO UPDATE SET records = records + 1;
+    INSERT INTO dlq_tally SELECT 'consumer', NEW.consumer, 1 WHERE NEW.status = 'pending'
+        ON CONFLICT DO UPDATE SET records = records + 1;
+    INSERT INTO dlq_flow (minute, inflow) SELECT unixepoch(NEW.last_failed_at) / 60, 1 WHERE NEW.status = 'pending'
+        ON CONFLICT DO UPDATE SET inflow = inflow + 1;
+    INSERT INTO dlq_text (rowid, error_message) VALUES (NEW.id, NEW.error_message);
+END;
+
+CREATE TRIGGER dlq_changed AFTER UPDATE OF status, source_topic, error_type, consumer ON dlq
+WHEN OLD.status IS NOT NEW.status OR OLD.source_topic IS NOT NEW.source_topic
+  OR OLD.error_type IS NOT NEW.error_type OR OLD.consumer IS NOT NEW.consumer
+BEGIN
+    UPDATE dlq_tally SET records = records - 1 WHERE dimension = 'status' AND value = OLD.status;
+    INSERT INTO dlq_tally VALUES ('status', NEW.status, 1)
+        ON CONFLICT DO UPDATE SET records = records + 1;
+    UPDATE dlq_tally SET records = records - 1
+    WHERE OLD.status = 'pending'
+      AND ((dimension = 'source_topic' AND value = coalesce(OLD.source_topic, ''))
+        OR (dimension = 'error_type' AND value = OLD.error_type)
+        OR (dimension = 'consumer' AND value = OLD.consumer));
+    INSERT INTO dlq_tally SELECT 'source_topic', coalesce(NEW.source_topic, ''), 1 WHERE NEW.status = 'pending'
+        ON CONFLICT DO UPDATE SET records = records + 1;
+    INSERT INTO dlq_tally SELECT 'error_type', NEW.error_type, 1 WHERE NEW.status = 'pending'
+        ON CONFLICT DO UPDATE SET records = records + 1;
+    INSERT INTO dlq_tally SELECT 'consumer', NEW.consumer, 1 WHERE NEW.status = 'pending'
+        ON CONFLICT DO UPDATE SET records = records + 1;
+    INSERT INTO dlq_flow (minute, inflow) SELECT unixepoch(NEW.last_failed_at) / 60, 1
+    WHERE NEW.status = 'pending' AND OLD.status IS NOT 'pending'
+        ON CONFLICT DO UPDATE SET inflow = inflow + 1;
+    INSERT INTO dlq_flow (minute, outflow) SELECT unixepoch(NEW.status_changed_at) / 60, 1
+    WHERE OLD.status = 'pending' AND NEW.status IS NOT 'pending'
+        ON CONFLICT DO UPDATE SET outflow = outflow + 1;
+END;
+
+CREATE TRIGGER dlq_message_changed AFTER UPDATE OF error_message ON dlq
+WHEN OLD.error_message IS NOT NEW.error_message
+BEGIN
+    INSERT INTO dlq_text (dlq_text, rowid, error_message) VALUES ('delete', OLD.id, OLD.error_message);
+    INSERT INTO dlq_text (rowid, error_message) VALUES (NEW.id, NEW.error_message);
+END;
+"#;
+
 /// The last position of the log: events and redeliveries share the ingest order (0 when empty).
 pub const LOG_END: &str =
     "SELECT max(coalesce((SELECT max(seq) FROM events), 0), coalesce((SELECT max(seq) FROM redeliveries), 0))";
@@ -149,7 +259,7 @@ pub fn prepare_writer(conn: &Connection) -> Result<(), StoreError> {
     if version > SCHEMA_VERSION {
         return Err(StoreError::SchemaTooNew { found: version, known: SCHEMA_VERSION });
     }
-    for (target, migration) in [(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3)] {
+    for (target, migration) in [(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3), (4, SCHEMA_V4)] {
         if version < target {
             conn.execute_batch(&format!("BEGIN; {migration} PRAGMA user_version = {target}; COMMIT;"))?;
         }

@@ -9,6 +9,7 @@ use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
 use crate::StoreError;
+use crate::dlq::{DlqDone, DlqOp};
 
 /// An accepted event to store. Its canonical JSON is rendered here, on the caller's thread, so the
 /// single writer thread only writes.
@@ -103,6 +104,19 @@ pub struct DerivedWrite {
     /// The log position everything derived so far comes from: a rebuild under the same model
     /// need not write again what it derives up to there.
     pub position: Option<i64>,
+    /// Dead-letter records whose expected reaction has now arrived: open records of the event
+    /// held by one of the consumers become `resolved`.
+    pub resolved_dead_letters: Vec<ResolvedDeadLetter>,
+}
+
+/// See [`DerivedWrite::resolved_dead_letters`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedDeadLetter {
+    /// The event the consumers failed on (the trigger of the missing reaction).
+    pub event_id: String,
+    pub consumers: Vec<String>,
+    pub reason: String,
+    pub at: String,
 }
 
 enum Job {
@@ -115,6 +129,10 @@ enum Job {
         write: DerivedWrite,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+    Dlq {
+        op: DlqOp,
+        reply: oneshot::Sender<Result<DlqDone, StoreError>>,
+    },
 }
 
 impl Job {
@@ -122,6 +140,7 @@ impl Job {
         match self {
             Job::Append { events, rejections, .. } => events.len() + rejections.len(),
             Job::Derived { write, .. } => write.memberships.len() + write.findings.len(),
+            Job::Dlq { .. } => 1,
         }
     }
 
@@ -130,6 +149,7 @@ impl Job {
         match self {
             Job::Append { reply, .. } => drop(reply.send(Err(err()))),
             Job::Derived { reply, .. } => drop(reply.send(Err(err()))),
+            Job::Dlq { reply, .. } => drop(reply.send(Err(err()))),
         }
     }
 }
@@ -244,6 +264,13 @@ impl WriterHandle {
         Ok(rx)
     }
 
+    pub(crate) fn submit_dlq(&self, op: DlqOp) -> Result<oneshot::Receiver<Result<DlqDone, StoreError>>, StoreError> {
+        self.check_writable()?;
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Job::Dlq { op, reply }).map_err(|_| StoreError::WriterGone)?;
+        Ok(rx)
+    }
+
     pub(crate) fn check_writable(&self) -> Result<(), StoreError> {
         match self.poisoned.lock().expect("poison flag").clone() {
             Some(why) => Err(StoreError::Poisoned(why)),
@@ -321,7 +348,7 @@ impl Writer {
                     let mut seq = seq_before;
                     for (job, result) in jobs.into_iter().zip(results) {
                         match (job, result) {
-                            (Job::Append { events, reply, .. }, Some(r)) => {
+                            (Job::Append { events, reply, .. }, Done::Append(r)) => {
                                 if following {
                                     for (new, outcome) in events.into_iter().zip(&r.events) {
                                         let redelivery = *outcome == EventOutcome::Duplicate;
@@ -329,10 +356,11 @@ impl Writer {
                                         seq += 1;
                                     }
                                 }
-                                replies.push(Ok((reply, r)));
+                                replies.push(Reply::Append(reply, r));
                             }
-                            (Job::Derived { reply, .. }, _) => replies.push(Err(reply)),
-                            (Job::Append { reply, .. }, None) => drop(reply.send(Err(StoreError::WriterGone))),
+                            (Job::Derived { reply, .. }, _) => replies.push(Reply::Derived(reply)),
+                            (Job::Dlq { reply, .. }, Done::Dlq(d)) => replies.push(Reply::Dlq(reply, d)),
+                            (job, _) => job.fail(&StoreError::WriterGone),
                         }
                     }
                     // Hand the entries over before anyone is answered: a reader that follows an
@@ -345,8 +373,9 @@ impl Writer {
                     }
                     for reply in replies {
                         match reply {
-                            Ok((reply, r)) => drop(reply.send(Ok(r))),
-                            Err(reply) => drop(reply.send(Ok(()))),
+                            Reply::Append(reply, r) => drop(reply.send(Ok(r))),
+                            Reply::Derived(reply) => drop(reply.send(Ok(()))),
+                            Reply::Dlq(reply, d) => drop(reply.send(Ok(d))),
                         }
                     }
                 }
@@ -361,13 +390,22 @@ impl Writer {
     }
 }
 
-/// Writes the jobs in one transaction. The result of each append job, `None` for derived writes.
-fn commit(
-    conn: &mut Connection,
-    jobs: &[Job],
-    stamp: DateTime<Utc>,
-    next_seq: &mut i64,
-) -> Result<Vec<Option<AppendResult>>, StoreError> {
+/// An answer held back until the commit's entries went to the follower.
+enum Reply {
+    Append(oneshot::Sender<Result<AppendResult, StoreError>>, AppendResult),
+    Derived(oneshot::Sender<Result<(), StoreError>>),
+    Dlq(oneshot::Sender<Result<DlqDone, StoreError>>, DlqDone),
+}
+
+/// What one job of a commit did.
+enum Done {
+    Append(AppendResult),
+    Derived,
+    Dlq(DlqDone),
+}
+
+/// Writes the jobs in one transaction, answering what each did.
+fn commit(conn: &mut Connection, jobs: &[Job], stamp: DateTime<Utc>, next_seq: &mut i64) -> Result<Vec<Done>, StoreError> {
     let now = causeway_envelope::format_time(&stamp);
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut results = Vec::with_capacity(jobs.len());
@@ -402,12 +440,17 @@ fn commit(
              VALUES (?1, ?2, ?3, ?4, 'causeway', ?5, ?6, ?7, ?8, ?8, ?9, ?10)",
         )?;
         for job in jobs {
-            let Job::Append { events, rejections, .. } = job else {
-                if let Job::Derived { write, .. } = job {
+            let (events, rejections) = match job {
+                Job::Append { events, rejections, .. } => (events, rejections),
+                Job::Derived { write, .. } => {
                     write_derived(&tx, write)?;
+                    results.push(Done::Derived);
+                    continue;
                 }
-                results.push(None);
-                continue;
+                Job::Dlq { op, .. } => {
+                    results.push(Done::Dlq(crate::dlq::apply(&tx, op, &now)?));
+                    continue;
+                }
             };
             let mut outcomes = Vec::with_capacity(events.len());
             for new in events {
@@ -440,7 +483,7 @@ fn commit(
                     add_finding(f, r.event_id.as_ref(), r.correlation_id.as_ref())?;
                 }
             }
-            results.push(Some(AppendResult { events: outcomes, dlq_ids }));
+            results.push(Done::Append(AppendResult { events: outcomes, dlq_ids }));
         }
     }
     tx.commit()?;
@@ -486,6 +529,9 @@ fn write_derived(tx: &rusqlite::Transaction<'_>, write: &DerivedWrite) -> Result
     }
     if let Some(position) = write.position {
         tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('journey_position', ?1)", params![position.to_string()])?;
+    }
+    for r in &write.resolved_dead_letters {
+        crate::dlq::resolve_for_event(tx, &r.event_id, &r.consumers, &r.reason, &r.at)?;
     }
     if let Some(max) = write.drop_findings_above {
         tx.execute("DELETE FROM finding_records WHERE engine_id > ?1", params![max as i64])?;

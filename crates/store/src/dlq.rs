@@ -1,0 +1,528 @@
+//! Dead-letter records: consumers' failure reports and events refused at ingest, their status, the
+//! audit of every replay, the explorer's filtered listing and the summary.
+//!
+//! **Invariants:**
+//! - A record keeps the original event exactly as it was reported or received; nothing rewrites it.
+//! - A consumer reporting the same event again (same consumer, event id and source) while its
+//!   record is open (`pending` or `replayed`) updates that record — one more attempt, the latest
+//!   error — instead of adding one.
+//! - Status moves `pending` → `replayed` → `resolved`, or to `discarded` with a reason; a failed
+//!   replay or a new failure report moves it back to `pending`.
+//! - The summary's tallies and flow are kept by triggers in the same transaction as the change, so
+//!   they always agree with the records.
+
+use rusqlite::types::ToSql;
+use rusqlite::{OptionalExtension, Row, Transaction, params};
+use serde::Serialize;
+
+use crate::{Store, StoreError};
+
+/// Where a record is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DlqStatus {
+    Pending,
+    Replayed,
+    Resolved,
+    Discarded,
+}
+
+impl DlqStatus {
+    pub const ALL: [DlqStatus; 4] = [DlqStatus::Pending, DlqStatus::Replayed, DlqStatus::Resolved, DlqStatus::Discarded];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DlqStatus::Pending => "pending",
+            DlqStatus::Replayed => "replayed",
+            DlqStatus::Resolved => "resolved",
+            DlqStatus::Discarded => "discarded",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<DlqStatus> {
+        DlqStatus::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+/// A consumer's report of an event it could not process.
+#[derive(Debug, Clone, Default)]
+pub struct DlqReport {
+    /// The event exactly as the consumer sent it.
+    pub original: String,
+    pub content_type: Option<String>,
+    pub consumer: String,
+    pub source_topic: Option<String>,
+    pub error_type: String,
+    pub error_message: String,
+    pub stack: Option<String>,
+    /// A JSON object the consumer attached.
+    pub context: Option<String>,
+    /// When it failed (canonical RFC 3339); the time of the report when not given.
+    pub failed_at: Option<String>,
+    /// Identity read from the event where it could be read.
+    pub event_id: Option<String>,
+    pub event_type: Option<String>,
+    pub correlation_id: Option<String>,
+    pub source_service: Option<String>,
+}
+
+/// What a report did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reported {
+    pub id: i64,
+    pub attempts: i64,
+    pub status: DlqStatus,
+    /// True when it updated the open record of an earlier report of the same event.
+    pub repeated: bool,
+}
+
+/// The result of one replay attempt, to audit and apply to the record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplayOutcome {
+    /// Nothing was sent.
+    DryRun,
+    /// The target accepted it: the record becomes `replayed`.
+    Sent { http_status: u16 },
+    /// The target refused it or could not be reached: the record is `pending` with this error.
+    Failed { http_status: Option<u16>, error: String },
+}
+
+/// One replay attempt, audited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayAttempt {
+    pub dlq_id: i64,
+    pub actor: String,
+    pub target: Option<String>,
+    pub forced: bool,
+    pub outcome: ReplayOutcome,
+}
+
+/// A status change asked for by a person (discard, resolve).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusChange {
+    pub id: i64,
+    pub to: DlqStatus,
+    pub reason: Option<String>,
+    /// The change applies only from these statuses.
+    pub from: Vec<DlqStatus>,
+}
+
+/// A write to the DLQ, done by the writer thread in a durable commit.
+#[derive(Debug, Clone)]
+pub(crate) enum DlqOp {
+    Report(DlqReport),
+    Replay(ReplayAttempt),
+    Status(StatusChange),
+}
+
+/// What a [`DlqOp`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum DlqDone {
+    Reported(Reported),
+    /// The audit row's id.
+    Replayed(i64),
+    /// Whether the status changed.
+    Status(bool),
+}
+
+pub(crate) fn apply(tx: &Transaction<'_>, op: &DlqOp, now: &str) -> Result<DlqDone, StoreError> {
+    match op {
+        DlqOp::Report(r) => report(tx, r, now).map(DlqDone::Reported),
+        DlqOp::Replay(a) => replay(tx, a, now).map(DlqDone::Replayed),
+        DlqOp::Status(c) => {
+            let from: Vec<&str> = c.from.iter().map(|s| s.as_str()).collect();
+            let changed = tx.execute(
+                "UPDATE dlq SET status = ?2, status_reason = ?3, status_changed_at = ?4
+                 WHERE id = ?1 AND status IN (SELECT value FROM json_each(?5))",
+                params![c.id, c.to.as_str(), c.reason, now, serde_json::to_string(&from).expect("strings")],
+            )?;
+            Ok(DlqDone::Status(changed == 1))
+        }
+    }
+}
+
+fn report(tx: &Transaction<'_>, r: &DlqReport, now: &str) -> Result<Reported, StoreError> {
+    let failed_at = r.failed_at.as_deref().unwrap_or(now);
+    if r.event_id.is_some() {
+        let open: Option<(i64, String)> = tx
+            .prepare_cached(
+                "SELECT id, status FROM dlq
+                 WHERE event_id = ?1 AND source_service IS ?2 AND consumer = ?3 AND status IN ('pending', 'replayed')
+                 ORDER BY id DESC LIMIT 1",
+            )?
+            .query_row(params![r.event_id, r.source_service, r.consumer], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()?;
+        if let Some((id, status)) = open {
+            let attempts: i64 = tx
+                .prepare_cached(
+                    "UPDATE dlq SET attempts = attempts + 1, last_failed_at = max(last_failed_at, ?2),
+                         error_type = ?3, error_message = ?4, stack = coalesce(?5, stack),
+                         context = coalesce(?6, context), source_topic = coalesce(?7, source_topic),
+                         status = 'pending',
+                         status_changed_at = CASE WHEN status = 'pending' THEN status_changed_at ELSE ?8 END
+                     WHERE id = ?1 RETURNING attempts",
+                )?
+                .query_row(
+                    params![id, failed_at, r.error_type, r.error_message, r.stack, r.context, r.source_topic, now],
+                    |row| row.get(0),
+                )?;
+            let _ = status;
+            return Ok(Reported { id, attempts, status: DlqStatus::Pending, repeated: true });
+        }
+    }
+    tx.prepare_cached(
+        "INSERT INTO dlq (event_id, event_type, correlation_id, source_service, consumer, source_topic, error_type,
+                          error_message, failed_at, last_failed_at, content_type, original_event, stack, context)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12, ?13)",
+    )?
+    .execute(params![
+        r.event_id, r.event_type, r.correlation_id, r.source_service, r.consumer, r.source_topic, r.error_type,
+        r.error_message, failed_at, r.content_type, r.original, r.stack, r.context
+    ])?;
+    Ok(Reported { id: tx.last_insert_rowid(), attempts: 1, status: DlqStatus::Pending, repeated: false })
+}
+
+fn replay(tx: &Transaction<'_>, a: &ReplayAttempt, now: &str) -> Result<i64, StoreError> {
+    let (outcome, http_status, error) = match &a.outcome {
+        ReplayOutcome::DryRun => ("dry_run", None, None),
+        ReplayOutcome::Sent { http_status } => ("sent", Some(*http_status), None),
+        ReplayOutcome::Failed { http_status, error } => ("failed", *http_status, Some(error.as_str())),
+    };
+    tx.prepare_cached(
+        "INSERT INTO dlq_replays (dlq_id, at, actor, target, dry_run, forced, outcome, http_status, error)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![
+        a.dlq_id, now, a.actor, a.target, a.outcome == ReplayOutcome::DryRun, a.forced, outcome, http_status, error
+    ])?;
+    let audit_id = tx.last_insert_rowid();
+    match &a.outcome {
+        ReplayOutcome::DryRun => {}
+        ReplayOutcome::Sent { .. } => {
+            tx.prepare_cached(
+                "UPDATE dlq SET status = 'replayed', replays = replays + 1, last_error = NULL,
+                     status_reason = NULL, status_changed_at = ?2
+                 WHERE id = ?1",
+            )?
+            .execute(params![a.dlq_id, now])?;
+        }
+        ReplayOutcome::Failed { error, .. } => {
+            tx.prepare_cached(
+                "UPDATE dlq SET status = 'pending', attempts = attempts + 1, last_failed_at = ?2, last_error = ?3,
+                     status_changed_at = CASE WHEN status = 'pending' THEN status_changed_at ELSE ?2 END
+                 WHERE id = ?1",
+            )?
+            .execute(params![a.dlq_id, now, error])?;
+        }
+    }
+    Ok(audit_id)
+}
+
+/// Marks the open records of `event_id` held by one of `consumers` resolved: the reaction they
+/// failed to produce has arrived. Used by the journey engine's derived writes.
+pub(crate) fn resolve_for_event(
+    tx: &Transaction<'_>,
+    event_id: &str,
+    consumers: &[String],
+    reason: &str,
+    at: &str,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "UPDATE dlq SET status = 'resolved', status_reason = ?3, status_changed_at = ?4
+         WHERE event_id = ?1 AND status IN ('pending', 'replayed') AND consumer IN (SELECT value FROM json_each(?2))",
+    )?
+    .execute(params![event_id, serde_json::to_string(consumers).expect("strings"), reason, at])?;
+    Ok(())
+}
+
+/// One dead-letter record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DlqRow {
+    pub id: i64,
+    pub event_id: Option<String>,
+    pub event_type: Option<String>,
+    pub correlation_id: Option<String>,
+    pub source_service: Option<String>,
+    pub consumer: String,
+    pub source_topic: Option<String>,
+    pub error_type: String,
+    pub error_message: String,
+    pub failed_at: String,
+    pub last_failed_at: String,
+    pub attempts: i64,
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub status_changed_at: Option<String>,
+    pub last_error: Option<String>,
+    pub replays: i64,
+    pub content_type: Option<String>,
+    pub stack: Option<String>,
+    /// JSON text.
+    pub context: Option<String>,
+    /// The input as received; left out of listings.
+    pub original_event: Option<String>,
+}
+
+const ROW_COLUMNS: &str = "id, event_id, event_type, correlation_id, source_service, consumer, source_topic, error_type,
+     error_message, failed_at, last_failed_at, attempts, status, status_reason, status_changed_at, last_error,
+     replays, content_type, stack, context";
+
+impl DlqRow {
+    fn from_row(r: &Row<'_>, with_original: bool) -> rusqlite::Result<DlqRow> {
+        Ok(DlqRow {
+            id: r.get(0)?,
+            event_id: r.get(1)?,
+            event_type: r.get(2)?,
+            correlation_id: r.get(3)?,
+            source_service: r.get(4)?,
+            consumer: r.get(5)?,
+            source_topic: r.get(6)?,
+            error_type: r.get(7)?,
+            error_message: r.get(8)?,
+            failed_at: r.get(9)?,
+            last_failed_at: r.get(10)?,
+            attempts: r.get(11)?,
+            status: r.get(12)?,
+            status_reason: r.get(13)?,
+            status_changed_at: r.get(14)?,
+            last_error: r.get(15)?,
+            replays: r.get(16)?,
+            content_type: r.get(17)?,
+            stack: r.get(18)?,
+            context: r.get(19)?,
+            original_event: if with_original { r.get(20)? } else { None },
+        })
+    }
+}
+
+/// Which records to list. Newest first, unless `oldest_first`; `before`/`after` page by id.
+#[derive(Debug, Clone, Default)]
+pub struct DlqFilter {
+    pub status: Option<DlqStatus>,
+    pub consumer: Option<String>,
+    pub source_topic: Option<String>,
+    pub error_type: Option<String>,
+    pub correlation_id: Option<String>,
+    pub event_id: Option<String>,
+    /// Canonical RFC 3339: last failed at or after.
+    pub since: Option<String>,
+    /// Canonical RFC 3339: first failed at or before.
+    pub failed_until: Option<String>,
+    /// Words in the error message.
+    pub text: Option<String>,
+    pub before: Option<i64>,
+    pub after: Option<i64>,
+    pub oldest_first: bool,
+    pub limit: usize,
+}
+
+/// Shortest text the trigram index can search; shorter text is matched by a scan.
+const MIN_INDEXED_TEXT: usize = 3;
+
+/// One audited replay attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReplayRow {
+    pub id: i64,
+    pub at: String,
+    pub actor: String,
+    pub target: Option<String>,
+    pub dry_run: bool,
+    pub forced: bool,
+    pub outcome: String,
+    pub http_status: Option<i64>,
+    pub error: Option<String>,
+}
+
+/// The state of the DLQ at a glance (`GET /v1/dlq/summary`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DlqSummary {
+    pub pending: i64,
+    pub by_status: Vec<(String, i64)>,
+    /// First failure of the oldest pending record.
+    pub oldest_pending_failed_at: Option<String>,
+    pub inflow_last_hour: i64,
+    pub outflow_last_hour: i64,
+    /// Pending records, most first.
+    pub by_source_topic: Vec<(String, i64)>,
+    pub by_error_type: Vec<(String, i64)>,
+    pub by_consumer: Vec<(String, i64)>,
+    /// The last 24 hours, oldest first, one bucket per hour (the last one is the current hour).
+    pub trend: Vec<FlowBucket>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FlowBucket {
+    /// Start of the hour, seconds since the epoch.
+    pub hour: i64,
+    pub inflow: i64,
+    pub outflow: i64,
+}
+
+impl Store {
+    /// Stores a consumer's failure report (or updates the open record of an earlier one).
+    pub async fn report_failure(&self, report: DlqReport) -> Result<Reported, StoreError> {
+        match self.dlq_write(DlqOp::Report(report)).await? {
+            DlqDone::Reported(r) => Ok(r),
+            other => unreachable!("a report answers Reported, not {other:?}"),
+        }
+    }
+
+    /// Audits a replay attempt and applies its outcome to the record. Returns the audit id.
+    pub async fn record_replay(&self, attempt: ReplayAttempt) -> Result<i64, StoreError> {
+        match self.dlq_write(DlqOp::Replay(attempt)).await? {
+            DlqDone::Replayed(id) => Ok(id),
+            other => unreachable!("a replay answers Replayed, not {other:?}"),
+        }
+    }
+
+    /// Changes a record's status if it is in one of `change.from`; `false` when it was not.
+    pub async fn change_dlq_status(&self, change: StatusChange) -> Result<bool, StoreError> {
+        match self.dlq_write(DlqOp::Status(change)).await? {
+            DlqDone::Status(changed) => Ok(changed),
+            other => unreachable!("a status change answers Status, not {other:?}"),
+        }
+    }
+
+    async fn dlq_write(&self, op: DlqOp) -> Result<DlqDone, StoreError> {
+        self.inner.writer.submit_dlq(op)?.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Records matching `filter`.
+    pub fn dlq_list(&self, filter: &DlqFilter) -> Result<Vec<DlqRow>, StoreError> {
+        let mut clauses: Vec<String> = Vec::new();
+        let mut values: Vec<Box<dyn ToSql>> = Vec::new();
+        let mut add = |clause: &str, value: Box<dyn ToSql>| {
+            values.push(value);
+            clauses.push(clause.replace('?', &format!("?{}", values.len())));
+        };
+        if let Some(s) = filter.status {
+            add("status = ?", Box::new(s.as_str()));
+        }
+        for (column, value) in [
+            ("consumer", &filter.consumer),
+            ("source_topic", &filter.source_topic),
+            ("error_type", &filter.error_type),
+            ("correlation_id", &filter.correlation_id),
+            ("event_id", &filter.event_id),
+        ] {
+            if let Some(v) = value {
+                add(&format!("{column} = ?"), Box::new(v.clone()));
+            }
+        }
+        if let Some(since) = &filter.since {
+            add("last_failed_at >= ?", Box::new(since.clone()));
+        }
+        if let Some(until) = &filter.failed_until {
+            add("failed_at <= ?", Box::new(until.clone()));
+        }
+        if let Some(before) = filter.before {
+            add("id < ?", Box::new(before));
+        }
+        if let Some(after) = filter.after {
+            add("id > ?", Box::new(after));
+        }
+        if let Some(text) = &filter.text {
+            if text.chars().count() >= MIN_INDEXED_TEXT {
+                let phrase = format!("\"{}\"", text.replace('"', "\"\""));
+                add("id IN (SELECT rowid FROM dlq_text WHERE dlq_text MATCH ?)", Box::new(phrase));
+            } else {
+                add("instr(error_message, ?) > 0", Box::new(text.clone()));
+            }
+        }
+        values.push(Box::new(filter.limit as i64));
+        let order = if filter.oldest_first { "ASC" } else { "DESC" };
+        let sql = format!(
+            "SELECT {ROW_COLUMNS} FROM dlq {} ORDER BY id {order} LIMIT ?{}",
+            if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) },
+            values.len()
+        );
+        self.with_reader(|c| {
+            let mut stmt = c.prepare_cached(&sql)?;
+            let params: Vec<&dyn ToSql> = values.iter().map(|v| v.as_ref()).collect();
+            let rows = stmt.query_map(params.as_slice(), |r| DlqRow::from_row(r, false))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    /// One record with its original event, and its replay audit, oldest first.
+    pub fn dlq_record(&self, id: i64) -> Result<Option<(DlqRow, Vec<ReplayRow>)>, StoreError> {
+        self.with_reader(|c| {
+            let row = c
+                .prepare_cached(&format!("SELECT {ROW_COLUMNS}, original_event FROM dlq WHERE id = ?1"))?
+                .query_row(params![id], |r| DlqRow::from_row(r, true))
+                .optional()?;
+            let Some(row) = row else { return Ok(None) };
+            let mut stmt = c.prepare_cached(
+                "SELECT id, at, actor, target, dry_run, forced, outcome, http_status, error
+                 FROM dlq_replays WHERE dlq_id = ?1 ORDER BY id",
+            )?;
+            let replays = stmt
+                .query_map(params![id], |r| {
+                    Ok(ReplayRow {
+                        id: r.get(0)?,
+                        at: r.get(1)?,
+                        actor: r.get(2)?,
+                        target: r.get(3)?,
+                        dry_run: r.get(4)?,
+                        forced: r.get(5)?,
+                        outcome: r.get(6)?,
+                        http_status: r.get(7)?,
+                        error: r.get(8)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Some((row, replays)))
+        })
+    }
+
+    /// The summary as of `now` (seconds since the epoch), read from the tallies: its cost does
+    /// not grow with the number of records.
+    pub fn dlq_summary(&self, now: i64) -> Result<DlqSummary, StoreError> {
+        self.with_reader(|c| {
+            let mut tally = c.prepare_cached(
+                "SELECT value, records FROM dlq_tally WHERE dimension = ?1 AND records > 0 ORDER BY records DESC, value",
+            )?;
+            let mut by = |dimension: &str| -> rusqlite::Result<Vec<(String, i64)>> {
+                tally.query_map(params![dimension], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
+            };
+            let by_status = by("status")?;
+            let (by_source_topic, by_error_type, by_consumer) = (by("source_topic")?, by("error_type")?, by("consumer")?);
+            let pending = by_status.iter().find(|(s, _)| s == "pending").map_or(0, |(_, n)| *n);
+            let oldest_pending_failed_at: Option<String> = c
+                .prepare_cached("SELECT min(failed_at) FROM dlq WHERE status = 'pending'")?
+                .query_row([], |r| r.get(0))?;
+            let minute = now.div_euclid(60);
+            let (inflow_last_hour, outflow_last_hour): (i64, i64) = c
+                .prepare_cached("SELECT coalesce(sum(inflow), 0), coalesce(sum(outflow), 0) FROM dlq_flow WHERE minute > ?1 AND minute <= ?2")?
+                .query_row(params![minute - 60, minute], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let hour = now.div_euclid(3600);
+            let mut trend: Vec<FlowBucket> =
+                (hour - 23..=hour).map(|h| FlowBucket { hour: h * 3600, inflow: 0, outflow: 0 }).collect();
+            let mut stmt = c.prepare_cached(
+                "SELECT minute / 60, sum(inflow), sum(outflow) FROM dlq_flow
+                 WHERE minute >= ?1 AND minute < ?2 GROUP BY 1",
+            )?;
+            let rows = stmt.query_map(params![(hour - 23) * 60, (hour + 1) * 60], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+            })?;
+            for row in rows {
+                let (h, inflow, outflow) = row?;
+                if let Some(bucket) = trend.get_mut((h - (hour - 23)) as usize) {
+                    bucket.inflow = inflow;
+                    bucket.outflow = outflow;
+                }
+            }
+            Ok(DlqSummary {
+                pending,
+                by_status,
+                oldest_pending_failed_at,
+                inflow_last_hour,
+                outflow_last_hour,
+                by_source_topic,
+                by_error_type,
+                by_consumer,
+                trend,
+            })
+        })
+    }
+}
