@@ -11,6 +11,7 @@
 //! - Reads use separate read-only connections; user SQL runs on them under an authorizer that allows
 //!   nothing but reading, with a time limit.
 
+mod aggregate;
 mod dlq;
 mod error;
 mod lineage;
@@ -26,6 +27,7 @@ use rusqlite::{Connection, OpenFlags};
 
 pub use error::StoreError;
 pub use lineage::{TreeNode, build_tree};
+pub use aggregate::KeyIndex;
 pub use dlq::{DlqFilter, DlqReport, DlqRow, DlqStatus, DlqSummary, FlowBucket, ReplayAttempt, ReplayOutcome, ReplayRow, Reported, StatusChange};
 pub use read::{EventRow, FindingFilter, FindingRow, LogEntry, StoreCounts};
 pub use sql::{SqlLimits, SqlResult};

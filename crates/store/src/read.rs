@@ -26,11 +26,11 @@ pub struct EventRow {
     pub envelope: String,
 }
 
-const EVENT_COLUMNS: &str =
+pub(crate) const EVENT_COLUMNS: &str =
     "seq, event_id, source, event_type, correlation_id, causation_id, subject, time, redeliveries, envelope";
 
 impl EventRow {
-    fn from_row(r: &Row<'_>) -> rusqlite::Result<EventRow> {
+    pub(crate) fn from_row(r: &Row<'_>) -> rusqlite::Result<EventRow> {
         Ok(EventRow {
             seq: r.get(0)?,
             event_id: r.get(1)?,

@@ -41,6 +41,8 @@ pub(crate) fn install_authorizer(conn: &mut Connection) {
         AuthAction::Select | AuthAction::Read { .. } | AuthAction::Function { .. } | AuthAction::Recursive => {
             Authorization::Allow
         }
+        // The full-text index (FTS5) reads it to notice other connections' writes.
+        AuthAction::Pragma { pragma_name: "data_version", pragma_value: None } => Authorization::Allow,
         _ => Authorization::Deny,
     }));
 }

@@ -133,6 +133,11 @@ enum Job {
         op: DlqOp,
         reply: oneshot::Sender<Result<DlqDone, StoreError>>,
     },
+    /// Schema statements (indexes that follow the model).
+    Schema {
+        statements: Vec<String>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
 }
 
 impl Job {
@@ -140,7 +145,7 @@ impl Job {
         match self {
             Job::Append { events, rejections, .. } => events.len() + rejections.len(),
             Job::Derived { write, .. } => write.memberships.len() + write.findings.len(),
-            Job::Dlq { .. } => 1,
+            Job::Dlq { .. } | Job::Schema { .. } => 1,
         }
     }
 
@@ -150,6 +155,7 @@ impl Job {
             Job::Append { reply, .. } => drop(reply.send(Err(err()))),
             Job::Derived { reply, .. } => drop(reply.send(Err(err()))),
             Job::Dlq { reply, .. } => drop(reply.send(Err(err()))),
+            Job::Schema { reply, .. } => drop(reply.send(Err(err()))),
         }
     }
 }
@@ -271,6 +277,13 @@ impl WriterHandle {
         Ok(rx)
     }
 
+    pub(crate) fn submit_schema(&self, statements: Vec<String>) -> Result<oneshot::Receiver<Result<(), StoreError>>, StoreError> {
+        self.check_writable()?;
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Job::Schema { statements, reply }).map_err(|_| StoreError::WriterGone)?;
+        Ok(rx)
+    }
+
     pub(crate) fn check_writable(&self) -> Result<(), StoreError> {
         match self.poisoned.lock().expect("poison flag").clone() {
             Some(why) => Err(StoreError::Poisoned(why)),
@@ -358,7 +371,7 @@ impl Writer {
                                 }
                                 replies.push(Reply::Append(reply, r));
                             }
-                            (Job::Derived { reply, .. }, _) => replies.push(Reply::Derived(reply)),
+                            (Job::Derived { reply, .. } | Job::Schema { reply, .. }, _) => replies.push(Reply::Written(reply)),
                             (Job::Dlq { reply, .. }, Done::Dlq(d)) => replies.push(Reply::Dlq(reply, d)),
                             (job, _) => job.fail(&StoreError::WriterGone),
                         }
@@ -374,7 +387,7 @@ impl Writer {
                     for reply in replies {
                         match reply {
                             Reply::Append(reply, r) => drop(reply.send(Ok(r))),
-                            Reply::Derived(reply) => drop(reply.send(Ok(()))),
+                            Reply::Written(reply) => drop(reply.send(Ok(()))),
                             Reply::Dlq(reply, d) => drop(reply.send(Ok(d))),
                         }
                     }
@@ -393,14 +406,14 @@ impl Writer {
 /// An answer held back until the commit's entries went to the follower.
 enum Reply {
     Append(oneshot::Sender<Result<AppendResult, StoreError>>, AppendResult),
-    Derived(oneshot::Sender<Result<(), StoreError>>),
+    Written(oneshot::Sender<Result<(), StoreError>>),
     Dlq(oneshot::Sender<Result<DlqDone, StoreError>>, DlqDone),
 }
 
 /// What one job of a commit did.
 enum Done {
     Append(AppendResult),
-    Derived,
+    Written,
     Dlq(DlqDone),
 }
 
@@ -444,7 +457,14 @@ fn commit(conn: &mut Connection, jobs: &[Job], stamp: DateTime<Utc>, next_seq: &
                 Job::Append { events, rejections, .. } => (events, rejections),
                 Job::Derived { write, .. } => {
                     write_derived(&tx, write)?;
-                    results.push(Done::Derived);
+                    results.push(Done::Written);
+                    continue;
+                }
+                Job::Schema { statements, .. } => {
+                    for sql in statements {
+                        tx.execute_batch(sql)?;
+                    }
+                    results.push(Done::Written);
                     continue;
                 }
                 Job::Dlq { op, .. } => {

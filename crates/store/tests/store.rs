@@ -211,6 +211,7 @@ fn derived_writes_upsert_by_engine_id() {
             findings: vec![finding(1, None), finding(2, None)],
             drop_findings_above: None,
             position: Some(1),
+            resolved_dead_letters: Vec::new(),
         })
         .unwrap();
     let rows = store.findings(&all).unwrap();
