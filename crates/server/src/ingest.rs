@@ -245,7 +245,7 @@ async fn reject_body(
 }
 
 /// Reads at most `limit` bytes; `false` when the body is longer (the prefix is returned).
-async fn read_capped(body: Body, limit: usize) -> Result<(Vec<u8>, bool), ApiError> {
+pub(crate) async fn read_capped(body: Body, limit: usize) -> Result<(Vec<u8>, bool), ApiError> {
     let mut body = body;
     let mut out = Vec::new();
     while let Some(frame) = body.frame().await {

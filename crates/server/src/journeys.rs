@@ -23,11 +23,14 @@ use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use causeway_envelope::{Event, format_time, parse_time};
 use causeway_journey::{Change, Evaluator, Finding, FindingId, FindingKind, JourneyView};
-use causeway_store::{DerivedFinding, DerivedWrite, FindingFilter, FindingRow, Follower, NewFinding, Store, StoreError};
+use causeway_store::{
+    DerivedFinding, DerivedWrite, FindingFilter, FindingRow, Follower, KeyIndex, NewFinding, ResolvedDeadLetter, Store, StoreError,
+};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
 use crate::model::LoadedModel;
+use crate::query::{check_known, param, params, time_param};
 use crate::{ApiError, AppState, ModelSlot};
 
 /// The clock deadlines are judged against (PRODUCT §4).
@@ -276,6 +279,10 @@ impl JourneyEngine {
                     Some((model, position)) if model == fingerprint => st.written_upto = position,
                     _ => st.reset_for_model = Some(fingerprint),
                 }
+                // Time travel's lookups follow the model; a failure only makes them slower.
+                if let Err(e) = sh.store.ensure_key_indexes(&key_indexes(loaded.model())) {
+                    tracing::warn!(message = "cannot index the read models' keys; time travel scans instead", error = %e);
+                }
                 st.eval = Some(Evaluator::new(loaded.model()));
                 st.rebuilding = true;
                 // Follow the writer before reading the log, so that nothing falls in between.
@@ -305,6 +312,7 @@ impl JourneyEngine {
         }
         let Work { mut write, mut dirty, mut changes } = work;
         let (rebuilding, position) = (st.rebuilding, st.cursor);
+        let model = st.model.clone();
         let eval = st.eval.as_mut().expect("an evaluator");
         if sh.clock == Clock::Wall {
             eval.advance_into(watermark, &mut changes);
@@ -315,6 +323,9 @@ impl JourneyEngine {
             }
         }
         write.findings = dirty.into_iter().filter_map(|id| eval.finding(id)).map(derived).collect();
+        if let Some(model) = &model {
+            write.resolved_dead_letters = write.findings.iter().filter_map(|d| resolved_dead_letter(model.model(), d)).collect();
+        }
         if rebuilding {
             write.drop_findings_above = Some(eval.findings().len() as u64);
         }
@@ -382,9 +393,42 @@ fn model_fingerprint(loaded: &LoadedModel) -> String {
     format!("{}:{:016x}", loaded.model().name, h.finish())
 }
 
-fn parse_stored(envelope: &str) -> Option<Event> {
+pub(crate) fn parse_stored(envelope: &str) -> Option<Event> {
     let obj: Map<String, Value> = serde_json::from_str(envelope).ok()?;
     Event::from_structured(obj, false).ok()
+}
+
+/// A resolved `missing_reaction`: the dead letters of its trigger held by the consumers expected
+/// to react are resolved with it.
+fn resolved_dead_letter(model: &causeway_model::Model, d: &DerivedFinding) -> Option<ResolvedDeadLetter> {
+    if d.finding.kind != FindingKind::MissingReaction.as_str() {
+        return None;
+    }
+    let at = d.resolved_at.clone()?;
+    let event_id = d.finding.event_id.clone()?;
+    let expected: Vec<String> = d.finding.expected.as_deref()?.split(',').map(str::to_owned).collect();
+    let consumers = crate::dlq::reacting_services(model, &expected);
+    (!consumers.is_empty()).then(|| ResolvedDeadLetter {
+        event_id,
+        consumers,
+        reason: format!("the expected {} arrived", expected.join(", ")),
+        at,
+    })
+}
+
+/// The store lookups each read model needs for time travel.
+pub(crate) fn key_indexes(model: &causeway_model::Model) -> Vec<KeyIndex> {
+    model
+        .read_models
+        .values()
+        .map(|r| KeyIndex {
+            pointer: match &r.key {
+                causeway_model::Key::Pointer(p) => Some(p.clone()),
+                causeway_model::Key::Subject => None,
+            },
+            types: r.on.keys().cloned().collect(),
+        })
+        .collect()
 }
 
 fn derived(f: &Finding) -> DerivedFinding {
@@ -421,28 +465,6 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + S
     tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal("the journey engine", e))?
 }
 
-/// Query parameters as pairs, percent-decoded.
-fn params(query: &Option<String>) -> Vec<(String, String)> {
-    query
-        .as_deref()
-        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-        .unwrap_or_default()
-}
-
-fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
-}
-
-fn check_known(pairs: &[(String, String)], known: &[&str]) -> Result<(), ApiError> {
-    match pairs.iter().find(|(k, _)| !known.contains(&k.as_str())) {
-        Some((k, _)) => Err(ApiError::bad_request(
-            "invalid_parameter",
-            format!("unknown parameter '{k}'; this endpoint takes {}", known.join(", ")),
-        )),
-        None => Ok(()),
-    }
-}
-
 pub fn finding_json(f: &FindingRow) -> Value {
     json!({
         "id": f.id,
@@ -460,7 +482,7 @@ pub fn finding_json(f: &FindingRow) -> Value {
     })
 }
 
-fn journey_json(v: &JourneyView, findings: &[FindingRow]) -> Value {
+pub(crate) fn journey_json(v: &JourneyView, findings: &[FindingRow]) -> Value {
     json!({
         "journey": v.journey,
         "key": v.key,
@@ -486,9 +508,18 @@ fn unknown_journey(model: &LoadedModel, journey: &str) -> ApiError {
 pub async fn get_journey(
     State(state): State<AppState>,
     Path((journey, key)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
+    let pairs = params(&query);
+    check_known(&pairs, &["states"])?;
+    let with_states = match param(&pairs, "states") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => return Err(ApiError::bad_request("invalid_parameter", format!("states must be true or false, not '{other}'"))),
+    };
     let engine = engine(&state)?;
     let store = state.store.clone();
+    let model = state.model.clone();
     blocking(move || {
         let found = engine
             .read(|eval, model| {
@@ -504,7 +535,24 @@ pub async fn get_journey(
         let filter = FindingFilter { journey: Some(found.journey.clone()), key: Some(found.key.clone()), limit: 10_000, ..Default::default() };
         let mut findings = store.findings(&filter)?;
         findings.reverse();
-        Ok(Json(journey_json(&found, &findings)))
+        let mut body = journey_json(&found, &findings);
+        let model = model.current();
+        if let Some(Value::Array(findings)) = body.get_mut("findings") {
+            crate::dlq::link_dead_letters(&store, model.as_ref().map(|m| m.model()), findings)?;
+        }
+        if with_states
+            && let Some(loaded) = &model
+            && let Some(def) = loaded.model().journeys.get(&found.journey)
+        {
+            let ids: Vec<String> = found.milestones.iter().map(|m| m.event_id.clone()).collect();
+            let states = crate::aggregates::states_at(&store, loaded.model(), &def.key, &found.key, &ids)?;
+            if let Some(Value::Array(milestones)) = body.get_mut("milestones") {
+                for (m, state) in milestones.iter_mut().zip(states) {
+                    m["state"] = Value::Object(state);
+                }
+            }
+        }
+        Ok(Json(body))
     })
     .await
 }
@@ -582,19 +630,14 @@ pub async fn journey_summary(State(state): State<AppState>, RawQuery(query): Raw
 
 pub async fn list_findings(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Json<Value>, ApiError> {
     let pairs = params(&query);
-    check_known(&pairs, &["kind", "journey", "key", "open", "since", "limit"])?;
+    check_known(&pairs, &["kind", "journey", "key", "event_id", "open", "since", "limit"])?;
     let limit = crate::query::limit(&query, 100, 10_000)?;
     let open_only = match param(&pairs, "open") {
         None | Some("false") => false,
         Some("true") => true,
         Some(other) => return Err(ApiError::bad_request("invalid_parameter", format!("open must be true or false, not '{other}'"))),
     };
-    let since = match param(&pairs, "since") {
-        None => None,
-        Some(text) => Some(format_time(&parse_time(text).map_err(|_| {
-            ApiError::bad_request("invalid_parameter", format!("since must be an RFC 3339 time such as 2026-11-30T12:00:00Z, not '{text}'"))
-        })?)),
-    };
+    let since = time_param(&pairs, "since")?;
     if let Some(kind) = param(&pairs, "kind")
         && !is_known_kind(kind)
     {
@@ -604,18 +647,22 @@ pub async fn list_findings(State(state): State<AppState>, RawQuery(query): RawQu
         kind: param(&pairs, "kind").map(str::to_owned),
         journey: param(&pairs, "journey").map(str::to_owned),
         key: param(&pairs, "key").map(str::to_owned),
+        event_id: param(&pairs, "event_id").map(str::to_owned),
         since,
         open_only,
         limit,
     };
     let engine = state.journeys.clone();
     let store = state.store.clone();
+    let model = state.model.current();
     blocking(move || {
         if let Some(engine) = engine {
             engine.sync()?;
         }
         let rows = store.findings(&filter)?;
-        Ok(Json(json!({"findings": rows.iter().map(finding_json).collect::<Vec<_>>()})))
+        let mut findings: Vec<Value> = rows.iter().map(finding_json).collect();
+        crate::dlq::link_dead_letters(&store, model.as_ref().map(|m| m.model()), &mut findings)?;
+        Ok(Json(json!({"findings": findings})))
     })
     .await
 }

@@ -4,6 +4,8 @@
 //! **Invariant:** a `2xx` to `POST /v1/events` means every accepted event is durable, and every
 //! refused input — a bad event or a whole bad body — was stored as a DLQ record before the answer.
 
+mod aggregates;
+mod dlq;
 mod error;
 mod ingest;
 mod journeys;
@@ -20,6 +22,7 @@ use axum::routing::{get, post};
 use causeway_envelope::ParseOptions;
 use causeway_store::{SqlLimits, Store};
 
+pub use dlq::{Consumer, Replayer};
 pub use error::ApiError;
 pub use journeys::{Clock, JourneyEngine, Summary};
 pub use metrics::Metrics;
@@ -36,15 +39,31 @@ pub struct AppState {
     pub model: ModelSlot,
     /// The journey engine, when it runs.
     pub journeys: Option<JourneyEngine>,
+    /// Replays dead letters to the consumers' targets.
+    pub dlq: Arc<Replayer>,
 }
 
 impl AppState {
     pub fn new(store: Store, parse: ParseOptions, sql: SqlLimits) -> Self {
-        AppState { store, parse, sql, metrics: Arc::new(Metrics::default()), model: ModelSlot::empty(), journeys: None }
+        AppState {
+            store,
+            parse,
+            sql,
+            metrics: Arc::new(Metrics::default()),
+            model: ModelSlot::empty(),
+            journeys: None,
+            dlq: Arc::new(Replayer::default()),
+        }
     }
 
     pub fn with_model(mut self, model: ModelSlot) -> Self {
         self.model = model;
+        self
+    }
+
+    /// The estate's consumers (`[consumers.NAME]`), for DLQ replay.
+    pub fn with_consumers(mut self, consumers: std::collections::BTreeMap<String, Consumer>) -> Self {
+        self.dlq = Arc::new(Replayer::new(consumers));
         self
     }
 
@@ -68,7 +87,15 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/journeys/summary", get(journeys::journey_summary))
         .route("/v1/journeys/{journey}/{key}", get(journeys::get_journey))
         .route("/v1/findings", get(journeys::list_findings))
-        .route("/v1/dlq", get(query::list_dlq))
+        .route("/v1/dlq", get(dlq::list).post(dlq::report))
+        .route("/v1/dlq/summary", get(dlq::summary))
+        .route("/v1/dlq/replay", post(dlq::replay_bulk))
+        .route("/v1/dlq/{id}", get(dlq::get))
+        .route("/v1/dlq/{id}/original", get(dlq::original))
+        .route("/v1/dlq/{id}/replay", post(dlq::replay))
+        .route("/v1/dlq/{id}/discard", post(dlq::discard))
+        .route("/v1/dlq/{id}/resolve", post(dlq::resolve))
+        .route("/v1/aggregates/{kind}/{id}", get(aggregates::get_state))
         .route("/v1/sql", post(query::post_sql))
         .route("/v1/model", get(model::get_model))
         .route("/v1/model/reload", post(model::reload))

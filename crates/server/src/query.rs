@@ -29,10 +29,41 @@ pub(crate) fn limit(query: &Option<String>, default: usize, max: usize) -> Resul
     }
 }
 
+/// Query parameters as pairs, percent-decoded.
+pub(crate) fn params(query: &Option<String>) -> Vec<(String, String)> {
+    query
+        .as_deref()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
+}
+
+pub(crate) fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+pub(crate) fn check_known(pairs: &[(String, String)], known: &[&str]) -> Result<(), ApiError> {
+    match pairs.iter().find(|(k, _)| !known.contains(&k.as_str())) {
+        Some((k, _)) => Err(ApiError::bad_request(
+            "invalid_parameter",
+            format!("unknown parameter '{k}'; this endpoint takes {}", known.join(", ")),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// An RFC 3339 query parameter, in the store's canonical form.
+pub(crate) fn time_param(pairs: &[(String, String)], name: &str) -> Result<Option<String>, ApiError> {
+    let Some(text) = param(pairs, name) else { return Ok(None) };
+    let time = causeway_envelope::parse_time(text).map_err(|_| {
+        ApiError::bad_request("invalid_parameter", format!("{name} must be an RFC 3339 time such as 2026-11-30T12:00:00Z, not '{text}'"))
+    })?;
+    Ok(Some(causeway_envelope::format_time(&time)))
+}
+
 /// Runs a blocking store read. Lineage reads take tens of microseconds: on a multi-threaded
 /// runtime they run in place (the worker's other tasks move to other workers), which spares the
 /// hand-off to the blocking pool that would dominate their latency.
-async fn read<T: Send + 'static>(
+pub(crate) async fn read<T: Send + 'static>(
     store: &Store,
     f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -130,12 +161,6 @@ pub async fn get_root(State(state): State<AppState>, Path(id): Path<String>) -> 
         return Err(ApiError::not_found(format!("no event with id '{id}' is stored")));
     };
     Ok(Json(RootBody { event_id: id, complete: root.causation_id.is_none(), root: raw(&root), hops }))
-}
-
-pub async fn list_dlq(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Json<Value>, ApiError> {
-    let limit = limit(&query, 100, 10_000)?;
-    let records = read(&state.store, move |s| s.dlq_records(limit)).await?;
-    Ok(Json(json!({ "records": records })))
 }
 
 #[derive(Deserialize)]

@@ -260,6 +260,7 @@ pub struct DlqRow {
     /// JSON text.
     pub context: Option<String>,
     /// The input as received; left out of listings.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub original_event: Option<String>,
 }
 

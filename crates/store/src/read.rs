@@ -111,6 +111,33 @@ impl Store {
         })
     }
 
+    /// The journey instance an event belongs to (from the journey engine's derived rows): the
+    /// event's own, else that of another event of its correlation.
+    pub fn journey_of(&self, event_id: Option<&str>, correlation_id: Option<&str>) -> Result<Option<(String, String)>, StoreError> {
+        self.with_reader(|c| {
+            let pair = |r: &Row<'_>| Ok((r.get(0)?, r.get(1)?));
+            if let Some(id) = event_id {
+                let own = c
+                    .prepare_cached(
+                        "SELECT j.journey, j.journey_key FROM events e JOIN event_journeys j ON j.seq = e.seq
+                         WHERE e.event_id = ?1 LIMIT 1",
+                    )?
+                    .query_row(params![id], pair)
+                    .optional()?;
+                if own.is_some() {
+                    return Ok(own);
+                }
+            }
+            let Some(correlation) = correlation_id else { return Ok(None) };
+            Ok(c.prepare_cached(
+                "SELECT j.journey, j.journey_key FROM events e JOIN event_journeys j ON j.seq = e.seq
+                 WHERE e.correlation_id = ?1 ORDER BY e.time LIMIT 1",
+            )?
+            .query_row(params![correlation], pair)
+            .optional()?)
+        })
+    }
+
     /// The log in ingest order after `after`: stored events and redeliveries, at most `limit`.
     pub fn log_after(&self, after: i64, limit: usize) -> Result<Vec<LogEntry>, StoreError> {
         self.with_reader(|c| {
@@ -154,11 +181,11 @@ impl Store {
                  FROM finding_records
                  WHERE (?1 IS NULL OR kind = ?1) AND (?2 IS NULL OR journey = ?2)
                    AND (?3 IS NULL OR journey_key = ?3) AND (?4 IS NULL OR detected_at >= ?4)
-                   AND (NOT ?5 OR resolved_at IS NULL)
+                   AND (NOT ?5 OR resolved_at IS NULL) AND (?7 IS NULL OR event_id = ?7)
                  ORDER BY id DESC LIMIT ?6",
             )?;
             let rows = stmt.query_map(
-                params![filter.kind, filter.journey, filter.key, filter.since, filter.open_only, filter.limit as i64],
+                params![filter.kind, filter.journey, filter.key, filter.since, filter.open_only, filter.limit as i64, filter.event_id],
                 |r| {
                     Ok(FindingRow {
                         id: r.get(0)?,
@@ -214,6 +241,8 @@ pub struct FindingFilter {
     /// RFC 3339: detected at or after.
     pub since: Option<String>,
     pub open_only: bool,
+    /// Findings about this event.
+    pub event_id: Option<String>,
     pub limit: usize,
 }
 

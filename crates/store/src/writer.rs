@@ -315,11 +315,23 @@ struct Writer {
 
 impl Writer {
     fn run(mut self, rx: mpsc::Receiver<Job>) {
-        while let Ok(first) = rx.recv() {
+        // A schema job met while gathering a group waits for the next turn.
+        let mut held: Option<Job> = None;
+        while let Some(first) = held.take().or_else(|| rx.recv().ok()) {
+            // Schema changes commit alone: their failure is answered, and does not poison the
+            // store as a failed commit of events would.
+            if let Job::Schema { statements, reply } = first {
+                let _ = reply.send(self.change_schema(&statements));
+                continue;
+            }
             let mut rows = first.rows();
             let mut jobs = vec![first];
             while rows < MAX_ROWS_PER_COMMIT {
                 match rx.try_recv() {
+                    Ok(job @ Job::Schema { .. }) => {
+                        held = Some(job);
+                        break;
+                    }
                     Ok(job) => {
                         rows += job.rows();
                         jobs.push(job);
@@ -371,7 +383,7 @@ impl Writer {
                                 }
                                 replies.push(Reply::Append(reply, r));
                             }
-                            (Job::Derived { reply, .. } | Job::Schema { reply, .. }, _) => replies.push(Reply::Written(reply)),
+                            (Job::Derived { reply, .. }, _) => replies.push(Reply::Written(reply)),
                             (Job::Dlq { reply, .. }, Done::Dlq(d)) => replies.push(Reply::Dlq(reply, d)),
                             (job, _) => job.fail(&StoreError::WriterGone),
                         }
@@ -417,6 +429,24 @@ enum Done {
     Dlq(DlqDone),
 }
 
+impl Writer {
+    fn change_schema(&mut self, statements: &[String]) -> Result<(), StoreError> {
+        self.check_poisoned()?;
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        for sql in statements {
+            tx.execute_batch(sql)?;
+        }
+        Ok(tx.commit()?)
+    }
+
+    fn check_poisoned(&self) -> Result<(), StoreError> {
+        match self.poisoned.lock().expect("poison flag").clone() {
+            Some(why) => Err(StoreError::Poisoned(why)),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Writes the jobs in one transaction, answering what each did.
 fn commit(conn: &mut Connection, jobs: &[Job], stamp: DateTime<Utc>, next_seq: &mut i64) -> Result<Vec<Done>, StoreError> {
     let now = causeway_envelope::format_time(&stamp);
@@ -460,13 +490,7 @@ fn commit(conn: &mut Connection, jobs: &[Job], stamp: DateTime<Utc>, next_seq: &
                     results.push(Done::Written);
                     continue;
                 }
-                Job::Schema { statements, .. } => {
-                    for sql in statements {
-                        tx.execute_batch(sql)?;
-                    }
-                    results.push(Done::Written);
-                    continue;
-                }
+                Job::Schema { .. } => unreachable!("schema jobs commit alone"),
                 Job::Dlq { op, .. } => {
                     results.push(Done::Dlq(crate::dlq::apply(&tx, op, &now)?));
                     continue;

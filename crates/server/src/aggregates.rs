@@ -1,0 +1,133 @@
+//! Time travel (PRODUCT §6 `GET /v1/aggregates/{type}/{id}?at=`): a read model's state as of a
+//! moment, folded from the stored events without side effects.
+
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use causeway_envelope::{Event, format_time, parse_time};
+use causeway_model::{Key, Model};
+use causeway_readmodel::{Applied, fold};
+use causeway_store::{EventRow, Store};
+use serde_json::{Map, Value, json};
+
+use crate::journeys::{key_indexes, parse_stored};
+use crate::query::{check_known, param, params};
+use crate::{ApiError, AppState};
+
+/// Most events one reconstruction folds.
+const MAX_EVENTS: usize = 100_000;
+
+/// The events of `read_model`'s instance `id`, in the order they are folded, with their ingest
+/// order (for cutting at an event).
+fn instance_events(store: &Store, model: &Model, read_model: &str, id: &str) -> Result<Vec<(EventRow, Event)>, ApiError> {
+    let index = model
+        .read_models
+        .get_index_of(read_model)
+        .and_then(|i| key_indexes(model).into_iter().nth(i))
+        .ok_or_else(|| unknown_read_model(model, read_model))?;
+    let rows = store.aggregate_events(&index, id, MAX_EVENTS)?;
+    Ok(rows.into_iter().filter_map(|row| parse_stored(&row.envelope).map(|e| (row, e))).collect())
+}
+
+fn unknown_read_model(model: &Model, name: &str) -> ApiError {
+    let names: Vec<&str> = model.read_models.keys().map(String::as_str).collect();
+    if names.is_empty() {
+        return ApiError::not_found(format!("the model has no read models, so there is no '{name}' to show: add read_models to it"));
+    }
+    ApiError::not_found(format!("the model has no read model named '{name}'; its read models: {}", names.join(", ")))
+}
+
+fn applied_json(a: &Applied) -> Value {
+    json!({"event_id": a.event_id, "event_type": a.event_type, "time": a.time, "changed": a.changed, "missing": a.missing})
+}
+
+/// `GET /v1/aggregates/{type}/{id}?at=TIME|EVENT_ID`.
+pub async fn get_state(
+    State(state): State<AppState>,
+    Path((kind, id)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let pairs = params(&query);
+    check_known(&pairs, &["at"])?;
+    let at = param(&pairs, "at").map(str::to_owned);
+    let loaded = state
+        .model
+        .current()
+        .ok_or_else(|| ApiError::not_found("no model is loaded, so there are no read models: start the server with --model FILE"))?;
+    let store = state.store.clone();
+    let body = tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
+        let model = loaded.model();
+        let events = instance_events(&store, model, &kind, &id)?;
+        if events.is_empty() {
+            let types: Vec<&str> = model.read_models[&kind].on.keys().map(String::as_str).collect();
+            return Err(ApiError::not_found(format!(
+                "no stored event of {kind}'s types ({}) has the key '{id}'",
+                types.join(", ")
+            )));
+        }
+        let total = events.len();
+        // Cut where `at` says: at a time, every event up to it; at an event, every event up to
+        // and including it, in the same order as the fold.
+        let (cut, as_of) = match &at {
+            None => (total, json!({"latest": true})),
+            Some(text) => match parse_time(text) {
+                Ok(t) => (events.iter().take_while(|(_, e)| e.time <= t).count(), json!({"time": format_time(&t)})),
+                Err(_) => {
+                    let at_row = match events.iter().find(|(row, _)| row.event_id == *text) {
+                        Some((row, _)) => row.clone(),
+                        None => store.event(text)?.ok_or_else(|| {
+                            ApiError::bad_request(
+                                "invalid_parameter",
+                                format!("at takes an RFC 3339 time or a stored event id; no event has the id '{text}'"),
+                            )
+                        })?,
+                    };
+                    let cut = events.iter().take_while(|(row, _)| (&row.time, row.seq) <= (&at_row.time, at_row.seq)).count();
+                    (cut, json!({"event_id": at_row.event_id, "time": at_row.time}))
+                }
+            },
+        };
+        let (state, applied) = fold(&model.read_models[&kind], events[..cut].iter().map(|(_, e)| e));
+        Ok(json!({
+            "type": kind,
+            "id": id,
+            "as_of": as_of,
+            "state": Value::Object(state),
+            "version": applied.len(),
+            "events": applied.iter().map(applied_json).collect::<Vec<_>>(),
+            "later_events": total - cut,
+        }))
+    })
+    .await
+    .map_err(|e| ApiError::internal("time travel", e))??;
+    Ok(Json(body))
+}
+
+/// The state of each read model keyed like `journey` at each of `milestone_event_ids`: what the
+/// journey view shows with `?states=true`.
+pub(crate) fn states_at(
+    store: &Store,
+    model: &Model,
+    journey_key: &Key,
+    key: &str,
+    milestone_event_ids: &[String],
+) -> Result<Vec<Map<String, Value>>, ApiError> {
+    let mut out = vec![Map::new(); milestone_event_ids.len()];
+    for (name, def) in &model.read_models {
+        if &def.key != journey_key {
+            continue;
+        }
+        let events = instance_events(store, model, name, key)?;
+        for (slot, milestone) in out.iter_mut().zip(milestone_event_ids) {
+            let position = match events.iter().position(|(row, _)| &row.event_id == milestone) {
+                Some(p) => p + 1,
+                None => match store.event(milestone)? {
+                    Some(m) => events.iter().take_while(|(row, _)| (&row.time, row.seq) <= (&m.time, m.seq)).count(),
+                    None => continue,
+                },
+            };
+            let (state, _) = fold(def, events[..position].iter().map(|(_, e)| e));
+            slot.insert(name.clone(), Value::Object(state));
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,632 @@
+//! The dead-letter explorer and replay (PRODUCT §6 `/v1/dlq…`).
+//!
+//! **Invariants:**
+//! - A replay sends the original event exactly as it was kept, to the consumer's configured
+//!   `replay_url`, and every attempt — dry runs included — is audited before it is answered.
+//! - A record already replayed (or resolved, or discarded) is not sent again unless `force` is
+//!   given; one record is never replayed by two requests at once.
+//! - A target that fails leaves the record `pending` with the target's error.
+//! - Bulk replays go oldest first, no faster than their rate, and never past `stop_at` or `limit`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use causeway_envelope::{format_time, parse_time, sniff_identity};
+use causeway_model::Model;
+use causeway_store::{
+    DlqFilter, DlqReport, DlqRow, DlqStatus, FindingFilter, FindingRow, ReplayAttempt, ReplayOutcome, StatusChange, Store,
+    build_tree,
+};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value, json};
+
+use crate::query::{check_known, param, params, read, time_param};
+use crate::{ApiError, AppState};
+
+/// A consumer of the estate, from `[consumers.NAME]` in the server configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Consumer {
+    /// Where a replay of its dead letters is POSTed.
+    pub replay_url: Option<String>,
+}
+
+/// Sends replays; knows the consumers and which records are being replayed right now.
+pub struct Replayer {
+    consumers: BTreeMap<String, Consumer>,
+    client: reqwest::Client,
+    in_flight: Mutex<HashSet<i64>>,
+}
+
+/// How long a replay target may take to answer.
+const REPLAY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bulk replay: records per request by default and at most; replays per second by default and at most.
+const BULK_DEFAULT_LIMIT: usize = 100;
+const BULK_MAX_LIMIT: usize = 10_000;
+const BULK_DEFAULT_RATE: f64 = 50.0;
+const BULK_MAX_RATE: f64 = 1_000.0;
+/// The consumer name of records causeway itself refused at ingest.
+const INGEST_CONSUMER: &str = "causeway";
+
+impl Replayer {
+    pub fn new(consumers: BTreeMap<String, Consumer>) -> Replayer {
+        let client = reqwest::Client::builder().timeout(REPLAY_TIMEOUT).build().expect("an HTTP client without TLS builds");
+        Replayer { consumers, client, in_flight: Mutex::new(HashSet::new()) }
+    }
+
+    fn target(&self, consumer: &str) -> Option<&str> {
+        self.consumers.get(consumer)?.replay_url.as_deref()
+    }
+}
+
+impl Default for Replayer {
+    fn default() -> Self {
+        Replayer::new(BTreeMap::new())
+    }
+}
+
+/// Holds a record's replay slot until dropped.
+struct InFlight<'r>(&'r Replayer, i64);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.lock().expect("in-flight lock").remove(&self.1);
+    }
+}
+
+/// The services of the contexts that own `expected`: the consumers expected to react.
+pub(crate) fn reacting_services(model: &Model, expected: &[String]) -> Vec<String> {
+    let mut services: Vec<String> = expected
+        .iter()
+        .filter_map(|e| model.events.get(e))
+        .filter_map(|def| model.contexts.get(&def.context))
+        .flat_map(|c| c.services.iter().cloned())
+        .collect();
+    services.sort();
+    services.dedup();
+    services
+}
+
+/// Adds, to each `missing_reaction` whose trigger event was dead-lettered by a consumer expected to
+/// react, the record and a sentence saying so.
+pub(crate) fn link_dead_letters(store: &Store, model: Option<&Model>, findings: &mut [Value]) -> Result<(), ApiError> {
+    for f in findings.iter_mut() {
+        if f["kind"] != "missing_reaction" {
+            continue;
+        }
+        let Some(event_id) = f["event_id"].as_str().map(str::to_owned) else { continue };
+        let expected: Vec<String> =
+            f["expected"].as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()).unwrap_or_default();
+        let services = model.map(|m| reacting_services(m, &expected)).unwrap_or_default();
+        let records = store.dlq_list(&DlqFilter { event_id: Some(event_id), limit: 20, ..Default::default() })?;
+        let record = records
+            .iter()
+            .filter(|r| r.status != DlqStatus::Discarded.as_str())
+            .find(|r| services.is_empty() || services.contains(&r.consumer));
+        if let Some(r) = record {
+            let note = format!("dead-lettered by {}: {} {}", r.consumer, r.error_type, r.error_message);
+            let detail = f["detail"].as_str().unwrap_or_default();
+            f["detail"] = json!(format!("{detail}; {note}"));
+            f["dead_letter"] = json!({
+                "id": r.id, "consumer": r.consumer, "error_type": r.error_type, "error_message": r.error_message,
+                "status": r.status, "href": format!("/v1/dlq/{}", r.id),
+            });
+        }
+    }
+    Ok(())
+}
+
+// --- reports ------------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportBody {
+    event: Box<RawValue>,
+    consumer: String,
+    error_type: String,
+    error_message: String,
+    source_topic: Option<String>,
+    stack: Option<String>,
+    context: Option<Map<String, Value>>,
+    failed_at: Option<String>,
+    /// How to send the event on replay; by default `application/cloudevents+json` for a
+    /// structured CloudEvent, else `application/json`.
+    content_type: Option<String>,
+}
+
+const REPORT_SHAPE: &str = r#"{"event": {…}, "consumer": "…", "error_type": "…", "error_message": "…"} (optional: source_topic, stack, context, failed_at, content_type)"#;
+
+/// `POST /v1/dlq`: a consumer reports an event it could not process.
+pub async fn report(State(state): State<AppState>, body: Body) -> Result<Response, ApiError> {
+    let limit = state.parse.limits.max_request_bytes;
+    let (bytes, complete) = crate::ingest::read_capped(body, limit).await?;
+    if !complete {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the report is over the {limit}-byte request limit: send the event without large attachments"),
+        ));
+    }
+    let body: ReportBody = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request("invalid_request", format!("expected {REPORT_SHAPE}: {e}")))?;
+    for (name, value) in [("consumer", &body.consumer), ("error_type", &body.error_type), ("error_message", &body.error_message)] {
+        if value.trim().is_empty() {
+            return Err(ApiError::bad_request("invalid_request", format!("{name} must not be empty: say which consumer failed and how")));
+        }
+    }
+    let failed_at = match &body.failed_at {
+        None => None,
+        Some(text) => Some(format_time(&parse_time(text).map_err(|_| {
+            ApiError::bad_request("invalid_request", format!("failed_at must be an RFC 3339 time such as 2026-11-30T12:00:00Z, not '{text}'"))
+        })?)),
+    };
+    let original = body.event.get().to_string();
+    let identity = sniff_identity(&original);
+    let structured = serde_json::from_str::<Map<String, Value>>(&original).is_ok_and(|m| m.contains_key("specversion"));
+    let content_type = body.content_type.clone().unwrap_or_else(|| {
+        if structured { "application/cloudevents+json" } else { "application/json" }.to_string()
+    });
+    let report = DlqReport {
+        original,
+        content_type: Some(content_type),
+        consumer: body.consumer,
+        source_topic: body.source_topic,
+        error_type: body.error_type,
+        error_message: body.error_message,
+        stack: body.stack,
+        context: body.context.map(|c| Value::Object(c).to_string()),
+        failed_at,
+        event_id: identity.event_id,
+        event_type: identity.event_type,
+        correlation_id: identity.correlation_id,
+        source_service: identity.source,
+    };
+    let reported = state.store.report_failure(report).await?;
+    let status = if reported.repeated { StatusCode::OK } else { StatusCode::CREATED };
+    let location = format!("/v1/dlq/{}", reported.id);
+    Ok((status, [(header::LOCATION, location)], Json(json!(reported))).into_response())
+}
+
+// --- explorer -----------------------------------------------------------------------------------
+
+fn status_param(text: &str) -> Result<DlqStatus, ApiError> {
+    DlqStatus::parse(text).ok_or_else(|| {
+        ApiError::bad_request("invalid_parameter", format!("status must be pending, replayed, resolved or discarded, not '{text}'"))
+    })
+}
+
+fn id_param(name: &str, text: &str) -> Result<i64, ApiError> {
+    text.parse::<i64>()
+        .map_err(|_| ApiError::bad_request("invalid_parameter", format!("{name} must be a DLQ record id (a whole number), not '{text}'")))
+}
+
+/// `GET /v1/dlq`: newest first; page with `before` (the `next_before` of the previous page).
+pub async fn list(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Json<Value>, ApiError> {
+    let pairs = params(&query);
+    check_known(
+        &pairs,
+        &["status", "consumer", "source_topic", "error_type", "correlation_id", "event_id", "since", "q", "before", "limit"],
+    )?;
+    let limit = crate::query::limit(&query, 100, 1_000)?;
+    let owned = |name: &str| param(&pairs, name).map(str::to_owned);
+    let filter = DlqFilter {
+        status: param(&pairs, "status").map(status_param).transpose()?,
+        consumer: owned("consumer"),
+        source_topic: owned("source_topic"),
+        error_type: owned("error_type"),
+        correlation_id: owned("correlation_id"),
+        event_id: owned("event_id"),
+        since: time_param(&pairs, "since")?,
+        text: owned("q").filter(|q| !q.is_empty()),
+        before: param(&pairs, "before").map(|b| id_param("before", b)).transpose()?,
+        limit,
+        ..Default::default()
+    };
+    let records = read(&state.store, move |s| s.dlq_list(&filter)).await?;
+    let next_before = if records.len() == limit { records.last().map(|r| r.id) } else { None };
+    Ok(Json(json!({"records": records, "next_before": next_before})))
+}
+
+/// `GET /v1/dlq/summary`.
+pub async fn summary(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let now = chrono::Utc::now();
+    let s = read(&state.store, move |s| s.dlq_summary(now.timestamp())).await?;
+    let object = |pairs: &[(String, i64)]| pairs.iter().map(|(k, n)| (k.clone(), json!(n))).collect::<Map<String, Value>>();
+    let oldest = s.oldest_pending_failed_at.as_deref().and_then(|t| parse_time(t).ok());
+    Ok(Json(json!({
+        "pending": s.pending,
+        "oldest_pending": oldest.map(|t| json!({"failed_at": format_time(&t), "age_seconds": (now - t).num_seconds().max(0)})),
+        "inflow_last_hour": s.inflow_last_hour,
+        "outflow_last_hour": s.outflow_last_hour,
+        "by_status": object(&s.by_status),
+        "by_source_topic": object(&s.by_source_topic),
+        "by_error_type": object(&s.by_error_type),
+        "by_consumer": object(&s.by_consumer),
+        "trend": s.trend.iter().map(|b| json!({
+            "hour": chrono::DateTime::from_timestamp(b.hour, 0).map(|t| format_time(&t)),
+            "inflow": b.inflow, "outflow": b.outflow,
+        })).collect::<Vec<_>>(),
+    })))
+}
+
+fn record_json(row: &DlqRow) -> Value {
+    let mut v = json!(row);
+    if let Some(original) = &row.original_event {
+        // Shown as JSON when it is; the exact bytes are at /v1/dlq/{id}/original.
+        v["original_event"] = serde_json::from_str::<Value>(original).unwrap_or_else(|_| json!(original));
+    }
+    if let Some(context) = &row.context {
+        v["context"] = serde_json::from_str::<Value>(context).unwrap_or_else(|_| json!(context));
+    }
+    v
+}
+
+fn not_found(id: i64) -> ApiError {
+    ApiError::not_found(format!("no DLQ record has the id {id}; list them with GET /v1/dlq"))
+}
+
+fn path_id(text: &str) -> Result<i64, ApiError> {
+    text.parse::<i64>().map_err(|_| ApiError::not_found(format!("'{text}' is not a DLQ record id: ids are whole numbers")))
+}
+
+/// `GET /v1/dlq/{id}`: the record, its replays, its correlation's causation chain, the journey it
+/// belongs to, and the findings about its event.
+pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let id = path_id(&id)?;
+    let engine = state.journeys.clone();
+    let model = state.model.current();
+    let store = state.store.clone();
+    let target = |consumer: &str| state.dlq.target(consumer).map(str::to_owned);
+    let Some((row, replays)) = read(&state.store, move |s| s.dlq_record(id)).await? else { return Err(not_found(id)) };
+    let replay_url = target(&row.consumer);
+    tokio::task::spawn_blocking(move || {
+        if let Some(engine) = &engine {
+            engine.sync()?;
+        }
+        let chain = match &row.correlation_id {
+            Some(c) => {
+                let events = store.correlation(c, 10_000)?;
+                let tree = build_tree(&events);
+                let envelopes: Vec<Value> = events.iter().filter_map(|e| serde_json::from_str(&e.envelope).ok()).collect();
+                json!({"correlation_id": c, "events": envelopes, "tree": tree})
+            }
+            None => Value::Null,
+        };
+        let journey = match store.journey_of(row.event_id.as_deref(), row.correlation_id.as_deref())? {
+            Some((journey, key)) => {
+                let view = engine.as_ref().map(|e| e.read(|eval, _| eval.journey(&journey, &key))).transpose()?.flatten().flatten();
+                match view {
+                    Some(v) => {
+                        let filter = FindingFilter { journey: Some(journey.clone()), key: Some(key.clone()), limit: 1_000, ..Default::default() };
+                        let mut findings = store.findings(&filter)?;
+                        findings.reverse();
+                        crate::journeys::journey_json(&v, &findings)
+                    }
+                    None => json!({"journey": journey, "key": key}),
+                }
+            }
+            None => Value::Null,
+        };
+        let findings: Vec<FindingRow> = match &row.event_id {
+            Some(event_id) => store.findings(&FindingFilter { event_id: Some(event_id.clone()), limit: 1_000, ..Default::default() })?,
+            None => Vec::new(),
+        };
+        let mut findings: Vec<Value> = findings.iter().map(crate::journeys::finding_json).collect();
+        link_dead_letters(&store, model.as_ref().map(|m| m.model()), &mut findings)?;
+        Ok(Json(json!({
+            "record": record_json(&row),
+            "replay_target": replay_url,
+            "replays": replays,
+            "chain": chain,
+            "journey": journey,
+            "findings": findings,
+        })))
+    })
+    .await
+    .map_err(|e| ApiError::internal("reading a DLQ record", e))?
+}
+
+/// `GET /v1/dlq/{id}/original`: the event exactly as it was kept.
+pub async fn original(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let id = path_id(&id)?;
+    let Some((row, _)) = read(&state.store, move |s| s.dlq_record(id)).await? else { return Err(not_found(id)) };
+    let content_type = row.content_type.clone().unwrap_or_else(|| "application/octet-stream".into());
+    Ok(([(header::CONTENT_TYPE, content_type)], row.original_event.unwrap_or_default()).into_response())
+}
+
+// --- replay -------------------------------------------------------------------------------------
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ReplayBody {
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default)]
+    force: bool,
+    actor: Option<String>,
+}
+
+/// The body of a POST that may be empty: empty means every field's default.
+fn optional_body<T: serde::de::DeserializeOwned + Default>(bytes: &[u8], shape: &str) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request("invalid_request", format!("expected {shape}: {e}")))
+}
+
+/// Who asked: the body's `actor`, else the `x-causeway-actor` header, else `anonymous`.
+fn actor(from_body: Option<String>, headers: &HeaderMap) -> String {
+    from_body
+        .filter(|a| !a.trim().is_empty())
+        .or_else(|| headers.get("x-causeway-actor").and_then(|v| v.to_str().ok()).map(str::to_owned))
+        .unwrap_or_else(|| "anonymous".to_string())
+}
+
+/// The outcome of replaying one record, as answered.
+struct Replayed {
+    outcome: &'static str,
+    target: Option<String>,
+    http_status: Option<u16>,
+    error: Option<String>,
+    status: DlqStatus,
+    audit_id: i64,
+}
+
+impl Replayed {
+    fn to_json(&self, id: i64) -> Value {
+        json!({
+            "id": id, "outcome": self.outcome, "target": self.target, "http_status": self.http_status,
+            "error": self.error, "status": self.status, "audit_id": self.audit_id,
+        })
+    }
+}
+
+/// Replays one record: refuses what must not be sent, sends, audits.
+async fn replay_one(state: &AppState, id: i64, dry_run: bool, force: bool, actor: &str) -> Result<Replayed, ApiError> {
+    let Some((row, replays)) = read(&state.store, move |s| s.dlq_record(id)).await? else { return Err(not_found(id)) };
+    let status = DlqStatus::parse(&row.status).unwrap_or(DlqStatus::Pending);
+    if status != DlqStatus::Pending && !force && !dry_run {
+        let when = replays.iter().rev().find(|r| r.outcome == "sent").map(|r| format!(" at {}", r.at)).unwrap_or_default();
+        let why = match status {
+            DlqStatus::Replayed => format!("was already replayed{when}"),
+            DlqStatus::Resolved => "is resolved".to_string(),
+            _ => format!("was discarded ({})", row.status_reason.as_deref().unwrap_or("no reason given")),
+        };
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "already_replayed",
+            format!("DLQ record {id} {why}; to send it again anyway, replay it with {{\"force\": true}}"),
+        )
+        .with("status", status.as_str()));
+    }
+    let Some(target) = state.dlq.target(&row.consumer).map(str::to_owned) else {
+        let message = if row.consumer == INGEST_CONSUMER {
+            format!("causeway refused this event at ingest ({}): correct it and POST it to /v1/events, then discard record {id}", row.error_type)
+        } else {
+            format!(
+                "there is no replay target for consumer '{}': add [consumers.{}] replay_url = \"http://…\" to the server configuration",
+                row.consumer, row.consumer
+            )
+        };
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "no_replay_target", message));
+    };
+    if !state.dlq.in_flight.lock().expect("in-flight lock").insert(id) {
+        return Err(ApiError::new(StatusCode::CONFLICT, "replay_in_progress", format!("DLQ record {id} is being replayed by another request")));
+    }
+    let _slot = InFlight(&state.dlq, id);
+    let outcome = if dry_run {
+        ReplayOutcome::DryRun
+    } else {
+        send(&state.dlq.client, &target, &row).await
+    };
+    let (name, http_status, error) = match &outcome {
+        ReplayOutcome::DryRun => ("dry_run", None, None),
+        ReplayOutcome::Sent { http_status } => ("sent", Some(*http_status), None),
+        ReplayOutcome::Failed { http_status, error } => ("failed", *http_status, Some(error.clone())),
+    };
+    let new_status = match &outcome {
+        ReplayOutcome::DryRun => status,
+        ReplayOutcome::Sent { .. } => DlqStatus::Replayed,
+        ReplayOutcome::Failed { .. } => DlqStatus::Pending,
+    };
+    let audit_id = state
+        .store
+        .record_replay(ReplayAttempt { dlq_id: id, actor: actor.to_string(), target: Some(target.clone()), forced: force, outcome })
+        .await?;
+    Ok(Replayed { outcome: name, target: Some(target), http_status, error, status: new_status, audit_id })
+}
+
+/// POSTs the original event to the target, as it was kept.
+async fn send(client: &reqwest::Client, target: &str, row: &DlqRow) -> ReplayOutcome {
+    let content_type = row.content_type.clone().unwrap_or_else(|| "application/json".into());
+    let request = client
+        .post(target)
+        .header(header::CONTENT_TYPE, content_type)
+        .header("x-causeway-dlq-id", row.id.to_string())
+        .body(row.original_event.clone().unwrap_or_default());
+    match request.send().await {
+        Ok(response) if response.status().is_success() => ReplayOutcome::Sent { http_status: response.status().as_u16() },
+        Ok(response) => {
+            let code = response.status().as_u16();
+            let text = response.text().await.unwrap_or_default();
+            let text: String = text.chars().take(300).collect();
+            ReplayOutcome::Failed { http_status: Some(code), error: format!("the target answered HTTP {code}: {}", text.trim()) }
+        }
+        Err(e) => ReplayOutcome::Failed { http_status: None, error: format!("the target could not be reached: {e}") },
+    }
+}
+
+/// `POST /v1/dlq/{id}/replay` with `{"dry_run", "force", "actor"}` (all optional).
+pub async fn replay(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap, body: axum::body::Bytes) -> Result<Response, ApiError> {
+    let id = path_id(&id)?;
+    let body: ReplayBody = optional_body(&body, r#"{"dry_run": false, "force": false, "actor": "…"} (all optional)"#)?;
+    let actor = actor(body.actor, &headers);
+    let done = replay_one(&state, id, body.dry_run, body.force, &actor).await?;
+    if done.outcome == "failed" {
+        let message = format!("{}; DLQ record {id} stays pending", done.error.as_deref().unwrap_or("the replay failed"));
+        let mut error = ApiError::new(StatusCode::BAD_GATEWAY, "replay_failed", message);
+        if let Value::Object(fields) = done.to_json(id) {
+            error.extra = fields;
+        }
+        return Err(error);
+    }
+    Ok(Json(done.to_json(id)).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct BulkBody {
+    status: Option<String>,
+    consumer: Option<String>,
+    source_topic: Option<String>,
+    error_type: Option<String>,
+    correlation_id: Option<String>,
+    q: Option<String>,
+    since: Option<String>,
+    /// Only records that first failed at or before this time (the fix's deployment, say).
+    stop_at: Option<String>,
+    /// Replays per second.
+    rate: Option<f64>,
+    limit: Option<usize>,
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default)]
+    force: bool,
+    #[serde(default)]
+    stop_on_error: bool,
+    actor: Option<String>,
+}
+
+/// `POST /v1/dlq/replay`: replays the records a filter selects, oldest first.
+pub async fn replay_bulk(State(state): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Result<Json<Value>, ApiError> {
+    let body: BulkBody = optional_body(
+        &body,
+        r#"{"status", "consumer", "source_topic", "error_type", "correlation_id", "q", "since", "stop_at", "rate", "limit", "dry_run", "force", "stop_on_error", "actor"} (all optional)"#,
+    )?;
+    let rate = body.rate.unwrap_or(BULK_DEFAULT_RATE);
+    if !(rate > 0.0 && rate <= BULK_MAX_RATE) {
+        return Err(ApiError::bad_request("invalid_request", format!("rate is replays per second, above 0 and at most {BULK_MAX_RATE}, not {rate}")));
+    }
+    let limit = body.limit.unwrap_or(BULK_DEFAULT_LIMIT);
+    if !(1..=BULK_MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request("invalid_request", format!("limit must be from 1 to {BULK_MAX_LIMIT}, not {limit}")));
+    }
+    let time = |name: &str, text: &Option<String>| -> Result<Option<String>, ApiError> {
+        text.as_deref()
+            .map(|t| {
+                parse_time(t).map(|t| format_time(&t)).map_err(|_| {
+                    ApiError::bad_request("invalid_request", format!("{name} must be an RFC 3339 time such as 2026-11-30T12:00:00Z, not '{t}'"))
+                })
+            })
+            .transpose()
+    };
+    let mut filter = DlqFilter {
+        status: Some(body.status.as_deref().map(status_param).transpose()?.unwrap_or(DlqStatus::Pending)),
+        consumer: body.consumer.clone(),
+        source_topic: body.source_topic.clone(),
+        error_type: body.error_type.clone(),
+        correlation_id: body.correlation_id.clone(),
+        text: body.q.clone().filter(|q| !q.is_empty()),
+        since: time("since", &body.since)?,
+        failed_until: time("stop_at", &body.stop_at)?,
+        oldest_first: true,
+        limit: limit.min(500),
+        ..Default::default()
+    };
+    let actor = actor(body.actor.clone(), &headers);
+    let started = Instant::now();
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let (mut results, mut sent, mut failed, mut skipped) = (Vec::new(), 0usize, 0usize, 0usize);
+    let mut stopped = "done";
+    'pages: loop {
+        let page_filter = filter.clone();
+        let page = read(&state.store, move |s| s.dlq_list(&page_filter)).await?;
+        let Some(last) = page.last() else { break };
+        filter.after = Some(last.id);
+        for row in page {
+            if results.len() == limit {
+                stopped = "limit";
+                break 'pages;
+            }
+            if !body.dry_run {
+                // Paced from the start, so a slow target does not earn a burst afterwards.
+                let due = started + interval.mul_f64(results.len() as f64);
+                tokio::time::sleep_until(due.into()).await;
+            }
+            match replay_one(&state, row.id, body.dry_run, body.force, &actor).await {
+                Ok(done) => {
+                    match done.outcome {
+                        "sent" => sent += 1,
+                        "failed" => failed += 1,
+                        _ => {}
+                    }
+                    let failed_now = done.outcome == "failed";
+                    results.push(done.to_json(row.id));
+                    if failed_now && body.stop_on_error {
+                        stopped = "error";
+                        break 'pages;
+                    }
+                }
+                Err(e) if e.status.is_client_error() => {
+                    skipped += 1;
+                    results.push(json!({"id": row.id, "outcome": "skipped", "error": e.message}));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(Json(json!({
+        "dry_run": body.dry_run,
+        "sent": sent,
+        "failed": failed,
+        "skipped": skipped,
+        "stopped": stopped,
+        "elapsed_ms": started.elapsed().as_millis() as u64,
+        "results": results,
+    })))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct StatusBody {
+    reason: Option<String>,
+    actor: Option<String>,
+}
+
+async fn change_status(state: &AppState, id: i64, to: DlqStatus, reason: String) -> Result<Json<Value>, ApiError> {
+    let from = vec![DlqStatus::Pending, DlqStatus::Replayed];
+    if !state.store.change_dlq_status(StatusChange { id, to, reason: Some(reason), from }).await? {
+        let Some((row, _)) = read(&state.store, move |s| s.dlq_record(id)).await? else { return Err(not_found(id)) };
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "already_closed",
+            format!("DLQ record {id} is already {}; only pending or replayed records can become {}", row.status, to.as_str()),
+        ));
+    }
+    Ok(Json(json!({"id": id, "status": to})))
+}
+
+/// `POST /v1/dlq/{id}/discard` with `{"reason": "…"}`.
+pub async fn discard(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap, body: axum::body::Bytes) -> Result<Json<Value>, ApiError> {
+    let id = path_id(&id)?;
+    let body: StatusBody = optional_body(&body, r#"{"reason": "…", "actor": "…"}"#)?;
+    let Some(reason) = body.reason.filter(|r| !r.trim().is_empty()) else {
+        return Err(ApiError::bad_request("invalid_request", "say why the record is discarded: {\"reason\": \"…\"}"));
+    };
+    let reason = format!("{reason} (by {})", actor(body.actor, &headers));
+    change_status(&state, id, DlqStatus::Discarded, reason).await
+}
+
+/// `POST /v1/dlq/{id}/resolve` with an optional `{"reason": "…"}`.
+pub async fn resolve(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap, body: axum::body::Bytes) -> Result<Json<Value>, ApiError> {
+    let id = path_id(&id)?;
+    let body: StatusBody = optional_body(&body, r#"{"reason": "…", "actor": "…"}"#)?;
+    let reason = format!("{} (by {})", body.reason.unwrap_or_else(|| "resolved by hand".into()), actor(body.actor, &headers));
+    change_status(&state, id, DlqStatus::Resolved, reason).await
+}
