@@ -11,29 +11,29 @@ use serde_json::{Value, json};
 
 use crate::ClientArgs;
 
-fn http() -> anyhow::Result<reqwest::blocking::Client> {
+pub(crate) fn http() -> anyhow::Result<reqwest::blocking::Client> {
     Ok(reqwest::blocking::Client::builder().timeout(Duration::from_secs(120)).build()?)
 }
 
-fn url(args: &ClientArgs, path: &str) -> String {
+pub(crate) fn url(args: &ClientArgs, path: &str) -> String {
     format!("{}{path}", args.server.trim_end_matches('/'))
 }
 
 /// Sends the request and returns the JSON answer; an API error becomes its message.
-fn call(request: reqwest::blocking::RequestBuilder, server: &str) -> anyhow::Result<(u16, Value)> {
+pub(crate) fn call(request: reqwest::blocking::RequestBuilder, server: &str) -> anyhow::Result<(u16, Value)> {
     let response = request.send().with_context(|| format!("cannot reach the causeway server at {server} (is `causeway serve` running? set --server)"))?;
     let status = response.status().as_u16();
     let body: Value = response.json().context("the server's answer is not JSON")?;
     Ok((status, body))
 }
 
-fn api_error(body: &Value) -> String {
+pub(crate) fn api_error(body: &Value) -> String {
     body["error"]["message"].as_str().map(str::to_owned).unwrap_or_else(|| body.to_string())
 }
 
 /// Sends a read request. An API error becomes its message; with `--json` the answer is printed
 /// as it is and `None` comes back, otherwise the answer, for a human rendering.
-fn read_or_print(args: &ClientArgs, request: reqwest::blocking::RequestBuilder) -> anyhow::Result<Option<Value>> {
+pub(crate) fn read_or_print(args: &ClientArgs, request: reqwest::blocking::RequestBuilder) -> anyhow::Result<Option<Value>> {
     let (status, body) = call(request, &args.server)?;
     if status != 200 {
         bail!("{}", api_error(&body));
@@ -46,7 +46,7 @@ fn read_or_print(args: &ClientArgs, request: reqwest::blocking::RequestBuilder) 
 }
 
 /// A JSON value as a table cell: strings bare, null empty.
-fn cell(v: &Value) -> String {
+pub(crate) fn cell(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Null => String::new(),
@@ -194,7 +194,7 @@ pub fn sql(args: &ClientArgs, query: &str) -> anyhow::Result<ExitCode> {
 }
 
 /// Percent-encodes a path segment.
-fn encode(segment: &str) -> String {
+pub(crate) fn encode(segment: &str) -> String {
     segment
         .bytes()
         .map(|b| match b {

@@ -3,6 +3,7 @@
 mod analyze;
 mod client;
 mod demo;
+mod dlq;
 mod r#gen;
 mod model;
 mod serve;
@@ -69,6 +70,23 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Dead letters: list, summarise, show, replay to the consumer, discard or resolve.
+    Dlq {
+        #[command(subcommand)]
+        command: dlq::DlqCommand,
+    },
+    /// Show a read model's state (an aggregate) now or as of a time or an event.
+    State {
+        /// The read model's name in the model (e.g. Order).
+        kind: String,
+        /// The aggregate's key (e.g. the order id).
+        id: String,
+        /// An RFC 3339 time or an event id: the state as of then.
+        #[arg(long)]
+        at: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Judge an event log file against the model offline: journeys and findings, no server.
     Analyze(analyze::AnalyzeArgs),
     /// Run a read-only SQL query over the store (views: event_lineage, dlq_events, findings).
@@ -123,5 +141,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Journey { name, key, client } => client::journey(&client, &name, &key),
         Command::Findings { filter, client } => client::findings(&client, &filter),
         Command::Analyze(args) => analyze::run(args),
+        Command::Dlq { command } => dlq::run(command),
+        Command::State { kind, id, at, client } => dlq::state(&client, &kind, &id, at.as_deref()),
     }
 }

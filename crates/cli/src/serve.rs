@@ -1,5 +1,6 @@
 //! `causeway serve`: configuration (file, environment, flags) and the server's lifecycle.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -7,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use causeway_envelope::{Limits, ParseOptions};
-use causeway_server::{AppState, Clock, ModelSlot};
+use causeway_server::{AppState, Clock, Consumer, ModelSlot};
 use causeway_store::{SqlLimits, Store};
 use clap::Args;
 use serde::Deserialize;
@@ -78,6 +79,21 @@ struct ConfigFile {
     clock: Option<String>,
     #[serde(default)]
     limits: LimitArgs,
+    /// The estate's consumers, for DLQ replay (PRODUCT §10).
+    #[serde(default)]
+    consumers: BTreeMap<String, ConsumerConfig>,
+}
+
+/// `[consumers.NAME]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsumerConfig {
+    /// Where replays of the consumer's dead letters are POSTed.
+    replay_url: Option<String>,
+    /// With the Kafka source; accepted now so one file serves both.
+    replay_topic: Option<String>,
+    /// Its Kafka consumer group, for lag; accepted now.
+    group: Option<String>,
 }
 
 /// The resolved configuration.
@@ -90,6 +106,7 @@ pub struct ServerConfig {
     pub clock: Clock,
     pub parse: ParseOptions,
     pub sql: SqlLimits,
+    pub consumers: BTreeMap<String, Consumer>,
 }
 
 impl ServerConfig {
@@ -124,8 +141,28 @@ impl ServerConfig {
             },
             parse: ParseOptions { limits, correlation_required: true },
             sql,
+            consumers: consumers(file.consumers)?,
         })
     }
+}
+
+/// Checks each replay target now, so a typo fails at start-up rather than at the first replay.
+fn consumers(config: BTreeMap<String, ConsumerConfig>) -> anyhow::Result<BTreeMap<String, Consumer>> {
+    let mut out = BTreeMap::new();
+    for (name, c) in config {
+        let _ = (&c.replay_topic, &c.group);
+        if let Some(target) = &c.replay_url {
+            let parsed = reqwest::Url::parse(target)
+                .with_context(|| format!("[consumers.{name}] replay_url '{target}' is not a URL"))?;
+            if parsed.scheme() != "http" {
+                anyhow::bail!(
+                    "[consumers.{name}] replay_url '{target}': replay targets are http:// URLs (put a TLS-terminating proxy in front of an https one)"
+                );
+            }
+        }
+        out.insert(name, Consumer { replay_url: c.replay_url });
+    }
+    Ok(out)
 }
 
 fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
@@ -165,7 +202,7 @@ pub async fn start(config: &ServerConfig) -> anyhow::Result<Running> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let mut state = AppState::new(store, config.parse, config.sql);
+    let mut state = AppState::new(store, config.parse, config.sql).with_consumers(config.consumers.clone());
     if let Some(path) = &config.model {
         let key = pii_key(config)?;
         let slot = ModelSlot::load(path, key).map_err(|diagnostics| {

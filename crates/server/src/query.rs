@@ -186,7 +186,16 @@ pub async fn post_sql(State(state): State<AppState>, headers: HeaderMap, body: B
     };
     let limits = state.sql;
     let started = Instant::now();
-    let result = read(&state.store, move |s| s.sql(&query, limits)).await?;
+    // The journey engine's rows (event_lineage.journey, findings) first catch up with every event
+    // acknowledged before this query, as the journey endpoints do.
+    let engine = state.journeys.clone();
+    let result = read(&state.store, move |s| {
+        if let Some(engine) = engine {
+            engine.sync()?;
+        }
+        s.sql(&query, limits)
+    })
+    .await?;
     let mut value = serde_json::to_value(result).map_err(|e| ApiError::internal("encoding the answer", e))?;
     value["elapsed_ms"] = json!(started.elapsed().as_secs_f64() * 1000.0);
     Ok(Json(value))
