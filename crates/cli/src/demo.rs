@@ -134,13 +134,15 @@ struct Summary {
     journeys: Vec<(String, u64)>,
     /// A journey with an open missing reaction: (journey, key, what was expected).
     example: Option<(String, String, String)>,
+    /// Pending dead letters by error type.
+    dead_letters: Vec<(String, u64)>,
 }
 
 fn drive(base: &str, args: &DemoArgs, stop: &AtomicBool) -> anyhow::Result<Summary> {
     let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build()?;
     let mut sim = Simulator::new(SimConfig { seed: args.seed, fault_rate: args.fault_rate, concurrency: 50 });
     let started = Instant::now();
-    let mut summary = Summary { stats: SimStats::default(), totals: [0; 3], broken_correlation: None, any_correlation: None, findings: Vec::new(), journeys: Vec::new(), example: None };
+    let mut summary = Summary { stats: SimStats::default(), totals: [0; 3], broken_correlation: None, any_correlation: None, findings: Vec::new(), journeys: Vec::new(), example: None, dead_letters: Vec::new() };
     let mut sent = 0u64;
     let mut last_report = Instant::now();
     let mut hinted = false;
@@ -162,6 +164,8 @@ fn drive(base: &str, args: &DemoArgs, stop: &AtomicBool) -> anyhow::Result<Summa
                 summary.any_correlation = corr.map(str::to_owned);
             }
         }
+        // notification-service cannot handle a shipment without customerEmail: it dead-letters it.
+        let failures: Vec<Value> = deliveries.iter().filter(|d| d.fault == Some(Fault::ConsumerFailure)).map(|d| d.event.clone()).collect();
         // The estate's producers write different shapes; a plain JSON array carries them all.
         let body = Value::Array(deliveries.into_iter().map(|d| d.event).collect()).to_string();
         let response = client
@@ -173,6 +177,14 @@ fn drive(base: &str, args: &DemoArgs, stop: &AtomicBool) -> anyhow::Result<Summa
         let answer: Value = response.json().context("the demo server's answer is not JSON")?;
         for (i, key) in ["accepted", "duplicates", "rejected"].iter().enumerate() {
             summary.totals[i] += answer[key].as_u64().unwrap_or(0);
+        }
+        for event in failures {
+            let report = serde_json::json!({
+                "event": event, "consumer": "notification-service", "source_topic": "shipments",
+                "error_type": "KeyError", "error_message": "'customerEmail'",
+                "stack": "Traceback (most recent call last):\n  File \"notify.py\", line 42, in handle\n    to = event[\"data\"][\"customerEmail\"]\nKeyError: 'customerEmail'",
+            });
+            client.post(format!("{base}/v1/dlq")).json(&report).send().context("the demo server stopped answering")?;
         }
         sent += n as u64;
         if last_report.elapsed() >= Duration::from_secs(5) {
@@ -215,6 +227,14 @@ fn drive(base: &str, args: &DemoArgs, stop: &AtomicBool) -> anyhow::Result<Summa
             .collect();
         summary.journeys.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     }
+    if let Ok(answer) = client.get(format!("{base}/v1/dlq/summary")).send().and_then(|r| r.json::<Value>()) {
+        summary.dead_letters = answer["by_error_type"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(error, n)| Some((error.clone(), n.as_u64()?)))
+            .collect();
+    }
     let missing = format!("{base}/v1/findings?kind=missing_reaction&open=true&limit=1");
     if let Ok(answer) = client.get(missing).send().and_then(|r| r.json::<Value>()) {
         let f = &answer["findings"][0];
@@ -246,6 +266,10 @@ fn print_final(summary: &Summary) {
     for (kind, open, resolved) in &summary.findings {
         println!("    {kind:<34} {open} / {resolved}");
     }
+    println!("  dead letters pending, by error type:");
+    for (error, n) in &summary.dead_letters {
+        println!("    {error:<34} {n}");
+    }
     if let Some((journey, key, expected)) = &summary.example {
         println!("  e.g. {journey} {key} is still waiting for {expected} (`causeway journey {journey} {key}` shows it while a demo runs)");
     }
@@ -261,4 +285,5 @@ fn print_hints(base: &str, correlation: &str) {
     );
     println!("    causeway sql \"SELECT error_type, count(*) FROM dlq_events GROUP BY error_type\" {server}");
     println!("    causeway findings --open {server}");
+    println!("    causeway dlq list --consumer notification-service {server}");
 }

@@ -227,6 +227,9 @@ fn demo_runs_injects_faults_and_is_reproducible() {
     for kind in ["duplicate ", "out_of_order ", "schema_error ", "missing_correlation "] {
         assert!(findings.iter().any(|l| l.starts_with(kind)), "no {kind}in {printed}");
     }
+    // notification-service dead-lettered the shipments it could not handle.
+    let dead = section("dead letters pending");
+    assert!(dead.iter().any(|l| l.starts_with("KeyError ")), "{printed}");
     // Rejected events (missing correlation) are kept with their reason.
     let db = rusqlite::Connection::open(dir.path().join("a/causeway.db")).unwrap();
     let missing: i64 = db.query_row("SELECT count(*) FROM dlq_events WHERE error_type = 'missing_correlation'", [], |r| r.get(0)).unwrap();
@@ -276,7 +279,7 @@ fn serve_config_file_flags_and_environment() {
 #[test]
 fn help_lists_every_verb() {
     let help = text(&causeway(&["--help"]));
-    for verb in ["serve", "demo", "model", "gen", "ingest", "chain", "sql"] {
+    for verb in ["serve", "demo", "model", "gen", "ingest", "chain", "journey", "findings", "dlq", "state", "analyze", "sql"] {
         assert!(help.lines().any(|l| l.trim_start().starts_with(verb)), "{verb} missing from:\n{help}");
     }
 }
@@ -511,4 +514,97 @@ fn journey_and_findings_verbs() {
     assert!(text(&out).contains("missing_reaction"), "{}", text(&out));
     let out = causeway(&["findings", "--kind", "nonsense", "--server", &server.url]);
     assert!(!out.status.success() && text(&out).contains("unknown finding kind"), "{}", text(&out));
+}
+
+/// A replay endpoint: answers 200 to every POST and hands each body over.
+fn replay_receiver() -> (String, mpsc::Receiver<Vec<u8>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/replay", listener.local_addr().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            let _ = tx.send(body);
+        }
+    });
+    (url, rx)
+}
+
+#[test]
+fn dlq_and_state_verbs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (target, received) = replay_receiver();
+    let config = dir.path().join("causeway.toml");
+    std::fs::write(&config, format!("[consumers.notification-service]\nreplay_url = {target:?}\n")).unwrap();
+    let model = example_model();
+    let server = Server::start(&dir.path().join("data"), &["--model", model.to_str().unwrap(), "--config", config.to_str().unwrap()]);
+    let order = |n: u32, ty: &str, source: &str, data: Value| {
+        json!({"specversion": "1.0", "id": format!("c1-{n}"), "source": source, "type": ty, "time": format!("2026-11-23T10:00:0{n}Z"),
+               "correlationid": "corr-c1", "data": data})
+    };
+    let created = order(1, "OrderCreated", "order-service", json!({"orderId": "c1", "customerEmail": "a@b.c", "amount": 5, "currency": "EUR"}));
+    let paid = order(2, "PaymentProcessed", "payment-service", json!({"orderId": "c1", "amount": 5}));
+    let shipped = order(3, "ShipmentCreated", "fulfilment-service", json!({"orderId": "c1", "carrier": "ups"}));
+    let client = reqwest::blocking::Client::new();
+    let answer = client.post(format!("{}/v1/events", server.url)).json(&json!([created, paid, shipped])).send().unwrap();
+    assert!(answer.status().is_success());
+    let report = json!({"event": shipped, "consumer": "notification-service", "source_topic": "shipments",
+                        "error_type": "KeyError", "error_message": "'customerEmail'"});
+    let answer: Value = client.post(format!("{}/v1/dlq", server.url)).json(&report).send().unwrap().json().unwrap();
+    let id = answer["id"].as_i64().unwrap().to_string();
+    let s = server.url.as_str();
+
+    let out = causeway(&["dlq", "list", "--consumer", "notification-service", "--server", s]);
+    assert!(out.status.success() && text(&out).contains("KeyError") && text(&out).contains("1 record"), "{}", text(&out));
+    let out = causeway(&["dlq", "list", "-q", "customerEmail", "--json", "--server", s]);
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed["records"][0]["id"].to_string(), id);
+    let out = causeway(&["dlq", "show", &id, "--server", s]);
+    let shown = text(&out);
+    assert!(shown.contains("KeyError: 'customerEmail'") && shown.contains(&format!("replay target: {target}")) && shown.contains("causation chain (3 events)"), "{shown}");
+
+    let out = causeway(&["dlq", "replay", &id, "--dry-run", "--server", s]);
+    assert!(out.status.success() && text(&out).contains("would be sent"), "{}", text(&out));
+    assert!(received.try_recv().is_err(), "a dry run sends nothing");
+    let out = causeway(&["dlq", "replay", &id, "--actor", "ana", "--server", s]);
+    assert!(out.status.success() && text(&out).contains("status replayed"), "{}", text(&out));
+    let body: Value = serde_json::from_slice(&received.recv_timeout(Duration::from_secs(30)).unwrap()).unwrap();
+    assert_eq!(body, shipped, "the original event");
+    let out = causeway(&["dlq", "replay", &id, "--server", s]);
+    assert!(!out.status.success() && text(&out).contains("force"), "{}", text(&out));
+    let out = causeway(&["dlq", "replay", "--server", s]);
+    assert!(!out.status.success() && text(&out).contains("--all"), "{}", text(&out));
+    let out = causeway(&["dlq", "summary", "--server", s]);
+    assert!(out.status.success() && text(&out).contains("pending: 0") && text(&out).contains("replayed 1"), "{}", text(&out));
+    let out = causeway(&["dlq", "resolve", &id, "--reason", "customer e-mailed by hand", "--server", s]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = causeway(&["dlq", "discard", &id, "--reason", "too late", "--server", s]);
+    assert!(!out.status.success() && text(&out).contains("already resolved"), "{}", text(&out));
+
+    let out = causeway(&["state", "Order", "c1", "--at", "c1-2", "--server", s]);
+    let shown = text(&out);
+    assert!(out.status.success() && shown.contains("\"status\": \"paid\"") && !shown.contains("carrier"), "{shown}");
+    let out = causeway(&["state", "Order", "c1", "--json", "--server", s]);
+    let now: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(now["state"]["carrier"], "ups");
+
+    // A replay target that is not plain HTTP is refused at start-up, with the fix.
+    std::fs::write(&config, "[consumers.x]\nreplay_url = \"https://x.example/replay\"\n").unwrap();
+    let out = causeway(&["serve", "--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0", "--data", dir.path().join("other").to_str().unwrap()]);
+    assert!(!out.status.success() && text(&out).contains("replay targets are http://"), "{}", text(&out));
 }
