@@ -137,21 +137,33 @@ def test_every_documented_operation_answers_as_documented(server, spec):
         "/v1/correlations/{id}": {"id": correlation},
         # The test server runs without a model: the documented 404 that says how to load one.
         "/v1/journeys/{journey}/{key}": {"journey": "order", "key": "ord-1"},
+        "/v1/aggregates/{kind}/{id}": {"kind": "Order", "id": "ord-1"},
     }
     bodies = {
         ("post", "/v1/events"): {"json": seed},
         ("post", "/v1/sql"): {
             "json": {"query": f"SELECT event_id, timestamp FROM event_lineage WHERE correlation_id = '{correlation}'"}
         },
+        ("post", "/v1/dlq"): {
+            "json": {"event": event(str(uuid.uuid4()), correlation), "consumer": "notification-service",
+                     "source_topic": "shipments", "error_type": "KeyError", "error_message": "'customerEmail'"}
+        },
+        ("post", "/v1/dlq/replay"): {"json": {"dry_run": True, "limit": 5}},
+        ("post", "/v1/dlq/{id}/replay"): {"json": {"dry_run": True}},
+        ("post", "/v1/dlq/{id}/discard"): {"json": {"reason": "checked by the API test"}},
+        ("post", "/v1/dlq/{id}/resolve"): {"json": {"reason": "checked by the API test"}},
     }
     operations = [(p, m) for p, item in spec["paths"].items() for m in item if m in METHODS]
-    # Ingest first, so the reads find the seed.
-    operations.sort(key=lambda op: op != ("/v1/events", "post"))
+    # Ingest first and report a failure, so the reads find the seed and the DLQ record.
+    first = [("/v1/events", "post"), ("/v1/dlq", "post")]
+    operations.sort(key=lambda op: first.index(op) if op in first else len(first))
     for (method, path), body in bodies.items():
         check_request(spec, path, method, "application/json", body["json"])
     answered = {}
     for path, method in operations:
         values = path_params.get(path, params)
+        if path.startswith("/v1/dlq/{id}"):
+            values = {"id": str(answered[("post", "/v1/dlq")].json()["id"])}
         url = server + re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
         bodyless = {("post", "/v1/model/reload")}
         assert (method, path) in bodies or method == "get" or (method, path) in bodyless, f"add a request body for {method.upper()} {path}"
@@ -164,7 +176,10 @@ def test_every_documented_operation_answers_as_documented(server, spec):
     # The seeded reads found what was seeded (they were not answered 404 by accident).
     assert answered[("post", "/v1/events")].status_code == 207
     assert [r["status"] for r in answered[("post", "/v1/events")].json()["results"]] == ["accepted", "accepted", "accepted", "rejected"]
-    assert answered[("get", "/v1/dlq")].json()["records"][0]["event_id"] == refused_id
+    assert refused_id in [r["event_id"] for r in answered[("get", "/v1/dlq")].json()["records"]]
+    assert answered[("post", "/v1/dlq")].status_code == 201
+    assert answered[("get", "/v1/dlq/{id}")].json()["record"]["consumer"] == "notification-service"
+    assert answered[("get", "/v1/dlq/{id}/original")].headers["content-type"] == "application/cloudevents+json"
     assert answered[("get", "/v1/events/{id}")].json()["id"] == child_id
     assert answered[("get", "/v1/events/{id}/root")].json()["root"]["id"] == root_id
     assert answered[("get", "/v1/events/{id}/descendants")].json()["events"][0]["tenantid"] == "acme"
