@@ -146,7 +146,8 @@ fn report(tx: &Transaction<'_>, r: &DlqReport, now: &str) -> Result<Reported, St
     if r.event_id.is_some() {
         let open: Option<(i64, String)> = tx
             .prepare_cached(
-                "SELECT id, status FROM dlq
+                // INDEXED BY: without it the planner may walk the table backwards for the ORDER BY.
+                "SELECT id, status FROM dlq INDEXED BY dlq_event
                  WHERE event_id = ?1 AND source_service IS ?2 AND consumer = ?3 AND status IN ('pending', 'replayed')
                  ORDER BY id DESC LIMIT 1",
             )?
@@ -422,10 +423,19 @@ impl Store {
         if let Some(after) = filter.after {
             add("id > ?", Box::new(after));
         }
+        // Text of three characters or more is found through the trigram index, which then drives
+        // the query in id order, so a common word stops at `limit` matches instead of collecting
+        // them all first.
+        let mut from = "dlq".to_string();
+        let mut columns = ROW_COLUMNS.to_string();
+        let mut order_by = "id";
         if let Some(text) = &filter.text {
             if text.chars().count() >= MIN_INDEXED_TEXT {
                 let phrase = format!("\"{}\"", text.replace('"', "\"\""));
-                add("id IN (SELECT rowid FROM dlq_text WHERE dlq_text MATCH ?)", Box::new(phrase));
+                add("dlq_text MATCH ?", Box::new(phrase));
+                from = "dlq_text JOIN dlq ON dlq.id = dlq_text.rowid".into();
+                columns = ROW_COLUMNS.split(',').map(|c| format!("dlq.{}", c.trim())).collect::<Vec<_>>().join(", ");
+                order_by = "dlq_text.rowid";
             } else {
                 add("instr(error_message, ?) > 0", Box::new(text.clone()));
             }
@@ -433,7 +443,7 @@ impl Store {
         values.push(Box::new(filter.limit as i64));
         let order = if filter.oldest_first { "ASC" } else { "DESC" };
         let sql = format!(
-            "SELECT {ROW_COLUMNS} FROM dlq {} ORDER BY id {order} LIMIT ?{}",
+            "SELECT {columns} FROM {from} {} ORDER BY {order_by} {order} LIMIT ?{}",
             if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) },
             values.len()
         );
