@@ -46,8 +46,9 @@ pub async fn exposition(State(state): State<AppState>) -> impl IntoResponse {
     let _ = writeln!(out, "causeway_ingest_bodies_rejected_total {}", Metrics::get(&m.bodies_rejected));
     let store = state.store.clone();
     let engine = state.journeys.clone();
-    let read = tokio::task::spawn_blocking(move || (store.counts(), engine.and_then(|e| e.stats())));
-    let Ok((counts, journeys)) = read.await else {
+    let now = chrono::Utc::now().timestamp();
+    let read = tokio::task::spawn_blocking(move || (store.counts(), engine.and_then(|e| e.stats()), store.dlq_summary(now)));
+    let Ok((counts, journeys, dlq)) = read.await else {
         return ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out);
     };
     if let Some((stats, position)) = journeys {
@@ -74,6 +75,24 @@ pub async fn exposition(State(state): State<AppState>) -> impl IntoResponse {
         let _ = writeln!(out, "# HELP causeway_store_dlq_records Dead-letter records stored.");
         let _ = writeln!(out, "# TYPE causeway_store_dlq_records gauge");
         let _ = writeln!(out, "causeway_store_dlq_records {}", counts.dlq);
+    }
+    if let Ok(dlq) = dlq {
+        let _ = writeln!(out, "# HELP causeway_dlq_records Dead-letter records, by status.");
+        let _ = writeln!(out, "# TYPE causeway_dlq_records gauge");
+        for status in causeway_store::DlqStatus::ALL {
+            let n = dlq.by_status.iter().find(|(s, _)| s == status.as_str()).map_or(0, |(_, n)| *n);
+            let _ = writeln!(out, "causeway_dlq_records{{status=\"{}\"}} {n}", status.as_str());
+        }
+        let _ = writeln!(out, "# HELP causeway_dlq_pending Pending dead-letter records, by error type.");
+        let _ = writeln!(out, "# TYPE causeway_dlq_pending gauge");
+        for (error_type, n) in &dlq.by_error_type {
+            let label = error_type.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+            let _ = writeln!(out, "causeway_dlq_pending{{error_type=\"{label}\"}} {n}");
+        }
+        let oldest = dlq.oldest_pending_failed_at.as_deref().and_then(|t| causeway_envelope::parse_time(t).ok());
+        let _ = writeln!(out, "# HELP causeway_dlq_oldest_pending_age_seconds Age of the oldest pending dead letter (0 when none).");
+        let _ = writeln!(out, "# TYPE causeway_dlq_oldest_pending_age_seconds gauge");
+        let _ = writeln!(out, "causeway_dlq_oldest_pending_age_seconds {}", oldest.map_or(0, |t| (now - t.timestamp()).max(0)));
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

@@ -203,6 +203,9 @@ async fn metrics_count_outcomes() {
         "causeway_ingest_bodies_rejected_total 1",
         "causeway_store_events 1",
         "causeway_store_dlq_records 1",
+        "causeway_dlq_records{status=\"pending\"} 1",
+        "causeway_dlq_records{status=\"replayed\"} 0",
+        "causeway_dlq_pending{error_type=\"malformed_json\"} 1",
     ] {
         assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
     }

@@ -144,16 +144,16 @@ pub(crate) fn apply(tx: &Transaction<'_>, op: &DlqOp, now: &str) -> Result<DlqDo
 fn report(tx: &Transaction<'_>, r: &DlqReport, now: &str) -> Result<Reported, StoreError> {
     let failed_at = r.failed_at.as_deref().unwrap_or(now);
     if r.event_id.is_some() {
-        let open: Option<(i64, String)> = tx
+        let open: Option<i64> = tx
             .prepare_cached(
                 // INDEXED BY: without it the planner may walk the table backwards for the ORDER BY.
-                "SELECT id, status FROM dlq INDEXED BY dlq_event
+                "SELECT id FROM dlq INDEXED BY dlq_event
                  WHERE event_id = ?1 AND source_service IS ?2 AND consumer = ?3 AND status IN ('pending', 'replayed')
                  ORDER BY id DESC LIMIT 1",
             )?
-            .query_row(params![r.event_id, r.source_service, r.consumer], |row| Ok((row.get(0)?, row.get(1)?)))
+            .query_row(params![r.event_id, r.source_service, r.consumer], |row| row.get(0))
             .optional()?;
-        if let Some((id, status)) = open {
+        if let Some(id) = open {
             let attempts: i64 = tx
                 .prepare_cached(
                     "UPDATE dlq SET attempts = attempts + 1, last_failed_at = max(last_failed_at, ?2),
@@ -167,7 +167,6 @@ fn report(tx: &Transaction<'_>, r: &DlqReport, now: &str) -> Result<Reported, St
                     params![id, failed_at, r.error_type, r.error_message, r.stack, r.context, r.source_topic, now],
                     |row| row.get(0),
                 )?;
-            let _ = status;
             return Ok(Reported { id, attempts, status: DlqStatus::Pending, repeated: true });
         }
     }
