@@ -180,7 +180,8 @@ INSERT INTO dlq_tally SELECT 'status', status, count(*) FROM dlq GROUP BY status
 INSERT INTO dlq_tally SELECT 'source_topic', coalesce(source_topic, ''), count(*) FROM dlq WHERE status = 'pending' GROUP BY 2;
 INSERT INTO dlq_tally SELECT 'error_type', error_type, count(*) FROM dlq WHERE status = 'pending' GROUP BY 2;
 INSERT INTO dlq_tally SELECT 'consumer', consumer, count(*) FROM dlq WHERE status = 'pending' GROUP BY 2;
-INSERT INTO dlq_flow (minute, inflow) SELECT unixepoch(failed_at) / 60, count(*) FROM dlq GROUP BY 1;
+-- Earlier records count as inflow when still pending: when the others left pending is unknown.
+INSERT INTO dlq_flow (minute, inflow) SELECT unixepoch(failed_at) / 60, count(*) FROM dlq WHERE status = 'pending' GROUP BY 1;
 INSERT INTO dlq_text(dlq_text) VALUES ('rebuild');
 
 CREATE TRIGGER dlq_added AFTER INSERT ON dlq BEGIN
