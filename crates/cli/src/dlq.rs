@@ -274,7 +274,11 @@ fn show(args: &ClientArgs, id: i64) -> anyhow::Result<ExitCode> {
 
 /// POSTs and returns the answer; an API error becomes its message.
 fn post(args: &ClientArgs, path: &str, body: Value) -> anyhow::Result<Value> {
-    let (status, answer) = call(http()?.post(url(args, path)).json(&body), &args.server)?;
+    post_with(http()?, args, path, body)
+}
+
+fn post_with(client: reqwest::blocking::Client, args: &ClientArgs, path: &str, body: Value) -> anyhow::Result<Value> {
+    let (status, answer) = call(client.post(url(args, path)).json(&body), &args.server)?;
     if !(200..300).contains(&status) {
         bail!("{}", api_error(&answer));
     }
@@ -294,7 +298,9 @@ fn replay_one(args: &ClientArgs, id: i64, dry_run: bool, force: bool, actor: &st
 }
 
 fn replay_bulk(args: &ClientArgs, body: Value) -> anyhow::Result<ExitCode> {
-    let done = post(args, "/v1/dlq/replay", body)?;
+    // A bulk run lasts as long as its rate and limit make it: no client time limit.
+    let client = reqwest::blocking::Client::builder().timeout(None).build()?;
+    let done = post_with(client, args, "/v1/dlq/replay", body)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&done)?);
     } else {

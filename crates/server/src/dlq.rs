@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use axum::Json;
@@ -172,11 +173,17 @@ pub async fn report(State(state): State<AppState>, body: Body) -> Result<Respons
     let content_type = body.content_type.clone().unwrap_or_else(|| {
         if structured { "application/cloudevents+json" } else { "application/json" }.to_string()
     });
+    // Without a topic in the report, the model's topic for the event type (if it names one).
+    let model = state.model.current();
+    let source_topic = body.source_topic.or_else(|| {
+        let event = model.as_ref()?.model().events.get(identity.event_type.as_deref()?)?;
+        event.topic.clone()
+    });
     let report = DlqReport {
         original,
         content_type: Some(content_type),
         consumer: body.consumer,
-        source_topic: body.source_topic,
+        source_topic,
         error_type: body.error_type,
         error_message: body.error_message,
         stack: body.stack,
@@ -389,6 +396,12 @@ impl Replayed {
 
 /// Replays one record: refuses what must not be sent, sends, audits.
 async fn replay_one(state: &AppState, id: i64, dry_run: bool, force: bool, actor: &str) -> Result<Replayed, ApiError> {
+    // The slot first, then the record: a request that read the record before another replay of it
+    // finished would otherwise send it again.
+    if !state.dlq.in_flight.lock().expect("in-flight lock").insert(id) {
+        return Err(ApiError::new(StatusCode::CONFLICT, "replay_in_progress", format!("DLQ record {id} is being replayed by another request")));
+    }
+    let _slot = InFlight(&state.dlq, id);
     let Some((row, replays)) = read(&state.store, move |s| s.dlq_record(id)).await? else { return Err(not_found(id)) };
     let status = DlqStatus::parse(&row.status).unwrap_or(DlqStatus::Pending);
     if status != DlqStatus::Pending && !force && !dry_run {
@@ -416,10 +429,6 @@ async fn replay_one(state: &AppState, id: i64, dry_run: bool, force: bool, actor
         };
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "no_replay_target", message));
     };
-    if !state.dlq.in_flight.lock().expect("in-flight lock").insert(id) {
-        return Err(ApiError::new(StatusCode::CONFLICT, "replay_in_progress", format!("DLQ record {id} is being replayed by another request")));
-    }
-    let _slot = InFlight(&state.dlq, id);
     let outcome = if dry_run {
         ReplayOutcome::DryRun
     } else {
@@ -440,6 +449,12 @@ async fn replay_one(state: &AppState, id: i64, dry_run: bool, force: bool, actor
         .record_replay(ReplayAttempt { dlq_id: id, actor: actor.to_string(), target: Some(target.clone()), forced: force, outcome })
         .await?;
     Ok(Replayed { outcome: name, target: Some(target), http_status, error, status: new_status, audit_id })
+}
+
+/// Runs a replay on its own task: a client that goes away does not cut it between the send and
+/// its audit, and a bulk run goes on to its end.
+async fn detached<T: Send + 'static>(work: impl Future<Output = Result<T, ApiError>> + Send + 'static) -> Result<T, ApiError> {
+    tokio::spawn(work).await.map_err(|e| ApiError::internal("a replay", e))?
 }
 
 /// POSTs the original event to the target, as it was kept.
@@ -467,7 +482,8 @@ pub async fn replay(State(state): State<AppState>, Path(id): Path<String>, heade
     let id = path_id(&id)?;
     let body: ReplayBody = optional_body(&body, r#"{"dry_run": false, "force": false, "actor": "…"} (all optional)"#)?;
     let actor = actor(body.actor, &headers);
-    let done = replay_one(&state, id, body.dry_run, body.force, &actor).await?;
+    let run = state.clone();
+    let done = detached(async move { replay_one(&run, id, body.dry_run, body.force, &actor).await }).await?;
     if done.outcome == "failed" {
         let message = format!("{}; DLQ record {id} stays pending", done.error.as_deref().unwrap_or("the replay failed"));
         let mut error = ApiError::new(StatusCode::BAD_GATEWAY, "replay_failed", message);
@@ -540,56 +556,61 @@ pub async fn replay_bulk(State(state): State<AppState>, headers: HeaderMap, body
         ..Default::default()
     };
     let actor = actor(body.actor.clone(), &headers);
-    let started = Instant::now();
-    let interval = Duration::from_secs_f64(1.0 / rate);
-    let (mut results, mut sent, mut failed, mut skipped) = (Vec::new(), 0usize, 0usize, 0usize);
-    let mut stopped = "done";
-    'pages: loop {
-        let page_filter = filter.clone();
-        let page = read(&state.store, move |s| s.dlq_list(&page_filter)).await?;
-        let Some(last) = page.last() else { break };
-        filter.after = Some(last.id);
-        for row in page {
-            if results.len() == limit {
-                stopped = "limit";
-                break 'pages;
-            }
-            if !body.dry_run {
-                // Paced from the start, so a slow target does not earn a burst afterwards.
-                let due = started + interval.mul_f64(results.len() as f64);
-                tokio::time::sleep_until(due.into()).await;
-            }
-            match replay_one(&state, row.id, body.dry_run, body.force, &actor).await {
-                Ok(done) => {
-                    match done.outcome {
-                        "sent" => sent += 1,
-                        "failed" => failed += 1,
-                        _ => {}
-                    }
-                    let failed_now = done.outcome == "failed";
-                    results.push(done.to_json(row.id));
-                    if failed_now && body.stop_on_error {
-                        stopped = "error";
-                        break 'pages;
-                    }
+    let (dry_run, force, stop_on_error) = (body.dry_run, body.force, body.stop_on_error);
+    let answer = detached(async move {
+        let started = Instant::now();
+        let interval = Duration::from_secs_f64(1.0 / rate);
+        let (mut results, mut sent, mut failed, mut skipped) = (Vec::new(), 0usize, 0usize, 0usize);
+        let mut stopped = "done";
+        'pages: loop {
+            let page_filter = filter.clone();
+            let page = read(&state.store, move |s| s.dlq_list(&page_filter)).await?;
+            let Some(last) = page.last() else { break };
+            filter.after = Some(last.id);
+            for row in page {
+                if results.len() == limit {
+                    stopped = "limit";
+                    break 'pages;
                 }
-                Err(e) if e.status.is_client_error() => {
-                    skipped += 1;
-                    results.push(json!({"id": row.id, "outcome": "skipped", "error": e.message}));
+                if !dry_run {
+                    // Paced from the start, so a slow target does not earn a burst afterwards.
+                    let due = started + interval.mul_f64(results.len() as f64);
+                    tokio::time::sleep_until(due.into()).await;
                 }
-                Err(e) => return Err(e),
+                match replay_one(&state, row.id, dry_run, force, &actor).await {
+                    Ok(done) => {
+                        match done.outcome {
+                            "sent" => sent += 1,
+                            "failed" => failed += 1,
+                            _ => {}
+                        }
+                        let failed_now = done.outcome == "failed";
+                        results.push(done.to_json(row.id));
+                        if failed_now && stop_on_error {
+                            stopped = "error";
+                            break 'pages;
+                        }
+                    }
+                    Err(e) if e.status.is_client_error() => {
+                        skipped += 1;
+                        results.push(json!({"id": row.id, "outcome": "skipped", "error": e.message}));
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         }
-    }
-    Ok(Json(json!({
-        "dry_run": body.dry_run,
-        "sent": sent,
-        "failed": failed,
-        "skipped": skipped,
-        "stopped": stopped,
-        "elapsed_ms": started.elapsed().as_millis() as u64,
-        "results": results,
-    })))
+        Ok(json!({
+            "dry_run": dry_run,
+            "sent": sent,
+            "failed": failed,
+            "skipped": skipped,
+            "stopped": stopped,
+            "elapsed_ms": started.elapsed().as_millis() as u64,
+            "results": results,
+        }))
+    })
+    .await?;
+    Ok(Json(answer))
 }
 
 #[derive(Deserialize, Default)]

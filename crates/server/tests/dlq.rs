@@ -194,6 +194,23 @@ async fn replay_is_safe_dry_runs_send_nothing_and_a_second_replay_needs_force() 
     assert!(refused["error"]["message"].as_str().unwrap().contains("test order (by ana)"), "{refused}");
 }
 
+/// Two replays of one record at the same moment: one is sent, the other refused, whichever wins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_replays_of_one_record_send_it_once() {
+    let mut rx = receiver().await;
+    let api = std::sync::Arc::new(with_journeys_and(|s| s.with_consumers(consumers(&rx.url))));
+    let id = report(&api, "race", None).await["id"].as_i64().unwrap();
+    let path = format!("/v1/dlq/{id}/replay");
+    let (a, b) = tokio::join!(api.post_json(&path, json!({})), api.post_json(&path, json!({})));
+    let mut statuses = [a.0, b.0];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::CONFLICT], "{a:?} {b:?}");
+    rx.got.recv().await.unwrap();
+    let (_, record) = api.get(&format!("/v1/dlq/{id}")).await;
+    assert_eq!(record["replays"].as_array().unwrap().len(), 1, "one attempt: {record}");
+    assert!(rx.got.try_recv().is_err(), "sent once");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bulk_replay_honours_rate_stop_at_and_limit() {
     let mut rx = receiver().await;
@@ -280,6 +297,11 @@ async fn reports_and_explorer_refuse_mistakes_with_a_reason() {
     let response = tower::ServiceExt::oneshot(api.router.clone(), request).await.unwrap();
     let bytes = http_body_util::BodyExt::collect(response.into_body()).await.unwrap().to_bytes();
     assert_eq!(bytes.as_ref(), shipment_text("n1").as_bytes());
+    // Without a topic in the report, the model's topic for the event type is kept.
+    let (status, plain) = api.post_json("/v1/dlq", json!({"event": step("n2", 4, "ShipmentCreated", "fulfilment-service", None, 6), "consumer": "x", "error_type": "E", "error_message": "m"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{plain}");
+    let (_, record) = api.get(&format!("/v1/dlq/{}", plain["id"])).await;
+    assert_eq!(record["record"]["source_topic"], "shipments");
     // Free text and paging.
     let (_, found) = api.get("/v1/dlq?q=customerEmail").await;
     assert_eq!(found["records"].as_array().unwrap().len(), 1);
