@@ -2,7 +2,8 @@
 //! when): the same simulated order-fulfilment traffic posted over HTTP (NDJSON batches of 1,000)
 //! to a server on the bundled model, with and without the engine, in rounds (median ratio);
 //! then the same traffic on a store already holding 1,000,000 open journeys (their stall and
-//! completion timers pending) against one holding 1,000,000 events that open none.
+//! completion timers pending) against one holding 1,000,000 events that open none; every
+//! measurement of that comparison starts from a copy of its side's preloaded store.
 //!
 //! `cargo run --release -p causeway-bench --bin journey-ingest -- [--events N] [--rounds N]
 //! [--open N] [--clients N]` (`scripts/bench-journeys` runs it and records the report).
@@ -30,7 +31,7 @@ struct Args {
     #[arg(long, default_value_t = 200_000)]
     events: usize,
     /// Rounds; each measures both sides, and the median of the rounds' ratios is the verdict.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     rounds: usize,
     /// Open journeys preloaded for the second comparison (0 skips it).
     #[arg(long, default_value_t = 1_000_000)]
@@ -186,6 +187,25 @@ fn preload(dir: &Path, n: usize, open: bool) -> Result<Store> {
     Ok(store)
 }
 
+/// Waits until the store in `dir` is closed: the last connection's close checkpoints the WAL into
+/// the database and removes it, after which the database file alone is the whole store.
+fn settle(dir: &Path) -> Result<()> {
+    let wal = dir.join(format!("{}-wal", causeway_store::DB_FILE));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while wal.exists() {
+        if Instant::now() > deadline {
+            bail!("the preloaded store in {} did not close within 2 minutes", dir.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+fn copy_store(from: &Path, to: &Path) -> Result<()> {
+    std::fs::copy(from.join(causeway_store::DB_FILE), to.join(causeway_store::DB_FILE))?;
+    Ok(())
+}
+
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     xs[xs.len() / 2]
@@ -247,10 +267,14 @@ fn main() -> Result<()> {
     }
     println!("\n## with {} open journeys\n", args.open);
     let mut lines = Vec::new();
-    let dirs = [tempfile::tempdir()?, tempfile::tempdir()?];
+    // Each measurement starts from a copy of its side's preloaded store, so that every round sees
+    // the same stores (appending to one store round after round made later rounds slower than the
+    // difference between the sides).
+    let templates = [tempfile::tempdir()?, tempfile::tempdir()?];
     for (k, open) in [false, true].into_iter().enumerate() {
         let t = Instant::now();
-        drop(preload(dirs[k].path(), args.open, open)?);
+        drop(preload(templates[k].path(), args.open, open)?);
+        settle(templates[k].path())?;
         lines.push(format!(
             "preloaded {} {} in {:.1} s",
             args.open,
@@ -264,7 +288,9 @@ fn main() -> Result<()> {
         for k in order(round) {
             let open = k == 1;
             let batches = traffic(args.events, &format!("o{round}"), Utc::now());
-            let store = Store::open(dirs[k].path())?;
+            let dir = tempfile::tempdir()?;
+            copy_store(templates[k].path(), dir.path())?;
+            let store = Store::open(dir.path())?;
             let server = start(store, true)?;
             let t = Instant::now();
             let s = summary(server.addr)?;
