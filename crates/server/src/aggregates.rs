@@ -5,27 +5,54 @@ use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use causeway_envelope::{Event, format_time, parse_time};
 use causeway_model::{Key, Model};
-use causeway_readmodel::{Applied, fold};
-use causeway_store::{EventRow, Store};
+use causeway_readmodel::{Applied, fold, key_of};
+use causeway_store::{AggregateLookup, EventRow, Store};
 use serde_json::{Map, Value, json};
 
-use crate::journeys::{key_indexes, parse_stored};
+use crate::journeys::parse_stored;
 use crate::query::{check_known, param, params};
-use crate::{ApiError, AppState};
+use crate::{ApiError, AppState, JourneyEngine};
 
 /// Most events one reconstruction folds.
 const MAX_EVENTS: usize = 100_000;
 
-/// The events of `read_model`'s instance `id`, in the order they are folded, with their ingest
-/// order (for cutting at an event).
-fn instance_events(store: &Store, model: &Model, read_model: &str, id: &str) -> Result<Vec<(EventRow, Event)>, ApiError> {
-    let index = model
-        .read_models
-        .get_index_of(read_model)
-        .and_then(|i| key_indexes(model).into_iter().nth(i))
-        .ok_or_else(|| unknown_read_model(model, read_model))?;
-    let rows = store.aggregate_events(&index, id, MAX_EVENTS)?;
-    Ok(rows.into_iter().filter_map(|row| parse_stored(&row.envelope).map(|e| (row, e))).collect())
+/// The events of `read_model`'s instance `id`, in the order they are folded, with their stored
+/// rows (for cutting at an event). A read model keyed like a journey reads the events of the
+/// journey instance's correlations (the engine first catches up with the log).
+fn instance_events(
+    store: &Store,
+    engine: Option<&JourneyEngine>,
+    model: &Model,
+    read_model: &str,
+    id: &str,
+) -> Result<Vec<(EventRow, Event)>, ApiError> {
+    let def = model.read_models.get(read_model).ok_or_else(|| unknown_read_model(model, read_model))?;
+    let keyed_like = |key: &Key| model.journeys.iter().find(|(_, j)| &j.key == key).map(|(name, _)| name.clone());
+    let lookup = match (&def.key, engine) {
+        (Key::Subject, _) => AggregateLookup::Subject,
+        (key @ Key::Pointer(pointer), Some(engine)) => {
+            let correlations = match keyed_like(key) {
+                Some(journey) => engine.read(|eval, _| eval.journey(&journey, id).map(|v| v.correlation_ids))?.flatten(),
+                None => None,
+            };
+            // Complete only when every event has a correlation id and the instance kept all of
+            // its correlations (the engine keeps a bounded number); otherwise scan.
+            let kept = causeway_journey::Config::default().max_correlations;
+            match correlations {
+                Some(c) if model.envelope.correlation_required && c.len() < kept => AggregateLookup::Correlations(c),
+                _ => AggregateLookup::Pointer(pointer.clone()),
+            }
+        }
+        (Key::Pointer(pointer), None) => AggregateLookup::Pointer(pointer.clone()),
+    };
+    let types: Vec<String> = def.on.keys().cloned().collect();
+    let rows = store.aggregate_events(&lookup, &types, id, MAX_EVENTS)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| parse_stored(&row.envelope).map(|e| (row, e)))
+        // Membership also takes events that joined by correlation: keep those carrying the key.
+        .filter(|(_, e)| key_of(def, e).as_deref() == Some(id))
+        .collect())
 }
 
 fn unknown_read_model(model: &Model, name: &str) -> ApiError {
@@ -54,9 +81,10 @@ pub async fn get_state(
         .current()
         .ok_or_else(|| ApiError::not_found("no model is loaded, so there are no read models: start the server with --model FILE"))?;
     let store = state.store.clone();
+    let engine = state.journeys.clone();
     let body = tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
         let model = loaded.model();
-        let events = instance_events(&store, model, &kind, &id)?;
+        let events = instance_events(&store, engine.as_ref(), model, &kind, &id)?;
         if events.is_empty() {
             let types: Vec<&str> = model.read_models[&kind].on.keys().map(String::as_str).collect();
             return Err(ApiError::not_found(format!(
@@ -106,6 +134,7 @@ pub async fn get_state(
 /// journey view shows with `?states=true`.
 pub(crate) fn states_at(
     store: &Store,
+    engine: Option<&JourneyEngine>,
     model: &Model,
     journey_key: &Key,
     key: &str,
@@ -116,7 +145,7 @@ pub(crate) fn states_at(
         if &def.key != journey_key {
             continue;
         }
-        let events = instance_events(store, model, name, key)?;
+        let events = instance_events(store, engine, model, name, key)?;
         for (slot, milestone) in out.iter_mut().zip(milestone_event_ids) {
             let position = match events.iter().position(|(row, _)| &row.event_id == milestone) {
                 Some(p) => p + 1,

@@ -24,7 +24,7 @@ use axum::extract::{Path, RawQuery, State};
 use causeway_envelope::{Event, format_time, parse_time};
 use causeway_journey::{Change, Evaluator, Finding, FindingId, FindingKind, JourneyView};
 use causeway_store::{
-    DerivedFinding, DerivedWrite, FindingFilter, FindingRow, Follower, KeyIndex, NewFinding, ResolvedDeadLetter, Store, StoreError,
+    DerivedFinding, DerivedWrite, FindingFilter, FindingRow, Follower, NewFinding, ResolvedDeadLetter, Store, StoreError,
 };
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
@@ -279,10 +279,6 @@ impl JourneyEngine {
                     Some((model, position)) if model == fingerprint => st.written_upto = position,
                     _ => st.reset_for_model = Some(fingerprint),
                 }
-                // Time travel's lookups follow the model; a failure only makes them slower.
-                if let Err(e) = sh.store.ensure_key_indexes(&key_indexes(loaded.model())) {
-                    tracing::warn!(message = "cannot index the read models' keys; time travel scans instead", error = %e);
-                }
                 st.eval = Some(Evaluator::new(loaded.model()));
                 st.rebuilding = true;
                 // Follow the writer before reading the log, so that nothing falls in between.
@@ -416,21 +412,6 @@ fn resolved_dead_letter(model: &causeway_model::Model, d: &DerivedFinding) -> Op
     })
 }
 
-/// The store lookups each read model needs for time travel.
-pub(crate) fn key_indexes(model: &causeway_model::Model) -> Vec<KeyIndex> {
-    model
-        .read_models
-        .values()
-        .map(|r| KeyIndex {
-            pointer: match &r.key {
-                causeway_model::Key::Pointer(p) => Some(p.clone()),
-                causeway_model::Key::Subject => None,
-            },
-            types: r.on.keys().cloned().collect(),
-        })
-        .collect()
-}
-
 fn derived(f: &Finding) -> DerivedFinding {
     DerivedFinding {
         engine_id: f.id.0,
@@ -545,7 +526,7 @@ pub async fn get_journey(
             && let Some(def) = loaded.model().journeys.get(&found.journey)
         {
             let ids: Vec<String> = found.milestones.iter().map(|m| m.event_id.clone()).collect();
-            let states = crate::aggregates::states_at(&store, loaded.model(), &def.key, &found.key, &ids)?;
+            let states = crate::aggregates::states_at(&store, Some(&engine), loaded.model(), &def.key, &found.key, &ids)?;
             if let Some(Value::Array(milestones)) = body.get_mut("milestones") {
                 for (m, state) in milestones.iter_mut().zip(states) {
                     m["state"] = Value::Object(state);

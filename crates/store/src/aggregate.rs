@@ -1,115 +1,86 @@
-//! Events of one aggregate instance, for time travel: the events a read model folds, found by the
-//! read model's key through an index instead of a scan.
+//! Events of one aggregate instance, for time travel: the events a read model folds.
 //!
-//! A read model keyed by a payload pointer gets a partial expression index on the key's value in
-//! the stored envelope, limited to the event types it folds (so other events cost nothing to
-//! index). The indexes follow the loaded model: [`Store::ensure_key_indexes`] creates the missing
-//! ones and drops those no read model uses any more. Without its index a lookup is still correct,
-//! only slower.
+//! A read model keyed like a journey (the same payload pointer, the usual case) finds its events
+//! through the correlation ids of the journey instance (every event carrying the key joined it, so
+//! its correlation is among them) and the correlation index: nothing is added to ingest. One keyed
+//! by `subject` uses the subject index. Any other pointer reads the events of the read model's
+//! types and compares the key's value — correct, but a scan of those types.
 
 use rusqlite::params;
 
 use crate::read::{EVENT_COLUMNS, EventRow};
 use crate::{Store, StoreError};
 
-/// How a read model finds its events: by the envelope's subject, or by the value at a pointer into
-/// the payload; only events of `types`.
+/// How to find the events of one aggregate instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyIndex {
-    /// `None`: the envelope's subject.
-    pub pointer: Option<String>,
-    pub types: Vec<String>,
+pub enum AggregateLookup {
+    /// The events of these correlations: those of the journey instance keyed like the read model.
+    /// They include events of the correlations without the key: check each event's key.
+    Correlations(Vec<String>),
+    /// By the envelope's subject.
+    Subject,
+    /// By the value at this payload pointer.
+    Pointer(String),
 }
 
-/// Prefix of the indexes this module owns.
-const INDEX_PREFIX: &str = "events_key_";
-
-impl KeyIndex {
-    /// The SQL expression of the key's value as text; `None` for a pointer SQLite's JSON path
-    /// syntax cannot express (such a read model's lookups scan its event types).
-    fn expression(&self) -> Option<String> {
-        let Some(pointer) = &self.pointer else { return Some("subject".to_string()) };
-        let mut path = String::from("$.data");
-        if pointer != "/" {
-            for token in pointer.strip_prefix('/')?.split('/') {
-                let token = token.replace("~1", "/").replace("~0", "~");
-                if token.contains(['"', '\'']) {
-                    return None;
-                }
-                path.push_str(&format!(".\"{token}\""));
+/// The SQL expression of a payload pointer's value as text; `None` for a field name with a quote,
+/// which SQLite's JSON path syntax cannot express.
+fn pointer_expression(pointer: &str) -> Option<String> {
+    let mut path = String::from("$.data");
+    if pointer != "/" {
+        for token in pointer.strip_prefix('/')?.split('/') {
+            let token = token.replace("~1", "/").replace("~0", "~");
+            if token.contains(['"', '\'']) {
+                return None;
             }
+            path.push_str(&format!(".\"{token}\""));
         }
-        Some(format!("CAST(json_extract(envelope, '{path}') AS TEXT)"))
     }
-
-    /// The event types as an SQL list of literals: a partial index is used only for a query whose
-    /// WHERE repeats its condition literally.
-    fn type_list(&self) -> String {
-        self.types.iter().map(|t| format!("'{}'", t.replace('\'', "''"))).collect::<Vec<_>>().join(", ")
-    }
-
-    fn index_name(&self, expression: &str) -> String {
-        // FNV-1a: stable across builds, unlike the std hasher.
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in expression.bytes().chain([0]).chain(self.type_list().bytes()) {
-            hash ^= u64::from(b);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-        format!("{INDEX_PREFIX}{hash:016x}")
-    }
-
-    /// `CREATE INDEX` for pointer keys (subject lookups use `events_subject`).
-    fn create_sql(&self) -> Option<(String, String)> {
-        self.pointer.as_ref()?;
-        let expression = self.expression()?;
-        let name = self.index_name(&expression);
-        let sql = format!(
-            "CREATE INDEX IF NOT EXISTS {name} ON events({expression}, time) WHERE event_type IN ({})",
-            self.type_list()
-        );
-        Some((name, sql))
-    }
+    Some(format!("CAST(json_extract(e.envelope, '{path}') AS TEXT)"))
 }
 
 impl Store {
-    /// Creates the indexes `wanted` needs and drops the ones of earlier models. Blocking: creating
-    /// an index reads every stored event of its types once.
-    pub fn ensure_key_indexes(&self, wanted: &[KeyIndex]) -> Result<(), StoreError> {
-        let creates: Vec<(String, String)> = wanted.iter().filter_map(KeyIndex::create_sql).collect();
-        let existing: Vec<String> = self.with_reader(|c| {
-            let mut stmt = c.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE ?1")?;
-            let rows = stmt.query_map(params![format!("{INDEX_PREFIX}%")], |r| r.get(0))?;
-            Ok(rows.collect::<Result<Vec<String>, _>>()?)
-        })?;
-        let mut statements: Vec<String> = existing
-            .iter()
-            .filter(|name| !creates.iter().any(|(n, _)| n == *name))
-            .map(|name| format!("DROP INDEX IF EXISTS {name}"))
-            .collect();
-        statements.extend(creates.into_iter().filter(|(n, _)| !existing.contains(n)).map(|(_, sql)| sql));
-        if statements.is_empty() {
-            return Ok(());
-        }
-        self.inner.writer.submit_schema(statements)?.blocking_recv().map_err(|_| StoreError::WriterGone)?
-    }
-
-    /// The events of `index`'s types whose key is `value`, by event time (then ingest order), at
-    /// most `limit`.
-    pub fn aggregate_events(&self, index: &KeyIndex, value: &str, limit: usize) -> Result<Vec<EventRow>, StoreError> {
-        let Some(expression) = index.expression() else {
-            return Err(StoreError::InvalidQuery(format!(
-                "the read model's key pointer {} names a field with a quote in it, which the store cannot look up",
-                index.pointer.as_deref().unwrap_or_default()
-            )));
+    /// The events of `types` in the instance `key` found by `lookup`, by event time (then ingest
+    /// order), at most `limit`.
+    pub fn aggregate_events(
+        &self,
+        lookup: &AggregateLookup,
+        types: &[String],
+        key: &str,
+        limit: usize,
+    ) -> Result<Vec<EventRow>, StoreError> {
+        let columns: String = EVENT_COLUMNS.split(',').map(|c| format!("e.{}", c.trim())).collect::<Vec<_>>().join(", ");
+        let types_json = serde_json::to_string(types).expect("strings");
+        let in_types = "e.event_type IN (SELECT value FROM json_each(?2))";
+        let sql = match lookup {
+            AggregateLookup::Correlations(_) => format!(
+                "SELECT {columns} FROM events e WHERE e.correlation_id IN (SELECT value FROM json_each(?4)) AND {in_types}
+                   AND ?1 IS NOT NULL ORDER BY e.time, e.seq LIMIT ?3"
+            ),
+            AggregateLookup::Subject => {
+                format!("SELECT {columns} FROM events e WHERE e.subject = ?1 AND {in_types} ORDER BY e.time, e.seq LIMIT ?3")
+            }
+            AggregateLookup::Pointer(pointer) => {
+                let Some(expression) = pointer_expression(pointer) else {
+                    return Err(StoreError::InvalidQuery(format!(
+                        "the read model's key pointer {pointer} names a field with a quote in it, which the store cannot look up"
+                    )));
+                };
+                format!("SELECT {columns} FROM events e WHERE {in_types} AND {expression} = ?1 ORDER BY e.time, e.seq LIMIT ?3")
+            }
         };
-        let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE {expression} = ?1 AND event_type IN ({}) ORDER BY time, seq LIMIT ?2",
-            index.type_list()
-        );
+        let correlations = match lookup {
+            AggregateLookup::Correlations(c) => Some(serde_json::to_string(c).expect("strings")),
+            _ => None,
+        };
         self.with_reader(|c| {
             let mut stmt = c.prepare_cached(&sql)?;
-            let rows = stmt.query_map(params![value, limit as i64], EventRow::from_row)?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            let rows = if correlations.is_some() {
+                stmt.query_map(params![key, types_json, limit as i64, correlations], EventRow::from_row)?.collect::<Result<Vec<_>, _>>()?
+            } else {
+                stmt.query_map(params![key, types_json, limit as i64], EventRow::from_row)?.collect::<Result<Vec<_>, _>>()?
+            };
+            Ok(rows)
         })
     }
 }

@@ -27,7 +27,7 @@ use rusqlite::{Connection, OpenFlags};
 
 pub use error::StoreError;
 pub use lineage::{TreeNode, build_tree};
-pub use aggregate::KeyIndex;
+pub use aggregate::AggregateLookup;
 pub use dlq::{DlqFilter, DlqReport, DlqRow, DlqStatus, DlqSummary, FlowBucket, ReplayAttempt, ReplayOutcome, ReplayRow, Reported, StatusChange};
 pub use read::{EventRow, FindingFilter, FindingRow, LogEntry, StoreCounts};
 pub use sql::{SqlLimits, SqlResult};

@@ -133,11 +133,6 @@ enum Job {
         op: DlqOp,
         reply: oneshot::Sender<Result<DlqDone, StoreError>>,
     },
-    /// Schema statements (indexes that follow the model).
-    Schema {
-        statements: Vec<String>,
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
 }
 
 impl Job {
@@ -145,7 +140,7 @@ impl Job {
         match self {
             Job::Append { events, rejections, .. } => events.len() + rejections.len(),
             Job::Derived { write, .. } => write.memberships.len() + write.findings.len(),
-            Job::Dlq { .. } | Job::Schema { .. } => 1,
+            Job::Dlq { .. } => 1,
         }
     }
 
@@ -155,7 +150,6 @@ impl Job {
             Job::Append { reply, .. } => drop(reply.send(Err(err()))),
             Job::Derived { reply, .. } => drop(reply.send(Err(err()))),
             Job::Dlq { reply, .. } => drop(reply.send(Err(err()))),
-            Job::Schema { reply, .. } => drop(reply.send(Err(err()))),
         }
     }
 }
@@ -277,13 +271,6 @@ impl WriterHandle {
         Ok(rx)
     }
 
-    pub(crate) fn submit_schema(&self, statements: Vec<String>) -> Result<oneshot::Receiver<Result<(), StoreError>>, StoreError> {
-        self.check_writable()?;
-        let (reply, rx) = oneshot::channel();
-        self.tx.send(Job::Schema { statements, reply }).map_err(|_| StoreError::WriterGone)?;
-        Ok(rx)
-    }
-
     pub(crate) fn check_writable(&self) -> Result<(), StoreError> {
         match self.poisoned.lock().expect("poison flag").clone() {
             Some(why) => Err(StoreError::Poisoned(why)),
@@ -315,23 +302,11 @@ struct Writer {
 
 impl Writer {
     fn run(mut self, rx: mpsc::Receiver<Job>) {
-        // A schema job met while gathering a group waits for the next turn.
-        let mut held: Option<Job> = None;
-        while let Some(first) = held.take().or_else(|| rx.recv().ok()) {
-            // Schema changes commit alone: their failure is answered, and does not poison the
-            // store as a failed commit of events would.
-            if let Job::Schema { statements, reply } = first {
-                let _ = reply.send(self.change_schema(&statements));
-                continue;
-            }
+        while let Ok(first) = rx.recv() {
             let mut rows = first.rows();
             let mut jobs = vec![first];
             while rows < MAX_ROWS_PER_COMMIT {
                 match rx.try_recv() {
-                    Ok(job @ Job::Schema { .. }) => {
-                        held = Some(job);
-                        break;
-                    }
                     Ok(job) => {
                         rows += job.rows();
                         jobs.push(job);
@@ -429,24 +404,6 @@ enum Done {
     Dlq(DlqDone),
 }
 
-impl Writer {
-    fn change_schema(&mut self, statements: &[String]) -> Result<(), StoreError> {
-        self.check_poisoned()?;
-        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        for sql in statements {
-            tx.execute_batch(sql)?;
-        }
-        Ok(tx.commit()?)
-    }
-
-    fn check_poisoned(&self) -> Result<(), StoreError> {
-        match self.poisoned.lock().expect("poison flag").clone() {
-            Some(why) => Err(StoreError::Poisoned(why)),
-            None => Ok(()),
-        }
-    }
-}
-
 /// Writes the jobs in one transaction, answering what each did.
 fn commit(conn: &mut Connection, jobs: &[Job], stamp: DateTime<Utc>, next_seq: &mut i64) -> Result<Vec<Done>, StoreError> {
     let now = causeway_envelope::format_time(&stamp);
@@ -490,7 +447,6 @@ fn commit(conn: &mut Connection, jobs: &[Job], stamp: DateTime<Utc>, next_seq: &
                     results.push(Done::Written);
                     continue;
                 }
-                Job::Schema { .. } => unreachable!("schema jobs commit alone"),
                 Job::Dlq { op, .. } => {
                     results.push(Done::Dlq(crate::dlq::apply(&tx, op, &now)?));
                     continue;

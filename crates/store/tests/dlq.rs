@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use causeway_envelope::{ParseOptions, parse_body};
 use causeway_store::{
-    DlqFilter, DlqReport, DlqStatus, KeyIndex, NewEvent, ReplayAttempt, ReplayOutcome, SqlLimits, StatusChange, Store,
+    AggregateLookup, DlqFilter, DlqReport, DlqStatus, NewEvent, ReplayAttempt, ReplayOutcome, SqlLimits, StatusChange, Store,
 };
 use serde_json::{Value, json};
 
@@ -183,7 +183,7 @@ fn order_event(id: &str, ty: &str, order: &str, second: u32) -> NewEvent {
 }
 
 #[test]
-fn aggregate_events_are_found_through_an_index_that_follows_the_model() {
+fn aggregate_events_are_found_through_correlations_or_their_key() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     store
@@ -193,21 +193,17 @@ fn aggregate_events_are_found_through_an_index_that_follows_the_model() {
             vec![],
         )
         .unwrap();
-    let index = KeyIndex { pointer: Some("/orderId".into()), types: vec!["Created".into(), "Shipped".into()] };
-    store.ensure_key_indexes(std::slice::from_ref(&index)).unwrap();
-    let found: Vec<String> = store.aggregate_events(&index, "o-1", 100).unwrap().into_iter().map(|r| r.event_id).collect();
-    assert_eq!(found, ["1", "3"], "by event time, only the read model's types");
-    let indexes = rows(&store, "SELECT name FROM sqlite_master WHERE name LIKE 'events_key_%'");
-    assert_eq!(indexes.len(), 1);
-    let plan = rows(&store, &format!(
-        "EXPLAIN QUERY PLAN SELECT * FROM events WHERE CAST(json_extract(envelope, '$.data.\"orderId\"') AS TEXT) = 'o-1' AND event_type IN ('Created', 'Shipped') ORDER BY time, seq"
-    ));
-    assert!(format!("{plan:?}").contains(indexes[0][0].as_str().unwrap()), "{plan:?}");
-    // A new model: the old index goes, the new one comes.
-    let other = KeyIndex { pointer: Some("/orderId".into()), types: vec!["Created".into()] };
-    store.ensure_key_indexes(std::slice::from_ref(&other)).unwrap();
-    let now = rows(&store, "SELECT name FROM sqlite_master WHERE name LIKE 'events_key_%'");
-    assert_eq!(now.len(), 1);
-    assert_ne!(now, indexes);
-    assert_eq!(store.aggregate_events(&other, "o-1", 100).unwrap().len(), 1);
+    let types = vec!["Created".to_string(), "Shipped".to_string()];
+    let ids = |rows: Vec<causeway_store::EventRow>| rows.into_iter().map(|r| r.event_id).collect::<Vec<_>>();
+    // By the key's value in the payload (a scan of the types).
+    let by_pointer = store.aggregate_events(&AggregateLookup::Pointer("/orderId".into()), &types, "o-1", 100).unwrap();
+    assert_eq!(ids(by_pointer), ["1", "3"], "by event time, only the read model's types");
+    // Through the instance's correlations: every event of them, of the types (the caller checks
+    // each event's key).
+    let by_correlation = store.aggregate_events(&AggregateLookup::Correlations(vec!["c".into()]), &types, "o-1", 100).unwrap();
+    assert_eq!(ids(by_correlation), ["1", "2", "3"]);
+    let none = store.aggregate_events(&AggregateLookup::Correlations(vec!["other".into()]), &types, "o-1", 100).unwrap();
+    assert!(none.is_empty());
+    let err = store.aggregate_events(&AggregateLookup::Pointer("/a\"b".into()), &types, "x", 1).unwrap_err();
+    assert!(err.is_client_error(), "{err}");
 }
