@@ -3,7 +3,8 @@
 //! to a server on the bundled model, with and without the engine, in rounds (median ratio);
 //! then the same traffic on a store already holding 1,000,000 open journeys (their stall and
 //! completion timers pending) against one holding 1,000,000 events that open none; every
-//! measurement of that comparison starts from a copy of its side's preloaded store.
+//! measurement of that comparison starts from a copy of its side's preloaded store, in a fresh
+//! process.
 //!
 //! `cargo run --release -p causeway-bench --bin journey-ingest -- [--events N] [--rounds N]
 //! [--open N] [--clients N]` (`scripts/bench-journeys` runs it and records the report).
@@ -42,6 +43,30 @@ struct Args {
     /// Concurrent HTTP clients.
     #[arg(long, default_value_t = 2)]
     clients: usize,
+    /// Internal: one open-journeys measurement on the store in this directory, in this process;
+    /// prints `rebuild_seconds events_per_second`. Each measurement of the comparison runs in a
+    /// fresh process, so that none inherits another's memory.
+    #[arg(long, hide = true)]
+    measure_one: Option<PathBuf>,
+    /// Internal: the traffic's tag for `--measure-one`.
+    #[arg(long, hide = true, default_value = "o")]
+    tag: String,
+}
+
+/// `--measure-one`: rebuild, then post the traffic and wait until the engine caught up.
+fn measure_one(dir: &Path, args: &Args) -> Result<()> {
+    let batches = traffic(args.events, &args.tag, Utc::now());
+    let server = start(Store::open(dir)?, true)?;
+    let t = Instant::now();
+    let s = summary(server.addr)?;
+    let rebuild = t.elapsed().as_secs_f64();
+    let started = Instant::now();
+    post_all(server.addr, &batches, args.clients)?;
+    summary(server.addr)?;
+    let r = rate(args.events, started.elapsed());
+    println!("{rebuild} {r} {}", s["journeys_by_state"]["in_flight"].as_u64().unwrap_or(0));
+    server.stop()?;
+    Ok(())
 }
 
 fn model_path() -> PathBuf {
@@ -232,6 +257,9 @@ fn report(names: [&str; 2], rates: &[[f64; 2]]) -> f64 {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if let Some(dir) = &args.measure_one {
+        return measure_one(dir, &args);
+    }
     println!("# journey engine: ingest with the engine on against off\n");
     println!(
         "{} simulated order-fulfilment events (5% faults) per measurement, NDJSON batches of 1,000 over HTTP from {} clients, bundled model, wall clock; {} rounds, the side that goes first alternating; each side's traffic stamped when it is posted.\n",
@@ -296,28 +324,27 @@ fn main() -> Result<()> {
         let mut r = [0.0; 2];
         for k in order(round) {
             let open = k == 1;
-            let batches = traffic(args.events, &format!("o{round}"), Utc::now());
             let dir = tempfile::tempdir()?;
             copy_store(templates[k].path(), dir.path())?;
-            let store = Store::open(dir.path())?;
-            let server = start(store, true)?;
-            let t = Instant::now();
-            let s = summary(server.addr)?;
+            let out = std::process::Command::new(std::env::current_exe()?)
+                .arg("--measure-one")
+                .arg(dir.path())
+                .args(["--tag", &format!("o{round}"), "--events", &args.events.to_string(), "--clients", &args.clients.to_string()])
+                .output()?;
+            if !out.status.success() {
+                bail!("a measurement failed: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            let text = String::from_utf8_lossy(&out.stdout);
+            let fields: Vec<f64> = text.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+            let [rebuild, events_per_second, open_now] = fields[..] else { bail!("unexpected measurement output: {text}") };
             if round == 0 {
-                let open_now = s["journeys_by_state"]["in_flight"].as_u64().unwrap_or(0);
                 lines.push(format!(
-                    "engine rebuilt from the {} store in {:.1} s ({} journeys in flight)",
+                    "engine rebuilt from the {} store in {rebuild:.1} s ({open_now} journeys in flight)",
                     if open { "open-journeys" } else { "reference" },
-                    t.elapsed().as_secs_f64(),
-                    open_now
                 ));
             }
-            let started = Instant::now();
-            post_all(server.addr, &batches, args.clients)?;
-            summary(server.addr)?;
-            r[k] = rate(args.events, started.elapsed());
+            r[k] = events_per_second;
             eprintln!("round {round} {}: {:.0} events/s to caught up", if open { "open" } else { "reference" }, r[k]);
-            server.stop()?;
         }
         rates.push(r);
     }
