@@ -194,6 +194,11 @@ pub fn sql(args: &ClientArgs, query: &str) -> anyhow::Result<ExitCode> {
 }
 
 /// Percent-encodes a path segment.
+/// `k=v&…`, each value percent-encoded.
+pub(crate) fn query_string(pairs: &[(&str, String)]) -> String {
+    pairs.iter().map(|(k, v)| format!("{k}={}", encode(v))).collect::<Vec<_>>().join("&")
+}
+
 pub(crate) fn encode(segment: &str) -> String {
     segment
         .bytes()
@@ -273,8 +278,7 @@ pub fn findings(args: &ClientArgs, filter: &FindingArgs) -> anyhow::Result<ExitC
     if let Some(s) = &filter.since {
         query.push(("since", s.clone()));
     }
-    let query: Vec<String> = query.iter().map(|(k, v)| format!("{k}={}", encode(v))).collect();
-    let path = format!("/v1/findings?{}", query.join("&"));
+    let path = format!("/v1/findings?{}", query_string(&query));
     let Some(body) = read_or_print(args, http()?.get(url(args, &path)))? else { return Ok(ExitCode::SUCCESS) };
     let rows = body["findings"].as_array().cloned().unwrap_or_default();
     let mut table = Table::new();

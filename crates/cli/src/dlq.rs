@@ -9,7 +9,7 @@ use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::{Map, Value, json};
 
 use crate::ClientArgs;
-use crate::client::{api_error, call, cell, encode, http, read_or_print, url};
+use crate::client::{api_error, call, cell, encode, http, query_string, read_or_print, url};
 
 #[derive(Debug, Subcommand)]
 pub enum DlqCommand {
@@ -180,10 +180,6 @@ pub fn run(command: DlqCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-fn query_string(pairs: &[(&str, String)]) -> String {
-    pairs.iter().map(|(k, v)| format!("{k}={}", encode(v))).collect::<Vec<_>>().join("&")
 }
 
 fn records_table(rows: &[Value]) -> Table {

@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use causeway_envelope::{Event, format_time, parse_time};
 use causeway_model::{Key, Model};
-use causeway_readmodel::{Applied, fold, key_of};
+use causeway_readmodel::{Applied, apply, fold, key_of};
 use causeway_store::{AggregateLookup, EventRow, Store};
 use serde_json::{Map, Value, json};
 
@@ -55,6 +55,20 @@ fn instance_events(
         .collect())
 }
 
+/// How many of `events` (in fold order) come up to and including the stored event `event_id`,
+/// which need not be one of them; `None` when no such event is stored.
+fn cut_at_event(store: &Store, events: &[(EventRow, Event)], event_id: &str) -> Result<Option<(usize, EventRow)>, ApiError> {
+    let at = match events.iter().find(|(row, _)| row.event_id == event_id) {
+        Some((row, _)) => row.clone(),
+        None => match store.event(event_id)? {
+            Some(row) => row,
+            None => return Ok(None),
+        },
+    };
+    let cut = events.iter().take_while(|(row, _)| (&row.time, row.seq) <= (&at.time, at.seq)).count();
+    Ok(Some((cut, at)))
+}
+
 fn unknown_read_model(model: &Model, name: &str) -> ApiError {
     let names: Vec<&str> = model.read_models.keys().map(String::as_str).collect();
     if names.is_empty() {
@@ -100,16 +114,12 @@ pub async fn get_state(
             Some(text) => match parse_time(text) {
                 Ok(t) => (events.iter().take_while(|(_, e)| e.time <= t).count(), json!({"time": format_time(&t)})),
                 Err(_) => {
-                    let at_row = match events.iter().find(|(row, _)| row.event_id == *text) {
-                        Some((row, _)) => row.clone(),
-                        None => store.event(text)?.ok_or_else(|| {
-                            ApiError::bad_request(
-                                "invalid_parameter",
-                                format!("at takes an RFC 3339 time or a stored event id; no event has the id '{text}'"),
-                            )
-                        })?,
-                    };
-                    let cut = events.iter().take_while(|(row, _)| (&row.time, row.seq) <= (&at_row.time, at_row.seq)).count();
+                    let (cut, at_row) = cut_at_event(&store, &events, text)?.ok_or_else(|| {
+                        ApiError::bad_request(
+                            "invalid_parameter",
+                            format!("at takes an RFC 3339 time or a stored event id; no event has the id '{text}'"),
+                        )
+                    })?;
                     (cut, json!({"event_id": at_row.event_id, "time": at_row.time}))
                 }
             },
@@ -146,16 +156,21 @@ pub(crate) fn states_at(
             continue;
         }
         let events = instance_events(store, engine, model, name, key)?;
-        for (slot, milestone) in out.iter_mut().zip(milestone_event_ids) {
-            let position = match events.iter().position(|(row, _)| &row.event_id == milestone) {
-                Some(p) => p + 1,
-                None => match store.event(milestone)? {
-                    Some(m) => events.iter().take_while(|(row, _)| (&row.time, row.seq) <= (&m.time, m.seq)).count(),
-                    None => continue,
-                },
-            };
-            let (state, _) = fold(def, events[..position].iter().map(|(_, e)| e));
-            slot.insert(name.clone(), Value::Object(state));
+        // One fold, snapshotted at each milestone's cut, in the order of the cuts.
+        let mut cuts = Vec::new();
+        for (i, milestone) in milestone_event_ids.iter().enumerate() {
+            if let Some((cut, _)) = cut_at_event(store, &events, milestone)? {
+                cuts.push((cut, i));
+            }
+        }
+        cuts.sort_unstable();
+        let (mut state, mut folded) = (Map::new(), 0);
+        for (cut, i) in cuts {
+            for (_, e) in &events[folded..cut] {
+                apply(def, &mut state, e);
+            }
+            folded = cut;
+            out[i].insert(name.clone(), Value::Object(state.clone()));
         }
     }
     Ok(out)

@@ -20,15 +20,12 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use causeway_envelope::{format_time, parse_time, sniff_identity};
 use causeway_model::Model;
-use causeway_store::{
-    DlqFilter, DlqReport, DlqRow, DlqStatus, FindingFilter, FindingRow, ReplayAttempt, ReplayOutcome, StatusChange, Store,
-    build_tree,
-};
+use causeway_store::{INGEST_CONSUMER, DlqFilter, DlqReport, DlqRow, DlqStatus, FindingFilter, FindingRow, ReplayAttempt, ReplayOutcome, StatusChange, Store};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
-use crate::query::{check_known, param, params, read, time_param};
+use crate::query::{check_known, param, params, read, rfc3339, time_param};
 use crate::{ApiError, AppState};
 
 /// A consumer of the estate, from `[consumers.NAME]` in the server configuration.
@@ -52,8 +49,6 @@ const BULK_DEFAULT_LIMIT: usize = 100;
 const BULK_MAX_LIMIT: usize = 10_000;
 const BULK_DEFAULT_RATE: f64 = 50.0;
 const BULK_MAX_RATE: f64 = 1_000.0;
-/// The consumer name of records causeway itself refused at ingest.
-const INGEST_CONSUMER: &str = "causeway";
 
 impl Replayer {
     pub fn new(consumers: BTreeMap<String, Consumer>) -> Replayer {
@@ -161,12 +156,7 @@ pub async fn report(State(state): State<AppState>, body: Body) -> Result<Respons
             return Err(ApiError::bad_request("invalid_request", format!("{name} must not be empty: say which consumer failed and how")));
         }
     }
-    let failed_at = match &body.failed_at {
-        None => None,
-        Some(text) => Some(format_time(&parse_time(text).map_err(|_| {
-            ApiError::bad_request("invalid_request", format!("failed_at must be an RFC 3339 time such as 2026-11-30T12:00:00Z, not '{text}'"))
-        })?)),
-    };
+    let failed_at = body.failed_at.as_deref().map(|t| rfc3339("failed_at", t, "invalid_request")).transpose()?;
     let original = body.event.get().to_string();
     let identity = sniff_identity(&original);
     let structured = serde_json::from_str::<Map<String, Value>>(&original).is_ok_and(|m| m.contains_key("specversion"));
@@ -297,24 +287,15 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Resul
             engine.sync()?;
         }
         let chain = match &row.correlation_id {
-            Some(c) => {
-                let events = store.correlation(c, 10_000)?;
-                let tree = build_tree(&events);
-                let envelopes: Vec<Value> = events.iter().filter_map(|e| serde_json::from_str(&e.envelope).ok()).collect();
-                json!({"correlation_id": c, "events": envelopes, "tree": tree})
-            }
-            None => Value::Null,
+            Some(c) => crate::query::correlation_body(&store, c, 10_000)?,
+            None => None,
         };
+        let model = model.as_ref().map(|m| m.model());
         let journey = match store.journey_of(row.event_id.as_deref(), row.correlation_id.as_deref())? {
             Some((journey, key)) => {
                 let view = engine.as_ref().map(|e| e.read(|eval, _| eval.journey(&journey, &key))).transpose()?.flatten().flatten();
                 match view {
-                    Some(v) => {
-                        let filter = FindingFilter { journey: Some(journey.clone()), key: Some(key.clone()), limit: 1_000, ..Default::default() };
-                        let mut findings = store.findings(&filter)?;
-                        findings.reverse();
-                        crate::journeys::journey_json(&v, &findings)
-                    }
+                    Some(v) => crate::journeys::journey_body(&store, model, &v)?,
                     None => json!({"journey": journey, "key": key}),
                 }
             }
@@ -325,7 +306,7 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Resul
             None => Vec::new(),
         };
         let mut findings: Vec<Value> = findings.iter().map(crate::journeys::finding_json).collect();
-        link_dead_letters(&store, model.as_ref().map(|m| m.model()), &mut findings)?;
+        link_dead_letters(&store, model, &mut findings)?;
         Ok(Json(json!({
             "record": record_json(&row),
             "replay_target": replay_url,
@@ -434,16 +415,9 @@ async fn replay_one(state: &AppState, id: i64, dry_run: bool, force: bool, actor
     } else {
         send(&state.dlq.client, &target, &row).await
     };
-    let (name, http_status, error) = match &outcome {
-        ReplayOutcome::DryRun => ("dry_run", None, None),
-        ReplayOutcome::Sent { http_status } => ("sent", Some(*http_status), None),
-        ReplayOutcome::Failed { http_status, error } => ("failed", *http_status, Some(error.clone())),
-    };
-    let new_status = match &outcome {
-        ReplayOutcome::DryRun => status,
-        ReplayOutcome::Sent { .. } => DlqStatus::Replayed,
-        ReplayOutcome::Failed { .. } => DlqStatus::Pending,
-    };
+    let (name, http_status, error) = outcome.parts();
+    let error = error.map(str::to_owned);
+    let new_status = outcome.status_after(status);
     let audit_id = state
         .store
         .record_replay(ReplayAttempt { dlq_id: id, actor: actor.to_string(), target: Some(target.clone()), forced: force, outcome })
@@ -533,15 +507,7 @@ pub async fn replay_bulk(State(state): State<AppState>, headers: HeaderMap, body
     if !(1..=BULK_MAX_LIMIT).contains(&limit) {
         return Err(ApiError::bad_request("invalid_request", format!("limit must be from 1 to {BULK_MAX_LIMIT}, not {limit}")));
     }
-    let time = |name: &str, text: &Option<String>| -> Result<Option<String>, ApiError> {
-        text.as_deref()
-            .map(|t| {
-                parse_time(t).map(|t| format_time(&t)).map_err(|_| {
-                    ApiError::bad_request("invalid_request", format!("{name} must be an RFC 3339 time such as 2026-11-30T12:00:00Z, not '{t}'"))
-                })
-            })
-            .transpose()
-    };
+    let time = |name: &str, text: &Option<String>| text.as_deref().map(|t| rfc3339(name, t, "invalid_request")).transpose();
     let mut filter = DlqFilter {
         status: Some(body.status.as_deref().map(status_param).transpose()?.unwrap_or(DlqStatus::Pending)),
         consumer: body.consumer.clone(),

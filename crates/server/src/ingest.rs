@@ -6,8 +6,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use causeway_contracts::ContractFinding;
-use causeway_envelope::{BodyError, ErrorKind, Item, parse_body, sniff_identity};
-use causeway_store::{EventOutcome, NewEvent, NewFinding, NewRejection};
+use causeway_envelope::{BodyError, ErrorKind, Identity, Item, parse_body, sniff_identity};
+use causeway_store::{DlqReport, EventOutcome, INGEST_CONSUMER, NewEvent, NewFinding, NewRejection};
 use http_body_util::BodyExt;
 use serde::Serialize;
 use serde_json::json;
@@ -125,15 +125,7 @@ async fn ingest_items(
                 let original = model.and_then(|m| m.contracts.redact_raw(&item.raw)).unwrap_or(item.raw);
                 rejections.push(NewRejection {
                     findings,
-                    original,
-                    content_type: content_type.clone(),
-                    error_type: error.kind.code().to_string(),
-                    error_message: error.message,
-                    event_id: identity.event_id,
-                    event_type: identity.event_type,
-                    correlation_id: identity.correlation_id,
-                    source_service: identity.source,
-                    source_topic: None,
+                    record: refused(original, content_type.clone(), error.kind.code(), error.message, identity),
                 });
             }
         }
@@ -221,18 +213,7 @@ async fn reject_body(
     if truncated {
         message.push_str(&format!(" (the DLQ record keeps the first {} bytes)", bytes.len()));
     }
-    let rejection = NewRejection {
-        original: text,
-        content_type,
-        error_type: error.code().to_string(),
-        error_message: message.clone(),
-        event_id: identity.event_id,
-        event_type: identity.event_type,
-        correlation_id: identity.correlation_id,
-        source_service: identity.source,
-        source_topic: None,
-        findings: Vec::new(),
-    };
+    let rejection = NewRejection { record: refused(text, content_type, error.code(), message.clone(), identity), findings: Vec::new() };
     let status = match error {
         BodyError::TooLarge { .. } | BodyError::BatchTooLong { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         BodyError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -260,4 +241,20 @@ pub(crate) async fn read_capped(body: Body, limit: usize) -> Result<(Vec<u8>, bo
         }
     }
     Ok((out, true))
+}
+
+/// The DLQ record of an input refused at ingest, kept as received with the reason.
+fn refused(original: String, content_type: Option<String>, error_type: &str, error_message: String, identity: Identity) -> DlqReport {
+    DlqReport {
+        original,
+        content_type,
+        consumer: INGEST_CONSUMER.to_string(),
+        error_type: error_type.to_string(),
+        error_message,
+        event_id: identity.event_id,
+        event_type: identity.event_type,
+        correlation_id: identity.correlation_id,
+        source_service: identity.source,
+        ..Default::default()
+    }
 }

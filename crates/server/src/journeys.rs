@@ -30,7 +30,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
 use crate::model::LoadedModel;
-use crate::query::{check_known, param, params, time_param};
+use crate::query::{bool_param, check_known, param, params, time_param};
 use crate::{ApiError, AppState, ModelSlot};
 
 /// The clock deadlines are judged against (PRODUCT §4).
@@ -463,7 +463,20 @@ pub fn finding_json(f: &FindingRow) -> Value {
     })
 }
 
-pub(crate) fn journey_json(v: &JourneyView, findings: &[FindingRow]) -> Value {
+/// One instance as answered: its view, with the findings as stored (engine and ingest ones alike,
+/// oldest first, with their stored ids) and the dead letters behind its missing reactions. Blocking.
+pub(crate) fn journey_body(store: &Store, model: Option<&causeway_model::Model>, view: &JourneyView) -> Result<Value, ApiError> {
+    let filter = FindingFilter { journey: Some(view.journey.clone()), key: Some(view.key.clone()), limit: 10_000, ..Default::default() };
+    let mut findings = store.findings(&filter)?;
+    findings.reverse();
+    let mut body = journey_json(view, &findings);
+    if let Some(Value::Array(findings)) = body.get_mut("findings") {
+        crate::dlq::link_dead_letters(store, model, findings)?;
+    }
+    Ok(body)
+}
+
+fn journey_json(v: &JourneyView, findings: &[FindingRow]) -> Value {
     json!({
         "journey": v.journey,
         "key": v.key,
@@ -493,11 +506,7 @@ pub async fn get_journey(
 ) -> Result<Json<Value>, ApiError> {
     let pairs = params(&query);
     check_known(&pairs, &["states"])?;
-    let with_states = match param(&pairs, "states") {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(other) => return Err(ApiError::bad_request("invalid_parameter", format!("states must be true or false, not '{other}'"))),
-    };
+    let with_states = bool_param(&pairs, "states")?;
     let engine = engine(&state)?;
     let store = state.store.clone();
     let model = state.model.clone();
@@ -512,15 +521,8 @@ pub async fn get_journey(
                 })
             })?
             .ok_or_else(no_model)??;
-        // The findings as stored (engine and ingest ones alike), with their stored ids.
-        let filter = FindingFilter { journey: Some(found.journey.clone()), key: Some(found.key.clone()), limit: 10_000, ..Default::default() };
-        let mut findings = store.findings(&filter)?;
-        findings.reverse();
-        let mut body = journey_json(&found, &findings);
         let model = model.current();
-        if let Some(Value::Array(findings)) = body.get_mut("findings") {
-            crate::dlq::link_dead_letters(&store, model.as_ref().map(|m| m.model()), findings)?;
-        }
+        let mut body = journey_body(&store, model.as_ref().map(|m| m.model()), &found)?;
         if with_states
             && let Some(loaded) = &model
             && let Some(def) = loaded.model().journeys.get(&found.journey)
@@ -584,11 +586,7 @@ pub async fn list_journeys(State(state): State<AppState>, RawQuery(query): RawQu
 pub async fn journey_summary(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Json<Value>, ApiError> {
     let pairs = params(&query);
     check_known(&pairs, &["digest"])?;
-    let digest = match param(&pairs, "digest") {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(other) => return Err(ApiError::bad_request("invalid_parameter", format!("digest must be true or false, not '{other}'"))),
-    };
+    let digest = bool_param(&pairs, "digest")?;
     let engine = engine(&state)?;
     blocking(move || {
         let s = engine.summary(digest)?.ok_or_else(no_model)?;
@@ -613,11 +611,7 @@ pub async fn list_findings(State(state): State<AppState>, RawQuery(query): RawQu
     let pairs = params(&query);
     check_known(&pairs, &["kind", "journey", "key", "event_id", "open", "since", "limit"])?;
     let limit = crate::query::limit(&query, 100, 10_000)?;
-    let open_only = match param(&pairs, "open") {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(other) => return Err(ApiError::bad_request("invalid_parameter", format!("open must be true or false, not '{other}'"))),
-    };
+    let open_only = bool_param(&pairs, "open")?;
     let since = time_param(&pairs, "since")?;
     if let Some(kind) = param(&pairs, "kind")
         && !is_known_kind(kind)

@@ -51,13 +51,26 @@ pub(crate) fn check_known(pairs: &[(String, String)], known: &[&str]) -> Result<
     }
 }
 
+/// An RFC 3339 time a client sent as `name` (a query parameter or a body field, answered with
+/// `code`), in the store's canonical form.
+pub(crate) fn rfc3339(name: &str, text: &str, code: &'static str) -> Result<String, ApiError> {
+    let time = causeway_envelope::parse_time(text)
+        .map_err(|_| ApiError::bad_request(code, format!("{name} must be an RFC 3339 time such as 2026-11-30T12:00:00Z, not '{text}'")))?;
+    Ok(causeway_envelope::format_time(&time))
+}
+
 /// An RFC 3339 query parameter, in the store's canonical form.
 pub(crate) fn time_param(pairs: &[(String, String)], name: &str) -> Result<Option<String>, ApiError> {
-    let Some(text) = param(pairs, name) else { return Ok(None) };
-    let time = causeway_envelope::parse_time(text).map_err(|_| {
-        ApiError::bad_request("invalid_parameter", format!("{name} must be an RFC 3339 time such as 2026-11-30T12:00:00Z, not '{text}'"))
-    })?;
-    Ok(Some(causeway_envelope::format_time(&time)))
+    param(pairs, name).map(|text| rfc3339(name, text, "invalid_parameter")).transpose()
+}
+
+/// A `true`/`false` query parameter; absent is false.
+pub(crate) fn bool_param(pairs: &[(String, String)], name: &str) -> Result<bool, ApiError> {
+    match param(pairs, name) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(ApiError::bad_request("invalid_parameter", format!("{name} must be true or false, not '{other}'"))),
+    }
 }
 
 /// Runs a blocking store read. Lineage reads take tens of microseconds: on a multi-threaded
@@ -93,11 +106,24 @@ pub async fn get_event(State(state): State<AppState>, Path(id): Path<String>) ->
 }
 
 #[derive(Serialize)]
-struct CorrelationBody {
+pub(crate) struct CorrelationBody {
     correlation_id: String,
     events: Vec<Box<RawValue>>,
     tree: Vec<TreeNode>,
     truncated: bool,
+}
+
+/// A correlation's events by time (at most `limit`) and their causation tree; `None` when none
+/// is stored. Blocking.
+pub(crate) fn correlation_body(store: &Store, id: &str, limit: usize) -> Result<Option<CorrelationBody>, StoreError> {
+    // One more than asked tells whether the answer is complete.
+    let mut rows = store.correlation(id, limit + 1)?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let truncated = rows.len() > limit;
+    rows.truncate(limit);
+    Ok(Some(CorrelationBody { correlation_id: id.to_string(), events: rows.iter().map(raw).collect(), tree: build_tree(&rows), truncated }))
 }
 
 pub async fn get_correlation(
@@ -107,19 +133,10 @@ pub async fn get_correlation(
 ) -> Result<Json<impl Serialize>, ApiError> {
     let limit = limit(&query, DEFAULT_LIMIT, MAX_LIMIT)?;
     let lookup = id.clone();
-    // One more than asked tells whether the answer is complete.
-    let mut rows = read(&state.store, move |s| s.correlation(&lookup, limit + 1)).await?;
-    if rows.is_empty() {
-        return Err(ApiError::not_found(format!("no events with correlation id '{id}' are stored")));
+    match read(&state.store, move |s| correlation_body(s, &lookup, limit)).await? {
+        Some(body) => Ok(Json(body)),
+        None => Err(ApiError::not_found(format!("no events with correlation id '{id}' are stored"))),
     }
-    let truncated = rows.len() > limit;
-    rows.truncate(limit);
-    Ok(Json(CorrelationBody {
-        correlation_id: id,
-        events: rows.iter().map(raw).collect(),
-        tree: build_tree(&rows),
-        truncated,
-    }))
 }
 
 #[derive(Serialize)]

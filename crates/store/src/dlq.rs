@@ -17,6 +17,9 @@ use serde::Serialize;
 
 use crate::{Store, StoreError};
 
+/// The consumer of the records of inputs causeway itself refused at ingest.
+pub const INGEST_CONSUMER: &str = "causeway";
+
 /// Where a record is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -85,6 +88,26 @@ pub enum ReplayOutcome {
     Sent { http_status: u16 },
     /// The target refused it or could not be reached: the record is `pending` with this error.
     Failed { http_status: Option<u16>, error: String },
+}
+
+impl ReplayOutcome {
+    /// As audited: the outcome's name, the target's HTTP status, the error.
+    pub fn parts(&self) -> (&'static str, Option<u16>, Option<&str>) {
+        match self {
+            ReplayOutcome::DryRun => ("dry_run", None, None),
+            ReplayOutcome::Sent { http_status } => ("sent", Some(*http_status), None),
+            ReplayOutcome::Failed { http_status, error } => ("failed", *http_status, Some(error.as_str())),
+        }
+    }
+
+    /// The record's status after this outcome, from `before`.
+    pub fn status_after(&self, before: DlqStatus) -> DlqStatus {
+        match self {
+            ReplayOutcome::DryRun => before,
+            ReplayOutcome::Sent { .. } => DlqStatus::Replayed,
+            ReplayOutcome::Failed { .. } => DlqStatus::Pending,
+        }
+    }
 }
 
 /// One replay attempt, audited.
@@ -170,6 +193,11 @@ fn report(tx: &Transaction<'_>, r: &DlqReport, now: &str) -> Result<Reported, St
             return Ok(Reported { id, attempts, status: DlqStatus::Pending, repeated: true });
         }
     }
+    Ok(Reported { id: insert(tx, r, now)?, attempts: 1, status: DlqStatus::Pending, repeated: false })
+}
+
+/// Adds `r` as a new pending record (first failed at `r.failed_at`, else `now`); its id.
+pub(crate) fn insert(tx: &Transaction<'_>, r: &DlqReport, now: &str) -> Result<i64, StoreError> {
     tx.prepare_cached(
         "INSERT INTO dlq (event_id, event_type, correlation_id, source_service, consumer, source_topic, error_type,
                           error_message, failed_at, last_failed_at, content_type, original_event, stack, context)
@@ -177,17 +205,13 @@ fn report(tx: &Transaction<'_>, r: &DlqReport, now: &str) -> Result<Reported, St
     )?
     .execute(params![
         r.event_id, r.event_type, r.correlation_id, r.source_service, r.consumer, r.source_topic, r.error_type,
-        r.error_message, failed_at, r.content_type, r.original, r.stack, r.context
+        r.error_message, r.failed_at.as_deref().unwrap_or(now), r.content_type, r.original, r.stack, r.context
     ])?;
-    Ok(Reported { id: tx.last_insert_rowid(), attempts: 1, status: DlqStatus::Pending, repeated: false })
+    Ok(tx.last_insert_rowid())
 }
 
 fn replay(tx: &Transaction<'_>, a: &ReplayAttempt, now: &str) -> Result<i64, StoreError> {
-    let (outcome, http_status, error) = match &a.outcome {
-        ReplayOutcome::DryRun => ("dry_run", None, None),
-        ReplayOutcome::Sent { http_status } => ("sent", Some(*http_status), None),
-        ReplayOutcome::Failed { http_status, error } => ("failed", *http_status, Some(error.as_str())),
-    };
+    let (outcome, http_status, error) = a.outcome.parts();
     tx.prepare_cached(
         "INSERT INTO dlq_replays (dlq_id, at, actor, target, dry_run, forced, outcome, http_status, error)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",

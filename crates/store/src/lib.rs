@@ -28,7 +28,7 @@ use rusqlite::{Connection, OpenFlags};
 pub use error::StoreError;
 pub use lineage::{TreeNode, build_tree};
 pub use aggregate::AggregateLookup;
-pub use dlq::{DlqFilter, DlqReport, DlqRow, DlqStatus, DlqSummary, FlowBucket, ReplayAttempt, ReplayOutcome, ReplayRow, Reported, StatusChange};
+pub use dlq::{INGEST_CONSUMER, DlqFilter, DlqReport, DlqRow, DlqStatus, DlqSummary, FlowBucket, ReplayAttempt, ReplayOutcome, ReplayRow, Reported, StatusChange};
 pub use read::{EventRow, FindingFilter, FindingRow, LogEntry, StoreCounts};
 pub use sql::{SqlLimits, SqlResult};
 pub use writer::{AppendResult, Committed, DerivedFinding, DerivedWrite, EventOutcome, ResolvedDeadLetter, Follower, NewEvent, NewFinding, NewRejection};

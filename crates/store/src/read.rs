@@ -213,12 +213,10 @@ impl Store {
     pub fn counts(&self) -> Result<StoreCounts, StoreError> {
         self.with_reader(|c| {
             // Events and redeliveries share the ingest order; it has no other gaps.
-            let end: i64 = c.query_row(crate::schema::LOG_END, [], |r| r.get(0))?;
+            let log_end: i64 = c.query_row(crate::schema::LOG_END, [], |r| r.get(0))?;
             let redelivered: i64 = c.query_row("SELECT count(*) FROM redeliveries", [], |r| r.get(0))?;
-            let events = end - redelivered;
-            let log_end = end;
             let dlq: i64 = c.query_row("SELECT coalesce(max(id), 0) FROM dlq", [], |r| r.get(0))?;
-            Ok(StoreCounts { events, dlq, log_end })
+            Ok(StoreCounts { events: log_end - redelivered, dlq, log_end })
         })
     }
 }

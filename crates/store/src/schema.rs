@@ -177,9 +177,9 @@ CREATE TABLE dlq_flow (
 CREATE VIRTUAL TABLE dlq_text USING fts5(error_message, content='dlq', content_rowid='id', tokenize='trigram');
 
 INSERT INTO dlq_tally SELECT 'status', status, count(*) FROM dlq GROUP BY status;
-INSERT INTO dlq_tally SELECT 'source_topic', coalesce(source_topic, ''), count(*) FROM dlq WHERE status = 'pending' GROUP BY 2;
-INSERT INTO dlq_tally SELECT 'error_type', error_type, count(*) FROM dlq WHERE status = 'pending' GROUP BY 2;
-INSERT INTO dlq_tally SELECT 'consumer', consumer, count(*) FROM dlq WHERE status = 'pending' GROUP BY 2;
+INSERT INTO dlq_tally SELECT 'source_topic', coalesce(source_topic, ''), count(*) FROM dlq WHERE status = 'pending' GROUP BY 2
+    UNION ALL SELECT 'error_type', error_type, count(*) FROM dlq WHERE status = 'pending' GROUP BY 2
+    UNION ALL SELECT 'consumer', consumer, count(*) FROM dlq WHERE status = 'pending' GROUP BY 2;
 -- Earlier records count as inflow when still pending: when the others left pending is unknown.
 INSERT INTO dlq_flow (minute, inflow) SELECT unixepoch(failed_at) / 60, count(*) FROM dlq WHERE status = 'pending' GROUP BY 1;
 INSERT INTO dlq_text(dlq_text) VALUES ('rebuild');
@@ -187,11 +187,10 @@ INSERT INTO dlq_text(dlq_text) VALUES ('rebuild');
 CREATE TRIGGER dlq_added AFTER INSERT ON dlq BEGIN
     INSERT INTO dlq_tally VALUES ('status', NEW.status, 1)
         ON CONFLICT DO UPDATE SET records = records + 1;
-    INSERT INTO dlq_tally SELECT 'source_topic', coalesce(NEW.source_topic, ''), 1 WHERE NEW.status = 'pending'
-        ON CONFLICT DO UPDATE SET records = records + 1;
-    INSERT INTO dlq_tally SELECT 'error_type', NEW.error_type, 1 WHERE NEW.status = 'pending'
-        ON CONFLICT DO UPDATE SET records = records + 1;
-    INSERT INTO dlq_tally SELECT 'consumer', NEW.consumer, 1 WHERE NEW.status = 'pending'
+    INSERT INTO dlq_tally
+        SELECT column1, column2, 1 FROM (VALUES ('source_topic', coalesce(NEW.source_topic, '')),
+                                               ('error_type', NEW.error_type), ('consumer', NEW.consumer))
+        WHERE NEW.status = 'pending'
         ON CONFLICT DO UPDATE SET records = records + 1;
     INSERT INTO dlq_flow (minute, inflow) SELECT unixepoch(NEW.last_failed_at) / 60, 1 WHERE NEW.status = 'pending'
         ON CONFLICT DO UPDATE SET inflow = inflow + 1;
@@ -210,11 +209,10 @@ BEGIN
       AND ((dimension = 'source_topic' AND value = coalesce(OLD.source_topic, ''))
         OR (dimension = 'error_type' AND value = OLD.error_type)
         OR (dimension = 'consumer' AND value = OLD.consumer));
-    INSERT INTO dlq_tally SELECT 'source_topic', coalesce(NEW.source_topic, ''), 1 WHERE NEW.status = 'pending'
-        ON CONFLICT DO UPDATE SET records = records + 1;
-    INSERT INTO dlq_tally SELECT 'error_type', NEW.error_type, 1 WHERE NEW.status = 'pending'
-        ON CONFLICT DO UPDATE SET records = records + 1;
-    INSERT INTO dlq_tally SELECT 'consumer', NEW.consumer, 1 WHERE NEW.status = 'pending'
+    INSERT INTO dlq_tally
+        SELECT column1, column2, 1 FROM (VALUES ('source_topic', coalesce(NEW.source_topic, '')),
+                                               ('error_type', NEW.error_type), ('consumer', NEW.consumer))
+        WHERE NEW.status = 'pending'
         ON CONFLICT DO UPDATE SET records = records + 1;
     INSERT INTO dlq_flow (minute, inflow) SELECT unixepoch(NEW.last_failed_at) / 60, 1
     WHERE NEW.status = 'pending' AND OLD.status IS NOT 'pending'

@@ -9,7 +9,7 @@ use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
 use crate::StoreError;
-use crate::dlq::{DlqDone, DlqOp};
+use crate::dlq::{DlqDone, DlqOp, DlqReport};
 
 /// An accepted event to store. Its canonical JSON is rendered here, on the caller's thread, so the
 /// single writer thread only writes.
@@ -49,19 +49,11 @@ pub struct NewFinding {
     pub owner: Option<String>,
 }
 
-/// Input refused at ingest, kept as a dead-letter record with its reason.
+/// Input refused at ingest, kept as a dead-letter record with its reason (consumer
+/// [`INGEST_CONSUMER`](crate::INGEST_CONSUMER)).
 #[derive(Debug, Clone, Default)]
 pub struct NewRejection {
-    pub original: String,
-    pub content_type: Option<String>,
-    pub error_type: String,
-    pub error_message: String,
-    /// Identity fields read from the input where it could be read, for finding it later.
-    pub event_id: Option<String>,
-    pub event_type: Option<String>,
-    pub correlation_id: Option<String>,
-    pub source_service: Option<String>,
-    pub source_topic: Option<String>,
+    pub record: DlqReport,
     /// Findings about the refused input (e.g. `missing_correlation`).
     pub findings: Vec<NewFinding>,
 }
@@ -434,11 +426,6 @@ fn commit(conn: &mut Connection, jobs: &[Job], stamp: DateTime<Utc>, next_seq: &
                 f.event_id.as_ref().or(event_id), f.expected, now, f.detail, f.owner
             ])
         };
-        let mut insert_dlq = tx.prepare_cached(
-            "INSERT INTO dlq (event_id, event_type, correlation_id, source_service, consumer, source_topic,
-                              error_type, error_message, failed_at, last_failed_at, content_type, original_event)
-             VALUES (?1, ?2, ?3, ?4, 'causeway', ?5, ?6, ?7, ?8, ?8, ?9, ?10)",
-        )?;
         for job in jobs {
             let (events, rejections) = match job {
                 Job::Append { events, rejections, .. } => (events, rejections),
@@ -474,13 +461,9 @@ fn commit(conn: &mut Connection, jobs: &[Job], stamp: DateTime<Utc>, next_seq: &
             }
             let mut dlq_ids = Vec::with_capacity(rejections.len());
             for r in rejections {
-                insert_dlq.execute(params![
-                    r.event_id, r.event_type, r.correlation_id, r.source_service, r.source_topic,
-                    r.error_type, r.error_message, now, r.content_type, r.original
-                ])?;
-                dlq_ids.push(tx.last_insert_rowid());
+                dlq_ids.push(crate::dlq::insert(&tx, &r.record, &now)?);
                 for f in &r.findings {
-                    add_finding(f, r.event_id.as_ref(), r.correlation_id.as_ref())?;
+                    add_finding(f, r.record.event_id.as_ref(), r.record.correlation_id.as_ref())?;
                 }
             }
             results.push(Done::Append(AppendResult { events: outcomes, dlq_ids }));

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use causeway_envelope::{Event, ParseOptions, parse_body};
-use causeway_store::{EventOutcome, NewEvent, NewRejection, SqlLimits, Store, StoreError};
+use causeway_store::{DlqReport, EventOutcome, INGEST_CONSUMER, NewEvent, NewRejection, SqlLimits, Store, StoreError};
 use serde_json::json;
 
 fn event(id: &str, corr: &str, cause: Option<&str>, second: u32) -> NewEvent {
@@ -125,11 +125,15 @@ fn rejections_are_kept_in_the_dlq_view() {
         .append_blocking(
             vec![],
             vec![NewRejection {
-                original: "{bad".into(),
-                error_type: "malformed_json".into(),
-                error_message: "the body is not valid JSON".into(),
-                correlation_id: Some("c7".into()),
-                ..Default::default()
+                record: DlqReport {
+                    original: "{bad".into(),
+                    consumer: INGEST_CONSUMER.into(),
+                    error_type: "malformed_json".into(),
+                    error_message: "the body is not valid JSON".into(),
+                    correlation_id: Some("c7".into()),
+                    ..Default::default()
+                },
+                findings: Vec::new(),
             }],
         )
         .unwrap();
