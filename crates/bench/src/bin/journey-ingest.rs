@@ -48,6 +48,10 @@ struct Args {
     /// fresh process, so that none inherits another's memory.
     #[arg(long, hide = true)]
     measure_one: Option<PathBuf>,
+    /// Keep the preloaded stores in DIR/reference and DIR/open and reuse them when they are
+    /// already there (for reruns, and for profiling one measurement with `--measure-one`).
+    #[arg(long)]
+    templates: Option<PathBuf>,
     /// Internal: the traffic's tag for `--measure-one`.
     #[arg(long, hide = true, default_value = "o")]
     tag: String,
@@ -60,13 +64,50 @@ fn measure_one(dir: &Path, args: &Args) -> Result<()> {
     let t = Instant::now();
     let s = summary(server.addr)?;
     let rebuild = t.elapsed().as_secs_f64();
+    let cpu_before = thread_cpu();
     let started = Instant::now();
     post_all(server.addr, &batches, args.clients)?;
     summary(server.addr)?;
     let r = rate(args.events, started.elapsed());
-    println!("{rebuild} {r} {}", s["journeys_by_state"]["in_flight"].as_u64().unwrap_or(0));
+    let cpu = thread_cpu();
+    // CPU microseconds per event of each part of the server during the measurement.
+    let per_event = |name: &str| {
+        let spent = |m: &std::collections::HashMap<String, f64>| m.get(name).copied().unwrap_or(0.0);
+        (spent(&cpu) - spent(&cpu_before)) * 1e6 / args.events as f64
+    };
+    println!(
+        "{rebuild} {r} {} {} {} {}",
+        s["journeys_by_state"]["in_flight"].as_u64().unwrap_or(0),
+        per_event(ENGINE_THREAD),
+        per_event(WRITER_THREAD),
+        per_event(SERVER_THREADS)
+    );
     server.stop()?;
     Ok(())
+}
+
+const ENGINE_THREAD: &str = "causeway-journe";
+const WRITER_THREAD: &str = "causeway-store-";
+const SERVER_THREADS: &str = "causeway-server";
+
+/// CPU seconds (user + system) spent so far by this process's threads, by thread name (as the
+/// kernel keeps it: the first 15 bytes).
+fn thread_cpu() -> std::collections::HashMap<String, f64> {
+    let mut by_name = std::collections::HashMap::new();
+    let ticks = 100.0; // USER_HZ, fixed at 100 on Linux
+    for task in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
+        let (Ok(comm), Ok(stat)) = (std::fs::read_to_string(task.path().join("comm")), std::fs::read_to_string(task.path().join("stat"))) else {
+            continue;
+        };
+        // Fields after the parenthesised name: state is field 3, utime 14, stime 15.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let (Some(u), Some(s)) = (f.get(11).and_then(|v| v.parse::<f64>().ok()), f.get(12).and_then(|v| v.parse::<f64>().ok())) else {
+            continue;
+        };
+        *by_name.entry(comm.trim().to_string()).or_insert(0.0) += (u + s) / ticks;
+    }
+    by_name
 }
 
 fn model_path() -> PathBuf {
@@ -298,10 +339,18 @@ fn main() -> Result<()> {
     // Each measurement starts from a copy of its side's preloaded store, so that every round sees
     // the same stores (appending to one store round after round made later rounds slower than the
     // difference between the sides), and from the steady state of a server restarted on them.
-    let templates = [tempfile::tempdir()?, tempfile::tempdir()?];
+    let scratch = tempfile::tempdir()?;
+    let root = args.templates.clone().unwrap_or_else(|| scratch.path().to_path_buf());
+    let templates = [root.join("reference"), root.join("open")];
     for (k, open) in [false, true].into_iter().enumerate() {
+        let kept = templates[k].join(causeway_store::DB_FILE);
+        if args.templates.is_some() && kept.exists() {
+            lines.push(format!("reused the preloaded store {}", templates[k].display()));
+            continue;
+        }
+        std::fs::create_dir_all(&templates[k])?;
         let t = Instant::now();
-        let store = preload(templates[k].path(), args.open, open)?;
+        let store = preload(&templates[k], args.open, open)?;
         // As a server that ran with these journeys open would have left it: the engine's rows
         // (each event's journey) written and checkpointed, so that no measurement pays for
         // writing a million of them first.
@@ -310,8 +359,8 @@ fn main() -> Result<()> {
         server.stop()?;
         // A read-only connection closing last leaves the WAL behind; one more open and close of
         // the writer alone checkpoints it into the database file.
-        drop(Store::open(templates[k].path())?);
-        settle(templates[k].path())?;
+        drop(Store::open(&templates[k])?);
+        settle(&templates[k])?;
         lines.push(format!(
             "preloaded {} {} in {:.1} s",
             args.open,
@@ -320,12 +369,13 @@ fn main() -> Result<()> {
         ));
     }
     let mut rates = Vec::new();
+    let mut cpu: [Vec<[f64; 3]>; 2] = [Vec::new(), Vec::new()];
     for round in 0..args.rounds {
         let mut r = [0.0; 2];
         for k in order(round) {
             let open = k == 1;
             let dir = tempfile::tempdir()?;
-            copy_store(templates[k].path(), dir.path())?;
+            copy_store(&templates[k], dir.path())?;
             let out = std::process::Command::new(std::env::current_exe()?)
                 .arg("--measure-one")
                 .arg(dir.path())
@@ -336,7 +386,10 @@ fn main() -> Result<()> {
             }
             let text = String::from_utf8_lossy(&out.stdout);
             let fields: Vec<f64> = text.split_whitespace().filter_map(|f| f.parse().ok()).collect();
-            let [rebuild, events_per_second, open_now] = fields[..] else { bail!("unexpected measurement output: {text}") };
+            let [rebuild, events_per_second, open_now, engine_us, writer_us, server_us] = fields[..] else {
+                bail!("unexpected measurement output: {text}")
+            };
+            cpu[k].push([engine_us, writer_us, server_us]);
             if round == 0 {
                 lines.push(format!(
                     "engine rebuilt from the {} store in {rebuild:.1} s ({open_now} journeys in flight)",
@@ -344,7 +397,11 @@ fn main() -> Result<()> {
                 ));
             }
             r[k] = events_per_second;
-            eprintln!("round {round} {}: {:.0} events/s to caught up", if open { "open" } else { "reference" }, r[k]);
+            eprintln!(
+                "round {round} {}: {:.0} events/s to caught up; CPU µs per event: engine {engine_us:.2}, writer {writer_us:.2}, HTTP {server_us:.2}",
+                if open { "open" } else { "reference" },
+                r[k]
+            );
         }
         rates.push(r);
     }
@@ -354,5 +411,14 @@ fn main() -> Result<()> {
     println!("\nEngine on, until caught up; reference: the same {} events without the journey key (no journey open):\n", args.open);
     let label = format!("{} open journeys", args.open);
     report(["reference", &label], &rates);
+    // Wall-clock rates carry the machine's noise; the CPU each part of the server spent per event
+    // (thread CPU time over the measurement) shows where a difference between the sides comes from.
+    println!("\nCPU per event during the measurement (µs, median of the rounds; threads: the journey engine, the store's writer, the HTTP workers):\n");
+    println!("| part | reference | {label} | ratio |");
+    println!("|---|---|---|---|");
+    for (i, part) in ["journey engine", "store writer", "HTTP (parse, answer)"].into_iter().enumerate() {
+        let [a, b] = [0, 1].map(|k| median(cpu[k].iter().map(|c| c[i]).collect()));
+        println!("| {part} | {a:.2} | {b:.2} | {:.2} |", b / a);
+    }
     Ok(())
 }
