@@ -7,7 +7,12 @@
 //! A variant is `store` followed by any of: `+sync-off` (no fsync: the CPU cost alone),
 //! `+no-returning` (`INSERT OR IGNORE` instead of the upsert with `RETURNING`), `+lean` (without
 //! `events_subject`, `events_type_time`, `events_time`), `+no-subject`, `+no-autocheckpoint`,
-//! `+old-settings` (the settings before commit 87d1676: 64 MiB cache, 4 MiB checkpoints, no QPSG).
+//! `+wal1g` (checkpoints at 1 GiB of WAL), `+no-lineage` (without the correlation, causation and
+//! subject indexes), `+int-keys` (those three keyed by the ingest order of the correlation's,
+//! cause's and subject's first event instead of their text ids), `+cache1g` (a 1 GiB page cache),
+//! `+old-settings` (the settings before commit 87d1676: 64 MiB cache, 4 MiB checkpoints, no
+//! QPSG). Every 100,000 events the rate of the last 100,000 is printed, to show how it falls as
+//! the store grows.
 
 use std::time::Instant;
 
@@ -60,9 +65,11 @@ fn main() -> anyhow::Result<()> {
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, !old)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", if has("sync-off") { "OFF" } else { "FULL" })?;
-        conn.pragma_update(None, "cache_size", if old { -65536 } else { -262144 })?;
+        conn.pragma_update(None, "cache_size", if old { -65536 } else if has("cache1g") { -1048576 } else { -262144 })?;
         let checkpoint = if has("no-autocheckpoint") {
             0
+        } else if has("wal1g") {
+            262_144
         } else if old {
             1000
         } else {
@@ -78,12 +85,31 @@ fn main() -> anyhow::Result<()> {
         if has("no-subject") {
             dropped.push("events_subject");
         }
+        let int_keys = has("int-keys");
+        if has("no-lineage") || int_keys {
+            dropped.extend(["events_correlation", "events_causation", "events_subject"]);
+        }
         for idx in dropped {
             let start = ddl.find(&format!("CREATE INDEX {idx} ")).expect("index");
             let end = ddl[start..].find(';').unwrap() + start + 1;
             ddl.replace_range(start..end, "");
         }
         conn.execute_batch(&ddl)?;
+        if int_keys {
+            // Lineage keyed by ingest order: a correlation or subject by the seq of its first event,
+            // a cause by its seq; inserts land at the right edge of these indexes.
+            conn.execute_batch(
+                "ALTER TABLE events ADD COLUMN corr INTEGER;
+                 ALTER TABLE events ADD COLUMN parent INTEGER;
+                 ALTER TABLE events ADD COLUMN subj INTEGER;
+                 CREATE TABLE keys (kind INTEGER, key TEXT, first_seq INTEGER NOT NULL, PRIMARY KEY (kind, key)) WITHOUT ROWID;
+                 CREATE INDEX events_corr ON events(corr, time);
+                 CREATE INDEX events_parent ON events(parent);
+                 CREATE INDEX events_subj ON events(subj, time);",
+            )?;
+        }
+        let mut seq: i64 = 0;
+        let mut block_clock = Instant::now();
         let no_returning = has("no-returning");
         let before = written_bytes();
         let clock = Instant::now();
@@ -105,7 +131,45 @@ fn main() -> anyhow::Result<()> {
                      ON CONFLICT (event_id, source) DO UPDATE SET redeliveries = redeliveries + 1
                      RETURNING redeliveries",
                 )?;
+                let mut int = int_keys.then(|| -> rusqlite::Result<_> { Ok((tx.prepare_cached(
+                    "INSERT INTO keys (kind, key, first_seq) VALUES (?1, ?2, ?3)
+                     ON CONFLICT DO UPDATE SET first_seq = first_seq RETURNING first_seq",
+                )?,
+                tx.prepare_cached("SELECT seq FROM events WHERE event_id = ?1 LIMIT 1")?,
+                tx.prepare_cached(
+                    "INSERT OR IGNORE INTO events (seq, event_id, source, event_type, correlation_id, causation_id, subject,
+                                                   time, topic, received_at, envelope, corr, parent, subj)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                )?)) }).transpose()?;
                 for (e, json, time) in chunk {
+                    seq += 1;
+                    if seq % 100_000 == 0 {
+                        eprintln!("  {seq}: {:.0} events/s", 100_000.0 / block_clock.elapsed().as_secs_f64());
+                        block_clock = Instant::now();
+                    }
+                    if let Some((key, parent, keyed)) = int.as_mut() {
+                        use rusqlite::OptionalExtension;
+                        let mut first = |kind: i64, k: &Option<String>| -> rusqlite::Result<Option<i64>> {
+                            match k {
+                                Some(k) => key.query_row(params![kind, k, seq], |r| r.get(0)).map(Some),
+                                None => Ok(None),
+                            }
+                        };
+                        let corr = first(0, &e.correlation_id)?;
+                        let subj = first(1, &e.subject)?;
+                        let par: Option<i64> = match &e.causation_id {
+                            Some(c) => parent.query_row(params![c], |r| r.get(0)).optional()?,
+                            None => None,
+                        };
+                        let inserted = keyed.execute(params![
+                            seq, e.id, e.source, e.event_type, e.correlation_id, e.causation_id, e.subject, time,
+                            None::<String>, now, json, corr, par, subj
+                        ])? == 1;
+                        if !inserted {
+                            duplicate.execute(params![e.id, e.source])?;
+                        }
+                        continue;
+                    }
                     let p = params![
                         e.id, e.source, e.event_type, e.correlation_id, e.causation_id, e.subject, time,
                         None::<String>, now, json
