@@ -52,6 +52,18 @@ fn main() -> anyhow::Result<()> {
             ),
             true,
         ),
+        (
+            "descendants CTE of seqs (UNION)",
+            format!(
+                "WITH RECURSIVE d(seq, id) AS (
+                     SELECT seq, event_id FROM events WHERE causation_id = ?1 AND event_id <> ?1
+                     UNION
+                     SELECT e.seq, e.event_id FROM events e JOIN d ON e.causation_id = d.id WHERE e.event_id <> ?1
+                 )
+                 SELECT {COLUMNS} FROM events WHERE seq IN (SELECT seq FROM d) ORDER BY time, seq LIMIT ?2"
+            ),
+            true,
+        ),
         ("children by causation (one BFS step)", format!("SELECT {COLUMNS} FROM events WHERE causation_id = ?1"), false),
     ];
     for qpsg in [false, true] {

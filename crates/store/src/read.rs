@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::{Store, StoreError};
 
-/// Deepest causation chain followed; guards against cycles and runaway chains.
+/// Deepest causation chain `root` follows up; guards against runaway chains.
 const MAX_CHAIN_DEPTH: usize = 10_000;
 
 /// One stored event with its indexed attributes and its canonical JSON.
@@ -70,19 +70,32 @@ impl Store {
             if event_by_id(c, event_id)?.is_none() {
                 return Ok(None);
             }
-            // UNION (not UNION ALL) drops rows already seen, so a causation cycle terminates.
-            let mut stmt = c.prepare_cached(&format!(
-                "WITH RECURSIVE d(id, depth) AS (
-                     SELECT ?1, 0
-                     UNION
-                     SELECT e.event_id, d.depth + 1 FROM events e JOIN d ON e.causation_id = d.id
-                     WHERE d.depth < {MAX_CHAIN_DEPTH}
-                 )
-                 SELECT {EVENT_COLUMNS} FROM events
-                 WHERE event_id IN (SELECT id FROM d WHERE depth > 0) AND event_id <> ?1
-                 ORDER BY time, seq LIMIT ?2"
-            ))?;
-            let rows = stmt.query_map(params![event_id, limit as i64], EventRow::from_row)?;
+            // A walk down the causation index, one indexed lookup per event reached: a
+            // recursive CTE doing the same costs 10–30 times more here, in the ephemeral tables
+            // for its UNION, its IN and its sort (`reprepare` example). Each event id is expanded
+            // once, so a causation cycle ends the walk. Only ids and sort keys are kept until the
+            // `limit` earliest are known; then their rows are read by `seq`.
+            let mut children = c.prepare_cached("SELECT time, seq, event_id FROM events WHERE causation_id = ?1")?;
+            let mut expanded = HashSet::from([event_id.to_string()]);
+            let mut frontier = vec![event_id.to_string()];
+            let mut found: Vec<(String, i64)> = Vec::new();
+            while let Some(parent) = frontier.pop() {
+                let mut rows = children.query(params![parent])?;
+                while let Some(r) = rows.next()? {
+                    let id: String = r.get(2)?;
+                    if id == event_id {
+                        continue;
+                    }
+                    found.push((r.get(0)?, r.get(1)?));
+                    if expanded.insert(id.clone()) {
+                        frontier.push(id);
+                    }
+                }
+            }
+            found.sort_unstable();
+            found.truncate(limit);
+            let mut by_seq = c.prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq = ?1"))?;
+            let rows = found.iter().map(|(_, seq)| by_seq.query_row(params![seq], EventRow::from_row));
             Ok(Some(rows.collect::<Result<Vec<_>, _>>()?))
         })
     }

@@ -55,6 +55,26 @@ fn lineage_queries_follow_causation() {
 }
 
 #[test]
+fn descendants_of_a_causation_cycle_are_each_listed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    // a → b → {c, d}, c → a and d → a: two branches that both lead back to the start. A walk
+    // that keeps revisiting what it has seen grows without end here.
+    store
+        .append_blocking(
+            vec![event("a", "k", Some("c"), 1), event("b", "k", Some("a"), 2), event("c", "k", Some("b"), 3),
+                 event("d", "k", Some("b"), 4), event("e", "k", Some("d"), 5)],
+            vec![],
+        )
+        .unwrap();
+    assert_eq!(ids(&store.descendants("a", 100).unwrap().unwrap()), ["b", "c", "d", "e"]);
+    assert_eq!(ids(&store.descendants("b", 100).unwrap().unwrap()), ["a", "c", "d", "e"]);
+    assert_eq!(ids(&store.descendants("a", 2).unwrap().unwrap()), ["b", "c"], "the limit keeps the earliest");
+    let (root, _) = store.root("e").unwrap().unwrap();
+    assert!(["a", "b", "c", "d"].contains(&root.event_id.as_str()), "root of a cycle ends inside it");
+}
+
+#[test]
 fn lookups_use_indexes_not_scans() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
