@@ -17,9 +17,9 @@
 use std::time::Instant;
 
 use causeway_bench::data::Dataset;
-use causeway_envelope::{ParseOptions, parse_body};
+use causeway_envelope::{Event, ParseOptions, parse_body};
 use rusqlite::config::DbConfig;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 const SCHEMA_RS: &str = include_str!("../../store/src/schema.rs");
 
@@ -28,6 +28,40 @@ fn schema() -> String {
     let start = SCHEMA_RS.find("r#\"").expect("schema literal") + 3;
     let end = SCHEMA_RS[start..].find("\"#;").expect("schema literal end") + start;
     SCHEMA_RS[start..end].to_string()
+}
+
+/// The `+int-keys` insert: looks up (or records) the seq of the correlation's and the subject's
+/// first event, and the cause's seq, and stores them with the event. Read first, insert only when
+/// new: an upsert would rewrite the `keys` row, and dirty its page, for every event. `true` when
+/// the event was new.
+fn insert_keyed(tx: &rusqlite::Transaction<'_>, seq: i64, e: &Event, json: &str, time: &str, now: &str) -> rusqlite::Result<bool> {
+    let first = |kind: i64, key: &Option<String>| -> rusqlite::Result<Option<i64>> {
+        let Some(key) = key else { return Ok(None) };
+        let known = tx
+            .prepare_cached("SELECT first_seq FROM keys WHERE kind = ?1 AND key = ?2")?
+            .query_row(params![kind, key], |r| r.get(0))
+            .optional()?;
+        if known.is_none() {
+            tx.prepare_cached("INSERT INTO keys (kind, key, first_seq) VALUES (?1, ?2, ?3)")?.execute(params![kind, key, seq])?;
+        }
+        Ok(Some(known.unwrap_or(seq)))
+    };
+    let (corr, subj) = (first(0, &e.correlation_id)?, first(1, &e.subject)?);
+    let parent: Option<i64> = match &e.causation_id {
+        Some(c) => tx.prepare_cached("SELECT seq FROM events WHERE event_id = ?1 LIMIT 1")?.query_row(params![c], |r| r.get(0)).optional()?,
+        None => None,
+    };
+    let inserted = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO events (seq, event_id, source, event_type, correlation_id, causation_id, subject,
+                                           time, topic, received_at, envelope, corr, parent, subj)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        )?
+        .execute(params![
+            seq, e.id, e.source, e.event_type, e.correlation_id, e.causation_id, e.subject, time, None::<String>, now,
+            json, corr, parent, subj
+        ])?;
+    Ok(inserted == 1)
 }
 
 fn written_bytes() -> u64 {
@@ -131,41 +165,14 @@ fn main() -> anyhow::Result<()> {
                      ON CONFLICT (event_id, source) DO UPDATE SET redeliveries = redeliveries + 1
                      RETURNING redeliveries",
                 )?;
-                let mut int = int_keys.then(|| -> rusqlite::Result<_> { Ok((tx.prepare_cached(
-                    "INSERT INTO keys (kind, key, first_seq) VALUES (?1, ?2, ?3)
-                     ON CONFLICT DO UPDATE SET first_seq = first_seq RETURNING first_seq",
-                )?,
-                tx.prepare_cached("SELECT seq FROM events WHERE event_id = ?1 LIMIT 1")?,
-                tx.prepare_cached(
-                    "INSERT OR IGNORE INTO events (seq, event_id, source, event_type, correlation_id, causation_id, subject,
-                                                   time, topic, received_at, envelope, corr, parent, subj)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-                )?)) }).transpose()?;
                 for (e, json, time) in chunk {
                     seq += 1;
                     if seq % 100_000 == 0 {
                         eprintln!("  {seq}: {:.0} events/s", 100_000.0 / block_clock.elapsed().as_secs_f64());
                         block_clock = Instant::now();
                     }
-                    if let Some((key, parent, keyed)) = int.as_mut() {
-                        use rusqlite::OptionalExtension;
-                        let mut first = |kind: i64, k: &Option<String>| -> rusqlite::Result<Option<i64>> {
-                            match k {
-                                Some(k) => key.query_row(params![kind, k, seq], |r| r.get(0)).map(Some),
-                                None => Ok(None),
-                            }
-                        };
-                        let corr = first(0, &e.correlation_id)?;
-                        let subj = first(1, &e.subject)?;
-                        let par: Option<i64> = match &e.causation_id {
-                            Some(c) => parent.query_row(params![c], |r| r.get(0)).optional()?,
-                            None => None,
-                        };
-                        let inserted = keyed.execute(params![
-                            seq, e.id, e.source, e.event_type, e.correlation_id, e.causation_id, e.subject, time,
-                            None::<String>, now, json, corr, par, subj
-                        ])? == 1;
-                        if !inserted {
+                    if int_keys {
+                        if !insert_keyed(&tx, seq, e, json, time, now)? {
                             duplicate.execute(params![e.id, e.source])?;
                         }
                         continue;

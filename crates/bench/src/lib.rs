@@ -254,6 +254,9 @@ fn dir_bytes(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// The name of [`Server`]'s runtime threads.
+pub const SERVER_THREAD_NAME: &str = "causeway-server";
+
 /// The causeway server on its own runtime, listening on a free local port.
 pub struct Server {
     runtime: tokio::runtime::Runtime,
@@ -266,7 +269,7 @@ impl Server {
     pub fn start(state: AppState) -> Result<Server> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
-            .thread_name("causeway-server")
+            .thread_name(SERVER_THREAD_NAME)
             .build()?;
         let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
         let addr = listener.local_addr()?;

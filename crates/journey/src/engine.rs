@@ -388,6 +388,11 @@ impl Evaluator {
         self.s.timers.peek().map(time)
     }
 
+    /// The limits this evaluator runs with.
+    pub fn config(&self) -> &Config {
+        &self.s.config
+    }
+
     /// One journey instance by journey name and key.
     pub fn journey(&self, journey: &str, key: &str) -> Option<JourneyView> {
         let j = self.c.journeys.iter().position(|d| d.name == journey)?;

@@ -32,14 +32,15 @@ fn instance_events(
         (Key::Subject, _) => AggregateLookup::Subject,
         (key @ Key::Pointer(pointer), Some(engine)) => {
             let correlations = match keyed_like(key) {
-                Some(journey) => engine.read(|eval, _| eval.journey(&journey, id).map(|v| v.correlation_ids))?.flatten(),
+                Some(journey) => engine
+                    .read(|eval, _| eval.journey(&journey, id).map(|v| (v.correlation_ids, eval.config().max_correlations)))?
+                    .flatten(),
                 None => None,
             };
             // Complete only when every event has a correlation id and the instance kept all of
             // its correlations (the engine keeps a bounded number); otherwise scan.
-            let kept = causeway_journey::Config::default().max_correlations;
             match correlations {
-                Some(c) if model.envelope.correlation_required && c.len() < kept => AggregateLookup::Correlations(c),
+                Some((c, kept)) if model.envelope.correlation_required && c.len() < kept => AggregateLookup::Correlations(c),
                 _ => AggregateLookup::Pointer(pointer.clone()),
             }
         }

@@ -60,6 +60,9 @@ const TICK: Duration = Duration::from_secs(1);
 /// they are attached); beyond this the oldest are forgotten and stay without a journey column.
 const MAX_WAITING_MEMBERS: usize = 65_536;
 
+/// The journey engine thread's name.
+pub const JOURNEY_THREAD_NAME: &str = "causeway-journeys";
+
 /// The running engine; cheap to clone.
 #[derive(Clone)]
 pub struct JourneyEngine {
@@ -244,7 +247,7 @@ impl JourneyEngine {
         // and the thread ends.
         let background = Arc::downgrade(&engine.shared);
         std::thread::Builder::new()
-            .name("causeway-journeys".into())
+            .name(JOURNEY_THREAD_NAME.into())
             .spawn(move || follow(background, woken))
             .expect("spawn the journey engine thread");
         engine

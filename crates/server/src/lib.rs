@@ -24,7 +24,7 @@ use causeway_store::{SqlLimits, Store};
 
 pub use dlq::{Consumer, Replayer};
 pub use error::ApiError;
-pub use journeys::{Clock, JourneyEngine, Summary};
+pub use journeys::{Clock, JOURNEY_THREAD_NAME, JourneyEngine, Summary};
 pub use metrics::Metrics;
 pub use model::{LoadedModel, ModelSlot};
 

@@ -36,7 +36,7 @@ fn pointer_expression(pointer: &str) -> Option<String> {
             path.push_str(&format!(".\"{token}\""));
         }
     }
-    Some(format!("CAST(json_extract(e.envelope, '{path}') AS TEXT)"))
+    Some(format!("CAST(json_extract(envelope, '{path}') AS TEXT)"))
 }
 
 impl Store {
@@ -49,38 +49,29 @@ impl Store {
         key: &str,
         limit: usize,
     ) -> Result<Vec<EventRow>, StoreError> {
-        let columns: String = EVENT_COLUMNS.split(',').map(|c| format!("e.{}", c.trim())).collect::<Vec<_>>().join(", ");
-        let types_json = serde_json::to_string(types).expect("strings");
-        let in_types = "e.event_type IN (SELECT value FROM json_each(?2))";
-        let sql = match lookup {
-            AggregateLookup::Correlations(_) => format!(
-                "SELECT {columns} FROM events e WHERE e.correlation_id IN (SELECT value FROM json_each(?4)) AND {in_types}
-                   AND ?1 IS NOT NULL ORDER BY e.time, e.seq LIMIT ?3"
+        // ?1 is what the lookup matches (the correlation ids as a JSON array, or the key), ?2 the
+        // types as a JSON array, ?3 the limit.
+        let in_types = "event_type IN (SELECT value FROM json_each(?2))";
+        let (sql, matched) = match lookup {
+            AggregateLookup::Correlations(ids) => (
+                format!("SELECT {EVENT_COLUMNS} FROM events WHERE correlation_id IN (SELECT value FROM json_each(?1)) AND {in_types}"),
+                serde_json::to_string(ids).expect("strings"),
             ),
-            AggregateLookup::Subject => {
-                format!("SELECT {columns} FROM events e WHERE e.subject = ?1 AND {in_types} ORDER BY e.time, e.seq LIMIT ?3")
-            }
+            AggregateLookup::Subject => (format!("SELECT {EVENT_COLUMNS} FROM events WHERE subject = ?1 AND {in_types}"), key.to_string()),
             AggregateLookup::Pointer(pointer) => {
                 let Some(expression) = pointer_expression(pointer) else {
                     return Err(StoreError::InvalidQuery(format!(
                         "the read model's key pointer {pointer} names a field with a quote in it, which the store cannot look up"
                     )));
                 };
-                format!("SELECT {columns} FROM events e WHERE {in_types} AND {expression} = ?1 ORDER BY e.time, e.seq LIMIT ?3")
+                (format!("SELECT {EVENT_COLUMNS} FROM events WHERE {in_types} AND {expression} = ?1"), key.to_string())
             }
         };
-        let correlations = match lookup {
-            AggregateLookup::Correlations(c) => Some(serde_json::to_string(c).expect("strings")),
-            _ => None,
-        };
+        let types = serde_json::to_string(types).expect("strings");
         self.with_reader(|c| {
-            let mut stmt = c.prepare_cached(&sql)?;
-            let rows = if correlations.is_some() {
-                stmt.query_map(params![key, types_json, limit as i64, correlations], EventRow::from_row)?.collect::<Result<Vec<_>, _>>()?
-            } else {
-                stmt.query_map(params![key, types_json, limit as i64], EventRow::from_row)?.collect::<Result<Vec<_>, _>>()?
-            };
-            Ok(rows)
+            let mut stmt = c.prepare_cached(&format!("{sql} ORDER BY time, seq LIMIT ?3"))?;
+            let rows = stmt.query_map(params![matched, types, limit as i64], EventRow::from_row)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
     }
 }

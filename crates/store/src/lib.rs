@@ -31,7 +31,7 @@ pub use aggregate::AggregateLookup;
 pub use dlq::{INGEST_CONSUMER, DlqFilter, DlqReport, DlqRow, DlqStatus, DlqSummary, FlowBucket, ReplayAttempt, ReplayOutcome, ReplayRow, Reported, StatusChange};
 pub use read::{EventRow, FindingFilter, FindingRow, LogEntry, StoreCounts};
 pub use sql::{SqlLimits, SqlResult};
-pub use writer::{AppendResult, Committed, DerivedFinding, DerivedWrite, EventOutcome, ResolvedDeadLetter, Follower, NewEvent, NewFinding, NewRejection};
+pub use writer::{WRITER_THREAD_NAME, AppendResult, Committed, DerivedFinding, DerivedWrite, EventOutcome, ResolvedDeadLetter, Follower, NewEvent, NewFinding, NewRejection};
 
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "causeway.db";

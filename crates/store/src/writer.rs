@@ -211,6 +211,9 @@ pub(crate) struct WriterHandle {
     feed: Arc<Feed>,
 }
 
+/// The writer thread's name (what `ps -L` and `/proc/PID/task/*/comm` show, cut to 15 bytes).
+pub const WRITER_THREAD_NAME: &str = "causeway-store-writer";
+
 /// Most rows one group commit takes before it commits and starts the next.
 const MAX_ROWS_PER_COMMIT: usize = 50_000;
 
@@ -224,7 +227,7 @@ impl WriterHandle {
         let feed = Arc::new(Feed::default());
         let writer = Writer { conn, next_seq, poisoned: poisoned.clone(), stamps: stamps.clone(), feed: feed.clone() };
         std::thread::Builder::new()
-            .name("causeway-store-writer".into())
+            .name(WRITER_THREAD_NAME.into())
             .spawn(move || writer.run(rx))
             .map_err(|e| StoreError::Io { path: "writer thread".into(), source: e })?;
         Ok(WriterHandle { tx, poisoned, stamps, feed })

@@ -33,18 +33,21 @@ fn append_is_idempotent_on_source_and_id() {
     assert_eq!(stored.data.unwrap()["n"], 1);
 }
 
-#[test]
-fn lineage_queries_follow_causation() {
+/// A new store holding `events`.
+fn store_with(events: Vec<NewEvent>) -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
+    store.append_blocking(events, vec![]).unwrap();
+    (dir, store)
+}
+
+#[test]
+fn lineage_queries_follow_causation() {
     // Out of order on purpose: children before their parents.
-    store
-        .append_blocking(
-            vec![event("d", "c", Some("b"), 4), event("b", "c", Some("a"), 2), event("c2", "c", Some("a"), 3),
-                 event("a", "c", None, 1), event("other", "z", None, 5)],
-            vec![],
-        )
-        .unwrap();
+    let (_dir, store) = store_with(vec![
+        event("d", "c", Some("b"), 4), event("b", "c", Some("a"), 2), event("c2", "c", Some("a"), 3),
+        event("a", "c", None, 1), event("other", "z", None, 5),
+    ]);
     assert_eq!(ids(&store.correlation("c", 100).unwrap()), ["a", "b", "c2", "d"]);
     assert_eq!(ids(&store.descendants("a", 100).unwrap().unwrap()), ["b", "c2", "d"]);
     assert_eq!(ids(&store.descendants("d", 100).unwrap().unwrap()), Vec::<&str>::new());
@@ -56,22 +59,18 @@ fn lineage_queries_follow_causation() {
 
 #[test]
 fn descendants_of_a_causation_cycle_are_each_listed_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    // a → b → {c, d}, c → a and d → a: two branches that both lead back to the start. A walk
-    // that keeps revisiting what it has seen grows without end here.
-    store
-        .append_blocking(
-            vec![event("a", "k", Some("c"), 1), event("b", "k", Some("a"), 2), event("c", "k", Some("b"), 3),
-                 event("d", "k", Some("b"), 4), event("e", "k", Some("d"), 5)],
-            vec![],
-        )
-        .unwrap();
+    // a → b → {c, d}, d → e, and c → a closes a cycle: a walk that does not remember what it
+    // expanded goes round it without end.
+    let (_dir, store) = store_with(vec![
+        event("a", "k", Some("c"), 1), event("b", "k", Some("a"), 2), event("c", "k", Some("b"), 3),
+        event("d", "k", Some("b"), 4), event("e", "k", Some("d"), 5),
+    ]);
     assert_eq!(ids(&store.descendants("a", 100).unwrap().unwrap()), ["b", "c", "d", "e"]);
     assert_eq!(ids(&store.descendants("b", 100).unwrap().unwrap()), ["a", "c", "d", "e"]);
     assert_eq!(ids(&store.descendants("a", 2).unwrap().unwrap()), ["b", "c"], "the limit keeps the earliest");
-    let (root, _) = store.root("e").unwrap().unwrap();
-    assert!(["a", "b", "c", "d"].contains(&root.event_id.as_str()), "root of a cycle ends inside it");
+    // Up from e: d, b, a, c; c's cause b was seen, so the walk stops at c.
+    let (root, hops) = store.root("e").unwrap().unwrap();
+    assert_eq!((root.event_id.as_str(), hops), ("c", 4), "the root walk ends inside the cycle");
 }
 
 #[test]

@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
-use causeway_bench::Server;
+use causeway_bench::{SERVER_THREAD_NAME, Server};
 use causeway_bench::http::HttpClient;
 use causeway_envelope::{ParseOptions, parse_json_line};
-use causeway_server::{AppState, Clock, ModelSlot};
+use causeway_server::{AppState, Clock, JOURNEY_THREAD_NAME, ModelSlot};
 use causeway_sim::{SimConfig, Simulator};
-use causeway_store::{NewEvent, SqlLimits, Store};
+use causeway_store::{NewEvent, SqlLimits, Store, WRITER_THREAD_NAME};
 use chrono::{DateTime, TimeDelta, Utc};
 use clap::Parser;
 use serde_json::{Value, json};
@@ -45,7 +45,8 @@ struct Args {
     #[arg(long, default_value_t = 2)]
     clients: usize,
     /// Internal: one open-journeys measurement on the store in this directory, in this process;
-    /// prints `rebuild_seconds events_per_second`. Each measurement of the comparison runs in a
+    /// prints `rebuild_seconds events_per_second journeys_in_flight` and the CPU microseconds per
+    /// event of the engine, the writer and the HTTP workers. Each measurement of the comparison runs in a
     /// fresh process, so that none inherits another's memory.
     #[arg(long, hide = true)]
     measure_one: Option<PathBuf>,
@@ -72,24 +73,25 @@ fn measure_one(dir: &Path, args: &Args) -> Result<()> {
     let r = rate(args.events, started.elapsed());
     let cpu = thread_cpu();
     // CPU microseconds per event of each part of the server during the measurement.
-    let per_event = |name: &str| {
-        let spent = |m: &std::collections::HashMap<String, f64>| m.get(name).copied().unwrap_or(0.0);
-        (spent(&cpu) - spent(&cpu_before)) * 1e6 / args.events as f64
+    let per_event = |name: &str| -> Result<f64> {
+        // The kernel keeps a thread's name to its first 15 bytes.
+        let name = &name[..name.len().min(15)];
+        let spent = |m: &std::collections::HashMap<String, f64>| m.get(name).copied();
+        match (spent(&cpu), spent(&cpu_before)) {
+            (Some(after), Some(before)) => Ok((after - before) * 1e6 / args.events as f64),
+            _ => bail!("no thread named {name} in this process"),
+        }
     };
     println!(
         "{rebuild} {r} {} {} {} {}",
         s["journeys_by_state"]["in_flight"].as_u64().unwrap_or(0),
-        per_event(ENGINE_THREAD),
-        per_event(WRITER_THREAD),
-        per_event(SERVER_THREADS)
+        per_event(JOURNEY_THREAD_NAME)?,
+        per_event(WRITER_THREAD_NAME)?,
+        per_event(SERVER_THREAD_NAME)?
     );
     server.stop()?;
     Ok(())
 }
-
-const ENGINE_THREAD: &str = "causeway-journe";
-const WRITER_THREAD: &str = "causeway-store-";
-const SERVER_THREADS: &str = "causeway-server";
 
 /// CPU seconds (user + system) spent so far by this process's threads, by thread name (as the
 /// kernel keeps it: the first 15 bytes).
