@@ -1547,8 +1547,10 @@ impl Core {
     /// is remembered while it is seen at least once a generation; a forgotten one starts afresh
     /// (its next sequence is not judged).
     fn rotate_sequences(&mut self) {
-        let fresh = self.seqs.empty_like();
-        self.seqs_old = std::mem::replace(&mut self.seqs, fresh);
+        // The generation before last is dropped, and its table becomes the new current one.
+        std::mem::swap(&mut self.seqs, &mut self.seqs_old);
+        let slots = self.seqs_old.slot_count();
+        self.seqs.clear_to(slots);
         let old = &self.seqs_old;
         self.gaps.retain(|h, _| old.contains(*h));
     }

@@ -91,9 +91,20 @@ impl<V: Copy + Default> FlatMap<V> {
         }
     }
 
-    /// An empty map with as many slots as `self` (so that a successor need not regrow).
-    pub fn empty_like(&self) -> FlatMap<V> {
-        FlatMap { slots: vec![(0, V::default()); self.slots.len()], len: 0 }
+    /// Empties the map and gives it `slots` slots (a power of two), reusing its memory when it
+    /// has that many already: a successor generation neither regrows nor faults in fresh pages.
+    pub fn clear_to(&mut self, slots: usize) {
+        if self.slots.len() == slots {
+            self.slots.fill((0, V::default()));
+        } else {
+            self.slots = vec![(0, V::default()); slots];
+        }
+        self.len = 0;
+    }
+
+    /// The number of slots (a power of two, or 0).
+    pub fn slot_count(&self) -> usize {
+        self.slots.len()
     }
 
     fn grow(&mut self) {
@@ -238,8 +249,13 @@ mod tests {
         for (k, v) in &model {
             assert_eq!(flat.get(*k), Some(*v));
         }
-        let empty = flat.empty_like();
+        let mut empty: FlatMap<u32> = FlatMap::default();
+        empty.clear_to(flat.slot_count());
         assert_eq!((empty.len(), empty.heap_bytes()), (0, flat.heap_bytes()));
+        let (slots, buffer) = (flat.slot_count(), flat.slots.as_ptr());
+        flat.clear_to(slots);
+        assert_eq!((flat.len(), flat.slot_count(), flat.slots.as_ptr()), (0, slots, buffer), "cleared in place");
+        assert_eq!(flat.get(model.keys().next().copied().unwrap()), None);
         flat.prefetch(42);
     }
 

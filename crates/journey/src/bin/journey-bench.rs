@@ -3,7 +3,17 @@
 //! per-event cost with 1,000,000 open journeys and their timers against a nearly empty engine.
 //!
 //! `cargo run --release -p causeway-journey --bin journey-bench` (add `--quick` for a short run,
-//! `--profile` for a small fixed workload to run under `valgrind --tool=callgrind`).
+//! `--profile [N]` to feed N pre-built events only, for a profiler: `valgrind --tool=callgrind`, or
+//! `perf record --control fifo:CTL,ACK -D -1` with `CAUSEWAY_PERF_CTL=CTL:ACK`, which records
+//! only while the events are fed).
+//!
+//! Memory: each throughput measurement first touches and frees 2 GiB, so that the pages the
+//! engine grows into are ones the machine used lately. On the VMs these benchmarks run on, the
+//! host backs a guest page only when it is first touched and takes freed pages back within
+//! seconds (free page reporting): such a page costs 8-11 µs to fault in against about 2 µs,
+//! which made the figures swing by half from run to run with what ran before. Every fault is
+//! still counted, and the report prints the machine's fault cost, the faults per event, and the
+//! same measurement without the warm-up.
 //!
 //! Events are the bundled order-fulfilment model's, shaped like the simulator's: UUID event and
 //! correlation ids, causation chains, per-aggregate sequences, an idempotency key on payments.
@@ -67,6 +77,31 @@ fn cpu_now() -> Duration {
     let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     assert_eq!(rc, 0, "clock_gettime");
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Minor page faults this thread has taken so far (`getrusage(RUSAGE_THREAD)`): first touches
+/// of fresh memory, whose cost is part of the engine's CPU time and varies with the host.
+fn page_faults() -> u64 {
+    #[repr(C)]
+    struct Rusage {
+        utime: [i64; 2],
+        stime: [i64; 2],
+        maxrss: i64,
+        ixrss: i64,
+        idrss: i64,
+        isrss: i64,
+        minflt: i64,
+        rest: [i64; 9],
+    }
+    unsafe extern "C" {
+        fn getrusage(who: i32, usage: *mut Rusage) -> i32;
+    }
+    const RUSAGE_THREAD: i32 = 1;
+    // SAFETY: all-zero is a valid Rusage, and getrusage writes one through a valid pointer.
+    let mut u: Rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { getrusage(RUSAGE_THREAD, &mut u) };
+    assert_eq!(rc, 0, "getrusage");
+    u.minflt as u64
 }
 
 /// SplitMix64, hand-written so a seed means the same thing across upgrades.
@@ -231,6 +266,8 @@ struct Driver {
     changes: Vec<Change>,
     watermark: DateTime<Utc>,
     busy: Duration,
+    /// Page faults taken while busy.
+    faults: u64,
     events: u64,
     allocations: u64,
 }
@@ -241,7 +278,7 @@ impl Driver {
     }
 
     fn with_model(model: &causeway_model::Model) -> Driver {
-        Driver { ev: Evaluator::new(model), changes: Vec::new(), watermark: DateTime::<Utc>::MIN_UTC, busy: Duration::ZERO, events: 0, allocations: 0 }
+        Driver { ev: Evaluator::new(model), changes: Vec::new(), watermark: DateTime::<Utc>::MIN_UTC, busy: Duration::ZERO, faults: 0, events: 0, allocations: 0 }
     }
 
     /// Feeds events the way a server does: each one freshly built (here: cloned, untimed, in
@@ -250,6 +287,7 @@ impl Driver {
         for chunk in events.chunks(128) {
             let hot: Vec<Event> = chunk.to_vec();
             let allocations = ALLOCS.load(Ordering::Relaxed);
+            let faults = page_faults();
             let start = cpu_now();
             for e in &hot {
                 if e.time > self.watermark {
@@ -260,6 +298,7 @@ impl Driver {
                 self.changes.clear();
             }
             self.busy += cpu_now() - start;
+            self.faults += page_faults() - faults;
             self.allocations += ALLOCS.load(Ordering::Relaxed) - allocations;
             self.events += hot.len() as u64;
         }
@@ -276,7 +315,36 @@ fn mixed(rng: &mut Rng) -> Shape {
     if rng.chance(0.05) { Shape::NoConfirmation } else { Shape::Fulfilled }
 }
 
+/// Touches `bytes` of fresh memory and hands it back to the kernel. On a VM whose host backs
+/// guest memory only when it is first touched (this project's benchmark machines), a page the
+/// guest never used costs 8-11 µs to fault in against about 2 µs for one it used lately: without
+/// this, the engine's growth would be charged the host's first-touch cost, which varies from run
+/// to run with what the machine did before. The ordinary fault cost is still counted.
+const WARM_BYTES: usize = 2 << 30;
+
+/// CPU time per 4 KiB page of touching `bytes` of memory the process has not used, once with
+/// memory the kernel hands out fresh and once right after giving the same amount back: what a
+/// page fault costs on this machine, cold and warm, for reading the throughput figures.
+fn fault_cost(bytes: usize) -> (f64, f64) {
+    let touch = || {
+        let start = cpu_now();
+        let block = vec![1u8; bytes];
+        std::hint::black_box(&block);
+        let spent = cpu_now() - start;
+        drop(block);
+        spent.as_nanos() as f64 / 1e3 / (bytes / 4096) as f64
+    };
+    let cold = touch();
+    (cold, touch())
+}
+
+fn warm_memory(bytes: usize) {
+    let block = vec![1u8; bytes];
+    std::hint::black_box(&block);
+}
+
 fn throughput(events_wanted: u64) -> (f64, u64, Driver) {
+    warm_memory(WARM_BYTES);
     let mut d = Driver::new();
     let mut w = Workload::new(7, 1, epoch());
     while d.events < events_wanted {
@@ -287,15 +355,41 @@ fn throughput(events_wanted: u64) -> (f64, u64, Driver) {
 }
 
 /// The mixed stream, `n` events built first, then fed once.
-fn prebuilt(n: usize) -> Driver {
+fn prebuilt(n: usize, warm: bool) -> Driver {
     let mut w = Workload::new(7, 1, epoch());
     let mut events = Vec::new();
     while events.len() < n {
         events.extend(w.group(1_000, mixed));
     }
+    if warm {
+        warm_memory(WARM_BYTES);
+    }
     let mut d = Driver::new();
+    let perf = perf_control();
+    perf_command(&perf, "enable");
     d.feed(&events);
+    perf_command(&perf, "disable");
     d
+}
+
+/// `perf record --control fifo:CTL,ACK` with `CAUSEWAY_PERF_CTL=CTL:ACK` in the environment
+/// records only while the pre-built events are fed, not while they are built.
+fn perf_control() -> Option<(std::fs::File, std::fs::File)> {
+    let spec = std::env::var("CAUSEWAY_PERF_CTL").ok()?;
+    let (ctl, ack) = spec.split_once(':').expect("CAUSEWAY_PERF_CTL is CTL:ACK");
+    let ctl = std::fs::OpenOptions::new().write(true).open(ctl).expect("perf control fifo");
+    let ack = std::fs::File::open(ack).expect("perf ack fifo");
+    Some((ctl, ack))
+}
+
+fn perf_command(perf: &Option<(std::fs::File, std::fs::File)>, command: &str) {
+    use std::io::{Read, Write};
+    if let Some((ctl, ack)) = perf {
+        let (mut ctl, mut ack): (&std::fs::File, &std::fs::File) = (ctl, ack);
+        writeln!(ctl, "{command}").expect("perf control");
+        let mut reply = [0u8; 5];
+        ack.read_exact(&mut reply).expect("perf ack");
+    }
 }
 
 /// Live bytes per journey after `n` journeys of `shape`, all in flight (events dropped), the
@@ -427,11 +521,12 @@ fn main() {
     if args.iter().any(|a| a == "--profile") {
         // All events built first, then fed: a profile of this run separates the two cleanly.
         let n: usize = args.iter().skip_while(|a| *a != "--profile").nth(1).and_then(|n| n.parse().ok()).unwrap_or(1_000_000);
-        let d = prebuilt(n);
+        let d = prebuilt(n, true);
         println!(
-            "profile run: {} events, {:.0} ns/event, {:.2} allocations per event",
+            "profile run: {} events, {:.0} ns/event, {:.3} page faults per event, {:.2} allocations per event",
             d.events,
             d.ns_per_event(),
+            d.faults as f64 / d.events as f64,
             d.allocations as f64 / d.events as f64
         );
         return;
@@ -442,20 +537,27 @@ fn main() {
     let mem_sizes: &[usize] = if quick { &[50_000] } else { &[200_000, 1_000_000] };
 
     println!("# causeway journey engine benchmark (in process, one core)\n");
-    let d = prebuilt(1_000_000);
+    let (cold, warm) = fault_cost(1 << 30);
     println!(
-        "throughput, engine alone: {:.0} events/s ({:.0} ns/event) over {} pre-built events (1,000 orders in flight, 5% never confirmed), {:.2} allocations per event",
-        1e9 / d.ns_per_event(),
-        d.ns_per_event(),
-        d.events,
-        d.allocations as f64 / d.events as f64
+        "page faults on this machine: {cold:.2} µs per 4 KiB page of memory first touched by this process, {warm:.2} µs right after the same amount was freed; each measurement below starts by touching and freeing 2 GiB, so the engine's growth pays the second"
     );
-    drop(d);
+    for (warm, label) in [(true, ""), (false, ", without the warm-up")] {
+        let d = prebuilt(1_000_000, warm);
+        println!(
+            "throughput, engine alone{label}: {:.0} events/s ({:.0} ns/event) over {} pre-built events (1,000 orders in flight, 5% never confirmed), {:.2} allocations and {:.3} page faults per event",
+            1e9 / d.ns_per_event(),
+            d.ns_per_event(),
+            d.events,
+            d.allocations as f64 / d.events as f64,
+            d.faults as f64 / d.events as f64
+        );
+    }
     let (eps, n, d) = throughput(events);
     let stats = d.ev.stats();
     println!(
-        "throughput, long stream built as it goes: {eps:.0} events/s ({:.0} ns/event) over {n} events, 1,000 orders in flight, 5% never confirmed",
-        1e9 / eps
+        "throughput, long stream built as it goes: {eps:.0} events/s ({:.0} ns/event) over {n} events, 1,000 orders in flight, 5% never confirmed, {:.3} page faults per event",
+        1e9 / eps,
+        d.faults as f64 / n as f64
     );
     println!(
         "  journeys {} (in flight {}, stalled {}, completed {}), findings {} (open {}), deadline-queue entries {}",
