@@ -7,7 +7,7 @@
 //! `perf record --control fifo:CTL,ACK -D -1` with `CAUSEWAY_PERF_CTL=CTL:ACK`, which records
 //! only while the events are fed).
 //!
-//! Memory: each throughput measurement first touches and frees 2 GiB, so that the pages the
+//! Memory: each timed measurement first touches and frees 2 GiB, so that the pages the
 //! engine grows into are ones the machine used lately. On the VMs these benchmarks run on, the
 //! host backs a guest page only when it is first touched and takes freed pages back within
 //! seconds (free page reporting): such a page costs 8-11 µs to fault in against about 2 µs,
@@ -453,7 +453,9 @@ fn with_preloaded(preload: usize, shape: Shape, stream_events: u64) -> (f64, u64
         made += group;
     }
     assert!(pre.clock < epoch(), "the preloaded journeys precede the stream");
+    warm_memory(WARM_BYTES);
     d.busy = Duration::ZERO;
+    d.faults = 0;
     d.events = 0;
     let mut w = Workload::new(7, 1, epoch());
     while d.events < stream_events {
@@ -538,7 +540,7 @@ fn main() {
     println!("# causeway journey engine benchmark (in process, one core)\n");
     let (cold, warm) = fault_cost(1 << 30);
     println!(
-        "page faults on this machine: {cold:.2} µs per 4 KiB page of memory first touched by this process, {warm:.2} µs right after the same amount was freed; each measurement below starts by touching and freeing 2 GiB, so the engine's growth pays the second"
+        "page faults on this machine: {cold:.2} µs per 4 KiB page of memory first touched by this process, {warm:.2} µs right after the same amount was freed; each timed measurement below starts by touching and freeing 2 GiB, so the engine's growth pays the second"
     );
     let d = prebuilt(1_000_000);
     println!(
