@@ -310,6 +310,12 @@ impl Driver {
     }
 }
 
+/// The median, least and greatest of some rates.
+fn spread(rates: &mut [f64]) -> (f64, f64, f64) {
+    rates.sort_by(f64::total_cmp);
+    (rates[rates.len() / 2], rates[0], rates[rates.len() - 1])
+}
+
 /// A realistic stream: 1,000 orders in flight at a time, 95% fulfilled, 5% never confirmed (so
 /// missing reactions, stalls and missed deadlines fire as the watermark moves on).
 fn mixed(rng: &mut Rng) -> Shape {
@@ -355,18 +361,23 @@ fn throughput(events_wanted: u64) -> (f64, u64, Driver) {
     (1e9 / d.ns_per_event(), d.events, d)
 }
 
-/// The mixed stream, `n` events built first, then fed once.
-fn prebuilt(n: usize) -> Driver {
+/// The mixed stream's first `n` events (rounded up to whole groups).
+fn mixed_events(n: usize) -> Vec<Event> {
     let mut w = Workload::new(7, 1, epoch());
     let mut events = Vec::new();
     while events.len() < n {
         events.extend(w.group(1_000, mixed));
     }
+    events
+}
+
+/// Pre-built events fed once to a fresh evaluator.
+fn prebuilt(events: &[Event]) -> Driver {
     warm_memory(WARM_BYTES);
     let mut d = Driver::new();
     let perf = perf_control();
     perf_command(&perf, "enable");
-    d.feed(&events);
+    d.feed(events);
     perf_command(&perf, "disable");
     d
 }
@@ -522,7 +533,7 @@ fn main() {
     if args.iter().any(|a| a == "--profile") {
         // All events built first, then fed: a profile of this run separates the two cleanly.
         let n: usize = args.iter().skip_while(|a| *a != "--profile").nth(1).and_then(|n| n.parse().ok()).unwrap_or(1_000_000);
-        let d = prebuilt(n);
+        let d = prebuilt(&mixed_events(n));
         println!(
             "profile run: {} events, {:.0} ns/event, {:.3} page faults per event, {:.2} allocations per event",
             d.events,
@@ -532,7 +543,7 @@ fn main() {
         );
         return;
     }
-    let (events, open) = if quick { (1_000_000, 100_000) } else { (5_000_000, 1_000_000) };
+    let (events_wanted, open) = if quick { (1_000_000, 100_000) } else { (5_000_000, 1_000_000) };
     // Hash tables double: per-journey bytes depend on where a size falls between two doublings,
     // so two sizes are shown.
     let mem_sizes: &[usize] = if quick { &[50_000] } else { &[200_000, 1_000_000] };
@@ -542,28 +553,44 @@ fn main() {
     println!(
         "page faults on this machine: {cold:.2} µs per 4 KiB page of memory first touched by this process, {warm:.2} µs right after the same amount was freed; each timed measurement below starts by touching and freeing 2 GiB, so the engine's growth pays the second"
     );
-    let d = prebuilt(1_000_000);
+    // The machine's speed drifts from one second to the next (a shared host): each throughput
+    // is the median of rounds, with their range.
+    let events = mixed_events(1_000_000);
+    let rounds = if quick { 3 } else { 7 };
+    let mut rates = Vec::new();
+    let mut last = None;
+    for _ in 0..rounds {
+        let d = prebuilt(&events);
+        rates.push(1e9 / d.ns_per_event());
+        last = Some((d.events, d.allocations as f64 / d.events as f64, d.faults as f64 / d.events as f64));
+    }
+    drop(events);
+    let (n, allocs, faults) = last.expect("at least one round");
+    let (median, low, high) = spread(&mut rates);
     println!(
-        "throughput, engine alone: {:.0} events/s ({:.0} ns/event) over {} pre-built events (1,000 orders in flight, 5% never confirmed), {:.2} allocations and {:.3} page faults per event",
-        1e9 / d.ns_per_event(),
-        d.ns_per_event(),
-        d.events,
-        d.allocations as f64 / d.events as f64,
-        d.faults as f64 / d.events as f64
+        "throughput, engine alone: {median:.0} events/s ({:.0} ns/event), median of {rounds} rounds ({low:.0}–{high:.0}), over {n} pre-built events (1,000 orders in flight, 5% never confirmed), {allocs:.2} allocations and {faults:.3} page faults per event",
+        1e9 / median
     );
-    drop(d);
-    let (eps, n, d) = throughput(events);
-    let stats = d.ev.stats();
-    println!(
-        "throughput, long stream built as it goes: {eps:.0} events/s ({:.0} ns/event) over {n} events, 1,000 orders in flight, 5% never confirmed, {:.3} page faults per event",
-        1e9 / eps,
-        d.faults as f64 / n as f64
-    );
-    println!(
-        "  journeys {} (in flight {}, stalled {}, completed {}), findings {} (open {}), deadline-queue entries {}",
-        stats.instances, stats.in_flight, stats.stalled, stats.completed, stats.findings, stats.open_findings, stats.timers
-    );
-    drop(d);
+    let rounds = if quick { 1 } else { 3 };
+    let mut rates = Vec::new();
+    for round in 0..rounds {
+        let (eps, n, d) = throughput(events_wanted);
+        rates.push(eps);
+        if round + 1 < rounds {
+            continue;
+        }
+        let (median, low, high) = spread(&mut rates);
+        let stats = d.ev.stats();
+        println!(
+            "throughput, long stream built as it goes: {median:.0} events/s ({:.0} ns/event), median of {rounds} rounds ({low:.0}–{high:.0}), over {n} events, 1,000 orders in flight, 5% never confirmed, {:.3} page faults per event",
+            1e9 / median,
+            d.faults as f64 / n as f64
+        );
+        println!(
+            "  journeys {} (in flight {}, stalled {}, completed {}), findings {} (open {}), deadline-queue entries {}",
+            stats.instances, stats.in_flight, stats.stalled, stats.completed, stats.findings, stats.open_findings, stats.timers
+        );
+    }
 
     for (label, shape) in [("4 events (created → shipped)", Shape::Open4), ("10 events (partial reservations and shipments)", Shape::Open10)] {
         for &n in mem_sizes {
