@@ -310,47 +310,60 @@ impl Driver {
     }
 }
 
-/// The median, least and greatest of some rates.
-fn spread(rates: &mut [f64]) -> (f64, f64, f64) {
-    rates.sort_by(f64::total_cmp);
-    (rates[rates.len() / 2], rates[0], rates[rates.len() - 1])
-}
-
 /// A realistic stream: 1,000 orders in flight at a time, 95% fulfilled, 5% never confirmed (so
 /// missing reactions, stalls and missed deadlines fire as the watermark moves on).
 fn mixed(rng: &mut Rng) -> Shape {
     if rng.chance(0.05) { Shape::NoConfirmation } else { Shape::Fulfilled }
 }
 
-/// Touches `bytes` of fresh memory and hands it back to the kernel. On a VM whose host backs
-/// guest memory only when it is first touched (this project's benchmark machines), a page the
-/// guest never used costs 8-11 µs to fault in against about 2 µs for one it used lately: without
-/// this, the engine's growth would be charged the host's first-touch cost, which varies from run
-/// to run with what the machine did before. The ordinary fault cost is still counted.
+/// How much memory each timed measurement touches and frees first (see the crate doc above).
 const WARM_BYTES: usize = 2 << 30;
 
-/// CPU time per 4 KiB page of touching `bytes` of memory the process has not used, once with
-/// memory the kernel hands out fresh and once right after giving the same amount back: what a
-/// page fault costs on this machine, cold and warm, for reading the throughput figures.
+/// Touches `bytes` of memory and hands it back to the kernel, so that the engine's growth right
+/// after lands on pages the machine used lately: on a VM whose host backs guest memory only on
+/// first touch, a page the guest never used costs 8-11 µs to fault in against about 2 µs. The
+/// ordinary fault cost is still counted.
+fn warm_memory(bytes: usize) {
+    drop(touched(bytes));
+}
+
+/// `bytes` of memory, every page written.
+fn touched(bytes: usize) -> Vec<u8> {
+    std::hint::black_box(vec![1u8; bytes])
+}
+
+/// CPU time per 4 KiB page of touching `bytes` of memory, first as the process's first touch of
+/// that much, then again right after it was freed: what a page fault costs on this machine, cold
+/// and warm.
 fn fault_cost(bytes: usize) -> (f64, f64) {
-    let touch = || {
+    let per_page = || {
         let start = cpu_now();
-        let block = vec![1u8; bytes];
-        std::hint::black_box(&block);
+        let block = touched(bytes);
         let spent = cpu_now() - start;
         drop(block);
         spent.as_nanos() as f64 / 1e3 / (bytes / 4096) as f64
     };
-    let cold = touch();
-    (cold, touch())
+    let cold = per_page();
+    (cold, per_page())
 }
 
-fn warm_memory(bytes: usize) {
-    let block = vec![1u8; bytes];
-    std::hint::black_box(&block);
+/// Runs `rounds` rounds, each giving a rate and a result: the median rate, the least, the
+/// greatest, and the last round's result. The machine's speed drifts from one second to the
+/// next (a shared host), so one round is not a measurement.
+fn rounds<T>(rounds: usize, mut round: impl FnMut() -> (f64, T)) -> (f64, f64, f64, T) {
+    let mut rates = Vec::with_capacity(rounds);
+    let mut last = None;
+    for _ in 0..rounds {
+        let (rate, result) = round();
+        rates.push(rate);
+        last = Some(result);
+    }
+    rates.sort_by(f64::total_cmp);
+    (rates[rates.len() / 2], rates[0], rates[rates.len() - 1], last.expect("at least one round"))
 }
 
-fn throughput(events_wanted: u64) -> (f64, u64, Driver) {
+/// The mixed stream built as it goes, fed to a fresh evaluator until `events_wanted` events.
+fn throughput(events_wanted: u64) -> Driver {
     warm_memory(WARM_BYTES);
     let mut d = Driver::new();
     let mut w = Workload::new(7, 1, epoch());
@@ -358,7 +371,7 @@ fn throughput(events_wanted: u64) -> (f64, u64, Driver) {
         let batch = w.group(1_000, mixed);
         d.feed(&batch);
     }
-    (1e9 / d.ns_per_event(), d.events, d)
+    d
 }
 
 /// The mixed stream's first `n` events (rounded up to whole groups).
@@ -553,44 +566,37 @@ fn main() {
     println!(
         "page faults on this machine: {cold:.2} µs per 4 KiB page of memory first touched by this process, {warm:.2} µs right after the same amount was freed; each timed measurement below starts by touching and freeing 2 GiB, so the engine's growth pays the second"
     );
-    // The machine's speed drifts from one second to the next (a shared host): each throughput
-    // is the median of rounds, with their range.
     let events = mixed_events(1_000_000);
-    let rounds = if quick { 3 } else { 7 };
-    let mut rates = Vec::new();
-    let mut last = None;
-    for _ in 0..rounds {
+    let n = if quick { 3 } else { 7 };
+    let (median, low, high, d) = rounds(n, || {
         let d = prebuilt(&events);
-        rates.push(1e9 / d.ns_per_event());
-        last = Some((d.events, d.allocations as f64 / d.events as f64, d.faults as f64 / d.events as f64));
-    }
-    drop(events);
-    let (n, allocs, faults) = last.expect("at least one round");
-    let (median, low, high) = spread(&mut rates);
+        (1e9 / d.ns_per_event(), d)
+    });
     println!(
-        "throughput, engine alone: {median:.0} events/s ({:.0} ns/event), median of {rounds} rounds ({low:.0}–{high:.0}), over {n} pre-built events (1,000 orders in flight, 5% never confirmed), {allocs:.2} allocations and {faults:.3} page faults per event",
-        1e9 / median
+        "throughput, engine alone: {median:.0} events/s ({:.0} ns/event), median of {n} rounds ({low:.0}–{high:.0}), over {} pre-built events (1,000 orders in flight, 5% never confirmed), {:.2} allocations and {:.3} page faults per event",
+        1e9 / median,
+        d.events,
+        d.allocations as f64 / d.events as f64,
+        d.faults as f64 / d.events as f64
     );
-    let rounds = if quick { 1 } else { 3 };
-    let mut rates = Vec::new();
-    for round in 0..rounds {
-        let (eps, n, d) = throughput(events_wanted);
-        rates.push(eps);
-        if round + 1 < rounds {
-            continue;
-        }
-        let (median, low, high) = spread(&mut rates);
-        let stats = d.ev.stats();
-        println!(
-            "throughput, long stream built as it goes: {median:.0} events/s ({:.0} ns/event), median of {rounds} rounds ({low:.0}–{high:.0}), over {n} events, 1,000 orders in flight, 5% never confirmed, {:.3} page faults per event",
-            1e9 / median,
-            d.faults as f64 / n as f64
-        );
-        println!(
-            "  journeys {} (in flight {}, stalled {}, completed {}), findings {} (open {}), deadline-queue entries {}",
-            stats.instances, stats.in_flight, stats.stalled, stats.completed, stats.findings, stats.open_findings, stats.timers
-        );
-    }
+    drop((d, events));
+    let n = if quick { 1 } else { 3 };
+    let (median, low, high, d) = rounds(n, || {
+        let d = throughput(events_wanted);
+        (1e9 / d.ns_per_event(), d)
+    });
+    let stats = d.ev.stats();
+    println!(
+        "throughput, long stream built as it goes: {median:.0} events/s ({:.0} ns/event), median of {n} rounds ({low:.0}–{high:.0}), over {} events, 1,000 orders in flight, 5% never confirmed, {:.3} page faults per event",
+        1e9 / median,
+        d.events,
+        d.faults as f64 / d.events as f64
+    );
+    println!(
+        "  journeys {} (in flight {}, stalled {}, completed {}), findings {} (open {}), deadline-queue entries {}",
+        stats.instances, stats.in_flight, stats.stalled, stats.completed, stats.findings, stats.open_findings, stats.timers
+    );
+    drop(d);
 
     for (label, shape) in [("4 events (created → shipped)", Shape::Open4), ("10 events (partial reservations and shipments)", Shape::Open10)] {
         for &n in mem_sizes {
