@@ -48,6 +48,15 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
 }
 
+impl Drop for Inner {
+    /// Closes the readers first and the writer last, waiting for it: the last connection to close
+    /// checkpoints the WAL into the database file and removes it only if it is a writer, so a
+    /// dropped store leaves its database file alone, whole (for a copy, a backup, the next open).
+    fn drop(&mut self) {
+        self.readers.get_mut().map(Vec::clear).unwrap_or_else(|poisoned| poisoned.into_inner().clear());
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) the store in `dir`. Recovery of an interrupted WAL happens here.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {

@@ -205,10 +205,23 @@ fn next_stamp(stamps: &mut Stamps) -> DateTime<Utc> {
 }
 
 pub(crate) struct WriterHandle {
-    tx: mpsc::Sender<Job>,
+    /// `None` only while dropping: closing the channel ends the writer's loop.
+    tx: Option<mpsc::Sender<Job>>,
     poisoned: Arc<Mutex<Option<String>>>,
     stamps: Arc<Mutex<Stamps>>,
     feed: Arc<Feed>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for WriterHandle {
+    /// Ends the writer and waits for its thread: when this returns, the writer's connection is
+    /// closed (its last commit done, the WAL checkpointed if no other connection is open).
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// The writer thread's name (what `ps -L` and `/proc/PID/task/*/comm` show, cut to 15 bytes).
@@ -226,11 +239,11 @@ impl WriterHandle {
         let next_seq: i64 = conn.query_row(crate::schema::LOG_END, [], |r| r.get::<_, i64>(0))? + 1;
         let feed = Arc::new(Feed::default());
         let writer = Writer { conn, next_seq, poisoned: poisoned.clone(), stamps: stamps.clone(), feed: feed.clone() };
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name(WRITER_THREAD_NAME.into())
             .spawn(move || writer.run(rx))
             .map_err(|e| StoreError::Io { path: "writer thread".into(), source: e })?;
-        Ok(WriterHandle { tx, poisoned, stamps, feed })
+        Ok(WriterHandle { tx: Some(tx), poisoned, stamps, feed, thread: Some(thread) })
     }
 
     /// Replaces the follower: from now on every commit's entries go to the returned receiver.
@@ -255,15 +268,20 @@ impl WriterHandle {
     pub(crate) fn submit_derived(&self, write: DerivedWrite) -> Result<oneshot::Receiver<Result<(), StoreError>>, StoreError> {
         self.check_writable()?;
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Job::Derived { write, reply }).map_err(|_| StoreError::WriterGone)?;
+        self.send(Job::Derived { write, reply })?;
         Ok(rx)
     }
 
     pub(crate) fn submit_dlq(&self, op: DlqOp) -> Result<oneshot::Receiver<Result<DlqDone, StoreError>>, StoreError> {
         self.check_writable()?;
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Job::Dlq { op, reply }).map_err(|_| StoreError::WriterGone)?;
+        self.send(Job::Dlq { op, reply })?;
         Ok(rx)
+    }
+
+    /// Queues a job for the writer.
+    fn send(&self, job: Job) -> Result<(), StoreError> {
+        self.tx.as_ref().ok_or(StoreError::WriterGone)?.send(job).map_err(|_| StoreError::WriterGone)
     }
 
     pub(crate) fn check_writable(&self) -> Result<(), StoreError> {
@@ -280,9 +298,7 @@ impl WriterHandle {
     ) -> Result<oneshot::Receiver<Result<AppendResult, StoreError>>, StoreError> {
         self.check_writable()?;
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Job::Append { events, rejections, reply })
-            .map_err(|_| StoreError::WriterGone)?;
+        self.send(Job::Append { events, rejections, reply })?;
         Ok(rx)
     }
 }

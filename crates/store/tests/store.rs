@@ -257,3 +257,22 @@ fn derived_writes_upsert_by_engine_id() {
     assert!(store.findings(&all).unwrap().is_empty(), "another model's findings are dropped");
     assert_eq!(store.derived_state().unwrap(), Some(("m2".into(), 0)), "a new model starts from the beginning");
 }
+
+#[test]
+fn dropping_the_last_handle_closes_the_store_before_returning() {
+    // Readers in use leave their connections in the pool; the writer's connection must still be
+    // the last to close, so that it checkpoints the WAL into the database file and removes it.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.append_blocking((0..100).map(|i| event(&format!("e{i}"), "c", None, i % 60)).collect(), vec![]).unwrap();
+    assert_eq!(store.counts().unwrap().events, 100);
+    assert_eq!(ids(&store.correlation("c", 1).unwrap()).len(), 1);
+    let wal = dir.path().join(format!("{}-wal", causeway_store::DB_FILE));
+    assert!(wal.exists(), "a store in use writes ahead");
+    drop(store);
+    assert!(!wal.exists(), "the WAL is checkpointed and removed by the time drop returns");
+    // The database file alone holds every event.
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::copy(dir.path().join(causeway_store::DB_FILE), copy.path().join(causeway_store::DB_FILE)).unwrap();
+    assert_eq!(Store::open(copy.path()).unwrap().counts().unwrap().events, 100);
+}

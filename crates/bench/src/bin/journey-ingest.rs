@@ -4,7 +4,9 @@
 //! then the same traffic on a store already holding 1,000,000 open journeys (their stall and
 //! completion timers pending) against one holding 1,000,000 events that open none; every
 //! measurement of that comparison starts from a copy of its side's preloaded store, in a fresh
-//! process.
+//! process. Every measurement starts right after touching and freeing 2 GiB (`warm_memory`): on
+//! a VM that backs guest memory only on first touch, which side's page cache lands on never-used
+//! pages is otherwise chance, and it moved the store writer's CPU per event by up to 20%.
 //!
 //! `cargo run --release -p causeway-bench --bin journey-ingest -- [--events N] [--rounds N]
 //! [--open N] [--clients N]` (`scripts/bench-journeys` runs it and records the report).
@@ -66,49 +68,65 @@ fn measure_one(dir: &Path, args: &Args) -> Result<()> {
     let t = Instant::now();
     let s = summary(server.addr)?;
     let rebuild = t.elapsed().as_secs_f64();
-    let cpu_before = thread_cpu();
+    warm_memory(WARM_BYTES);
+    let before = thread_use();
     let started = Instant::now();
     post_all(server.addr, &batches, args.clients)?;
     summary(server.addr)?;
     let r = rate(args.events, started.elapsed());
-    let cpu = thread_cpu();
-    // CPU microseconds per event of each part of the server during the measurement.
-    let per_event = |name: &str| -> Result<f64> {
+    let after = thread_use();
+    // What each part of the server spent per event during the measurement: CPU microseconds,
+    // and minor page faults per 1,000 events.
+    let per_event = |name: &str, what: usize, scale: f64| -> Result<f64> {
         // The kernel keeps a thread's name to its first 15 bytes.
         let name = &name[..name.len().min(15)];
-        let spent = |m: &std::collections::HashMap<String, f64>| m.get(name).copied();
-        match (spent(&cpu), spent(&cpu_before)) {
-            (Some(after), Some(before)) => Ok((after - before) * 1e6 / args.events as f64),
+        let spent = |m: &std::collections::HashMap<String, [f64; 2]>| m.get(name).map(|u| u[what]);
+        match (spent(&after), spent(&before)) {
+            (Some(a), Some(b)) => Ok((a - b) * scale / args.events as f64),
             _ => bail!("no thread named {name} in this process"),
         }
     };
-    println!(
-        "{rebuild} {r} {} {} {} {}",
-        s["journeys_by_state"]["in_flight"].as_u64().unwrap_or(0),
-        per_event(JOURNEY_THREAD_NAME)?,
-        per_event(WRITER_THREAD_NAME)?,
-        per_event(SERVER_THREAD_NAME)?
-    );
+    let parts = [JOURNEY_THREAD_NAME, WRITER_THREAD_NAME, SERVER_THREAD_NAME];
+    print!("{rebuild} {r} {}", s["journeys_by_state"]["in_flight"].as_u64().unwrap_or(0));
+    for (what, scale) in [(0, 1e6), (1, 1e3)] {
+        for part in parts {
+            print!(" {}", per_event(part, what, scale)?);
+        }
+    }
+    println!();
     server.stop()?;
     Ok(())
 }
 
-/// CPU seconds (user + system) spent so far by this process's threads, by thread name (as the
-/// kernel keeps it: the first 15 bytes).
-fn thread_cpu() -> std::collections::HashMap<String, f64> {
+/// How much memory each measurement touches and frees right before it starts.
+const WARM_BYTES: usize = 2 << 30;
+
+/// Touches `bytes` of memory and hands it back to the kernel, so that what the server allocates
+/// next (the page cache for the store's writes above all) lands on pages the machine used lately:
+/// on a VM whose host backs guest memory only on first touch, a page the guest never used costs
+/// several times more to fill, and which side of a comparison gets such pages is chance.
+fn warm_memory(bytes: usize) {
+    drop(std::hint::black_box(vec![1u8; bytes]));
+}
+
+/// CPU seconds (user + system) and minor page faults of this process's threads so far, by
+/// thread name (as the kernel keeps it: the first 15 bytes).
+fn thread_use() -> std::collections::HashMap<String, [f64; 2]> {
     let mut by_name = std::collections::HashMap::new();
     let ticks = 100.0; // USER_HZ, fixed at 100 on Linux
     for task in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
         let (Ok(comm), Ok(stat)) = (std::fs::read_to_string(task.path().join("comm")), std::fs::read_to_string(task.path().join("stat"))) else {
             continue;
         };
-        // Fields after the parenthesised name: state is field 3, utime 14, stime 15.
+        // Fields after the parenthesised name: state is field 3, minflt 10, utime 14, stime 15.
         let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let (Some(u), Some(s)) = (f.get(11).and_then(|v| v.parse::<f64>().ok()), f.get(12).and_then(|v| v.parse::<f64>().ok())) else {
+        let f: Vec<f64> = rest.split_whitespace().map(|v| v.parse::<f64>().unwrap_or(f64::NAN)).collect();
+        let (Some(faults), Some(u), Some(s)) = (f.get(7), f.get(11), f.get(12)) else {
             continue;
         };
-        *by_name.entry(comm.trim().to_string()).or_insert(0.0) += (u + s) / ticks;
+        let used = by_name.entry(comm.trim().to_string()).or_insert([0.0; 2]);
+        used[0] += (u + s) / ticks;
+        used[1] += faults;
     }
     by_name
 }
@@ -256,14 +274,15 @@ fn preload(dir: &Path, n: usize, open: bool) -> Result<Store> {
     Ok(store)
 }
 
-/// Waits until the store in `dir` is closed: the last connection's close checkpoints the WAL into
-/// the database and removes it, after which the database file alone is the whole store.
+/// Waits until the store in `dir` is closed: its last handle's drop checkpoints the WAL into the
+/// database and removes it, after which the database file alone is the whole store. A stopped
+/// server's engine thread may hold the store a moment longer.
 fn settle(dir: &Path) -> Result<()> {
     let wal = dir.join(format!("{}-wal", causeway_store::DB_FILE));
     let deadline = Instant::now() + Duration::from_secs(120);
     while wal.exists() {
         if Instant::now() > deadline {
-            bail!("the preloaded store in {} did not close within 2 minutes", dir.display());
+            bail!("the preloaded store in {} kept its WAL for 2 minutes after its server stopped", dir.display());
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -319,6 +338,7 @@ fn main() -> Result<()> {
             // passed on the wall clock, and the engine would raise and resolve findings for it.
             let batches = traffic(args.events, &format!("r{round}"), Utc::now());
             let dir = tempfile::tempdir()?;
+            warm_memory(WARM_BYTES);
             let m = measure(Store::open(dir.path())?, engine, &batches, args.clients)?;
             a[side] = rate(args.events, m.acked);
             d[side] = rate(args.events, m.caught_up);
@@ -360,9 +380,6 @@ fn main() -> Result<()> {
         let server = start(store, true)?;
         summary(server.addr)?;
         server.stop()?;
-        // A read-only connection closing last leaves the WAL behind; one more open and close of
-        // the writer alone checkpoints it into the database file.
-        drop(Store::open(&templates[k])?);
         settle(&templates[k])?;
         lines.push(format!(
             "preloaded {} {} in {:.1} s",
@@ -372,7 +389,7 @@ fn main() -> Result<()> {
         ));
     }
     let mut rates = Vec::new();
-    let mut cpu: [Vec<[f64; 3]>; 2] = [Vec::new(), Vec::new()];
+    let mut cpu: [Vec<[f64; 6]>; 2] = [Vec::new(), Vec::new()];
     for round in 0..args.rounds {
         let mut r = [0.0; 2];
         for k in order(round) {
@@ -389,10 +406,10 @@ fn main() -> Result<()> {
             }
             let text = String::from_utf8_lossy(&out.stdout);
             let fields: Vec<f64> = text.split_whitespace().filter_map(|f| f.parse().ok()).collect();
-            let [rebuild, events_per_second, open_now, engine_us, writer_us, server_us] = fields[..] else {
+            let [rebuild, events_per_second, open_now, engine_us, writer_us, server_us, engine_pf, writer_pf, server_pf] = fields[..] else {
                 bail!("unexpected measurement output: {text}")
             };
-            cpu[k].push([engine_us, writer_us, server_us]);
+            cpu[k].push([engine_us, writer_us, server_us, engine_pf, writer_pf, server_pf]);
             if round == 0 {
                 lines.push(format!(
                     "engine rebuilt from the {} store in {rebuild:.1} s ({open_now} journeys in flight)",
@@ -401,7 +418,7 @@ fn main() -> Result<()> {
             }
             r[k] = events_per_second;
             eprintln!(
-                "round {round} {}: {:.0} events/s to caught up; CPU µs per event: engine {engine_us:.2}, writer {writer_us:.2}, HTTP {server_us:.2}",
+                "round {round} {}: {:.0} events/s to caught up; CPU µs per event: engine {engine_us:.2}, writer {writer_us:.2}, HTTP {server_us:.2}; page faults per 1,000 events: engine {engine_pf:.1}, writer {writer_pf:.1}, HTTP {server_pf:.1}",
                 if open { "open" } else { "reference" },
                 r[k]
             );
@@ -419,9 +436,17 @@ fn main() -> Result<()> {
     println!("\nCPU per event during the measurement (µs, median of the rounds; threads: the journey engine, the store's writer, the HTTP workers):\n");
     println!("| part | reference | {label} | ratio |");
     println!("|---|---|---|---|");
-    for (i, part) in ["journey engine", "store writer", "HTTP (parse, answer)"].into_iter().enumerate() {
-        let [a, b] = [0, 1].map(|k| median(cpu[k].iter().map(|c| c[i]).collect()));
+    for (i, part) in ["journey engine", "store writer", "HTTP (parse, answer)", "the three together"].into_iter().enumerate() {
+        let of_round = |c: &[f64; 6]| if i == 3 { c[0] + c[1] + c[2] } else { c[i] };
+        let [a, b] = [0, 1].map(|k| median(cpu[k].iter().map(of_round).collect()));
         println!("| {part} | {a:.2} | {b:.2} | {:.2} |", b / a);
+    }
+    println!("\nMinor page faults per 1,000 events during the measurement (median of the rounds):\n");
+    println!("| part | reference | {label} |");
+    println!("|---|---|---|");
+    for (i, part) in ["journey engine", "store writer", "HTTP (parse, answer)"].into_iter().enumerate() {
+        let [a, b] = [0, 1].map(|k| median(cpu[k].iter().map(|c| c[3 + i]).collect()));
+        println!("| {part} | {a:.1} | {b:.1} |");
     }
     Ok(())
 }
