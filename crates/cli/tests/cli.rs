@@ -277,6 +277,32 @@ fn serve_config_file_flags_and_environment() {
 }
 
 #[test]
+fn sigterm_stops_the_server_leaving_its_database_file_whole() {
+    // The documented backup: a server that stopped cleanly leaves `causeway.db` alone, the WAL
+    // checkpointed into it, so copying that one file copies the store.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = Server::start(&data, &["--model", example_model().to_str().unwrap()]);
+    let body: String = (0..50).map(|i| format!("{}\n", event(&format!("t{i}"), &format!("c{i}"), None, i))).collect();
+    let client = reqwest::blocking::Client::new();
+    let answer: Value = client.post(format!("{}/v1/events", server.url)).header("content-type", "application/x-ndjson").body(body).send().unwrap().json().unwrap();
+    assert_eq!(answer["accepted"], 50, "{answer}");
+    assert!(data.join("causeway.db-wal").exists(), "a running store writes ahead");
+    let term = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
+    assert!(term.success());
+    assert!(server.child.wait().unwrap().success(), "SIGTERM is a clean stop");
+    assert!(!data.join("causeway.db-wal").exists(), "the WAL is checkpointed and removed on a clean stop");
+    let copy = dir.path().join("copy");
+    std::fs::create_dir(&copy).unwrap();
+    std::fs::copy(data.join("causeway.db"), copy.join("causeway.db")).unwrap();
+    let restored = Server::start(&copy, &[]);
+    let out = causeway(&["sql", "--server", &restored.url, "--json", "SELECT count(*) AS n FROM event_lineage"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows["rows"], json!([[50]]), "the copy holds every event: {rows}");
+}
+
+#[test]
 fn help_lists_every_verb() {
     let help = text(&causeway(&["--help"]));
     for verb in ["serve", "demo", "model", "gen", "ingest", "chain", "journey", "findings", "dlq", "state", "analyze", "sql"] {
