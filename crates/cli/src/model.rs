@@ -81,7 +81,7 @@ fn render(file: &Path, format: RenderFormat, out: Option<&Path>) -> anyhow::Resu
     Ok(ExitCode::SUCCESS)
 }
 
-fn check(file: &PathBuf, strict: bool, as_json: bool) -> anyhow::Result<ExitCode> {
+fn check(file: &Path, strict: bool, as_json: bool) -> anyhow::Result<ExitCode> {
     let loaded = load(file);
     let errors = loaded.diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
     let warnings = loaded.diagnostics.len() - errors;

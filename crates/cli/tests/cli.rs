@@ -462,7 +462,10 @@ fn get_json(url: &str) -> Value {
     response.json().unwrap()
 }
 
-fn findings_table(data: &Path) -> Vec<(i64, String, Option<String>, String, Option<String>)> {
+/// A stored finding: id, kind, journey key, detected at, resolved at.
+type FindingRow = (i64, String, Option<String>, String, Option<String>);
+
+fn findings_table(data: &Path) -> Vec<FindingRow> {
     let db = rusqlite::Connection::open(data.join("causeway.db")).unwrap();
     db.prepare("SELECT id, kind, journey_key, detected_at, resolved_at FROM findings ORDER BY id")
         .unwrap()

@@ -32,11 +32,10 @@ fn references(b: &mut Builder) {
     // An event's aggregate belongs to its context.
     let mut mismatches = Vec::new();
     for (name, event) in &b.model.events {
-        if let Some(agg) = event.aggregate.as_ref().and_then(|a| b.model.aggregates.get(a).map(|x| (a, x))) {
-            if !event.context.is_empty() && agg.1.context != event.context {
+        if let Some(agg) = event.aggregate.as_ref().and_then(|a| b.model.aggregates.get(a).map(|x| (a, x)))
+            && !event.context.is_empty() && agg.1.context != event.context {
                 mismatches.push((event.span, format!("event '{name}' belongs to context '{}' but its aggregate '{}' to '{}'", event.context, agg.0, agg.1.context)));
             }
-        }
     }
     for (at, message) in mismatches {
         b.sink.warning(at, message);
@@ -52,11 +51,10 @@ pub fn schema_carries(schema: &Value, pointer: &str) -> Option<bool> {
     if s.get("required").and_then(Value::as_array).is_some_and(|r| r.iter().any(|f| f == first.as_str())) {
         return Some(true);
     }
-    if let Some(t) = s.get("type").and_then(Value::as_str) {
-        if t != "object" {
+    if let Some(t) = s.get("type").and_then(Value::as_str)
+        && t != "object" {
             return Some(false);
         }
-    }
     let declared = s.get("properties").and_then(Value::as_object).is_some_and(|p| p.contains_key(&first));
     if !declared && s.get("additionalProperties") == Some(&Value::Bool(false)) {
         return Some(false);
@@ -157,7 +155,7 @@ const IRREGULAR: &[&str] = &[
 ];
 
 fn is_past_tense(name: &str) -> bool {
-    let last_word_start = name.char_indices().filter(|(_, c)| c.is_uppercase()).map(|(i, _)| i).last().unwrap_or(0);
+    let last_word_start = name.char_indices().filter(|(_, c)| c.is_uppercase()).map(|(i, _)| i).next_back().unwrap_or(0);
     let word = &name[last_word_start..];
     word.ends_with("ed") || IRREGULAR.contains(&word)
 }

@@ -84,6 +84,9 @@ const TOP_KEYS: &[&str] = &[
     "externals", "envelope",
 ];
 
+/// Parses one entry of a top-level section (its name, where it is, its node).
+type SectionParser = fn(&mut Builder, &str, Position, &Node);
+
 impl Builder {
     fn new() -> Builder {
         Builder {
@@ -112,7 +115,7 @@ impl Builder {
         crate::check::check(&mut self);
         self.model.files = self.sink.files.clone();
         let mut diagnostics = self.sink.diagnostics;
-        diagnostics.sort_by(|a, b| (a.position.file, a.position.line, a.position.column).cmp(&(b.position.file, b.position.line, b.position.column)));
+        diagnostics.sort_by_key(|a| (a.position.file, a.position.line, a.position.column));
         diagnostics.dedup();
         Loaded { model: self.model, diagnostics }
     }
@@ -167,7 +170,7 @@ impl Builder {
         } else if file == 0 {
             self.sink.error(Position { file, line: 1, column: 1 }, "the model has no 'name': add e.g. `name: order-fulfillment`");
         }
-        let sections: [(&str, fn(&mut Builder, &str, Position, &Node)); 9] = [
+        let sections: [(&str, SectionParser); 9] = [
             ("contexts", Builder::context),
             ("aggregates", Builder::aggregate),
             ("commands", Builder::command),
@@ -309,7 +312,7 @@ impl Builder {
         check_keys(&mut self.sink, map, &["context", "key"], &owner);
         let context = self.field(map, "context", &owner, at).and_then(|n| string(&mut self.sink, n, "context"));
         if let Some((c, cat)) = &context {
-            self.refer(RefKind::Context, c, *cat, format!("{owner}"));
+            self.refer(RefKind::Context, c, *cat, owner.to_string());
         }
         let key = if map.contains_key("key") { self.key_field(map, &owner).map(|(k, _)| k) } else { None };
         let item = Aggregate { context: context.map(|c| c.0).unwrap_or_default(), key, span: at };
@@ -487,11 +490,10 @@ impl Builder {
                             self.sink.error(*eat, format!("event '{event}' ends {owner} in two outcomes, '{other}' and '{oname}'"));
                         }
                         // An outcome is terminal: no milestone may follow it.
-                        if let Some(i) = milestones.iter().position(|(m, _)| m == event) {
-                            if let Some((after, _)) = milestones.get(i + 1) {
+                        if let Some(i) = milestones.iter().position(|(m, _)| m == event)
+                            && let Some((after, _)) = milestones.get(i + 1) {
                                 self.sink.error(*eat, format!("outcome event '{event}' of {owner} is followed by milestone '{after}': an outcome ends the journey, so '{after}' is unreachable"));
                             }
-                        }
                     }
                     outcomes.insert(oname, list.into_iter().map(|e| e.0).collect());
                 }
@@ -514,11 +516,10 @@ impl Builder {
         }
         let complete_within_ms = self.duration_field(map, "complete_within", &owner);
         let stall_after_ms = self.duration_field(map, "stall_after", &owner);
-        if let (Some(stall), Some(complete)) = (stall_after_ms, complete_within_ms) {
-            if stall > complete {
+        if let (Some(stall), Some(complete)) = (stall_after_ms, complete_within_ms)
+            && stall > complete {
                 self.sink.warning(at, format!("{owner} stalls after longer than its completion window: 'stall_after' can never fire before 'complete_within'"));
             }
-        }
         let objective_percent = self.percent_field(map, "objective", &owner);
         if objective_percent.is_some() && complete_within_ms.is_none() {
             self.sink.error(at, format!("{owner} has an 'objective' but no 'complete_within' window to measure it against"));
@@ -566,11 +567,10 @@ impl Builder {
             key => {
                 let list = string_list(&mut self.sink, map.get(key).expect("present"), &format!("'{key}' of {owner}"));
                 self.refer_all(RefKind::Event, &list, &format!("'{key}' of {owner}"));
-                if let Some((e, _)) = &event {
-                    if let Some((_, sat)) = list.iter().find(|(n, _)| n == e) {
+                if let Some((e, _)) = &event
+                    && let Some((_, sat)) = list.iter().find(|(n, _)| n == e) {
                         self.sink.error(*sat, format!("{owner} relates '{e}' to itself"));
                     }
-                }
                 let names = list.into_iter().map(|l| l.0).collect();
                 if key == "requires" { InvariantRule::Requires(names) } else { InvariantRule::ForbiddenAfter(names) }
             }
@@ -584,8 +584,8 @@ impl Builder {
         check_keys(&mut self.sink, map, &["key", "on"], &owner);
         let key = if self.field(map, "key", &owner, at).is_some() { self.key_field(map, &owner) } else { None };
         let mut on = IndexMap::new();
-        if let Some(node) = self.field(map, "on", &owner, at) {
-            if let Some(omap) = as_mapping(&mut self.sink, node, &format!("'on' of {owner}")) {
+        if let Some(node) = self.field(map, "on", &owner, at)
+            && let Some(omap) = as_mapping(&mut self.sink, node, &format!("'on' of {owner}")) {
                 for (event, spec) in omap.iter() {
                     let eat = pos(event.span());
                     self.refer(RefKind::Event, event.as_str(), eat, format!("'on' of {owner}"));
@@ -600,7 +600,6 @@ impl Builder {
                     on.insert(event.as_str().to_string(), reducers);
                 }
             }
-        }
         let item = ReadModel { key: key.map(|k| k.0).unwrap_or(Key::Subject), on, span: at };
         Self::insert(&mut self.sink, &mut self.model.read_models, "read model", name, at, item, |r| r.span);
     }

@@ -129,13 +129,11 @@ fn scalar_json(s: &MarkedScalarNode) -> Value {
     if let Ok(n) = text.parse::<i64>() {
         return Value::from(n);
     }
-    if text.contains(['.', 'e', 'E']) && !text.starts_with('.') {
-        if let Ok(f) = text.parse::<f64>() {
-            if let Some(n) = serde_json::Number::from_f64(f) {
+    if text.contains(['.', 'e', 'E']) && !text.starts_with('.')
+        && let Ok(f) = text.parse::<f64>()
+            && let Some(n) = serde_json::Number::from_f64(f) {
                 return Value::Number(n);
             }
-        }
-    }
     Value::String(text.to_string())
 }
 

@@ -133,7 +133,7 @@ pub struct StatusChange {
 /// A write to the DLQ, done by the writer thread in a durable commit.
 #[derive(Debug, Clone)]
 pub(crate) enum DlqOp {
-    Report(DlqReport),
+    Report(Box<DlqReport>),
     Replay(ReplayAttempt),
     Status(StatusChange),
 }
@@ -386,7 +386,7 @@ pub struct FlowBucket {
 impl Store {
     /// Stores a consumer's failure report (or updates the open record of an earlier one).
     pub async fn report_failure(&self, report: DlqReport) -> Result<Reported, StoreError> {
-        match self.dlq_write(DlqOp::Report(report)).await? {
+        match self.dlq_write(DlqOp::Report(Box::new(report))).await? {
             DlqDone::Reported(r) => Ok(r),
             other => unreachable!("a report answers Reported, not {other:?}"),
         }

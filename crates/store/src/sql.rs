@@ -69,7 +69,7 @@ fn run(conn: &Connection, query: &str, limits: SqlLimits) -> Result<SqlResult, S
     if !stmt.readonly() {
         return Err(not_read_only());
     }
-    let columns: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
+    let columns: Vec<String> = stmt.column_names().map(String::from).collect();
     let width = columns.len();
     let mut rows = stmt.query([]).map_err(|e| classify(e, limits))?;
     let mut out = Vec::new();

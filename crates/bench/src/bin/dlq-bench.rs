@@ -65,7 +65,7 @@ fn report(i: usize, total: usize, now: chrono::DateTime<Utc>, span_s: i64) -> Dl
     let topic = format!("topic-{:02}", skewed(h >> 8, 30));
     let (kind, message) = ERRORS[skewed(h >> 16, ERRORS.len())];
     // Forty-four more rare error types beside the six common ones.
-    let error_type = if (h >> 24) % 10 == 0 { format!("RareError{:02}", (h >> 32) % 44) } else { kind.to_string() };
+    let error_type = if (h >> 24).is_multiple_of(10) { format!("RareError{:02}", (h >> 32) % 44) } else { kind.to_string() };
     let event_id = format!("evt-{i:08}");
     let correlation = format!("corr-{:08}", i / 3);
     let failed_at = now - TimeDelta::seconds(60 + span_s - (i as i64 * span_s / total as i64).min(span_s));

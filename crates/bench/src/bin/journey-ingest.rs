@@ -302,7 +302,7 @@ fn median(mut xs: Vec<f64>) -> f64 {
 /// The sides of a comparison in round `round`: alternating which goes first, so that whatever
 /// drifts over a run (the machine, the stores growing) does not favour one side.
 fn order(round: usize) -> [usize; 2] {
-    if round % 2 == 0 { [0, 1] } else { [1, 0] }
+    if round.is_multiple_of(2) { [0, 1] } else { [1, 0] }
 }
 
 /// Per-round rates of both sides and their ratio, and the median ratio (the verdict): rounds
