@@ -200,11 +200,10 @@ fn drive(base: &str, args: &DemoArgs, stop: &AtomicBool) -> anyhow::Result<Summa
                 s.orders_started,
                 s.orders_finished
             );
-            if !hinted
-                && let Some(c) = summary.broken_correlation.as_ref().or(summary.any_correlation.as_ref()) {
-                    print_hints(base, c);
-                    hinted = true;
-                }
+            if !hinted && let Some(c) = summary.broken_correlation.as_ref().or(summary.any_correlation.as_ref()) {
+                print_hints(base, c);
+                hinted = true;
+            }
         }
     }
     summary.stats = sim.stats().clone();

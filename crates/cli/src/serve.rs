@@ -226,10 +226,9 @@ fn pii_key(config: &ServerConfig) -> anyhow::Result<Vec<u8>> {
         return Ok(secret.as_bytes().to_vec());
     }
     let path = config.data.join("pii.key");
-    if let Ok(key) = std::fs::read(&path)
-        && key.len() >= 32 {
-            return Ok(key);
-        }
+    if let Ok(key) = std::fs::read(&path) && key.len() >= 32 {
+        return Ok(key);
+    }
     let mut key = vec![0u8; 32];
     use std::io::Read as _;
     std::fs::File::open("/dev/urandom")

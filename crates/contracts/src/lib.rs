@@ -177,9 +177,10 @@ impl Contracts {
 
     fn redact_at(&self, data: &mut Value, pointer: &str) {
         if let Some(slot) = data.pointer_mut(pointer)
-            && !slot.as_str().is_some_and(|s| s.starts_with(REDACTED_PREFIX)) {
-                *slot = Value::String(self.keyed_hash(&slot.to_string()));
-            }
+            && !slot.as_str().is_some_and(|s| s.starts_with(REDACTED_PREFIX))
+        {
+            *slot = Value::String(self.keyed_hash(&slot.to_string()));
+        }
     }
 
     fn keyed_hash(&self, text: &str) -> String {

@@ -152,9 +152,10 @@ impl Event {
             ));
         }
         if let Some(b64) = &data_base64
-            && base64::engine::general_purpose::STANDARD.decode(b64).is_err() {
-                return Err(EventError::new(ErrorKind::InvalidAttribute, "data_base64 is not valid base64"));
-            }
+            && base64::engine::general_purpose::STANDARD.decode(b64).is_err()
+        {
+            return Err(EventError::new(ErrorKind::InvalidAttribute, "data_base64 is not valid base64"));
+        }
         let mut extensions = BTreeMap::new();
         for (name, value) in obj {
             check_extension_name(&name)?;

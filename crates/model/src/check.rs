@@ -33,9 +33,11 @@ fn references(b: &mut Builder) {
     let mut mismatches = Vec::new();
     for (name, event) in &b.model.events {
         if let Some(agg) = event.aggregate.as_ref().and_then(|a| b.model.aggregates.get(a).map(|x| (a, x)))
-            && !event.context.is_empty() && agg.1.context != event.context {
-                mismatches.push((event.span, format!("event '{name}' belongs to context '{}' but its aggregate '{}' to '{}'", event.context, agg.0, agg.1.context)));
-            }
+            && !event.context.is_empty()
+            && agg.1.context != event.context
+        {
+            mismatches.push((event.span, format!("event '{name}' belongs to context '{}' but its aggregate '{}' to '{}'", event.context, agg.0, agg.1.context)));
+        }
     }
     for (at, message) in mismatches {
         b.sink.warning(at, message);
@@ -51,10 +53,9 @@ pub fn schema_carries(schema: &Value, pointer: &str) -> Option<bool> {
     if s.get("required").and_then(Value::as_array).is_some_and(|r| r.iter().any(|f| f == first.as_str())) {
         return Some(true);
     }
-    if let Some(t) = s.get("type").and_then(Value::as_str)
-        && t != "object" {
-            return Some(false);
-        }
+    if let Some(t) = s.get("type").and_then(Value::as_str) && t != "object" {
+        return Some(false);
+    }
     let declared = s.get("properties").and_then(Value::as_object).is_some_and(|p| p.contains_key(&first));
     if !declared && s.get("additionalProperties") == Some(&Value::Bool(false)) {
         return Some(false);

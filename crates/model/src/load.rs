@@ -491,9 +491,10 @@ impl Builder {
                         }
                         // An outcome is terminal: no milestone may follow it.
                         if let Some(i) = milestones.iter().position(|(m, _)| m == event)
-                            && let Some((after, _)) = milestones.get(i + 1) {
-                                self.sink.error(*eat, format!("outcome event '{event}' of {owner} is followed by milestone '{after}': an outcome ends the journey, so '{after}' is unreachable"));
-                            }
+                            && let Some((after, _)) = milestones.get(i + 1)
+                        {
+                            self.sink.error(*eat, format!("outcome event '{event}' of {owner} is followed by milestone '{after}': an outcome ends the journey, so '{after}' is unreachable"));
+                        }
                     }
                     outcomes.insert(oname, list.into_iter().map(|e| e.0).collect());
                 }
@@ -516,10 +517,9 @@ impl Builder {
         }
         let complete_within_ms = self.duration_field(map, "complete_within", &owner);
         let stall_after_ms = self.duration_field(map, "stall_after", &owner);
-        if let (Some(stall), Some(complete)) = (stall_after_ms, complete_within_ms)
-            && stall > complete {
-                self.sink.warning(at, format!("{owner} stalls after longer than its completion window: 'stall_after' can never fire before 'complete_within'"));
-            }
+        if let (Some(stall), Some(complete)) = (stall_after_ms, complete_within_ms) && stall > complete {
+            self.sink.warning(at, format!("{owner} stalls after longer than its completion window: 'stall_after' can never fire before 'complete_within'"));
+        }
         let objective_percent = self.percent_field(map, "objective", &owner);
         if objective_percent.is_some() && complete_within_ms.is_none() {
             self.sink.error(at, format!("{owner} has an 'objective' but no 'complete_within' window to measure it against"));
@@ -567,10 +567,9 @@ impl Builder {
             key => {
                 let list = string_list(&mut self.sink, map.get(key).expect("present"), &format!("'{key}' of {owner}"));
                 self.refer_all(RefKind::Event, &list, &format!("'{key}' of {owner}"));
-                if let Some((e, _)) = &event
-                    && let Some((_, sat)) = list.iter().find(|(n, _)| n == e) {
-                        self.sink.error(*sat, format!("{owner} relates '{e}' to itself"));
-                    }
+                if let Some((e, _)) = &event && let Some((_, sat)) = list.iter().find(|(n, _)| n == e) {
+                    self.sink.error(*sat, format!("{owner} relates '{e}' to itself"));
+                }
                 let names = list.into_iter().map(|l| l.0).collect();
                 if key == "requires" { InvariantRule::Requires(names) } else { InvariantRule::ForbiddenAfter(names) }
             }
@@ -585,21 +584,22 @@ impl Builder {
         let key = if self.field(map, "key", &owner, at).is_some() { self.key_field(map, &owner) } else { None };
         let mut on = IndexMap::new();
         if let Some(node) = self.field(map, "on", &owner, at)
-            && let Some(omap) = as_mapping(&mut self.sink, node, &format!("'on' of {owner}")) {
-                for (event, spec) in omap.iter() {
-                    let eat = pos(event.span());
-                    self.refer(RefKind::Event, event.as_str(), eat, format!("'on' of {owner}"));
-                    let specs: Vec<&Node> = match spec {
-                        Node::Sequence(items) => items.iter().collect(),
-                        other => vec![other],
-                    };
-                    let mut reducers = Vec::new();
-                    for spec in specs {
-                        reducers.extend(self.reducers(spec, &format!("the reducer of '{}' in {owner}", event.as_str())));
-                    }
-                    on.insert(event.as_str().to_string(), reducers);
+            && let Some(omap) = as_mapping(&mut self.sink, node, &format!("'on' of {owner}"))
+        {
+            for (event, spec) in omap.iter() {
+                let eat = pos(event.span());
+                self.refer(RefKind::Event, event.as_str(), eat, format!("'on' of {owner}"));
+                let specs: Vec<&Node> = match spec {
+                    Node::Sequence(items) => items.iter().collect(),
+                    other => vec![other],
+                };
+                let mut reducers = Vec::new();
+                for spec in specs {
+                    reducers.extend(self.reducers(spec, &format!("the reducer of '{}' in {owner}", event.as_str())));
                 }
+                on.insert(event.as_str().to_string(), reducers);
             }
+        }
         let item = ReadModel { key: key.map(|k| k.0).unwrap_or(Key::Subject), on, span: at };
         Self::insert(&mut self.sink, &mut self.model.read_models, "read model", name, at, item, |r| r.span);
     }

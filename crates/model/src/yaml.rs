@@ -129,11 +129,13 @@ fn scalar_json(s: &MarkedScalarNode) -> Value {
     if let Ok(n) = text.parse::<i64>() {
         return Value::from(n);
     }
-    if text.contains(['.', 'e', 'E']) && !text.starts_with('.')
+    if text.contains(['.', 'e', 'E'])
+        && !text.starts_with('.')
         && let Ok(f) = text.parse::<f64>()
-            && let Some(n) = serde_json::Number::from_f64(f) {
-                return Value::Number(n);
-            }
+        && let Some(n) = serde_json::Number::from_f64(f)
+    {
+        return Value::Number(n);
+    }
     Value::String(text.to_string())
 }
 

@@ -44,17 +44,11 @@ pub struct Store {
 
 struct Inner {
     path: PathBuf,
-    writer: writer::WriterHandle,
+    // Fields drop in this order: the pooled readers close first, then the writer's drop ends its
+    // thread and waits for it. The last connection to close checkpoints the WAL into the database
+    // file and removes it only if it is a writer, so a dropped store leaves its file whole.
     readers: Mutex<Vec<Connection>>,
-}
-
-impl Drop for Inner {
-    /// Closes the readers first and the writer last, waiting for it: the last connection to close
-    /// checkpoints the WAL into the database file and removes it only if it is a writer, so a
-    /// dropped store leaves its database file alone, whole (for a copy, a backup, the next open).
-    fn drop(&mut self) {
-        self.readers.get_mut().map(Vec::clear).unwrap_or_else(|poisoned| poisoned.into_inner().clear());
-    }
+    writer: writer::WriterHandle,
 }
 
 impl Store {

@@ -75,25 +75,17 @@ fn measure_one(dir: &Path, args: &Args) -> Result<()> {
     summary(server.addr)?;
     let r = rate(args.events, started.elapsed());
     let after = thread_use();
-    // What each part of the server spent per event during the measurement: CPU microseconds,
-    // and minor page faults per 1,000 events.
-    let per_event = |name: &str, what: usize, scale: f64| -> Result<f64> {
+    let mut used = PartsPerEvent::default();
+    for (i, (thread, _)) in PARTS.iter().enumerate() {
         // The kernel keeps a thread's name to its first 15 bytes.
-        let name = &name[..name.len().min(15)];
-        let spent = |m: &std::collections::HashMap<String, [f64; 2]>| m.get(name).map(|u| u[what]);
-        match (spent(&after), spent(&before)) {
-            (Some(a), Some(b)) => Ok((a - b) * scale / args.events as f64),
-            _ => bail!("no thread named {name} in this process"),
-        }
-    };
-    let parts = [JOURNEY_THREAD_NAME, WRITER_THREAD_NAME, SERVER_THREAD_NAME];
-    print!("{rebuild} {r} {}", s["journeys_by_state"]["in_flight"].as_u64().unwrap_or(0));
-    for (what, scale) in [(0, 1e6), (1, 1e3)] {
-        for part in parts {
-            print!(" {}", per_event(part, what, scale)?);
-        }
+        let name = &thread[..thread.len().min(15)];
+        let (Some(a), Some(b)) = (after.get(name), before.get(name)) else { bail!("no thread named {name} in this process") };
+        used.cpu_us[i] = (a.cpu_s - b.cpu_s) * 1e6 / args.events as f64;
+        used.faults_per_1000[i] = (a.faults - b.faults) * 1e3 / args.events as f64;
     }
-    println!();
+    let [c0, c1, c2] = used.cpu_us;
+    let [f0, f1, f2] = used.faults_per_1000;
+    println!("{rebuild} {r} {} {c0} {c1} {c2} {f0} {f1} {f2}", s["journeys_by_state"]["in_flight"].as_u64().unwrap_or(0));
     server.stop()?;
     Ok(())
 }
@@ -105,13 +97,32 @@ const WARM_BYTES: usize = 2 << 30;
 /// next (the page cache for the store's writes above all) lands on pages the machine used lately:
 /// on a VM whose host backs guest memory only on first touch, a page the guest never used costs
 /// several times more to fill, and which side of a comparison gets such pages is chance.
+/// (`journey-bench` in `crates/journey` warms the same way before its in-process measurements.)
 fn warm_memory(bytes: usize) {
     drop(std::hint::black_box(vec![1u8; bytes]));
 }
 
-/// CPU seconds (user + system) and minor page faults of this process's threads so far, by
-/// thread name (as the kernel keeps it: the first 15 bytes).
-fn thread_use() -> std::collections::HashMap<String, [f64; 2]> {
+/// The parts of the server whose use is measured: their threads, and their names in the report.
+const PARTS: [(&str, &str); 3] =
+    [(JOURNEY_THREAD_NAME, "journey engine"), (WRITER_THREAD_NAME, "store writer"), (SERVER_THREAD_NAME, "HTTP (parse, answer)")];
+
+/// What threads used so far: CPU seconds (user + system) and minor page faults.
+#[derive(Default)]
+struct ThreadUse {
+    cpu_s: f64,
+    faults: f64,
+}
+
+/// What each of [`PARTS`] spent per event during one measurement.
+#[derive(Default)]
+struct PartsPerEvent {
+    cpu_us: [f64; 3],
+    faults_per_1000: [f64; 3],
+}
+
+/// What this process's threads used so far, by thread name (as the kernel keeps it: the first
+/// 15 bytes).
+fn thread_use() -> std::collections::HashMap<String, ThreadUse> {
     let mut by_name = std::collections::HashMap::new();
     let ticks = 100.0; // USER_HZ, fixed at 100 on Linux
     for task in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
@@ -124,9 +135,9 @@ fn thread_use() -> std::collections::HashMap<String, [f64; 2]> {
         let (Some(faults), Some(u), Some(s)) = (f.get(7), f.get(11), f.get(12)) else {
             continue;
         };
-        let used = by_name.entry(comm.trim().to_string()).or_insert([0.0; 2]);
-        used[0] += (u + s) / ticks;
-        used[1] += faults;
+        let used: &mut ThreadUse = by_name.entry(comm.trim().to_string()).or_default();
+        used.cpu_s += (u + s) / ticks;
+        used.faults += faults;
     }
     by_name
 }
@@ -389,7 +400,7 @@ fn main() -> Result<()> {
         ));
     }
     let mut rates = Vec::new();
-    let mut cpu: [Vec<[f64; 6]>; 2] = [Vec::new(), Vec::new()];
+    let mut used: [Vec<PartsPerEvent>; 2] = [Vec::new(), Vec::new()];
     for round in 0..args.rounds {
         let mut r = [0.0; 2];
         for k in order(round) {
@@ -409,7 +420,7 @@ fn main() -> Result<()> {
             let [rebuild, events_per_second, open_now, engine_us, writer_us, server_us, engine_pf, writer_pf, server_pf] = fields[..] else {
                 bail!("unexpected measurement output: {text}")
             };
-            cpu[k].push([engine_us, writer_us, server_us, engine_pf, writer_pf, server_pf]);
+            used[k].push(PartsPerEvent { cpu_us: [engine_us, writer_us, server_us], faults_per_1000: [engine_pf, writer_pf, server_pf] });
             if round == 0 {
                 lines.push(format!(
                     "engine rebuilt from the {} store in {rebuild:.1} s ({open_now} journeys in flight)",
@@ -436,16 +447,18 @@ fn main() -> Result<()> {
     println!("\nCPU per event during the measurement (µs, median of the rounds; threads: the journey engine, the store's writer, the HTTP workers):\n");
     println!("| part | reference | {label} | ratio |");
     println!("|---|---|---|---|");
-    for (i, part) in ["journey engine", "store writer", "HTTP (parse, answer)", "the three together"].into_iter().enumerate() {
-        let of_round = |c: &[f64; 6]| if i == 3 { c[0] + c[1] + c[2] } else { c[i] };
-        let [a, b] = [0, 1].map(|k| median(cpu[k].iter().map(of_round).collect()));
+    let medians = |of: &dyn Fn(&PartsPerEvent) -> f64| [0, 1].map(|k| median(used[k].iter().map(of).collect()));
+    for (i, (_, part)) in PARTS.iter().enumerate() {
+        let [a, b] = medians(&|u| u.cpu_us[i]);
         println!("| {part} | {a:.2} | {b:.2} | {:.2} |", b / a);
     }
+    let [a, b] = medians(&|u| u.cpu_us.iter().sum());
+    println!("| the three together | {a:.2} | {b:.2} | {:.2} |", b / a);
     println!("\nMinor page faults per 1,000 events during the measurement (median of the rounds):\n");
     println!("| part | reference | {label} |");
     println!("|---|---|---|");
-    for (i, part) in ["journey engine", "store writer", "HTTP (parse, answer)"].into_iter().enumerate() {
-        let [a, b] = [0, 1].map(|k| median(cpu[k].iter().map(|c| c[3 + i]).collect()));
+    for (i, (_, part)) in PARTS.iter().enumerate() {
+        let [a, b] = medians(&|u| u.faults_per_1000[i]);
         println!("| {part} | {a:.1} | {b:.1} |");
     }
     Ok(())
