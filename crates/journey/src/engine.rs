@@ -1353,7 +1353,7 @@ impl Core {
             "{} {} did not reach an outcome ({}) within {} of its start; reached: {}",
             def.name,
             inst.key,
-            list(&def.outcomes.iter().map(String::as_str).collect::<Vec<_>>()),
+            or_list(&def.outcomes),
             duration(def.complete_within_ms.unwrap_or(0)),
             if reached.is_empty() { "nothing".to_string() } else { list(&reached) }
         );

@@ -435,6 +435,7 @@ cases! {
     invariant_forbidden_after,
     stalled_then_back_in_flight,
     deadline_missed_then_completed_late,
+    deadline_missed_names_either_outcome,
     duplicate_redelivery,
     duplicate_effect,
     out_of_order_sequence_gap_filled,
