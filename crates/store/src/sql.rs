@@ -65,6 +65,12 @@ fn run(conn: &Connection, query: &str, limits: SqlLimits) -> Result<SqlResult, S
     if query.is_empty() {
         return Err(StoreError::InvalidQuery("the query is empty: send one SELECT statement".into()));
     }
+    // A write SQLite cannot even prepare (a DELETE from a view, an INSERT into a table that does
+    // not exist) would otherwise answer with SQLite's own words ("it is a view"); every write
+    // gets the one sentence. The fences stay the authorizer and the read-only connection.
+    if is_write(query) {
+        return Err(not_read_only());
+    }
     let mut stmt = conn.prepare(query).map_err(|e| classify(e, limits))?;
     if !stmt.readonly() {
         return Err(not_read_only());
@@ -92,6 +98,95 @@ fn run(conn: &Connection, query: &str, limits: SqlLimits) -> Result<SqlResult, S
         out.push(values);
     }
     Ok(SqlResult { columns, rows: out, truncated })
+}
+
+/// Statements that write or change the connection, by their leading keyword.
+const WRITE_KEYWORDS: [&str; 19] = [
+    "INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER", "ATTACH", "DETACH", "PRAGMA", "BEGIN", "COMMIT",
+    "END", "ROLLBACK", "SAVEPOINT", "RELEASE", "VACUUM", "REINDEX", "ANALYZE",
+];
+
+/// Whether the (first) statement is a write, read from its words outside parentheses, strings
+/// and comments: the first keyword after `EXPLAIN [QUERY PLAN]`, and after a `WITH` clause the
+/// statement it introduces.
+fn is_write(query: &str) -> bool {
+    let mut words = top_level_words(query).into_iter().map(|w| w.to_ascii_uppercase()).peekable();
+    if words.peek().is_some_and(|w| w == "EXPLAIN") {
+        words.next();
+        if words.peek().is_some_and(|w| w == "QUERY") {
+            words.next();
+            words.next();
+        }
+    }
+    let Some(first) = words.next() else { return false };
+    let statement = if first == "WITH" {
+        match words.find(|w| ["SELECT", "VALUES", "INSERT", "UPDATE", "DELETE", "REPLACE"].contains(&w.as_str())) {
+            Some(w) => w,
+            None => return false,
+        }
+    } else {
+        first
+    };
+    WRITE_KEYWORDS.contains(&statement.as_str())
+}
+
+/// The bare words of the first statement at parenthesis depth 0 (quoted names, strings, numbers,
+/// comments and anything in parentheses left out).
+fn top_level_words(query: &str) -> Vec<&str> {
+    let bytes = query.as_bytes();
+    let (mut i, mut depth, mut words) = (0, 0usize, Vec::new());
+    while i < bytes.len() {
+        let b = bytes[i];
+        match b {
+            b'-' if bytes.get(i + 1) == Some(&b'-') => {
+                i = query[i..].find('\n').map_or(bytes.len(), |n| i + n + 1);
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                i = query[i + 2..].find("*/").map_or(bytes.len(), |n| i + 2 + n + 2);
+            }
+            b'\'' | b'"' | b'`' | b'[' => {
+                let close = if b == b'[' { b']' } else { b };
+                i += 1;
+                // A doubled quote is an escaped one: skipping both keeps the scan inside.
+                while i < bytes.len() {
+                    if bytes[i] == close {
+                        if close != b']' && bytes.get(i + 1) == Some(&close) {
+                            i += 2;
+                            continue;
+                        }
+                        break;
+                    }
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'(' => {
+                depth += 1;
+                i += 1;
+            }
+            b')' => {
+                depth = depth.saturating_sub(1);
+                i += 1;
+            }
+            b';' if depth == 0 => break,
+            _ if b.is_ascii_alphabetic() || b == b'_' => {
+                let start = i;
+                while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_' || bytes[i] == b'$') {
+                    i += 1;
+                }
+                if depth == 0 {
+                    words.push(&query[start..i]);
+                }
+            }
+            _ if b.is_ascii_digit() => {
+                while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'.') {
+                    i += 1;
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    words
 }
 
 fn not_read_only() -> StoreError {

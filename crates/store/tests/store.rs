@@ -120,6 +120,44 @@ fn sql_refuses_anything_but_reading() {
     assert_eq!(store.counts().unwrap().events, 1);
 }
 
+/// Regression: a write to a view (`DELETE FROM dlq_events`) answered SQLite's "cannot modify
+/// dlq_events because it is a view" where a write to a table said read-only.
+#[test]
+fn every_write_gets_the_same_read_only_sentence() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let sentence = store.sql("DELETE FROM events", SqlLimits::default()).unwrap_err().to_string();
+    assert!(sentence.contains("only read-only queries are allowed"), "{sentence}");
+    for query in [
+        "DELETE FROM dlq_events",
+        "delete from findings where id = 1",
+        "UPDATE event_lineage SET topic = 'x'",
+        "INSERT INTO dlq_events (id) VALUES (1)",
+        "REPLACE INTO findings (id) VALUES (1)",
+        "DELETE FROM no_such_table",
+        "  -- a comment first\n/* and another */ DELETE FROM dlq_events;",
+        "WITH doomed AS (SELECT id FROM dlq) DELETE FROM dlq_events WHERE id IN (SELECT id FROM doomed)",
+        "EXPLAIN DELETE FROM dlq_events",
+        "EXPLAIN QUERY PLAN UPDATE findings SET kind = 'x'",
+        "DROP VIEW findings",
+        "ANALYZE",
+        "VACUUM",
+    ] {
+        let err = store.sql(query, SqlLimits::default()).unwrap_err();
+        assert!(matches!(err, StoreError::NotReadOnly(_)), "{query}: {err:?}");
+        assert_eq!(err.to_string(), sentence, "{query}");
+    }
+    // Reads that merely mention write words are still reads.
+    for query in [
+        "SELECT 'DELETE FROM dlq' AS \"update\"",
+        "WITH \"insert\" AS (SELECT 1 AS x) SELECT x FROM \"insert\"",
+        "EXPLAIN QUERY PLAN SELECT * FROM dlq_events",
+        "VALUES (1)",
+    ] {
+        store.sql(query, SqlLimits::default()).unwrap_or_else(|e| panic!("{query}: {e}"));
+    }
+}
+
 #[test]
 fn sql_time_limit_interrupts_a_runaway_query() {
     let dir = tempfile::tempdir().unwrap();
