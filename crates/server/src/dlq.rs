@@ -25,7 +25,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
-use crate::query::{check_known, param, params, read, rfc3339, time_param};
+use crate::query::{NotANumber, check_known, param, params, read, rfc3339, time_param, whole_number};
 use crate::{ApiError, AppState};
 
 /// A consumer of the estate, from `[consumers.NAME]` in the server configuration.
@@ -199,8 +199,13 @@ fn status_param(text: &str) -> Result<DlqStatus, ApiError> {
 }
 
 fn id_param(name: &str, text: &str) -> Result<i64, ApiError> {
-    text.parse::<i64>()
-        .map_err(|_| ApiError::bad_request("invalid_parameter", format!("{name} must be a DLQ record id (a whole number), not '{text}'")))
+    whole_number(text).map_err(|why| {
+        let message = match why {
+            NotANumber::NotWhole => format!("{name} must be a DLQ record id (a whole number), not '{text}'"),
+            NotANumber::OutOfRange => format!("{name} must be a DLQ record id, from 1 to {}: {text} is out of range", i64::MAX),
+        };
+        ApiError::bad_request("invalid_parameter", message)
+    })
 }
 
 /// `GET /v1/dlq`: newest first; page with `before` (the `next_before` of the previous page).
@@ -269,7 +274,14 @@ fn not_found(id: i64) -> ApiError {
 }
 
 fn path_id(text: &str) -> Result<i64, ApiError> {
-    text.parse::<i64>().map_err(|_| ApiError::not_found(format!("'{text}' is not a DLQ record id: ids are whole numbers")))
+    whole_number(text).map_err(|why| {
+        ApiError::not_found(match why {
+            NotANumber::NotWhole => format!("'{text}' is not a DLQ record id: ids are whole numbers"),
+            NotANumber::OutOfRange => {
+                format!("no DLQ record has the id {text}: it is out of range (ids go from 1 to {}); list them with GET /v1/dlq", i64::MAX)
+            }
+        })
+    })
 }
 
 /// `GET /v1/dlq/{id}`: the record, its replays, its correlation's causation chain, the journey it
@@ -483,7 +495,8 @@ struct BulkBody {
     stop_at: Option<String>,
     /// Replays per second.
     rate: Option<f64>,
-    limit: Option<usize>,
+    /// A JSON number as sent, so that one too large for any count is answered as out of range.
+    limit: Option<serde_json::Number>,
     #[serde(default)]
     dry_run: bool,
     #[serde(default)]
@@ -503,10 +516,16 @@ pub async fn replay_bulk(State(state): State<AppState>, headers: HeaderMap, body
     if !(rate > 0.0 && rate <= BULK_MAX_RATE) {
         return Err(ApiError::bad_request("invalid_request", format!("rate is replays per second, above 0 and at most {BULK_MAX_RATE}, not {rate}")));
     }
-    let limit = body.limit.unwrap_or(BULK_DEFAULT_LIMIT);
-    if !(1..=BULK_MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request("invalid_request", format!("limit must be from 1 to {BULK_MAX_LIMIT}, not {limit}")));
-    }
+    let limit = match &body.limit {
+        None => BULK_DEFAULT_LIMIT,
+        Some(n) => match n.as_u64() {
+            Some(l) if (1..=BULK_MAX_LIMIT as u64).contains(&l) => l as usize,
+            _ if n.as_i64().is_some() || n.as_f64().is_some_and(|f| f.fract() == 0.0) => {
+                return Err(ApiError::bad_request("invalid_request", format!("limit must be from 1 to {BULK_MAX_LIMIT}: {n} is out of range")));
+            }
+            _ => return Err(ApiError::bad_request("invalid_request", format!("limit must be a whole number from 1 to {BULK_MAX_LIMIT}, not {n}"))),
+        },
+    };
     let time = |name: &str, text: &Option<String>| text.as_deref().map(|t| rfc3339(name, t, "invalid_request")).transpose();
     let mut filter = DlqFilter {
         status: Some(body.status.as_deref().map(status_param).transpose()?.unwrap_or(DlqStatus::Pending)),

@@ -23,10 +23,33 @@ pub(crate) fn limit(query: &Option<String>, default: usize, max: usize) -> Resul
     let Some(text) = query.as_deref().into_iter().flat_map(|q| q.split('&')).find_map(|p| p.strip_prefix("limit=")) else {
         return Ok(default);
     };
-    match text.parse::<usize>() {
-        Ok(n) if (1..=max).contains(&n) => Ok(n),
-        _ => Err(ApiError::bad_request("invalid_parameter", format!("limit must be a whole number from 1 to {max}, not '{text}'"))),
+    match whole_number(text) {
+        Ok(n) if (1..=max as i64).contains(&n) => Ok(n as usize),
+        Ok(_) | Err(NotANumber::OutOfRange) => {
+            Err(ApiError::bad_request("invalid_parameter", format!("limit must be from 1 to {max}: {text} is out of range")))
+        }
+        Err(NotANumber::NotWhole) => {
+            Err(ApiError::bad_request("invalid_parameter", format!("limit must be a whole number from 1 to {max}, not '{text}'")))
+        }
     }
+}
+
+/// Why a client's text is not a number the API can take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NotANumber {
+    /// Not an integer at all (`abc`, `1.5`).
+    NotWhole,
+    /// An integer, but beyond what any id or count can be: say so, not that it is no number.
+    OutOfRange,
+}
+
+/// An integer sent in a path or query: digits with an optional sign.
+pub(crate) fn whole_number(text: &str) -> Result<i64, NotANumber> {
+    let digits = text.strip_prefix(['+', '-']).unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(NotANumber::NotWhole);
+    }
+    text.parse::<i64>().map_err(|_| NotANumber::OutOfRange)
 }
 
 /// Query parameters as pairs, percent-decoded.

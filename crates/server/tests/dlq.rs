@@ -309,6 +309,52 @@ async fn reports_and_explorer_refuse_mistakes_with_a_reason() {
     assert_eq!(none["records"], json!([]));
 }
 
+/// Regression: `GET /v1/dlq/99999999999999999999` said ids are whole numbers; it is one, too
+/// large for any id. Every numeric path, query and body parameter says "out of range" instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numbers_too_large_are_out_of_range_not_malformed() {
+    let api = with_journeys();
+    let huge = "99999999999999999999";
+    for path in [
+        format!("/v1/dlq/{huge}"),
+        format!("/v1/dlq/{huge}/original"),
+        format!("/v1/dlq?before={huge}"),
+        format!("/v1/dlq?limit={huge}"),
+        format!("/v1/findings?limit={huge}"),
+        format!("/v1/journeys?limit={huge}"),
+        format!("/v1/correlations/c1?limit={huge}"),
+        format!("/v1/events/e1/descendants?limit={huge}"),
+    ] {
+        let (status, answer) = api.get(&path).await;
+        assert!(status.is_client_error(), "{path}: {status} {answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.contains("out of range"), "{path}: {message}");
+        assert!(!message.contains("whole number"), "{path}: {message}");
+    }
+    for action in ["replay", "discard", "resolve"] {
+        let path = format!("/v1/dlq/{huge}/{action}");
+        let (status, answer) = api.post_json(&path, json!({"reason": "r"})).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {answer}");
+        assert!(answer["error"]["message"].as_str().unwrap().contains("out of range"), "{path}: {answer}");
+    }
+    for limit in [huge, "-1", "0"] {
+        let body = format!("{{\"limit\": {limit}}}");
+        let request = axum::http::Request::post("/v1/dlq/replay").header("content-type", "application/json").body(body.into()).unwrap();
+        let (status, answer) = api.send(request).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{limit}: {answer}");
+        assert!(answer["error"]["message"].as_str().unwrap().contains("out of range"), "{limit}: {answer}");
+    }
+    // What is not a number at all is still told so.
+    let (status, answer) = api.get("/v1/dlq/abc").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(answer["error"]["message"].as_str().unwrap().contains("whole numbers"), "{answer}");
+    let (_, answer) = api.get("/v1/findings?limit=1.5").await;
+    assert!(answer["error"]["message"].as_str().unwrap().contains("whole number"), "{answer}");
+    let (status, answer) = api.post_json("/v1/dlq/replay", json!({"limit": 1.5})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(answer["error"]["message"].as_str().unwrap().contains("whole number"), "{answer}");
+}
+
 /// Time travel on the example model's `Order` read model.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_state_as_of_a_time_or_an_event_is_the_fold_of_the_events_before_it() {
