@@ -13,6 +13,8 @@ use causeway_store::{SqlLimits, Store};
 use clap::Args;
 use serde::Deserialize;
 
+use crate::out::say;
+
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4600";
 pub const DEFAULT_DATA: &str = "./causeway-data";
 
@@ -120,26 +122,46 @@ impl ServerConfig {
         let defaults = Limits::default();
         let sql_defaults = SqlLimits::default();
         let limits = Limits {
-            max_request_bytes: pick(a.max_request_bytes, f.max_request_bytes).unwrap_or(defaults.max_request_bytes),
-            max_event_bytes: pick(a.max_event_bytes, f.max_event_bytes).unwrap_or(defaults.max_event_bytes),
-            max_json_depth: pick(a.max_json_depth, f.max_json_depth).unwrap_or(defaults.max_json_depth),
-            max_batch_events: pick(a.max_batch_events, f.max_batch_events).unwrap_or(defaults.max_batch_events),
+            max_request_bytes: pick(a.max_request_bytes, f.max_request_bytes)
+                .unwrap_or(defaults.max_request_bytes),
+            max_event_bytes: pick(a.max_event_bytes, f.max_event_bytes)
+                .unwrap_or(defaults.max_event_bytes),
+            max_json_depth: pick(a.max_json_depth, f.max_json_depth)
+                .unwrap_or(defaults.max_json_depth),
+            max_batch_events: pick(a.max_batch_events, f.max_batch_events)
+                .unwrap_or(defaults.max_batch_events),
         };
         let sql = SqlLimits {
-            timeout: a.sql_timeout_ms.or(f.sql_timeout_ms).map(Duration::from_millis).unwrap_or(sql_defaults.timeout),
+            timeout: a
+                .sql_timeout_ms
+                .or(f.sql_timeout_ms)
+                .map(Duration::from_millis)
+                .unwrap_or(sql_defaults.timeout),
             max_rows: pick(a.sql_max_rows, f.sql_max_rows).unwrap_or(sql_defaults.max_rows),
         };
         Ok(ServerConfig {
-            listen: args.listen.clone().or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.into()),
-            data: args.data.clone().or(file.data).unwrap_or_else(|| DEFAULT_DATA.into()),
+            listen: args
+                .listen
+                .clone()
+                .or(file.listen)
+                .unwrap_or_else(|| DEFAULT_LISTEN.into()),
+            data: args
+                .data
+                .clone()
+                .or(file.data)
+                .unwrap_or_else(|| DEFAULT_DATA.into()),
             model: args.model.clone().or(file.model),
             pii_secret: args.pii_secret.clone().or(file.pii_secret),
             clock: match args.clock.clone().or(file.clock) {
                 None => Clock::Wall,
-                Some(text) => Clock::parse(&text)
-                    .ok_or_else(|| anyhow::anyhow!("clock must be 'wall' or 'event', not '{text}'"))?,
+                Some(text) => Clock::parse(&text).ok_or_else(|| {
+                    anyhow::anyhow!("clock must be 'wall' or 'event', not '{text}'")
+                })?,
             },
-            parse: ParseOptions { limits, correlation_required: true },
+            parse: ParseOptions {
+                limits,
+                correlation_required: true,
+            },
             sql,
             consumers: consumers(file.consumers)?,
         })
@@ -147,26 +169,35 @@ impl ServerConfig {
 }
 
 /// Checks each replay target now, so a typo fails at start-up rather than at the first replay.
-fn consumers(config: BTreeMap<String, ConsumerConfig>) -> anyhow::Result<BTreeMap<String, Consumer>> {
+fn consumers(
+    config: BTreeMap<String, ConsumerConfig>,
+) -> anyhow::Result<BTreeMap<String, Consumer>> {
     let mut out = BTreeMap::new();
     for (name, c) in config {
         let _ = (&c.replay_topic, &c.group);
         if let Some(target) = &c.replay_url {
-            let parsed = reqwest::Url::parse(target)
-                .with_context(|| format!("[consumers.{name}] replay_url '{target}' is not a URL"))?;
+            let parsed = reqwest::Url::parse(target).with_context(|| {
+                format!("[consumers.{name}] replay_url '{target}' is not a URL")
+            })?;
             if parsed.scheme() != "http" {
                 anyhow::bail!(
                     "[consumers.{name}] replay_url '{target}': replay targets are http:// URLs (put a TLS-terminating proxy in front of an https one)"
                 );
             }
         }
-        out.insert(name, Consumer { replay_url: c.replay_url });
+        out.insert(
+            name,
+            Consumer {
+                replay_url: c.replay_url,
+            },
+        );
     }
     Ok(out)
 }
 
 fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))
 }
 
@@ -176,16 +207,21 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let running = start(&config).await?;
-        println!("causeway listening on http://{}", running.addr);
-        println!("data directory: {}", config.data.display());
+        // A closed stdout does not stop a server: it goes on, logging to stderr.
+        say!("causeway listening on http://{}", running.addr);
+        say!("data directory: {}", config.data.display());
         running.wait_for_shutdown_signal().await
     })?;
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CAUSEWAY_LOG").unwrap_or_else(|_| "warn".into());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CAUSEWAY_LOG")
+        .unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// A server running in this process.
@@ -197,17 +233,23 @@ pub struct Running {
 
 /// Opens the store, binds the address and starts serving.
 pub async fn start(config: &ServerConfig) -> anyhow::Result<Running> {
-    let store = Store::open(&config.data).with_context(|| format!("cannot open the store in {}", config.data.display()))?;
+    let store = Store::open(&config.data)
+        .with_context(|| format!("cannot open the store in {}", config.data.display()))?;
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let mut state = AppState::new(store, config.parse, config.sql).with_consumers(config.consumers.clone());
+    let mut state =
+        AppState::new(store, config.parse, config.sql).with_consumers(config.consumers.clone());
     if let Some(path) = &config.model {
         let key = pii_key(config)?;
         let slot = ModelSlot::load(path, key).map_err(|diagnostics| {
             let shown: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
-            anyhow::anyhow!("the model {} has errors:\n{}", path.display(), shown.join("\n"))
+            anyhow::anyhow!(
+                "the model {} has errors:\n{}",
+                path.display(),
+                shown.join("\n")
+            )
         })?;
         reload_on_sighup(slot.clone());
         state = state.with_model(slot).with_journeys(config.clock);
@@ -226,7 +268,9 @@ fn pii_key(config: &ServerConfig) -> anyhow::Result<Vec<u8>> {
         return Ok(secret.as_bytes().to_vec());
     }
     let path = config.data.join("pii.key");
-    if let Ok(key) = std::fs::read(&path) && key.len() >= 32 {
+    if let Ok(key) = std::fs::read(&path)
+        && key.len() >= 32
+    {
         return Ok(key);
     }
     let mut key = vec![0u8; 32];
@@ -250,11 +294,16 @@ fn pii_key(config: &ServerConfig) -> anyhow::Result<Vec<u8>> {
 fn reload_on_sighup(slot: ModelSlot) {
     #[cfg(unix)]
     tokio::spawn(async move {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
         while hup.recv().await.is_some() {
             let slot = slot.clone();
             match tokio::task::spawn_blocking(move || slot.reload()).await {
-                Ok(Ok(Some(m))) => tracing::warn!(message = "model reloaded", model = %m.model().name),
+                Ok(Ok(Some(m))) => {
+                    tracing::warn!(message = "model reloaded", model = %m.model().name)
+                }
                 Ok(Ok(None)) => {}
                 Ok(Err(diagnostics)) => {
                     for d in &diagnostics {
@@ -287,7 +336,8 @@ pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

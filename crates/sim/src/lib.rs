@@ -21,10 +21,18 @@ pub enum Fault {
     ConsumerFailure,
     /// A producer forgets to propagate the correlation id.
     MissingCorrelation,
+    /// payment-service's clock runs behind: its event is stamped before the order it answers.
+    ClockSkew,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 4] = [Fault::DuplicateDelivery, Fault::OutOfOrder, Fault::ConsumerFailure, Fault::MissingCorrelation];
+    pub const ALL: [Fault; 5] = [
+        Fault::DuplicateDelivery,
+        Fault::OutOfOrder,
+        Fault::ConsumerFailure,
+        Fault::MissingCorrelation,
+        Fault::ClockSkew,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -32,6 +40,20 @@ impl Fault {
             Fault::OutOfOrder => "out-of-order delivery",
             Fault::ConsumerFailure => "consumer failure (missing field)",
             Fault::MissingCorrelation => "missing correlation id",
+            Fault::ClockSkew => "producer clock behind",
+        }
+    }
+
+    /// What the model and the journey engine make of this fault, in a few words.
+    pub fn raises(self) -> &'static str {
+        match self {
+            Fault::DuplicateDelivery => "duplicate",
+            Fault::OutOfOrder => "out_of_order (delivered before its cause)",
+            Fault::ConsumerFailure => "schema_error, a dead letter, missing_reaction",
+            Fault::MissingCorrelation => {
+                "missing_correlation (refused, in the DLQ), missing_reaction"
+            }
+            Fault::ClockSkew => "out_of_order (stamped before its cause)",
         }
     }
 }
@@ -47,7 +69,11 @@ pub struct SimConfig {
 
 impl Default for SimConfig {
     fn default() -> Self {
-        SimConfig { seed: 1, fault_rate: 0.05, concurrency: 50 }
+        SimConfig {
+            seed: 1,
+            fault_rate: 0.05,
+            concurrency: 50,
+        }
     }
 }
 
@@ -56,6 +82,8 @@ impl Default for SimConfig {
 pub struct Delivery {
     pub event: Value,
     pub fault: Option<Fault>,
+    /// Every fault the order of this event is set to suffer, on any of its events.
+    pub order_faults: Vec<Fault>,
 }
 
 /// SplitMix64: tiny, fast, and stable across versions, which a reproducible seed needs.
@@ -86,7 +114,14 @@ impl Rng {
     }
     fn uuid(&mut self) -> String {
         let h = self.hex(32);
-        format!("{}-{}-4{}-a{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
+        format!(
+            "{}-{}-4{}-a{}-{}",
+            &h[0..8],
+            &h[8..12],
+            &h[13..16],
+            &h[17..20],
+            &h[20..32]
+        )
     }
 }
 
@@ -117,6 +152,7 @@ struct Order {
     out_of_order: bool,
     consumer_failure: bool,
     missing_correlation: bool,
+    clock_skew: bool,
 }
 
 /// Counters of what the simulator emitted.
@@ -126,7 +162,8 @@ pub struct SimStats {
     pub orders_finished: u64,
     pub events: u64,
     pub deliveries: u64,
-    pub faults: [u64; 4],
+    /// Faults injected, in the order of `Fault::ALL`; a delivery may suffer several.
+    pub faults: [u64; 5],
 }
 
 pub struct Simulator {
@@ -136,6 +173,9 @@ pub struct Simulator {
     ready: VecDeque<Delivery>,
     next_order: u64,
     stats: SimStats,
+    /// The latest event time handed out: a batch starting at an earlier `now` continues from
+    /// it, so no event is stamped before its cause unless a fault says so.
+    clock: Option<DateTime<Utc>>,
 }
 
 impl Simulator {
@@ -147,6 +187,7 @@ impl Simulator {
             ready: VecDeque::new(),
             next_order: 1,
             stats: SimStats::default(),
+            clock: None,
         }
     }
 
@@ -154,10 +195,11 @@ impl Simulator {
         &self.stats
     }
 
-    /// The next `n` deliveries; event times start at `now` and advance a millisecond per event.
+    /// The next `n` deliveries; event times start at `now` (or where the previous batch left
+    /// off, if that is later) and advance a millisecond per event.
     pub fn next_batch(&mut self, n: usize, now: DateTime<Utc>) -> Vec<Delivery> {
         let mut out = Vec::with_capacity(n);
-        let mut clock = now;
+        let mut clock = self.clock.map_or(now, |last| last.max(now));
         while out.len() < n {
             if let Some(d) = self.ready.pop_front() {
                 out.push(d);
@@ -166,6 +208,7 @@ impl Simulator {
             clock += Duration::milliseconds(1);
             self.advance(clock);
         }
+        self.clock = Some(clock);
         self.stats.deliveries += out.len() as u64;
         out
     }
@@ -184,11 +227,12 @@ impl Simulator {
             // Out of order: the shipment (effect) is delivered before the reservation (its cause).
             deliveries.push(self.step(i, time + Duration::milliseconds(1)));
             deliveries.reverse();
-            // A delivery carries one fault label; a shipment already failing keeps its own.
+            // A delivery carries one fault label; a shipment already failing keeps its own. The
+            // count is of faults injected, so it counts either way.
             if deliveries[0].fault.is_none() {
                 deliveries[0].fault = Some(Fault::OutOfOrder);
-                self.count(Fault::OutOfOrder);
             }
+            self.count(Fault::OutOfOrder);
         }
         for d in deliveries {
             if d.fault == Some(Fault::DuplicateDelivery) {
@@ -220,6 +264,7 @@ impl Simulator {
             out_of_order: self.rng.chance(p),
             consumer_failure: self.rng.chance(p),
             missing_correlation: self.rng.chance(p),
+            clock_skew: self.rng.chance(p),
         }
     }
 
@@ -237,39 +282,57 @@ impl Simulator {
         let suffix = order.order_id[4..].to_string();
         let (source, event_type, subject, mut data, next) = match order.next {
             Next::OrderCreated => (
-                "order-service", "OrderCreated", order.order_id.clone(),
+                "order-service",
+                "OrderCreated",
+                order.order_id.clone(),
                 json!({"orderId": order.order_id, "customerEmail": order.customer_email, "amount": order.amount,
                        "currency": "EUR", "lines": [{"sku": "SKU-1", "qty": 1}]}),
                 Next::Payment,
             ),
             Next::Payment if payment_fails => (
-                "payment-service", "PaymentFailed", format!("pay-{suffix}"),
+                "payment-service",
+                "PaymentFailed",
+                format!("pay-{suffix}"),
                 json!({"orderId": order.order_id, "reason": "card_declined"}),
                 Next::OrderCancelled,
             ),
             Next::Payment => (
-                "payment-service", "PaymentProcessed", format!("pay-{suffix}"),
+                "payment-service",
+                "PaymentProcessed",
+                format!("pay-{suffix}"),
                 json!({"orderId": order.order_id, "amount": order.amount, "currency": "EUR"}),
                 Next::InventoryReserved,
             ),
             Next::OrderCancelled => (
-                "order-service", "OrderCancelled", order.order_id.clone(),
+                "order-service",
+                "OrderCancelled",
+                order.order_id.clone(),
                 json!({"orderId": order.order_id, "reason": "payment_failed"}),
                 Next::Finished,
             ),
             Next::InventoryReserved => (
-                "inventory-service", "InventoryReserved", format!("res-{suffix}"),
+                "inventory-service",
+                "InventoryReserved",
+                format!("res-{suffix}"),
                 json!({"orderId": order.order_id, "items": 1}),
                 Next::ShipmentCreated,
             ),
             Next::ShipmentCreated => (
-                "fulfilment-service", "ShipmentCreated", format!("shp-{suffix}"),
+                "fulfilment-service",
+                "ShipmentCreated",
+                format!("shp-{suffix}"),
                 json!({"orderId": order.order_id, "carrier": "DHL", "customerEmail": order.customer_email}),
                 // notification-service needs customerEmail: without it the reaction never happens.
-                if order.consumer_failure { Next::Finished } else { Next::CustomerNotified },
+                if order.consumer_failure {
+                    Next::Finished
+                } else {
+                    Next::CustomerNotified
+                },
             ),
             Next::CustomerNotified | Next::Finished => (
-                "notification-service", "CustomerNotified", order.order_id.clone(),
+                "notification-service",
+                "CustomerNotified",
+                order.order_id.clone(),
                 json!({"orderId": order.order_id, "channel": "email", "to": order.customer_email}),
                 Next::Finished,
             ),
@@ -277,17 +340,28 @@ impl Simulator {
         let mut fault = None;
         let mut correlation = Some(order.correlation_id.clone());
         match event_type {
-            "PaymentProcessed" | "PaymentFailed" if order.duplicate => fault = Some(Fault::DuplicateDelivery),
+            "PaymentProcessed" | "PaymentFailed" if order.duplicate => {
+                fault = Some(Fault::DuplicateDelivery)
+            }
             "InventoryReserved" if order.missing_correlation => {
                 correlation = None;
                 fault = Some(Fault::MissingCorrelation);
             }
             "ShipmentCreated" if order.consumer_failure => {
-                data.as_object_mut().expect("object").remove("customerEmail");
+                data.as_object_mut()
+                    .expect("object")
+                    .remove("customerEmail");
                 fault = Some(Fault::ConsumerFailure);
             }
             _ => {}
         }
+        // Two seconds behind: the payment is stamped before the order it answers.
+        let skewed = order.clock_skew && matches!(event_type, "PaymentProcessed" | "PaymentFailed");
+        let time = if skewed {
+            time - Duration::seconds(2)
+        } else {
+            time
+        };
         let causation = std::mem::replace(&mut order.last_event_id, event_id.clone());
         let sequence = if subject == order.order_id {
             order.order_sequence += 1;
@@ -324,8 +398,29 @@ impl Simulator {
         if let Some(f) = fault {
             self.count(f);
         }
+        if skewed {
+            self.count(Fault::ClockSkew);
+        }
         self.stats.events += 1;
-        Delivery { event, fault }
+        let order = &self.in_flight[i];
+        let flags = [
+            order.duplicate,
+            order.out_of_order,
+            order.consumer_failure,
+            order.missing_correlation,
+            order.clock_skew,
+        ];
+        let order_faults = Fault::ALL
+            .iter()
+            .zip(flags)
+            .filter(|(_, on)| *on)
+            .map(|(f, _)| *f)
+            .collect();
+        Delivery {
+            event,
+            fault,
+            order_faults,
+        }
     }
 }
 
@@ -335,8 +430,14 @@ mod tests {
     use std::collections::{HashMap, HashSet};
 
     fn run(seed: u64, fault_rate: f64, n: usize) -> (Vec<Delivery>, SimStats) {
-        let mut sim = Simulator::new(SimConfig { seed, fault_rate, concurrency: 20 });
-        let now = DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z").unwrap().with_timezone(&Utc);
+        let mut sim = Simulator::new(SimConfig {
+            seed,
+            fault_rate,
+            concurrency: 20,
+        });
+        let now = DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
         let mut out = Vec::new();
         for _ in 0..n / 100 {
             out.extend(sim.next_batch(100, now));
@@ -345,11 +446,46 @@ mod tests {
     }
 
     fn id(e: &Value) -> String {
-        e.get("id").or_else(|| e["metadata"].get("eventId")).and_then(Value::as_str).unwrap().to_string()
+        e.get("id")
+            .or_else(|| e["metadata"].get("eventId"))
+            .and_then(Value::as_str)
+            .unwrap()
+            .to_string()
     }
 
     fn cause(e: &Value) -> Option<&str> {
-        e.get("causationid").or_else(|| e["metadata"].get("causationId")).and_then(Value::as_str).filter(|c| !c.is_empty())
+        e.get("causationid")
+            .or_else(|| e["metadata"].get("causationId"))
+            .and_then(Value::as_str)
+            .filter(|c| !c.is_empty())
+    }
+
+    fn time(e: &Value) -> DateTime<Utc> {
+        let text = e
+            .get("time")
+            .or_else(|| e["metadata"].get("timestamp"))
+            .and_then(Value::as_str)
+            .unwrap();
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    /// Distinct events stamped before the event that caused them.
+    fn stamped_before_cause(deliveries: &[Delivery]) -> u64 {
+        let times: HashMap<String, DateTime<Utc>> = deliveries
+            .iter()
+            .map(|d| (id(&d.event), time(&d.event)))
+            .collect();
+        let mut skewed = HashSet::new();
+        for d in deliveries {
+            if let Some(cause_time) = cause(&d.event).and_then(|c| times.get(c))
+                && time(&d.event) < *cause_time
+            {
+                skewed.insert(id(&d.event));
+            }
+        }
+        skewed.len() as u64
     }
 
     #[test]
@@ -359,9 +495,10 @@ mod tests {
     }
 
     #[test]
-    fn without_faults_every_cause_is_delivered_before_its_effect() {
+    fn without_faults_every_cause_is_delivered_and_stamped_before_its_effect() {
+        // Every batch of `run` starts at the same `now`: times must still never go back.
         let (deliveries, stats) = run(3, 0.0, 5000);
-        assert_eq!(stats.faults, [0; 4]);
+        assert_eq!(stats.faults, [0; 5]);
         let mut seen = HashSet::new();
         for d in &deliveries {
             if let Some(c) = cause(&d.event) {
@@ -369,11 +506,12 @@ mod tests {
             }
             assert!(seen.insert(id(&d.event)), "no duplicates without faults");
         }
+        assert_eq!(stamped_before_cause(&deliveries), 0);
         assert!(stats.orders_finished > 100, "{stats:?}");
     }
 
     #[test]
-    fn every_fault_kind_occurs_and_is_what_it_says() {
+    fn every_fault_kind_occurs_and_each_count_is_what_happened() {
         let (deliveries, stats) = run(11, 0.2, 20_000);
         assert!(stats.faults.iter().all(|n| *n > 0), "{stats:?}");
         let mut counts: HashMap<String, usize> = HashMap::new();
@@ -382,18 +520,23 @@ mod tests {
         for d in &deliveries {
             *counts.entry(id(&d.event)).or_default() += 1;
             match d.fault {
-                Some(Fault::MissingCorrelation) => assert!(d.event["metadata"].get("correlationId").is_none()),
-                Some(Fault::ConsumerFailure) => assert!(d.event["data"].get("customerEmail").is_none()),
-                Some(Fault::OutOfOrder) => {
-                    assert!(!seen.contains(cause(&d.event).unwrap()));
-                    effects_first += 1;
+                Some(Fault::MissingCorrelation) => {
+                    assert!(d.event["metadata"].get("correlationId").is_none())
+                }
+                Some(Fault::ConsumerFailure) => {
+                    assert!(d.event["data"].get("customerEmail").is_none())
                 }
                 _ => {}
             }
+            if cause(&d.event).is_some_and(|c| !seen.contains(c)) {
+                effects_first += 1;
+            }
             seen.insert(id(&d.event));
         }
+        let fault = |f: Fault| stats.faults[Fault::ALL.iter().position(|x| *x == f).unwrap()];
         let duplicated = counts.values().filter(|n| **n == 2).count() as u64;
-        assert_eq!(duplicated, stats.faults[0]);
-        assert_eq!(effects_first, stats.faults[1]);
+        assert_eq!(duplicated, fault(Fault::DuplicateDelivery));
+        assert_eq!(effects_first, fault(Fault::OutOfOrder));
+        assert_eq!(stamped_before_cause(&deliveries), fault(Fault::ClockSkew));
     }
 }
