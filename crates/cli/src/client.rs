@@ -7,12 +7,17 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use serde::Deserialize as _;
 use serde_json::{Value, json};
 
-use crate::ClientArgs;
+use causeway_store::INGEST_CONSUMER;
+
+use crate::{ClientArgs, count};
 
 pub(crate) fn http() -> anyhow::Result<reqwest::blocking::Client> {
-    Ok(reqwest::blocking::Client::builder().timeout(Duration::from_secs(120)).build()?)
+    Ok(reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()?)
 }
 
 pub(crate) fn url(args: &ClientArgs, path: &str) -> String {
@@ -20,23 +25,58 @@ pub(crate) fn url(args: &ClientArgs, path: &str) -> String {
 }
 
 /// Sends the request and returns the JSON answer; an API error becomes its message.
-pub(crate) fn call(request: reqwest::blocking::RequestBuilder, server: &str) -> anyhow::Result<(u16, Value)> {
+pub(crate) fn call(
+    request: reqwest::blocking::RequestBuilder,
+    server: &str,
+) -> anyhow::Result<(u16, Value)> {
     let response = request.send().with_context(|| format!("cannot reach the causeway server at {server} (is `causeway serve` running? set --server)"))?;
     let status = response.status().as_u16();
-    let body: Value = response.json().context("the server's answer is not JSON")?;
+    let bytes = response
+        .bytes()
+        .context("the server's answer could not be read")?;
+    // A causation tree nests two levels per generation, and the server continues chains only
+    // after 200: past serde_json's default limit of 128, yet bounded.
+    let mut json = serde_json::Deserializer::from_slice(&bytes);
+    json.disable_recursion_limit();
+    let body = Value::deserialize(&mut json).context("the server's answer is not JSON")?;
     Ok((status, body))
 }
 
-pub(crate) fn api_error(body: &Value) -> String {
-    body["error"]["message"].as_str().map(str::to_owned).unwrap_or_else(|| body.to_string())
+/// An API error as the command line says it. The server's sentences name the HTTP API's fix (a JSON
+/// field, an endpoint); here the fix is a flag or a verb, translated by error code and status. A
+/// message in any other wording is shown as the server gave it.
+pub(crate) fn api_error(status: u16, body: &Value) -> String {
+    let Some(message) = body["error"]["message"].as_str() else {
+        return body.to_string();
+    };
+    let code = body["error"]["code"].as_str().unwrap_or("");
+    let translated = match (status, code) {
+        (409, "already_replayed") => {
+            message.split_once("; to send it again anyway").map(|(what, _)| format!("{what}; to send it again anyway, add --force"))
+        }
+        (404, "not_found") => message.strip_suffix("; list them with GET /v1/dlq").map(|what| format!("{what}; list them with `causeway dlq list`")),
+        (422, "no_replay_target") => message.rsplit_once(": correct it and POST it to /v1/events, then discard record ").map(|(what, id)| {
+            format!("{what}: correct it and send it with `causeway ingest FILE`, then `causeway dlq discard {id} --reason TEXT`")
+        }),
+        (400, "invalid_request") => message.strip_suffix(": {\"reason\": \"…\"}").map(|what| format!("{what}: --reason TEXT")),
+        (413, "batch_too_large" | "payload_too_large") => message.split_once(": split it").map(|(what, _)| {
+            let limit = if code == "batch_too_large" { "--max-batch-events" } else { "--max-request-bytes" };
+            format!("{what}: send fewer events per request with a smaller --batch (or start the server with a larger {limit})")
+        }),
+        _ => None,
+    };
+    translated.unwrap_or_else(|| message.to_string())
 }
 
 /// Sends a read request. An API error becomes its message; with `--json` the answer is printed
 /// as it is and `None` comes back, otherwise the answer, for a human rendering.
-pub(crate) fn read_or_print(args: &ClientArgs, request: reqwest::blocking::RequestBuilder) -> anyhow::Result<Option<Value>> {
+pub(crate) fn read_or_print(
+    args: &ClientArgs,
+    request: reqwest::blocking::RequestBuilder,
+) -> anyhow::Result<Option<Value>> {
     let (status, body) = call(request, &args.server)?;
     if status != 200 {
-        bail!("{}", api_error(&body));
+        bail!("{}", api_error(status, &body));
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&body)?);
@@ -54,97 +94,280 @@ pub(crate) fn cell(v: &Value) -> String {
     }
 }
 
+/// One line of the file the server refused.
+struct Rejection {
+    line: u64,
+    id: Option<String>,
+    error_type: String,
+    reason: String,
+    dlq_id: Option<i64>,
+}
+
+/// A request the server refused as a whole: no event of it was stored.
+struct Refusal {
+    lines: (u64, u64),
+    status: u16,
+    code: String,
+    message: String,
+    dlq_id: Option<i64>,
+}
+
+/// What one `causeway ingest` run did.
+#[derive(Default)]
+struct IngestTally {
+    accepted: u64,
+    duplicates: u64,
+    rejected: u64,
+    blank_lines: u64,
+    rejections: Vec<Rejection>,
+    refusal: Option<Refusal>,
+}
+
+/// Rejections listed without `--json` (all of them are in the DLQ, and with `--json`).
+const REJECTIONS_SHOWN: usize = 10;
+
+/// The progress bar of `ingest`: it counts the file's bytes, so rates are bytes per second.
+fn progress_style(total_known: bool) -> indicatif::ProgressStyle {
+    let template = if total_known {
+        "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {msg}"
+    } else {
+        "{spinner} {bytes} {bytes_per_sec} {msg}"
+    };
+    indicatif::ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+}
+
+/// A per-event reason as read against a file line: the event is the whole line, so serde's
+/// "line 1 column N" inside it is just the column.
+fn line_reason(reason: &str) -> String {
+    reason.replace(" at line 1 column ", " at column ")
+}
+
 pub fn ingest(args: &ClientArgs, file: &Path, batch: usize) -> anyhow::Result<ExitCode> {
     if batch == 0 {
         bail!("--batch must be at least 1");
     }
-    let (reader, total_bytes): (Box<dyn Read>, Option<u64>) = if file == Path::new("-") {
+    let stdin = file == Path::new("-");
+    let name = if stdin {
+        "stdin".to_string()
+    } else {
+        file.display().to_string()
+    };
+    let (reader, total_bytes): (Box<dyn Read>, Option<u64>) = if stdin {
         (Box::new(std::io::stdin()), None)
     } else {
-        let f = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+        let f = std::fs::File::open(file).with_context(|| format!("cannot open {name}"))?;
         let len = f.metadata().ok().map(|m| m.len());
         (Box::new(f), len)
     };
-    let progress = if std::io::stderr().is_terminal() {
+    let progress = std::io::stderr().is_terminal().then(|| {
         let bar = match total_bytes {
             Some(n) => indicatif::ProgressBar::new(n),
             None => indicatif::ProgressBar::new_spinner(),
         };
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {per_sec} {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        Some(bar)
-    } else {
-        None
-    };
-    let client = http()?;
-    let mut totals = [0u64; 3];
-    let mut rejected_reasons: Vec<String> = Vec::new();
-    let mut lines = BufReader::new(reader).lines();
-    let mut line_no = 0u64;
-    loop {
-        let mut body = String::new();
-        let mut n = 0;
-        for line in lines.by_ref() {
-            let line = line.with_context(|| format!("cannot read {}", file.display()))?;
-            line_no += 1;
-            if line.trim().is_empty() {
-                continue;
-            }
-            if let Some(bar) = &progress {
-                bar.inc(line.len() as u64 + 1);
-            }
-            body.push_str(&line);
-            body.push('\n');
-            n += 1;
-            if n == batch {
-                break;
-            }
-        }
-        if n == 0 {
-            break;
-        }
-        let request = client.post(url(args, "/v1/events")).header("content-type", "application/x-ndjson").body(body);
-        let (status, answer) = call(request, &args.server)?;
-        if answer.get("results").is_none() {
-            bail!("the server refused the batch ending at line {line_no} ({status}): {}", api_error(&answer));
-        }
-        for (i, key) in ["accepted", "duplicates", "rejected"].iter().enumerate() {
-            totals[i] += answer[key].as_u64().unwrap_or(0);
-        }
-        for r in answer["results"].as_array().into_iter().flatten() {
-            if r["status"] == "rejected" && rejected_reasons.len() < 10 {
-                rejected_reasons.push(format!("{}: {}", r["id"].as_str().unwrap_or("(no id)"), r["reason"].as_str().unwrap_or("")));
-            }
-        }
-        if let Some(bar) = &progress {
-            bar.set_message(format!("{} accepted", totals[0]));
-        }
-    }
+        bar.set_style(progress_style(total_bytes.is_some()));
+        bar
+    });
+    let mut tally = IngestTally::default();
+    let sent = send_lines(
+        args,
+        BufReader::new(reader),
+        &name,
+        batch,
+        progress.as_ref(),
+        &mut tally,
+    );
     if let Some(bar) = progress {
         bar.finish_and_clear();
     }
-    if args.json {
-        println!("{}", json!({"accepted": totals[0], "duplicates": totals[1], "rejected": totals[2]}));
+    // What was stored before a failure is reported as well as the failure.
+    if sent.is_ok() || tally.accepted + tally.duplicates + tally.rejected > 0 {
+        print_tally(args, &name, &tally)?;
+    }
+    sent?;
+    if let Some(r) = &tally.refusal {
+        let kept = r
+            .dlq_id
+            .map(|id| format!(", kept as DLQ record {id}"))
+            .unwrap_or_default();
+        bail!(
+            "{name}:{}-{}: the server refused these lines as a whole (HTTP {}{kept}): {}; nothing from line {} on was ingested",
+            r.lines.0,
+            r.lines.1,
+            r.status,
+            r.message,
+            r.lines.0
+        );
+    }
+    Ok(if tally.rejected > 0 {
+        ExitCode::from(1)
     } else {
-        println!("{} accepted, {} duplicates, {} rejected", totals[0], totals[1], totals[2]);
-        for reason in &rejected_reasons {
-            println!("  rejected {reason}");
+        ExitCode::SUCCESS
+    })
+}
+
+/// Sends the lines in requests of `batch` events, tallying each answer against the file lines the
+/// request held (the answer's `results` are in input order). Stops at a request refused whole.
+fn send_lines(
+    args: &ClientArgs,
+    mut reader: impl BufRead,
+    name: &str,
+    batch: usize,
+    progress: Option<&indicatif::ProgressBar>,
+    tally: &mut IngestTally,
+) -> anyhow::Result<()> {
+    let client = http()?;
+    let mut line_no = 0u64;
+    let mut raw = Vec::new();
+    loop {
+        let mut body = Vec::new();
+        let mut lines: Vec<u64> = Vec::with_capacity(batch);
+        while lines.len() < batch {
+            raw.clear();
+            if reader
+                .read_until(b'\n', &mut raw)
+                .with_context(|| format!("cannot read {name}"))?
+                == 0
+            {
+                break;
+            }
+            line_no += 1;
+            if let Some(bar) = progress {
+                bar.inc(raw.len() as u64);
+            }
+            let line = raw.strip_suffix(b"\n").unwrap_or(&raw);
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            // The server skips the same lines, so the answer's results pair with `lines`.
+            if line.iter().all(u8::is_ascii_whitespace) {
+                tally.blank_lines += 1;
+                continue;
+            }
+            if std::str::from_utf8(line).is_err() {
+                bail!("{name}:{line_no}: the line is not UTF-8 text (events are UTF-8 JSON)");
+            }
+            body.extend_from_slice(line);
+            body.push(b'\n');
+            lines.push(line_no);
         }
-        if totals[2] > rejected_reasons.len() as u64 {
-            println!("  … see them all: causeway sql \"SELECT * FROM dlq_events ORDER BY id DESC\"");
+        let (Some(&first), Some(&last)) = (lines.first(), lines.last()) else {
+            return Ok(());
+        };
+        let request = client
+            .post(url(args, "/v1/events"))
+            .header("content-type", "application/x-ndjson")
+            .body(body);
+        let (status, answer) = call(request, &args.server)?;
+        let Some(results) = answer["results"].as_array() else {
+            tally.refusal = Some(Refusal {
+                lines: (first, last),
+                status,
+                code: answer["error"]["code"].as_str().unwrap_or("").to_string(),
+                message: api_error(status, &answer),
+                dlq_id: answer["dlq_id"].as_i64(),
+            });
+            return Ok(());
+        };
+        if results.len() != lines.len() {
+            bail!(
+                "{name}:{first}-{last}: the server answered {} for {}",
+                count(results.len() as u64, "result"),
+                count(lines.len() as u64, "event")
+            );
+        }
+        for (r, &line) in results.iter().zip(&lines) {
+            match r["status"].as_str() {
+                Some("accepted") => tally.accepted += 1,
+                Some("duplicate") => tally.duplicates += 1,
+                _ => {
+                    tally.rejected += 1;
+                    // Without --json only the first few are shown: keep only those.
+                    if args.json || tally.rejections.len() < REJECTIONS_SHOWN {
+                        tally.rejections.push(Rejection {
+                            line,
+                            id: r["id"].as_str().map(str::to_owned),
+                            error_type: cell(&r["error_type"]),
+                            reason: line_reason(r["reason"].as_str().unwrap_or("")),
+                            dlq_id: r["dlq_id"].as_i64(),
+                        });
+                    }
+                }
+            }
+        }
+        if let Some(bar) = progress {
+            bar.set_message(format!("{} accepted", tally.accepted));
         }
     }
-    Ok(if totals[2] > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+fn print_tally(args: &ClientArgs, name: &str, t: &IngestTally) -> anyhow::Result<()> {
+    if args.json {
+        let rejections: Vec<Value> = t
+            .rejections
+            .iter()
+            .map(|r| json!({"line": r.line, "id": r.id, "error_type": r.error_type, "reason": r.reason, "dlq_id": r.dlq_id}))
+            .collect();
+        let mut out = json!({"accepted": t.accepted, "duplicates": t.duplicates, "rejected": t.rejected,
+                             "blank_lines": t.blank_lines, "rejections": rejections});
+        if let Some(r) = &t.refusal {
+            out["refused"] = json!({"first_line": r.lines.0, "last_line": r.lines.1, "status": r.status, "code": r.code,
+                                    "message": r.message, "dlq_id": r.dlq_id});
+        }
+        println!("{out}");
+        return Ok(());
+    }
+    let blank = if t.blank_lines > 0 {
+        format!(" ({} skipped)", count(t.blank_lines, "blank line"))
+    } else {
+        String::new()
+    };
+    println!(
+        "{} accepted, {}, {} rejected{blank}",
+        t.accepted,
+        count(t.duplicates, "duplicate"),
+        t.rejected
+    );
+    for r in &t.rejections {
+        let mut about = Vec::new();
+        if let Some(id) = &r.id {
+            about.push(format!("event {id}"));
+        }
+        if let Some(dlq) = r.dlq_id {
+            about.push(format!("DLQ record {dlq}"));
+        }
+        let about = if about.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", about.join(", "))
+        };
+        println!("{name}:{}: {}{about}", r.line, r.reason);
+    }
+    if t.rejected > t.rejections.len() as u64 {
+        println!(
+            "… {} more: --json lists every one; they are kept as DLQ records (causeway dlq list --consumer {INGEST_CONSUMER})",
+            t.rejected - t.rejections.len() as u64
+        );
+    }
+    Ok(())
 }
 
 pub fn chain(args: &ClientArgs, id: &str) -> anyhow::Result<ExitCode> {
-    let Some(body) = read_or_print(args, http()?.get(url(args, &format!("/v1/correlations/{}", encode(id)))))? else {
+    let Some(body) = read_or_print(
+        args,
+        http()?.get(url(args, &format!("/v1/correlations/{}", encode(id)))),
+    )?
+    else {
         return Ok(ExitCode::SUCCESS);
     };
     let events = body["events"].as_array().map(Vec::len).unwrap_or(0);
-    println!("correlation {id}: {events} events{}", if body["truncated"] == true { " (truncated)" } else { "" });
+    println!(
+        "correlation {id}: {}{}",
+        count(events as u64, "event"),
+        if body["truncated"] == true {
+            " (truncated)"
+        } else {
+            ""
+        }
+    );
     let mut out = String::new();
     for (i, node) in body["tree"].as_array().into_iter().flatten().enumerate() {
         let last = i + 1 == body["tree"].as_array().map(Vec::len).unwrap_or(0);
@@ -158,11 +381,17 @@ fn render_node(node: &Value, prefix: &str, last: bool, out: &mut String) {
     let branch = if last { "└─ " } else { "├─ " };
     let mut note = String::new();
     if node["orphan"] == true {
-        note = format!("  (cause {} not stored)", node["causation_id"].as_str().unwrap_or("?"));
+        note = format!(
+            "  (cause {} not stored)",
+            node["causation_id"].as_str().unwrap_or("?")
+        );
     } else if node["cycle"] == true {
         note = "  (causation cycle)".into();
     } else if node["continued"] == true {
-        note = format!("  (continues from {})", node["causation_id"].as_str().unwrap_or("?"));
+        note = format!(
+            "  (continues from {})",
+            node["causation_id"].as_str().unwrap_or("?")
+        );
     }
     out.push_str(&format!(
         "{prefix}{branch}{}  {}  {}  {}{note}\n",
@@ -179,31 +408,55 @@ fn render_node(node: &Value, prefix: &str, last: bool, out: &mut String) {
 }
 
 pub fn sql(args: &ClientArgs, query: &str) -> anyhow::Result<ExitCode> {
-    let request = http()?.post(url(args, "/v1/sql")).json(&json!({"query": query}));
-    let Some(body) = read_or_print(args, request)? else { return Ok(ExitCode::SUCCESS) };
+    let request = http()?
+        .post(url(args, "/v1/sql"))
+        .json(&json!({"query": query}));
+    let Some(body) = read_or_print(args, request)? else {
+        return Ok(ExitCode::SUCCESS);
+    };
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
-    table.set_header(body["columns"].as_array().into_iter().flatten().map(|c| c.as_str().unwrap_or("").to_string()));
+    table.set_header(
+        body["columns"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| c.as_str().unwrap_or("").to_string()),
+    );
     let rows = body["rows"].as_array().cloned().unwrap_or_default();
     for row in &rows {
         table.add_row(row.as_array().into_iter().flatten().map(cell));
     }
     println!("{table}");
-    println!("{} row{}{}", rows.len(), if rows.len() == 1 { "" } else { "s" }, if body["truncated"] == true { " (truncated)" } else { "" });
+    println!(
+        "{}{}",
+        count(rows.len() as u64, "row"),
+        if body["truncated"] == true {
+            " (truncated)"
+        } else {
+            ""
+        }
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 /// Percent-encodes a path segment.
 /// `k=v&…`, each value percent-encoded.
 pub(crate) fn query_string(pairs: &[(&str, String)]) -> String {
-    pairs.iter().map(|(k, v)| format!("{k}={}", encode(v))).collect::<Vec<_>>().join("&")
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={}", encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 pub(crate) fn encode(segment: &str) -> String {
     segment
         .bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -211,14 +464,33 @@ pub(crate) fn encode(segment: &str) -> String {
 
 pub fn journey(args: &ClientArgs, name: &str, key: &str) -> anyhow::Result<ExitCode> {
     let path = format!("/v1/journeys/{}/{}", encode(name), encode(key));
-    let Some(body) = read_or_print(args, http()?.get(url(args, &path)))? else { return Ok(ExitCode::SUCCESS) };
+    let Some(body) = read_or_print(args, http()?.get(url(args, &path)))? else {
+        return Ok(ExitCode::SUCCESS);
+    };
     let s = |v: &Value| v.as_str().unwrap_or("").to_string();
-    println!("{} {}: {}  (started {}, updated {})", s(&body["journey"]), s(&body["key"]), s(&body["state"]), s(&body["started_at"]), s(&body["updated_at"]));
+    println!(
+        "{} {}: {}  (started {}, updated {})",
+        s(&body["journey"]),
+        s(&body["key"]),
+        s(&body["state"]),
+        s(&body["started_at"]),
+        s(&body["updated_at"])
+    );
     println!("milestones reached:");
     for m in body["milestones"].as_array().into_iter().flatten() {
-        println!("  ✓ {:<24} {}  {}", s(&m["event"]), s(&m["reached_at"]), s(&m["event_id"]));
+        println!(
+            "  ✓ {:<24} {}  {}",
+            s(&m["event"]),
+            s(&m["reached_at"]),
+            s(&m["event_id"])
+        );
     }
-    let next: Vec<String> = body["next_expected"].as_array().into_iter().flatten().map(s).collect();
+    let next: Vec<String> = body["next_expected"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(s)
+        .collect();
     if !next.is_empty() {
         println!("next expected: {}", next.join(", "));
     }
@@ -232,7 +504,13 @@ pub fn journey(args: &ClientArgs, name: &str, key: &str) -> anyhow::Result<ExitC
                 Some(at) => format!("resolved {at}"),
                 None => "OPEN".into(),
             };
-            println!("  {} [{}] {}: {}", s(&f["kind"]), state, s(&f["detected_at"]), s(&f["detail"]));
+            println!(
+                "  {} [{}] {}: {}",
+                s(&f["kind"]),
+                state,
+                s(&f["detected_at"]),
+                s(&f["detail"])
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -279,15 +557,109 @@ pub fn findings(args: &ClientArgs, filter: &FindingArgs) -> anyhow::Result<ExitC
         query.push(("since", s.clone()));
     }
     let path = format!("/v1/findings?{}", query_string(&query));
-    let Some(body) = read_or_print(args, http()?.get(url(args, &path)))? else { return Ok(ExitCode::SUCCESS) };
+    let Some(body) = read_or_print(args, http()?.get(url(args, &path)))? else {
+        return Ok(ExitCode::SUCCESS);
+    };
     let rows = body["findings"].as_array().cloned().unwrap_or_default();
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
-    table.set_header(["id", "kind", "journey", "key", "detected at", "resolved at", "detail"]);
+    // Full event and correlation ids: they are what `chain`, `state --at` and `dlq list
+    // --correlation-id` take, and the only handle on a finding outside any journey.
+    table.set_header([
+        "id",
+        "kind",
+        "journey",
+        "key",
+        "event",
+        "correlation",
+        "detected at",
+        "resolved at",
+        "detail",
+    ]);
     for f in &rows {
-        table.add_row([&f["id"], &f["kind"], &f["journey"], &f["key"], &f["detected_at"], &f["resolved_at"], &f["detail"]].map(cell));
+        table.add_row(
+            [
+                &f["id"],
+                &f["kind"],
+                &f["journey"],
+                &f["key"],
+                &f["event_id"],
+                &f["correlation_id"],
+                &f["detected_at"],
+                &f["resolved_at"],
+                &f["detail"],
+            ]
+            .map(cell),
+        );
     }
     println!("{table}");
-    println!("{} finding{}", rows.len(), if rows.len() == 1 { "" } else { "s" });
+    println!("{}", count(rows.len() as u64, "finding"));
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// A terminal that keeps what is drawn on it.
+    #[derive(Debug, Clone, Default)]
+    struct Screen(Arc<Mutex<String>>);
+
+    impl indicatif::TermLike for Screen {
+        fn width(&self) -> u16 {
+            200
+        }
+        fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, s: &str) -> std::io::Result<()> {
+            self.write_str(&format!("{s}\n"))
+        }
+        fn write_str(&self, s: &str) -> std::io::Result<()> {
+            self.0.lock().unwrap().push_str(s);
+            Ok(())
+        }
+        fn clear_line(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn flush(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The bar counts bytes of the file, so its rate must read as bytes per second, not a bare
+    /// number per second.
+    #[test]
+    fn ingest_progress_rate_has_a_unit() {
+        for total_known in [true, false] {
+            let screen = Screen::default();
+            let bar = indicatif::ProgressBar::with_draw_target(
+                total_known.then_some(50_000_000),
+                indicatif::ProgressDrawTarget::term_like(Box::new(screen.clone())),
+            );
+            bar.set_style(progress_style(total_known));
+            bar.inc(8_864_709);
+            bar.force_draw();
+            let drawn = screen.0.lock().unwrap().clone();
+            let rate = drawn
+                .split_whitespace()
+                .find(|w| w.ends_with("/s"))
+                .unwrap_or_else(|| panic!("no rate in {drawn:?}"));
+            assert!(
+                rate.ends_with("B/s"),
+                "rate without a unit: {rate:?} in {drawn:?}"
+            );
+        }
+    }
 }

@@ -10,6 +10,8 @@ use causeway_gen::Kind;
 use causeway_model::Severity;
 use clap::{Args, Subcommand};
 
+use crate::count;
+
 #[derive(Debug, Subcommand)]
 pub enum GenCommand {
     /// JSON Schemas (2020-12) per event version: the payload, and the whole CloudEvent producers send.
@@ -42,23 +44,39 @@ pub fn run(command: GenCommand) -> anyhow::Result<ExitCode> {
         for d in &loaded.diagnostics {
             eprintln!("{d}");
         }
-        let errors = loaded.diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
-        eprintln!("{}: {errors} error{}: nothing generated", args.model.display(), if errors == 1 { "" } else { "s" });
+        let errors = loaded
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count();
+        eprintln!(
+            "{}: {}: nothing generated",
+            args.model.display(),
+            count(errors as u64, "error")
+        );
         return Ok(ExitCode::from(1));
     }
     for warning in &loaded.diagnostics {
         eprintln!("{warning}");
     }
-    let out = args.out.unwrap_or_else(|| Path::new("generated").join(kind.name()));
+    let out = args
+        .out
+        .unwrap_or_else(|| Path::new("generated").join(kind.name()));
     let files = kind.generate(&loaded.model);
     for file in &files {
         let path = out.join(&file.path);
         if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+            fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
         }
-        fs::write(&path, &file.contents).with_context(|| format!("cannot write {}", path.display()))?;
+        fs::write(&path, &file.contents)
+            .with_context(|| format!("cannot write {}", path.display()))?;
         println!("{}", path.display());
     }
-    eprintln!("{} file{} written to {}", files.len(), if files.len() == 1 { "" } else { "s" }, out.display());
+    eprintln!(
+        "{} written to {}",
+        count(files.len() as u64, "file"),
+        out.display()
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -6,6 +6,7 @@ mod demo;
 mod dlq;
 mod r#gen;
 mod model;
+mod out;
 mod serve;
 
 use std::path::PathBuf;
@@ -101,12 +102,56 @@ enum Command {
 /// Options of the verbs that talk to a running server.
 #[derive(Debug, Clone, Args)]
 struct ClientArgs {
-    /// Address of the causeway server.
-    #[arg(long, env = "CAUSEWAY_SERVER", default_value = "http://127.0.0.1:4600")]
+    /// Address of the causeway server: an http:// or https:// URL, or host:port.
+    #[arg(long, env = "CAUSEWAY_SERVER", default_value = "http://127.0.0.1:4600", value_name = "URL", value_parser = server_url)]
     server: String,
     /// Print JSON instead of a human table.
     #[arg(long)]
     json: bool,
+}
+
+/// `--server`: a URL, or `host:port` (what `serve` prints and `--listen` takes) read as http. The
+/// answer is the base URL without a trailing slash.
+fn server_url(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    let full = match text.split_once("://") {
+        Some((scheme, _))
+            if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") =>
+        {
+            text.to_string()
+        }
+        Some((scheme, _)) => {
+            return Err(format!(
+                "the server is reached over http:// or https://, not {scheme}://"
+            ));
+        }
+        None if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) => {
+            return Err(format!(
+                "'{text}' is only a port: give host:port (e.g. 127.0.0.1:{text}) or a URL"
+            ));
+        }
+        None => format!("http://{text}"),
+    };
+    let url = reqwest::Url::parse(&full)
+        .map_err(|e| format!("not a server address ({e}): give host:port or an http:// URL"))?;
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("the address names no host: give host:port or an http:// URL".into());
+    }
+    Ok(full.trim_end_matches('/').to_string())
+}
+
+/// `1 event`, `2 events`, `0 policies`: a count with its noun in the right number.
+pub(crate) fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        return format!("1 {noun}");
+    }
+    let bytes = noun.as_bytes();
+    let plural = match bytes {
+        [.., c, b'y'] if !b"aeiou".contains(c) => format!("{}ies", &noun[..noun.len() - 1]),
+        [.., b's' | b'x'] | [.., b'c' | b's', b'h'] => format!("{noun}es"),
+        _ => format!("{noun}s"),
+    };
+    format!("{n} {plural}")
 }
 
 fn main() -> ExitCode {
@@ -135,13 +180,92 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => demo::run(args),
         Command::Model { command } => model::run(command),
         Command::Gen { command } => r#gen::run(command),
-        Command::Ingest { file, batch, client } => client::ingest(&client, &file, batch),
+        Command::Ingest {
+            file,
+            batch,
+            client,
+        } => client::ingest(&client, &file, batch),
         Command::Chain { id, client } => client::chain(&client, &id),
         Command::Sql { query, client } => client::sql(&client, &query),
         Command::Journey { name, key, client } => client::journey(&client, &name, &key),
         Command::Findings { filter, client } => client::findings(&client, &filter),
         Command::Analyze(args) => analyze::run(args),
         Command::Dlq { command } => dlq::run(command),
-        Command::State { kind, id, at, client } => dlq::state(&client, &kind, &id, at.as_deref()),
+        Command::State {
+            kind,
+            id,
+            at,
+            client,
+        } => dlq::state(&client, &kind, &id, at.as_deref()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn counts_agree_with_their_number() {
+        assert_eq!(count(1, "event"), "1 event");
+        assert_eq!(count(0, "event"), "0 events");
+        assert_eq!(count(2, "policy"), "2 policies");
+        assert_eq!(count(3, "journey"), "3 journeys");
+        assert_eq!(count(1, "policy"), "1 policy");
+        assert_eq!(count(2, "match"), "2 matches");
+    }
+
+    #[test]
+    fn server_accepts_host_port_and_names_a_wrong_scheme() {
+        assert_eq!(
+            server_url("localhost:4790").unwrap(),
+            "http://localhost:4790"
+        );
+        assert_eq!(server_url("[::1]:4600").unwrap(), "http://[::1]:4600");
+        assert_eq!(
+            server_url("https://causeway.example/base/").unwrap(),
+            "https://causeway.example/base"
+        );
+        let wrong = server_url("ftp://localhost:4790").unwrap_err();
+        assert!(
+            wrong.contains("ftp://") && wrong.contains("http://"),
+            "{wrong}"
+        );
+        assert!(server_url("4600").unwrap_err().contains("host:port"));
+        assert!(server_url("http://").is_err());
+        assert!(server_url("localhost:port").is_err());
+    }
+
+    /// Every verb and every argument explains itself in `--help`.
+    #[test]
+    fn every_argument_and_subcommand_has_help() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue; // clap's own
+                }
+                if arg
+                    .get_help()
+                    .is_none_or(|h| h.to_string().trim().is_empty())
+                {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                let sub_path = format!("{path} {}", sub.get_name());
+                if sub.get_name() != "help"
+                    && sub
+                        .get_about()
+                        .is_none_or(|h| h.to_string().trim().is_empty())
+                {
+                    missing.push(sub_path.clone());
+                }
+                walk(sub, &sub_path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "causeway", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
     }
 }
