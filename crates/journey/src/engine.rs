@@ -1399,6 +1399,7 @@ impl Core {
             owner: n.owner,
         });
         self.stats.open_findings += 1;
+        self.stats.open_by_kind[n.kind.index()] += 1;
         self.changes.push(Change::Raised(FindingId(id)));
         id as u32
     }
@@ -1413,6 +1414,7 @@ impl Core {
         }
         finding.resolved_at = Some(time(at).max(finding.detected_at));
         self.stats.open_findings -= 1;
+        self.stats.open_by_kind[finding.kind.index()] -= 1;
         self.changes.push(Change::Resolved(FindingId(u64::from(f))));
     }
 

@@ -106,6 +106,11 @@ impl FindingKind {
         FindingKind::OutOfOrder,
     ];
 
+    /// Its place in [`FindingKind::ALL`] (and in [`Stats::open_by_kind`]).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The stable name used in the API, the store and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -242,6 +247,8 @@ pub struct Stats {
     pub completed: u64,
     pub findings: u64,
     pub open_findings: u64,
+    /// Open findings by kind, in the order of [`FindingKind::ALL`].
+    pub open_by_kind: [u64; FindingKind::ALL.len()],
     /// Events waiting for their journey's key.
     pub pending: u64,
     /// Waiting events dropped by a bound, and attached events whose key disagreed.

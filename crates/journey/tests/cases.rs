@@ -366,6 +366,10 @@ fn check(name: &str) {
     // Properties every case must keep.
     let stats = ev.stats();
     assert_eq!(stats.open_findings, ev.findings().iter().filter(|f| f.is_open()).count() as u64, "{name}: open count");
+    for (i, kind) in causeway_journey::FindingKind::ALL.iter().enumerate() {
+        let open = ev.findings().iter().filter(|f| f.is_open() && f.kind == *kind).count() as u64;
+        assert_eq!((kind.index(), stats.open_by_kind[i]), (i, open), "{name}: open {} findings", kind.as_str());
+    }
     assert_eq!(stats.in_flight + stats.stalled + stats.completed, stats.instances, "{name}: state counters");
     for f in ev.findings() {
         assert!(f.resolved_at.is_none_or(|r| r >= f.detected_at), "{name}: f{} resolved before detected", f.id.0);

@@ -657,4 +657,4 @@ fn known_kinds() -> String {
 }
 
 /// Kinds raised at ingest by the envelope rules and the model's contracts.
-const INGEST_KINDS: [&str; 4] = ["schema_error", "unknown_event_type", "missing_correlation", "unauthorized_producer"];
+pub(crate) const INGEST_KINDS: [&str; 4] = ["schema_error", "unknown_event_type", "missing_correlation", "unauthorized_producer"];

@@ -6,8 +6,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
+use causeway_journey::FindingKind;
 
 use crate::AppState;
+use crate::journeys::INGEST_KINDS;
 
 /// Counters of the ingest path. Process-local: they start at zero with the process, as Prometheus
 /// counters do; totals that survive restarts come from the store.
@@ -46,11 +48,33 @@ pub async fn exposition(State(state): State<AppState>) -> impl IntoResponse {
     let _ = writeln!(out, "causeway_ingest_bodies_rejected_total {}", Metrics::get(&m.bodies_rejected));
     let store = state.store.clone();
     let engine = state.journeys.clone();
+    let engine_on = engine.is_some();
     let now = chrono::Utc::now().timestamp();
-    let read = tokio::task::spawn_blocking(move || (store.counts(), engine.and_then(|e| e.stats()), store.dlq_summary(now)));
-    let Ok((counts, journeys, dlq)) = read.await else {
+    let read = tokio::task::spawn_blocking(move || {
+        (store.counts(), engine.and_then(|e| e.stats()), store.dlq_summary(now), store.count_findings(&INGEST_KINDS))
+    });
+    let Ok((counts, journeys, dlq, ingest_findings)) = read.await else {
         return ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out);
     };
+    // Open findings by kind: the label set is the fixed list of kinds, each always present. The
+    // engine's come from its counters; without an engine there are none; while it is busy (a
+    // rebuild) they are left out rather than reported as zero.
+    let engine_open: Option<Vec<(&str, u64)>> = match &journeys {
+        Some((stats, _)) => Some(FindingKind::ALL.iter().map(|k| (k.as_str(), stats.open_by_kind[k.index()])).collect()),
+        None if !engine_on => Some(FindingKind::ALL.iter().map(|k| (k.as_str(), 0)).collect()),
+        None => None,
+    };
+    let ingest_open: Option<Vec<(String, i64)>> = ingest_findings.ok();
+    if engine_open.is_some() || ingest_open.is_some() {
+        let _ = writeln!(out, "# HELP causeway_findings_open Findings not resolved, by kind: the journey engine's, and those raised at ingest (which never resolve).");
+        let _ = writeln!(out, "# TYPE causeway_findings_open gauge");
+        for (kind, n) in engine_open.into_iter().flatten() {
+            let _ = writeln!(out, "causeway_findings_open{{kind=\"{kind}\"}} {n}");
+        }
+        for (kind, n) in ingest_open.into_iter().flatten() {
+            let _ = writeln!(out, "causeway_findings_open{{kind=\"{kind}\"}} {n}");
+        }
+    }
     if let Some((stats, position)) = journeys {
         let _ = writeln!(out, "# HELP causeway_journeys Journey instances, by state (completed: an outcome reached).");
         let _ = writeln!(out, "# TYPE causeway_journeys gauge");

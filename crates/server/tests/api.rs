@@ -201,6 +201,10 @@ async fn metrics_count_outcomes() {
     api.post("application/json", "{".to_string()).await;
     let response = api.router.clone().oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
     let text = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    // Without a journey engine its kinds are zero; the exposition parses as a scraper would.
+    let open = common::metric(&common::parse_exposition(&text), "causeway_findings_open");
+    assert_eq!(open.len(), 11, "{open:?}");
+    assert!(open.values().all(|n| *n == 0.0), "{open:?}");
     for line in [
         "causeway_events_ingested_total{outcome=\"accepted\"} 1",
         "causeway_events_ingested_total{outcome=\"duplicate\"} 1",
@@ -212,6 +216,73 @@ async fn metrics_count_outcomes() {
         "causeway_dlq_pending{error_type=\"malformed_json\"} 1",
     ] {
         assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+    }
+}
+
+/// `/metrics` counts open findings by kind: one series per kind of PRODUCT §5 (a fixed label set,
+/// no ids), the engine's from its counters and those raised at ingest from the store; the whole
+/// exposition parses as a scraper would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_open_findings_by_kind() {
+    let api = with_journeys();
+    let mut events = first_four("a1");
+    events.push(step("a1", 5, "CustomerNotified", "notification-service", Some("4"), 8));
+    events.extend(first_four("a2"));
+    events.push(step("a3", 1, "OrderCreated", "order-service", None, 0));
+    events.push(step("a2", 2, "PaymentProcessed", "payment-service", Some("1"), 2));
+    // A schema error (stored, flagged) and an event without a correlation id (refused).
+    let mut bad_schema = step("a4", 1, "OrderCreated", "order-service", None, 0);
+    bad_schema["data"] = json!({"orderId": "a4"});
+    events.push(bad_schema);
+    let mut no_correlation = step("a5", 1, "OrderCreated", "order-service", None, 0);
+    no_correlation.as_object_mut().unwrap().remove("correlationid");
+    events.push(no_correlation);
+    let (status, body) = api.post("application/json", json!(events).to_string()).await;
+    assert_eq!(status, StatusCode::MULTI_STATUS, "{body}");
+
+    // The summary catches the engine up; its open counts are what the metric must say.
+    let (_, summary) = api.get("/v1/journeys/summary").await;
+    let kinds = ["missing_reaction", "invariant_violation", "stalled", "deadline_missed", "duplicate", "duplicate_effect",
+                 "out_of_order", "schema_error", "unknown_event_type", "missing_correlation", "unauthorized_producer"];
+    // The engine's counters are read without waiting for it: ask again while it is mid-tick.
+    let open = loop {
+        let (_, text) = api.get("/metrics").await;
+        let samples = common::parse_exposition(text.as_str().unwrap());
+        let open = common::metric(&samples, "causeway_findings_open");
+        if open.len() == kinds.len() {
+            break open;
+        }
+        assert_eq!(open.len(), 4, "only the engine's kinds may be missing, while it is busy: {open:?}");
+        tokio::task::yield_now().await;
+    };
+    for kind in kinds {
+        let series = vec![("kind".to_string(), kind.to_string())];
+        let expected = match summary["findings_by_kind"][kind]["open"].as_u64() {
+            Some(n) => n,
+            None => api.sql(&format!("SELECT count(*) FROM findings WHERE kind = '{kind}' AND resolved_at IS NULL")).await["rows"][0][0].as_u64().unwrap(),
+        };
+        assert_eq!(open.get(&series).copied(), Some(expected as f64), "{kind}: {open:?}");
+    }
+    for (kind, n) in [("stalled", 3.0), ("duplicate", 1.0), ("missing_correlation", 1.0), ("unknown_event_type", 0.0)] {
+        assert_eq!(open[&vec![("kind".to_string(), kind.to_string())]], n, "{kind}: {open:?}");
+    }
+}
+
+/// The exposition check itself refuses what a scraper refuses.
+#[test]
+fn the_exposition_parser_refuses_invalid_text() {
+    let good = "# HELP m_total Things.\n# TYPE m_total counter\nm_total{kind=\"a\\\"b\"} 1\nm_total{kind=\"c\"} 2\n";
+    assert_eq!(common::parse_exposition(good).len(), 2);
+    for bad in [
+        "m 1\n",                                                          // no TYPE
+        "# TYPE m gauge\nm{kind=a} 1\n",                                 // unquoted label value
+        "# TYPE m gauge\nm{kind=\"a\"} 1\nm{kind=\"a\"} 2\n",       // a series twice
+        "# TYPE m gauge\n# TYPE n gauge\nm 1\nn 1\nm{a=\"b\"} 1\n", // a family split
+        "# TYPE m gauge\nm{kind=\"a\\x\"} 1\n",                      // a bad escape
+        "# TYPE m gauge\nm one\n",                                       // not a number
+        "# TYPE m gauge\nm{0kind=\"a\"} 1\n",                          // a bad label name
+    ] {
+        assert!(std::panic::catch_unwind(|| common::parse_exposition(bad)).is_err(), "accepted: {bad}");
     }
 }
 

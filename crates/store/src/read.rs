@@ -222,6 +222,16 @@ impl Store {
         })
     }
 
+    /// How many findings of each of `kinds` are stored, open or not, counted on the kind index
+    /// (its entries, not the rows). For the kinds raised at ingest, which never resolve, that is
+    /// how many are open.
+    pub fn count_findings(&self, kinds: &[&str]) -> Result<Vec<(String, i64)>, StoreError> {
+        self.with_reader(|c| {
+            let mut stmt = c.prepare_cached("SELECT count(*) FROM finding_records INDEXED BY findings_kind WHERE kind = ?1")?;
+            kinds.iter().map(|k| Ok((k.to_string(), stmt.query_row(params![k], |r| r.get(0))?))).collect()
+        })
+    }
+
     /// Totals, read from the row ids (rows are never deleted), so this costs a few index probes.
     pub fn counts(&self) -> Result<StoreCounts, StoreError> {
         self.with_reader(|c| {

@@ -2,6 +2,8 @@
 //! order journey.
 #![allow(dead_code)] // each test binary uses its own part
 
+use std::collections::BTreeMap;
+
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -128,3 +130,115 @@ pub fn first_four(order: &str) -> Vec<Value> {
     ]
 }
 
+
+/// One series of a Prometheus text exposition: its name and labels (sorted).
+pub type Series = (String, Vec<(String, String)>);
+
+/// Parses a Prometheus text exposition (format 0.0.4) strictly, as a scraper would, and returns
+/// every sample. Panics on anything a scraper rejects or that makes the exposition ambiguous: a
+/// malformed line, name or label, a bad escape or value, a sample before its family's `# TYPE`,
+/// a family declared twice or split in two, a series given twice.
+pub fn parse_exposition(text: &str) -> BTreeMap<Series, f64> {
+    fn is_name(s: &str, colon: bool) -> bool {
+        let mut chars = s.chars();
+        chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || (colon && c == ':'))
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || (colon && c == ':'))
+    }
+    assert!(text.ends_with('\n'), "the exposition ends with a line feed");
+    let mut samples = BTreeMap::new();
+    let (mut types, mut helps) = (BTreeMap::<String, String>::new(), std::collections::BTreeSet::new());
+    let (mut current, mut closed) = (None::<String>, std::collections::BTreeSet::<String>::new());
+    for line in text.lines() {
+        assert!(!line.is_empty(), "no blank lines");
+        if let Some(rest) = line.strip_prefix("# ") {
+            let mut parts = rest.splitn(3, ' ');
+            let (keyword, name) = (parts.next().unwrap(), parts.next().unwrap_or(""));
+            match keyword {
+                "HELP" => {
+                    assert!(is_name(name, true) && helps.insert(name.to_string()), "HELP: {line}");
+                    let help = parts.next().unwrap_or("");
+                    assert!(!help.replace("\\\\", "").replace("\\n", "").contains('\\'), "HELP escapes: {line}");
+                }
+                "TYPE" => {
+                    let kind = parts.next().unwrap_or("");
+                    assert!(is_name(name, true), "TYPE: {line}");
+                    assert!(["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind), "TYPE: {line}");
+                    assert!(types.insert(name.to_string(), kind.to_string()).is_none(), "TYPE given twice: {line}");
+                    assert!(!samples.keys().any(|(n, _): &Series| n == name), "TYPE after its samples: {line}");
+                }
+                _ => {}
+            }
+            continue;
+        }
+        assert!(!line.starts_with('#'), "comment: {line}");
+        let (name, rest) = line.split_at(line.find(['{', ' ']).unwrap_or_else(|| panic!("no value: {line}")));
+        assert!(is_name(name, true), "metric name: {line}");
+        let family = types.keys().find(|f| {
+            name == f.as_str() || (["histogram", "summary"].contains(&types[*f].as_str()) && name.strip_prefix(f.as_str()).is_some_and(|s| ["_sum", "_count", "_bucket"].contains(&s)))
+        });
+        let family = family.unwrap_or_else(|| panic!("a sample before its family's TYPE: {line}")).clone();
+        if current.as_ref() != Some(&family) {
+            assert!(!closed.contains(&family), "family {family} split in two");
+            if let Some(previous) = current.replace(family.clone()) {
+                closed.insert(previous);
+            }
+        }
+        let mut labels: Vec<(String, String)> = Vec::new();
+        let mut rest = rest;
+        if let Some(mut inner) = rest.strip_prefix('{') {
+            loop {
+                if let Some(after) = inner.strip_prefix('}') {
+                    rest = after;
+                    break;
+                }
+                let eq = inner.find('=').unwrap_or_else(|| panic!("label without value: {line}"));
+                let label = &inner[..eq];
+                assert!(is_name(label, false) && !label.starts_with("__"), "label name '{label}': {line}");
+                assert!(!labels.iter().any(|(l, _)| l == label), "label given twice: {line}");
+                inner = inner[eq + 1..].strip_prefix('"').unwrap_or_else(|| panic!("label value not quoted: {line}"));
+                let mut value = String::new();
+                let mut chars = inner.char_indices();
+                let close = loop {
+                    match chars.next() {
+                        None => panic!("unclosed label value: {line}"),
+                        Some((i, '"')) => break i,
+                        Some((_, '\\')) => match chars.next().map(|(_, c)| c) {
+                            Some('\\') => value.push('\\'),
+                            Some('"') => value.push('"'),
+                            Some('n') => value.push('\n'),
+                            other => panic!("bad escape {other:?}: {line}"),
+                        },
+                        Some((_, c)) => value.push(c),
+                    }
+                };
+                labels.push((label.to_string(), value));
+                inner = &inner[close + 1..];
+                if let Some(after) = inner.strip_prefix(',') {
+                    inner = after;
+                } else {
+                    assert!(inner.starts_with('}'), "after a label: {line}");
+                }
+            }
+        }
+        let mut fields = rest.strip_prefix(' ').unwrap_or_else(|| panic!("no space before the value: {line}")).split(' ');
+        let value = fields.next().unwrap();
+        let value: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            "NaN" => f64::NAN,
+            v => v.parse().unwrap_or_else(|_| panic!("value '{v}': {line}")),
+        };
+        if let Some(ts) = fields.next() {
+            ts.parse::<i64>().unwrap_or_else(|_| panic!("timestamp: {line}"));
+        }
+        assert!(fields.next().is_none(), "trailing fields: {line}");
+        labels.sort();
+        assert!(samples.insert((name.to_string(), labels), value).is_none(), "series given twice: {line}");
+    }
+    samples
+}
+
+/// The series of one metric: label set → value.
+pub fn metric(samples: &BTreeMap<Series, f64>, name: &str) -> BTreeMap<Vec<(String, String)>, f64> {
+    samples.iter().filter(|((n, _), _)| n == name).map(|((_, l), v)| (l.clone(), *v)).collect()
+}
