@@ -101,55 +101,121 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         eval.ingest_into(&event, redelivery, &mut changes);
         changes.clear();
     }
-    // On the wall clock every event arrived "now", and the verdict is as of now.
-    if let Some(t) = until.or(wall.then_some(started)) {
+    // On the wall clock every event arrived "now", and the verdict is as of now. Otherwise a log
+    // is judged until its latest event time: a log is an excerpt, and judging it as of now would
+    // call every journey still running at its end stuck. What falls due later is counted below.
+    let (judged_until, judged_by) = match (until, wall) {
+        (Some(t), _) => (Some(t), "--until"),
+        (None, true) => (Some(started), "the wall clock (--clock wall)"),
+        (None, false) => (watermark, "the latest event time in the log"),
+    };
+    if let Some(t) = judged_until {
         eval.advance_into(t, &mut changes);
     }
-    report(&args, &eval, [accepted, duplicates, rejected], &contract_findings)
+    let verdict = Verdict::of(&eval, [accepted, duplicates, rejected], contract_findings);
+    // Deadlines still pending at the judged time: how many findings `--until now` would add.
+    let due_later = match (until, wall) {
+        (None, false) => {
+            let judged = eval.findings().len();
+            eval.advance_into(started.max(judged_until.unwrap_or(started)), &mut changes);
+            Some((eval.findings().len() - judged) as u64)
+        }
+        _ => None,
+    };
+    report(&args, &verdict, judged_until, judged_by, due_later)
 }
 
-fn report(args: &AnalyzeArgs, eval: &Evaluator, counts: [u64; 3], contract_findings: &[Value]) -> anyhow::Result<ExitCode> {
-    let by_state: BTreeMap<String, u64> = eval.count_by_state().into_iter().collect();
-    let mut by_kind: BTreeMap<String, (u64, u64)> =
-        eval.count_findings_by_kind().into_iter().map(|(k, open, resolved)| (k.to_string(), (open, resolved))).collect();
-    for f in contract_findings {
-        by_kind.entry(f["kind"].as_str().unwrap_or("").to_string()).or_default().0 += 1;
+/// What the analysis found, taken before the clock is moved on to count what falls due later.
+struct Verdict {
+    counts: [u64; 3],
+    by_state: BTreeMap<String, u64>,
+    by_kind: BTreeMap<String, (u64, u64)>,
+    /// The evaluator's findings as JSON, then the contracts'.
+    findings: Vec<Value>,
+    /// Open findings for the table: kind, journey, key, detected at, detail.
+    open: Vec<[String; 5]>,
+    digest: String,
+}
+
+impl Verdict {
+    fn of(eval: &Evaluator, counts: [u64; 3], contract_findings: Vec<Value>) -> Verdict {
+        let mut by_kind: BTreeMap<String, (u64, u64)> =
+            eval.count_findings_by_kind().into_iter().map(|(k, open, resolved)| (k.to_string(), (open, resolved))).collect();
+        for f in &contract_findings {
+            by_kind.entry(f["kind"].as_str().unwrap_or("").to_string()).or_default().0 += 1;
+        }
+        let open = eval
+            .findings()
+            .iter()
+            .filter(|f| f.is_open())
+            .map(|f| {
+                [
+                    f.kind.as_str().to_string(),
+                    f.journey.clone().unwrap_or_default(),
+                    f.key.clone().unwrap_or_default(),
+                    format_time(&f.detected_at),
+                    f.detail.clone(),
+                ]
+            })
+            .collect();
+        Verdict {
+            counts,
+            by_state: eval.count_by_state().into_iter().collect(),
+            by_kind,
+            findings: eval.findings().iter().map(finding_json).chain(contract_findings).collect(),
+            open,
+            digest: format!("{:016x}", eval.digest()),
+        }
     }
-    let digest = format!("{:016x}", eval.digest());
+}
+
+fn report(
+    args: &AnalyzeArgs,
+    verdict: &Verdict,
+    judged_until: Option<DateTime<Utc>>,
+    judged_by: &str,
+    due_later: Option<u64>,
+) -> anyhow::Result<ExitCode> {
+    let Verdict { counts, by_state, by_kind, findings, open, digest } = verdict;
     if args.json {
         let out = json!({
             "events": {"accepted": counts[0], "duplicates": counts[1], "rejected": counts[2]},
             "journeys_by_state": by_state,
             "findings_by_kind": by_kind.iter().map(|(k, (o, r))| (k.clone(), json!({"open": o, "resolved": r}))).collect::<serde_json::Map<_, _>>(),
-            "findings": eval.findings().iter().map(finding_json).chain(contract_findings.iter().cloned()).collect::<Vec<_>>(),
-            "clock": eval.now().as_ref().map(format_time),
+            "findings": findings,
+            "judged_until": judged_until.as_ref().map(format_time),
+            "judged_by": judged_by,
+            "due_later": due_later,
             "digest": digest,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
     }
     println!("{} events: {} accepted, {} duplicates, {} rejected", counts.iter().sum::<u64>(), counts[0], counts[1], counts[2]);
+    match judged_until {
+        Some(t) => println!("judged until {} ({judged_by})", format_time(&t)),
+        None => println!("judged at no time: the log holds no accepted event"),
+    }
+    if let Some(n) = due_later.filter(|n| *n > 0) {
+        println!(
+            "  {n} more {} fall due after it, by now: --until now judges them (or --until TIME)",
+            if n == 1 { "finding would" } else { "findings would" }
+        );
+    }
     println!("journeys by state:");
-    for (state, n) in &by_state {
+    for (state, n) in by_state {
         println!("  {state:<20} {n}");
     }
     println!("findings by kind (open / resolved):");
-    for (kind, (open, resolved)) in &by_kind {
+    for (kind, (open, resolved)) in by_kind {
         println!("  {kind:<22} {open} / {resolved}");
     }
-    let open: Vec<&Finding> = eval.findings().iter().filter(|f| f.is_open()).collect();
     if !open.is_empty() {
         let mut table = Table::new();
         table.load_preset(UTF8_FULL_CONDENSED);
         table.set_header(["kind", "journey", "key", "detected at", "detail"]);
-        for f in open.iter().take(20) {
-            table.add_row([
-                f.kind.as_str().to_string(),
-                f.journey.clone().unwrap_or_default(),
-                f.key.clone().unwrap_or_default(),
-                format_time(&f.detected_at),
-                f.detail.clone(),
-            ]);
+        for row in open.iter().take(20) {
+            table.add_row(row.clone());
         }
         println!("{table}");
         if open.len() > 20 {
