@@ -554,6 +554,31 @@ fn state_name(def: &JourneyDef, state: u8) -> &str {
     }
 }
 
+/// The journey keys an event carries, read as the evaluator reads them but without one: for input
+/// that never reaches it, such as an event refused at ingest, whose journey instance is still
+/// worth knowing.
+pub struct JourneyKeys {
+    c: Compiled,
+}
+
+impl JourneyKeys {
+    pub fn new(model: &Model) -> JourneyKeys {
+        JourneyKeys { c: Compiled::new(model) }
+    }
+
+    /// `(journey, key)` for each journey, in model order, to which the event's type is relevant
+    /// and whose key the event carries (README, Membership: 1).
+    pub fn of(&self, event: &Event) -> Vec<(&str, String)> {
+        let Some(ty) = self.c.type_id(&event.event_type) else { return Vec::new() };
+        self.c
+            .journeys
+            .iter()
+            .filter(|def| def.local_of[ty as usize] != NONE)
+            .filter_map(|def| Some((def.name.as_str(), key_of(&self.c, def, Some(ty), event)?.into_owned())))
+            .collect()
+    }
+}
+
 /// The journey key of an event: the pointer's value in the payload (a string, or a number's
 /// text), or the subject.
 fn key_of<'e>(c: &Compiled, def: &JourneyDef, ty: Option<u16>, event: &'e Event) -> Option<Cow<'e, str>> {

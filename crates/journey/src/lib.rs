@@ -28,7 +28,7 @@ mod timers;
 use chrono::{DateTime, Utc};
 
 pub use compact::Fnv64;
-pub use engine::Evaluator;
+pub use engine::{Evaluator, JourneyKeys};
 
 /// Bounds and switches. The defaults suit a server; every bound is documented in README.md.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -121,7 +121,7 @@ fn digest_depends_on_what_was_found_not_on_numbering() {
 
 /// Deliveries of the seeded simulator, parsed as the server parses them: (event, redelivery);
 /// refused inputs (no correlation id) are left out, as the server keeps them out of the store.
-fn simulated(seed: u64, deliveries: usize, fault_rate: f64) -> (Vec<(Event, bool)>, [u64; 4]) {
+fn simulated(seed: u64, deliveries: usize, fault_rate: f64) -> (Vec<(Event, bool)>, [u64; Fault::ALL.len()]) {
     let mut sim = Simulator::new(SimConfig { seed, fault_rate, concurrency: 40 });
     let mut seen = HashSet::new();
     let mut out = Vec::new();
@@ -224,4 +224,23 @@ fn the_memory_report_adds_up() {
     assert_eq!(m.total(), m.instances + m.records + m.obligations + m.indexes + m.sequences + m.timers + m.findings + m.pending);
     // Well under a KiB per open journey of four events.
     assert!(m.total() < 2_000 * 1024, "{} bytes per journey", m.total() / 2_000);
+}
+
+/// `JourneyKeys` reads the keys an event carries as the evaluator does, for events it never sees
+/// (refused at ingest): only journeys the type is relevant to, only keys that resolve.
+#[test]
+fn journey_keys_of_an_event_without_an_evaluator() {
+    let model = example_model();
+    let keys = causeway_journey::JourneyKeys::new(&model);
+    let reserved = |data| event("x", "InventoryReserved", 0.0, "c", None, data);
+    assert_eq!(keys.of(&reserved(json!({"orderId": "o7", "items": 1}))), vec![("order", "o7".to_string())]);
+    assert_eq!(keys.of(&reserved(json!({"orderId": 42}))), vec![("order", "42".to_string())]);
+    assert!(keys.of(&reserved(json!({"items": 1}))).is_empty(), "no key in the payload");
+    assert!(keys.of(&event("y", "OrderTeleported", 0.0, "c", None, json!({"orderId": "o7"}))).is_empty(), "a type no journey names");
+    // The evaluator puts such an event in the same instance.
+    let mut ev = Evaluator::new(&model);
+    ev.ingest(&event("o7-0", "OrderCreated", 0.0, "c7", None, json!({"orderId": "o7"})), false);
+    let changes = ev.ingest(&reserved(json!({"orderId": "o7", "items": 1})), false);
+    let Some(Change::Joined(i)) = changes.first() else { panic!("{changes:?}") };
+    assert_eq!(ev.instance_key(*i), ("order", "o7".to_string()));
 }

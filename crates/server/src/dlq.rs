@@ -89,8 +89,9 @@ pub(crate) fn reacting_services(model: &Model, expected: &[String]) -> Vec<Strin
     services
 }
 
-/// Adds, to each `missing_reaction` whose trigger event was dead-lettered by a consumer expected to
-/// react, the record and a sentence saying so.
+/// Adds, to each `missing_reaction`, the dead letter behind it and a sentence saying so: its
+/// trigger event dead-lettered by a consumer expected to react, or else the expected reaction
+/// itself refused at ingest ([`refused_reaction`]).
 pub(crate) fn link_dead_letters(store: &Store, model: Option<&Model>, findings: &mut [Value]) -> Result<(), ApiError> {
     for f in findings.iter_mut() {
         if f["kind"] != "missing_reaction" {
@@ -101,21 +102,66 @@ pub(crate) fn link_dead_letters(store: &Store, model: Option<&Model>, findings: 
             f["expected"].as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()).unwrap_or_default();
         let services = model.map(|m| reacting_services(m, &expected)).unwrap_or_default();
         let records = store.dlq_list(&DlqFilter { event_id: Some(event_id), limit: 20, ..Default::default() })?;
-        let record = records
-            .iter()
-            .filter(|r| r.status != DlqStatus::Discarded.as_str())
+        let consumer_record = records
+            .into_iter()
+            .filter(|r| r.status != DlqStatus::Discarded.as_str() && r.consumer != INGEST_CONSUMER)
             .find(|r| services.is_empty() || services.contains(&r.consumer));
-        if let Some(r) = record {
-            let note = format!("dead-lettered by {}: {} {}", r.consumer, r.error_type, r.error_message);
-            let detail = f["detail"].as_str().unwrap_or_default();
-            f["detail"] = json!(format!("{detail}; {note}"));
-            f["dead_letter"] = json!({
-                "id": r.id, "consumer": r.consumer, "error_type": r.error_type, "error_message": r.error_message,
-                "status": r.status, "href": format!("/v1/dlq/{}", r.id),
-            });
-        }
+        let (record, note) = match consumer_record {
+            Some(r) => {
+                let note = format!("dead-lettered by {}: {} {}", r.consumer, r.error_type, r.error_message);
+                (r, note)
+            }
+            None => match refused_reaction(store, f, &expected)? {
+                Some(r) => {
+                    let what = r.event_type.as_deref().unwrap_or("expected reaction");
+                    let note = format!("the {what} was refused at ingest: {} {}", r.error_type, r.error_message);
+                    (r, note)
+                }
+                None => continue,
+            },
+        };
+        let detail = f["detail"].as_str().unwrap_or_default();
+        f["detail"] = json!(format!("{detail}; {note}"));
+        f["dead_letter"] = json!({
+            "id": record.id, "consumer": record.consumer, "error_type": record.error_type,
+            "error_message": record.error_message, "status": record.status, "href": format!("/v1/dlq/{}", record.id),
+        });
     }
     Ok(())
+}
+
+/// The expected reaction of a `missing_reaction`, refused at ingest (consumer `causeway`): a record
+/// of one of the `expected` types that belongs to the finding's journey instance — it carried
+/// the finding's correlation id, or, refused for lacking one, the journey's key (recorded on its
+/// `missing_correlation` finding at ingest). Both lookups are indexed; discarded records are left
+/// out.
+fn refused_reaction(store: &Store, f: &Value, expected: &[String]) -> Result<Option<DlqRow>, ApiError> {
+    let wanted = |r: &DlqRow| {
+        r.consumer == INGEST_CONSUMER
+            && r.status != DlqStatus::Discarded.as_str()
+            && r.event_type.as_ref().is_some_and(|t| expected.contains(t))
+    };
+    if let (Some(journey), Some(key)) = (f["journey"].as_str(), f["key"].as_str()) {
+        let filter = FindingFilter {
+            kind: Some("missing_correlation".into()),
+            journey: Some(journey.into()),
+            key: Some(key.into()),
+            limit: 20,
+            ..Default::default()
+        };
+        for refused in store.findings(&filter)? {
+            let Some(event_id) = refused.event_id else { continue };
+            let records = store.dlq_list(&DlqFilter { event_id: Some(event_id), limit: 20, ..Default::default() })?;
+            if let Some(r) = records.into_iter().find(wanted) {
+                return Ok(Some(r));
+            }
+        }
+    }
+    if let Some(correlation_id) = f["correlation_id"].as_str() {
+        let filter = DlqFilter { correlation_id: Some(correlation_id.into()), limit: 100, ..Default::default() };
+        return Ok(store.dlq_list(&filter)?.into_iter().find(wanted));
+    }
+    Ok(None)
 }
 
 // --- reports ------------------------------------------------------------------------------------
@@ -303,7 +349,18 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Resul
             None => None,
         };
         let model = model.as_ref().map(|m| m.model());
-        let journey = match store.journey_of(row.event_id.as_deref(), row.correlation_id.as_deref())? {
+        let findings: Vec<FindingRow> = match &row.event_id {
+            Some(event_id) => store.findings(&FindingFilter { event_id: Some(event_id.clone()), limit: 1_000, ..Default::default() })?,
+            None => Vec::new(),
+        };
+        // An event refused for lacking a correlation id was never stored: its instance is the one
+        // its missing_correlation finding names by key.
+        let named = || {
+            let refused = row.consumer == INGEST_CONSUMER;
+            refused.then(|| findings.iter().find_map(|f| Some((f.journey.clone()?, f.key.clone()?)))).flatten()
+        };
+        let instance = store.journey_of(row.event_id.as_deref(), row.correlation_id.as_deref())?.or_else(named);
+        let journey = match instance {
             Some((journey, key)) => {
                 let view = engine.as_ref().map(|e| e.read(|eval, _| eval.journey(&journey, &key))).transpose()?.flatten().flatten();
                 match view {
@@ -312,10 +369,6 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Resul
                 }
             }
             None => Value::Null,
-        };
-        let findings: Vec<FindingRow> = match &row.event_id {
-            Some(event_id) => store.findings(&FindingFilter { event_id: Some(event_id.clone()), limit: 1_000, ..Default::default() })?,
-            None => Vec::new(),
         };
         let mut findings: Vec<Value> = findings.iter().map(crate::journeys::finding_json).collect();
         link_dead_letters(&store, model, &mut findings)?;

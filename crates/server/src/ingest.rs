@@ -6,11 +6,11 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use causeway_contracts::ContractFinding;
-use causeway_envelope::{BodyError, ErrorKind, Identity, Item, parse_body, sniff_identity};
+use causeway_envelope::{BodyError, ErrorKind, Event, Identity, Item, Limits, ParseOptions, parse_body, parse_json_line, sniff_identity};
 use causeway_store::{DlqReport, EventOutcome, INGEST_CONSUMER, NewEvent, NewFinding, NewRejection};
 use http_body_util::BodyExt;
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{Map, Value, json};
 
 use crate::{ApiError, AppState, LoadedModel, Metrics};
 
@@ -111,18 +111,28 @@ async fn ingest_items(
                 let identity = sniff_identity(&item.raw);
                 placement.push(Err((rejections.len(), identity.event_id.clone(), error.kind.code(), error.message.clone())));
                 let mut findings = Vec::new();
+                let original = model.and_then(|m| m.contracts.redact_raw(&item.raw)).unwrap_or(item.raw);
                 if error.kind == ErrorKind::MissingCorrelation {
                     let owner = model
                         .map(|m| m.contracts.missing_correlation(identity.source.as_deref(), &error.message).owner)
                         .unwrap_or_default();
+                    // The journey instance it would have joined, by the key in its (redacted)
+                    // payload: a missing reaction of that instance then points at this record.
+                    let (journey, journey_key) = model
+                        .and_then(|m| {
+                            let event = uncorrelated_event(&original, state.parse.limits)?;
+                            m.keys.of(&event).into_iter().next().map(|(j, k)| (j.to_owned(), k))
+                        })
+                        .unzip();
                     findings.push(NewFinding {
                         kind: "missing_correlation".into(),
                         detail: error.message.clone(),
                         owner,
+                        journey,
+                        journey_key,
                         ..Default::default()
                     });
                 }
-                let original = model.and_then(|m| m.contracts.redact_raw(&item.raw)).unwrap_or(item.raw);
                 rejections.push(NewRejection {
                     findings,
                     record: refused(original, content_type.clone(), error.kind.code(), error.message, identity),
@@ -195,6 +205,22 @@ async fn ingest_items(
         error.extra = fields;
     }
     Err(error)
+}
+
+/// The event an input refused only for its missing correlation id would have been: parsed again
+/// without that rule. Binary-mode input is kept as its `ce-*` headers and body.
+fn uncorrelated_event(raw: &str, limits: Limits) -> Option<Event> {
+    let options = ParseOptions { limits, correlation_required: false };
+    let Ok(Value::Object(kept)) = serde_json::from_str::<Value>(raw) else { return None };
+    let (Some(Value::Object(headers)), Some(Value::String(body))) = (kept.get("headers"), kept.get("body")) else {
+        return parse_json_line(raw.as_bytes(), &options).result.ok();
+    };
+    let mut attributes: Map<String, Value> =
+        headers.iter().filter_map(|(name, value)| Some((name.strip_prefix("ce-")?.to_string(), value.clone()))).collect();
+    if kept.get("body_is_base64") != Some(&Value::Bool(true)) && !body.is_empty() {
+        attributes.insert("data".into(), serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.clone())));
+    }
+    Event::from_structured(attributes, false).ok()
 }
 
 /// A body refused as a whole is still kept, as one DLQ record.

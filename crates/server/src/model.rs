@@ -17,6 +17,8 @@ use crate::{ApiError, AppState};
 /// A model in force, with its compiled contracts.
 pub struct LoadedModel {
     pub contracts: Contracts,
+    /// Reads the journey keys of events the engine never sees (those refused at ingest).
+    pub keys: causeway_journey::JourneyKeys,
     pub path: PathBuf,
     pub loaded_at: String,
 }
@@ -60,6 +62,7 @@ impl ModelSlot {
     fn install(&self, path: &Path) -> Result<Arc<LoadedModel>, Vec<Diagnostic>> {
         let model = causeway_model::load(path).into_result()?;
         let loaded = Arc::new(LoadedModel {
+            keys: causeway_journey::JourneyKeys::new(&model),
             contracts: Contracts::new(model, self.pii_key.as_ref().clone()),
             path: path.to_path_buf(),
             loaded_at: causeway_envelope::format_time(&chrono::Utc::now()),

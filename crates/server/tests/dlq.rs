@@ -309,6 +309,72 @@ async fn reports_and_explorer_refuse_mistakes_with_a_reason() {
     assert_eq!(none["records"], json!([]));
 }
 
+/// The forgetful producer: a reaction refused at ingest (no correlation id; or an envelope error
+/// with the correlation id present) is the dead letter behind the missing reaction it leaves,
+/// found by the event — an expected type — and the journey instance it names: the key in its
+/// payload, or its correlation id. Never by another instance's key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_reaction_links_its_reaction_refused_at_ingest() {
+    let api = with_journeys();
+    let mut events = Vec::new();
+    for order in ["r1", "r2", "r3", "r4"] {
+        events.push(step(order, 1, "OrderCreated", "order-service", None, 0));
+        events.push(step(order, 2, "PaymentProcessed", "payment-service", Some("1"), 2));
+    }
+    let (status, body) = api.post("application/json", json!(events).to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // r1's reservation comes in the hand-rolled shape without a correlation id; r3's names another
+    // order in its payload (r9) and must not be taken for r3's or r1's.
+    let forgetful = |order: &str, key: &str| {
+        json!({"metadata": {"eventId": format!("{order}-3"), "eventType": "InventoryReserved", "source": "inventory-service",
+                            "timestamp": "2026-11-23T10:00:04Z", "causationId": format!("{order}-2")},
+               "payload": {"orderId": key, "items": 1}, "entityId": format!("res-{order}")})
+    };
+    let (status, refused) = api.post("application/json", forgetful("r1", "r1").to_string()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert_eq!(refused["error"]["code"], "missing_correlation");
+    let r1_record = refused["dlq_id"].as_i64().or_else(|| refused["results"][0]["dlq_id"].as_i64()).unwrap();
+    let (_, other) = api.post("application/json", forgetful("r3", "r9").to_string()).await;
+    let r3_record = other["results"][0]["dlq_id"].as_i64().unwrap();
+    // r2's reservation carries its correlation id but a broken traceparent: refused as well.
+    let mut broken = step("r2", 3, "InventoryReserved", "inventory-service", Some("2"), 4);
+    broken["traceparent"] = json!("00-not-a-trace");
+    let (status, refused) = api.post("application/json", json!([broken]).to_string()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    let r2_record = refused["results"][0]["dlq_id"].as_i64().unwrap();
+
+    let (_, listed) = api.get("/v1/findings?kind=missing_reaction&open=true").await;
+    let by_key = |key: &str| listed["findings"].as_array().unwrap().iter().find(|f| f["key"] == key).unwrap_or_else(|| panic!("{key}: {listed}")).clone();
+    let r1 = by_key("r1");
+    assert_eq!(r1["expected"], json!(["InventoryReserved"]));
+    assert_eq!((r1["dead_letter"]["id"].as_i64(), r1["dead_letter"]["consumer"].as_str()), (Some(r1_record), Some("causeway")), "{r1}");
+    assert_eq!(r1["dead_letter"]["error_type"], "missing_correlation");
+    assert!(r1["detail"].as_str().unwrap().contains("; the InventoryReserved was refused at ingest: missing_correlation "), "{r1}");
+    let r2 = by_key("r2");
+    assert_eq!(r2["dead_letter"]["id"].as_i64(), Some(r2_record), "{r2}");
+    assert!(r2["detail"].as_str().unwrap().contains("refused at ingest: invalid_traceparent"), "{r2}");
+    for key in ["r3", "r4"] {
+        assert!(by_key(key).get("dead_letter").is_none(), "{key} has no refused reaction: {listed}");
+    }
+    assert_ne!(r1_record, r3_record);
+    // The instance shows it too, with the refused event's own finding, which names the instance.
+    let (_, journey) = api.get("/v1/journeys/order/r1").await;
+    let findings = journey["findings"].as_array().unwrap();
+    let missing = findings.iter().find(|f| f["kind"] == "missing_reaction").unwrap();
+    assert_eq!(missing["dead_letter"]["id"].as_i64(), Some(r1_record), "{journey}");
+    assert!(findings.iter().any(|f| f["kind"] == "missing_correlation" && f["event_id"] == "r1-3"), "{journey}");
+    // The record, though never stored as an event, shows the instance it belongs to.
+    let (_, record) = api.get(&format!("/v1/dlq/{r1_record}")).await;
+    assert_eq!((record["journey"]["journey"].as_str(), record["journey"]["key"].as_str()), (Some("order"), Some("r1")), "{record}");
+    assert_eq!(record["journey"]["next_expected"][0], "InventoryReserved", "{record}");
+
+    // A discarded record explains nothing any more.
+    let (status, _) = api.post_json(&format!("/v1/dlq/{r1_record}/discard"), json!({"reason": "sent again with its correlation id"})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, listed) = api.get("/v1/findings?kind=missing_reaction&key=r1").await;
+    assert!(listed["findings"][0].get("dead_letter").is_none(), "{listed}");
+}
+
 /// Regression: `GET /v1/dlq/99999999999999999999` said ids are whole numbers; it is one, too
 /// large for any id. Every numeric path, query and body parameter says "out of range" instead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
