@@ -238,3 +238,61 @@ def test_non_integer_limit_is_a_json_error(server):
     response = requests.get(f"{server}/v1/dlq", params={"limit": "ten"}, timeout=10)
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid_parameter"
+
+
+@pytest.fixture
+def server_with_consumer(tmp_path):
+    """A server whose consumer `notification-service` has a replay target (never contacted: the
+    test only dry-runs)."""
+    from conftest import BINARY, _pump, _wait_for_url
+    import queue
+    import signal
+    import subprocess
+    import threading
+
+    config = tmp_path / "causeway.toml"
+    config.write_text(
+        f'listen = "127.0.0.1:0"\ndata = "{tmp_path / "data"}"\n'
+        '[consumers.notification-service]\nreplay_url = "http://127.0.0.1:9/replay"\n'
+    )
+    stderr_path = tmp_path / "server.stderr"
+    with open(stderr_path, "w") as stderr:
+        proc = subprocess.Popen([str(BINARY), "serve", "--config", str(config)],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    lines = queue.Queue()
+    threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True).start()
+    try:
+        yield _wait_for_url(proc, lines, stderr_path)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
+
+
+def test_a_dry_run_replay_shows_what_would_be_sent(server_with_consumer):
+    """POST /v1/dlq/{id}/replay {"dry_run": true} answers, as documented, the target, headers and
+    body a replay would send; the body is the reported event byte for byte."""
+    server = server_with_consumer
+    document = yaml.safe_load(requests.get(f"{server}/openapi.yaml", timeout=10).text)
+    # Odd spacing: the body must be the event as reported, not a re-serialisation.
+    event_text = '{"specversion":"1.0",  "id":"%s","source":"fulfilment-service","type":"ShipmentCreated",' \
+                 '"time":"2026-11-23T10:00:06Z","correlationid":"c-1","data":{"orderId":"ord-1"}}' % uuid.uuid4()
+    report = ('{"event": %s, "consumer": "notification-service", "error_type": "KeyError", '
+              '"error_message": "customerEmail"}' % event_text)
+    reported = requests.post(f"{server}/v1/dlq", data=report, headers={"content-type": "application/json"}, timeout=10)
+    assert reported.status_code == 201, reported.text
+    record = reported.json()["id"]
+
+    response = requests.post(f"{server}/v1/dlq/{record}/replay", json={"dry_run": True}, timeout=10)
+
+    assert response.status_code == 200, response.text
+    check_documented(document, "/v1/dlq/{id}/replay", "post", response)
+    request = response.json()["request"]
+    assert (request["method"], request["url"]) == ("POST", "http://127.0.0.1:9/replay")
+    assert request["headers"] == {"content-type": "application/cloudevents+json", "x-causeway-dlq-id": str(record)}
+    assert (request["body"], request["body_encoding"]) == (event_text, "utf-8")
+    assert request["body_bytes"] == len(event_text.encode())
+    assert request["body_json"]["data"] == {"orderId": "ord-1"}
+    # Nothing was sent: the record is still pending, its one attempt a dry run.
+    shown = requests.get(f"{server}/v1/dlq/{record}", timeout=10).json()
+    assert shown["record"]["status"] == "pending"
+    assert [r["outcome"] for r in shown["replays"]] == ["dry_run"]

@@ -455,6 +455,55 @@ fn replay_one(
     force: bool,
     actor: &str,
 ) -> anyhow::Result<ExitCode> {
+    /// JSON text indented two spaces a level, keys and values exactly as written (a parsed and
+    /// re-serialised value would sort the keys and reformat numbers).
+    fn indent(text: &str) -> String {
+        let (mut out, mut depth) = (String::new(), 0usize);
+        let newline = |out: &mut String, depth: usize| {
+            out.push('\n');
+            out.push_str(&"  ".repeat(depth));
+        };
+        let mut chars = text.trim().chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '"' => {
+                    out.push('"');
+                    while let Some(s) = chars.next() {
+                        out.push(s);
+                        match s {
+                            '\\' => out.extend(chars.next()),
+                            '"' => break,
+                            _ => {}
+                        }
+                    }
+                }
+                '{' | '[' => {
+                    while chars.next_if(|n| n.is_whitespace()).is_some() {}
+                    out.push(c);
+                    if let Some(close) = chars.next_if(|n| *n == '}' || *n == ']') {
+                        out.push(close);
+                    } else {
+                        depth += 1;
+                        newline(&mut out, depth);
+                    }
+                }
+                '}' | ']' => {
+                    depth = depth.saturating_sub(1);
+                    newline(&mut out, depth);
+                    out.push(c);
+                }
+                ',' => {
+                    out.push(',');
+                    newline(&mut out, depth);
+                }
+                ':' => out.push_str(": "),
+                c if c.is_whitespace() => {}
+                c => out.push(c),
+            }
+        }
+        out
+    }
+
     let done = post(
         args,
         &format!("/v1/dlq/{id}/replay"),
@@ -464,9 +513,37 @@ fn replay_one(
         println!("{}", serde_json::to_string_pretty(&done)?);
     } else if dry_run {
         println!(
-            "dry run: DLQ record {id} would be sent to {}",
+            "dry run: DLQ record {id} would be sent to {} (nothing was sent)",
             cell(&done["target"])
         );
+        // What the replay would send: request line, headers, body.
+        let request = &done["request"];
+        if request.is_object() {
+            println!();
+            println!("{} {}", cell(&request["method"]), cell(&request["url"]));
+            for (name, value) in request["headers"].as_object().into_iter().flatten() {
+                println!("{name}: {}", cell(value));
+            }
+            println!();
+            let bytes = cell(&request["body_bytes"]);
+            match (&request["body_json"], request["body_encoding"].as_str()) {
+                (Value::Null, Some("base64")) => {
+                    println!("{}", cell(&request["body"]));
+                    println!();
+                    println!("({bytes} bytes, base64 here: {})", cell(&request["note"]));
+                }
+                (Value::Null, _) => {
+                    println!("{}", cell(&request["body"]));
+                    println!();
+                    println!("({bytes} bytes)");
+                }
+                _ => {
+                    println!("{}", indent(&cell(&request["body"])));
+                    println!();
+                    println!("({bytes} bytes, sent as kept; indented here; --json shows the exact text)");
+                }
+            }
+        }
     } else {
         println!(
             "DLQ record {id} replayed to {} (HTTP {}); status {}",

@@ -18,6 +18,7 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
 use causeway_envelope::{format_time, parse_time, sniff_identity};
 use causeway_model::Model;
 use causeway_store::{INGEST_CONSUMER, DlqFilter, DlqReport, DlqRow, DlqStatus, FindingFilter, FindingRow, ReplayAttempt, ReplayOutcome, StatusChange, Store};
@@ -429,14 +430,64 @@ struct Replayed {
     error: Option<String>,
     status: DlqStatus,
     audit_id: i64,
+    /// For a dry run: what a replay would send.
+    request: Option<Value>,
 }
 
 impl Replayed {
     fn to_json(&self, id: i64) -> Value {
-        json!({
+        let mut v = json!({
             "id": id, "outcome": self.outcome, "target": self.target, "http_status": self.http_status,
             "error": self.error, "status": self.status, "audit_id": self.audit_id,
-        })
+        });
+        if let Some(request) = &self.request {
+            v["request"] = request.clone();
+        }
+        v
+    }
+}
+
+/// The request a replay of `row` sends: one definition for the send and for the dry run's
+/// description of it.
+struct ReplayRequest {
+    content_type: String,
+    headers: Vec<(&'static str, String)>,
+    body: Vec<u8>,
+}
+
+impl ReplayRequest {
+    fn of(row: &DlqRow) -> ReplayRequest {
+        let content_type = row.content_type.clone().unwrap_or_else(|| "application/json".into());
+        ReplayRequest {
+            headers: vec![("content-type", content_type.clone()), ("x-causeway-dlq-id", row.id.to_string())],
+            content_type,
+            body: row.original_event.clone().unwrap_or_default().into_bytes(),
+        }
+    }
+
+    /// The request as a dry run answers it: the body as the exact text sent, with `body_json`
+    /// beside it when it is JSON (to print it readably); a body that is not UTF-8 as base64.
+    fn describe(&self, target: &str) -> Value {
+        let headers: Map<String, Value> = self.headers.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+        let mut v = json!({
+            "method": "POST", "url": target, "content_type": self.content_type, "headers": headers,
+            "body_bytes": self.body.len(),
+        });
+        match std::str::from_utf8(&self.body) {
+            Ok(text) => {
+                v["body"] = json!(text);
+                v["body_encoding"] = json!("utf-8");
+                if let Ok(parsed) = serde_json::from_str::<Value>(text) {
+                    v["body_json"] = parsed;
+                }
+            }
+            Err(_) => {
+                v["body"] = json!(base64::engine::general_purpose::STANDARD.encode(&self.body));
+                v["body_encoding"] = json!("base64");
+                v["note"] = json!("the body is not UTF-8 text: shown as base64; the replay sends the decoded bytes");
+            }
+        }
+        v
     }
 }
 
@@ -475,10 +526,12 @@ async fn replay_one(state: &AppState, id: i64, dry_run: bool, force: bool, actor
         };
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "no_replay_target", message));
     };
+    let request = ReplayRequest::of(&row);
+    let description = dry_run.then(|| request.describe(&target));
     let outcome = if dry_run {
         ReplayOutcome::DryRun
     } else {
-        send(&state.dlq.client, &target, &row).await
+        send(&state.dlq.client, &target, request).await
     };
     let (name, http_status, error) = outcome.parts();
     let error = error.map(str::to_owned);
@@ -487,7 +540,7 @@ async fn replay_one(state: &AppState, id: i64, dry_run: bool, force: bool, actor
         .store
         .record_replay(ReplayAttempt { dlq_id: id, actor: actor.to_string(), target: Some(target.clone()), forced: force, outcome })
         .await?;
-    Ok(Replayed { outcome: name, target: Some(target), http_status, error, status: new_status, audit_id })
+    Ok(Replayed { outcome: name, target: Some(target), http_status, error, status: new_status, audit_id, request: description })
 }
 
 /// Runs a replay on its own task: a client that goes away does not cut it between the send and
@@ -497,14 +550,12 @@ async fn detached<T: Send + 'static>(work: impl Future<Output = Result<T, ApiErr
 }
 
 /// POSTs the original event to the target, as it was kept.
-async fn send(client: &reqwest::Client, target: &str, row: &DlqRow) -> ReplayOutcome {
-    let content_type = row.content_type.clone().unwrap_or_else(|| "application/json".into());
-    let request = client
-        .post(target)
-        .header(header::CONTENT_TYPE, content_type)
-        .header("x-causeway-dlq-id", row.id.to_string())
-        .body(row.original_event.clone().unwrap_or_default());
-    match request.send().await {
+async fn send(client: &reqwest::Client, target: &str, replay: ReplayRequest) -> ReplayOutcome {
+    let mut request = client.post(target);
+    for (name, value) in &replay.headers {
+        request = request.header(*name, value);
+    }
+    match request.body(replay.body).send().await {
         Ok(response) if response.status().is_success() => ReplayOutcome::Sent { http_status: response.status().as_u16() },
         Ok(response) => {
             let code = response.status().as_u16();
@@ -623,6 +674,9 @@ pub async fn replay_bulk(State(state): State<AppState>, headers: HeaderMap, body
                             _ => {}
                         }
                         let failed_now = done.outcome == "failed";
+                        // What each would send is shown by a single record's dry run only: a bulk
+                        // answer would carry every body.
+                        let done = Replayed { request: None, ..done };
                         results.push(done.to_json(row.id));
                         if failed_now && stop_on_error {
                             stopped = "error";
@@ -688,4 +742,23 @@ pub async fn resolve(State(state): State<AppState>, Path(id): Path<String>, head
     let body: StatusBody = optional_body(&body, r#"{"reason": "…", "actor": "…"}"#)?;
     let reason = format!("{} (by {})", body.reason.unwrap_or_else(|| "resolved by hand".into()), actor(body.actor, &headers));
     change_status(&state, id, DlqStatus::Resolved, reason).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A body that is not UTF-8 is described as base64, with a note; text as it is.
+    #[test]
+    fn a_dry_run_describes_a_body_that_is_not_text_as_base64() {
+        let binary = ReplayRequest { content_type: "application/octet-stream".into(), headers: vec![], body: vec![0xff, 0x00, 0x61] };
+        let v = binary.describe("http://t/replay");
+        assert_eq!((v["body"].as_str(), v["body_encoding"].as_str(), v["body_bytes"].as_u64()), (Some("/wBh"), Some("base64"), Some(3)));
+        assert!(v["note"].as_str().unwrap().contains("not UTF-8"), "{v}");
+        assert!(v.get("body_json").is_none());
+        let text = ReplayRequest { content_type: "text/plain".into(), headers: vec![], body: b"not json".to_vec() };
+        let v = text.describe("http://t/replay");
+        assert_eq!((v["body"].as_str(), v["body_encoding"].as_str()), (Some("not json"), Some("utf-8")));
+        assert!(v.get("body_json").is_none() && v.get("note").is_none(), "{v}");
+    }
 }

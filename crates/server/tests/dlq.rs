@@ -158,10 +158,21 @@ async fn replay_is_safe_dry_runs_send_nothing_and_a_second_replay_needs_force() 
     assert_eq!(status, StatusCode::OK, "{dry}");
     assert_eq!((dry["outcome"].as_str(), dry["status"].as_str()), (Some("dry_run"), Some("pending")));
     assert!(rx.got.try_recv().is_err(), "a dry run sends nothing");
+    // It shows what would be sent: where, with which headers, the body byte for byte (and parsed).
+    let request = &dry["request"];
+    assert_eq!((request["method"].as_str(), request["url"].as_str()), (Some("POST"), Some(rx.url.as_str())), "{dry}");
+    assert_eq!(request["content_type"], "application/cloudevents+json");
+    assert_eq!(request["headers"], json!({"content-type": "application/cloudevents+json", "x-causeway-dlq-id": id.to_string()}));
+    assert_eq!((request["body"].as_str(), request["body_encoding"].as_str()), (Some(shipment_text("o1").as_str()), Some("utf-8")));
+    assert_eq!(request["body_bytes"].as_u64(), Some(shipment_text("o1").len() as u64));
+    assert_eq!(request["body_json"]["id"], "o1-4");
 
     let (status, _) = api.post_json(&format!("/v1/dlq/{id}/replay"), json!({})).await;
     assert_eq!(status, StatusCode::OK);
-    rx.got.recv().await.unwrap();
+    let sent = rx.got.recv().await.unwrap();
+    // The replay sends exactly what the dry run showed.
+    assert_eq!(sent.body, request["body"].as_str().unwrap().as_bytes());
+    assert_eq!((sent.content_type.as_str(), sent.dlq_id.as_str()), (request["headers"]["content-type"].as_str().unwrap(), request["headers"]["x-causeway-dlq-id"].as_str().unwrap()));
     let (status, again) = api.post_json(&format!("/v1/dlq/{id}/replay"), json!({})).await;
     assert_eq!(status, StatusCode::CONFLICT, "{again}");
     assert!(again["error"]["message"].as_str().unwrap().contains("force"), "{again}");
