@@ -143,6 +143,38 @@ def test_example_canvas_in_headless_chromium(browser, tmp_path):
     print(f"canvas screenshot: {screenshot}")
 
 
+def test_svg_opened_alone_shows_the_whole_board_at_1400_by_900(browser, tmp_path):
+    """Regression: the SVG (`GET /v1/model/canvas.svg`, `model render --format svg`) opened in a
+    1400×900 window showed only its top-left corner. It scales to the window: every note is on
+    screen, nothing scrolls, and the board fills the window's width or height."""
+    drawing = tmp_path / "canvas.svg"
+    result = render(str(MODEL), "--format", "svg", "--out", str(drawing))
+    assert result.returncode == 0, result.stderr
+    browser.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride", {"width": 1400, "height": 900, "deviceScaleFactor": 1, "mobile": False}
+    )
+    browser.get(drawing.as_uri())
+    assert browser.execute_script("return [window.innerWidth, window.innerHeight]") == [1400, 900]
+    notes = browser.execute_script(MEASURE_NOTES)
+    assert sorted(n["name"] for n in notes if n["kind"] == "event") == sorted(model_event_names(MODEL))
+    window = {"left": 0, "top": 0, "right": 1400, "bottom": 900}
+    for note in notes:
+        assert inside(note["box"], window), f"{note['id']} {note['box']} is outside the 1400×900 window"
+        assert note["box"]["right"] - note["box"]["left"] > 20, f"{note['id']} is drawn too small to see: {note['box']}"
+    board = browser.execute_script(
+        "const r = document.querySelector('rect.background').getBoundingClientRect();"
+        "return {left: r.left, top: r.top, right: r.right, bottom: r.bottom}"
+    )
+    assert inside(board, window), f"the board {board} leaves the window"
+    filled = max((board["right"] - board["left"]) / 1400, (board["bottom"] - board["top"]) / 900)
+    assert filled > 0.99, f"the board fills {filled:.0%} of the window: {board}"
+    scroll = browser.execute_script("return [document.documentElement.scrollWidth, document.documentElement.scrollHeight]")
+    assert scroll[0] <= 1400 and scroll[1] <= 900, f"the window scrolls: {scroll}"
+    screenshot = tmp_path / "canvas-svg.png"
+    assert browser.save_screenshot(str(screenshot))
+    print(f"svg screenshot at 1400x900: {screenshot}")
+
+
 def test_svg_goes_to_standard_output():
     result = render(str(MODEL), "--format", "svg")
     assert result.returncode == 0, result.stderr

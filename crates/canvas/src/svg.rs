@@ -84,10 +84,17 @@ pub fn summary(board: &Board) -> String {
 /// has its own heading leaves out.
 pub fn render(board: &Board, standalone: bool) -> String {
     let (w, h) = (board.width, board.height);
+    // A standalone document scales the whole board into the window that opens it; inside the
+    // HTML page it keeps its natural size and the page scrolls.
+    let size = if standalone {
+        r#"width="100%" height="100%" preserveAspectRatio="xMidYMid meet""#.to_string()
+    } else {
+        format!(r#"width="{w}" height="{h}""#)
+    };
     let mut out = String::new();
     let _ = writeln!(
         out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" class="causeway-canvas" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="{}" data-model="{}">"#,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" class="causeway-canvas" {size} viewBox="0 0 {w} {h}" font-family="{}" data-model="{}">"#,
         escape(FONT_FAMILY),
         escape(&board.title)
     );

@@ -128,6 +128,27 @@ fn example_model_snapshot() {
     expect_file(&repo().join("crates/canvas/tests/snapshots/order-fulfillment.svg"), &svg);
 }
 
+/// Regression: the standalone SVG had a fixed pixel size, so a browser window showed only its
+/// top-left corner. It scales to whatever holds it, keeping its proportions; inside the HTML page
+/// it keeps its natural size (the page scrolls).
+#[test]
+fn the_standalone_svg_scales_to_its_window() {
+    let model = example();
+    let board = layout(&model);
+    let root = |text: &str| text[text.find("<svg ").unwrap()..].split_once('>').unwrap().0.to_string();
+    let svg = root(&render_svg(&model));
+    for attribute in [
+        r#"width="100%""#.to_string(),
+        r#"height="100%""#.to_string(),
+        r#"preserveAspectRatio="xMidYMid meet""#.to_string(),
+        format!(r#"viewBox="0 0 {} {}""#, board.width, board.height),
+    ] {
+        assert!(svg.contains(&attribute), "{attribute} missing from {svg}");
+    }
+    let page = root(&render_html(&model));
+    assert!(page.contains(&format!(r#"width="{}" height="{}""#, board.width, board.height)), "{page}");
+}
+
 #[test]
 fn rendering_is_deterministic() {
     let model = example();
