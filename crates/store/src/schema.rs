@@ -250,10 +250,9 @@ pub fn prepare_writer(conn: &Connection) -> Result<(), StoreError> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "busy_timeout", 5000)?;
     conn.pragma_update(None, "cache_size", -262144)?; // 256 MiB: index pages stay hot between commits
-    // Checkpoint every 64 MiB of WAL rather than SQLite's 4 MiB: a page changed by many commits is
-    // copied into the database once per checkpoint, not once per commit.
-    conn.pragma_update(None, "wal_autocheckpoint", 16384)?;
-    conn.pragma_update(None, "journal_size_limit", 128 * 1024 * 1024)?;
+    // The writer checkpoints itself (`writer.rs`, `checkpoint_if_due`); after each restart of the
+    // log its file is cut back to the checkpoint interval.
+    conn.pragma_update(None, "journal_size_limit", crate::writer::WAL_CHECKPOINT_BYTES as i64)?;
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version > SCHEMA_VERSION {
         return Err(StoreError::SchemaTooNew { found: version, known: SCHEMA_VERSION });

@@ -1,7 +1,9 @@
 //! The single writer thread and its group commit.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use causeway_envelope::Event;
 use chrono::{DateTime, Utc};
@@ -230,6 +232,18 @@ pub const WRITER_THREAD_NAME: &str = "causeway-store-writer";
 /// Most rows one group commit takes before it commits and starts the next.
 const MAX_ROWS_PER_COMMIT: usize = 50_000;
 
+/// The write-ahead log is checkpointed into the database, and starts again from its beginning,
+/// once it holds this much: 64 MiB rather than SQLite's 4 MiB, so a page changed by many commits is
+/// copied into the database once per checkpoint, not once per commit.
+pub(crate) const WAL_CHECKPOINT_BYTES: u64 = 64 * 1024 * 1024;
+/// How long a checkpoint waits for readers still reading frames of the log before it gives up
+/// (reads are statements of milliseconds; a user query may take seconds).
+const CHECKPOINT_WAIT: Duration = Duration::from_millis(100);
+/// After a checkpoint that readers kept from restarting the log, the earliest next try.
+const CHECKPOINT_RETRY: Duration = Duration::from_millis(100);
+/// The writer's wait for a lock otherwise.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl WriterHandle {
     pub(crate) fn spawn(conn: Connection) -> Result<WriterHandle, StoreError> {
         let (tx, rx) = mpsc::channel::<Job>();
@@ -238,7 +252,26 @@ impl WriterHandle {
         // Events and redeliveries share one ingest order; the writer hands out its numbers.
         let next_seq: i64 = conn.query_row(crate::schema::LOG_END, [], |r| r.get::<_, i64>(0))? + 1;
         let feed = Arc::new(Feed::default());
-        let writer = Writer { conn, next_seq, poisoned: poisoned.clone(), stamps: stamps.clone(), feed: feed.clone() };
+        // The log's length after each commit, in frames (pages), for `checkpoint_if_due`. A hook of
+        // our own replaces SQLite's automatic checkpoints.
+        let wal_frames = Arc::new(AtomicI64::new(0));
+        let frames = wal_frames.clone();
+        let mut conn = conn;
+        conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, pages: std::ffi::c_int| {
+            frames.store(i64::from(pages), Ordering::Relaxed);
+            Ok(())
+        }))?;
+        let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+        let writer = Writer {
+            conn,
+            next_seq,
+            poisoned: poisoned.clone(),
+            stamps: stamps.clone(),
+            feed: feed.clone(),
+            wal_frames,
+            checkpoint_frames: (WAL_CHECKPOINT_BYTES as i64 / page_size.max(512)).max(1),
+            next_checkpoint: Instant::now(),
+        };
         let thread = std::thread::Builder::new()
             .name(WRITER_THREAD_NAME.into())
             .spawn(move || writer.run(rx))
@@ -309,6 +342,12 @@ struct Writer {
     poisoned: Arc<Mutex<Option<String>>>,
     stamps: Arc<Mutex<Stamps>>,
     feed: Arc<Feed>,
+    /// Frames in the log after the last commit (set by the WAL hook).
+    wal_frames: Arc<AtomicI64>,
+    /// [`WAL_CHECKPOINT_BYTES`] in frames.
+    checkpoint_frames: i64,
+    /// No checkpoint is tried before this (after one that readers held up).
+    next_checkpoint: Instant,
 }
 
 impl Writer {
@@ -389,6 +428,8 @@ impl Writer {
                             Reply::Dlq(reply, d) => drop(reply.send(Ok(d))),
                         }
                     }
+                    // After the answers: a checkpoint delays the next commit, not this one's.
+                    self.checkpoint_if_due();
                 }
                 Err(e) => {
                     self.next_seq = seq_before;
@@ -396,6 +437,32 @@ impl Writer {
                     *self.poisoned.lock().expect("poison flag") = Some(e.to_string());
                     jobs.into_iter().for_each(|job| job.fail(&e));
                 }
+            }
+        }
+    }
+}
+
+impl Writer {
+    /// Once the log holds [`WAL_CHECKPOINT_BYTES`], copies it into the database and has it start
+    /// again from its beginning (`RESTART`: waits, briefly, for readers still reading its frames).
+    /// SQLite's own checkpoints never wait: under a steady stream of readers, one of them always
+    /// held a frame, the log never restarted and grew without bound (966 MiB in 40 s with four
+    /// busy readers). A checkpoint the readers hold up still copies what it can and is tried again
+    /// shortly; `journal_size_limit` cuts the file back after each restart.
+    fn checkpoint_if_due(&mut self) {
+        if self.wal_frames.load(Ordering::Relaxed) < self.checkpoint_frames || Instant::now() < self.next_checkpoint {
+            return;
+        }
+        let _ = self.conn.busy_timeout(CHECKPOINT_WAIT);
+        let result = self.conn.wal_checkpoint_v2(None::<&str>, rusqlite::wal::CheckpointMode::RESTART);
+        let _ = self.conn.busy_timeout(BUSY_TIMEOUT);
+        match result {
+            Ok(_) => self.wal_frames.store(0, Ordering::Relaxed),
+            Err(e) => {
+                // Busy: a reader kept its snapshot for longer than the wait. Not a lost write; the
+                // log grows until a later try restarts it.
+                self.next_checkpoint = Instant::now() + CHECKPOINT_RETRY;
+                tracing::debug!(message = "checkpoint held up by readers; trying again shortly", error = %e);
             }
         }
     }
