@@ -32,7 +32,7 @@ fn event(n: u64) -> NewEvent {
         "specversion": "1.0", "id": format!("{:016x}-{n}", mix(n)), "source": "order-service",
         "type": types[(n % 5) as usize],
         "time": "2026-11-23T10:00:00Z", "correlationid": format!("{:016x}", mix(order)),
-        "causationid": (n % 5 > 0).then(|| format!("{:016x}-{}", mix(n - 1), n - 1)), "subject": format!("ord-{order:06}"),
+        "causationid": (!n.is_multiple_of(5)).then(|| format!("{:016x}-{}", mix(n - 1), n - 1)), "subject": format!("ord-{order:06}"),
         "data": {"orderId": format!("ord-{order:06}"), "customerEmail": "someone@example.com", "amount": 42.5,
                  "currency": "EUR", "lines": [{"sku": "sku-1", "qty": 1}, {"sku": "sku-2", "qty": 3}]},
     });
