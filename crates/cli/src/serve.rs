@@ -68,6 +68,14 @@ pub struct LimitArgs {
     /// Most rows one SQL answer carries [default: 10000].
     #[arg(long, env = "CAUSEWAY_SQL_MAX_ROWS")]
     pub sql_max_rows: Option<usize>,
+    /// Most bytes of JSON the rows of one SQL answer take, and most bytes one value in a query may
+    /// hold [default: 16777216].
+    #[arg(long, env = "CAUSEWAY_SQL_MAX_ANSWER_BYTES")]
+    pub sql_max_answer_bytes: Option<usize>,
+    /// Most SQL queries running at once; others wait up to the SQL time limit, then get 503
+    /// [default: the number of cores less one, at least 1].
+    #[arg(long, env = "CAUSEWAY_SQL_MAX_CONCURRENT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub sql_max_concurrent: Option<u16>,
 }
 
 /// The config file (PRODUCT §10). Keys that later components read are accepted and documented.
@@ -138,6 +146,13 @@ impl ServerConfig {
                 .map(Duration::from_millis)
                 .unwrap_or(sql_defaults.timeout),
             max_rows: pick(a.sql_max_rows, f.sql_max_rows).unwrap_or(sql_defaults.max_rows),
+            max_answer_bytes: pick(a.sql_max_answer_bytes, f.sql_max_answer_bytes)
+                .unwrap_or(sql_defaults.max_answer_bytes),
+            max_concurrent: match a.sql_max_concurrent.or(f.sql_max_concurrent) {
+                Some(0) => anyhow::bail!("sql_max_concurrent must be at least 1"),
+                Some(n) => n.into(),
+                None => sql_defaults.max_concurrent,
+            },
         };
         Ok(ServerConfig {
             listen: args

@@ -47,6 +47,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotReadOnly(m) => ApiError::bad_request("read_only", m.clone()),
             StoreError::InvalidQuery(m) => ApiError::bad_request("invalid_query", m.clone()),
             StoreError::QueryTimeout(_) => ApiError::bad_request("query_timeout", e.to_string()),
+            StoreError::TooLarge(m) => ApiError::bad_request("too_large", m.clone()),
             StoreError::Poisoned(_) | StoreError::WriterGone => {
                 tracing::error!(message = "store unavailable", error = %e);
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e.to_string())

@@ -34,6 +34,8 @@ pub struct AppState {
     pub store: Store,
     pub parse: ParseOptions,
     pub sql: SqlLimits,
+    /// One permit for each SQL query allowed to run at once (`sql.max_concurrent`).
+    pub sql_slots: Arc<tokio::sync::Semaphore>,
     pub metrics: Arc<Metrics>,
     /// The model whose contracts apply at ingest, if one is loaded.
     pub model: ModelSlot,
@@ -49,6 +51,7 @@ impl AppState {
             store,
             parse,
             sql,
+            sql_slots: Arc::new(tokio::sync::Semaphore::new(sql.max_concurrent.max(1))),
             metrics: Arc::new(Metrics::default()),
             model: ModelSlot::empty(),
             journeys: None,

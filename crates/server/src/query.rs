@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use causeway_store::{EventRow, Store, StoreError, TreeNode, build_tree};
+use causeway_store::{EventRow, SqlLimits, Store, StoreError, TreeNode, build_tree};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -209,7 +209,7 @@ struct SqlRequest {
 }
 
 /// `{"query": "SELECT …"}`; a body that is not JSON is taken as the query itself, for `curl -d`.
-pub async fn post_sql(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn post_sql(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -226,6 +226,13 @@ pub async fn post_sql(State(state): State<AppState>, headers: HeaderMap, body: B
     };
     let limits = state.sql;
     let started = Instant::now();
+    // At most `max_concurrent` queries run at once, so that queries cannot take every core from
+    // ingest; the others wait for a slot as long as one query may run, then are told to come back.
+    let Ok(Ok(_slot)) =
+        tokio::time::timeout(limits.timeout, state.sql_slots.clone().acquire_owned()).await
+    else {
+        return Ok(busy(limits));
+    };
     // The journey engine's rows (event_lineage.journey, findings) first catch up with every event
     // acknowledged before this query, as the journey endpoints do.
     let engine = state.journeys.clone();
@@ -238,7 +245,28 @@ pub async fn post_sql(State(state): State<AppState>, headers: HeaderMap, body: B
     .await?;
     let mut value = serde_json::to_value(result).map_err(|e| ApiError::internal("encoding the answer", e))?;
     value["elapsed_ms"] = json!(started.elapsed().as_secs_f64() * 1000.0);
-    Ok(Json(value))
+    Ok(Json(value).into_response())
+}
+
+/// `503 sql_busy`: every slot stayed taken for as long as a query may run.
+fn busy(limits: SqlLimits) -> Response {
+    let seconds = limits.timeout.as_secs_f64().ceil().max(1.0) as u64;
+    let mut response = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "sql_busy",
+        format!(
+            "{} SQL {} already running, the most at once (--sql-max-concurrent), and none finished within {} ms: \
+             try again in {seconds} s",
+            limits.max_concurrent.max(1),
+            if limits.max_concurrent.max(1) == 1 { "query is" } else { "queries are" },
+            limits.timeout.as_millis()
+        ),
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, seconds.into());
+    response
 }
 
 pub async fn healthz() -> Json<Value> {

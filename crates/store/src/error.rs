@@ -22,11 +22,14 @@ pub enum StoreError {
     InvalidQuery(String),
     #[error("the query ran longer than its {0} ms limit: narrow it with WHERE on an indexed column or add LIMIT")]
     QueryTimeout(u64),
+    /// User SQL that made a value, or a first row, larger than the answer limit.
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 impl StoreError {
     /// True when the caller's input caused the error (maps to a 4xx).
     pub fn is_client_error(&self) -> bool {
-        matches!(self, StoreError::NotReadOnly(_) | StoreError::InvalidQuery(_) | StoreError::QueryTimeout(_))
+        matches!(self, StoreError::NotReadOnly(_) | StoreError::InvalidQuery(_) | StoreError::QueryTimeout(_) | StoreError::TooLarge(_))
     }
 }

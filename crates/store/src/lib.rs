@@ -9,7 +9,8 @@
 //!   `Duplicate`, stored once, its count kept in `redeliveries`.
 //! - After a failed commit the store is poisoned and refuses further writes instead of pretending.
 //! - Reads use separate read-only connections; user SQL runs on them under an authorizer that allows
-//!   nothing but reading, with a time limit.
+//!   nothing but reading, within a time limit that reaches inside function calls, and answers of
+//!   bounded size.
 
 mod aggregate;
 mod dlq;
@@ -48,6 +49,8 @@ struct Inner {
     // thread and waits for it. The last connection to close checkpoints the WAL into the database
     // file and removes it only if it is a writer, so a dropped store leaves its file whole.
     readers: Mutex<Vec<Connection>>,
+    /// Users' SQL runs on connections of its own (`sql.rs`).
+    sql: sql::SqlPool,
     writer: writer::WriterHandle,
 }
 
@@ -59,7 +62,7 @@ impl Store {
         let conn = Connection::open(&path)?;
         schema::prepare_writer(&conn)?;
         let writer = writer::WriterHandle::spawn(conn)?;
-        Ok(Store { inner: Arc::new(Inner { path, writer, readers: Mutex::new(Vec::new()) }) })
+        Ok(Store { inner: Arc::new(Inner { path, writer, readers: Mutex::new(Vec::new()), sql: sql::SqlPool::default() }) })
     }
 
     /// `Err` once a failed commit poisoned the store.

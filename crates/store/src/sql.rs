@@ -2,12 +2,33 @@
 //!
 //! Three fences, any one of which suffices for safety: connections opened read-only with
 //! `query_only`, an authorizer that allows reading and nothing else (no ATTACH, PRAGMA, transactions),
-//! and `sqlite3_stmt_readonly` checked before running. A progress handler enforces the time limit.
+//! and `sqlite3_stmt_readonly` checked before running.
+//!
+//! And bounds, so that no query holds a core, memory or the answer past its limits whatever it
+//! calls:
+//! - **Time.** A watchdog thread interrupts the connection at the deadline (`sqlite3_interrupt`),
+//!   which SQLite notices between VM steps. Inside one function call it is not noticed, so user
+//!   queries run on their own connections where the functions whose one call could run for minutes
+//!   (`instr`, `replace`, two-argument `trim`/`ltrim`/`rtrim`/`unhex`: quadratic; `like`, `glob`:
+//!   backtracking) are replaced by ports that are linear or that stop at the same deadline
+//!   ([`functions`]); every other built-in is linear in its input, which the next bound caps.
+//! - **Size.** No value may grow past the answer limit (`SQLITE_LIMIT_LENGTH`): `printf` widths,
+//!   `randomblob`, `zeroblob`, `replace` growth and concatenation fail at once with `TooLarge`.
+//!   Functions take at most [`MAX_FUNCTION_ARGS`] arguments.
+//! - **Answer.** Rows are counted in bytes of their JSON as they are read; the answer stops at the
+//!   row limit or the byte limit, flagged `truncated` with the limit that stopped it.
+//!
+//! How many queries run at once is the server's business (`SqlLimits::max_concurrent`).
 
+mod functions;
+mod watchdog;
+
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+use rusqlite::limits::Limit;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode};
 use serde::Serialize;
@@ -15,15 +36,34 @@ use serde_json::Value;
 
 use crate::{Store, StoreError};
 
+/// The most arguments one function call may take in user SQL (SQLite's default is 1,000): a call
+/// such as `json_set` or `json_extract` does work for each, over a value of up to the answer limit.
+pub const MAX_FUNCTION_ARGS: i32 = 100;
+
 #[derive(Debug, Clone, Copy)]
 pub struct SqlLimits {
+    /// The longest a query runs before it is interrupted (`QueryTimeout`).
     pub timeout: Duration,
+    /// The most rows one answer carries.
     pub max_rows: usize,
+    /// The most bytes of JSON the rows of one answer take; also the most bytes one value (a string
+    /// or blob, stored or computed) may hold while the query runs.
+    pub max_answer_bytes: usize,
+    /// The most queries that run at once; the server waits for a free slot at most `timeout`, then
+    /// answers that it is busy. The store itself does not enforce it.
+    pub max_concurrent: usize,
+}
+
+impl SqlLimits {
+    /// One query at a time per core, leaving one core for ingest (and at least one).
+    pub fn default_concurrency() -> usize {
+        std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
+    }
 }
 
 impl Default for SqlLimits {
     fn default() -> Self {
-        SqlLimits { timeout: Duration::from_secs(5), max_rows: 10_000 }
+        SqlLimits { timeout: Duration::from_secs(5), max_rows: 10_000, max_answer_bytes: 16 * 1024 * 1024, max_concurrent: Self::default_concurrency() }
     }
 }
 
@@ -31,8 +71,14 @@ impl Default for SqlLimits {
 pub struct SqlResult {
     pub columns: Vec<String>,
     pub rows: Vec<Vec<Value>>,
-    /// More rows matched than `max_rows`.
+    /// The query matched more than the answer carries.
     pub truncated: bool,
+    /// The limit that stopped the answer: `rows` or `bytes`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub truncated_by: Option<&'static str>,
+    /// What stopped the answer and how to narrow the query, when it was truncated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 pub(crate) fn install_authorizer(conn: &mut Connection) {
@@ -47,16 +93,57 @@ pub(crate) fn install_authorizer(conn: &mut Connection) {
     }));
 }
 
+/// A reader kept for users' SQL only: its functions and limits differ from the store's own
+/// readers, and changing functions on a connection would expire its cached statements.
+pub(crate) struct SqlConn {
+    conn: Connection,
+    bounds: Arc<functions::Bounds>,
+}
+
+/// The pool of [`SqlConn`]s; a field of the store, so they close before its writer.
+#[derive(Default)]
+pub(crate) struct SqlPool {
+    conns: std::sync::Mutex<Vec<SqlConn>>,
+}
+
+impl SqlPool {
+    fn take(&self, store: &Store) -> Result<SqlConn, StoreError> {
+        if let Some(c) = self.conns.lock().expect("sql pool lock").pop() {
+            return Ok(c);
+        }
+        let mut conn = crate::open_reader(store.path())?;
+        conn.set_limit(Limit::SQLITE_LIMIT_FUNCTION_ARG, MAX_FUNCTION_ARGS)?;
+        let bounds = functions::install(&mut conn)?;
+        Ok(SqlConn { conn, bounds })
+    }
+
+    fn give(&self, conn: SqlConn) {
+        let mut pool = self.conns.lock().expect("sql pool lock");
+        if pool.len() < 8 {
+            pool.push(conn);
+        }
+    }
+}
+
 impl Store {
-    /// Runs one read-only statement.
+    /// Runs one read-only statement within `limits`.
     pub fn sql(&self, query: &str, limits: SqlLimits) -> Result<SqlResult, StoreError> {
-        self.with_reader(|conn| {
-            let deadline = Instant::now() + limits.timeout;
-            conn.progress_handler(10_000, Some(move || Instant::now() > deadline))?;
-            let result = run(conn, query, limits);
-            conn.progress_handler(0, None::<fn() -> bool>)?;
-            result
-        })
+        let pool = &self.inner.sql;
+        let c = pool.take(self)?;
+        let value_limit = limits.max_answer_bytes.clamp(1, 1_000_000_000);
+        c.conn
+            .set_limit(Limit::SQLITE_LIMIT_LENGTH, value_limit as i32)?;
+        let result = {
+            let _watch = watchdog::watch(
+                Instant::now() + limits.timeout,
+                &c.conn,
+                &c.bounds,
+                value_limit,
+            );
+            run(&c.conn, query, limits)
+        };
+        pool.give(c);
+        result
     }
 }
 
@@ -79,25 +166,75 @@ fn run(conn: &Connection, query: &str, limits: SqlLimits) -> Result<SqlResult, S
     let width = columns.len();
     let mut rows = stmt.query([]).map_err(|e| classify(e, limits))?;
     let mut out = Vec::new();
-    let mut truncated = false;
+    // Bytes of the rows as JSON: `[` `]`, and a comma before every row but the first.
+    let mut bytes = 2;
+    let mut stopped = None;
     while let Some(row) = rows.next().map_err(|e| classify(e, limits))? {
         if out.len() == limits.max_rows {
-            truncated = true;
+            stopped = Some("rows");
             break;
         }
         let mut values = Vec::with_capacity(width);
+        let mut row_bytes = 2 + width.saturating_sub(1) + usize::from(!out.is_empty());
         for i in 0..width {
-            values.push(match row.get_ref(i)? {
+            let value = match row.get_ref(i)? {
                 ValueRef::Null => Value::Null,
                 ValueRef::Integer(n) => Value::from(n),
                 ValueRef::Real(f) => serde_json::Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null),
                 ValueRef::Text(t) => Value::String(String::from_utf8_lossy(t).into_owned()),
                 ValueRef::Blob(b) => Value::String(base64::engine::general_purpose::STANDARD.encode(b)),
-            });
+            };
+            row_bytes += json_len(&value);
+            values.push(value);
         }
+        if bytes + row_bytes > limits.max_answer_bytes {
+            if out.is_empty() {
+                return Err(StoreError::TooLarge(format!(
+                    "the first row alone is {row_bytes} bytes of JSON, more than the {} bytes an answer may hold: \
+                     select a part of the large values (substr(x, 1, 1000), length(x)) instead of all of them",
+                    limits.max_answer_bytes
+                )));
+            }
+            stopped = Some("bytes");
+            break;
+        }
+        bytes += row_bytes;
         out.push(values);
     }
-    Ok(SqlResult { columns, rows: out, truncated })
+    let message = stopped.map(|limit| match limit {
+        "rows" => format!(
+            "the answer stops at {} rows, the most one answer carries: add WHERE or LIMIT, or page with \
+             ORDER BY and WHERE past the last row seen",
+            limits.max_rows
+        ),
+        _ => format!(
+            "the answer stops after {} rows, before {} bytes, the most one answer holds: select fewer or \
+             shorter columns (substr(x, 1, 200), length(x)), or add WHERE or LIMIT",
+            out.len(),
+            limits.max_answer_bytes
+        ),
+    });
+    Ok(SqlResult { columns, rows: out, truncated: stopped.is_some(), truncated_by: stopped, message })
+}
+
+/// The bytes `value` takes in compact JSON, as serde_json writes it.
+fn json_len(value: &Value) -> usize {
+    match value {
+        Value::Null => 4,
+        Value::Number(n) => n.to_string().len(),
+        Value::String(s) => {
+            2 + s
+                .bytes()
+                .map(|b| match b {
+                    b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+                    0..0x20 => 6,
+                    _ => 1,
+                })
+                .sum::<usize>()
+        }
+        // Not produced from a row; counted generously.
+        other => other.to_string().len(),
+    }
 }
 
 /// Statements that write or change the connection, by their leading keyword.
@@ -202,6 +339,11 @@ fn classify(e: rusqlite::Error, limits: SqlLimits) -> StoreError {
         rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::OperationInterrupted => {
             StoreError::QueryTimeout(limits.timeout.as_millis() as u64)
         }
+        rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::TooBig => StoreError::TooLarge(format!(
+            "a value in the query grew past {} bytes, the most one value may hold: work on a part of it \
+             (substr(x, 1, 1000), length(x)) or build smaller values",
+            limits.max_answer_bytes.min(1_000_000_000)
+        )),
         rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::AuthorizationForStatementDenied => not_read_only(),
         rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::ReadOnly => not_read_only(),
         rusqlite::Error::MultipleStatement => {

@@ -162,7 +162,7 @@ fn every_write_gets_the_same_read_only_sentence() {
 fn sql_time_limit_interrupts_a_runaway_query() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let limits = SqlLimits { timeout: Duration::from_millis(200), max_rows: 10 };
+    let limits = SqlLimits { timeout: Duration::from_millis(200), max_rows: 10, ..SqlLimits::default() };
     let err = store
         .sql("WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n) SELECT count(*) FROM n", limits)
         .unwrap_err();
