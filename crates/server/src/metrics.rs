@@ -32,6 +32,58 @@ impl Metrics {
     }
 }
 
+/// Series of `causeway_dlq_pending` by error type, beside `other`. Error types come from clients
+/// (`POST /v1/dlq`), so their number is bounded here, not by them.
+const ERROR_TYPE_SERIES: usize = 20;
+
+/// The longest label value taken from a client, in characters; longer ones are cut and end in `…`.
+const MAX_LABEL_CHARS: usize = 100;
+
+/// The label value a client's text becomes: control characters and the Unicode line and
+/// paragraph separators (which scrapers refuse, or split lines at) replaced by U+FFFD, and at most
+/// [`MAX_LABEL_CHARS`] characters.
+fn label_value(raw: &str) -> String {
+    let breaks = |c: char| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}');
+    let mut out: String = raw.chars().take(MAX_LABEL_CHARS).map(|c| if breaks(c) { '\u{FFFD}' } else { c }).collect();
+    if raw.chars().nth(MAX_LABEL_CHARS).is_some() {
+        out.pop();
+        out.push('…');
+    }
+    out
+}
+
+/// A label value escaped as the text format requires: backslash, double quote and line feed.
+fn escape_label(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// Counts by client-given value (most first) as at most `top` series, one per [`label_value`]
+/// (values that become the same label add up), then `other` with the rest, always present.
+fn top_labels(counts: &[(String, i64)], top: usize) -> Vec<(String, i64)> {
+    let mut merged: Vec<(String, i64)> = Vec::new();
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut other = 0;
+    for (raw, n) in counts {
+        let label = label_value(raw);
+        if label == "other" {
+            other += n;
+            continue;
+        }
+        match index.get(&label) {
+            Some(&i) => merged[i].1 += n,
+            None => {
+                index.insert(label.clone(), merged.len());
+                merged.push((label, *n));
+            }
+        }
+    }
+    merged.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    other += merged.iter().skip(top).map(|(_, n)| n).sum::<i64>();
+    merged.truncate(top);
+    merged.push(("other".into(), other));
+    merged
+}
+
 pub async fn exposition(State(state): State<AppState>) -> impl IntoResponse {
     let m = &state.metrics;
     let mut out = String::new();
@@ -107,11 +159,10 @@ pub async fn exposition(State(state): State<AppState>) -> impl IntoResponse {
             let n = dlq.by_status.iter().find(|(s, _)| s == status.as_str()).map_or(0, |(_, n)| *n);
             let _ = writeln!(out, "causeway_dlq_records{{status=\"{}\"}} {n}", status.as_str());
         }
-        let _ = writeln!(out, "# HELP causeway_dlq_pending Pending dead-letter records, by error type.");
+        let _ = writeln!(out, "# HELP causeway_dlq_pending Pending dead-letter records, by error type (the {ERROR_TYPE_SERIES} most common, then other).");
         let _ = writeln!(out, "# TYPE causeway_dlq_pending gauge");
-        for (error_type, n) in &dlq.by_error_type {
-            let label = error_type.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
-            let _ = writeln!(out, "causeway_dlq_pending{{error_type=\"{label}\"}} {n}");
+        for (label, n) in top_labels(&dlq.by_error_type, ERROR_TYPE_SERIES) {
+            let _ = writeln!(out, "causeway_dlq_pending{{error_type=\"{}\"}} {n}", escape_label(&label));
         }
         let oldest = dlq.oldest_pending_failed_at.as_deref().and_then(|t| causeway_envelope::parse_time(t).ok());
         let _ = writeln!(out, "# HELP causeway_dlq_oldest_pending_age_seconds Age of the oldest pending dead letter (0 when none).");
