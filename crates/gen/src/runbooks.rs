@@ -8,7 +8,7 @@ use causeway_model::{InvariantRule, Journey, Key, Model, Policy, Sli};
 use crate::GeneratedFile;
 use crate::util::{
     causeway_sql, code_list, commands_emitting, context_label, duration, file_name, journeys_of, owner_or_none,
-    percent, producers, reactors, sql_list, sql_str,
+    percent, producers, reactors, sql_list, sql_str, thousands,
 };
 
 /// Every finding kind (PRODUCT §5), with what it means.
@@ -298,13 +298,20 @@ fn outcome_events(journey: &Journey) -> Vec<&str> {
     events
 }
 
+// Queries that summarise every instance of a journey read all its events: at a million events they
+// answer within a second only as one pass in index order and one sort (tested on a store of a
+// million events, `tests/runbook_queries.rs`). `journey IS …` rather than `journey = …` keeps the
+// view's LEFT JOIN, so SQLite reads `events` through its covering (event_type, time) index and looks
+// up each membership by `seq`, instead of scanning the memberships and reading every event row.
+
 fn last_milestone_query(name: &str, journey: &Journey) -> (String, String) {
     (
         format!("`{name}` instances by the last milestone they reached (where they stop):"),
+        // Each instance's latest event of the journey's types: `MAX` makes SQLite take the bare
+        // `event_type` from that row, so an instance counts once, for one pass over its events.
         causeway_sql(&format!(
-            "SELECT e.event_type AS last_milestone, COUNT(*) AS instances FROM event_lineage e WHERE e.journey = {j} AND e.event_type IN ({events}) \
-             AND e.timestamp = (SELECT MAX(l.timestamp) FROM event_lineage l WHERE l.journey = e.journey AND l.journey_key = e.journey_key AND l.event_type IN ({events})) \
-             GROUP BY e.event_type ORDER BY instances DESC",
+            "SELECT last_milestone, COUNT(*) AS instances FROM (SELECT event_type AS last_milestone, MAX(timestamp) AS reached_at FROM event_lineage \
+             WHERE journey IS {j} AND event_type IN ({events}) GROUP BY journey_key) GROUP BY last_milestone ORDER BY instances DESC, last_milestone",
             j = sql_str(name),
             events = sql_list(journey_events(journey))
         )),
@@ -318,11 +325,14 @@ fn without_outcome_query(name: &str, journey: &Journey) -> Option<(String, Strin
     }
     Some((
         format!("`{name}` instances without an outcome yet, oldest first:"),
+        // The instances with an outcome first (from the outcome events alone), so that only the
+        // events of the others are grouped.
         causeway_sql(&format!(
-            "SELECT journey_key, MIN(timestamp) AS started, MAX(timestamp) AS last_event, COUNT(*) AS events FROM event_lineage WHERE journey = {} \
-             GROUP BY journey_key HAVING SUM(CASE WHEN event_type IN ({}) THEN 1 ELSE 0 END) = 0 ORDER BY started LIMIT 100",
-            sql_str(name),
-            sql_list(outcomes)
+            "SELECT journey_key, MIN(timestamp) AS started, MAX(timestamp) AS last_event, COUNT(*) AS events FROM event_lineage WHERE journey IS {j} \
+             AND journey_key NOT IN (SELECT journey_key FROM event_lineage WHERE journey IS {j} AND event_type IN ({outcomes})) \
+             GROUP BY journey_key ORDER BY started, journey_key LIMIT 100",
+            j = sql_str(name),
+            outcomes = sql_list(outcomes)
         )),
     ))
 }
@@ -531,19 +541,30 @@ fn topic_of<'m>(model: &'m Model, event: &str) -> Option<&'m str> {
     model.events.get(event).and_then(|e| e.topic.as_deref())
 }
 
+/// How many of a policy's latest triggers the lineage query judges.
+const LATEST_TRIGGERS: usize = 10_000;
+
+/// The latest triggers with no reaction after them in the same correlation, newest first. A
+/// healthy estate has almost none, so without a bound the query would judge every trigger ever
+/// stored (about a second per 200,000 at a million events); older ones are the engine's open
+/// `missing_reaction` findings, the query before it. Each trigger looks for its reaction through
+/// the (correlation_id, time) index: the unary `+` keeps SQLite from the (event_type, time) index,
+/// which it rates the same without statistics and which reads every later reaction of a trigger
+/// that has none.
 fn missing_reaction_query(policy: &Policy) -> String {
     let missing: Vec<String> = policy
         .then
         .iter()
         .map(|then| {
             format!(
-                "NOT EXISTS (SELECT 1 FROM event_lineage r WHERE r.correlation_id = t.correlation_id AND r.event_type = {} AND r.timestamp >= t.timestamp)",
+                "NOT EXISTS (SELECT 1 FROM event_lineage r WHERE r.correlation_id = t.correlation_id AND +r.event_type = {} AND r.timestamp >= t.timestamp)",
                 sql_str(then)
             )
         })
         .collect();
     causeway_sql(&format!(
-        "SELECT t.event_id, t.correlation_id, t.journey_key, t.timestamp FROM event_lineage t WHERE t.event_type = {} AND ({}) ORDER BY t.timestamp DESC LIMIT 100",
+        "SELECT t.event_id, t.correlation_id, t.journey_key, t.timestamp FROM (SELECT event_id, correlation_id, journey_key, timestamp FROM event_lineage \
+         WHERE event_type = {} ORDER BY timestamp DESC LIMIT {LATEST_TRIGGERS}) t WHERE {} ORDER BY t.timestamp DESC LIMIT 100",
         sql_str(&policy.when),
         missing.join(" OR ")
     ))
@@ -600,12 +621,23 @@ fn policy_runbook(model: &Model, name: &str, policy: &Policy) -> Runbook {
         (
             format!("Open missing reactions to `{}`:", policy.when),
             causeway_sql(&format!(
+                // Open findings newest first, each trigger looked up by its id: `IN (SELECT …)`
+                // listed every event of the type, and a plain `e.event_type =` lets SQLite pick
+                // the type index for each finding.
                 "SELECT f.id, f.journey_key, f.correlation_id, f.event_id, f.detected_at, f.detail FROM findings f WHERE f.kind = 'missing_reaction' AND f.resolved_at IS NULL \
-                 AND f.event_id IN (SELECT event_id FROM event_lineage WHERE event_type = {}) ORDER BY f.detected_at DESC LIMIT 100",
+                 AND EXISTS (SELECT 1 FROM event_lineage e WHERE e.event_id = f.event_id AND +e.event_type = {}) ORDER BY f.detected_at DESC LIMIT 100",
                 sql_str(&policy.when)
             )),
         ),
-        (format!("`{}` events with no {} after them in the same correlation, straight from the lineage:", policy.when, code_list(&policy.then)), missing_reaction_query(policy)),
+        (
+            format!(
+                "Of the latest {} `{}` events, those with no {} after them in the same correlation, straight from the lineage:",
+                thousands(LATEST_TRIGGERS),
+                policy.when,
+                code_list(&policy.then)
+            ),
+            missing_reaction_query(policy),
+        ),
     ];
     if !services.is_empty() {
         let topic_filter = topic.map(|t| format!(" AND source_topic = {}", sql_str(t))).unwrap_or_default();
@@ -1044,24 +1076,28 @@ fn unauthorized_kind(model: &Model, rb: &mut Runbook) {
     rb.intro.push("Only the services of an event's owning context may produce it. The event is stored and flagged, not refused.".into());
     rb.intro.push(table(&["event", "owning context", "allowed sources"], &rows));
     rb.symptoms.push("A service publishes another context's event (a shortcut across a context boundary, a copied producer, a misconfigured `source`).".into());
-    let conditions: Vec<String> = model
+    // Every event is judged, so the query reads the table once in storage order: a CASE uses no
+    // index (an OR of `event_type = …` reads the rows through the type index, the whole table once
+    // per type), and the unary `+` in GROUP BY keeps SQLite from walking an index to group by it.
+    let branches: Vec<String> = model
         .events
         .iter()
         .map(|(name, e)| {
             let services = producers(model, e);
             if services.is_empty() {
-                format!("event_type = {}", sql_str(name))
+                format!("WHEN {} THEN 1", sql_str(name))
             } else {
-                format!("(event_type = {} AND source_service NOT IN ({}))", sql_str(name), sql_list(services))
+                format!("WHEN {} THEN source_service NOT IN ({})", sql_str(name), sql_list(services))
             }
         })
         .collect();
-    if !conditions.is_empty() {
+    if !branches.is_empty() {
         rb.queries.push((
             "Events produced outside their owning context, by producer:".into(),
             causeway_sql(&format!(
-                "SELECT event_type, source_service, COUNT(*) AS events, MAX(timestamp) AS last FROM event_lineage WHERE {} GROUP BY event_type, source_service ORDER BY events DESC",
-                conditions.join(" OR ")
+                "SELECT event_type, source_service, COUNT(*) AS events, MAX(timestamp) AS last FROM event_lineage WHERE CASE event_type {} END \
+                 GROUP BY +event_type, +source_service ORDER BY events DESC, event_type, source_service",
+                branches.join(" ")
             )),
         ));
     }

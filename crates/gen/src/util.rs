@@ -56,6 +56,19 @@ pub(crate) fn humanize(name: &str) -> String {
     out
 }
 
+/// `10000` → `10,000`.
+pub(crate) fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// An SQL string literal.
 pub(crate) fn sql_str(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
@@ -193,5 +206,8 @@ mod tests {
         assert_eq!(sql_str("it's"), "'it''s'");
         assert_eq!(percent(99.0), "99%");
         assert_eq!(percent(99.9), "99.9%");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(10_000), "10,000");
+        assert_eq!(thousands(1_000_000), "1,000,000");
     }
 }
