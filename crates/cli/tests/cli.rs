@@ -347,6 +347,17 @@ fn demo_runs_injects_faults_and_is_reproducible() {
             "no {kind}in {printed}"
         );
     }
+    // Every finding kind the demo raised is explained by an injected fault it names.
+    let faults = section("faults injected");
+    assert_eq!(faults.len(), 5, "{printed}");
+    assert!(faults.iter().any(|l| l.starts_with("producer clock behind ")), "{printed}");
+    for line in &findings {
+        let kind = line.split_whitespace().next().unwrap();
+        assert!(faults.iter().any(|f| f.contains(kind)), "finding kind {kind} is raised by no fault the demo names: {printed}");
+    }
+    // `causeway` is not on PATH here: the demo says how to run the binary it was started as.
+    let program = std::fs::canonicalize(BIN).unwrap();
+    assert!(printed.contains(&format!("cli:  {}  (`cargo install --path crates/cli`", program.display())), "{printed}");
     // notification-service dead-lettered the shipments it could not handle.
     let dead = section("dead letters pending");
     assert!(dead.iter().any(|l| l.starts_with("KeyError ")), "{printed}");
