@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use base64::Engine as _;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, SecondsFormat, SubsecRound, Utc};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
 
@@ -136,13 +136,7 @@ impl Event {
         let tracestate = take_opt_string(&mut obj, "tracestate")?;
         let sequence = take_opt_integer(&mut obj, "sequence")?;
         let idempotency_key = take_opt_string(&mut obj, "idempotencykey")?;
-        let schema_version = take_opt_integer(&mut obj, "schemaversion")?;
-        if let Some(v) = schema_version.filter(|v| *v < 1) {
-            return Err(EventError::new(
-                ErrorKind::InvalidAttribute,
-                format!("schemaversion {v} is not a schema version: use a positive integer (1, 2, …)"),
-            ));
-        }
+        let schema_version = check_schema_version(take_opt_integer(&mut obj, "schemaversion")?, "schemaversion")?;
         let data = obj.remove("data");
         let data_base64 = take_opt_string(&mut obj, "data_base64")?;
         if data.is_some() && data_base64.is_some() {
@@ -213,7 +207,10 @@ impl Event {
         let tracestate = field(&mut meta, &["tracestate", "traceState"])?;
         let sequence = take_opt_integer(&mut meta, "sequence")?;
         let idempotency_key = field(&mut meta, &["idempotencyKey"])?;
-        let schema_version = take_opt_integer(&mut meta, "schemaVersion")?;
+        let schema_version = check_schema_version(
+            take_opt_integer(&mut meta, "schemaVersion")?,
+            "metadata.schemaVersion",
+        )?;
         let subject = match obj.remove("entityId") {
             Some(v) => Some(scalar_to_string(v, "entityId")?),
             None => field(&mut meta, &["entityId", "aggregateId"])?,
@@ -301,13 +298,28 @@ pub fn format_time(time: &DateTime<Utc>) -> String {
 }
 
 /// Parses an RFC 3339 time to UTC: the inverse of [`format_time`], with an actionable error.
+///
+/// The time is truncated to whole microseconds, the precision it is stored with, so an event in
+/// memory and the same event read back from the store carry the same time. A time that falls
+/// outside the years 0000–9999 once converted to UTC (`0000-01-01T00:00:00+01:00`) is refused: its
+/// canonical form would not be RFC 3339 and would not sort as time.
 pub fn parse_time(value: &str) -> Result<DateTime<Utc>, EventError> {
-    DateTime::parse_from_rfc3339(value).map(|t| t.with_timezone(&Utc)).map_err(|e| {
+    let time = DateTime::parse_from_rfc3339(value).map(|t| t.with_timezone(&Utc)).map_err(|e| {
         EventError::new(
             ErrorKind::InvalidTime,
             format!("time '{value}' is not an RFC 3339 timestamp ({e}): use e.g. 2026-11-23T10:15:00.123Z"),
         )
-    })
+    })?;
+    if !(0..=9999).contains(&time.year()) {
+        return Err(EventError::new(
+            ErrorKind::InvalidTime,
+            format!(
+                "time '{value}' is year {} in UTC, outside 0000–9999: send a time in UTC or a nearer offset",
+                time.year()
+            ),
+        ));
+    }
+    Ok(time.trunc_subsecs(6))
 }
 
 fn missing(name: &str) -> EventError {
@@ -347,6 +359,17 @@ fn take_opt_integer(obj: &mut Map<String, Value>, name: &str) -> Result<Option<i
         Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(|| invalid(n.to_string())),
         Some(Value::String(s)) => s.trim().parse::<i64>().map(Some).map_err(|_| invalid(format!("'{s}'"))),
         Some(other) => Err(invalid(type_name(&other).to_string())),
+    }
+}
+
+/// A schema version is a positive integer, in every form an event arrives in.
+fn check_schema_version(version: Option<i64>, name: &str) -> Result<Option<i64>, EventError> {
+    match version {
+        Some(v) if v < 1 => Err(EventError::new(
+            ErrorKind::InvalidAttribute,
+            format!("{name} {v} is not a schema version: use a positive integer (1, 2, …)"),
+        )),
+        _ => Ok(version),
     }
 }
 
@@ -483,5 +506,57 @@ mod tests {
         let err = Event::from_metadata_payload(obj(v), true).unwrap_err();
         assert_eq!(err.kind, ErrorKind::MissingAttribute);
         assert!(err.message.contains("metadata.eventId"), "{err}");
+    }
+
+    /// Regression (fuzz target `envelope`): the metadata/payload shape took `schemaVersion: 0`,
+    /// which the structured form refuses, so its canonical form did not read back.
+    #[test]
+    fn metadata_payload_schema_version_must_be_positive() {
+        for bad in [json!(0), json!(-3), json!("0")] {
+            let v = json!({"metadata": {"eventId": "m1", "eventType": "PaymentProcessed", "correlationId": "c",
+                                        "timestamp": "2026-11-23T10:00:00Z", "source": "s", "schemaVersion": bad},
+                           "payload": {}});
+            let err = Event::from_metadata_payload(obj(v), true).unwrap_err();
+            assert_eq!(err.kind, ErrorKind::InvalidAttribute, "{bad}: {err}");
+            assert!(
+                err.message.contains("metadata.schemaVersion")
+                    && err.message.contains("positive integer"),
+                "{err}"
+            );
+        }
+    }
+
+    /// Regression (fuzz target `envelope`): a time with nanoseconds kept them in memory while the
+    /// store keeps microseconds, so an event differed from its own canonical form read back.
+    #[test]
+    fn times_are_truncated_to_the_stored_microseconds() {
+        let t = parse_time("2026-11-23T10:00:00.999999999+01:00").unwrap();
+        assert_eq!(format_time(&t), "2026-11-23T09:00:00.999999Z");
+        assert_eq!(parse_time(&format_time(&t)).unwrap(), t);
+        let mut v = structured();
+        v["time"] = json!("2026-11-23T10:15:00.1234567Z");
+        let e = Event::from_structured(obj(v), true).unwrap();
+        assert_eq!(e.time_string(), "2026-11-23T10:15:00.123456Z");
+        let canonical: Value = serde_json::from_str(&e.to_json()).unwrap();
+        assert_eq!(Event::from_structured(obj(canonical), true).unwrap(), e);
+    }
+
+    /// Regression: a four-digit year whose offset moves it outside 0000–9999 in UTC formatted as
+    /// `-0001-…` or `+10000-…`, which is not RFC 3339 and does not sort as time.
+    #[test]
+    fn times_outside_four_digit_years_in_utc_are_refused() {
+        for bad in ["0000-01-01T00:00:00+01:00", "9999-12-31T23:30:00-01:00"] {
+            let err = parse_time(bad).unwrap_err();
+            assert_eq!(err.kind, ErrorKind::InvalidTime, "{bad}");
+            assert!(err.message.contains("outside 0000–9999"), "{err}");
+        }
+        for good in [
+            "0000-01-01T00:00:00Z",
+            "0000-01-01T01:00:00+01:00",
+            "9999-12-31T23:59:59.999999Z",
+        ] {
+            let t = parse_time(good).unwrap();
+            assert_eq!(parse_time(&format_time(&t)).unwrap(), t, "{good}");
+        }
     }
 }
