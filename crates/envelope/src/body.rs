@@ -28,7 +28,16 @@ impl Default for ParseOptions {
 #[derive(Debug)]
 pub struct Item {
     pub raw: String,
+    /// The input's exact bytes when they are not UTF-8 (the item is then refused, and `raw` holds
+    /// them with each bad sequence replaced by U+FFFD, for reading only).
+    pub raw_bytes: Option<Vec<u8>>,
     pub result: Result<Event, EventError>,
+}
+
+impl Item {
+    fn new(raw: String, result: Result<Event, EventError>) -> Item {
+        Item { raw, raw_bytes: None, result }
+    }
 }
 
 /// A request that cannot be split into events at all.
@@ -152,7 +161,7 @@ fn parse_json_document(text: &str, media: &str, options: &ParseOptions) -> Resul
             message: "a batch (application/cloudevents-batch+json) must be a JSON array of events".into(),
         });
     }
-    let value: Value = serde_json::from_str(text).map_err(malformed)?;
+    let value = from_str_strict(text).map_err(malformed)?;
     Ok(vec![item_from_value(text.trim().to_string(), value, options)])
 }
 
@@ -169,21 +178,115 @@ fn parse_ndjson(body: &[u8], options: &ParseOptions) -> Result<Vec<Item>, BodyEr
 }
 
 /// One NDJSON line: any JSON event shape. A bad line is a rejected item, not a failed request.
+/// A line that is not UTF-8 is refused as `malformed_json` with its exact bytes in `raw_bytes`:
+/// replacing its bad bytes would make distinct events (ids `a\xff`, `a\xfe`) one.
 pub fn parse_json_line(line: &[u8], options: &ParseOptions) -> Item {
-    let raw = String::from_utf8_lossy(line).into_owned();
+    let raw = match std::str::from_utf8(line) {
+        Ok(text) => text.to_owned(),
+        Err(e) => {
+            let message = format!(
+                "the event is not UTF-8 text (an invalid byte at offset {}): JSON is UTF-8; send other \
+                 bytes base64-encoded in data_base64",
+                e.valid_up_to()
+            );
+            return Item {
+                raw: String::from_utf8_lossy(line).into_owned(),
+                raw_bytes: Some(line.to_vec()),
+                result: Err(EventError::new(ErrorKind::MalformedJson, message)),
+            };
+        }
+    };
     if let Err(e) = check_depth(line, options.limits.max_json_depth) {
-        return Item { raw, result: Err(EventError::new(ErrorKind::TooDeeplyNested, e.to_string())) };
+        return Item::new(raw, Err(EventError::new(ErrorKind::TooDeeplyNested, e.to_string())));
     }
     item_from_json(&raw, options)
 }
 
 fn item_from_json(raw: &str, options: &ParseOptions) -> Item {
-    match serde_json::from_str::<Value>(raw) {
+    match from_str_strict(raw) {
         Ok(value) => item_from_value(raw.to_string(), value, options),
-        Err(e) => Item {
-            raw: raw.to_string(),
-            result: Err(EventError::new(ErrorKind::MalformedJson, format!("the event is not valid JSON: {e}"))),
-        },
+        Err(e) => Item::new(
+            raw.to_string(),
+            Err(EventError::new(ErrorKind::MalformedJson, format!("the event is not valid JSON: {e}"))),
+        ),
+    }
+}
+
+/// Parses JSON as `serde_json` does, but refuses an object that holds a key twice: with the last
+/// value winning silently, an event's id or type would be whatever one of them the parser kept.
+fn from_str_strict(text: &str) -> Result<Value, serde_json::Error> {
+    serde_json::from_str::<Strict>(text).map(|s| s.0)
+}
+
+fn from_slice_strict(bytes: &[u8]) -> Result<Value, serde_json::Error> {
+    serde_json::from_slice::<Strict>(bytes).map(|s| s.0)
+}
+
+/// A JSON value without duplicate object keys (see [`from_str_strict`]). Nesting is bounded by
+/// [`check_depth`] before any parse.
+struct Strict(Value);
+
+impl<'de> serde::Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Strict, D::Error> {
+        deserializer.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(StrictVisitor)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Strict(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                let shown: String = key.chars().take(64).collect();
+                return Err(serde::de::Error::custom(format_args!(
+                    "the key '{shown}' appears twice in one object, so its value is ambiguous: send each key once"
+                )));
+            }
+            let Strict(value) = map.next_value()?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
     }
 }
 
@@ -201,7 +304,7 @@ fn item_from_value(raw: String, value: Value, options: &ParseOptions) -> Item {
     } else {
         event_from_value(value, options.correlation_required)
     };
-    Item { raw, result }
+    Item::new(raw, result)
 }
 
 /// Recognises the JSON shape of one event and parses it.
@@ -232,11 +335,19 @@ fn parse_binary(
 ) -> Result<Item, BodyError> {
     let mut obj = Map::new();
     let mut raw_headers = Map::new();
+    // The first header that cannot be read as an attribute value: refused once `raw` is built.
+    let mut bad_header = None;
     for (name, value) in headers {
         if let Some(attr) = name.strip_prefix("ce-") {
-            let decoded = percent_decode(value);
             raw_headers.insert(name.clone(), Value::String(value.clone()));
-            obj.insert(attr.to_string(), Value::String(decoded));
+            match header_attribute(name, value) {
+                Ok(decoded) => {
+                    obj.insert(attr.to_string(), Value::String(decoded));
+                }
+                Err(message) => {
+                    bad_header.get_or_insert(message);
+                }
+            }
         }
     }
     if let Some(ct) = content_type {
@@ -253,13 +364,16 @@ fn parse_binary(
     let raw = serde_json::to_string(&serde_json::json!({"headers": raw_headers, "body": raw_body, "body_is_base64": text.is_none()}))
         .expect("JSON values serialise");
     // A bad body is this one event's problem: the rejection keeps the headers that identify it.
-    let reject = |kind: ErrorKind, message: String| Ok(Item { raw: raw.clone(), result: Err(EventError::new(kind, message)) });
+    let reject = |kind: ErrorKind, message: String| Ok(Item::new(raw.clone(), Err(EventError::new(kind, message))));
+    if let Some(message) = bad_header {
+        return reject(ErrorKind::InvalidAttribute, message);
+    }
     if !body.is_empty() {
         let (key, value) = if is_json {
             if let Err(e) = check_depth(body, options.limits.max_json_depth) {
                 return reject(ErrorKind::TooDeeplyNested, e.to_string());
             }
-            match serde_json::from_slice::<Value>(body) {
+            match from_slice_strict(body) {
                 Ok(v) => ("data", v),
                 Err(e) => return reject(ErrorKind::MalformedJson, format!("the event data is not valid JSON: {e}")),
             }
@@ -278,10 +392,28 @@ fn parse_binary(
     } else {
         Event::from_structured(obj, options.correlation_required)
     };
-    Ok(Item { raw, result })
+    Ok(Item::new(raw, result))
 }
 
-fn percent_decode(value: &str) -> String {
+/// A `ce-*` header's attribute value. The HTTP binding carries header values as ASCII, with
+/// other text percent-encoded as UTF-8: raw non-ASCII text, or a percent-encoding that decodes to
+/// bytes that are not UTF-8, is refused with a sentence saying so (replacing the bad bytes would
+/// make distinct ids one).
+fn header_attribute(name: &str, value: &str) -> Result<String, String> {
+    if !value.is_ascii() {
+        let shown: String = value.chars().take(40).collect();
+        return Err(format!(
+            "header {name} holds text that is not ASCII ('{shown}'): HTTP header values are ASCII, so \
+             percent-encode the UTF-8 bytes as the CloudEvents HTTP binding says ('é' is %C3%A9)"
+        ));
+    }
+    String::from_utf8(percent_decode(value)).map_err(|_| {
+        let shown: String = value.chars().take(40).collect();
+        format!("header {name} ('{shown}') percent-decodes to bytes that are not UTF-8: percent-encode UTF-8 text")
+    })
+}
+
+fn percent_decode(value: &str) -> Vec<u8> {
     let bytes = value.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -297,7 +429,7 @@ fn percent_decode(value: &str) -> String {
         out.push(bytes[i]);
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 fn malformed(e: serde_json::Error) -> BodyError {
@@ -423,6 +555,92 @@ mod tests {
         assert!(items[0].result.is_ok());
         assert_eq!(items[1].result.as_ref().unwrap_err().kind, ErrorKind::EventTooLarge);
     }
+
+    /// Regression: invalid UTF-8 in an NDJSON line was replaced by U+FFFD and accepted, so ids
+    /// `n-\xff` and `n-\xfe` became one id and the second was answered "duplicate" and dropped.
+    #[test]
+    fn an_ndjson_line_that_is_not_utf8_is_refused_with_its_exact_bytes() {
+        let line = |id: &[u8]| {
+            let mut l = br#"{"specversion":"1.0","id":"n-"#.to_vec();
+            l.extend_from_slice(id);
+            l.extend_from_slice(br#"","source":"s","type":"T","time":"2026-11-23T10:00:00Z","correlationid":"c"}"#);
+            l
+        };
+        let mut data_line = ce("d").to_string().into_bytes();
+        let at = data_line.windows(3).position(|w| w == b"\"k\"").unwrap();
+        data_line.insert(at + 1, 0xfe);
+        let mut body = line(b"\xff");
+        for l in [line(b"\xfe"), line(b"ok"), data_line.clone()] {
+            body.push(b'\n');
+            body.extend_from_slice(&l);
+        }
+        let items = parse_body(Some("application/x-ndjson"), &[], &body, &ParseOptions::default()).unwrap();
+        assert_eq!(items.len(), 4);
+        for (i, sent) in [(0, line(b"\xff")), (1, line(b"\xfe")), (3, data_line)] {
+            let err = items[i].result.as_ref().unwrap_err();
+            assert_eq!(err.kind, ErrorKind::MalformedJson, "line {i}");
+            assert!(err.message.contains("not UTF-8"), "{err}");
+            assert_eq!(items[i].raw_bytes.as_deref(), Some(sent.as_slice()), "line {i} kept byte for byte");
+        }
+        assert_eq!(items[2].result.as_ref().unwrap().id, "n-ok");
+        assert!(items[2].raw_bytes.is_none());
+    }
+
+    /// Regression: a key given twice was accepted with the last value winning, so an event's id
+    /// was whichever the parser kept.
+    #[test]
+    fn duplicate_keys_are_refused_as_malformed() {
+        let twice = r#"{"specversion":"1.0","id":"a","id":"b","source":"s","type":"T","time":"2026-11-23T10:00:00Z","correlationid":"c"}"#;
+        let err = parse("application/cloudevents+json", twice).unwrap_err();
+        assert_eq!(err.code(), "malformed_json");
+        assert!(err.to_string().contains("the key 'id' appears twice"), "{err}");
+        let nested = r#"{"specversion":"1.0","id":"a","source":"s","type":"T","time":"2026-11-23T10:00:00Z","correlationid":"c","data":{"k":1,"k":2}}"#;
+        for (ct, body) in [
+            ("application/json", format!("[{twice}, {}]", ce("ok"))),
+            ("application/x-ndjson", format!("{nested}\n{}", ce("ok"))),
+        ] {
+            let items = parse(ct, &body).unwrap();
+            let err = items[0].result.as_ref().unwrap_err();
+            assert_eq!(err.kind, ErrorKind::MalformedJson, "{ct}");
+            assert!(err.message.contains("appears twice"), "{err}");
+            assert!(items[1].result.is_ok());
+        }
+        let headers: Vec<(String, String)> = [("ce-specversion", "1.0"), ("ce-id", "b"), ("ce-source", "s"), ("ce-type", "T"),
+            ("ce-time", "2026-11-23T10:00:00Z"), ("ce-correlationid", "c")]
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        let items = parse_body(Some("application/json"), &headers, br#"{"k":1,"k":2}"#, &ParseOptions::default()).unwrap();
+        assert_eq!(items[0].result.as_ref().unwrap_err().kind, ErrorKind::MalformedJson);
+        // Equal keys in different objects are fine.
+        assert!(parse("application/json", r#"{"specversion":"1.0","id":"a","source":"s","type":"T","time":"2026-11-23T10:00:00Z","correlationid":"c","data":{"id":1,"x":{"id":2}}}"#).unwrap()[0].result.is_ok());
+    }
+
+    /// Regression: raw UTF-8 in a ce-* header was dropped and answered "attribute 'type' is
+    /// missing"; a percent-encoding of bytes that are not UTF-8 was replaced by U+FFFD.
+    #[test]
+    fn ce_headers_must_be_ascii_and_decode_to_utf8() {
+        let with = |name: &str, value: &str| -> Vec<(String, String)> {
+            let mut h: Vec<(String, String)> = [("ce-specversion", "1.0"), ("ce-id", "b"), ("ce-source", "s"), ("ce-type", "T"),
+                ("ce-time", "2026-11-23T10:00:00Z"), ("ce-correlationid", "c")]
+                .iter()
+                .filter(|(n, _)| *n != name)
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect();
+            h.push((name.to_string(), value.to_string()));
+            h
+        };
+        let first = |h: Vec<(String, String)>| {
+            parse_body(Some("text/plain"), &h, b"hi", &ParseOptions::default()).unwrap().remove(0).result
+        };
+        let err = first(with("ce-type", "Zahlung\u{e9}")).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::InvalidAttribute);
+        assert!(err.message.contains("ce-type") && err.message.contains("not ASCII") && err.message.contains("%C3%A9"), "{err}");
+        let err = first(with("ce-id", "a%FF")).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::InvalidAttribute);
+        assert!(err.message.contains("ce-id") && err.message.contains("not UTF-8"), "{err}");
+        assert_eq!(first(with("ce-type", "Zahlung%C3%A9")).unwrap().event_type, "Zahlung\u{e9}");
+    }
 }
 
 /// Identity fields read from input that was refused, where they can be read at all, so a
@@ -439,9 +657,10 @@ pub struct Identity {
 /// the `ce-*` headers of a binary-mode record.
 pub fn sniff_identity(raw: &str) -> Identity {
     let Ok(Value::Object(obj)) = serde_json::from_str::<Value>(raw) else { return Identity::default() };
+    // A value over the identifier caps is no identity (and is not echoed back in answers).
     let text = |m: &Map<String, Value>, keys: &[&str]| {
         keys.iter().find_map(|k| match m.get(*k) {
-            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            Some(Value::String(s)) if !s.is_empty() && s.len() <= crate::MAX_SOURCE_BYTES => Some(s.clone()),
             Some(Value::Number(n)) => Some(n.to_string()),
             _ => None,
         })

@@ -92,6 +92,12 @@ pub struct Event {
     pub data_base64: Option<String>,
 }
 
+/// Longest accepted `id`, `type`, `subject`, `correlationid`, `causationid` and `idempotencykey`,
+/// in bytes: identifiers are carried in URLs.
+pub const MAX_ID_BYTES: usize = 256;
+/// Longest accepted `source` (a URI reference), in bytes.
+pub const MAX_SOURCE_BYTES: usize = 1024;
+
 /// Attributes the CloudEvents spec or causeway defines; anything else is an extension.
 const CORE_ATTRIBUTES: &[&str] = &[
     "specversion", "id", "source", "type", "time", "subject", "datacontenttype", "dataschema",
@@ -171,6 +177,7 @@ impl Event {
             causation_id, traceparent, tracestate, sequence, idempotency_key, schema_version,
             extensions, data, data_base64,
         };
+        event.check_lengths(false)?;
         event.check_correlation(correlation_required)?;
         Ok(event)
     }
@@ -229,8 +236,39 @@ impl Event {
             dataschema: None, correlation_id, causation_id, traceparent, tracestate, sequence,
             idempotency_key, schema_version, extensions, data, data_base64: None,
         };
+        event.check_lengths(true)?;
         event.check_correlation(correlation_required)?;
         Ok(event)
+    }
+
+    /// Identifiers are looked up by value and carried in URLs (`GET /v1/events/{id}`,
+    /// `/v1/correlations/{id}`): each has a length cap ([`MAX_ID_BYTES`], [`MAX_SOURCE_BYTES`]).
+    fn check_lengths(&self, metadata: bool) -> Result<(), EventError> {
+        let fields = [
+            ("id", "metadata.eventId", Some(&self.id), MAX_ID_BYTES),
+            ("source", "metadata.source", Some(&self.source), MAX_SOURCE_BYTES),
+            ("type", "metadata.eventType", Some(&self.event_type), MAX_ID_BYTES),
+            ("subject", "entityId", self.subject.as_ref(), MAX_ID_BYTES),
+            ("correlationid", "metadata.correlationId", self.correlation_id.as_ref(), MAX_ID_BYTES),
+            ("causationid", "metadata.causationId", self.causation_id.as_ref(), MAX_ID_BYTES),
+            ("idempotencykey", "metadata.idempotencyKey", self.idempotency_key.as_ref(), MAX_ID_BYTES),
+        ];
+        for (name, metadata_name, value, limit) in fields {
+            let Some(value) = value else { continue };
+            if value.len() > limit {
+                let name = if metadata { metadata_name } else { name };
+                let start: String = value.chars().take(40).collect();
+                return Err(EventError::new(
+                    ErrorKind::InvalidAttribute,
+                    format!(
+                        "{name} is {} bytes ('{start}…'), over the {limit}-byte limit for identifiers: they are \
+                         looked up by value and carried in URLs; use a shorter one (a UUID is 36 bytes)",
+                        value.len()
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn check_correlation(&self, required: bool) -> Result<(), EventError> {
@@ -506,6 +544,27 @@ mod tests {
         let err = Event::from_metadata_payload(obj(v), true).unwrap_err();
         assert_eq!(err.kind, ErrorKind::MissingAttribute);
         assert!(err.message.contains("metadata.eventId"), "{err}");
+    }
+
+    /// Regression: ids up to the 1 MiB event limit were stored but could not be fetched
+    /// (`GET /v1/events/{id}` answered 414).
+    #[test]
+    fn identifiers_are_capped() {
+        for (name, limit) in [("id", MAX_ID_BYTES), ("source", MAX_SOURCE_BYTES), ("type", MAX_ID_BYTES),
+            ("subject", MAX_ID_BYTES), ("correlationid", MAX_ID_BYTES), ("causationid", MAX_ID_BYTES)]
+        {
+            let mut v = structured();
+            v[name] = json!("x".repeat(limit));
+            assert!(Event::from_structured(obj(v.clone()), true).is_ok(), "{name} at its limit");
+            v[name] = json!("x".repeat(limit + 1));
+            let err = Event::from_structured(obj(v), true).unwrap_err();
+            assert_eq!(err.kind, ErrorKind::InvalidAttribute, "{name}");
+            assert!(err.message.starts_with(&format!("{name} is {} bytes", limit + 1)) && err.message.contains(&format!("{limit}-byte limit")), "{err}");
+        }
+        let v = json!({"metadata": {"eventId": "m".repeat(300), "eventType": "T", "correlationId": "c",
+                                    "timestamp": "2026-11-23T10:00:00Z", "source": "s"}, "payload": {}});
+        let err = Event::from_metadata_payload(obj(v), true).unwrap_err();
+        assert!(err.message.starts_with("metadata.eventId is 300 bytes"), "{err}");
     }
 
     /// Regression (fuzz target `envelope`): the metadata/payload shape took `schemaVersion: 0`,

@@ -49,7 +49,12 @@ const REPLAY_TIMEOUT: Duration = Duration::from_secs(10);
 const BULK_DEFAULT_LIMIT: usize = 100;
 const BULK_MAX_LIMIT: usize = 10_000;
 const BULK_DEFAULT_RATE: f64 = 50.0;
+const BULK_MIN_RATE: f64 = 0.1;
 const BULK_MAX_RATE: f64 = 1_000.0;
+/// A reported failure time must fall between this and a day after the server's clock.
+const EARLIEST_FAILED_AT: &str = "2000-01-01T00:00:00Z";
+/// Longest accepted reported content type, in bytes.
+const MAX_CONTENT_TYPE_BYTES: usize = 255;
 
 impl Replayer {
     pub fn new(consumers: BTreeMap<String, Consumer>) -> Replayer {
@@ -203,7 +208,17 @@ pub async fn report(State(state): State<AppState>, body: Body) -> Result<Respons
             return Err(ApiError::bad_request("invalid_request", format!("{name} must not be empty: say which consumer failed and how")));
         }
     }
-    let failed_at = body.failed_at.as_deref().map(|t| rfc3339("failed_at", t, "invalid_request")).transpose()?;
+    let failed_at = body.failed_at.as_deref().map(failed_at_param).transpose()?;
+    if let Some(ct) = body.content_type.as_deref().filter(|ct| !is_media_type(ct)) {
+        let shown: String = ct.chars().take(80).collect();
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!(
+                "content_type {shown:?} is not a media type: send type/subtype with optional ; name=value parameters, \
+                 at most {MAX_CONTENT_TYPE_BYTES} bytes of ASCII (e.g. application/cloudevents+json)"
+            ),
+        ));
+    }
     let original = body.event.get().to_string();
     let identity = sniff_identity(&original);
     let structured = serde_json::from_str::<Map<String, Value>>(&original).is_ok_and(|m| m.contains_key("specversion"));
@@ -218,6 +233,8 @@ pub async fn report(State(state): State<AppState>, body: Body) -> Result<Respons
     });
     let report = DlqReport {
         original,
+        // A JSON request is UTF-8 text.
+        original_bytes: None,
         content_type: Some(content_type),
         consumer: body.consumer,
         source_topic,
@@ -235,6 +252,92 @@ pub async fn report(State(state): State<AppState>, body: Body) -> Result<Respons
     let status = if reported.repeated { StatusCode::OK } else { StatusCode::CREATED };
     let location = format!("/v1/dlq/{}", reported.id);
     Ok((status, [(header::LOCATION, location)], Json(json!(reported))).into_response())
+}
+
+/// A reported failure time: RFC 3339, from 2000 to a day after the server's clock (a time outside
+/// would make the record look decades old, or from the future, in every age and trend).
+fn failed_at_param(text: &str) -> Result<String, ApiError> {
+    let canonical = rfc3339("failed_at", text, "invalid_request")?;
+    let time = parse_time(&canonical).map_err(|e| ApiError::internal("reading a canonical time", e))?;
+    let earliest = parse_time(EARLIEST_FAILED_AT).map_err(|e| ApiError::internal("reading a constant time", e))?;
+    let latest = chrono::Utc::now() + chrono::TimeDelta::days(1);
+    if time < earliest || time > latest {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!(
+                "failed_at {text} is outside the accepted window, {EARLIEST_FAILED_AT} to a day after the server's clock \
+                 ({}): send when the consumer failed (or leave it out for the time of the report)",
+                format_time(&latest)
+            ),
+        ));
+    }
+    Ok(canonical)
+}
+
+/// A media type as HTTP writes one: `type/subtype`, then `; name=value` parameters (a value a
+/// token or a quoted string), printable ASCII, at most [`MAX_CONTENT_TYPE_BYTES`] bytes.
+pub(crate) fn is_media_type(text: &str) -> bool {
+    fn token(c: u8) -> bool {
+        c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c)
+    }
+    fn text_char(c: u8) -> bool {
+        c == b'\t' || (0x20..0x7f).contains(&c)
+    }
+    let b = text.as_bytes();
+    if b.is_empty() || b.len() > MAX_CONTENT_TYPE_BYTES {
+        return false;
+    }
+    let take = |i: &mut usize| {
+        let start = *i;
+        while *i < b.len() && token(b[*i]) {
+            *i += 1;
+        }
+        *i > start
+    };
+    let skip_space = |i: &mut usize| {
+        while *i < b.len() && (b[*i] == b' ' || b[*i] == b'\t') {
+            *i += 1;
+        }
+    };
+    let mut i = 0;
+    if !take(&mut i) || b.get(i) != Some(&b'/') {
+        return false;
+    }
+    i += 1;
+    if !take(&mut i) {
+        return false;
+    }
+    loop {
+        skip_space(&mut i);
+        if i == b.len() {
+            return true;
+        }
+        if b[i] != b';' {
+            return false;
+        }
+        i += 1;
+        skip_space(&mut i);
+        if !take(&mut i) || b.get(i) != Some(&b'=') {
+            return false;
+        }
+        i += 1;
+        if b.get(i) == Some(&b'"') {
+            i += 1;
+            loop {
+                match b.get(i) {
+                    Some(b'"') => {
+                        i += 1;
+                        break;
+                    }
+                    Some(b'\\') if b.get(i + 1).is_some_and(|c| text_char(*c)) => i += 2,
+                    Some(c) if text_char(*c) && *c != b'\\' => i += 1,
+                    _ => return false,
+                }
+            }
+        } else if !take(&mut i) {
+            return false;
+        }
+    }
 }
 
 // --- explorer -----------------------------------------------------------------------------------
@@ -309,6 +412,9 @@ fn record_json(row: &DlqRow) -> Value {
     if let Some(original) = &row.original_event {
         // Shown as JSON when it is; the exact bytes are at /v1/dlq/{id}/original.
         v["original_event"] = serde_json::from_str::<Value>(original).unwrap_or_else(|_| json!(original));
+    } else if let Some(bytes) = &row.original_bytes {
+        v["original_event"] = json!(base64::engine::general_purpose::STANDARD.encode(bytes));
+        v["original_event_encoding"] = json!("base64");
     }
     if let Some(context) = &row.context {
         v["context"] = serde_json::from_str::<Value>(context).unwrap_or_else(|_| json!(context));
@@ -386,12 +492,23 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Resul
     .map_err(|e| ApiError::internal("reading a DLQ record", e))?
 }
 
-/// `GET /v1/dlq/{id}/original`: the event exactly as it was kept.
+/// `GET /v1/dlq/{id}/original`: the event exactly as it was kept, as a download. Whatever a client
+/// sent is served as `application/octet-stream` with `nosniff` and as an attachment, never as the
+/// type it claimed (a stored `text/html` would run as a page of this server's origin); that type,
+/// when it is a media type at all, is in `X-Causeway-Original-Content-Type`.
 pub async fn original(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let id = path_id(&id)?;
     let Some((row, _)) = read(&state.store, move |s| s.dlq_record(id)).await? else { return Err(not_found(id)) };
-    let content_type = row.content_type.clone().unwrap_or_else(|| "application/octet-stream".into());
-    Ok(([(header::CONTENT_TYPE, content_type)], row.original_event.unwrap_or_default()).into_response())
+    let mut response = row.original().unwrap_or_default().to_vec().into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/octet-stream"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff"));
+    let disposition = format!("attachment; filename=\"dlq-{id}-original\"");
+    headers.insert(header::CONTENT_DISPOSITION, header::HeaderValue::from_str(&disposition).map_err(|e| ApiError::internal("a header", e))?);
+    if let Some(value) = row.content_type.as_deref().filter(|ct| is_media_type(ct)).and_then(|ct| header::HeaderValue::from_str(ct).ok()) {
+        headers.insert("x-causeway-original-content-type", value);
+    }
+    Ok(response)
 }
 
 // --- replay -------------------------------------------------------------------------------------
@@ -457,11 +574,12 @@ struct ReplayRequest {
 
 impl ReplayRequest {
     fn of(row: &DlqRow) -> ReplayRequest {
-        let content_type = row.content_type.clone().unwrap_or_else(|| "application/json".into());
+        // Reports are checked to carry a media type; a record kept before that check may not.
+        let content_type = row.content_type.clone().filter(|ct| is_media_type(ct)).unwrap_or_else(|| "application/json".into());
         ReplayRequest {
             headers: vec![("content-type", content_type.clone()), ("x-causeway-dlq-id", row.id.to_string())],
             content_type,
-            body: row.original_event.clone().unwrap_or_default().into_bytes(),
+            body: row.original().unwrap_or_default().to_vec(),
         }
     }
 
@@ -491,14 +609,40 @@ impl ReplayRequest {
     }
 }
 
-/// Replays one record: refuses what must not be sent, sends, audits.
-async fn replay_one(state: &AppState, id: i64, dry_run: bool, force: bool, actor: &str) -> Result<Replayed, ApiError> {
+/// Replays one record: refuses what must not be sent, sends, audits. With `pace`, a send waits
+/// until then (a bulk run's rate), and the record is read and checked again after the wait; a
+/// record refused is refused at once.
+async fn replay_one(state: &AppState, id: i64, dry_run: bool, force: bool, actor: &str, pace: Option<Instant>) -> Result<Replayed, ApiError> {
     // The slot first, then the record: a request that read the record before another replay of it
     // finished would otherwise send it again.
     if !state.dlq.in_flight.lock().expect("in-flight lock").insert(id) {
         return Err(ApiError::new(StatusCode::CONFLICT, "replay_in_progress", format!("DLQ record {id} is being replayed by another request")));
     }
     let _slot = InFlight(&state.dlq, id);
+    let (mut row, mut status, mut target) = sendable(state, id, dry_run, force).await?;
+    if let Some(due) = pace.filter(|due| *due > Instant::now() && !dry_run) {
+        tokio::time::sleep_until(due.into()).await;
+        (row, status, target) = sendable(state, id, dry_run, force).await?;
+    }
+    let request = ReplayRequest::of(&row);
+    let description = dry_run.then(|| request.describe(&target));
+    let outcome = if dry_run {
+        ReplayOutcome::DryRun
+    } else {
+        send(&state.dlq.client, &target, request).await
+    };
+    let (name, http_status, error) = outcome.parts();
+    let error = error.map(str::to_owned);
+    let new_status = outcome.status_after(status);
+    let audit_id = state
+        .store
+        .record_replay(ReplayAttempt { dlq_id: id, actor: actor.to_string(), target: Some(target.clone()), forced: force, outcome })
+        .await?;
+    Ok(Replayed { outcome: name, target: Some(target), http_status, error, status: new_status, audit_id, request: description })
+}
+
+/// The record, its status and its replay target, or why it must not be sent.
+async fn sendable(state: &AppState, id: i64, dry_run: bool, force: bool) -> Result<(DlqRow, DlqStatus, String), ApiError> {
     let Some((row, replays)) = read(&state.store, move |s| s.dlq_record(id)).await? else { return Err(not_found(id)) };
     let status = DlqStatus::parse(&row.status).unwrap_or(DlqStatus::Pending);
     if status != DlqStatus::Pending && !force && !dry_run {
@@ -526,21 +670,7 @@ async fn replay_one(state: &AppState, id: i64, dry_run: bool, force: bool, actor
         };
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "no_replay_target", message));
     };
-    let request = ReplayRequest::of(&row);
-    let description = dry_run.then(|| request.describe(&target));
-    let outcome = if dry_run {
-        ReplayOutcome::DryRun
-    } else {
-        send(&state.dlq.client, &target, request).await
-    };
-    let (name, http_status, error) = outcome.parts();
-    let error = error.map(str::to_owned);
-    let new_status = outcome.status_after(status);
-    let audit_id = state
-        .store
-        .record_replay(ReplayAttempt { dlq_id: id, actor: actor.to_string(), target: Some(target.clone()), forced: force, outcome })
-        .await?;
-    Ok(Replayed { outcome: name, target: Some(target), http_status, error, status: new_status, audit_id, request: description })
+    Ok((row, status, target))
 }
 
 /// Runs a replay on its own task: a client that goes away does not cut it between the send and
@@ -573,7 +703,7 @@ pub async fn replay(State(state): State<AppState>, Path(id): Path<String>, heade
     let body: ReplayBody = optional_body(&body, r#"{"dry_run": false, "force": false, "actor": "…"} (all optional)"#)?;
     let actor = actor(body.actor, &headers);
     let run = state.clone();
-    let done = detached(async move { replay_one(&run, id, body.dry_run, body.force, &actor).await }).await?;
+    let done = detached(async move { replay_one(&run, id, body.dry_run, body.force, &actor, None).await }).await?;
     if done.outcome == "failed" {
         let message = format!("{}; DLQ record {id} stays pending", done.error.as_deref().unwrap_or("the replay failed"));
         let mut error = ApiError::new(StatusCode::BAD_GATEWAY, "replay_failed", message);
@@ -617,8 +747,11 @@ pub async fn replay_bulk(State(state): State<AppState>, headers: HeaderMap, body
         r#"{"status", "consumer", "source_topic", "error_type", "correlation_id", "q", "since", "stop_at", "rate", "limit", "dry_run", "force", "stop_on_error", "actor"} (all optional)"#,
     )?;
     let rate = body.rate.unwrap_or(BULK_DEFAULT_RATE);
-    if !(rate > 0.0 && rate <= BULK_MAX_RATE) {
-        return Err(ApiError::bad_request("invalid_request", format!("rate is replays per second, above 0 and at most {BULK_MAX_RATE}, not {rate}")));
+    if !(BULK_MIN_RATE..=BULK_MAX_RATE).contains(&rate) {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!("rate is replays per second, from {BULK_MIN_RATE} (one every 10 s) to {BULK_MAX_RATE}, not {rate}"),
+        ));
     }
     let limit = match &body.limit {
         None => BULK_DEFAULT_LIMIT,
@@ -661,12 +794,10 @@ pub async fn replay_bulk(State(state): State<AppState>, headers: HeaderMap, body
                     stopped = "limit";
                     break 'pages;
                 }
-                if !dry_run {
-                    // Paced from the start, so a slow target does not earn a burst afterwards.
-                    let due = started + interval.mul_f64(results.len() as f64);
-                    tokio::time::sleep_until(due.into()).await;
-                }
-                match replay_one(&state, row.id, dry_run, force, &actor).await {
+                // Paced from the start, so a slow target does not earn a burst afterwards; only
+                // sends count (a record skipped waits for nothing).
+                let due = started + interval.mul_f64((sent + failed) as f64);
+                match replay_one(&state, row.id, dry_run, force, &actor, Some(due)).await {
                     Ok(done) => {
                         match done.outcome {
                             "sent" => sent += 1,

@@ -62,10 +62,11 @@ pub async fn post_events(State(state): State<AppState>, headers: HeaderMap, body
         let error = BodyError::TooLarge { size, limit };
         return Err(reject_body(&state, &error, &bytes, content_type, true).await);
     }
+    // Every ce-* header, ASCII or not: the parser names a header that is not ASCII.
     let ce_headers: Vec<(String, String)> = headers
         .iter()
         .filter(|(name, _)| name.as_str().starts_with("ce-"))
-        .filter_map(|(name, value)| Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned())))
+        .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
         .collect();
     let model = state.model.current();
     let mut parse = state.parse;
@@ -111,7 +112,10 @@ async fn ingest_items(
                 let identity = sniff_identity(&item.raw);
                 placement.push(Err((rejections.len(), identity.event_id.clone(), error.kind.code(), error.message.clone())));
                 let mut findings = Vec::new();
-                let original = model.and_then(|m| m.contracts.redact_raw(&item.raw)).unwrap_or(item.raw);
+                // Input that is not UTF-8 is kept as its bytes, unless PII had to be redacted from it.
+                let redacted = model.and_then(|m| m.contracts.redact_raw(&item.raw));
+                let original_bytes = if redacted.is_some() { None } else { item.raw_bytes };
+                let original = redacted.unwrap_or(item.raw);
                 if error.kind == ErrorKind::MissingCorrelation {
                     let owner = model
                         .map(|m| m.contracts.missing_correlation(identity.source.as_deref(), &error.message).owner)
@@ -133,10 +137,9 @@ async fn ingest_items(
                         ..Default::default()
                     });
                 }
-                rejections.push(NewRejection {
-                    findings,
-                    record: refused(original, content_type.clone(), error.kind.code(), error.message, identity),
-                });
+                let mut record = refused(original, content_type.clone(), error.kind.code(), error.message, identity);
+                record.original_bytes = original_bytes;
+                rejections.push(NewRejection { findings, record });
             }
         }
     }
@@ -234,12 +237,18 @@ async fn reject_body(
     Metrics::add(&state.metrics.bodies_rejected, 1);
     let raw = String::from_utf8_lossy(bytes).into_owned();
     let identity = sniff_identity(&raw);
-    let text = state.model.current().and_then(|m| m.contracts.redact_raw(&raw)).unwrap_or(raw);
+    let redacted = state.model.current().and_then(|m| m.contracts.redact_raw(&raw));
+    // A body that is not UTF-8 (or cut inside a character) is kept as its bytes, unless PII had
+    // to be redacted from it.
+    let original_bytes = (redacted.is_none() && std::str::from_utf8(bytes).is_err()).then(|| bytes.to_vec());
+    let text = redacted.unwrap_or(raw);
     let mut message = error.to_string();
     if truncated {
         message.push_str(&format!(" (the DLQ record keeps the first {} bytes)", bytes.len()));
     }
-    let rejection = NewRejection { record: refused(text, content_type, error.code(), message.clone(), identity), findings: Vec::new() };
+    let mut record = refused(text, content_type, error.code(), message.clone(), identity);
+    record.original_bytes = original_bytes;
+    let rejection = NewRejection { record, findings: Vec::new() };
     let status = match error {
         BodyError::TooLarge { .. } | BodyError::BatchTooLong { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         BodyError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -11,7 +11,7 @@
 //! - The summary's tallies and flow are kept by triggers in the same transaction as the change, so
 //!   they always agree with the records.
 
-use rusqlite::types::ToSql;
+use rusqlite::types::{ToSql, ValueRef};
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 use serde::Serialize;
 
@@ -52,6 +52,9 @@ impl DlqStatus {
 pub struct DlqReport {
     /// The event exactly as the consumer sent it.
     pub original: String,
+    /// The input's exact bytes when they are not UTF-8 text: kept in place of `original` (as a
+    /// BLOB), so that a record keeps what was received byte for byte.
+    pub original_bytes: Option<Vec<u8>>,
     pub content_type: Option<String>,
     pub consumer: String,
     pub source_topic: Option<String>,
@@ -205,9 +208,17 @@ pub(crate) fn insert(tx: &Transaction<'_>, r: &DlqReport, now: &str) -> Result<i
     )?
     .execute(params![
         r.event_id, r.event_type, r.correlation_id, r.source_service, r.consumer, r.source_topic, r.error_type,
-        r.error_message, r.failed_at.as_deref().unwrap_or(now), r.content_type, r.original, r.stack, r.context
+        r.error_message, r.failed_at.as_deref().unwrap_or(now), r.content_type, original_value(r), r.stack, r.context
     ])?;
     Ok(tx.last_insert_rowid())
+}
+
+/// The original as stored: text, or a BLOB of the exact bytes when they are not UTF-8.
+fn original_value(r: &DlqReport) -> rusqlite::types::Value {
+    match &r.original_bytes {
+        Some(bytes) => rusqlite::types::Value::Blob(bytes.clone()),
+        None => rusqlite::types::Value::Text(r.original.clone()),
+    }
 }
 
 fn replay(tx: &Transaction<'_>, a: &ReplayAttempt, now: &str) -> Result<i64, StoreError> {
@@ -283,9 +294,12 @@ pub struct DlqRow {
     pub stack: Option<String>,
     /// JSON text.
     pub context: Option<String>,
-    /// The input as received; left out of listings.
+    /// The input as received, when it is UTF-8 text; left out of listings.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub original_event: Option<String>,
+    /// The input as received, when it is not UTF-8 text (then `original_event` is `None`).
+    #[serde(skip)]
+    pub original_bytes: Option<Vec<u8>>,
 }
 
 const ROW_COLUMNS: &str = "id, event_id, event_type, correlation_id, source_service, consumer, source_topic, error_type,
@@ -315,8 +329,28 @@ impl DlqRow {
             content_type: r.get(17)?,
             stack: r.get(18)?,
             context: r.get(19)?,
-            original_event: if with_original { r.get(20)? } else { None },
-        })
+            original_event: None,
+            original_bytes: None,
+        }
+        .with_original(if with_original { Some(r.get_ref(20)?) } else { None }))
+    }
+
+    fn with_original(mut self, original: Option<ValueRef<'_>>) -> DlqRow {
+        match original {
+            Some(ValueRef::Text(t) | ValueRef::Blob(t)) => match std::str::from_utf8(t) {
+                Ok(text) => self.original_event = Some(text.to_owned()),
+                Err(_) => self.original_bytes = Some(t.to_vec()),
+            },
+            Some(ValueRef::Integer(n)) => self.original_event = Some(n.to_string()),
+            Some(ValueRef::Real(f)) => self.original_event = Some(f.to_string()),
+            Some(ValueRef::Null) | None => {}
+        }
+        self
+    }
+
+    /// The input exactly as received (for a record read with its original).
+    pub fn original(&self) -> Option<&[u8]> {
+        self.original_event.as_deref().map(str::as_bytes).or(self.original_bytes.as_deref())
     }
 }
 
@@ -341,7 +375,8 @@ pub struct DlqFilter {
     pub limit: usize,
 }
 
-/// Shortest text the trigram index can search; shorter text is matched by a scan.
+/// Shortest text the trigram index can search; shorter text (and text holding a NUL character,
+/// which FTS5 cannot take) is matched by a scan.
 const MIN_INDEXED_TEXT: usize = 3;
 
 /// One audited replay attempt.
@@ -453,7 +488,8 @@ impl Store {
         let mut columns = ROW_COLUMNS.to_string();
         let mut order_by = "id";
         if let Some(text) = &filter.text {
-            if text.chars().count() >= MIN_INDEXED_TEXT {
+            // FTS5 reads its query as a C string: a NUL ends it mid-phrase ("unterminated string").
+            if text.chars().count() >= MIN_INDEXED_TEXT && !text.contains('\0') {
                 let phrase = format!("\"{}\"", text.replace('"', "\"\""));
                 add("dlq_text MATCH ?", Box::new(phrase));
                 from = "dlq_text JOIN dlq ON dlq.id = dlq_text.rowid".into();
