@@ -4,11 +4,14 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use causeway_envelope::{Limits, ParseOptions};
-use causeway_server::{AppState, Clock, Consumer, ModelSlot};
+use causeway_server::{
+    AppState, Clock, ConnectionLimits, ConnectionStats, Consumer, IngestLimits, ModelSlot,
+};
 use causeway_store::{SqlLimits, Store};
 use clap::Args;
 use serde::Deserialize;
@@ -76,6 +79,35 @@ pub struct LimitArgs {
     /// [default: the number of cores less one, at least 1].
     #[arg(long, env = "CAUSEWAY_SQL_MAX_CONCURRENT", value_parser = clap::value_parser!(u16).range(1..))]
     pub sql_max_concurrent: Option<u16>,
+    /// Most connections served at once; at the cap the longest-idle are closed for new ones
+    /// [default: the open-file limit less a sixteenth of it (at least 384), at most 65536].
+    #[arg(long, env = "CAUSEWAY_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: Option<u64>,
+    /// Most time a request head may take to arrive, in milliseconds [default: 10000].
+    #[arg(long, env = "CAUSEWAY_HEADER_READ_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout_ms: Option<u64>,
+    /// Most time a connection stays open with no request in progress, or stalled on the client,
+    /// in milliseconds [default: 60000].
+    #[arg(long, env = "CAUSEWAY_IDLE_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout_ms: Option<u64>,
+    /// Most time an ingest request body may take to arrive, in milliseconds [default: 30000].
+    #[arg(long, env = "CAUSEWAY_BODY_READ_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_read_timeout_ms: Option<u64>,
+    /// Most bytes of request bodies ingest holds at once (at least --max-request-bytes)
+    /// [default: 67108864].
+    #[arg(long, env = "CAUSEWAY_INGEST_BUFFER_BYTES")]
+    pub ingest_buffer_bytes: Option<usize>,
+    /// How long an ingest request waits for room in that buffer before 503, in milliseconds
+    /// [default: 1000].
+    #[arg(long, env = "CAUSEWAY_INGEST_WAIT_MS")]
+    pub ingest_wait_ms: Option<u64>,
+    /// Rows queued for the store's writer past which ingest answers 503 [default: 100000].
+    #[arg(long, env = "CAUSEWAY_MAX_WRITE_QUEUE")]
+    pub max_write_queue: Option<usize>,
+    /// Log entries the journey engine may be behind before ingest answers 503; 0: no limit
+    /// [default: 100000].
+    #[arg(long, env = "CAUSEWAY_MAX_JOURNEY_LAG")]
+    pub max_journey_lag: Option<u64>,
 }
 
 /// The config file (PRODUCT §10). Keys that later components read are accepted and documented.
@@ -117,6 +149,11 @@ pub struct ServerConfig {
     pub parse: ParseOptions,
     pub sql: SqlLimits,
     pub consumers: BTreeMap<String, Consumer>,
+    /// The connection cap; `None`: derived from the open-file limit at start.
+    pub max_connections: Option<usize>,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub ingest: IngestLimits,
 }
 
 impl ServerConfig {
@@ -154,7 +191,53 @@ impl ServerConfig {
                 None => sql_defaults.max_concurrent,
             },
         };
+        let ms = |flag: Option<u64>, file: Option<u64>, default: Duration| {
+            flag.or(file).map_or(default, Duration::from_millis)
+        };
+        let ingest_defaults = IngestLimits::default();
+        let ingest = IngestLimits {
+            buffer_bytes: pick(a.ingest_buffer_bytes, f.ingest_buffer_bytes)
+                .unwrap_or(ingest_defaults.buffer_bytes),
+            wait: ms(a.ingest_wait_ms, f.ingest_wait_ms, ingest_defaults.wait),
+            max_write_queue: pick(a.max_write_queue, f.max_write_queue)
+                .unwrap_or(ingest_defaults.max_write_queue),
+            max_journey_lag: a
+                .max_journey_lag
+                .or(f.max_journey_lag)
+                .unwrap_or(ingest_defaults.max_journey_lag),
+            body_read_timeout: ms(
+                a.body_read_timeout_ms,
+                f.body_read_timeout_ms,
+                ingest_defaults.body_read_timeout,
+            ),
+        };
+        // The file's values are not checked by clap.
+        for (name, value) in [
+            ("max_connections", a.max_connections.or(f.max_connections)),
+            ("header_read_timeout_ms", a.header_read_timeout_ms.or(f.header_read_timeout_ms)),
+            ("idle_timeout_ms", a.idle_timeout_ms.or(f.idle_timeout_ms)),
+            ("body_read_timeout_ms", a.body_read_timeout_ms.or(f.body_read_timeout_ms)),
+        ] {
+            if value == Some(0) {
+                anyhow::bail!("{name} must be at least 1");
+            }
+        }
         Ok(ServerConfig {
+            max_connections: a
+                .max_connections
+                .or(f.max_connections)
+                .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+            header_read_timeout: ms(
+                a.header_read_timeout_ms,
+                f.header_read_timeout_ms,
+                causeway_server::DEFAULT_HEADER_READ_TIMEOUT,
+            ),
+            idle_timeout: ms(
+                a.idle_timeout_ms,
+                f.idle_timeout_ms,
+                causeway_server::DEFAULT_IDLE_TIMEOUT,
+            ),
+            ingest,
             listen: args
                 .listen
                 .clone()
@@ -248,14 +331,28 @@ pub struct Running {
 
 /// Opens the store, binds the address and starts serving.
 pub async fn start(config: &ServerConfig) -> anyhow::Result<Running> {
+    // Each connection takes a file: allow as many as the system lets this process have.
+    let nofile = causeway_server::raise_file_limit().context("cannot read the open-file limit")?;
+    let mut connection_limits = ConnectionLimits::for_file_limit(nofile);
+    connection_limits.header_read_timeout = config.header_read_timeout;
+    connection_limits.idle_timeout = config.idle_timeout;
+    if let Some(max) = config.max_connections {
+        connection_limits.max_connections = max;
+    }
+    tracing::info!(
+        message = "connection limits",
+        open_files = nofile,
+        max_connections = connection_limits.max_connections
+    );
     let store = Store::open(&config.data)
         .with_context(|| format!("cannot open the store in {}", config.data.display()))?;
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let mut state =
-        AppState::new(store, config.parse, config.sql).with_consumers(config.consumers.clone());
+    let mut state = AppState::new(store, config.parse, config.sql)
+        .with_consumers(config.consumers.clone())
+        .with_ingest_limits(config.ingest);
     if let Some(path) = &config.model {
         let key = pii_key(config)?;
         let slot = ModelSlot::load(path, key).map_err(|diagnostics| {
@@ -270,9 +367,15 @@ pub async fn start(config: &ServerConfig) -> anyhow::Result<Running> {
         state = state.with_model(slot).with_journeys(config.clock);
     }
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(causeway_server::serve(listener, state, async {
-        let _ = stopped.await;
-    }));
+    let task = tokio::spawn(causeway_server::serve_with(
+        listener,
+        state,
+        connection_limits,
+        Arc::new(ConnectionStats::default()),
+        async {
+            let _ = stopped.await;
+        },
+    ));
     Ok(Running { addr, stop, task })
 }
 

@@ -53,12 +53,23 @@ pub async fn post_events(State(state): State<AppState>, headers: HeaderMap, body
     Metrics::add(&state.metrics.requests, 1);
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let limit = state.parse.limits.max_request_bytes;
-    let (bytes, complete) = read_capped(body, limit).await?;
+    let length = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    // Room for the body before it is read; held until the answer. Refused: nothing was read or stored.
+    let _room = match state.admission.admit(&state, length).await {
+        Ok(room) => room,
+        Err(overloaded) => return Ok(overloaded),
+    };
+    let timeout = state.admission.limits().body_read_timeout;
+    let Ok(read) = tokio::time::timeout(timeout, read_capped(body, limit)).await else {
+        let message = format!("the request body did not arrive within {} ms (--body-read-timeout-ms)", timeout.as_millis());
+        let mut response = ApiError::new(StatusCode::REQUEST_TIMEOUT, "body_timeout", message).into_response();
+        // The rest of the body is not read: the connection ends with this answer.
+        response.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+        return Ok(response);
+    };
+    let (bytes, complete) = read?;
     if !complete {
-        let size = headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
-            .unwrap_or(limit + 1);
+        let size = length.unwrap_or(limit + 1);
         let error = BodyError::TooLarge { size, limit };
         return Err(reject_body(&state, &error, &bytes, content_type, true).await);
     }

@@ -5,12 +5,14 @@
 //! refused input — a bad event or a whole bad body — was stored as a DLQ record before the answer.
 
 mod aggregates;
+mod connections;
 mod dlq;
 mod error;
 mod ingest;
 mod journeys;
 mod metrics;
 mod model;
+mod overload;
 mod query;
 
 use std::future::Future;
@@ -22,11 +24,16 @@ use axum::routing::{get, post};
 use causeway_envelope::ParseOptions;
 use causeway_store::{SqlLimits, Store};
 
+pub use connections::{
+    ConnectionLimits, ConnectionStats, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, MAX_DEFAULT_CONNECTIONS,
+    OVERFLOW_CONNECTIONS, OVERFLOW_TIMEOUT, default_max_connections, raise_file_limit,
+};
 pub use dlq::{Consumer, Replayer};
 pub use error::ApiError;
 pub use journeys::{Clock, JOURNEY_THREAD_NAME, JourneyEngine, Summary};
 pub use metrics::Metrics;
 pub use model::{LoadedModel, ModelSlot};
+pub use overload::{Admission, IngestLimits};
 
 /// Everything the handlers share.
 #[derive(Clone)]
@@ -43,6 +50,8 @@ pub struct AppState {
     pub journeys: Option<JourneyEngine>,
     /// Replays dead letters to the consumers' targets.
     pub dlq: Arc<Replayer>,
+    /// Admission of ingest requests: the body buffer, the writer's queue, the engine's lag.
+    pub admission: Arc<Admission>,
 }
 
 impl AppState {
@@ -56,7 +65,14 @@ impl AppState {
             model: ModelSlot::empty(),
             journeys: None,
             dlq: Arc::new(Replayer::default()),
+            admission: Arc::new(Admission::new(IngestLimits::default(), parse.limits.max_request_bytes)),
         }
+    }
+
+    /// Bounds of ingest under load.
+    pub fn with_ingest_limits(mut self, limits: IngestLimits) -> Self {
+        self.admission = Arc::new(Admission::new(limits, self.parse.limits.max_request_bytes));
+        self
     }
 
     pub fn with_model(mut self, model: ModelSlot) -> Self {
@@ -124,11 +140,25 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     )
 }
 
-/// Serves until `shutdown` resolves, then finishes in-flight requests.
+/// Serves until `shutdown` resolves, then finishes in-flight requests; the connection limits are
+/// the defaults for the process's file limit.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
+    let limits = ConnectionLimits::for_file_limit(raise_file_limit()?);
+    serve_with(listener, state, limits, Arc::default(), shutdown).await
+}
+
+/// [`serve`] within the given connection limits, counting what the connection layer does in
+/// `stats`.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    limits: ConnectionLimits,
+    stats: Arc<ConnectionStats>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    connections::serve_connections(listener, app(state), limits, stats, shutdown).await
 }

@@ -32,7 +32,7 @@ pub use aggregate::AggregateLookup;
 pub use dlq::{INGEST_CONSUMER, DlqFilter, DlqReport, DlqRow, DlqStatus, DlqSummary, FlowBucket, ReplayAttempt, ReplayOutcome, ReplayRow, Reported, StatusChange};
 pub use read::{EventRow, FindingFilter, FindingRow, LogEntry, StoreCounts};
 pub use sql::{SqlLimits, SqlResult};
-pub use writer::{WRITER_THREAD_NAME, AppendResult, Committed, DerivedFinding, DerivedWrite, EventOutcome, ResolvedDeadLetter, Follower, NewEvent, NewFinding, NewRejection};
+pub use writer::{WRITER_THREAD_NAME, AppendResult, Backlog, Committed, DerivedFinding, DerivedWrite, EventOutcome, ResolvedDeadLetter, Follower, NewEvent, NewFinding, NewRejection};
 
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "causeway.db";
@@ -90,6 +90,12 @@ impl Store {
     /// Blocks until it is committed; call it off the async runtime.
     pub fn write_derived_blocking(&self, write: DerivedWrite) -> Result<(), StoreError> {
         self.inner.writer.submit_derived(write)?.blocking_recv().map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Rows queued for the writer and the log's end: how far the writer is behind, for admission
+    /// control.
+    pub fn backlog(&self) -> Backlog {
+        self.inner.writer.backlog()
     }
 
     /// Hands every later commit's log entries to the returned follower (replacing any earlier

@@ -1,6 +1,6 @@
 //! The single writer thread and its group commit.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -206,9 +206,25 @@ fn next_stamp(stamps: &mut Stamps) -> DateTime<Utc> {
     stamp
 }
 
+/// How far the writer is behind: see [`crate::Store::backlog`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backlog {
+    /// Rows (events, rejections, derived rows, DLQ operations) queued or being committed.
+    pub queued_rows: usize,
+    /// The last log position committed (`seq`; 0 for an empty log).
+    pub log_end: i64,
+}
+
+#[derive(Debug, Default)]
+struct Depth {
+    queued_rows: AtomicUsize,
+    log_end: AtomicI64,
+}
+
 pub(crate) struct WriterHandle {
     /// `None` only while dropping: closing the channel ends the writer's loop.
     tx: Option<mpsc::Sender<Job>>,
+    depth: Arc<Depth>,
     poisoned: Arc<Mutex<Option<String>>>,
     stamps: Arc<Mutex<Stamps>>,
     feed: Arc<Feed>,
@@ -262,7 +278,9 @@ impl WriterHandle {
             Ok(())
         }))?;
         let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+        let depth = Arc::new(Depth { queued_rows: AtomicUsize::new(0), log_end: AtomicI64::new(next_seq - 1) });
         let writer = Writer {
+            depth: depth.clone(),
             conn,
             next_seq,
             poisoned: poisoned.clone(),
@@ -276,7 +294,7 @@ impl WriterHandle {
             .name(WRITER_THREAD_NAME.into())
             .spawn(move || writer.run(rx))
             .map_err(|e| StoreError::Io { path: "writer thread".into(), source: e })?;
-        Ok(WriterHandle { tx: Some(tx), poisoned, stamps, feed, thread: Some(thread) })
+        Ok(WriterHandle { tx: Some(tx), depth, poisoned, stamps, feed, thread: Some(thread) })
     }
 
     /// Replaces the follower: from now on every commit's entries go to the returned receiver.
@@ -314,7 +332,20 @@ impl WriterHandle {
 
     /// Queues a job for the writer.
     fn send(&self, job: Job) -> Result<(), StoreError> {
-        self.tx.as_ref().ok_or(StoreError::WriterGone)?.send(job).map_err(|_| StoreError::WriterGone)
+        let rows = job.rows();
+        self.depth.queued_rows.fetch_add(rows, Ordering::AcqRel);
+        let sent = self.tx.as_ref().ok_or(StoreError::WriterGone)?.send(job).map_err(|_| StoreError::WriterGone);
+        if sent.is_err() {
+            self.depth.queued_rows.fetch_sub(rows, Ordering::AcqRel);
+        }
+        sent
+    }
+
+    pub(crate) fn backlog(&self) -> Backlog {
+        Backlog {
+            queued_rows: self.depth.queued_rows.load(Ordering::Acquire),
+            log_end: self.depth.log_end.load(Ordering::Acquire),
+        }
     }
 
     pub(crate) fn check_writable(&self) -> Result<(), StoreError> {
@@ -339,6 +370,7 @@ impl WriterHandle {
 struct Writer {
     conn: Connection,
     next_seq: i64,
+    depth: Arc<Depth>,
     poisoned: Arc<Mutex<Option<String>>>,
     stamps: Arc<Mutex<Stamps>>,
     feed: Arc<Feed>,
@@ -367,6 +399,7 @@ impl Writer {
             if let Some(why) = self.poisoned.lock().expect("poison flag").clone() {
                 let e = StoreError::Poisoned(why);
                 jobs.into_iter().for_each(|job| job.fail(&e));
+                self.depth.queued_rows.fetch_sub(rows, Ordering::AcqRel);
                 continue;
             }
             let stamp = {
@@ -421,6 +454,8 @@ impl Writer {
                     {
                         self.feed.lagged.store(true, std::sync::atomic::Ordering::Release);
                     }
+                    self.depth.log_end.store(self.next_seq - 1, Ordering::Release);
+                    self.depth.queued_rows.fetch_sub(rows, Ordering::AcqRel);
                     for reply in replies {
                         match reply {
                             Reply::Append(reply, r) => drop(reply.send(Ok(r))),
@@ -436,6 +471,7 @@ impl Writer {
                     tracing::error!(message = "store commit failed; refusing further writes", error = %e);
                     *self.poisoned.lock().expect("poison flag") = Some(e.to_string());
                     jobs.into_iter().for_each(|job| job.fail(&e));
+                    self.depth.queued_rows.fetch_sub(rows, Ordering::AcqRel);
                 }
             }
         }
