@@ -9,7 +9,8 @@
 //! time that is the canonical microsecond string's own value, a correlation id when required, a
 //! valid traceparent, a positive schema version, extension names and values as CloudEvents allows,
 //! data no deeper than the limit) and its canonical JSON parses back to the same event; every refusal
-//! keeps its raw input and carries one of the stable error codes; the limits hold.
+//! keeps its raw input (byte for byte when it is not UTF-8) and carries one of the stable error
+//! codes; the limits hold.
 
 #![no_main]
 
@@ -149,12 +150,10 @@ fn check_body(content_type: Option<&str>, headers: &[(String, String)], body: &[
     } else {
         // An empty array is an empty batch: zero items, not an error.
         assert!(items.len() <= limits.max_batch_events, "{} items over the batch limit", items.len());
-        let text = std::str::from_utf8(body).ok();
         for item in &items {
-            // NDJSON lines of a body that is not UTF-8 are kept lossily; everything else verbatim.
-            if let Some(text) = text {
-                assert!(text.contains(item.raw.as_str()), "raw input {:?} is not part of the body", item.raw);
-            }
+            // Each item is a piece of the body as sent (its exact bytes when they are not UTF-8).
+            let kept = item.raw_bytes.as_deref().unwrap_or(item.raw.as_bytes());
+            assert!(body.windows(kept.len().max(1)).any(|w| w == kept), "raw input {:?} is not part of the body", item.raw);
             if item.result.is_ok() {
                 assert!(item.raw.len() <= limits.max_event_bytes, "an accepted event is over the event limit");
             }
@@ -189,6 +188,12 @@ fn check_binary_raw(item: &Item, headers: &[(String, String)], body: &[u8]) {
 
 fn check_item(item: &Item, options: &ParseOptions) {
     let _ = sniff_identity(&item.raw);
+    // Input that is not UTF-8 is refused and kept byte for byte; `raw` is then only for reading.
+    if let Some(bytes) = &item.raw_bytes {
+        assert!(item.result.is_err(), "an event accepted from bytes that are not UTF-8");
+        assert!(std::str::from_utf8(bytes).is_err(), "raw_bytes kept for UTF-8 input");
+        assert_eq!(item.raw, String::from_utf8_lossy(bytes), "raw is not the bytes read lossily");
+    }
     match &item.result {
         Ok(event) => check_event(event, options),
         Err(e) => check_error(e),
