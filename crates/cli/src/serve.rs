@@ -65,7 +65,8 @@ pub struct LimitArgs {
     /// Most events in one request [default: 10000].
     #[arg(long, env = "CAUSEWAY_MAX_BATCH_EVENTS")]
     pub max_batch_events: Option<usize>,
-    /// Time limit of one SQL query in milliseconds [default: 5000].
+    /// Time limit of one SQL query in milliseconds, counted from its request (a wait for a slot
+    /// included) [default: 5000].
     #[arg(long, env = "CAUSEWAY_SQL_TIMEOUT_MS")]
     pub sql_timeout_ms: Option<u64>,
     /// Most rows one SQL answer carries [default: 10000].
@@ -75,8 +76,8 @@ pub struct LimitArgs {
     /// hold [default: 16777216].
     #[arg(long, env = "CAUSEWAY_SQL_MAX_ANSWER_BYTES")]
     pub sql_max_answer_bytes: Option<usize>,
-    /// Most SQL queries running at once; others wait up to the SQL time limit, then get 503
-    /// [default: the number of cores less one, at least 1].
+    /// Most SQL queries running at once; others wait for a slot within the SQL time limit, then
+    /// get 503 [default: the number of cores less one, at least 1].
     #[arg(long, env = "CAUSEWAY_SQL_MAX_CONCURRENT", value_parser = clap::value_parser!(u16).range(1..))]
     pub sql_max_concurrent: Option<u16>,
     /// Most connections served at once; at the cap the longest-idle are closed for new ones

@@ -14,6 +14,7 @@ mod metrics;
 mod model;
 mod overload;
 mod query;
+mod sql_workers;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -34,6 +35,7 @@ pub use journeys::{Clock, JOURNEY_THREAD_NAME, JourneyEngine, Summary};
 pub use metrics::Metrics;
 pub use model::{LoadedModel, ModelSlot};
 pub use overload::{Admission, IngestLimits};
+pub use sql_workers::{SQL_NICE, SQL_THREAD_NAME, SqlWorkers};
 
 /// Everything the handlers share.
 #[derive(Clone)]
@@ -43,6 +45,8 @@ pub struct AppState {
     pub sql: SqlLimits,
     /// One permit for each SQL query allowed to run at once (`sql.max_concurrent`).
     pub sql_slots: Arc<tokio::sync::Semaphore>,
+    /// The threads SQL queries run on, one per slot, at a lower priority than ingest.
+    pub sql_workers: SqlWorkers,
     pub metrics: Arc<Metrics>,
     /// The model whose contracts apply at ingest, if one is loaded.
     pub model: ModelSlot,
@@ -61,6 +65,7 @@ impl AppState {
             parse,
             sql,
             sql_slots: Arc::new(tokio::sync::Semaphore::new(sql.max_concurrent.max(1))),
+            sql_workers: SqlWorkers::start(sql.max_concurrent),
             metrics: Arc::new(Metrics::default()),
             model: ModelSlot::empty(),
             journeys: None,

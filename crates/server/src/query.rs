@@ -227,25 +227,56 @@ pub async fn post_sql(State(state): State<AppState>, headers: HeaderMap, body: B
     let limits = state.sql;
     let started = Instant::now();
     // At most `max_concurrent` queries run at once, so that queries cannot take every core from
-    // ingest; the others wait for a slot as long as one query may run, then are told to come back.
-    let Ok(Ok(_slot)) =
-        tokio::time::timeout(limits.timeout, state.sql_slots.clone().acquire_owned()).await
-    else {
+    // ingest. The time limit counts from the request: a query waits for a free slot within it and
+    // runs for what is left, so every answer comes within the limit; one that finds no slot in
+    // time is told to come back.
+    let deadline = started + limits.timeout;
+    let Ok(Ok(_slot)) = tokio::time::timeout_at(deadline.into(), state.sql_slots.clone().acquire_owned()).await else {
         return Ok(busy(limits));
     };
+    let waited = started.elapsed();
+    let run = SqlLimits { timeout: limits.timeout.saturating_sub(waited), ..limits };
     // The journey engine's rows (event_lineage.journey, findings) first catch up with every event
     // acknowledged before this query, as the journey endpoints do.
     let engine = state.journeys.clone();
-    let result = read(&state.store, move |s| {
+    let store = state.store.clone();
+    let answer = state.sql_workers.run(move || -> Result<Vec<u8>, StoreError> {
         if let Some(engine) = engine {
             engine.sync()?;
         }
-        s.sql(&query, limits)
-    })
-    .await?;
-    let mut value = serde_json::to_value(result).map_err(|e| ApiError::internal("encoding the answer", e))?;
-    value["elapsed_ms"] = json!(started.elapsed().as_secs_f64() * 1000.0);
-    Ok(Json(value).into_response())
+        let result = store.sql(&query, run)?;
+        #[derive(Serialize)]
+        struct Answer {
+            #[serde(flatten)]
+            result: causeway_store::SqlResult,
+            elapsed_ms: f64,
+        }
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        Ok(serde_json::to_vec(&Answer { result, elapsed_ms }).expect("an SQL answer encodes as JSON"))
+    });
+    let body = match answer.await {
+        Some(Ok(body)) => body,
+        Some(Err(StoreError::QueryTimeout(_))) => return Err(timed_out(limits, waited)),
+        Some(Err(e)) => return Err(e.into()),
+        None => return Err(ApiError::internal("the SQL query", "its thread is gone")),
+    };
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// `400 query_timeout`, in terms of the whole limit and of the time spent waiting for a slot.
+fn timed_out(limits: SqlLimits, waited: std::time::Duration) -> ApiError {
+    let limit = limits.timeout.as_millis();
+    let advice = "narrow it with WHERE on an indexed column or add LIMIT";
+    let message = if waited.as_millis() == 0 {
+        format!("the query ran longer than its {limit} ms limit: {advice}")
+    } else {
+        format!(
+            "the query did not finish within its {limit} ms limit, {} ms of which it waited for a free slot \
+             (other queries were running): try again when fewer run, or {advice}",
+            waited.as_millis()
+        )
+    };
+    ApiError::bad_request("query_timeout", message)
 }
 
 /// `503 sql_busy`: every slot stayed taken for as long as a query may run.

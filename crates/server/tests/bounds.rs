@@ -59,9 +59,11 @@ async fn costly_sql_is_cut_at_the_time_limit_and_answers_are_bounded() {
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("query_timeout")), "{body}");
     assert!(started.elapsed() < LIMIT + MARGIN, "{:?}", started.elapsed());
 
-    // 1,000 rows of a 1 MB blob: 1.33 GB before; now the answer stops at 16 MiB and says so.
+    // 1,000 rows of a 1 MB blob: 1.33 GB before; now the answer stops at 16 MiB and says so. (With
+    // the default time limit: the query runs at a low priority, on a machine busy with tests.)
+    let (api, _) = api_with(SqlLimits::default());
     let (status, _, bytes) = send_raw(&api, sql_request(&over_rows(1000, "SELECT randomblob(1000000) FROM c"))).await;
-    assert_eq!(status, StatusCode::OK);
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&bytes[..bytes.len().min(500)]));
     assert!(bytes.len() < 16 * 1024 * 1024 + 1024, "{} bytes", bytes.len());
     let body: Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!((&body["truncated"], &body["truncated_by"]), (&json!(true), &json!("bytes")));
@@ -69,7 +71,7 @@ async fn costly_sql_is_cut_at_the_time_limit_and_answers_are_bounded() {
     assert!(body["message"].as_str().unwrap().contains("LIMIT"), "{}", body["message"]);
 }
 
-/// With every slot taken, a query waits as long as a query may run, then is told to come back.
+/// With every slot taken, a query waits for one within its time limit, then is told to come back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_beyond_the_concurrency_limit_waits_then_is_told_to_retry() {
     let (api, state) = api_with(SqlLimits { timeout: LIMIT, max_concurrent: 1, ..SqlLimits::default() });
@@ -92,8 +94,8 @@ async fn sql_beyond_the_concurrency_limit_waits_then_is_told_to_retry() {
     assert_eq!(waiting.await.unwrap(), StatusCode::OK);
 }
 
-/// Eight costly queries at once, as eight clients would send them: each answer comes by the time
-/// one query may wait plus the time it may run — cut at the limit, or told to retry.
+/// Eight costly queries at once, as eight clients would send them: each is answered within the
+/// time limit, which counts from the request — cut at it, or told to retry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_costly_queries_at_once_each_answer_within_the_limits() {
     let (api, _) = api_with(SqlLimits { timeout: LIMIT, max_concurrent: 2, ..SqlLimits::default() });
@@ -126,9 +128,9 @@ async fn eight_costly_queries_at_once_each_answer_within_the_limits() {
             (StatusCode::SERVICE_UNAVAILABLE, Some("sql_busy")) => {}
             other => panic!("{query}: {other:?}"),
         }
-        assert!(took < 2 * LIMIT + MARGIN, "{query}: {took:?}");
+        assert!(took < LIMIT + MARGIN, "{query}: {took:?}");
     }
-    // Two ran at first, and each slot they freed went to a waiting query.
+    // Two ran.
     assert!(cut >= 2, "{cut}");
 }
 
@@ -221,4 +223,24 @@ async fn the_metrics_page_with_journeys_passes_promtool() {
     let text = String::from_utf8(bytes).unwrap();
     assert!(text.contains("causeway_journeys{state=\"in_flight\"}"), "{text}");
     promtool_check(&text);
+}
+
+/// SQL runs on its own threads at a lower priority than ingest (nice is per thread on Linux).
+#[tokio::test]
+async fn sql_runs_on_threads_of_lower_priority() {
+    let (api, _) = api_with(SqlLimits { max_concurrent: 1, ..SqlLimits::default() });
+    // The query runs on the one SQL thread, after it lowered its priority.
+    let (status, body) = api.send(sql_request("SELECT 1")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut nice = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let dir = task.unwrap().path();
+        if std::fs::read_to_string(dir.join("comm")).unwrap_or_default().trim() == causeway_server::SQL_THREAD_NAME {
+            let stat = std::fs::read_to_string(dir.join("stat")).unwrap();
+            // Fields after the command (which ends at the last ')'): nice is the 19th field overall.
+            let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+            nice.push(fields[16].parse::<i32>().unwrap());
+        }
+    }
+    assert!(nice.contains(&causeway_server::SQL_NICE), "{nice:?}");
 }
