@@ -35,7 +35,8 @@ impl SqlWorkers {
                     loop {
                         let job = queue.lock().expect("SQL job queue lock").recv();
                         match job {
-                            Ok(job) => job(),
+                            // A panic ends the job (its caller gets `None`), not the thread.
+                            Ok(job) => drop(std::panic::catch_unwind(std::panic::AssertUnwindSafe(job))),
                             Err(_) => break,
                         }
                     }
@@ -63,5 +64,17 @@ fn lower_priority() {
     let failed = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, SQL_NICE) } != 0;
     if failed {
         tracing::warn!(message = "SQL threads run at the usual priority", error = %std::io::Error::last_os_error());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_job_leaves_its_thread_working() {
+        let workers = SqlWorkers::start(1);
+        assert_eq!(workers.run(|| -> u8 { panic!("a query gone wrong") }).await, None);
+        assert_eq!(workers.run(|| 7).await, Some(7));
     }
 }
