@@ -158,7 +158,11 @@ def test_every_documented_operation_answers_as_documented(server, spec):
     first = [("/v1/events", "post"), ("/v1/dlq", "post")]
     operations.sort(key=lambda op: first.index(op) if op in first else len(first))
     for (method, path), body in bodies.items():
-        check_request(spec, path, method, "application/json", body["json"])
+        sent = body["json"]
+        if (method, path) == ("post", "/v1/events"):
+            # The refused event breaks the document on purpose (no correlation id).
+            sent = [e for e in sent if e is not refused]
+        check_request(spec, path, method, "application/json", sent)
     answered = {}
     for path, method in operations:
         values = path_params.get(path, params)
@@ -179,7 +183,9 @@ def test_every_documented_operation_answers_as_documented(server, spec):
     assert refused_id in [r["event_id"] for r in answered[("get", "/v1/dlq")].json()["records"]]
     assert answered[("post", "/v1/dlq")].status_code == 201
     assert answered[("get", "/v1/dlq/{id}")].json()["record"]["consumer"] == "notification-service"
-    assert answered[("get", "/v1/dlq/{id}/original")].headers["content-type"] == "application/cloudevents+json"
+    original = answered[("get", "/v1/dlq/{id}/original")]
+    assert original.headers["content-type"] == "application/octet-stream"
+    assert original.headers["x-causeway-original-content-type"] == "application/cloudevents+json"
     assert answered[("get", "/v1/events/{id}")].json()["id"] == child_id
     assert answered[("get", "/v1/events/{id}/root")].json()["root"]["id"] == root_id
     assert answered[("get", "/v1/events/{id}/descendants")].json()["events"][0]["tenantid"] == "acme"

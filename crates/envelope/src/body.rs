@@ -660,7 +660,7 @@ pub fn sniff_identity(raw: &str) -> Identity {
     // A value over the identifier caps is no identity (and is not echoed back in answers).
     let text = |m: &Map<String, Value>, keys: &[&str]| {
         keys.iter().find_map(|k| match m.get(*k) {
-            Some(Value::String(s)) if !s.is_empty() && s.len() <= crate::MAX_SOURCE_BYTES => Some(s.clone()),
+            Some(Value::String(s)) if !s.is_empty() && s.chars().count() <= crate::MAX_SOURCE_CHARS => Some(s.clone()),
             Some(Value::Number(n)) => Some(n.to_string()),
             _ => None,
         })

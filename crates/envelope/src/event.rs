@@ -93,10 +93,11 @@ pub struct Event {
 }
 
 /// Longest accepted `id`, `type`, `subject`, `correlationid`, `causationid` and `idempotencykey`,
-/// in bytes: identifiers are carried in URLs.
-pub const MAX_ID_BYTES: usize = 256;
-/// Longest accepted `source` (a URI reference), in bytes.
-pub const MAX_SOURCE_BYTES: usize = 1024;
+/// in characters (at most 1 KiB of UTF-8, 3 KiB percent-encoded): identifiers are carried in URLs.
+/// Characters, as JSON Schema's `maxLength` counts, so the OpenAPI document states it exactly.
+pub const MAX_ID_CHARS: usize = 256;
+/// Longest accepted `source` (a URI reference), in characters.
+pub const MAX_SOURCE_CHARS: usize = 1024;
 
 /// Attributes the CloudEvents spec or causeway defines; anything else is an extension.
 const CORE_ATTRIBUTES: &[&str] = &[
@@ -242,28 +243,29 @@ impl Event {
     }
 
     /// Identifiers are looked up by value and carried in URLs (`GET /v1/events/{id}`,
-    /// `/v1/correlations/{id}`): each has a length cap ([`MAX_ID_BYTES`], [`MAX_SOURCE_BYTES`]).
+    /// `/v1/correlations/{id}`): each has a length cap ([`MAX_ID_CHARS`], [`MAX_SOURCE_CHARS`]).
     fn check_lengths(&self, metadata: bool) -> Result<(), EventError> {
         let fields = [
-            ("id", "metadata.eventId", Some(&self.id), MAX_ID_BYTES),
-            ("source", "metadata.source", Some(&self.source), MAX_SOURCE_BYTES),
-            ("type", "metadata.eventType", Some(&self.event_type), MAX_ID_BYTES),
-            ("subject", "entityId", self.subject.as_ref(), MAX_ID_BYTES),
-            ("correlationid", "metadata.correlationId", self.correlation_id.as_ref(), MAX_ID_BYTES),
-            ("causationid", "metadata.causationId", self.causation_id.as_ref(), MAX_ID_BYTES),
-            ("idempotencykey", "metadata.idempotencyKey", self.idempotency_key.as_ref(), MAX_ID_BYTES),
+            ("id", "metadata.eventId", Some(&self.id), MAX_ID_CHARS),
+            ("source", "metadata.source", Some(&self.source), MAX_SOURCE_CHARS),
+            ("type", "metadata.eventType", Some(&self.event_type), MAX_ID_CHARS),
+            ("subject", "entityId", self.subject.as_ref(), MAX_ID_CHARS),
+            ("correlationid", "metadata.correlationId", self.correlation_id.as_ref(), MAX_ID_CHARS),
+            ("causationid", "metadata.causationId", self.causation_id.as_ref(), MAX_ID_CHARS),
+            ("idempotencykey", "metadata.idempotencyKey", self.idempotency_key.as_ref(), MAX_ID_CHARS),
         ];
         for (name, metadata_name, value, limit) in fields {
             let Some(value) = value else { continue };
-            if value.len() > limit {
+            // Bytes bound characters from above: most values are counted only when long.
+            if value.len() > limit && value.chars().count() > limit {
                 let name = if metadata { metadata_name } else { name };
                 let start: String = value.chars().take(40).collect();
                 return Err(EventError::new(
                     ErrorKind::InvalidAttribute,
                     format!(
-                        "{name} is {} bytes ('{start}…'), over the {limit}-byte limit for identifiers: they are \
-                         looked up by value and carried in URLs; use a shorter one (a UUID is 36 bytes)",
-                        value.len()
+                        "{name} is {} characters ('{start}…'), over the {limit}-character limit for identifiers: \
+                         they are looked up by value and carried in URLs; use a shorter one (a UUID is 36)",
+                        value.chars().count()
                     ),
                 ));
             }
@@ -394,7 +396,12 @@ fn take_opt_integer(obj: &mut Map<String, Value>, name: &str) -> Result<Option<i
     };
     match obj.remove(name) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(|| invalid(n.to_string())),
+        // A whole number written with a fraction (5.0) is the integer JSON Schema says it is.
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && (-9.2e18..=9.2e18).contains(f)).map(|f| f as i64))
+            .map(Some)
+            .ok_or_else(|| invalid(n.to_string())),
         Some(Value::String(s)) => s.trim().parse::<i64>().map(Some).map_err(|_| invalid(format!("'{s}'"))),
         Some(other) => Err(invalid(type_name(&other).to_string())),
     }
@@ -546,25 +553,40 @@ mod tests {
         assert!(err.message.contains("metadata.eventId"), "{err}");
     }
 
+    /// Regression: `sequence: 5.0`, an integer as JSON Schema counts, was refused.
+    #[test]
+    fn whole_numbers_written_with_a_fraction_are_integers() {
+        let mut v = structured();
+        v["sequence"] = json!(5.0);
+        v["schemaversion"] = json!(2.0);
+        let e = Event::from_structured(obj(v.clone()), true).unwrap();
+        assert_eq!((e.sequence, e.schema_version), (Some(5), Some(2)));
+        v["sequence"] = json!(5.5);
+        assert_eq!(Event::from_structured(obj(v.clone()), true).unwrap_err().kind, ErrorKind::InvalidAttribute);
+        v["sequence"] = json!(1e19);
+        assert_eq!(Event::from_structured(obj(v), true).unwrap_err().kind, ErrorKind::InvalidAttribute);
+    }
+
     /// Regression: ids up to the 1 MiB event limit were stored but could not be fetched
     /// (`GET /v1/events/{id}` answered 414).
     #[test]
     fn identifiers_are_capped() {
-        for (name, limit) in [("id", MAX_ID_BYTES), ("source", MAX_SOURCE_BYTES), ("type", MAX_ID_BYTES),
-            ("subject", MAX_ID_BYTES), ("correlationid", MAX_ID_BYTES), ("causationid", MAX_ID_BYTES)]
+        for (name, limit) in [("id", MAX_ID_CHARS), ("source", MAX_SOURCE_CHARS), ("type", MAX_ID_CHARS),
+            ("subject", MAX_ID_CHARS), ("correlationid", MAX_ID_CHARS), ("causationid", MAX_ID_CHARS)]
         {
             let mut v = structured();
-            v[name] = json!("x".repeat(limit));
+            // Characters, not bytes, as JSON Schema's maxLength counts.
+            v[name] = json!("\u{e9}".repeat(limit));
             assert!(Event::from_structured(obj(v.clone()), true).is_ok(), "{name} at its limit");
             v[name] = json!("x".repeat(limit + 1));
             let err = Event::from_structured(obj(v), true).unwrap_err();
             assert_eq!(err.kind, ErrorKind::InvalidAttribute, "{name}");
-            assert!(err.message.starts_with(&format!("{name} is {} bytes", limit + 1)) && err.message.contains(&format!("{limit}-byte limit")), "{err}");
+            assert!(err.message.starts_with(&format!("{name} is {} characters", limit + 1)) && err.message.contains(&format!("{limit}-character limit")), "{err}");
         }
         let v = json!({"metadata": {"eventId": "m".repeat(300), "eventType": "T", "correlationId": "c",
                                     "timestamp": "2026-11-23T10:00:00Z", "source": "s"}, "payload": {}});
         let err = Event::from_metadata_payload(obj(v), true).unwrap_err();
-        assert!(err.message.starts_with("metadata.eventId is 300 bytes"), "{err}");
+        assert!(err.message.starts_with("metadata.eventId is 300 characters"), "{err}");
     }
 
     /// Regression (fuzz target `envelope`): the metadata/payload shape took `schemaVersion: 0`,

@@ -11,7 +11,7 @@ mod event;
 mod traceparent;
 
 pub use body::{BodyError, Identity, Item, ParseOptions, parse_body, parse_json_line, sniff_identity};
-pub use event::{ErrorKind, Event, EventError, MAX_ID_BYTES, MAX_SOURCE_BYTES, format_time, parse_time};
+pub use event::{ErrorKind, Event, EventError, MAX_ID_CHARS, MAX_SOURCE_CHARS, format_time, parse_time};
 pub use traceparent::validate_traceparent;
 
 /// Limits on what one request may carry. Every limit has a default and a documented flag.

@@ -755,7 +755,8 @@ pub async fn replay_bulk(State(state): State<AppState>, headers: HeaderMap, body
     }
     let limit = match &body.limit {
         None => BULK_DEFAULT_LIMIT,
-        Some(n) => match n.as_u64() {
+        // A whole number written with a fraction (5.0) is the integer JSON Schema says it is.
+        Some(n) => match n.as_u64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && (1.0..=BULK_MAX_LIMIT as f64).contains(f)).map(|f| f as u64)) {
             Some(l) if (1..=BULK_MAX_LIMIT as u64).contains(&l) => l as usize,
             _ if n.as_i64().is_some() || n.as_f64().is_some_and(|f| f.fract() == 0.0) => {
                 return Err(ApiError::bad_request("invalid_request", format!("limit must be from 1 to {BULK_MAX_LIMIT}: {n} is out of range")));

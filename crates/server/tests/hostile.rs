@@ -104,7 +104,7 @@ async fn duplicate_keys_are_refused_and_kept() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identifiers_longer_than_a_url_can_carry_are_refused() {
     let api = Api::new();
-    let long = "é".repeat(128); // 256 bytes
+    let long = "é".repeat(256); // 256 characters, 512 bytes
     let (status, answer) = api.post("application/cloudevents+json", event(&long).to_string()).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     let encoded: String = long.bytes().map(|b| format!("%{b:02X}")).collect();
@@ -114,14 +114,14 @@ async fn identifiers_longer_than_a_url_can_carry_are_refused() {
     let (status, answer) = api.post("application/cloudevents+json", e.to_string()).await;
     assert_eq!((status, answer["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_attribute")), "{answer}");
     let message = answer["error"]["message"].as_str().unwrap();
-    assert!(message.contains("id is 1000000 bytes") && message.contains("over the 256-byte limit"), "{message}");
+    assert!(message.contains("id is 1000000 characters") && message.contains("over the 256-character limit"), "{message}");
     assert!(answer["results"][0].get("id").is_none(), "an id over the cap is not echoed back");
     e = event("ok-id");
     e["source"] = json!("s".repeat(1025));
     e["correlationid"] = json!("c");
     let (_, answer) = api.post("application/cloudevents+json", e.to_string()).await;
     let message = answer["error"]["message"].as_str().unwrap();
-    assert!(message.contains("source is 1025 bytes") && message.contains("over the 1024-byte limit"), "{message}");
+    assert!(message.contains("source is 1025 characters") && message.contains("over the 1024-character limit"), "{message}");
 }
 
 /// Regression: raw UTF-8 in a ce-* header was dropped and the event answered "attribute 'type'
@@ -163,7 +163,8 @@ async fn bulk_replay_rates_are_bounded_and_skipped_records_wait_for_nothing() {
         api.post("application/cloudevents+json", e.to_string()).await;
     }
     let started = Instant::now();
-    let (status, done) = api.post_json("/v1/dlq/replay", json!({"rate": 0.1})).await;
+    // `limit: 3.0` is the integer 3, as JSON Schema counts (it was refused as "out of range").
+    let (status, done) = api.post_json("/v1/dlq/replay", json!({"rate": 0.1, "limit": 3.0})).await;
     assert_eq!(status, StatusCode::OK, "{done}");
     assert_eq!((done["skipped"].as_u64(), done["sent"].as_u64()), (Some(3), Some(0)), "{done}");
     assert!(started.elapsed().as_secs() < 5, "skipped records were paced: {:?}", started.elapsed());
