@@ -14,6 +14,15 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+/// The allocator (docs/operations.md, "Memory"): jemalloc returns what a burst freed from a
+/// background thread; the system's allocator kept it.
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+#[cfg(all(feature = "mimalloc", not(feature = "jemalloc")))]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// causeway — the event-storming model, executed against the running event-driven estate.
 #[derive(Debug, Parser)]
 #[command(name = "causeway", version, about, propagate_version = true)]

@@ -347,7 +347,7 @@ pub async fn start(config: &ServerConfig) -> anyhow::Result<Running> {
     );
     let store = Store::open(&config.data)
         .with_context(|| format!("cannot open the store in {}", config.data.display()))?;
-    let listener = tokio::net::TcpListener::bind(&config.listen)
+    let listener = bind(&config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
@@ -378,6 +378,30 @@ pub async fn start(config: &ServerConfig) -> anyhow::Result<Running> {
         },
     ));
     Ok(Running { addr, stop, task })
+}
+
+/// Connections waiting to be accepted; the kernel caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `listen` with a deep backlog: a wave of new connections waits in it rather than having
+/// its SYNs dropped (a dropped SYN costs its client a second), as a health check's might be.
+async fn bind(listen: &str) -> std::io::Result<tokio::net::TcpListener> {
+    let mut last = None;
+    for addr in tokio::net::lookup_host(listen).await? {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(addr) {
+            Ok(()) => return socket.listen(LISTEN_BACKLOG),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "the address resolves to nothing")
+    }))
 }
 
 /// The PII hashing key: the configured secret, else a random key created once in the data

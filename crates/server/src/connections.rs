@@ -334,13 +334,14 @@ impl Registry {
     /// once, so that a stream of new connections scans the registry rarely. Returns how many.
     fn evict_idle(&self, conns: &HashMap<u64, Arc<Activity>>) -> usize {
         let batch = (self.limits.max_connections / 256).max(1);
-        let mut idle: Vec<(u64, &Arc<Activity>)> = conns
-            .values()
-            .filter(|a| a.phase.load(Ordering::Acquire) != BUSY && !a.evict.load(Ordering::Acquire))
-            .map(|a| (a.since.load(Ordering::Acquire), a))
+        // Idle since the earliest first; of those idle since the same millisecond, the older.
+        let mut idle: Vec<((u64, u64), &Arc<Activity>)> = conns
+            .iter()
+            .filter(|(_, a)| a.phase.load(Ordering::Acquire) != BUSY && !a.evict.load(Ordering::Acquire))
+            .map(|(id, a)| ((a.since.load(Ordering::Acquire), *id), a))
             .collect();
         if idle.len() > batch {
-            idle.select_nth_unstable_by_key(batch, |(since, _)| *since);
+            idle.select_nth_unstable_by_key(batch, |(key, _)| *key);
             idle.truncate(batch);
         }
         let mut asked = 0;
