@@ -19,6 +19,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
+use chrono::Datelike as _;
 use causeway_envelope::{format_time, parse_time, sniff_identity};
 use causeway_model::Model;
 use causeway_store::{INGEST_CONSUMER, DlqFilter, DlqReport, DlqRow, DlqStatus, FindingFilter, FindingRow, ReplayAttempt, ReplayOutcome, StatusChange, Store};
@@ -51,8 +52,9 @@ const BULK_MAX_LIMIT: usize = 10_000;
 const BULK_DEFAULT_RATE: f64 = 50.0;
 const BULK_MIN_RATE: f64 = 0.1;
 const BULK_MAX_RATE: f64 = 1_000.0;
-/// A reported failure time must fall between this and a day after the server's clock.
-const EARLIEST_FAILED_AT: &str = "2000-01-01T00:00:00Z";
+/// A reported failure time must be written in this year or later, and be no later than a day after
+/// the server's clock.
+const EARLIEST_FAILED_YEAR: i32 = 2000;
 /// Longest accepted reported content type, in bytes.
 const MAX_CONTENT_TYPE_BYTES: usize = 255;
 
@@ -254,19 +256,20 @@ pub async fn report(State(state): State<AppState>, body: Body) -> Result<Respons
     Ok((status, [(header::LOCATION, location)], Json(json!(reported))).into_response())
 }
 
-/// A reported failure time: RFC 3339, from 2000 to a day after the server's clock (a time outside
-/// would make the record look decades old, or from the future, in every age and trend).
+/// A reported failure time: RFC 3339, written in the year 2000 or later (in its own offset, as the
+/// OpenAPI document's pattern reads it) and no later than a day after the server's clock. A time
+/// outside would make the record look decades old, or from the future, in every age and trend.
 fn failed_at_param(text: &str) -> Result<String, ApiError> {
     let canonical = rfc3339("failed_at", text, "invalid_request")?;
     let time = parse_time(&canonical).map_err(|e| ApiError::internal("reading a canonical time", e))?;
-    let earliest = parse_time(EARLIEST_FAILED_AT).map_err(|e| ApiError::internal("reading a constant time", e))?;
+    let written = chrono::DateTime::parse_from_rfc3339(text).map_err(|e| ApiError::internal("reading a checked time", e))?;
     let latest = chrono::Utc::now() + chrono::TimeDelta::days(1);
-    if time < earliest || time > latest {
+    if written.year() < EARLIEST_FAILED_YEAR || time > latest {
         return Err(ApiError::bad_request(
             "invalid_request",
             format!(
-                "failed_at {text} is outside the accepted window, {EARLIEST_FAILED_AT} to a day after the server's clock \
-                 ({}): send when the consumer failed (or leave it out for the time of the report)",
+                "failed_at {text} is outside the accepted window, from the year {EARLIEST_FAILED_YEAR} to a day after the \
+                 server's clock ({}): send when the consumer failed (or leave it out for the time of the report)",
                 format_time(&latest)
             ),
         ));
