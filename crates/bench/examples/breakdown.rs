@@ -27,10 +27,8 @@ fn main() -> anyhow::Result<()> {
         let mut append = Duration::ZERO;
         for body in &bodies {
             let t = Instant::now();
-            let events: Vec<NewEvent> = parse_body(Some("application/x-ndjson"), &[], body, &options)?
-                .into_iter()
-                .map(|i| NewEvent::new(i.result.unwrap()))
-                .collect();
+            let events: Vec<NewEvent> =
+                parse_body(Some("application/x-ndjson"), &[], body, &options)?.into_iter().map(|i| NewEvent::new(i.result.unwrap())).collect();
             parse += t.elapsed();
             let t = Instant::now();
             store.append_blocking(events, vec![])?;

@@ -37,10 +37,8 @@ fn schema() -> String {
 fn insert_keyed(tx: &rusqlite::Transaction<'_>, seq: i64, e: &Event, json: &str, time: &str, now: &str) -> rusqlite::Result<bool> {
     let first = |kind: i64, key: &Option<String>| -> rusqlite::Result<Option<i64>> {
         let Some(key) = key else { return Ok(None) };
-        let known = tx
-            .prepare_cached("SELECT first_seq FROM keys WHERE kind = ?1 AND key = ?2")?
-            .query_row(params![kind, key], |r| r.get(0))
-            .optional()?;
+        let known =
+            tx.prepare_cached("SELECT first_seq FROM keys WHERE kind = ?1 AND key = ?2")?.query_row(params![kind, key], |r| r.get(0)).optional()?;
         if known.is_none() {
             tx.prepare_cached("INSERT INTO keys (kind, key, first_seq) VALUES (?1, ?2, ?3)")?.execute(params![kind, key, seq])?;
         }
@@ -58,8 +56,20 @@ fn insert_keyed(tx: &rusqlite::Transaction<'_>, seq: i64, e: &Event, json: &str,
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         )?
         .execute(params![
-            seq, e.id, e.source, e.event_type, e.correlation_id, e.causation_id, e.subject, time, None::<String>, now,
-            json, corr, parent, subj
+            seq,
+            e.id,
+            e.source,
+            e.event_type,
+            e.correlation_id,
+            e.causation_id,
+            e.subject,
+            time,
+            None::<String>,
+            now,
+            json,
+            corr,
+            parent,
+            subj
         ])?;
     Ok(inserted == 1)
 }
@@ -99,7 +109,17 @@ fn main() -> anyhow::Result<()> {
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, !old)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", if has("sync-off") { "OFF" } else { "FULL" })?;
-        conn.pragma_update(None, "cache_size", if old { -65536 } else if has("cache1g") { -1048576 } else { -262144 })?;
+        conn.pragma_update(
+            None,
+            "cache_size",
+            if old {
+                -65536
+            } else if has("cache1g") {
+                -1048576
+            } else {
+                -262144
+            },
+        )?;
         let checkpoint = if has("no-autocheckpoint") {
             0
         } else if has("wal1g") {
@@ -156,8 +176,7 @@ fn main() -> anyhow::Result<()> {
                                                    time, topic, received_at, envelope)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 )?;
-                let mut duplicate =
-                    tx.prepare_cached("UPDATE events SET redeliveries = redeliveries + 1 WHERE event_id = ?1 AND source = ?2")?;
+                let mut duplicate = tx.prepare_cached("UPDATE events SET redeliveries = redeliveries + 1 WHERE event_id = ?1 AND source = ?2")?;
                 let mut upsert = tx.prepare_cached(
                     "INSERT INTO events (event_id, source, event_type, correlation_id, causation_id, subject, time,
                                          topic, received_at, envelope)
@@ -177,10 +196,7 @@ fn main() -> anyhow::Result<()> {
                         }
                         continue;
                     }
-                    let p = params![
-                        e.id, e.source, e.event_type, e.correlation_id, e.causation_id, e.subject, time,
-                        None::<String>, now, json
-                    ];
+                    let p = params![e.id, e.source, e.event_type, e.correlation_id, e.causation_id, e.subject, time, None::<String>, now, json];
                     let accepted = if no_returning {
                         let inserted = plain.execute(p)? == 1;
                         if !inserted {

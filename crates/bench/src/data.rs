@@ -37,20 +37,12 @@ impl SplitMix64 {
     pub fn uuid(&mut self) -> String {
         let a = self.next_u64();
         let b = self.next_u64();
-        format!(
-            "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-            a >> 32,
-            (a >> 16) & 0xffff,
-            a & 0x0fff,
-            ((b >> 48) & 0x3fff) | 0x8000,
-            b & 0xffff_ffff_ffff
-        )
+        format!("{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}", a >> 32, (a >> 16) & 0xffff, a & 0x0fff, ((b >> 48) & 0x3fff) | 0x8000, b & 0xffff_ffff_ffff)
     }
 }
 
 /// The five producing services (CloudEvents `source`).
-pub const SERVICES: [&str; 5] =
-    ["order-service", "payment-service", "inventory-service", "fulfilment-service", "notification-service"];
+pub const SERVICES: [&str; 5] = ["order-service", "payment-service", "inventory-service", "fulfilment-service", "notification-service"];
 
 /// Non-root event types: (service index, CloudEvents type).
 const REACTIONS: [(usize, &str); 12] = [
@@ -172,10 +164,7 @@ fn generate_correlation(rng: &mut SplitMix64, size: usize, start_micros: i64, ou
         let id = rng.uuid();
         let causation_id = parent.map(|p: usize| out[first + p].id.clone());
         let span_id = rng.next_u64();
-        let time_text = DateTime::from_timestamp_micros(time)
-            .expect("generated times are in range")
-            .format("%Y-%m-%dT%H:%M:%S%.6fZ")
-            .to_string();
+        let time_text = DateTime::from_timestamp_micros(time).expect("generated times are in range").format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
         let causation = match &causation_id {
             Some(c) => format!(r#","causationid":"{c}""#),
             None => String::new(),
@@ -240,11 +229,7 @@ mod tests {
         assert_eq!(roots, a.correlations);
         assert!((5_000 / 12..=5_000 / 5 + 1).contains(&roots));
         let ids: std::collections::HashMap<&str, &GenEvent> = a.events.iter().map(|e| (e.id.as_str(), e)).collect();
-        let deep = a
-            .events
-            .iter()
-            .filter(|e| e.causation_id.as_deref().and_then(|p| ids[p].causation_id.as_deref()).is_some())
-            .count();
+        let deep = a.events.iter().filter(|e| e.causation_id.as_deref().and_then(|p| ids[p].causation_id.as_deref()).is_some()).count();
         assert!(deep > 1_000, "{deep} events have a grandparent");
         // Every child is later than its parent.
         assert!(a.events.iter().all(|e| e.causation_id.as_deref().is_none_or(|p| ids[p].time_micros < e.time_micros)));

@@ -41,14 +41,7 @@ impl HttpClient {
     }
 
     /// One request on the kept-alive connection (reconnecting once if the server closed it).
-    pub fn request(
-        &mut self,
-        method: &str,
-        path: &str,
-        content_type: Option<&str>,
-        payload: &[u8],
-        body: &mut Vec<u8>,
-    ) -> io::Result<Status> {
+    pub fn request(&mut self, method: &str, path: &str, content_type: Option<&str>, payload: &[u8], body: &mut Vec<u8>) -> io::Result<Status> {
         let reused = self.conn.is_some();
         match self.try_request(method, path, content_type, payload, body) {
             Err(e) if reused && matches!(e.kind(), io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe) => {
@@ -59,14 +52,7 @@ impl HttpClient {
         }
     }
 
-    fn try_request(
-        &mut self,
-        method: &str,
-        path: &str,
-        content_type: Option<&str>,
-        payload: &[u8],
-        body: &mut Vec<u8>,
-    ) -> io::Result<Status> {
+    fn try_request(&mut self, method: &str, path: &str, content_type: Option<&str>, payload: &[u8], body: &mut Vec<u8>) -> io::Result<Status> {
         self.head.clear();
         write!(self.head, "{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.addr)?;
         if let Some(ct) = content_type {
@@ -117,11 +103,7 @@ fn read_response(conn: &mut BufReader<TcpStream>, body: &mut Vec<u8>) -> io::Res
     if conn.read_line(&mut line)? == 0 {
         return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed before the response"));
     }
-    let status: u16 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| bad(format!("bad status line {line:?}")))?;
+    let status: u16 = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| bad(format!("bad status line {line:?}")))?;
     let mut length: Option<usize> = None;
     let mut chunked = false;
     let mut close = false;

@@ -249,9 +249,7 @@ fn temp_dir(cfg: &Config) -> Result<tempfile::TempDir> {
 }
 
 fn dir_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|entries| entries.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
-        .unwrap_or(0)
+    std::fs::read_dir(dir).map(|entries| entries.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum()).unwrap_or(0)
 }
 
 /// The name of [`Server`]'s runtime threads.
@@ -267,10 +265,7 @@ pub struct Server {
 
 impl Server {
     pub fn start(state: AppState) -> Result<Server> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .thread_name(SERVER_THREAD_NAME)
-            .build()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name(SERVER_THREAD_NAME).build()?;
         let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
         let addr = listener.local_addr()?;
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
@@ -282,9 +277,7 @@ impl Server {
 
     pub fn stop(self) -> Result<()> {
         let _ = self.shutdown.send(());
-        let result = self.runtime.block_on(async {
-            tokio::time::timeout(Duration::from_secs(30), self.task).await
-        });
+        let result = self.runtime.block_on(async { tokio::time::timeout(Duration::from_secs(30), self.task).await });
         self.runtime.shutdown_timeout(Duration::from_secs(5));
         match result {
             Ok(Ok(Ok(()))) => Ok(()),
@@ -304,11 +297,7 @@ struct IngestAnswer {
 
 /// Runs `work(thread)` on `threads` threads that start together; returns the wall time from the
 /// common start to the last finish.
-fn timed_threads<S: Send>(
-    threads: usize,
-    setup: impl Fn() -> Result<S> + Sync,
-    work: impl Fn(&mut S) -> Result<()> + Sync,
-) -> Result<Duration> {
+fn timed_threads<S: Send>(threads: usize, setup: impl Fn() -> Result<S> + Sync, work: impl Fn(&mut S) -> Result<()> + Sync) -> Result<Duration> {
     let barrier = Barrier::new(threads + 1);
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
@@ -369,11 +358,8 @@ fn ingest_in_process(cfg: &Config, bodies: &[Vec<u8>], n: usize) -> Result<f64> 
     let mut batches = Vec::with_capacity(bodies.len());
     for body in bodies {
         let items = parse_body(Some("application/x-ndjson"), &[], body, &options)?;
-        let events = items
-            .into_iter()
-            .map(|item| item.result.map(NewEvent::new))
-            .collect::<Result<Vec<_>, _>>()
-            .context("a generated event did not parse")?;
+        let events =
+            items.into_iter().map(|item| item.result.map(NewEvent::new)).collect::<Result<Vec<_>, _>>().context("a generated event did not parse")?;
         batches.push(Mutex::new(Some(events)));
     }
     let dir = temp_dir(cfg)?;
@@ -470,8 +456,7 @@ impl Sides<'_> {
     /// answers are not counted.
     fn latency(&mut self, kind: QueryKind, ids: &[&str], warmup: usize) -> Result<QueryResult> {
         let measured = ids.len().saturating_sub(warmup);
-        let (mut http, mut inproc, mut pg) =
-            (Vec::with_capacity(measured), Vec::with_capacity(measured), Vec::with_capacity(measured));
+        let (mut http, mut inproc, mut pg) = (Vec::with_capacity(measured), Vec::with_capacity(measured), Vec::with_capacity(measured));
         let (mut inproc_rows, mut pg_rows) = (0, 0);
         let mut body = Vec::with_capacity(64 * 1024);
         for (k, id) in ids.iter().enumerate() {
@@ -531,9 +516,7 @@ impl Sides<'_> {
 
 /// The 1, 5 and 15 minute load averages.
 fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(", "))
-        .unwrap_or_default()
+    std::fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(", ")).unwrap_or_default()
 }
 
 fn machine(cfg: &Config) -> Result<Machine> {

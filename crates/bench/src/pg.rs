@@ -31,9 +31,7 @@ pub fn create_table_sql(table: &str) -> String {
 }
 
 pub fn connect(url: &str) -> Result<Client> {
-    Client::connect(url, NoTls).with_context(|| {
-        format!("cannot connect to PostgreSQL with '{url}': start it (scripts/bench does) or pass --pg")
-    })
+    Client::connect(url, NoTls).with_context(|| format!("cannot connect to PostgreSQL with '{url}': start it (scripts/bench does) or pass --pg"))
 }
 
 pub fn recreate(url: &str, table: &str) -> Result<()> {
@@ -100,10 +98,7 @@ impl Inserter {
             if r > 0 {
                 sql.push(',');
             }
-            sql.push_str(&format!(
-                "(${},${},${},${},${},${},${},${}::text::jsonb)",
-                b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8
-            ));
+            sql.push_str(&format!("(${},${},${},${},${},${},${},${}::text::jsonb)", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8));
         }
         sql
     }

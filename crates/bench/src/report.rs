@@ -159,9 +159,7 @@ impl Report {
                     && s.queries.len() == QueryKind::ALL.len()
                     && s.floor_http.is_filled()
                     && s.floor_postgres.is_filled()
-                    && s.queries.iter().all(|q| {
-                        q.causeway_http.is_filled() && q.causeway_in_process.is_filled() && q.postgres.is_filled()
-                    })
+                    && s.queries.iter().all(|q| q.causeway_http.is_filled() && q.causeway_in_process.is_filled() && q.postgres.is_filled())
             })
     }
 
@@ -180,11 +178,7 @@ impl Report {
             for q in &s.queries {
                 let ratio = q.postgres.p99_ms / q.causeway_http.p99_ms;
                 out.push(Verdict {
-                    target: format!(
-                        "{} p99 over HTTP ≥ {LATENCY_FACTOR}× lower than PostgreSQL ({})",
-                        q.kind.name(),
-                        size_label(s.events)
-                    ),
+                    target: format!("{} p99 over HTTP ≥ {LATENCY_FACTOR}× lower than PostgreSQL ({})", q.kind.name(), size_label(s.events)),
                     measured: format!("{ratio:.2}× lower"),
                     pass: ratio >= LATENCY_FACTOR,
                 });
@@ -195,10 +189,7 @@ impl Report {
         {
             for kind in QueryKind::ALL {
                 let (Some(a), Some(b)) = (small.query(kind), large.query(kind)) else { continue };
-                for (side, x, y) in [
-                    ("HTTP", a.causeway_http, b.causeway_http),
-                    ("in-process", a.causeway_in_process, b.causeway_in_process),
-                ] {
+                for (side, x, y) in [("HTTP", a.causeway_http, b.causeway_http), ("in-process", a.causeway_in_process, b.causeway_in_process)] {
                     let ratio = y.p99_ms / x.p99_ms;
                     out.push(Verdict {
                         target: format!(
@@ -241,7 +232,8 @@ impl Report {
             m.load_at_start, m.load_at_end
         );
         let _ = writeln!(md, "| PostgreSQL | {} |", m.postgres);
-        let _ = writeln!(md, "| causeway | commit {}; server in-process (axum, tokio multi-thread runtime), SQLite WAL `synchronous=FULL` |", m.commit);
+        let _ =
+            writeln!(md, "| causeway | commit {}; server in-process (axum, tokio multi-thread runtime), SQLite WAL `synchronous=FULL` |", m.commit);
         let _ = writeln!(
             md,
             "| run | sizes {}; {} concurrent clients; batches of {}; {} samples per query per side after {} warm-up; seed {} |\n",
@@ -339,12 +331,7 @@ impl Report {
         if let (Some(small), Some(large)) = (self.smallest(), self.largest())
             && large.events > small.events
         {
-            let _ = writeln!(
-                md,
-                "\n#### Scaling (p99 at {} ÷ p99 at {}; lower is better)\n",
-                size_label(large.events),
-                size_label(small.events)
-            );
+            let _ = writeln!(md, "\n#### Scaling (p99 at {} ÷ p99 at {}; lower is better)\n", size_label(large.events), size_label(small.events));
             let _ = writeln!(md, "| query | causeway HTTP | causeway in-process | PostgreSQL |");
             let _ = writeln!(md, "|---|---:|---:|---:|");
             for kind in QueryKind::ALL {
@@ -367,11 +354,7 @@ impl Report {
         for v in &verdicts {
             let _ = writeln!(md, "| {} | {} | {} |", v.target, v.measured, if v.pass { "PASS" } else { "FAIL" });
         }
-        let notes: Vec<String> = self
-            .sizes
-            .iter()
-            .flat_map(|s| s.notes.iter().map(move |n| format!("{}: {n}", size_label(s.events))))
-            .collect();
+        let notes: Vec<String> = self.sizes.iter().flat_map(|s| s.notes.iter().map(move |n| format!("{}: {n}", size_label(s.events)))).collect();
         if !notes.is_empty() {
             let _ = writeln!(md, "\nNotes:\n");
             for n in notes {
@@ -407,7 +390,13 @@ fn group(x: f64) -> String {
 }
 
 fn ms(x: f64) -> String {
-    if x >= 100.0 { format!("{x:.1}") } else if x >= 10.0 { format!("{x:.2}") } else { format!("{x:.3}") }
+    if x >= 100.0 {
+        format!("{x:.1}")
+    } else if x >= 10.0 {
+        format!("{x:.2}")
+    } else {
+        format!("{x:.3}")
+    }
 }
 
 fn mib(bytes: u64) -> String {

@@ -273,11 +273,7 @@ pub fn steps(model: &Model) -> Vec<usize> {
 fn journey_order(model: &Model) -> Vec<usize> {
     let mut order: Vec<usize> = Vec::new();
     let mut seen = HashSet::new();
-    let names = model
-        .journeys
-        .values()
-        .flat_map(|j| j.milestones.iter().chain(j.outcomes.values().flatten()))
-        .chain(model.events.keys());
+    let names = model.journeys.values().flat_map(|j| j.milestones.iter().chain(j.outcomes.values().flatten())).chain(model.events.keys());
     for name in names {
         if let Some(i) = model.events.get_index_of(name)
             && seen.insert(i)
@@ -351,9 +347,8 @@ pub fn layout(model: &Model) -> Board {
     let order = journey_order(model);
     let mut by_time: Vec<usize> = order.clone();
     by_time.sort_by_key(|&e| step[e]); // stable: journey order within a step
-    let first_step = |names: &mut dyn Iterator<Item = &String>| {
-        names.filter_map(|n| model.events.get_index_of(n)).map(|i| step[i]).min().unwrap_or(0)
-    };
+    let first_step =
+        |names: &mut dyn Iterator<Item = &String>| names.filter_map(|n| model.events.get_index_of(n)).map(|i| step[i]).min().unwrap_or(0);
 
     // Where each event sits in the journeys, for its header.
     let journey_place = |event: &str| -> Option<String> {
@@ -619,7 +614,11 @@ pub fn layout(model: &Model) -> Board {
                 let points = route(&notes[note], &notes[to], offset(reactions));
                 reactions += 1;
                 // In the horizontal gutter above the target: right of the drop, or over its left edge.
-                let (x, y) = if points.len() == 5 { (points[3].0 + 5, points[3].1 + 13) } else { (notes[to].rect.x + 2, notes[to].rect.y - GUTTER_Y / 2 + 13) };
+                let (x, y) = if points.len() == 5 {
+                    (points[3].0 + 5, points[3].1 + 13)
+                } else {
+                    (notes[to].rect.x + 2, notes[to].rect.y - GUTTER_Y / 2 + 13)
+                };
                 let label = Some((format!("within {}", format_duration(policy.within_ms)), x, y));
                 arrows.push(Arrow { kind: ArrowKind::Reaction, from: note, to, points, label });
             }
@@ -635,16 +634,7 @@ fn aggregate_note(name: &str, aggregate: &causeway_model::Aggregate, lane: usize
     if let Some(k) = &key {
         tooltip += &format!("\nkey: {k}");
     }
-    Placed {
-        kind: Kind::Aggregate,
-        name: name.to_string(),
-        lane,
-        column,
-        row,
-        header: None,
-        footer: key.map(|k| format!("key {k}")),
-        tooltip,
-    }
+    Placed { kind: Kind::Aggregate, name: name.to_string(), lane, column, row, header: None, footer: key.map(|k| format!("key {k}")), tooltip }
 }
 
 fn policy_placed(name: &str, policy: &causeway_model::Policy, lane: usize, column: usize, row: usize) -> Placed {
@@ -657,11 +647,7 @@ fn policy_placed(name: &str, policy: &causeway_model::Policy, lane: usize, colum
         row,
         header: None,
         footer: Some(format!("within {within}")),
-        tooltip: format!(
-            "Policy {name}\nwhenever {} happens, {} is expected within {within}",
-            policy.when,
-            policy.then.join(" and ")
-        ),
+        tooltip: format!("Policy {name}\nwhenever {} happens, {} is expected within {within}", policy.when, policy.then.join(" and ")),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::layout::{ArrowKind, Board, Kind, Lane, LaneKind, Note, LANE_LABEL_W, MARGIN};
+use crate::layout::{ArrowKind, Board, Kind, LANE_LABEL_W, Lane, LaneKind, MARGIN, Note};
 use crate::text::{self, ASCENT_EM, LINE_BOX_EM, LINE_HEIGHT_EM};
 
 /// The fonts the canvas asks for; the text metrics are DejaVu Sans'.
@@ -146,12 +146,7 @@ pub fn render(board: &Board, standalone: bool) -> String {
 
     out.push_str("<g class=\"arrows\">\n");
     for arrow in &board.arrows {
-        let d: Vec<String> = arrow
-            .points
-            .iter()
-            .enumerate()
-            .map(|(i, (x, y))| format!("{}{x} {y}", if i == 0 { "M" } else { "L" }))
-            .collect();
+        let d: Vec<String> = arrow.points.iter().enumerate().map(|(i, (x, y))| format!("{}{x} {y}", if i == 0 { "M" } else { "L" })).collect();
         let marker = if arrow.kind == ArrowKind::Emits { "emits" } else { "reaction" };
         let dash = if arrow.kind == ArrowKind::Triggers { r#" stroke-dasharray="4 3""# } else { "" };
         let _ = writeln!(
@@ -201,11 +196,7 @@ fn draw_lane(out: &mut String, lane: &Lane, fill: &str) {
         escape(&lane.title)
     );
     let _ = writeln!(out, r#"<rect x="{}" y="{}" width="{}" height="{}" rx="6" fill="{fill}"/>"#, r.x, r.y, r.w, r.h);
-    let _ = writeln!(
-        out,
-        r##"<rect x="{}" y="{}" width="{LANE_LABEL_W}" height="{}" rx="6" fill="#000000" fill-opacity="0.05"/>"##,
-        r.x, r.y, r.h
-    );
+    let _ = writeln!(out, r##"<rect x="{}" y="{}" width="{LANE_LABEL_W}" height="{}" rx="6" fill="#000000" fill-opacity="0.05"/>"##, r.x, r.y, r.h);
     let x = r.x + 14;
     let max_w = (LANE_LABEL_W - 28) as f64;
     let mut y = r.y as f64 + 14.0;
@@ -251,12 +242,7 @@ fn draw_note(out: &mut String, note: &Note) {
     let r = note.rect;
     let (fill, edge) = note.kind.colours();
     let kind = note.kind.as_str();
-    let _ = writeln!(
-        out,
-        r#"<g class="note {kind}" id="{}" data-kind="{kind}" data-name="{}">"#,
-        escape(&note.id),
-        escape(&note.name)
-    );
+    let _ = writeln!(out, r#"<g class="note {kind}" id="{}" data-kind="{kind}" data-name="{}">"#, escape(&note.id), escape(&note.name));
     let _ = writeln!(out, "<title>{}</title>", escape(&note.tooltip));
     let _ = writeln!(
         out,

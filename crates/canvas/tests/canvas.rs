@@ -66,12 +66,7 @@ fn forty_event_model() -> String {
     y += "events:\n";
     for (c, context) in contexts.iter().enumerate() {
         for i in 0..10 {
-            let _ = writeln!(
-                y,
-                "  {}: {{context: {context}, aggregate: {}Record, topic: {context}.events}}",
-                event(c, i),
-                capitalize(context),
-            );
+            let _ = writeln!(y, "  {}: {{context: {context}, aggregate: {}Record, topic: {context}.events}}", event(c, i), capitalize(context),);
         }
     }
     // Journey A visits sales and billing step by step; journey B warehouse and shipping.
@@ -161,9 +156,7 @@ fn example_board_reads_left_to_right() {
     let model = example();
     let board = layout(&model);
     assert_no_overlap(&board);
-    let x = |kind: Kind, name: &str| {
-        board.notes.iter().find(|n| n.kind == kind && n.name == name).unwrap_or_else(|| panic!("{name} drawn")).rect.x
-    };
+    let x = |kind: Kind, name: &str| board.notes.iter().find(|n| n.kind == kind && n.name == name).unwrap_or_else(|| panic!("{name} drawn")).rect.x;
     // The journey's milestones, in order.
     let milestones = &model.journeys["order"].milestones;
     for pair in milestones.windows(2) {
@@ -206,11 +199,8 @@ fn forty_events_never_overlap_and_each_appears_once() {
     assert!(counts.values().all(|&n| n == 1));
     // Every milestone right of the one before it.
     for journey in model.journeys.values() {
-        let xs: Vec<i64> = journey
-            .milestones
-            .iter()
-            .map(|m| board.notes.iter().find(|n| n.kind == Kind::Event && &n.name == m).unwrap().rect.x)
-            .collect();
+        let xs: Vec<i64> =
+            journey.milestones.iter().map(|m| board.notes.iter().find(|n| n.kind == Kind::Event && &n.name == m).unwrap().rect.x).collect();
         assert!(xs.windows(2).all(|w| w[0] < w[1]), "{xs:?}");
     }
     // Ids are unique.

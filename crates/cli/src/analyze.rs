@@ -191,7 +191,13 @@ fn report(
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{}: {} accepted, {}, {} rejected", crate::count(counts.iter().sum(), "event"), counts[0], crate::count(counts[1], "duplicate"), counts[2]);
+    println!(
+        "{}: {} accepted, {}, {} rejected",
+        crate::count(counts.iter().sum(), "event"),
+        counts[0],
+        crate::count(counts[1], "duplicate"),
+        counts[2]
+    );
     match judged_until {
         Some(t) => println!("judged until {} ({judged_by})", format_time(&t)),
         None => println!("judged at no time: the log holds no accepted event"),

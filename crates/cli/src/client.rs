@@ -15,9 +15,7 @@ use causeway_store::INGEST_CONSUMER;
 use crate::{ClientArgs, count};
 
 pub(crate) fn http() -> anyhow::Result<reqwest::blocking::Client> {
-    Ok(reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(120))
-        .build()?)
+    Ok(reqwest::blocking::Client::builder().timeout(Duration::from_secs(120)).build()?)
 }
 
 pub(crate) fn url(args: &ClientArgs, path: &str) -> String {
@@ -25,15 +23,11 @@ pub(crate) fn url(args: &ClientArgs, path: &str) -> String {
 }
 
 /// Sends the request and returns the JSON answer; an API error becomes its message.
-pub(crate) fn call(
-    request: reqwest::blocking::RequestBuilder,
-    server: &str,
-) -> anyhow::Result<(u16, Value)> {
-    let response = request.send().with_context(|| format!("cannot reach the causeway server at {server} (is `causeway serve` running? set --server)"))?;
+pub(crate) fn call(request: reqwest::blocking::RequestBuilder, server: &str) -> anyhow::Result<(u16, Value)> {
+    let response =
+        request.send().with_context(|| format!("cannot reach the causeway server at {server} (is `causeway serve` running? set --server)"))?;
     let status = response.status().as_u16();
-    let bytes = response
-        .bytes()
-        .context("the server's answer could not be read")?;
+    let bytes = response.bytes().context("the server's answer could not be read")?;
     // A causation tree nests two levels per generation, and the server continues chains only
     // after 200: past serde_json's default limit of 128, yet bounded.
     let mut json = serde_json::Deserializer::from_slice(&bytes);
@@ -55,9 +49,9 @@ pub(crate) fn api_error(status: u16, body: &Value) -> String {
             message.split_once("; to send it again anyway").map(|(what, _)| format!("{what}; to send it again anyway, add --force"))
         }
         (404, "not_found") => message.strip_suffix("; list them with GET /v1/dlq").map(|what| format!("{what}; list them with `causeway dlq list`")),
-        (422, "no_replay_target") => message.rsplit_once(": correct it and POST it to /v1/events, then discard record ").map(|(what, id)| {
-            format!("{what}: correct it and send it with `causeway ingest FILE`, then `causeway dlq discard {id} --reason TEXT`")
-        }),
+        (422, "no_replay_target") => message
+            .rsplit_once(": correct it and POST it to /v1/events, then discard record ")
+            .map(|(what, id)| format!("{what}: correct it and send it with `causeway ingest FILE`, then `causeway dlq discard {id} --reason TEXT`")),
         (400, "invalid_request") => message.strip_suffix(": {\"reason\": \"…\"}").map(|what| format!("{what}: --reason TEXT")),
         (413, "batch_too_large" | "payload_too_large") => message.split_once(": split it").map(|(what, _)| {
             let limit = if code == "batch_too_large" { "--max-batch-events" } else { "--max-request-bytes" };
@@ -70,10 +64,7 @@ pub(crate) fn api_error(status: u16, body: &Value) -> String {
 
 /// Sends a read request. An API error becomes its message; with `--json` the answer is printed
 /// as it is and `None` comes back, otherwise the answer, for a human rendering.
-pub(crate) fn read_or_print(
-    args: &ClientArgs,
-    request: reqwest::blocking::RequestBuilder,
-) -> anyhow::Result<Option<Value>> {
+pub(crate) fn read_or_print(args: &ClientArgs, request: reqwest::blocking::RequestBuilder) -> anyhow::Result<Option<Value>> {
     let (status, body) = call(request, &args.server)?;
     if status != 200 {
         bail!("{}", api_error(status, &body));
@@ -128,13 +119,8 @@ const REJECTIONS_SHOWN: usize = 10;
 
 /// The progress bar of `ingest`: it counts the file's bytes, so rates are bytes per second.
 fn progress_style(total_known: bool) -> indicatif::ProgressStyle {
-    let template = if total_known {
-        "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {msg}"
-    } else {
-        "{spinner} {bytes} {bytes_per_sec} {msg}"
-    };
-    indicatif::ProgressStyle::with_template(template)
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+    let template = if total_known { "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {msg}" } else { "{spinner} {bytes} {bytes_per_sec} {msg}" };
+    indicatif::ProgressStyle::with_template(template).unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
 }
 
 /// A per-event reason as read against a file line: the event is the whole line, so serde's
@@ -148,11 +134,7 @@ pub fn ingest(args: &ClientArgs, file: &Path, batch: usize) -> anyhow::Result<Ex
         bail!("--batch must be at least 1");
     }
     let stdin = file == Path::new("-");
-    let name = if stdin {
-        "stdin".to_string()
-    } else {
-        file.display().to_string()
-    };
+    let name = if stdin { "stdin".to_string() } else { file.display().to_string() };
     let (reader, total_bytes): (Box<dyn Read>, Option<u64>) = if stdin {
         (Box::new(std::io::stdin()), None)
     } else {
@@ -169,14 +151,7 @@ pub fn ingest(args: &ClientArgs, file: &Path, batch: usize) -> anyhow::Result<Ex
         bar
     });
     let mut tally = IngestTally::default();
-    let sent = send_lines(
-        args,
-        BufReader::new(reader),
-        &name,
-        batch,
-        progress.as_ref(),
-        &mut tally,
-    );
+    let sent = send_lines(args, BufReader::new(reader), &name, batch, progress.as_ref(), &mut tally);
     if let Some(bar) = progress {
         bar.finish_and_clear();
     }
@@ -186,10 +161,7 @@ pub fn ingest(args: &ClientArgs, file: &Path, batch: usize) -> anyhow::Result<Ex
     }
     sent?;
     if let Some(r) = &tally.refusal {
-        let kept = r
-            .dlq_id
-            .map(|id| format!(", kept as DLQ record {id}"))
-            .unwrap_or_default();
+        let kept = r.dlq_id.map(|id| format!(", kept as DLQ record {id}")).unwrap_or_default();
         bail!(
             "{name}:{}-{}: the server refused these lines as a whole (HTTP {}{kept}): {}; nothing from line {} on was ingested",
             r.lines.0,
@@ -199,11 +171,7 @@ pub fn ingest(args: &ClientArgs, file: &Path, batch: usize) -> anyhow::Result<Ex
             r.lines.0
         );
     }
-    Ok(if tally.rejected > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if tally.rejected > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
 /// Sends the lines in requests of `batch` events, tallying each answer against the file lines the
@@ -224,11 +192,7 @@ fn send_lines(
         let mut lines: Vec<u64> = Vec::with_capacity(batch);
         while lines.len() < batch {
             raw.clear();
-            if reader
-                .read_until(b'\n', &mut raw)
-                .with_context(|| format!("cannot read {name}"))?
-                == 0
-            {
+            if reader.read_until(b'\n', &mut raw).with_context(|| format!("cannot read {name}"))? == 0 {
                 break;
             }
             line_no += 1;
@@ -252,10 +216,7 @@ fn send_lines(
         let (Some(&first), Some(&last)) = (lines.first(), lines.last()) else {
             return Ok(());
         };
-        let request = client
-            .post(url(args, "/v1/events"))
-            .header("content-type", "application/x-ndjson")
-            .body(body);
+        let request = client.post(url(args, "/v1/events")).header("content-type", "application/x-ndjson").body(body);
         let (status, answer) = call(request, &args.server)?;
         let Some(results) = answer["results"].as_array() else {
             tally.refusal = Some(Refusal {
@@ -268,11 +229,7 @@ fn send_lines(
             return Ok(());
         };
         if results.len() != lines.len() {
-            bail!(
-                "{name}:{first}-{last}: the server answered {} for {}",
-                count(results.len() as u64, "result"),
-                count(lines.len() as u64, "event")
-            );
+            bail!("{name}:{first}-{last}: the server answered {} for {}", count(results.len() as u64, "result"), count(lines.len() as u64, "event"));
         }
         for (r, &line) in results.iter().zip(&lines) {
             match r["status"].as_str() {
@@ -315,17 +272,8 @@ fn print_tally(args: &ClientArgs, name: &str, t: &IngestTally) -> anyhow::Result
         println!("{out}");
         return Ok(());
     }
-    let blank = if t.blank_lines > 0 {
-        format!(" ({} skipped)", count(t.blank_lines, "blank line"))
-    } else {
-        String::new()
-    };
-    println!(
-        "{} accepted, {}, {} rejected{blank}",
-        t.accepted,
-        count(t.duplicates, "duplicate"),
-        t.rejected
-    );
+    let blank = if t.blank_lines > 0 { format!(" ({} skipped)", count(t.blank_lines, "blank line")) } else { String::new() };
+    println!("{} accepted, {}, {} rejected{blank}", t.accepted, count(t.duplicates, "duplicate"), t.rejected);
     for r in &t.rejections {
         let mut about = Vec::new();
         if let Some(id) = &r.id {
@@ -334,11 +282,7 @@ fn print_tally(args: &ClientArgs, name: &str, t: &IngestTally) -> anyhow::Result
         if let Some(dlq) = r.dlq_id {
             about.push(format!("DLQ record {dlq}"));
         }
-        let about = if about.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", about.join(", "))
-        };
+        let about = if about.is_empty() { String::new() } else { format!(" ({})", about.join(", ")) };
         println!("{name}:{}: {}{about}", r.line, r.reason);
     }
     if t.rejected > t.rejections.len() as u64 {
@@ -351,23 +295,11 @@ fn print_tally(args: &ClientArgs, name: &str, t: &IngestTally) -> anyhow::Result
 }
 
 pub fn chain(args: &ClientArgs, id: &str) -> anyhow::Result<ExitCode> {
-    let Some(body) = read_or_print(
-        args,
-        http()?.get(url(args, &format!("/v1/correlations/{}", encode(id)))),
-    )?
-    else {
+    let Some(body) = read_or_print(args, http()?.get(url(args, &format!("/v1/correlations/{}", encode(id)))))? else {
         return Ok(ExitCode::SUCCESS);
     };
     let events = body["events"].as_array().map(Vec::len).unwrap_or(0);
-    println!(
-        "correlation {id}: {}{}",
-        count(events as u64, "event"),
-        if body["truncated"] == true {
-            " (truncated)"
-        } else {
-            ""
-        }
-    );
+    println!("correlation {id}: {}{}", count(events as u64, "event"), if body["truncated"] == true { " (truncated)" } else { "" });
     let mut out = String::new();
     for (i, node) in body["tree"].as_array().into_iter().flatten().enumerate() {
         let last = i + 1 == body["tree"].as_array().map(Vec::len).unwrap_or(0);
@@ -381,17 +313,11 @@ fn render_node(node: &Value, prefix: &str, last: bool, out: &mut String) {
     let branch = if last { "└─ " } else { "├─ " };
     let mut note = String::new();
     if node["orphan"] == true {
-        note = format!(
-            "  (cause {} not stored)",
-            node["causation_id"].as_str().unwrap_or("?")
-        );
+        note = format!("  (cause {} not stored)", node["causation_id"].as_str().unwrap_or("?"));
     } else if node["cycle"] == true {
         note = "  (causation cycle)".into();
     } else if node["continued"] == true {
-        note = format!(
-            "  (continues from {})",
-            node["causation_id"].as_str().unwrap_or("?")
-        );
+        note = format!("  (continues from {})", node["causation_id"].as_str().unwrap_or("?"));
     }
     out.push_str(&format!(
         "{prefix}{branch}{}  {}  {}  {}{note}\n",
@@ -408,55 +334,33 @@ fn render_node(node: &Value, prefix: &str, last: bool, out: &mut String) {
 }
 
 pub fn sql(args: &ClientArgs, query: &str) -> anyhow::Result<ExitCode> {
-    let request = http()?
-        .post(url(args, "/v1/sql"))
-        .json(&json!({"query": query}));
+    let request = http()?.post(url(args, "/v1/sql")).json(&json!({"query": query}));
     let Some(body) = read_or_print(args, request)? else {
         return Ok(ExitCode::SUCCESS);
     };
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
-    table.set_header(
-        body["columns"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|c| c.as_str().unwrap_or("").to_string()),
-    );
+    table.set_header(body["columns"].as_array().into_iter().flatten().map(|c| c.as_str().unwrap_or("").to_string()));
     let rows = body["rows"].as_array().cloned().unwrap_or_default();
     for row in &rows {
         table.add_row(row.as_array().into_iter().flatten().map(cell));
     }
     println!("{table}");
-    println!(
-        "{}{}",
-        count(rows.len() as u64, "row"),
-        if body["truncated"] == true {
-            " (truncated)"
-        } else {
-            ""
-        }
-    );
+    println!("{}{}", count(rows.len() as u64, "row"), if body["truncated"] == true { " (truncated)" } else { "" });
     Ok(ExitCode::SUCCESS)
 }
 
 /// Percent-encodes a path segment.
 /// `k=v&…`, each value percent-encoded.
 pub(crate) fn query_string(pairs: &[(&str, String)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={}", encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
+    pairs.iter().map(|(k, v)| format!("{k}={}", encode(v))).collect::<Vec<_>>().join("&")
 }
 
 pub(crate) fn encode(segment: &str) -> String {
     segment
         .bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -478,19 +382,9 @@ pub fn journey(args: &ClientArgs, name: &str, key: &str) -> anyhow::Result<ExitC
     );
     println!("milestones reached:");
     for m in body["milestones"].as_array().into_iter().flatten() {
-        println!(
-            "  ✓ {:<24} {}  {}",
-            s(&m["event"]),
-            s(&m["reached_at"]),
-            s(&m["event_id"])
-        );
+        println!("  ✓ {:<24} {}  {}", s(&m["event"]), s(&m["reached_at"]), s(&m["event_id"]));
     }
-    let next: Vec<String> = body["next_expected"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(s)
-        .collect();
+    let next: Vec<String> = body["next_expected"].as_array().into_iter().flatten().map(s).collect();
     if !next.is_empty() {
         println!("next expected: {}", next.join(", "));
     }
@@ -504,13 +398,7 @@ pub fn journey(args: &ClientArgs, name: &str, key: &str) -> anyhow::Result<ExitC
                 Some(at) => format!("resolved {at}"),
                 None => "OPEN".into(),
             };
-            println!(
-                "  {} [{}] {}: {}",
-                s(&f["kind"]),
-                state,
-                s(&f["detected_at"]),
-                s(&f["detail"])
-            );
+            println!("  {} [{}] {}: {}", s(&f["kind"]), state, s(&f["detected_at"]), s(&f["detail"]));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -565,17 +453,7 @@ pub fn findings(args: &ClientArgs, filter: &FindingArgs) -> anyhow::Result<ExitC
     table.load_preset(UTF8_FULL_CONDENSED);
     // Full event and correlation ids: they are what `chain`, `state --at` and `dlq list
     // --correlation-id` take, and the only handle on a finding outside any journey.
-    table.set_header([
-        "id",
-        "kind",
-        "journey",
-        "key",
-        "event",
-        "correlation",
-        "detected at",
-        "resolved at",
-        "detail",
-    ]);
+    table.set_header(["id", "kind", "journey", "key", "event", "correlation", "detected at", "resolved at", "detail"]);
     for f in &rows {
         table.add_row(
             [
@@ -652,14 +530,8 @@ mod tests {
             bar.inc(8_864_709);
             bar.force_draw();
             let drawn = screen.0.lock().unwrap().clone();
-            let rate = drawn
-                .split_whitespace()
-                .find(|w| w.ends_with("/s"))
-                .unwrap_or_else(|| panic!("no rate in {drawn:?}"));
-            assert!(
-                rate.ends_with("B/s"),
-                "rate without a unit: {rate:?} in {drawn:?}"
-            );
+            let rate = drawn.split_whitespace().find(|w| w.ends_with("/s")).unwrap_or_else(|| panic!("no rate in {drawn:?}"));
+            assert!(rate.ends_with("B/s"), "rate without a unit: {rate:?} in {drawn:?}");
         }
     }
 }

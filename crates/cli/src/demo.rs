@@ -43,14 +43,8 @@ pub struct DemoArgs {
 
 /// The bundled example model, the board of the simulated estate.
 const EXAMPLE_MODEL: [(&str, &str); 2] = [
-    (
-        "model.yaml",
-        include_str!("../../../examples/order-fulfillment/model.yaml"),
-    ),
-    (
-        "notification.yaml",
-        include_str!("../../../examples/order-fulfillment/notification.yaml"),
-    ),
+    ("model.yaml", include_str!("../../../examples/order-fulfillment/model.yaml")),
+    ("notification.yaml", include_str!("../../../examples/order-fulfillment/notification.yaml")),
 ];
 
 /// Writes the example model into DATA/model and returns its main file.
@@ -58,8 +52,7 @@ fn write_example_model(data: &std::path::Path) -> anyhow::Result<PathBuf> {
     let dir = data.join("model");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     for (name, text) in EXAMPLE_MODEL {
-        std::fs::write(dir.join(name), text)
-            .with_context(|| format!("cannot write {}", dir.join(name).display()))?;
+        std::fs::write(dir.join(name), text).with_context(|| format!("cannot write {}", dir.join(name).display()))?;
     }
     Ok(dir.join("model.yaml"))
 }
@@ -79,16 +72,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
     let temp = match &args.data {
         Some(_) => None,
-        None => Some(
-            tempfile::Builder::new()
-                .prefix("causeway-demo-")
-                .tempdir()?,
-        ),
+        None => Some(tempfile::Builder::new().prefix("causeway-demo-").tempdir()?),
     };
-    let data = args
-        .data
-        .clone()
-        .unwrap_or_else(|| temp.as_ref().expect("temp dir").path().to_path_buf());
+    let data = args.data.clone().unwrap_or_else(|| temp.as_ref().expect("temp dir").path().to_path_buf());
     let mut config = ServerConfig::resolve(&serve::ServeArgs {
         config: None,
         data: Some(data.clone()),
@@ -102,34 +88,17 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     config.model = Some(write_example_model(&data)?);
     let runtime = tokio::runtime::Runtime::new()?;
     // notification-service, fixed, takes the replays of the shipments it could not handle.
-    let consumer = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .context("cannot listen for replays")?;
+    let consumer = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).context("cannot listen for replays")?;
     let replay_url = format!("http://{}/replay", consumer.local_addr()?);
-    config.consumers.insert(
-        NOTIFIER.into(),
-        Consumer {
-            replay_url: Some(replay_url),
-        },
-    );
+    config.consumers.insert(NOTIFIER.into(), Consumer { replay_url: Some(replay_url) });
     let running = runtime.block_on(serve::start(&config))?;
     let base = format!("http://{}", running.addr);
     runtime.spawn(fixed_notification_service(consumer, base.clone()));
     let program = program_name();
-    let server_flag = if base == format!("http://{DEFAULT_LISTEN}") {
-        String::new()
-    } else {
-        format!(" --server {base}")
-    };
-    say!(
-        "causeway demo: order fulfilment (order, payment, inventory, fulfilment, notification services)"
-    );
+    let server_flag = if base == format!("http://{DEFAULT_LISTEN}") { String::new() } else { format!(" --server {base}") };
+    say!("causeway demo: order fulfilment (order, payment, inventory, fulfilment, notification services)");
     say!("  web:  {base}/");
-    say!(
-        "  data: {}{}",
-        config.data.display(),
-        if temp.is_some() { " (temporary)" } else { "" }
-    );
+    say!("  data: {}{}", config.data.display(), if temp.is_some() { " (temporary)" } else { "" });
     say!(
         "  rate: {} events/s, seed {}, fault rate {}, {}",
         args.rate,
@@ -172,9 +141,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         }
     });
     stop.store(true, Ordering::Relaxed);
-    let outcome = driver
-        .join()
-        .map_err(|_| anyhow::anyhow!("the simulator thread panicked"))?;
+    let outcome = driver.join().map_err(|_| anyhow::anyhow!("the simulator thread panicked"))?;
     let summary = outcome?;
     print_final(&summary, &program, args.data.as_deref());
     runtime.block_on(running.stop())?;
@@ -190,25 +157,12 @@ fn program_name() -> String {
     let Ok(exe) = std::env::current_exe().and_then(std::fs::canonicalize) else {
         return "causeway".into();
     };
-    let on_path = std::env::var_os("PATH")
-        .map(|paths| {
-            std::env::split_paths(&paths)
-                .map(|dir| dir.join("causeway"))
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
-    if on_path
-        .iter()
-        .filter_map(|p| std::fs::canonicalize(p).ok())
-        .next()
-        .is_some_and(|found| found == exe)
-    {
+    let on_path =
+        std::env::var_os("PATH").map(|paths| std::env::split_paths(&paths).map(|dir| dir.join("causeway")).collect::<Vec<_>>()).unwrap_or_default();
+    if on_path.iter().filter_map(|p| std::fs::canonicalize(p).ok()).next().is_some_and(|found| found == exe) {
         return "causeway".into();
     }
-    match std::env::current_dir()
-        .ok()
-        .and_then(|cwd| exe.strip_prefix(cwd).ok().map(Path::to_path_buf))
-    {
+    match std::env::current_dir().ok().and_then(|cwd| exe.strip_prefix(cwd).ok().map(Path::to_path_buf)) {
         Some(relative) => relative.display().to_string(),
         None => exe.display().to_string(),
     }
@@ -233,10 +187,7 @@ async fn notify(causeway: &str, body: &[u8]) -> StatusCode {
     let Ok(shipment) = serde_json::from_slice::<Value>(body) else {
         return StatusCode::BAD_REQUEST;
     };
-    let (Some(id), Some(order)) = (
-        shipment["id"].as_str(),
-        shipment["data"]["orderId"].as_str(),
-    ) else {
+    let (Some(id), Some(order)) = (shipment["id"].as_str(), shipment["data"]["orderId"].as_str()) else {
         return StatusCode::BAD_REQUEST;
     };
     let notified = json!({
@@ -245,12 +196,7 @@ async fn notify(causeway: &str, body: &[u8]) -> StatusCode {
         "correlationid": shipment["correlationid"], "causationid": id,
         "data": {"orderId": order, "channel": "email", "to": format!("{order}@customers.example.com")},
     });
-    match reqwest::Client::new()
-        .post(format!("{causeway}/v1/events"))
-        .json(&notified)
-        .send()
-        .await
-    {
+    match reqwest::Client::new().post(format!("{causeway}/v1/events")).json(&notified).send().await {
         Ok(answer) if answer.status().is_success() => StatusCode::OK,
         _ => StatusCode::BAD_GATEWAY,
     }
@@ -279,25 +225,13 @@ struct Tour {
 }
 
 fn drive(base: &str, args: &DemoArgs, stop: &AtomicBool, command: &str) -> anyhow::Result<Summary> {
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()?;
-    let mut sim = Simulator::new(SimConfig {
-        seed: args.seed,
-        fault_rate: args.fault_rate,
-        concurrency: 50,
-    });
+    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build()?;
+    let mut sim = Simulator::new(SimConfig { seed: args.seed, fault_rate: args.fault_rate, concurrency: 50 });
     // Requests of a fixed size: the same seed then gives the same DLQ record ids, as the tour shows.
     let chunk = u64::from(args.rate / 20).clamp(1, 1000);
     let started = Instant::now();
-    let mut summary = Summary {
-        stats: SimStats::default(),
-        totals: [0; 3],
-        findings: Vec::new(),
-        journeys: Vec::new(),
-        dead_letters: Vec::new(),
-        tour: None,
-    };
+    let mut summary =
+        Summary { stats: SimStats::default(), totals: [0; 3], findings: Vec::new(), journeys: Vec::new(), dead_letters: Vec::new(), tour: None };
     // Orders whose only fault is the notification consumer's failure, in the order they failed.
     let mut candidates: VecDeque<String> = VecDeque::new();
     let mut sent = 0u64;
@@ -311,11 +245,7 @@ fn drive(base: &str, args: &DemoArgs, stop: &AtomicBool, command: &str) -> anyho
         }
         let deliveries = sim.next_batch(chunk as usize, Utc::now());
         // notification-service cannot handle a shipment without customerEmail: it dead-letters it.
-        let failures: Vec<Value> = deliveries
-            .iter()
-            .filter(|d| d.fault == Some(Fault::ConsumerFailure))
-            .map(|d| d.event.clone())
-            .collect();
+        let failures: Vec<Value> = deliveries.iter().filter(|d| d.fault == Some(Fault::ConsumerFailure)).map(|d| d.event.clone()).collect();
         for d in &deliveries {
             if d.fault == Some(Fault::ConsumerFailure)
                 && d.order_faults == [Fault::ConsumerFailure]
@@ -332,9 +262,7 @@ fn drive(base: &str, args: &DemoArgs, stop: &AtomicBool, command: &str) -> anyho
             .body(body)
             .send()
             .context("the demo server stopped answering")?;
-        let answer: Value = response
-            .json()
-            .context("the demo server's answer is not JSON")?;
+        let answer: Value = response.json().context("the demo server's answer is not JSON")?;
         for (i, key) in ["accepted", "duplicates", "rejected"].iter().enumerate() {
             summary.totals[i] += answer[key].as_u64().unwrap_or(0);
         }
@@ -344,11 +272,7 @@ fn drive(base: &str, args: &DemoArgs, stop: &AtomicBool, command: &str) -> anyho
                 "error_type": "KeyError", "error_message": "'customerEmail'",
                 "stack": "Traceback (most recent call last):\n  File \"notify.py\", line 42, in handle\n    to = event[\"data\"][\"customerEmail\"]\nKeyError: 'customerEmail'",
             });
-            client
-                .post(format!("{base}/v1/dlq"))
-                .json(&report)
-                .send()
-                .context("the demo server stopped answering")?;
+            client.post(format!("{base}/v1/dlq")).json(&report).send().context("the demo server stopped answering")?;
         }
         sent += chunk;
         if last_report.elapsed() >= Duration::from_secs(5) {
@@ -376,13 +300,9 @@ fn drive(base: &str, args: &DemoArgs, stop: &AtomicBool, command: &str) -> anyho
         }
     }
     summary.stats = sim.stats().clone();
-    let query = json!({"query": "SELECT kind, sum(resolved_at IS NULL), sum(resolved_at IS NOT NULL) FROM findings GROUP BY kind ORDER BY count(*) DESC"});
-    if let Ok(answer) = client
-        .post(format!("{base}/v1/sql"))
-        .json(&query)
-        .send()
-        .and_then(|r| r.json::<Value>())
-    {
+    let query =
+        json!({"query": "SELECT kind, sum(resolved_at IS NULL), sum(resolved_at IS NOT NULL) FROM findings GROUP BY kind ORDER BY count(*) DESC"});
+    if let Ok(answer) = client.post(format!("{base}/v1/sql")).json(&query).send().and_then(|r| r.json::<Value>()) {
         summary.findings = answer["rows"]
             .as_array()
             .into_iter()
@@ -390,61 +310,27 @@ fn drive(base: &str, args: &DemoArgs, stop: &AtomicBool, command: &str) -> anyho
             .filter_map(|r| Some((r[0].as_str()?.to_string(), r[1].as_u64()?, r[2].as_u64()?)))
             .collect();
     }
-    if let Ok(answer) = client
-        .get(format!("{base}/v1/journeys/summary"))
-        .send()
-        .and_then(|r| r.json::<Value>())
-    {
-        summary.journeys = answer["journeys_by_state"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .filter_map(|(state, n)| Some((state.clone(), n.as_u64()?)))
-            .collect();
-        summary
-            .journeys
-            .sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    if let Ok(answer) = client.get(format!("{base}/v1/journeys/summary")).send().and_then(|r| r.json::<Value>()) {
+        summary.journeys =
+            answer["journeys_by_state"].as_object().into_iter().flatten().filter_map(|(state, n)| Some((state.clone(), n.as_u64()?))).collect();
+        summary.journeys.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     }
-    if let Ok(answer) = client
-        .get(format!("{base}/v1/dlq/summary"))
-        .send()
-        .and_then(|r| r.json::<Value>())
-    {
-        summary.dead_letters = answer["by_error_type"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .filter_map(|(error, n)| Some((error.clone(), n.as_u64()?)))
-            .collect();
+    if let Ok(answer) = client.get(format!("{base}/v1/dlq/summary")).send().and_then(|r| r.json::<Value>()) {
+        summary.dead_letters =
+            answer["by_error_type"].as_object().into_iter().flatten().filter_map(|(error, n)| Some((error.clone(), n.as_u64()?))).collect();
     }
     Ok(summary)
 }
 
 /// The tour's order: the first candidate, once its missing notification is an open finding with
 /// its dead letter linked. Only the first is considered, so the same seed gives the same order.
-fn find_tour(
-    client: &reqwest::blocking::Client,
-    base: &str,
-    candidates: &mut VecDeque<String>,
-) -> Option<Tour> {
+fn find_tour(client: &reqwest::blocking::Client, base: &str, candidates: &mut VecDeque<String>) -> Option<Tour> {
     let order = candidates.front()?.clone();
-    let journey: Value = client
-        .get(format!("{base}/v1/journeys/order/{order}"))
-        .send()
-        .ok()?
-        .json()
-        .ok()?;
+    let journey: Value = client.get(format!("{base}/v1/journeys/order/{order}")).send().ok()?.json().ok()?;
     let finding = journey["findings"].as_array()?.iter().find(|f| {
-        f["kind"] == "missing_reaction"
-            && f["open"] == true
-            && f["expected"]
-                .as_array()
-                .is_some_and(|e| e.iter().any(|x| x == "CustomerNotified"))
+        f["kind"] == "missing_reaction" && f["open"] == true && f["expected"].as_array().is_some_and(|e| e.iter().any(|x| x == "CustomerNotified"))
     })?;
-    let payment = journey["milestones"]
-        .as_array()?
-        .iter()
-        .find(|m| m["event"] == "PaymentProcessed")?;
+    let payment = journey["milestones"].as_array()?.iter().find(|m| m["event"] == "PaymentProcessed")?;
     Some(Tour {
         order,
         correlation: finding["correlation_id"].as_str()?.to_string(),
@@ -456,26 +342,14 @@ fn find_tour(
 /// The commands of the README's tour, on this run's ids. `command` is `PROGRAM{}FLAGS`. Replays
 /// need the demo's notification-service, so a store served again after the demo has none.
 fn tour_commands(tour: &Tour, command: &str, with_replay: bool) -> Vec<String> {
-    let Tour {
-        order,
-        correlation,
-        dead_letter,
-        payment,
-    } = tour;
-    let mut verbs = vec![
-        format!(" chain {correlation}"),
-        format!(" journey order {order}"),
-        format!(" dlq show {dead_letter}"),
-    ];
+    let Tour { order, correlation, dead_letter, payment } = tour;
+    let mut verbs = vec![format!(" chain {correlation}"), format!(" journey order {order}"), format!(" dlq show {dead_letter}")];
     if with_replay {
         verbs.push(format!(" dlq replay {dead_letter} --dry-run"));
         verbs.push(format!(" dlq replay {dead_letter}"));
     }
     verbs.push(format!(" state Order {order} --at {payment}"));
-    verbs
-        .iter()
-        .map(|verb| command.replace("{}", verb))
-        .collect()
+    verbs.iter().map(|verb| command.replace("{}", verb)).collect()
 }
 
 fn print_tour(tour: &Tour, command: &str) {
@@ -493,18 +367,8 @@ fn print_tour(tour: &Tour, command: &str) {
 fn print_final(summary: &Summary, program: &str, kept: Option<&Path>) {
     let s = &summary.stats;
     say!();
-    say!(
-        "summary: {} events delivered ({} orders started, {} finished)",
-        s.deliveries,
-        s.orders_started,
-        s.orders_finished
-    );
-    say!(
-        "  stored {} accepted, {} duplicates, {} rejected (kept in dlq_events)",
-        summary.totals[0],
-        summary.totals[1],
-        summary.totals[2]
-    );
+    say!("summary: {} events delivered ({} orders started, {} finished)", s.deliveries, s.orders_started, s.orders_finished);
+    say!("  stored {} accepted, {} duplicates, {} rejected (kept in dlq_events)", summary.totals[0], summary.totals[1], summary.totals[2]);
     say!("  faults injected, and what they raise:");
     for (fault, n) in Fault::ALL.iter().zip(s.faults) {
         say!("    {:<34} {n:>6}  → {}", fault.name(), fault.raises());
@@ -541,9 +405,7 @@ fn print_final(summary: &Summary, program: &str, kept: Option<&Path>) {
             );
         }
         (None, _) => {
-            say!(
-                "  no order lost its notification in time to show one: run longer (an order's reaction is due 30 s after its shipment)"
-            );
+            say!("  no order lost its notification in time to show one: run longer (an order's reaction is due 30 s after its shipment)");
         }
     }
 }

@@ -149,53 +149,23 @@ pub struct ActorArgs {
 
 impl ActorArgs {
     fn name(&self) -> String {
-        self.actor
-            .clone()
-            .or_else(|| std::env::var("USER").ok())
-            .unwrap_or_else(|| "cli".into())
+        self.actor.clone().or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "cli".into())
     }
 }
 
 pub fn run(command: DlqCommand) -> anyhow::Result<ExitCode> {
     match command {
-        DlqCommand::List {
-            filter,
-            limit,
-            before,
-            client,
-        } => list(&client, &filter, limit, before),
+        DlqCommand::List { filter, limit, before, client } => list(&client, &filter, limit, before),
         DlqCommand::Summary { client } => summary(&client),
         DlqCommand::Show { id, client } => show(&client, id),
-        DlqCommand::Replay {
-            id,
-            all,
-            filter,
-            stop_at,
-            rate,
-            limit,
-            stop_on_error,
-            dry_run,
-            force,
-            actor,
-            client,
-        } => match id {
+        DlqCommand::Replay { id, all, filter, stop_at, rate, limit, stop_on_error, dry_run, force, actor, client } => match id {
             Some(id) => replay_one(&client, id, dry_run, force, &actor.name()),
             None => {
-                let mut body: Map<String, Value> = filter
-                    .pairs()
-                    .into_iter()
-                    .map(|(k, v)| (k.to_string(), json!(v)))
-                    .collect();
+                let mut body: Map<String, Value> = filter.pairs().into_iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
                 if body.is_empty() && !all {
-                    bail!(
-                        "name a record (causeway dlq replay ID), select records with filters (--consumer, --error-type, …) or pass --all"
-                    );
+                    bail!("name a record (causeway dlq replay ID), select records with filters (--consumer, --error-type, …) or pass --all");
                 }
-                for (k, v) in [
-                    ("stop_at", stop_at.map(|v| json!(v))),
-                    ("rate", rate.map(|v| json!(v))),
-                    ("limit", limit.map(|v| json!(v))),
-                ] {
+                for (k, v) in [("stop_at", stop_at.map(|v| json!(v))), ("rate", rate.map(|v| json!(v))), ("limit", limit.map(|v| json!(v)))] {
                     if let Some(v) = v {
                         body.insert(k.into(), v);
                     }
@@ -207,31 +177,13 @@ pub fn run(command: DlqCommand) -> anyhow::Result<ExitCode> {
                 replay_bulk(&client, Value::Object(body))
             }
         },
-        DlqCommand::Discard {
-            id,
-            reason,
-            actor,
-            client,
-        } => {
-            post(
-                &client,
-                &format!("/v1/dlq/{id}/discard"),
-                json!({"reason": reason, "actor": actor.name()}),
-            )?;
+        DlqCommand::Discard { id, reason, actor, client } => {
+            post(&client, &format!("/v1/dlq/{id}/discard"), json!({"reason": reason, "actor": actor.name()}))?;
             println!("DLQ record {id} discarded");
             Ok(ExitCode::SUCCESS)
         }
-        DlqCommand::Resolve {
-            id,
-            reason,
-            actor,
-            client,
-        } => {
-            post(
-                &client,
-                &format!("/v1/dlq/{id}/resolve"),
-                json!({"reason": reason, "actor": actor.name()}),
-            )?;
+        DlqCommand::Resolve { id, reason, actor, client } => {
+            post(&client, &format!("/v1/dlq/{id}/resolve"), json!({"reason": reason, "actor": actor.name()}))?;
             println!("DLQ record {id} resolved");
             Ok(ExitCode::SUCCESS)
         }
@@ -241,17 +193,7 @@ pub fn run(command: DlqCommand) -> anyhow::Result<ExitCode> {
 fn records_table(rows: &[Value]) -> Table {
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
-    table.set_header([
-        "id",
-        "status",
-        "consumer",
-        "topic",
-        "error",
-        "message",
-        "event",
-        "attempts",
-        "last failed",
-    ]);
+    table.set_header(["id", "status", "consumer", "topic", "error", "message", "event", "attempts", "last failed"]);
     for r in rows {
         table.add_row(
             [
@@ -271,12 +213,7 @@ fn records_table(rows: &[Value]) -> Table {
     table
 }
 
-fn list(
-    args: &ClientArgs,
-    filter: &DlqFilterArgs,
-    limit: usize,
-    before: Option<i64>,
-) -> anyhow::Result<ExitCode> {
+fn list(args: &ClientArgs, filter: &DlqFilterArgs, limit: usize, before: Option<i64>) -> anyhow::Result<ExitCode> {
     let mut pairs = filter.pairs();
     pairs.push(("limit", limit.to_string()));
     if let Some(b) = before {
@@ -289,10 +226,7 @@ fn list(
     let rows = body["records"].as_array().cloned().unwrap_or_default();
     println!("{}", records_table(&rows));
     match body["next_before"].as_i64() {
-        Some(next) => println!(
-            "{}; more with --before {next}",
-            count(rows.len() as u64, "record")
-        ),
+        Some(next) => println!("{}; more with --before {next}", count(rows.len() as u64, "record")),
         None => println!("{}", count(rows.len() as u64, "record")),
     }
     Ok(ExitCode::SUCCESS)
@@ -303,44 +237,25 @@ fn summary(args: &ClientArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     let oldest = match s["oldest_pending"].as_object() {
-        Some(o) => format!(
-            "oldest pending failed {} ({} s ago)",
-            cell(&o["failed_at"]),
-            cell(&o["age_seconds"])
-        ),
+        Some(o) => format!("oldest pending failed {} ({} s ago)", cell(&o["failed_at"]), cell(&o["age_seconds"])),
         None => "nothing pending".into(),
     };
     println!("pending: {}   {oldest}", s["pending"]);
-    println!(
-        "last hour: {} in, {} out",
-        s["inflow_last_hour"], s["outflow_last_hour"]
-    );
+    println!("last hour: {} in, {} out", s["inflow_last_hour"], s["outflow_last_hour"]);
     for (title, key) in [
         ("by status", "by_status"),
         ("pending by source topic", "by_source_topic"),
         ("pending by error type", "by_error_type"),
         ("pending by consumer", "by_consumer"),
     ] {
-        let counts: Vec<String> = s[key]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .map(|(k, n)| format!("{} {n}", if k.is_empty() { "(none)" } else { k }))
-            .collect();
+        let counts: Vec<String> =
+            s[key].as_object().into_iter().flatten().map(|(k, n)| format!("{} {n}", if k.is_empty() { "(none)" } else { k })).collect();
         if !counts.is_empty() {
             println!("{title}: {}", counts.join(", "));
         }
     }
-    let trend: Vec<String> = s["trend"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|b| format!("{}/{}", b["inflow"], b["outflow"]))
-        .collect();
-    println!(
-        "24 h trend, in/out per hour, oldest first: {}",
-        trend.join(" ")
-    );
+    let trend: Vec<String> = s["trend"].as_array().into_iter().flatten().map(|b| format!("{}/{}", b["inflow"], b["outflow"])).collect();
+    println!("24 h trend, in/out per hour, oldest first: {}", trend.join(" "));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -349,18 +264,8 @@ fn show(args: &ClientArgs, id: i64) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     let r = &body["record"];
-    println!(
-        "DLQ record {} [{}]  consumer {}  topic {}",
-        r["id"],
-        cell(&r["status"]),
-        cell(&r["consumer"]),
-        cell(&r["source_topic"])
-    );
-    println!(
-        "error: {}: {}",
-        cell(&r["error_type"]),
-        cell(&r["error_message"])
-    );
+    println!("DLQ record {} [{}]  consumer {}  topic {}", r["id"], cell(&r["status"]), cell(&r["consumer"]), cell(&r["source_topic"]));
+    println!("error: {}: {}", cell(&r["error_type"]), cell(&r["error_message"]));
     println!(
         "failed {} (first) .. {} (last), {}",
         cell(&r["failed_at"]),
@@ -373,43 +278,21 @@ fn show(args: &ClientArgs, id: i64) -> anyhow::Result<ExitCode> {
     if let Some(e) = r["last_error"].as_str() {
         println!("last replay error: {e}");
     }
-    println!(
-        "event: {} {} (correlation {})",
-        cell(&r["event_type"]),
-        cell(&r["event_id"]),
-        cell(&r["correlation_id"])
-    );
+    println!("event: {} {} (correlation {})", cell(&r["event_type"]), cell(&r["event_id"]), cell(&r["correlation_id"]));
     if let Some(stack) = r["stack"].as_str() {
         println!("stack:\n{stack}");
     }
-    println!(
-        "replay target: {}",
-        body["replay_target"].as_str().unwrap_or("none configured")
-    );
-    println!(
-        "original event:\n{}",
-        serde_json::to_string_pretty(&r["original_event"])?
-    );
+    println!("replay target: {}", body["replay_target"].as_str().unwrap_or("none configured"));
+    println!("original event:\n{}", serde_json::to_string_pretty(&r["original_event"])?);
     if let Some(events) = body["chain"]["events"].as_array() {
         println!("causation chain ({}):", count(events.len() as u64, "event"));
         for e in events {
-            println!(
-                "  {}  {:<22} {}  ← {}",
-                cell(&e["time"]),
-                cell(&e["type"]),
-                cell(&e["id"]),
-                cell(&e["causationid"])
-            );
+            println!("  {}  {:<22} {}  ← {}", cell(&e["time"]), cell(&e["type"]), cell(&e["id"]), cell(&e["causationid"]));
         }
     }
     if body["journey"].is_object() {
         let j = &body["journey"];
-        println!(
-            "journey: {} {} — {}",
-            cell(&j["journey"]),
-            cell(&j["key"]),
-            cell(&j["state"])
-        );
+        println!("journey: {} {} — {}", cell(&j["journey"]), cell(&j["key"]), cell(&j["state"]));
     }
     for f in body["findings"].as_array().into_iter().flatten() {
         println!("finding: {} — {}", cell(&f["kind"]), cell(&f["detail"]));
@@ -421,10 +304,7 @@ fn show(args: &ClientArgs, id: i64) -> anyhow::Result<ExitCode> {
             cell(&a["actor"]),
             cell(&a["outcome"]),
             cell(&a["http_status"]),
-            a["error"]
-                .as_str()
-                .map(|e| format!(" — {e}"))
-                .unwrap_or_default()
+            a["error"].as_str().map(|e| format!(" — {e}")).unwrap_or_default()
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -435,12 +315,7 @@ fn post(args: &ClientArgs, path: &str, body: Value) -> anyhow::Result<Value> {
     post_with(http()?, args, path, body)
 }
 
-fn post_with(
-    client: reqwest::blocking::Client,
-    args: &ClientArgs,
-    path: &str,
-    body: Value,
-) -> anyhow::Result<Value> {
+fn post_with(client: reqwest::blocking::Client, args: &ClientArgs, path: &str, body: Value) -> anyhow::Result<Value> {
     let (status, answer) = call(client.post(url(args, path)).json(&body), &args.server)?;
     if !(200..300).contains(&status) {
         bail!("{}", api_error(status, &answer));
@@ -448,13 +323,7 @@ fn post_with(
     Ok(answer)
 }
 
-fn replay_one(
-    args: &ClientArgs,
-    id: i64,
-    dry_run: bool,
-    force: bool,
-    actor: &str,
-) -> anyhow::Result<ExitCode> {
+fn replay_one(args: &ClientArgs, id: i64, dry_run: bool, force: bool, actor: &str) -> anyhow::Result<ExitCode> {
     /// JSON text indented two spaces a level, keys and values exactly as written (a parsed and
     /// re-serialised value would sort the keys and reformat numbers).
     fn indent(text: &str) -> String {
@@ -504,18 +373,11 @@ fn replay_one(
         out
     }
 
-    let done = post(
-        args,
-        &format!("/v1/dlq/{id}/replay"),
-        json!({"dry_run": dry_run, "force": force, "actor": actor}),
-    )?;
+    let done = post(args, &format!("/v1/dlq/{id}/replay"), json!({"dry_run": dry_run, "force": force, "actor": actor}))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&done)?);
     } else if dry_run {
-        println!(
-            "dry run: DLQ record {id} would be sent to {} (nothing was sent)",
-            cell(&done["target"])
-        );
+        println!("dry run: DLQ record {id} would be sent to {} (nothing was sent)", cell(&done["target"]));
         // What the replay would send: request line, headers, body.
         let request = &done["request"];
         if request.is_object() {
@@ -545,12 +407,7 @@ fn replay_one(
             }
         }
     } else {
-        println!(
-            "DLQ record {id} replayed to {} (HTTP {}); status {}",
-            cell(&done["target"]),
-            cell(&done["http_status"]),
-            cell(&done["status"])
-        );
+        println!("DLQ record {id} replayed to {} (HTTP {}); status {}", cell(&done["target"]), cell(&done["http_status"]), cell(&done["status"]));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -571,11 +428,7 @@ fn replay_bulk(args: &ClientArgs, body: Value) -> anyhow::Result<ExitCode> {
         println!("{table}");
         println!(
             "{}sent {}, failed {}, skipped {}; stopped: {} after {} ms",
-            if done["dry_run"] == true {
-                "dry run: "
-            } else {
-                ""
-            },
+            if done["dry_run"] == true { "dry run: " } else { "" },
             done["sent"],
             done["failed"],
             done["skipped"],
@@ -583,20 +436,11 @@ fn replay_bulk(args: &ClientArgs, body: Value) -> anyhow::Result<ExitCode> {
             done["elapsed_ms"]
         );
     }
-    Ok(if done["failed"].as_u64().unwrap_or(0) > 0 {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if done["failed"].as_u64().unwrap_or(0) > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 /// `causeway state TYPE ID [--at TIME|EVENT_ID]`.
-pub fn state(
-    args: &ClientArgs,
-    kind: &str,
-    id: &str,
-    at: Option<&str>,
-) -> anyhow::Result<ExitCode> {
+pub fn state(args: &ClientArgs, kind: &str, id: &str, at: Option<&str>) -> anyhow::Result<ExitCode> {
     let mut path = format!("/v1/aggregates/{}/{}", encode(kind), encode(id));
     if let Some(at) = at {
         path.push_str(&format!("?at={}", encode(at)));
@@ -605,38 +449,14 @@ pub fn state(
         return Ok(ExitCode::SUCCESS);
     };
     let as_of = &body["as_of"];
-    let when = if as_of["latest"] == true {
-        "now".to_string()
-    } else {
-        format!("{} {}", cell(&as_of["time"]), cell(&as_of["event_id"]))
-            .trim()
-            .to_string()
-    };
-    println!(
-        "{kind} {id} as of {when} (version {}, {}):",
-        body["version"],
-        count(body["later_events"].as_u64().unwrap_or(0), "later event")
-    );
+    let when =
+        if as_of["latest"] == true { "now".to_string() } else { format!("{} {}", cell(&as_of["time"]), cell(&as_of["event_id"])).trim().to_string() };
+    println!("{kind} {id} as of {when} (version {}, {}):", body["version"], count(body["later_events"].as_u64().unwrap_or(0), "later event"));
     println!("{}", serde_json::to_string_pretty(&body["state"])?);
     for e in body["events"].as_array().into_iter().flatten() {
-        let missing: Vec<String> = e["missing"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(cell)
-            .collect();
-        let note = if missing.is_empty() {
-            String::new()
-        } else {
-            format!("  (missing {})", missing.join(", "))
-        };
-        println!(
-            "  {}  {:<22} {}  changed {}{note}",
-            cell(&e["time"]),
-            cell(&e["event_type"]),
-            cell(&e["event_id"]),
-            e["changed"]
-        );
+        let missing: Vec<String> = e["missing"].as_array().into_iter().flatten().map(cell).collect();
+        let note = if missing.is_empty() { String::new() } else { format!("  (missing {})", missing.join(", ")) };
+        println!("  {}  {:<22} {}  changed {}{note}", cell(&e["time"]), cell(&e["event_type"]), cell(&e["event_id"]), e["changed"]);
     }
     Ok(ExitCode::SUCCESS)
 }

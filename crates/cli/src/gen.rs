@@ -44,39 +44,23 @@ pub fn run(command: GenCommand) -> anyhow::Result<ExitCode> {
         for d in &loaded.diagnostics {
             eprintln!("{d}");
         }
-        let errors = loaded
-            .diagnostics
-            .iter()
-            .filter(|d| d.severity == Severity::Error)
-            .count();
-        eprintln!(
-            "{}: {}: nothing generated",
-            args.model.display(),
-            count(errors as u64, "error")
-        );
+        let errors = loaded.diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
+        eprintln!("{}: {}: nothing generated", args.model.display(), count(errors as u64, "error"));
         return Ok(ExitCode::from(1));
     }
     for warning in &loaded.diagnostics {
         eprintln!("{warning}");
     }
-    let out = args
-        .out
-        .unwrap_or_else(|| Path::new("generated").join(kind.name()));
+    let out = args.out.unwrap_or_else(|| Path::new("generated").join(kind.name()));
     let files = kind.generate(&loaded.model);
     for file in &files {
         let path = out.join(&file.path);
         if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent)
-                .with_context(|| format!("cannot create {}", parent.display()))?;
+            fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
         }
-        fs::write(&path, &file.contents)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        fs::write(&path, &file.contents).with_context(|| format!("cannot write {}", path.display()))?;
         println!("{}", path.display());
     }
-    eprintln!(
-        "{} written to {}",
-        count(files.len() as u64, "file"),
-        out.display()
-    );
+    eprintln!("{} written to {}", count(files.len() as u64, "file"), out.display());
     Ok(ExitCode::SUCCESS)
 }

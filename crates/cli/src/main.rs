@@ -124,25 +124,16 @@ struct ClientArgs {
 fn server_url(text: &str) -> Result<String, String> {
     let text = text.trim();
     let full = match text.split_once("://") {
-        Some((scheme, _))
-            if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") =>
-        {
-            text.to_string()
-        }
+        Some((scheme, _)) if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") => text.to_string(),
         Some((scheme, _)) => {
-            return Err(format!(
-                "the server is reached over http:// or https://, not {scheme}://"
-            ));
+            return Err(format!("the server is reached over http:// or https://, not {scheme}://"));
         }
         None if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) => {
-            return Err(format!(
-                "'{text}' is only a port: give host:port (e.g. 127.0.0.1:{text}) or a URL"
-            ));
+            return Err(format!("'{text}' is only a port: give host:port (e.g. 127.0.0.1:{text}) or a URL"));
         }
         None => format!("http://{text}"),
     };
-    let url = reqwest::Url::parse(&full)
-        .map_err(|e| format!("not a server address ({e}): give host:port or an http:// URL"))?;
+    let url = reqwest::Url::parse(&full).map_err(|e| format!("not a server address ({e}): give host:port or an http:// URL"))?;
     if url.host_str().is_none_or(str::is_empty) {
         return Err("the address names no host: give host:port or an http:// URL".into());
     }
@@ -189,23 +180,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => demo::run(args),
         Command::Model { command } => model::run(command),
         Command::Gen { command } => r#gen::run(command),
-        Command::Ingest {
-            file,
-            batch,
-            client,
-        } => client::ingest(&client, &file, batch),
+        Command::Ingest { file, batch, client } => client::ingest(&client, &file, batch),
         Command::Chain { id, client } => client::chain(&client, &id),
         Command::Sql { query, client } => client::sql(&client, &query),
         Command::Journey { name, key, client } => client::journey(&client, &name, &key),
         Command::Findings { filter, client } => client::findings(&client, &filter),
         Command::Analyze(args) => analyze::run(args),
         Command::Dlq { command } => dlq::run(command),
-        Command::State {
-            kind,
-            id,
-            at,
-            client,
-        } => dlq::state(&client, &kind, &id, at.as_deref()),
+        Command::State { kind, id, at, client } => dlq::state(&client, &kind, &id, at.as_deref()),
     }
 }
 
@@ -226,20 +208,11 @@ mod tests {
 
     #[test]
     fn server_accepts_host_port_and_names_a_wrong_scheme() {
-        assert_eq!(
-            server_url("localhost:4790").unwrap(),
-            "http://localhost:4790"
-        );
+        assert_eq!(server_url("localhost:4790").unwrap(), "http://localhost:4790");
         assert_eq!(server_url("[::1]:4600").unwrap(), "http://[::1]:4600");
-        assert_eq!(
-            server_url("https://causeway.example/base/").unwrap(),
-            "https://causeway.example/base"
-        );
+        assert_eq!(server_url("https://causeway.example/base/").unwrap(), "https://causeway.example/base");
         let wrong = server_url("ftp://localhost:4790").unwrap_err();
-        assert!(
-            wrong.contains("ftp://") && wrong.contains("http://"),
-            "{wrong}"
-        );
+        assert!(wrong.contains("ftp://") && wrong.contains("http://"), "{wrong}");
         assert!(server_url("4600").unwrap_err().contains("host:port"));
         assert!(server_url("http://").is_err());
         assert!(server_url("localhost:port").is_err());
@@ -254,20 +227,13 @@ mod tests {
                 if matches!(id, "help" | "version") {
                     continue; // clap's own
                 }
-                if arg
-                    .get_help()
-                    .is_none_or(|h| h.to_string().trim().is_empty())
-                {
+                if arg.get_help().is_none_or(|h| h.to_string().trim().is_empty()) {
                     missing.push(format!("{path} {id}"));
                 }
             }
             for sub in command.get_subcommands() {
                 let sub_path = format!("{path} {}", sub.get_name());
-                if sub.get_name() != "help"
-                    && sub
-                        .get_about()
-                        .is_none_or(|h| h.to_string().trim().is_empty())
-                {
+                if sub.get_name() != "help" && sub.get_about().is_none_or(|h| h.to_string().trim().is_empty()) {
                     missing.push(sub_path.clone());
                 }
                 walk(sub, &sub_path, missing);

@@ -53,22 +53,13 @@ pub fn run(command: ModelCommand) -> anyhow::Result<ExitCode> {
 /// Prints every diagnostic, then the error and warning counts when there are errors (what `check`
 /// prints).
 fn print_diagnostics(loaded: &Loaded, to: &mut dyn Write) -> std::io::Result<usize> {
-    let errors = loaded
-        .diagnostics
-        .iter()
-        .filter(|d| d.severity == Severity::Error)
-        .count();
+    let errors = loaded.diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
     let warnings = loaded.diagnostics.len() - errors;
     for d in &loaded.diagnostics {
         writeln!(to, "{d}")?;
     }
     if errors > 0 {
-        writeln!(
-            to,
-            "{}, {}",
-            count(errors as u64, "error"),
-            count(warnings as u64, "warning")
-        )?;
+        writeln!(to, "{}, {}", count(errors as u64, "error"), count(warnings as u64, "warning"))?;
     }
     Ok(errors)
 }
@@ -86,9 +77,7 @@ fn render(file: &Path, format: RenderFormat, out: Option<&Path>) -> anyhow::Resu
         RenderFormat::Html => causeway_canvas::render_html(&loaded.model),
     };
     match out {
-        Some(path) => {
-            std::fs::write(path, page).with_context(|| format!("writing {}", path.display()))?
-        }
+        Some(path) => std::fs::write(path, page).with_context(|| format!("writing {}", path.display()))?,
         None => std::io::stdout().write_all(page.as_bytes())?,
     }
     Ok(ExitCode::SUCCESS)
@@ -96,11 +85,7 @@ fn render(file: &Path, format: RenderFormat, out: Option<&Path>) -> anyhow::Resu
 
 fn check(file: &Path, strict: bool, as_json: bool) -> anyhow::Result<ExitCode> {
     let loaded = load(file);
-    let errors = loaded
-        .diagnostics
-        .iter()
-        .filter(|d| d.severity == Severity::Error)
-        .count();
+    let errors = loaded.diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
     let warnings = loaded.diagnostics.len() - errors;
     if as_json {
         let list: Vec<_> = loaded
@@ -111,12 +96,7 @@ fn check(file: &Path, strict: bool, as_json: bool) -> anyhow::Result<ExitCode> {
                        "file": d.file, "line": d.position.line, "column": d.position.column, "message": d.message})
             })
             .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(
-                &json!({"errors": errors, "warnings": warnings, "diagnostics": list})
-            )?
-        );
+        println!("{}", serde_json::to_string_pretty(&json!({"errors": errors, "warnings": warnings, "diagnostics": list}))?);
     } else {
         print_diagnostics(&loaded, &mut std::io::stdout())?;
         let m = &loaded.model;
@@ -132,9 +112,5 @@ fn check(file: &Path, strict: bool, as_json: bool) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    Ok(if errors > 0 || (strict && warnings > 0) {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if errors > 0 || (strict && warnings > 0) { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }

@@ -14,10 +14,7 @@ pub fn line(text: Arguments<'_>) -> bool {
         return false;
     }
     let mut stdout = std::io::stdout().lock();
-    if writeln!(stdout, "{text}")
-        .and_then(|()| stdout.flush())
-        .is_err()
-    {
+    if writeln!(stdout, "{text}").and_then(|()| stdout.flush()).is_err() {
         CLOSED.store(true, Ordering::Relaxed);
         return false;
     }

@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use causeway_envelope::{Limits, ParseOptions};
-use causeway_server::{
-    AppState, Clock, ConnectionLimits, ConnectionStats, Consumer, IngestLimits, ModelSlot,
-};
+use causeway_server::{AppState, Clock, ConnectionLimits, ConnectionStats, Consumer, IngestLimits, ModelSlot};
 use causeway_store::{SqlLimits, Store};
 use clap::Args;
 use serde::Deserialize;
@@ -168,49 +166,29 @@ impl ServerConfig {
         let defaults = Limits::default();
         let sql_defaults = SqlLimits::default();
         let limits = Limits {
-            max_request_bytes: pick(a.max_request_bytes, f.max_request_bytes)
-                .unwrap_or(defaults.max_request_bytes),
-            max_event_bytes: pick(a.max_event_bytes, f.max_event_bytes)
-                .unwrap_or(defaults.max_event_bytes),
-            max_json_depth: pick(a.max_json_depth, f.max_json_depth)
-                .unwrap_or(defaults.max_json_depth),
-            max_batch_events: pick(a.max_batch_events, f.max_batch_events)
-                .unwrap_or(defaults.max_batch_events),
+            max_request_bytes: pick(a.max_request_bytes, f.max_request_bytes).unwrap_or(defaults.max_request_bytes),
+            max_event_bytes: pick(a.max_event_bytes, f.max_event_bytes).unwrap_or(defaults.max_event_bytes),
+            max_json_depth: pick(a.max_json_depth, f.max_json_depth).unwrap_or(defaults.max_json_depth),
+            max_batch_events: pick(a.max_batch_events, f.max_batch_events).unwrap_or(defaults.max_batch_events),
         };
         let sql = SqlLimits {
-            timeout: a
-                .sql_timeout_ms
-                .or(f.sql_timeout_ms)
-                .map(Duration::from_millis)
-                .unwrap_or(sql_defaults.timeout),
+            timeout: a.sql_timeout_ms.or(f.sql_timeout_ms).map(Duration::from_millis).unwrap_or(sql_defaults.timeout),
             max_rows: pick(a.sql_max_rows, f.sql_max_rows).unwrap_or(sql_defaults.max_rows),
-            max_answer_bytes: pick(a.sql_max_answer_bytes, f.sql_max_answer_bytes)
-                .unwrap_or(sql_defaults.max_answer_bytes),
+            max_answer_bytes: pick(a.sql_max_answer_bytes, f.sql_max_answer_bytes).unwrap_or(sql_defaults.max_answer_bytes),
             max_concurrent: match a.sql_max_concurrent.or(f.sql_max_concurrent) {
                 Some(0) => anyhow::bail!("sql_max_concurrent must be at least 1"),
                 Some(n) => n.into(),
                 None => sql_defaults.max_concurrent,
             },
         };
-        let ms = |flag: Option<u64>, file: Option<u64>, default: Duration| {
-            flag.or(file).map_or(default, Duration::from_millis)
-        };
+        let ms = |flag: Option<u64>, file: Option<u64>, default: Duration| flag.or(file).map_or(default, Duration::from_millis);
         let ingest_defaults = IngestLimits::default();
         let ingest = IngestLimits {
-            buffer_bytes: pick(a.ingest_buffer_bytes, f.ingest_buffer_bytes)
-                .unwrap_or(ingest_defaults.buffer_bytes),
+            buffer_bytes: pick(a.ingest_buffer_bytes, f.ingest_buffer_bytes).unwrap_or(ingest_defaults.buffer_bytes),
             wait: ms(a.ingest_wait_ms, f.ingest_wait_ms, ingest_defaults.wait),
-            max_write_queue: pick(a.max_write_queue, f.max_write_queue)
-                .unwrap_or(ingest_defaults.max_write_queue),
-            max_journey_lag: a
-                .max_journey_lag
-                .or(f.max_journey_lag)
-                .unwrap_or(ingest_defaults.max_journey_lag),
-            body_read_timeout: ms(
-                a.body_read_timeout_ms,
-                f.body_read_timeout_ms,
-                ingest_defaults.body_read_timeout,
-            ),
+            max_write_queue: pick(a.max_write_queue, f.max_write_queue).unwrap_or(ingest_defaults.max_write_queue),
+            max_journey_lag: a.max_journey_lag.or(f.max_journey_lag).unwrap_or(ingest_defaults.max_journey_lag),
+            body_read_timeout: ms(a.body_read_timeout_ms, f.body_read_timeout_ms, ingest_defaults.body_read_timeout),
         };
         // The file's values are not checked by clap.
         for (name, value) in [
@@ -224,43 +202,19 @@ impl ServerConfig {
             }
         }
         Ok(ServerConfig {
-            max_connections: a
-                .max_connections
-                .or(f.max_connections)
-                .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
-            header_read_timeout: ms(
-                a.header_read_timeout_ms,
-                f.header_read_timeout_ms,
-                causeway_server::DEFAULT_HEADER_READ_TIMEOUT,
-            ),
-            idle_timeout: ms(
-                a.idle_timeout_ms,
-                f.idle_timeout_ms,
-                causeway_server::DEFAULT_IDLE_TIMEOUT,
-            ),
+            max_connections: a.max_connections.or(f.max_connections).map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+            header_read_timeout: ms(a.header_read_timeout_ms, f.header_read_timeout_ms, causeway_server::DEFAULT_HEADER_READ_TIMEOUT),
+            idle_timeout: ms(a.idle_timeout_ms, f.idle_timeout_ms, causeway_server::DEFAULT_IDLE_TIMEOUT),
             ingest,
-            listen: args
-                .listen
-                .clone()
-                .or(file.listen)
-                .unwrap_or_else(|| DEFAULT_LISTEN.into()),
-            data: args
-                .data
-                .clone()
-                .or(file.data)
-                .unwrap_or_else(|| DEFAULT_DATA.into()),
+            listen: args.listen.clone().or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.into()),
+            data: args.data.clone().or(file.data).unwrap_or_else(|| DEFAULT_DATA.into()),
             model: args.model.clone().or(file.model),
             pii_secret: args.pii_secret.clone().or(file.pii_secret),
             clock: match args.clock.clone().or(file.clock) {
                 None => Clock::Wall,
-                Some(text) => Clock::parse(&text).ok_or_else(|| {
-                    anyhow::anyhow!("clock must be 'wall' or 'event', not '{text}'")
-                })?,
+                Some(text) => Clock::parse(&text).ok_or_else(|| anyhow::anyhow!("clock must be 'wall' or 'event', not '{text}'"))?,
             },
-            parse: ParseOptions {
-                limits,
-                correlation_required: true,
-            },
+            parse: ParseOptions { limits, correlation_required: true },
             sql,
             consumers: consumers(file.consumers)?,
         })
@@ -268,35 +222,25 @@ impl ServerConfig {
 }
 
 /// Checks each replay target now, so a typo fails at start-up rather than at the first replay.
-fn consumers(
-    config: BTreeMap<String, ConsumerConfig>,
-) -> anyhow::Result<BTreeMap<String, Consumer>> {
+fn consumers(config: BTreeMap<String, ConsumerConfig>) -> anyhow::Result<BTreeMap<String, Consumer>> {
     let mut out = BTreeMap::new();
     for (name, c) in config {
         let _ = (&c.replay_topic, &c.group);
         if let Some(target) = &c.replay_url {
-            let parsed = reqwest::Url::parse(target).with_context(|| {
-                format!("[consumers.{name}] replay_url '{target}' is not a URL")
-            })?;
+            let parsed = reqwest::Url::parse(target).with_context(|| format!("[consumers.{name}] replay_url '{target}' is not a URL"))?;
             if parsed.scheme() != "http" {
                 anyhow::bail!(
                     "[consumers.{name}] replay_url '{target}': replay targets are http:// URLs (put a TLS-terminating proxy in front of an https one)"
                 );
             }
         }
-        out.insert(
-            name,
-            Consumer {
-                replay_url: c.replay_url,
-            },
-        );
+        out.insert(name, Consumer { replay_url: c.replay_url });
     }
     Ok(out)
 }
 
 fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))
 }
 
@@ -315,12 +259,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CAUSEWAY_LOG")
-        .unwrap_or_else(|_| "warn".into());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CAUSEWAY_LOG").unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
 /// A server running in this process.
@@ -340,43 +280,24 @@ pub async fn start(config: &ServerConfig) -> anyhow::Result<Running> {
     if let Some(max) = config.max_connections {
         connection_limits.max_connections = max;
     }
-    tracing::info!(
-        message = "connection limits",
-        open_files = nofile,
-        max_connections = connection_limits.max_connections
-    );
-    let store = Store::open(&config.data)
-        .with_context(|| format!("cannot open the store in {}", config.data.display()))?;
-    let listener = bind(&config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    tracing::info!(message = "connection limits", open_files = nofile, max_connections = connection_limits.max_connections);
+    let store = Store::open(&config.data).with_context(|| format!("cannot open the store in {}", config.data.display()))?;
+    let listener = bind(&config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let mut state = AppState::new(store, config.parse, config.sql)
-        .with_consumers(config.consumers.clone())
-        .with_ingest_limits(config.ingest);
+    let mut state = AppState::new(store, config.parse, config.sql).with_consumers(config.consumers.clone()).with_ingest_limits(config.ingest);
     if let Some(path) = &config.model {
         let key = pii_key(config)?;
         let slot = ModelSlot::load(path, key).map_err(|diagnostics| {
             let shown: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
-            anyhow::anyhow!(
-                "the model {} has errors:\n{}",
-                path.display(),
-                shown.join("\n")
-            )
+            anyhow::anyhow!("the model {} has errors:\n{}", path.display(), shown.join("\n"))
         })?;
         reload_on_sighup(slot.clone());
         state = state.with_model(slot).with_journeys(config.clock);
     }
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(causeway_server::serve_with(
-        listener,
-        state,
-        connection_limits,
-        Arc::new(ConnectionStats::default()),
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let task = tokio::spawn(causeway_server::serve_with(listener, state, connection_limits, Arc::new(ConnectionStats::default()), async {
+        let _ = stopped.await;
+    }));
     Ok(Running { addr, stop, task })
 }
 
@@ -388,20 +309,14 @@ const LISTEN_BACKLOG: u32 = 4096;
 async fn bind(listen: &str) -> std::io::Result<tokio::net::TcpListener> {
     let mut last = None;
     for addr in tokio::net::lookup_host(listen).await? {
-        let socket = if addr.is_ipv4() {
-            tokio::net::TcpSocket::new_v4()?
-        } else {
-            tokio::net::TcpSocket::new_v6()?
-        };
+        let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
         socket.set_reuseaddr(true)?;
         match socket.bind(addr) {
             Ok(()) => return socket.listen(LISTEN_BACKLOG),
             Err(e) => last = Some(e),
         }
     }
-    Err(last.unwrap_or_else(|| {
-        std::io::Error::new(std::io::ErrorKind::InvalidInput, "the address resolves to nothing")
-    }))
+    Err(last.unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "the address resolves to nothing")))
 }
 
 /// The PII hashing key: the configured secret, else a random key created once in the data
@@ -437,8 +352,7 @@ fn pii_key(config: &ServerConfig) -> anyhow::Result<Vec<u8>> {
 fn reload_on_sighup(slot: ModelSlot) {
     #[cfg(unix)]
     tokio::spawn(async move {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        else {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
             return;
         };
         while hup.recv().await.is_some() {
@@ -479,8 +393,7 @@ pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

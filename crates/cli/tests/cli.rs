@@ -29,14 +29,8 @@ impl Server {
             .unwrap();
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
-        let first = lines
-            .next()
-            .expect("the server prints its address")
-            .unwrap();
-        let url = first
-            .strip_prefix("causeway listening on ")
-            .unwrap_or_else(|| panic!("unexpected: {first}"))
-            .to_string();
+        let first = lines.next().expect("the server prints its address").unwrap();
+        let url = first.strip_prefix("causeway listening on ").unwrap_or_else(|| panic!("unexpected: {first}")).to_string();
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         Server { child, url }
@@ -60,11 +54,7 @@ fn causeway(args: &[&str]) -> Output {
 }
 
 fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
 }
 
 fn event(id: &str, corr: &str, cause: Option<&str>, ms: u64) -> Value {
@@ -79,28 +69,13 @@ fn event(id: &str, corr: &str, cause: Option<&str>, ms: u64) -> Value {
 
 /// Posts batches until the server goes away; returns the ids it acknowledged.
 fn produce(url: String, worker: usize, round: usize, acks: mpsc::Sender<usize>) -> Vec<String> {
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
+    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
     let mut acked = Vec::new();
     for batch in 0.. {
-        let ids: Vec<String> = (0..200)
-            .map(|i| format!("r{round}-w{worker}-b{batch}-{i}"))
-            .collect();
-        let body: String = ids
-            .iter()
-            .map(|id| format!("{}\n", event(id, &format!("c-{id}"), None, 1)))
-            .collect();
-        let sent = client
-            .post(format!("{url}/v1/events"))
-            .header("content-type", "application/x-ndjson")
-            .body(body)
-            .send();
-        match sent
-            .and_then(|r| r.error_for_status())
-            .and_then(|r| r.json::<Value>())
-        {
+        let ids: Vec<String> = (0..200).map(|i| format!("r{round}-w{worker}-b{batch}-{i}")).collect();
+        let body: String = ids.iter().map(|id| format!("{}\n", event(id, &format!("c-{id}"), None, 1))).collect();
+        let sent = client.post(format!("{url}/v1/events")).header("content-type", "application/x-ndjson").body(body).send();
+        match sent.and_then(|r| r.error_for_status()).and_then(|r| r.json::<Value>()) {
             Ok(answer) => {
                 assert_eq!(answer["accepted"], 200, "{answer}");
                 acked.extend(ids);
@@ -141,37 +116,16 @@ fn sigkill_during_ingest_loses_no_acknowledged_event() {
     }
     assert!(acknowledged.len() >= 5 * 1000);
     let db = rusqlite::Connection::open(dir.path().join("causeway.db")).unwrap();
-    let integrity: String = db
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
+    let integrity: String = db.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
     assert_eq!(integrity, "ok");
-    let stored: HashSet<String> = db
-        .prepare("SELECT event_id FROM events")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    let lost: Vec<&String> = acknowledged
-        .iter()
-        .filter(|id| !stored.contains(*id))
-        .collect();
-    assert!(
-        lost.is_empty(),
-        "{} acknowledged events lost, e.g. {:?}",
-        lost.len(),
-        &lost[..lost.len().min(5)]
-    );
+    let stored: HashSet<String> =
+        db.prepare("SELECT event_id FROM events").unwrap().query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap();
+    let lost: Vec<&String> = acknowledged.iter().filter(|id| !stored.contains(*id)).collect();
+    assert!(lost.is_empty(), "{} acknowledged events lost, e.g. {:?}", lost.len(), &lost[..lost.len().min(5)]);
     // And the server starts again on the recovered store.
     let server = Server::start(dir.path(), &[]);
-    let ready: Value = reqwest::blocking::get(format!("{}/readyz", server.url))
-        .unwrap()
-        .json()
-        .unwrap();
-    assert!(
-        ready["events"].as_i64().unwrap() >= acknowledged.len() as i64,
-        "{ready}"
-    );
+    let ready: Value = reqwest::blocking::get(format!("{}/readyz", server.url)).unwrap().json().unwrap();
+    assert!(ready["events"].as_i64().unwrap() >= acknowledged.len() as i64, "{ready}");
 }
 
 #[test]
@@ -187,33 +141,12 @@ fn client_verbs_ingest_chain_and_sql() {
         event("ship", "corr-1", Some("pay"), 3).to_string(),
     ];
     std::fs::write(&file, lines.join("\n")).unwrap();
-    let out = causeway(&[
-        "ingest",
-        file.to_str().unwrap(),
-        "--batch",
-        "2",
-        "--server",
-        &server.url,
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "a rejected line makes ingest exit 1: {}",
-        text(&out)
-    );
+    let out = causeway(&["ingest", file.to_str().unwrap(), "--batch", "2", "--server", &server.url]);
+    assert_eq!(out.status.code(), Some(1), "a rejected line makes ingest exit 1: {}", text(&out));
     let printed = text(&out);
-    assert!(
-        printed.contains("3 accepted, 0 duplicates, 1 rejected"),
-        "{printed}"
-    );
+    assert!(printed.contains("3 accepted, 0 duplicates, 1 rejected"), "{printed}");
     assert!(printed.contains("not valid JSON"), "{printed}");
-    let again = causeway(&[
-        "ingest",
-        file.to_str().unwrap(),
-        "--json",
-        "--server",
-        &server.url,
-    ]);
+    let again = causeway(&["ingest", file.to_str().unwrap(), "--json", "--server", &server.url]);
     let counts: Value = serde_json::from_slice(&again.stdout).unwrap();
     for (key, n) in [("accepted", 0), ("duplicates", 3), ("rejected", 1)] {
         assert_eq!(counts[key], n, "{counts}");
@@ -222,11 +155,7 @@ fn client_verbs_ingest_chain_and_sql() {
     let chain = causeway(&["chain", "corr-1", "--server", &server.url]);
     assert!(chain.status.success(), "{}", text(&chain));
     let tree = String::from_utf8(chain.stdout).unwrap();
-    let expected = [
-        "└─ OrderCreated",
-        "   └─ PaymentProcessed",
-        "      └─ PaymentProcessed",
-    ];
+    let expected = ["└─ OrderCreated", "   └─ PaymentProcessed", "      └─ PaymentProcessed"];
     let got: Vec<&str> = tree.lines().skip(1).collect();
     for (line, prefix) in got.iter().zip(expected) {
         assert!(line.starts_with(prefix), "{tree}");
@@ -234,21 +163,16 @@ fn client_verbs_ingest_chain_and_sql() {
     assert!(tree.starts_with("correlation corr-1: 3 events"), "{tree}");
     let json_chain = causeway(&["chain", "corr-1", "--json", "--server", &server.url]);
     let body: Value = serde_json::from_slice(&json_chain.stdout).unwrap();
-    assert_eq!(
-        body["tree"][0]["children"][0]["children"][0]["event_id"],
-        "ship"
-    );
+    assert_eq!(body["tree"][0]["children"][0]["children"][0]["event_id"], "ship");
     let missing = causeway(&["chain", "nope", "--server", &server.url]);
     assert!(!missing.status.success());
     assert!(text(&missing).contains("no events with correlation id 'nope'"));
 
-    let seed = "SELECT event_id, event_type, source_service, timestamp, causation_id FROM event_lineage WHERE correlation_id = 'corr-1' ORDER BY timestamp";
+    let seed =
+        "SELECT event_id, event_type, source_service, timestamp, causation_id FROM event_lineage WHERE correlation_id = 'corr-1' ORDER BY timestamp";
     let table = causeway(&["sql", seed, "--server", &server.url]);
     let printed = text(&table);
-    let order: Vec<usize> = ["root", "pay", "ship"]
-        .iter()
-        .map(|id| printed.find(&format!(" {id} ")).unwrap())
-        .collect();
+    let order: Vec<usize> = ["root", "pay", "ship"].iter().map(|id| printed.find(&format!(" {id} ")).unwrap()).collect();
     assert!(order.windows(2).all(|w| w[0] < w[1]), "{printed}");
     assert!(printed.contains("3 rows"), "{printed}");
     let json_rows = causeway(&["sql", seed, "--json", "--server", &server.url]);
@@ -256,17 +180,9 @@ fn client_verbs_ingest_chain_and_sql() {
     assert_eq!(body["rows"][2][4], "pay");
     let refused = causeway(&["sql", "DELETE FROM events", "--server", &server.url]);
     assert!(!refused.status.success());
-    assert!(
-        text(&refused).contains("only read-only queries"),
-        "{}",
-        text(&refused)
-    );
+    assert!(text(&refused).contains("only read-only queries"), "{}", text(&refused));
     let unreachable = causeway(&["sql", "SELECT 1", "--server", "http://127.0.0.1:9"]);
-    assert!(
-        text(&unreachable).contains("cannot reach the causeway server"),
-        "{}",
-        text(&unreachable)
-    );
+    assert!(text(&unreachable).contains("cannot reach the causeway server"), "{}", text(&unreachable));
 }
 
 fn demo(data: &Path, seed: &str) -> String {
@@ -310,42 +226,18 @@ fn demo_runs_injects_faults_and_is_reproducible() {
         .and_then(|l| l.split(' ').next()?.parse().ok())
         .unwrap_or_else(|| panic!("{printed}"));
     assert!(accepted > 500, "{printed}");
-    for fault in [
-        "duplicate delivery",
-        "out-of-order delivery",
-        "consumer failure",
-        "missing correlation id",
-    ] {
+    for fault in ["duplicate delivery", "out-of-order delivery", "consumer failure", "missing correlation id"] {
         assert!(printed.contains(fault), "{printed}");
     }
     // The journey engine judged the traffic: journeys by state, and the faults as findings.
     let section = |title: &str| -> Vec<String> {
-        printed
-            .lines()
-            .skip_while(|l| !l.contains(title))
-            .skip(1)
-            .take_while(|l| l.starts_with("    "))
-            .map(|l| l.trim().to_string())
-            .collect()
+        printed.lines().skip_while(|l| !l.contains(title)).skip(1).take_while(|l| l.starts_with("    ")).map(|l| l.trim().to_string()).collect()
     };
     let states = section("journeys by state:");
-    assert!(
-        states
-            .iter()
-            .any(|l| l.starts_with("fulfilled ") || l.starts_with("in_flight ")),
-        "{printed}"
-    );
+    assert!(states.iter().any(|l| l.starts_with("fulfilled ") || l.starts_with("in_flight ")), "{printed}");
     let findings = section("findings by kind");
-    for kind in [
-        "duplicate ",
-        "out_of_order ",
-        "schema_error ",
-        "missing_correlation ",
-    ] {
-        assert!(
-            findings.iter().any(|l| l.starts_with(kind)),
-            "no {kind}in {printed}"
-        );
+    for kind in ["duplicate ", "out_of_order ", "schema_error ", "missing_correlation "] {
+        assert!(findings.iter().any(|l| l.starts_with(kind)), "no {kind}in {printed}");
     }
     // Every finding kind the demo raised is explained by an injected fault it names.
     let faults = section("faults injected");
@@ -363,108 +255,48 @@ fn demo_runs_injects_faults_and_is_reproducible() {
     assert!(dead.iter().any(|l| l.starts_with("KeyError ")), "{printed}");
     // Rejected events (missing correlation) are kept with their reason.
     let db = rusqlite::Connection::open(dir.path().join("a/causeway.db")).unwrap();
-    let missing: i64 = db
-        .query_row(
-            "SELECT count(*) FROM dlq_events WHERE error_type = 'missing_correlation'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let missing: i64 = db.query_row("SELECT count(*) FROM dlq_events WHERE error_type = 'missing_correlation'", [], |r| r.get(0)).unwrap();
     assert!(missing > 0);
     // The same seed drives the same traffic.
     demo(&dir.path().join("b"), "42");
-    assert_eq!(
-        first_ids(&dir.path().join("a"), 500),
-        first_ids(&dir.path().join("b"), 500)
-    );
+    assert_eq!(first_ids(&dir.path().join("a"), 500), first_ids(&dir.path().join("b"), 500));
     demo(&dir.path().join("c"), "43");
-    assert_ne!(
-        first_ids(&dir.path().join("a"), 500),
-        first_ids(&dir.path().join("c"), 500)
-    );
+    assert_ne!(first_ids(&dir.path().join("a"), 500), first_ids(&dir.path().join("c"), 500));
 }
 
 #[test]
 fn serve_config_file_flags_and_environment() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("causeway.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "data = {:?}\n[limits]\nmax_batch_events = 2\n",
-            dir.path().join("from-file")
-        ),
-    )
-    .unwrap();
-    let server = Server::start(
-        &dir.path().join("from-flag"),
-        &["--config", config.to_str().unwrap()],
-    );
-    let batch = json!([
-        event("a", "c", None, 1),
-        event("b", "c", None, 2),
-        event("d", "c", None, 3)
-    ])
-    .to_string();
+    std::fs::write(&config, format!("data = {:?}\n[limits]\nmax_batch_events = 2\n", dir.path().join("from-file"))).unwrap();
+    let server = Server::start(&dir.path().join("from-flag"), &["--config", config.to_str().unwrap()]);
+    let batch = json!([event("a", "c", None, 1), event("b", "c", None, 2), event("d", "c", None, 3)]).to_string();
     let client = reqwest::blocking::Client::new();
-    let answer = client
-        .post(format!("{}/v1/events", server.url))
-        .header("content-type", "application/json")
-        .body(batch.clone())
-        .send()
-        .unwrap();
+    let answer = client.post(format!("{}/v1/events", server.url)).header("content-type", "application/json").body(batch.clone()).send().unwrap();
     assert_eq!(answer.status(), 413, "the file's limit applies");
-    assert!(
-        dir.path().join("from-flag/causeway.db").exists(),
-        "the flag beats the file"
-    );
+    assert!(dir.path().join("from-flag/causeway.db").exists(), "the flag beats the file");
     assert!(!dir.path().join("from-file").exists());
     drop(server);
     // The environment fills what the flags leave unset, and beats the file.
     let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--config",
-            config.to_str().unwrap(),
-        ])
+        .args(["serve", "--listen", "127.0.0.1:0", "--config", config.to_str().unwrap()])
         .env("CAUSEWAY_DATA", dir.path().join("from-env"))
         .env("CAUSEWAY_MAX_BATCH_EVENTS", "5")
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = lines
-        .next()
-        .unwrap()
-        .unwrap()
-        .replace("causeway listening on ", "");
-    let answer = client
-        .post(format!("{url}/v1/events"))
-        .header("content-type", "application/json")
-        .body(batch)
-        .send()
-        .unwrap();
+    let url = lines.next().unwrap().unwrap().replace("causeway listening on ", "");
+    let answer = client.post(format!("{url}/v1/events")).header("content-type", "application/json").body(batch).send().unwrap();
     assert_eq!(answer.status(), 200);
     assert!(dir.path().join("from-env/causeway.db").exists());
     child.kill().unwrap();
     child.wait().unwrap();
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "listen = 5\nunknown_key = true\n").unwrap();
-    let out = causeway(&[
-        "serve",
-        "--config",
-        bad.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-    ]);
+    let out = causeway(&["serve", "--config", bad.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
     assert!(!out.status.success());
-    assert!(
-        text(&out).contains("bad.toml is not valid"),
-        "{}",
-        text(&out)
-    );
+    assert!(text(&out).contains("bad.toml is not valid"), "{}", text(&out));
 }
 
 #[test]
@@ -474,67 +306,31 @@ fn sigterm_stops_the_server_leaving_its_database_file_whole() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut server = Server::start(&data, &["--model", example_model().to_str().unwrap()]);
-    let body: String = (0..50)
-        .map(|i| format!("{}\n", event(&format!("t{i}"), &format!("c{i}"), None, i)))
-        .collect();
+    let body: String = (0..50).map(|i| format!("{}\n", event(&format!("t{i}"), &format!("c{i}"), None, i))).collect();
     let client = reqwest::blocking::Client::new();
-    let answer: Value = client
-        .post(format!("{}/v1/events", server.url))
-        .header("content-type", "application/x-ndjson")
-        .body(body)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let answer: Value =
+        client.post(format!("{}/v1/events", server.url)).header("content-type", "application/x-ndjson").body(body).send().unwrap().json().unwrap();
     assert_eq!(answer["accepted"], 50, "{answer}");
-    assert!(
-        data.join("causeway.db-wal").exists(),
-        "a running store writes ahead"
-    );
-    let term = Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
-        .status()
-        .unwrap();
+    assert!(data.join("causeway.db-wal").exists(), "a running store writes ahead");
+    let term = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
     assert!(term.success());
-    assert!(
-        server.child.wait().unwrap().success(),
-        "SIGTERM is a clean stop"
-    );
-    assert!(
-        !data.join("causeway.db-wal").exists(),
-        "the WAL is checkpointed and removed on a clean stop"
-    );
+    assert!(server.child.wait().unwrap().success(), "SIGTERM is a clean stop");
+    assert!(!data.join("causeway.db-wal").exists(), "the WAL is checkpointed and removed on a clean stop");
     let copy = dir.path().join("copy");
     std::fs::create_dir(&copy).unwrap();
     std::fs::copy(data.join("causeway.db"), copy.join("causeway.db")).unwrap();
     let restored = Server::start(&copy, &[]);
-    let out = causeway(&[
-        "sql",
-        "--server",
-        &restored.url,
-        "--json",
-        "SELECT count(*) AS n FROM event_lineage",
-    ]);
+    let out = causeway(&["sql", "--server", &restored.url, "--json", "SELECT count(*) AS n FROM event_lineage"]);
     assert!(out.status.success(), "{}", text(&out));
     let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(
-        rows["rows"],
-        json!([[50]]),
-        "the copy holds every event: {rows}"
-    );
+    assert_eq!(rows["rows"], json!([[50]]), "the copy holds every event: {rows}");
 }
 
 #[test]
 fn help_lists_every_verb() {
     let help = text(&causeway(&["--help"]));
-    for verb in [
-        "serve", "demo", "model", "gen", "ingest", "chain", "journey", "findings", "dlq", "state",
-        "analyze", "sql",
-    ] {
-        assert!(
-            help.lines().any(|l| l.trim_start().starts_with(verb)),
-            "{verb} missing from:\n{help}"
-        );
+    for verb in ["serve", "demo", "model", "gen", "ingest", "chain", "journey", "findings", "dlq", "state", "analyze", "sql"] {
+        assert!(help.lines().any(|l| l.trim_start().starts_with(verb)), "{verb} missing from:\n{help}");
     }
 }
 
@@ -544,13 +340,7 @@ fn model_check_reports_positions_and_exit_codes() {
     let example = root.join("examples/order-fulfillment/model.yaml");
     let ok = causeway(&["model", "check", example.to_str().unwrap()]);
     assert!(ok.status.success(), "{}", text(&ok));
-    assert!(
-        text(&ok).contains(
-            "model 'order-fulfillment': 5 contexts, 7 events, 4 policies, 1 journey; 0 warnings"
-        ),
-        "{}",
-        text(&ok)
-    );
+    assert!(text(&ok).contains("model 'order-fulfillment': 5 contexts, 7 events, 4 policies, 1 journey; 0 warnings"), "{}", text(&ok));
     let broken = root.join("crates/model/tests/broken/03-unknown-references.yaml");
     let out = causeway(&["model", "check", broken.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
@@ -558,25 +348,13 @@ fn model_check_reports_positions_and_exit_codes() {
     assert!(printed.contains("03-unknown-references.yaml:8:19: error: 'when' of policy 'ship-it' names unknown event 'OrderCreatd'"), "{printed}");
     assert!(printed.contains("4 errors, 0 warnings"), "{printed}");
     let warnings = root.join("crates/model/tests/broken/13-warnings.yaml");
-    assert_eq!(
-        causeway(&["model", "check", warnings.to_str().unwrap()])
-            .status
-            .code(),
-        Some(0),
-        "warnings alone pass"
-    );
+    assert_eq!(causeway(&["model", "check", warnings.to_str().unwrap()]).status.code(), Some(0), "warnings alone pass");
     let strict = causeway(&["model", "check", "--strict", warnings.to_str().unwrap()]);
     assert_eq!(strict.status.code(), Some(1), "--strict fails on warnings");
     let json_out = causeway(&["model", "check", "--json", broken.to_str().unwrap()]);
     let body: Value = serde_json::from_slice(&json_out.stdout).unwrap();
     assert_eq!(body["errors"], 4);
-    assert_eq!(
-        (
-            body["diagnostics"][0]["line"].as_u64(),
-            body["diagnostics"][0]["column"].as_u64()
-        ),
-        (Some(5), Some(27))
-    );
+    assert_eq!((body["diagnostics"][0]["line"].as_u64(), body["diagnostics"][0]["column"].as_u64()), (Some(5), Some(27)));
 }
 
 /// Every file under `dir`, as bytes.
@@ -619,26 +397,9 @@ fn no_raw_pii_reaches_the_data_directory() {
     let metadata_shape = json!({"metadata": {"eventId": "p6", "eventType": "OrderCreated", "timestamp": "2026-11-23T10:00:02Z",
         "source": "order-service"}, "payload": {"orderId": "ord-9", "customerEmail": canary(6)}});
     let client = reqwest::blocking::Client::new();
-    let batch = json!([
-        order("p1", canary(1)),
-        order("p2", canary(1)),
-        refused,
-        invalid,
-        shipment,
-        metadata_shape
-    ]);
-    let answer: Value = client
-        .post(format!("{}/v1/events", server.url))
-        .json(&batch)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    assert_eq!(
-        (answer["accepted"].as_u64(), answer["rejected"].as_u64()),
-        (Some(4), Some(2)),
-        "{answer}"
-    );
+    let batch = json!([order("p1", canary(1)), order("p2", canary(1)), refused, invalid, shipment, metadata_shape]);
+    let answer: Value = client.post(format!("{}/v1/events", server.url)).json(&batch).send().unwrap().json().unwrap();
+    assert_eq!((answer["accepted"].as_u64(), answer["rejected"].as_u64()), (Some(4), Some(2)), "{answer}");
     // Binary mode: the body is the payload.
     let binary = client
         .post(format!("{}/v1/events", server.url))
@@ -649,36 +410,29 @@ fn no_raw_pii_reaches_the_data_directory() {
         .header("ce-time", "2026-11-23T10:00:03Z")
         .header("ce-correlationid", "c-pii")
         .header("content-type", "application/json")
-        .body(
-            json!({"orderId": "ord-9", "customerEmail": canary(7), "amount": 1, "currency": "EUR"})
-                .to_string(),
-        )
+        .body(json!({"orderId": "ord-9", "customerEmail": canary(7), "amount": 1, "currency": "EUR"}).to_string())
         .send()
         .unwrap();
     assert_eq!(binary.status(), 200);
     // Equal values still correlate: the same hash for the same address.
-    let rows: Value = client.post(format!("{}/v1/sql", server.url))
+    let rows: Value = client
+        .post(format!("{}/v1/sql", server.url))
         .json(&json!({"query": "SELECT json_extract(envelope, '$.data.customerEmail') FROM events WHERE event_id IN ('p1', 'p2')"}))
-        .send().unwrap().json().unwrap();
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     let hashes = rows["rows"].as_array().unwrap();
     assert_eq!(hashes.len(), 2);
     assert_eq!(hashes[0], hashes[1]);
     assert!(hashes[0][0].as_str().unwrap().starts_with("hmac-sha256:"));
     server.kill();
     let files = all_bytes(&data);
-    assert!(
-        files
-            .iter()
-            .any(|(p, _)| p.ends_with("causeway.db-wal") || p.ends_with("causeway.db"))
-    );
+    assert!(files.iter().any(|(p, _)| p.ends_with("causeway.db-wal") || p.ends_with("causeway.db")));
     for n in 1..=7 {
         let needle = canary(n);
         for (path, bytes) in &files {
-            assert!(
-                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
-                "raw PII {needle} found in {}",
-                path.display()
-            );
+            assert!(!bytes.windows(needle.len()).any(|w| w == needle.as_bytes()), "raw PII {needle} found in {}", path.display());
         }
     }
 }
@@ -701,54 +455,19 @@ fn sighup_reloads_the_model() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let url = BufReader::new(child.stdout.take().unwrap())
-        .lines()
-        .next()
-        .unwrap()
-        .unwrap()
-        .replace("causeway listening on ", "");
+    let url = BufReader::new(child.stdout.take().unwrap()).lines().next().unwrap().unwrap().replace("causeway listening on ", "");
     let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
     let good = std::fs::read_to_string(&model).unwrap();
-    std::fs::write(
-        &model,
-        good.replace(
-            "name: order-fulfillment",
-            "name: order-fulfillment\nbogus: 1",
-        ),
-    )
-    .unwrap();
-    let hup = |pid: u32| {
-        assert!(
-            Command::new("kill")
-                .args(["-HUP", &pid.to_string()])
-                .status()
-                .unwrap()
-                .success()
-        )
-    };
+    std::fs::write(&model, good.replace("name: order-fulfillment", "name: order-fulfillment\nbogus: 1")).unwrap();
+    let hup = |pid: u32| assert!(Command::new("kill").args(["-HUP", &pid.to_string()]).status().unwrap().success());
     hup(child.id());
-    let refused = log
-        .by_ref()
-        .map(|l| l.unwrap())
-        .find(|l| l.contains("model reload refused"))
-        .unwrap();
+    let refused = log.by_ref().map(|l| l.unwrap()).find(|l| l.contains("model reload refused")).unwrap();
     assert!(refused.contains("unknown key 'bogus'"), "{refused}");
-    std::fs::write(
-        &model,
-        good.replace("name: order-fulfillment", "name: order-fulfillment-v2"),
-    )
-    .unwrap();
+    std::fs::write(&model, good.replace("name: order-fulfillment", "name: order-fulfillment-v2")).unwrap();
     hup(child.id());
-    let reloaded = log
-        .by_ref()
-        .map(|l| l.unwrap())
-        .find(|l| l.contains("model reloaded"))
-        .unwrap();
+    let reloaded = log.by_ref().map(|l| l.unwrap()).find(|l| l.contains("model reloaded")).unwrap();
     assert!(reloaded.contains("order-fulfillment-v2"), "{reloaded}");
-    let current: Value = reqwest::blocking::get(format!("{url}/v1/model"))
-        .unwrap()
-        .json()
-        .unwrap();
+    let current: Value = reqwest::blocking::get(format!("{url}/v1/model")).unwrap().json().unwrap();
     assert_eq!(current["name"], "order-fulfillment-v2");
     child.kill().unwrap();
     child.wait().unwrap();
@@ -758,14 +477,8 @@ fn sighup_reloads_the_model() {
 /// before the wall clock), with pauses between bursts so that some reactions come late.
 fn simulated_log(path: &Path, batches: usize) {
     use causeway_sim::{SimConfig, Simulator};
-    let mut sim = Simulator::new(SimConfig {
-        seed: 7,
-        fault_rate: 0.1,
-        concurrency: 40,
-    });
-    let base = chrono::DateTime::parse_from_rfc3339("2026-01-05T09:00:00Z")
-        .unwrap()
-        .to_utc();
+    let mut sim = Simulator::new(SimConfig { seed: 7, fault_rate: 0.1, concurrency: 40 });
+    let base = chrono::DateTime::parse_from_rfc3339("2026-01-05T09:00:00Z").unwrap().to_utc();
     let mut out = String::new();
     let mut at = base;
     for k in 0..batches {
@@ -780,11 +493,7 @@ fn simulated_log(path: &Path, batches: usize) {
 
 fn get_json(url: &str) -> Value {
     let response = reqwest::blocking::get(url).unwrap();
-    assert!(
-        response.status().is_success(),
-        "{url}: {}",
-        response.status()
-    );
+    assert!(response.status().is_success(), "{url}: {}", response.status());
     response.json().unwrap()
 }
 
@@ -795,9 +504,7 @@ fn findings_table(data: &Path) -> Vec<FindingRow> {
     let db = rusqlite::Connection::open(data.join("causeway.db")).unwrap();
     db.prepare("SELECT id, kind, journey_key, detected_at, resolved_at FROM findings ORDER BY id")
         .unwrap()
-        .query_map([], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap()
@@ -805,15 +512,7 @@ fn findings_table(data: &Path) -> Vec<FindingRow> {
 
 fn analyze_digest(log: &Path, clock: &str) -> (String, Value) {
     let model = example_model();
-    let out = causeway(&[
-        "analyze",
-        log.to_str().unwrap(),
-        "--model",
-        model.to_str().unwrap(),
-        "--clock",
-        clock,
-        "--json",
-    ]);
+    let out = causeway(&["analyze", log.to_str().unwrap(), "--model", model.to_str().unwrap(), "--clock", clock, "--json"]);
     assert!(out.status.success(), "{}", text(&out));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     (report["digest"].as_str().unwrap().to_string(), report)
@@ -832,14 +531,7 @@ fn journeys_survive_sigkill_and_match_analyze() {
         let data = dir.path().join(format!("data-{clock}"));
         let flags = ["--model", model.to_str().unwrap(), "--clock", clock];
         let server = Server::start(&data, &flags);
-        let out = causeway(&[
-            "ingest",
-            log.to_str().unwrap(),
-            "--batch",
-            "500",
-            "--server",
-            &server.url,
-        ]);
+        let out = causeway(&["ingest", log.to_str().unwrap(), "--batch", "500", "--server", &server.url]);
         assert!(text(&out).contains("accepted"), "{}", text(&out));
         let before = get_json(&format!("{}/v1/journeys/summary?digest=true", server.url));
         let stored_before = findings_table(&data);
@@ -847,30 +539,16 @@ fn journeys_survive_sigkill_and_match_analyze() {
 
         let server = Server::start(&data, &flags);
         let after = get_json(&format!("{}/v1/journeys/summary?digest=true", server.url));
-        assert_eq!(
-            after["digest"], before["digest"],
-            "{clock} clock: before {before:#}\nafter {after:#}"
-        );
+        assert_eq!(after["digest"], before["digest"], "{clock} clock: before {before:#}\nafter {after:#}");
         assert_eq!(after["journeys_by_state"], before["journeys_by_state"]);
-        assert_eq!(
-            findings_table(&data),
-            stored_before,
-            "{clock} clock: stored findings rewritten in place"
-        );
+        assert_eq!(findings_table(&data), stored_before, "{clock} clock: stored findings rewritten in place");
 
         let (digest, report) = analyze_digest(&log, clock);
-        assert_eq!(
-            digest,
-            before["digest"].as_str().unwrap(),
-            "{clock} clock: analyze {report:#}\nserver {before:#}"
-        );
+        assert_eq!(digest, before["digest"].as_str().unwrap(), "{clock} clock: analyze {report:#}\nserver {before:#}");
         assert_eq!(report["journeys_by_state"], before["journeys_by_state"]);
         // The simulator's faults surface as findings.
         for kind in ["duplicate", "out_of_order", "missing_reaction"] {
-            assert!(
-                before["findings_by_kind"][kind].is_object(),
-                "{clock} clock: no {kind} in {before:#}"
-            );
+            assert!(before["findings_by_kind"][kind].is_object(), "{clock} clock: no {kind} in {before:#}");
         }
         server.kill();
     }
@@ -883,57 +561,23 @@ fn journey_and_findings_verbs() {
     let log = dir.path().join("events.ndjson");
     simulated_log(&log, 4);
     let model = example_model();
-    let server = Server::start(
-        &dir.path().join("data"),
-        &["--model", model.to_str().unwrap()],
-    );
+    let server = Server::start(&dir.path().join("data"), &["--model", model.to_str().unwrap()]);
     causeway(&["ingest", log.to_str().unwrap(), "--server", &server.url]);
-    let out = causeway(&[
-        "findings",
-        "--kind",
-        "missing_reaction",
-        "--open",
-        "--json",
-        "--server",
-        &server.url,
-    ]);
+    let out = causeway(&["findings", "--kind", "missing_reaction", "--open", "--json", "--server", &server.url]);
     assert!(out.status.success(), "{}", text(&out));
     let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
     let first = &listed["findings"][0];
-    let key = first["key"]
-        .as_str()
-        .unwrap_or_else(|| panic!("an open missing reaction: {listed:#}"));
+    let key = first["key"].as_str().unwrap_or_else(|| panic!("an open missing reaction: {listed:#}"));
     let out = causeway(&["journey", "order", key, "--server", &server.url]);
     let shown = text(&out);
     assert!(out.status.success(), "{shown}");
-    assert!(
-        shown.contains(&format!("order {key}"))
-            && shown.contains("milestones reached")
-            && shown.contains("missing_reaction [OPEN]"),
-        "{shown}"
-    );
+    assert!(shown.contains(&format!("order {key}")) && shown.contains("milestones reached") && shown.contains("missing_reaction [OPEN]"), "{shown}");
     let out = causeway(&["journey", "order", "no-such-order", "--server", &server.url]);
-    assert!(
-        !out.status.success()
-            && text(&out).contains("no 'order' journey has the key 'no-such-order'"),
-        "{}",
-        text(&out)
-    );
-    let out = causeway(&[
-        "findings",
-        "--open",
-        "--limit",
-        "10000",
-        "--server",
-        &server.url,
-    ]);
+    assert!(!out.status.success() && text(&out).contains("no 'order' journey has the key 'no-such-order'"), "{}", text(&out));
+    let out = causeway(&["findings", "--open", "--limit", "10000", "--server", &server.url]);
     assert!(text(&out).contains("missing_reaction"), "{}", text(&out));
     let out = causeway(&["findings", "--kind", "nonsense", "--server", &server.url]);
-    assert!(
-        !out.status.success() && text(&out).contains("unknown finding kind"),
-        "{}",
-        text(&out)
-    );
+    assert!(!out.status.success() && text(&out).contains("unknown finding kind"), "{}", text(&out));
 }
 
 /// A replay endpoint: answers 200 to every POST and hands each body over.
@@ -958,8 +602,7 @@ fn replay_receiver() -> (String, mpsc::Receiver<Vec<u8>>) {
             }
             let mut body = vec![0; length];
             reader.read_exact(&mut body).unwrap();
-            let _ = stream
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
             let _ = tx.send(body);
         }
     });
@@ -971,84 +614,28 @@ fn dlq_and_state_verbs() {
     let dir = tempfile::tempdir().unwrap();
     let (target, received) = replay_receiver();
     let config = dir.path().join("causeway.toml");
-    std::fs::write(
-        &config,
-        format!("[consumers.notification-service]\nreplay_url = {target:?}\n"),
-    )
-    .unwrap();
+    std::fs::write(&config, format!("[consumers.notification-service]\nreplay_url = {target:?}\n")).unwrap();
     let model = example_model();
-    let server = Server::start(
-        &dir.path().join("data"),
-        &[
-            "--model",
-            model.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-        ],
-    );
+    let server = Server::start(&dir.path().join("data"), &["--model", model.to_str().unwrap(), "--config", config.to_str().unwrap()]);
     let order = |n: u32, ty: &str, source: &str, data: Value| {
         json!({"specversion": "1.0", "id": format!("c1-{n}"), "source": source, "type": ty, "time": format!("2026-11-23T10:00:0{n}Z"),
                "correlationid": "corr-c1", "data": data})
     };
-    let created = order(
-        1,
-        "OrderCreated",
-        "order-service",
-        json!({"orderId": "c1", "customerEmail": "a@b.c", "amount": 5, "currency": "EUR"}),
-    );
-    let paid = order(
-        2,
-        "PaymentProcessed",
-        "payment-service",
-        json!({"orderId": "c1", "amount": 5}),
-    );
-    let shipped = order(
-        3,
-        "ShipmentCreated",
-        "fulfilment-service",
-        json!({"orderId": "c1", "carrier": "ups"}),
-    );
+    let created = order(1, "OrderCreated", "order-service", json!({"orderId": "c1", "customerEmail": "a@b.c", "amount": 5, "currency": "EUR"}));
+    let paid = order(2, "PaymentProcessed", "payment-service", json!({"orderId": "c1", "amount": 5}));
+    let shipped = order(3, "ShipmentCreated", "fulfilment-service", json!({"orderId": "c1", "carrier": "ups"}));
     let client = reqwest::blocking::Client::new();
-    let answer = client
-        .post(format!("{}/v1/events", server.url))
-        .json(&json!([created, paid, shipped]))
-        .send()
-        .unwrap();
+    let answer = client.post(format!("{}/v1/events", server.url)).json(&json!([created, paid, shipped])).send().unwrap();
     assert!(answer.status().is_success());
     let report = json!({"event": shipped, "consumer": "notification-service", "source_topic": "shipments",
                         "error_type": "KeyError", "error_message": "'customerEmail'"});
-    let answer: Value = client
-        .post(format!("{}/v1/dlq", server.url))
-        .json(&report)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let answer: Value = client.post(format!("{}/v1/dlq", server.url)).json(&report).send().unwrap().json().unwrap();
     let id = answer["id"].as_i64().unwrap().to_string();
     let s = server.url.as_str();
 
-    let out = causeway(&[
-        "dlq",
-        "list",
-        "--consumer",
-        "notification-service",
-        "--server",
-        s,
-    ]);
-    assert!(
-        out.status.success() && text(&out).contains("KeyError") && text(&out).contains("1 record"),
-        "{}",
-        text(&out)
-    );
-    let out = causeway(&[
-        "dlq",
-        "list",
-        "-q",
-        "customerEmail",
-        "--json",
-        "--server",
-        s,
-    ]);
+    let out = causeway(&["dlq", "list", "--consumer", "notification-service", "--server", s]);
+    assert!(out.status.success() && text(&out).contains("KeyError") && text(&out).contains("1 record"), "{}", text(&out));
+    let out = causeway(&["dlq", "list", "-q", "customerEmail", "--json", "--server", s]);
     let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(listed["records"][0]["id"].to_string(), id);
     let out = causeway(&["dlq", "show", &id, "--server", s]);
@@ -1061,88 +648,33 @@ fn dlq_and_state_verbs() {
     );
 
     let out = causeway(&["dlq", "replay", &id, "--dry-run", "--server", s]);
-    assert!(
-        out.status.success() && text(&out).contains("would be sent"),
-        "{}",
-        text(&out)
-    );
+    assert!(out.status.success() && text(&out).contains("would be sent"), "{}", text(&out));
     assert!(received.try_recv().is_err(), "a dry run sends nothing");
     let out = causeway(&["dlq", "replay", &id, "--actor", "ana", "--server", s]);
-    assert!(
-        out.status.success() && text(&out).contains("status replayed"),
-        "{}",
-        text(&out)
-    );
-    let body: Value =
-        serde_json::from_slice(&received.recv_timeout(Duration::from_secs(30)).unwrap()).unwrap();
+    assert!(out.status.success() && text(&out).contains("status replayed"), "{}", text(&out));
+    let body: Value = serde_json::from_slice(&received.recv_timeout(Duration::from_secs(30)).unwrap()).unwrap();
     assert_eq!(body, shipped, "the original event");
     let out = causeway(&["dlq", "replay", &id, "--server", s]);
-    assert!(
-        !out.status.success() && text(&out).contains("force"),
-        "{}",
-        text(&out)
-    );
+    assert!(!out.status.success() && text(&out).contains("force"), "{}", text(&out));
     let out = causeway(&["dlq", "replay", "--server", s]);
-    assert!(
-        !out.status.success() && text(&out).contains("--all"),
-        "{}",
-        text(&out)
-    );
+    assert!(!out.status.success() && text(&out).contains("--all"), "{}", text(&out));
     let out = causeway(&["dlq", "summary", "--server", s]);
-    assert!(
-        out.status.success()
-            && text(&out).contains("pending: 0")
-            && text(&out).contains("replayed 1"),
-        "{}",
-        text(&out)
-    );
-    let out = causeway(&[
-        "dlq",
-        "resolve",
-        &id,
-        "--reason",
-        "customer e-mailed by hand",
-        "--server",
-        s,
-    ]);
+    assert!(out.status.success() && text(&out).contains("pending: 0") && text(&out).contains("replayed 1"), "{}", text(&out));
+    let out = causeway(&["dlq", "resolve", &id, "--reason", "customer e-mailed by hand", "--server", s]);
     assert!(out.status.success(), "{}", text(&out));
     let out = causeway(&["dlq", "discard", &id, "--reason", "too late", "--server", s]);
-    assert!(
-        !out.status.success() && text(&out).contains("already resolved"),
-        "{}",
-        text(&out)
-    );
+    assert!(!out.status.success() && text(&out).contains("already resolved"), "{}", text(&out));
 
     let out = causeway(&["state", "Order", "c1", "--at", "c1-2", "--server", s]);
     let shown = text(&out);
-    assert!(
-        out.status.success()
-            && shown.contains("\"status\": \"paid\"")
-            && !shown.contains("carrier"),
-        "{shown}"
-    );
+    assert!(out.status.success() && shown.contains("\"status\": \"paid\"") && !shown.contains("carrier"), "{shown}");
     let out = causeway(&["state", "Order", "c1", "--json", "--server", s]);
     let now: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(now["state"]["carrier"], "ups");
 
     // A replay target that is not plain HTTP is refused at start-up, with the fix.
-    std::fs::write(
-        &config,
-        "[consumers.x]\nreplay_url = \"https://x.example/replay\"\n",
-    )
-    .unwrap();
-    let out = causeway(&[
-        "serve",
-        "--config",
-        config.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--data",
-        dir.path().join("other").to_str().unwrap(),
-    ]);
-    assert!(
-        !out.status.success() && text(&out).contains("replay targets are http://"),
-        "{}",
-        text(&out)
-    );
+    std::fs::write(&config, "[consumers.x]\nreplay_url = \"https://x.example/replay\"\n").unwrap();
+    let out =
+        causeway(&["serve", "--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0", "--data", dir.path().join("other").to_str().unwrap()]);
+    assert!(!out.status.success() && text(&out).contains("replay targets are http://"), "{}", text(&out));
 }

@@ -38,10 +38,7 @@ impl Server {
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let first = lines.next().expect("the server prints its address").unwrap();
-        let addr = first
-            .strip_prefix("causeway listening on http://")
-            .unwrap_or_else(|| panic!("unexpected: {first}"))
-            .to_string();
+        let addr = first.strip_prefix("causeway listening on http://").unwrap_or_else(|| panic!("unexpected: {first}")).to_string();
         std::thread::spawn(move || for _ in lines {});
         Server { child, addr }
     }
@@ -97,10 +94,8 @@ fn read_answer(c: &mut TcpStream) -> Answer {
     let head = String::from_utf8(head).unwrap();
     let mut lines = head.split("\r\n");
     let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':')).map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string())).collect();
     let length: usize = headers.iter().find(|(n, _)| n == "content-length").map_or(0, |(_, v)| v.parse().unwrap());
     let mut body = vec![0u8; length];
     c.read_exact(&mut body).unwrap();
@@ -130,9 +125,7 @@ fn open(c: &TcpStream) -> bool {
 }
 
 fn event(id: &str) -> String {
-    format!(
-        r#"{{"specversion":"1.0","id":"{id}","source":"test","type":"T","time":"2026-01-01T00:00:00Z","correlationid":"c-{id}"}}"#
-    )
+    format!(r#"{{"specversion":"1.0","id":"{id}","source":"test","type":"T","time":"2026-01-01T00:00:00Z","correlationid":"c-{id}"}}"#)
 }
 
 /// Starts an ingest request whose body is `length` bytes, sends `part` of it, and returns once
@@ -155,10 +148,7 @@ fn post_event(c: &mut TcpStream, id: &str) -> Answer {
     let body = event(id);
     send(
         c,
-        &format!(
-            "POST /v1/events HTTP/1.1\r\nHost: t\r\nContent-Type: application/cloudevents+json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        ),
+        &format!("POST /v1/events HTTP/1.1\r\nHost: t\r\nContent-Type: application/cloudevents+json\r\nContent-Length: {}\r\n\r\n{body}", body.len()),
     );
     read_answer(c)
 }
@@ -207,10 +197,7 @@ fn an_idle_keep_alive_connection_is_closed_and_a_stalled_body_too() {
 #[test]
 fn at_the_cap_the_longest_idle_connections_make_room() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(
-        dir.path(),
-        &["--max-connections", "20", "--header-read-timeout-ms", "60000", "--idle-timeout-ms", "60000"],
-    );
+    let server = Server::start(dir.path(), &["--max-connections", "20", "--header-read-timeout-ms", "60000", "--idle-timeout-ms", "60000"]);
     let idle: Vec<TcpStream> = (0..200).map(|_| server.connect()).collect();
     // Health checks and ingest are answered on new connections, one after another.
     for i in 0..20 {
@@ -231,16 +218,7 @@ fn past_the_cap_with_every_connection_busy_health_is_served_and_ingest_told_to_r
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(
         dir.path(),
-        &[
-            "--max-connections",
-            "3",
-            "--header-read-timeout-ms",
-            "60000",
-            "--idle-timeout-ms",
-            "60000",
-            "--body-read-timeout-ms",
-            "60000",
-        ],
+        &["--max-connections", "3", "--header-read-timeout-ms", "60000", "--idle-timeout-ms", "60000", "--body-read-timeout-ms", "60000"],
     );
     let mut busy: Vec<TcpStream> = (0..3).map(|_| ingest_in_progress(&server, 1000, "{")).collect();
     // Health, readiness and metrics: answered, once per connection.
@@ -271,10 +249,7 @@ fn past_the_cap_with_every_connection_busy_health_is_served_and_ingest_told_to_r
 #[test]
 fn past_the_overflow_slots_a_connection_is_closed_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(
-        dir.path(),
-        &["--max-connections", "1", "--header-read-timeout-ms", "60000", "--body-read-timeout-ms", "60000"],
-    );
+    let server = Server::start(dir.path(), &["--max-connections", "1", "--header-read-timeout-ms", "60000", "--body-read-timeout-ms", "60000"]);
     let _busy = ingest_in_progress(&server, 1000, "{");
     // Connections past the cap wait at most 2 s for their one request: a try whose connections
     // took longer than that to open proves nothing, and is made again.
@@ -297,10 +272,7 @@ fn past_the_overflow_slots_a_connection_is_closed_at_once() {
 #[test]
 fn ingest_past_its_buffer_answers_503_with_retry_after() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(
-        dir.path(),
-        &["--max-request-bytes", "2000", "--ingest-buffer-bytes", "2000", "--ingest-wait-ms", "200"],
-    );
+    let server = Server::start(dir.path(), &["--max-request-bytes", "2000", "--ingest-buffer-bytes", "2000", "--ingest-wait-ms", "200"]);
     // A request of the largest size holds the whole buffer while its body arrives.
     let body = format!("{}{}", event("big"), " ".repeat(2000 - event("big").len()));
     let mut big = ingest_in_progress(&server, 2000, &body[..10]);

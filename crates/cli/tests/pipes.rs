@@ -16,10 +16,7 @@ fn example_model() -> PathBuf {
 /// A status as the shell reports it: 128 + the signal for a process killed by one.
 fn shell_status(status: ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
-    status
-        .code()
-        .or_else(|| status.signal().map(|s| 128 + s))
-        .unwrap_or(-1)
+    status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(-1)
 }
 
 /// Runs `causeway ARGS | head -1`; the status is causeway's (pipefail: head exits 0).
@@ -33,18 +30,13 @@ fn piped(args: &[&str]) -> (i32, String) {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    (
-        shell_status(out.status),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    (shell_status(out.status), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 /// The statuses that are a normal end, and no panic message: otherwise a line saying what broke.
 fn check(label: &str, status: i32, stderr: &str, allowed: &[i32], failures: &mut Vec<String>) {
     if !allowed.contains(&status) || stderr.contains("panicked") {
-        failures.push(format!(
-            "`causeway {label} | head -1` exited {status}: {stderr}"
-        ));
+        failures.push(format!("`causeway {label} | head -1` exited {status}: {stderr}"));
     }
 }
 
@@ -65,14 +57,8 @@ impl Server {
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = lines
-            .next()
-            .expect("the server prints its address")
-            .unwrap();
-        let url = first
-            .strip_prefix("causeway listening on ")
-            .unwrap_or_else(|| panic!("unexpected: {first}"))
-            .to_string();
+        let first = lines.next().expect("the server prints its address").unwrap();
+        let url = first.strip_prefix("causeway listening on ").unwrap_or_else(|| panic!("unexpected: {first}")).to_string();
         std::thread::spawn(move || for _ in lines {});
         Server { child, url }
     }
@@ -89,14 +75,8 @@ impl Drop for Server {
 /// one correlation whose causation chain is long, so that `chain` prints far more than a pipe holds.
 fn event_log(path: &Path) -> Vec<Value> {
     use causeway_sim::{SimConfig, Simulator};
-    let mut sim = Simulator::new(SimConfig {
-        seed: 11,
-        fault_rate: 0.1,
-        concurrency: 40,
-    });
-    let base = chrono::DateTime::parse_from_rfc3339("2026-01-05T09:00:00Z")
-        .unwrap()
-        .to_utc();
+    let mut sim = Simulator::new(SimConfig { seed: 11, fault_rate: 0.1, concurrency: 40 });
+    let base = chrono::DateTime::parse_from_rfc3339("2026-01-05T09:00:00Z").unwrap().to_utc();
     // Without the deliveries that lack a correlation id, which the model refuses: ingesting this
     // log is expected to exit 0.
     let mut events: Vec<Value> = (0..12)
@@ -122,60 +102,26 @@ fn client_verbs_end_quietly_when_the_pipe_closes() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("causeway.toml");
     // Dry runs only: nothing listens there.
-    std::fs::write(
-        &config,
-        "[consumers.notification-service]\nreplay_url = \"http://127.0.0.1:9/replay\"\n",
-    )
-    .unwrap();
+    std::fs::write(&config, "[consumers.notification-service]\nreplay_url = \"http://127.0.0.1:9/replay\"\n").unwrap();
     let model = example_model();
-    let server = Server::start(
-        &dir.path().join("data"),
-        &[
-            "--model",
-            model.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-        ],
-    );
+    let server = Server::start(&dir.path().join("data"), &["--model", model.to_str().unwrap(), "--config", config.to_str().unwrap()]);
     let s = server.url.as_str();
     let log = dir.path().join("events.ndjson");
     let events = event_log(&log);
     let log = log.to_str().unwrap();
-    let setup = Command::new(BIN)
-        .args(["ingest", log, "--server", s])
-        .output()
-        .unwrap();
-    assert!(
-        setup.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&setup.stdout),
-        String::from_utf8_lossy(&setup.stderr)
-    );
+    let setup = Command::new(BIN).args(["ingest", log, "--server", s]).output().unwrap();
+    assert!(setup.status.success(), "{}{}", String::from_utf8_lossy(&setup.stdout), String::from_utf8_lossy(&setup.stderr));
 
     let client = reqwest::blocking::Client::new();
     let mut dlq_ids = Vec::new();
     for event in events.iter().take(300) {
         let report = json!({"event": event, "consumer": "notification-service", "source_topic": "orders",
                             "error_type": "KeyError", "error_message": "'customerEmail' is missing from the payload"});
-        let answer: Value = client
-            .post(format!("{s}/v1/dlq"))
-            .json(&report)
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
+        let answer: Value = client.post(format!("{s}/v1/dlq")).json(&report).send().unwrap().json().unwrap();
         dlq_ids.push(answer["id"].to_string());
     }
-    let findings: Value = client
-        .get(format!("{s}/v1/findings?kind=missing_reaction&limit=1"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let key = findings["findings"][0]["key"]
-        .as_str()
-        .unwrap_or_else(|| panic!("a missing reaction: {findings}"))
-        .to_string();
+    let findings: Value = client.get(format!("{s}/v1/findings?kind=missing_reaction&limit=1")).send().unwrap().json().unwrap();
+    let key = findings["findings"][0]["key"].as_str().unwrap_or_else(|| panic!("a missing reaction: {findings}")).to_string();
     // Lines with rejections make ingest exit 1 by design; the clean log is the one expected to end 0.
     let rejected = dir.path().join("rejected.ndjson");
     std::fs::write(&rejected, "{broken\n".repeat(50)).unwrap();
@@ -191,17 +137,7 @@ fn client_verbs_end_quietly_when_the_pipe_closes() {
         vec!["dlq", "summary"],
         vec!["dlq", "show", first_dlq],
         vec!["dlq", "replay", first_dlq, "--dry-run"],
-        vec![
-            "dlq",
-            "replay",
-            "--consumer",
-            "notification-service",
-            "--dry-run",
-            "--limit",
-            "300",
-            "--rate",
-            "1000",
-        ],
+        vec!["dlq", "replay", "--consumer", "notification-service", "--dry-run", "--limit", "300", "--rate", "1000"],
         vec!["state", "Order", &key],
         vec!["sql", "SELECT * FROM events"],
     ];
@@ -219,27 +155,18 @@ fn client_verbs_end_quietly_when_the_pipe_closes() {
             statuses.push(status);
         }
     }
-    for args in [
-        vec!["ingest", rejected, "--server", s],
-        vec!["ingest", rejected, "--json", "--server", s],
-    ] {
+    for args in [vec!["ingest", rejected, "--server", s], vec!["ingest", rejected, "--json", "--server", s]] {
         let (status, stderr) = piped(&args);
         check(&args.join(" "), status, &stderr, &[1, 141], &mut failures);
     }
-    for args in [
-        vec!["dlq", "resolve", second_dlq, "--reason", "by hand"],
-        vec!["dlq", "discard", third_dlq, "--reason", "obsolete"],
-    ] {
+    for args in [vec!["dlq", "resolve", second_dlq, "--reason", "by hand"], vec!["dlq", "discard", third_dlq, "--reason", "obsolete"]] {
         let mut args = args;
         args.extend(["--server", s]);
         let (status, stderr) = piped(&args);
         check(&args.join(" "), status, &stderr, &[0, 141], &mut failures);
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert!(
-        statuses.contains(&141),
-        "some output outgrew the pipe, so the closed pipe was met: {statuses:?}"
-    );
+    assert!(statuses.contains(&141), "some output outgrew the pipe, so the closed pipe was met: {statuses:?}");
 }
 
 #[test]
@@ -294,41 +221,19 @@ fn serve_ends_quietly_when_the_pipe_closes() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut head = Command::new("head")
-        .arg("-1")
-        .stdin(serve.stdout.take().unwrap())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut head = Command::new("head").arg("-1").stdin(serve.stdout.take().unwrap()).stdout(Stdio::piped()).spawn().unwrap();
     let mut first = String::new();
-    head.stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut first)
-        .unwrap();
+    head.stdout.take().unwrap().read_to_string(&mut first).unwrap();
     assert!(head.wait().unwrap().success());
-    let url = first
-        .trim()
-        .strip_prefix("causeway listening on ")
-        .unwrap_or_else(|| panic!("unexpected: {first}"))
-        .to_string();
+    let url = first.trim().strip_prefix("causeway listening on ").unwrap_or_else(|| panic!("unexpected: {first}")).to_string();
     // The pipe is closed now; the server goes on serving.
     let ready = reqwest::blocking::get(format!("{url}/readyz")).unwrap();
     assert!(ready.status().is_success());
     // SAFETY: a signal to the child this test started and has not waited for yet.
-    assert_eq!(
-        unsafe { libc::kill(serve.id() as libc::pid_t, libc::SIGTERM) },
-        0
-    );
+    assert_eq!(unsafe { libc::kill(serve.id() as libc::pid_t, libc::SIGTERM) }, 0);
     let out = serve.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     let mut failures = Vec::new();
-    check(
-        "serve",
-        shell_status(out.status),
-        &stderr,
-        &[0, 141],
-        &mut failures,
-    );
+    check("serve", shell_status(out.status), &stderr, &[0, 141], &mut failures);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -24,16 +24,8 @@ struct Example {
 /// The `causeway …` commands of the tour's `sh` blocks on the demo (steps 1 to 4), each with the
 /// lines printed under it.
 fn readme_examples() -> Vec<Example> {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
-            .unwrap();
-    let tour = readme
-        .split("## A five-minute tour")
-        .nth(1)
-        .expect("README has the tour")
-        .split("**5. ")
-        .next()
-        .unwrap();
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md")).unwrap();
+    let tour = readme.split("## A five-minute tour").nth(1).expect("README has the tour").split("**5. ").next().unwrap();
     let mut examples: Vec<Example> = Vec::new();
     let mut in_block = false;
     for line in tour.lines() {
@@ -47,10 +39,7 @@ fn readme_examples() -> Vec<Example> {
         if let Some(rest) = line.strip_prefix("causeway ") {
             // A comment after a command is the README's, not the command's.
             let command = rest.split("  #").next().unwrap().trim_end();
-            examples.push(Example {
-                command: command.to_string(),
-                output: Vec::new(),
-            });
+            examples.push(Example { command: command.to_string(), output: Vec::new() });
         } else if let Some(last) = examples.last_mut() {
             last.output.push(line.to_string());
         }
@@ -68,10 +57,7 @@ fn normalize(text: &str) -> String {
     ];
     let mut text = text.trim_end().to_string();
     for (pattern, replacement) in rules {
-        text = Regex::new(pattern)
-            .unwrap()
-            .replace_all(&text, replacement)
-            .into_owned();
+        text = Regex::new(pattern).unwrap().replace_all(&text, replacement).into_owned();
     }
     text
 }
@@ -90,32 +76,20 @@ impl Drop for Demo {
 #[test]
 fn the_readme_tour_is_what_a_seeded_demo_prints() {
     let examples = readme_examples();
-    assert!(
-        examples.len() >= 8,
-        "the tour's commands were not found in the README: {examples:?}"
-    );
+    assert!(examples.len() >= 8, "the tour's commands were not found in the README: {examples:?}");
     let data = tempfile::tempdir().unwrap();
     let mut demo = Demo {
         child: Command::new(BIN)
             .args(["demo", "--listen", "127.0.0.1:0", "--seed", "1", "--data"])
             .arg(data.path())
             // `causeway` on PATH is this binary, so the demo prints commands as the README does.
-            .env(
-                "PATH",
-                format!(
-                    "{}:{}",
-                    Path::new(BIN).parent().unwrap().display(),
-                    std::env::var("PATH").unwrap_or_default()
-                ),
-            )
+            .env("PATH", format!("{}:{}", Path::new(BIN).parent().unwrap().display(), std::env::var("PATH").unwrap_or_default()))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap(),
     };
-    let mut lines = BufReader::new(demo.child.stdout.take().unwrap())
-        .lines()
-        .map(Result::unwrap);
+    let mut lines = BufReader::new(demo.child.stdout.take().unwrap()).lines().map(Result::unwrap);
     let mut server = None;
     let mut printed_tour = Vec::new();
     // The demo prints its tour once the chosen order's missing notification is an open finding
@@ -133,21 +107,13 @@ fn the_readme_tour_is_what_a_seeded_demo_prints() {
     }
     let server = server.expect("the demo prints its web address");
     std::thread::spawn(move || for _ in lines {});
-    assert_eq!(
-        printed_tour.len(),
-        6,
-        "the demo printed no tour: {printed_tour:?}"
-    );
+    assert_eq!(printed_tour.len(), 6, "the demo printed no tour: {printed_tour:?}");
 
     // The README's ids are the seed's: every command the demo offers is in the README verbatim.
     let readme_commands: Vec<&str> = examples.iter().map(|e| e.command.as_str()).collect();
     for printed in &printed_tour {
-        let command = printed
-            .strip_prefix("causeway ")
-            .unwrap_or_else(|| panic!("not a causeway command: {printed}"));
-        let command = command
-            .strip_suffix(&format!(" --server {server}"))
-            .unwrap_or(command);
+        let command = printed.strip_prefix("causeway ").unwrap_or_else(|| panic!("not a causeway command: {printed}"));
+        let command = command.strip_suffix(&format!(" --server {server}")).unwrap_or(command);
         assert!(
             readme_commands.contains(&command),
             "the demo suggests `causeway {command}`, which the README's tour lacks; it has:\n{readme_commands:#?}"
@@ -160,31 +126,17 @@ fn the_readme_tour_is_what_a_seeded_demo_prints() {
         if !DEMO_VERBS.contains(&verb) || example.command.contains('…') {
             continue;
         }
-        let output = Command::new("sh")
-            .arg("-c")
-            .arg(format!("\"$0\" {} --server \"$1\"", example.command))
-            .args([BIN, server.as_str()])
-            .output()
-            .unwrap();
+        let output =
+            Command::new("sh").arg("-c").arg(format!("\"$0\" {} --server \"$1\"", example.command)).args([BIN, server.as_str()]).output().unwrap();
         let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success(),
-            "`causeway {}` failed: {}{}",
-            example.command,
-            stdout,
-            String::from_utf8_lossy(&output.stderr)
-        );
+        assert!(output.status.success(), "`causeway {}` failed: {}{}", example.command, stdout, String::from_utf8_lossy(&output.stderr));
         ran += 1;
         if example.output.is_empty() {
             continue;
         }
         let shown = normalize(&example.output.join("\n"));
         let printed = normalize(&stdout);
-        assert_eq!(
-            printed, shown,
-            "`causeway {}` prints something else than the README shows",
-            example.command
-        );
+        assert_eq!(printed, shown, "`causeway {}` prints something else than the README shows", example.command);
     }
     assert!(ran >= 8, "only {ran} of the tour's commands ran");
 

@@ -105,12 +105,7 @@ impl Contracts {
                 if !problems.is_empty() {
                     findings.push(ContractFinding {
                         kind: "schema_error",
-                        detail: format!(
-                            "{} v{version} from '{}' does not match its schema: {}",
-                            event.event_type,
-                            event.source,
-                            problems.join("; ")
-                        ),
+                        detail: format!("{} v{version} from '{}' does not match its schema: {}", event.event_type, event.source, problems.join("; ")),
                         owner: owner.clone(),
                     });
                 }
@@ -198,15 +193,14 @@ impl Contracts {
 
 fn closest_names<'a>(name: &str, known: impl Iterator<Item = &'a String>) -> String {
     let lower = name.to_lowercase();
-    let near: Vec<&String> = known.filter(|k| {
-        let k = k.to_lowercase();
-        k.contains(&lower) || lower.contains(&k)
-    }).take(3).collect();
-    if near.is_empty() {
-        String::new()
-    } else {
-        format!(" (similar: {})", near.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "))
-    }
+    let near: Vec<&String> = known
+        .filter(|k| {
+            let k = k.to_lowercase();
+            k.contains(&lower) || lower.contains(&k)
+        })
+        .take(3)
+        .collect();
+    if near.is_empty() { String::new() } else { format!(" (similar: {})", near.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")) }
 }
 
 #[cfg(test)]

@@ -76,15 +76,13 @@ impl fmt::Display for BodyError {
                 "the request body is {size} bytes, over the {limit}-byte limit: split it into smaller batches \
                  (or raise --max-request-bytes)"
             ),
-            BodyError::TooDeep { limit } => write!(
-                f,
-                "the JSON is nested deeper than {limit} levels: flatten the payload (or raise --max-json-depth)"
-            ),
+            BodyError::TooDeep { limit } => {
+                write!(f, "the JSON is nested deeper than {limit} levels: flatten the payload (or raise --max-json-depth)")
+            }
             BodyError::Malformed { message } => write!(f, "the body is not valid JSON: {message}"),
-            BodyError::BatchTooLong { len, limit } => write!(
-                f,
-                "the request holds {len} events, over the {limit}-event limit: split it (or raise --max-batch-events)"
-            ),
+            BodyError::BatchTooLong { len, limit } => {
+                write!(f, "the request holds {len} events, over the {limit}-event limit: split it (or raise --max-batch-events)")
+            }
             BodyError::UnsupportedMediaType { content_type } => write!(
                 f,
                 "content type '{content_type}' is not accepted: use application/cloudevents+json, \
@@ -100,19 +98,12 @@ impl std::error::Error for BodyError {}
 /// Splits a request into events. `headers` are (lower-case name, value) pairs; only `ce-*` headers
 /// are read (binary mode). A per-event problem is an [`Item`] with an error; a problem with the body
 /// as a whole is a [`BodyError`].
-pub fn parse_body(
-    content_type: Option<&str>,
-    headers: &[(String, String)],
-    body: &[u8],
-    options: &ParseOptions,
-) -> Result<Vec<Item>, BodyError> {
+pub fn parse_body(content_type: Option<&str>, headers: &[(String, String)], body: &[u8], options: &ParseOptions) -> Result<Vec<Item>, BodyError> {
     let limits = &options.limits;
     if body.len() > limits.max_request_bytes {
         return Err(BodyError::TooLarge { size: body.len(), limit: limits.max_request_bytes });
     }
-    let media = content_type
-        .map(|ct| ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
-        .unwrap_or_default();
+    let media = content_type.map(|ct| ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase()).unwrap_or_default();
     let binary_mode = headers.iter().any(|(n, _)| n == "ce-specversion") && !media.starts_with("application/cloudevents");
     if binary_mode {
         return Ok(vec![parse_binary(content_type, &media, headers, body, options)?]);
@@ -121,19 +112,15 @@ pub fn parse_body(
         return Err(BodyError::Empty);
     }
     match media.as_str() {
-        "application/x-ndjson" | "application/jsonl" | "application/x-jsonlines" | "application/jsonlines" => {
-            parse_ndjson(body, options)
-        }
+        "application/x-ndjson" | "application/jsonl" | "application/x-jsonlines" | "application/jsonlines" => parse_ndjson(body, options),
         "application/cloudevents+json" | "application/cloudevents-batch+json" | "application/json" | "" => {
             check_depth(body, limits.max_json_depth)?;
-            let text = std::str::from_utf8(body)
-                .map_err(|e| BodyError::Malformed { message: format!("the body is not UTF-8 ({e})") })?;
+            let text = std::str::from_utf8(body).map_err(|e| BodyError::Malformed { message: format!("the body is not UTF-8 ({e})") })?;
             parse_json_document(text, &media, options)
         }
         _ if media.ends_with("+json") => {
             check_depth(body, limits.max_json_depth)?;
-            let text = std::str::from_utf8(body)
-                .map_err(|e| BodyError::Malformed { message: format!("the body is not UTF-8 ({e})") })?;
+            let text = std::str::from_utf8(body).map_err(|e| BodyError::Malformed { message: format!("the body is not UTF-8 ({e})") })?;
             parse_json_document(text, &media, options)
         }
         _ => Err(BodyError::UnsupportedMediaType { content_type: content_type.unwrap_or("").to_string() }),
@@ -157,20 +144,15 @@ fn parse_json_document(text: &str, media: &str, options: &ParseOptions) -> Resul
         return Ok(raws.into_iter().map(|raw| item_from_json(raw.get(), options)).collect());
     }
     if media == "application/cloudevents-batch+json" {
-        return Err(BodyError::NotAnEvent {
-            message: "a batch (application/cloudevents-batch+json) must be a JSON array of events".into(),
-        });
+        return Err(BodyError::NotAnEvent { message: "a batch (application/cloudevents-batch+json) must be a JSON array of events".into() });
     }
     let value = from_str_strict(text).map_err(malformed)?;
     Ok(vec![item_from_value(text.trim().to_string(), value, options)])
 }
 
 fn parse_ndjson(body: &[u8], options: &ParseOptions) -> Result<Vec<Item>, BodyError> {
-    let lines: Vec<&[u8]> = body
-        .split(|b| *b == b'\n')
-        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
-        .filter(|l| !l.iter().all(|b| b.is_ascii_whitespace()))
-        .collect();
+    let lines: Vec<&[u8]> =
+        body.split(|b| *b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l)).filter(|l| !l.iter().all(|b| b.is_ascii_whitespace())).collect();
     if lines.len() > options.limits.max_batch_events {
         return Err(BodyError::BatchTooLong { len: lines.len(), limit: options.limits.max_batch_events });
     }
@@ -205,10 +187,7 @@ pub fn parse_json_line(line: &[u8], options: &ParseOptions) -> Item {
 fn item_from_json(raw: &str, options: &ParseOptions) -> Item {
     match from_str_strict(raw) {
         Ok(value) => item_from_value(raw.to_string(), value, options),
-        Err(e) => Item::new(
-            raw.to_string(),
-            Err(EventError::new(ErrorKind::MalformedJson, format!("the event is not valid JSON: {e}"))),
-        ),
+        Err(e) => Item::new(raw.to_string(), Err(EventError::new(ErrorKind::MalformedJson, format!("the event is not valid JSON: {e}")))),
     }
 }
 
@@ -509,9 +488,14 @@ mod tests {
     #[test]
     fn binary_mode_reads_ce_headers() {
         let headers: Vec<(String, String)> = [
-            ("ce-specversion", "1.0"), ("ce-id", "b1"), ("ce-source", "payment-service"),
-            ("ce-type", "PaymentProcessed"), ("ce-time", "2026-11-23T10:00:00Z"),
-            ("ce-correlationid", "corr%20one"), ("ce-sequence", "4"), ("x-other", "ignored"),
+            ("ce-specversion", "1.0"),
+            ("ce-id", "b1"),
+            ("ce-source", "payment-service"),
+            ("ce-type", "PaymentProcessed"),
+            ("ce-time", "2026-11-23T10:00:00Z"),
+            ("ce-correlationid", "corr%20one"),
+            ("ce-sequence", "4"),
+            ("x-other", "ignored"),
         ]
         .iter()
         .map(|(a, b)| (a.to_string(), b.to_string()))
@@ -594,22 +578,26 @@ mod tests {
         let err = parse("application/cloudevents+json", twice).unwrap_err();
         assert_eq!(err.code(), "malformed_json");
         assert!(err.to_string().contains("the key 'id' appears twice"), "{err}");
-        let nested = r#"{"specversion":"1.0","id":"a","source":"s","type":"T","time":"2026-11-23T10:00:00Z","correlationid":"c","data":{"k":1,"k":2}}"#;
-        for (ct, body) in [
-            ("application/json", format!("[{twice}, {}]", ce("ok"))),
-            ("application/x-ndjson", format!("{nested}\n{}", ce("ok"))),
-        ] {
+        let nested =
+            r#"{"specversion":"1.0","id":"a","source":"s","type":"T","time":"2026-11-23T10:00:00Z","correlationid":"c","data":{"k":1,"k":2}}"#;
+        for (ct, body) in [("application/json", format!("[{twice}, {}]", ce("ok"))), ("application/x-ndjson", format!("{nested}\n{}", ce("ok")))] {
             let items = parse(ct, &body).unwrap();
             let err = items[0].result.as_ref().unwrap_err();
             assert_eq!(err.kind, ErrorKind::MalformedJson, "{ct}");
             assert!(err.message.contains("appears twice"), "{err}");
             assert!(items[1].result.is_ok());
         }
-        let headers: Vec<(String, String)> = [("ce-specversion", "1.0"), ("ce-id", "b"), ("ce-source", "s"), ("ce-type", "T"),
-            ("ce-time", "2026-11-23T10:00:00Z"), ("ce-correlationid", "c")]
-            .iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect();
+        let headers: Vec<(String, String)> = [
+            ("ce-specversion", "1.0"),
+            ("ce-id", "b"),
+            ("ce-source", "s"),
+            ("ce-type", "T"),
+            ("ce-time", "2026-11-23T10:00:00Z"),
+            ("ce-correlationid", "c"),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
         let items = parse_body(Some("application/json"), &headers, br#"{"k":1,"k":2}"#, &ParseOptions::default()).unwrap();
         assert_eq!(items[0].result.as_ref().unwrap_err().kind, ErrorKind::MalformedJson);
         // Equal keys in different objects are fine.
@@ -621,18 +609,22 @@ mod tests {
     #[test]
     fn ce_headers_must_be_ascii_and_decode_to_utf8() {
         let with = |name: &str, value: &str| -> Vec<(String, String)> {
-            let mut h: Vec<(String, String)> = [("ce-specversion", "1.0"), ("ce-id", "b"), ("ce-source", "s"), ("ce-type", "T"),
-                ("ce-time", "2026-11-23T10:00:00Z"), ("ce-correlationid", "c")]
-                .iter()
-                .filter(|(n, _)| *n != name)
-                .map(|(a, b)| (a.to_string(), b.to_string()))
-                .collect();
+            let mut h: Vec<(String, String)> = [
+                ("ce-specversion", "1.0"),
+                ("ce-id", "b"),
+                ("ce-source", "s"),
+                ("ce-type", "T"),
+                ("ce-time", "2026-11-23T10:00:00Z"),
+                ("ce-correlationid", "c"),
+            ]
+            .iter()
+            .filter(|(n, _)| *n != name)
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
             h.push((name.to_string(), value.to_string()));
             h
         };
-        let first = |h: Vec<(String, String)>| {
-            parse_body(Some("text/plain"), &h, b"hi", &ParseOptions::default()).unwrap().remove(0).result
-        };
+        let first = |h: Vec<(String, String)>| parse_body(Some("text/plain"), &h, b"hi", &ParseOptions::default()).unwrap().remove(0).result;
         let err = first(with("ce-type", "Zahlung\u{e9}")).unwrap_err();
         assert_eq!(err.kind, ErrorKind::InvalidAttribute);
         assert!(err.message.contains("ce-type") && err.message.contains("not ASCII") && err.message.contains("%C3%A9"), "{err}");

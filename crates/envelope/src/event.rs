@@ -101,9 +101,23 @@ pub const MAX_SOURCE_CHARS: usize = 1024;
 
 /// Attributes the CloudEvents spec or causeway defines; anything else is an extension.
 const CORE_ATTRIBUTES: &[&str] = &[
-    "specversion", "id", "source", "type", "time", "subject", "datacontenttype", "dataschema",
-    "data", "data_base64", "correlationid", "causationid", "traceparent", "tracestate", "sequence",
-    "idempotencykey", "schemaversion",
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "time",
+    "subject",
+    "datacontenttype",
+    "dataschema",
+    "data",
+    "data_base64",
+    "correlationid",
+    "causationid",
+    "traceparent",
+    "tracestate",
+    "sequence",
+    "idempotencykey",
+    "schemaversion",
 ];
 
 impl Event {
@@ -147,10 +161,7 @@ impl Event {
         let data = obj.remove("data");
         let data_base64 = take_opt_string(&mut obj, "data_base64")?;
         if data.is_some() && data_base64.is_some() {
-            return Err(EventError::new(
-                ErrorKind::InvalidAttribute,
-                "an event carries either 'data' or 'data_base64', not both",
-            ));
+            return Err(EventError::new(ErrorKind::InvalidAttribute, "an event carries either 'data' or 'data_base64', not both"));
         }
         if let Some(b64) = &data_base64
             && base64::engine::general_purpose::STANDARD.decode(b64).is_err()
@@ -174,9 +185,23 @@ impl Event {
             }
         }
         let event = Event {
-            id, source, event_type, time, subject, datacontenttype, dataschema, correlation_id,
-            causation_id, traceparent, tracestate, sequence, idempotency_key, schema_version,
-            extensions, data, data_base64,
+            id,
+            source,
+            event_type,
+            time,
+            subject,
+            datacontenttype,
+            dataschema,
+            correlation_id,
+            causation_id,
+            traceparent,
+            tracestate,
+            sequence,
+            idempotency_key,
+            schema_version,
+            extensions,
+            data,
+            data_base64,
         };
         event.check_lengths(false)?;
         event.check_correlation(correlation_required)?;
@@ -198,9 +223,8 @@ impl Event {
             Ok(None)
         };
         let required = |v: Option<String>, name: &str| {
-            v.filter(|s| !s.is_empty()).ok_or_else(|| {
-                EventError::new(ErrorKind::MissingAttribute, format!("metadata.{name} is required and must not be empty"))
-            })
+            v.filter(|s| !s.is_empty())
+                .ok_or_else(|| EventError::new(ErrorKind::MissingAttribute, format!("metadata.{name} is required and must not be empty")))
         };
         let id = required(field(&mut meta, &["eventId"])?, "eventId")?;
         let event_type = required(field(&mut meta, &["eventType"])?, "eventType")?;
@@ -215,10 +239,7 @@ impl Event {
         let tracestate = field(&mut meta, &["tracestate", "traceState"])?;
         let sequence = take_opt_integer(&mut meta, "sequence")?;
         let idempotency_key = field(&mut meta, &["idempotencyKey"])?;
-        let schema_version = check_schema_version(
-            take_opt_integer(&mut meta, "schemaVersion")?,
-            "metadata.schemaVersion",
-        )?;
+        let schema_version = check_schema_version(take_opt_integer(&mut meta, "schemaVersion")?, "metadata.schemaVersion")?;
         let subject = match obj.remove("entityId") {
             Some(v) => Some(scalar_to_string(v, "entityId")?),
             None => field(&mut meta, &["entityId", "aggregateId"])?,
@@ -233,9 +254,23 @@ impl Event {
             extensions.entry(ext).or_insert(value);
         }
         let event = Event {
-            id, source, event_type, time, subject, datacontenttype: Some("application/json".into()),
-            dataschema: None, correlation_id, causation_id, traceparent, tracestate, sequence,
-            idempotency_key, schema_version, extensions, data, data_base64: None,
+            id,
+            source,
+            event_type,
+            time,
+            subject,
+            datacontenttype: Some("application/json".into()),
+            dataschema: None,
+            correlation_id,
+            causation_id,
+            traceparent,
+            tracestate,
+            sequence,
+            idempotency_key,
+            schema_version,
+            extensions,
+            data,
+            data_base64: None,
         };
         event.check_lengths(true)?;
         event.check_correlation(correlation_required)?;
@@ -345,18 +380,12 @@ pub fn format_time(time: &DateTime<Utc>) -> String {
 /// canonical form would not be RFC 3339 and would not sort as time.
 pub fn parse_time(value: &str) -> Result<DateTime<Utc>, EventError> {
     let time = DateTime::parse_from_rfc3339(value).map(|t| t.with_timezone(&Utc)).map_err(|e| {
-        EventError::new(
-            ErrorKind::InvalidTime,
-            format!("time '{value}' is not an RFC 3339 timestamp ({e}): use e.g. 2026-11-23T10:15:00.123Z"),
-        )
+        EventError::new(ErrorKind::InvalidTime, format!("time '{value}' is not an RFC 3339 timestamp ({e}): use e.g. 2026-11-23T10:15:00.123Z"))
     })?;
     if !(0..=9999).contains(&time.year()) {
         return Err(EventError::new(
             ErrorKind::InvalidTime,
-            format!(
-                "time '{value}' is year {} in UTC, outside 0000–9999: send a time in UTC or a nearer offset",
-                time.year()
-            ),
+            format!("time '{value}' is year {} in UTC, outside 0000–9999: send a time in UTC or a nearer offset", time.year()),
         ));
     }
     Ok(time.trunc_subsecs(6))
@@ -371,10 +400,7 @@ fn take_string(obj: &mut Map<String, Value>, name: &str) -> Result<String, Event
         None | Some(Value::Null) => Err(missing(name)),
         Some(Value::String(s)) if s.is_empty() => Err(missing(name)),
         Some(Value::String(s)) => Ok(s),
-        Some(other) => Err(EventError::new(
-            ErrorKind::InvalidAttribute,
-            format!("attribute '{name}' must be a string, got {}", type_name(&other)),
-        )),
+        Some(other) => Err(EventError::new(ErrorKind::InvalidAttribute, format!("attribute '{name}' must be a string, got {}", type_name(&other)))),
     }
 }
 
@@ -382,18 +408,13 @@ fn take_opt_string(obj: &mut Map<String, Value>, name: &str) -> Result<Option<St
     match obj.remove(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => Err(EventError::new(
-            ErrorKind::InvalidAttribute,
-            format!("attribute '{name}' must be a string, got {}", type_name(&other)),
-        )),
+        Some(other) => Err(EventError::new(ErrorKind::InvalidAttribute, format!("attribute '{name}' must be a string, got {}", type_name(&other)))),
     }
 }
 
 /// CloudEvents integers arrive as JSON numbers, or as strings in binary mode and Kafka headers.
 fn take_opt_integer(obj: &mut Map<String, Value>, name: &str) -> Result<Option<i64>, EventError> {
-    let invalid = |shown: String| {
-        EventError::new(ErrorKind::InvalidAttribute, format!("attribute '{name}' must be an integer, got {shown}"))
-    };
+    let invalid = |shown: String| EventError::new(ErrorKind::InvalidAttribute, format!("attribute '{name}' must be an integer, got {shown}"));
     match obj.remove(name) {
         None | Some(Value::Null) => Ok(None),
         // A whole number written with a fraction (5.0) is the integer JSON Schema says it is.
@@ -410,10 +431,9 @@ fn take_opt_integer(obj: &mut Map<String, Value>, name: &str) -> Result<Option<i
 /// A schema version is a positive integer, in every form an event arrives in.
 fn check_schema_version(version: Option<i64>, name: &str) -> Result<Option<i64>, EventError> {
     match version {
-        Some(v) if v < 1 => Err(EventError::new(
-            ErrorKind::InvalidAttribute,
-            format!("{name} {v} is not a schema version: use a positive integer (1, 2, …)"),
-        )),
+        Some(v) if v < 1 => {
+            Err(EventError::new(ErrorKind::InvalidAttribute, format!("{name} {v} is not a schema version: use a positive integer (1, 2, …)")))
+        }
         _ => Ok(version),
     }
 }
@@ -422,10 +442,7 @@ fn scalar_to_string(value: Value, name: &str) -> Result<String, EventError> {
     match value {
         Value::String(s) => Ok(s),
         Value::Number(n) => Ok(n.to_string()),
-        other => Err(EventError::new(
-            ErrorKind::InvalidAttribute,
-            format!("{name} must be a string, got {}", type_name(&other)),
-        )),
+        other => Err(EventError::new(ErrorKind::InvalidAttribute, format!("{name} must be a string, got {}", type_name(&other)))),
     }
 }
 
@@ -449,11 +466,7 @@ fn check_extension_name(name: &str) -> Result<(), EventError> {
         return Ok(());
     }
     let folded: String = name.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_ascii_lowercase();
-    let hint = if CORE_ATTRIBUTES.contains(&folded.as_str()) {
-        format!("; did you mean '{folded}'?")
-    } else {
-        String::new()
-    };
+    let hint = if CORE_ATTRIBUTES.contains(&folded.as_str()) { format!("; did you mean '{folded}'?") } else { String::new() };
     Err(EventError::new(
         ErrorKind::InvalidAttribute,
         format!("'{name}' is not a valid CloudEvents attribute name (lower-case letters and digits only){hint}"),
@@ -571,9 +584,14 @@ mod tests {
     /// (`GET /v1/events/{id}` answered 414).
     #[test]
     fn identifiers_are_capped() {
-        for (name, limit) in [("id", MAX_ID_CHARS), ("source", MAX_SOURCE_CHARS), ("type", MAX_ID_CHARS),
-            ("subject", MAX_ID_CHARS), ("correlationid", MAX_ID_CHARS), ("causationid", MAX_ID_CHARS)]
-        {
+        for (name, limit) in [
+            ("id", MAX_ID_CHARS),
+            ("source", MAX_SOURCE_CHARS),
+            ("type", MAX_ID_CHARS),
+            ("subject", MAX_ID_CHARS),
+            ("correlationid", MAX_ID_CHARS),
+            ("causationid", MAX_ID_CHARS),
+        ] {
             let mut v = structured();
             // Characters, not bytes, as JSON Schema's maxLength counts.
             v[name] = json!("\u{e9}".repeat(limit));
@@ -581,7 +599,10 @@ mod tests {
             v[name] = json!("x".repeat(limit + 1));
             let err = Event::from_structured(obj(v), true).unwrap_err();
             assert_eq!(err.kind, ErrorKind::InvalidAttribute, "{name}");
-            assert!(err.message.starts_with(&format!("{name} is {} characters", limit + 1)) && err.message.contains(&format!("{limit}-character limit")), "{err}");
+            assert!(
+                err.message.starts_with(&format!("{name} is {} characters", limit + 1)) && err.message.contains(&format!("{limit}-character limit")),
+                "{err}"
+            );
         }
         let v = json!({"metadata": {"eventId": "m".repeat(300), "eventType": "T", "correlationId": "c",
                                     "timestamp": "2026-11-23T10:00:00Z", "source": "s"}, "payload": {}});
@@ -599,11 +620,7 @@ mod tests {
                            "payload": {}});
             let err = Event::from_metadata_payload(obj(v), true).unwrap_err();
             assert_eq!(err.kind, ErrorKind::InvalidAttribute, "{bad}: {err}");
-            assert!(
-                err.message.contains("metadata.schemaVersion")
-                    && err.message.contains("positive integer"),
-                "{err}"
-            );
+            assert!(err.message.contains("metadata.schemaVersion") && err.message.contains("positive integer"), "{err}");
         }
     }
 
@@ -631,11 +648,7 @@ mod tests {
             assert_eq!(err.kind, ErrorKind::InvalidTime, "{bad}");
             assert!(err.message.contains("outside 0000–9999"), "{err}");
         }
-        for good in [
-            "0000-01-01T00:00:00Z",
-            "0000-01-01T01:00:00+01:00",
-            "9999-12-31T23:59:59.999999Z",
-        ] {
+        for good in ["0000-01-01T00:00:00Z", "0000-01-01T01:00:00+01:00", "9999-12-31T23:59:59.999999Z"] {
             let t = parse_time(good).unwrap();
             assert_eq!(parse_time(&format_time(&t)).unwrap(), t, "{good}");
         }

@@ -29,11 +29,6 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_request_bytes: 16 * 1024 * 1024,
-            max_event_bytes: 1024 * 1024,
-            max_json_depth: 64,
-            max_batch_events: 10_000,
-        }
+        Limits { max_request_bytes: 16 * 1024 * 1024, max_event_bytes: 1024 * 1024, max_json_depth: 64, max_batch_events: 10_000 }
     }
 }

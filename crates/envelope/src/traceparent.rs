@@ -7,9 +7,7 @@ pub fn validate_traceparent(value: &str) -> Result<(), String> {
     if parts.len() < 4 {
         return Err(format!("traceparent '{value}' is not W3C trace context: {expected}"));
     }
-    let is_hex = |s: &str, len: usize| {
-        s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    };
+    let is_hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     let (version, trace_id, parent_id, flags) = (parts[0], parts[1], parts[2], parts[3]);
     if !is_hex(version, 2) || version == "ff" {
         return Err(format!("traceparent '{value}' has an invalid version '{version}': {expected}"));

@@ -184,7 +184,12 @@ fn document(model: &Model) -> J {
     let correlation = obj([(
         "correlationid",
         obj([
-            ("description", J::from("causeway correlation id: ties together every event of one business operation (CloudEvents extension attribute correlationid).")),
+            (
+                "description",
+                J::from(
+                    "causeway correlation id: ties together every event of one business operation (CloudEvents extension attribute correlationid).",
+                ),
+            ),
             ("location", J::from("$message.header#/ce_correlationid")),
         ]),
     )]);
@@ -196,15 +201,7 @@ fn document(model: &Model) -> J {
         ("defaultContentType", J::from("application/json")),
         ("channels", channel_map),
         ("operations", operations),
-        (
-            "components",
-            obj([
-                ("schemas", schemas),
-                ("messages", messages),
-                ("correlationIds", correlation),
-                ("tags", tags),
-            ]),
-        ),
+        ("components", obj([("schemas", schemas), ("messages", messages), ("correlationIds", correlation), ("tags", tags)])),
     ])
 }
 
@@ -221,7 +218,10 @@ fn message(model: &Model, name: &str, schema_key: &str, latest: u32, all: &[u32]
     }
     if all.len() > 1 {
         let list: Vec<String> = all.iter().map(u32::to_string).collect();
-        description.push_str(&format!(" Schema versions {}; the payload here is version {latest} (header ce_schemaversion). Every version is in `causeway gen json-schema`.", list.join(", ")));
+        description.push_str(&format!(
+            " Schema versions {}; the payload here is version {latest} (header ce_schemaversion). Every version is in `causeway gen json-schema`.",
+            list.join(", ")
+        ));
     }
     if !event.pii.is_empty() {
         description.push_str(&format!(" PII, redacted by causeway before storage: {}.", event.pii.join(", ")));
@@ -239,10 +239,8 @@ fn message(model: &Model, name: &str, schema_key: &str, latest: u32, all: &[u32]
     if latest > 1 {
         required.push("ce_schemaversion");
     }
-    let mut headers = obj([
-        ("type", J::from("object")),
-        ("allOf", J::Arr(vec![obj([("$ref", J::from(format!("#/components/schemas/{HEADERS}")))])])),
-    ]);
+    let mut headers =
+        obj([("type", J::from("object")), ("allOf", J::Arr(vec![obj([("$ref", J::from(format!("#/components/schemas/{HEADERS}")))])]))]);
     if !required.is_empty() {
         headers.push("required", strs(required));
     }
@@ -299,7 +297,9 @@ fn headers_schema(model: &Model) -> J {
         ("type", J::from("object")),
         (
             "description",
-            J::from("CloudEvents 1.0 Kafka protocol binding, binary content mode: the event's attributes as ce_ headers, data as the record value. causeway's extension attributes (correlationid, causationid, traceparent, tracestate, sequence, idempotencykey, schemaversion) travel the same way."),
+            J::from(
+                "CloudEvents 1.0 Kafka protocol binding, binary content mode: the event's attributes as ce_ headers, data as the record value. causeway's extension attributes (correlationid, causationid, traceparent, tracestate, sequence, idempotencykey, schemaversion) travel the same way.",
+            ),
         ),
         ("required", strs(required)),
         (
@@ -310,16 +310,40 @@ fn headers_schema(model: &Model) -> J {
                 ("ce_source", s("The producing service.")),
                 ("ce_type", s("Event type.")),
                 ("ce_subject", s("Aggregate id.")),
-                ("ce_time", obj([("type", J::from("string")), ("format", J::from("date-time")), ("description", J::from("When it happened (RFC 3339)."))])),
+                (
+                    "ce_time",
+                    obj([("type", J::from("string")), ("format", J::from("date-time")), ("description", J::from("When it happened (RFC 3339)."))]),
+                ),
                 ("content-type", s("Media type of the record value (datacontenttype): application/json.")),
                 ("ce_dataschema", s("URI of the schema of the record value.")),
                 ("ce_correlationid", s("Correlation id of the business operation.")),
                 ("ce_causationid", s("Id of the event that caused this one; empty for a root event.")),
-                ("ce_traceparent", obj([("type", J::from("string")), ("pattern", J::from(TRACEPARENT_PATTERN)), ("description", J::from("W3C trace context traceparent."))])),
+                (
+                    "ce_traceparent",
+                    obj([
+                        ("type", J::from("string")),
+                        ("pattern", J::from(TRACEPARENT_PATTERN)),
+                        ("description", J::from("W3C trace context traceparent.")),
+                    ]),
+                ),
                 ("ce_tracestate", s("W3C trace context tracestate.")),
-                ("ce_sequence", obj([("type", J::from("string")), ("pattern", J::from("^-?[0-9]+$")), ("description", J::from("Per-aggregate sequence number (an integer as text)."))])),
+                (
+                    "ce_sequence",
+                    obj([
+                        ("type", J::from("string")),
+                        ("pattern", J::from("^-?[0-9]+$")),
+                        ("description", J::from("Per-aggregate sequence number (an integer as text).")),
+                    ]),
+                ),
                 ("ce_idempotencykey", s("Idempotency key of the effect.")),
-                ("ce_schemaversion", obj([("type", J::from("string")), ("pattern", J::from("^[1-9][0-9]*$")), ("description", J::from("Schema version of the payload; absent means 1."))])),
+                (
+                    "ce_schemaversion",
+                    obj([
+                        ("type", J::from("string")),
+                        ("pattern", J::from("^[1-9][0-9]*$")),
+                        ("description", J::from("Schema version of the payload; absent means 1.")),
+                    ]),
+                ),
             ]),
         ),
     ])

@@ -136,22 +136,81 @@ impl Serialize for J {
 
 /// The order JSON Schema keywords are written in; unknown keys follow, alphabetically.
 const KEYWORD_ORDER: &[&str] = &[
-    "$schema", "$id", "$anchor", "$dynamicAnchor", "$ref", "$dynamicRef", "title", "description", "$comment",
-    "deprecated", "readOnly", "writeOnly", "type", "const", "enum", "format", "contentEncoding",
-    "contentMediaType", "contentSchema", "pattern", "minLength", "maxLength", "minimum", "exclusiveMinimum",
-    "maximum", "exclusiveMaximum", "multipleOf", "required", "dependentRequired", "properties",
-    "patternProperties", "additionalProperties", "unevaluatedProperties", "propertyNames", "minProperties",
-    "maxProperties", "prefixItems", "items", "contains", "minContains", "maxContains", "minItems", "maxItems",
-    "uniqueItems", "unevaluatedItems", "allOf", "anyOf", "oneOf", "not", "if", "then", "else",
-    "dependentSchemas", "default", "examples", "$defs", "definitions", "$vocabulary",
+    "$schema",
+    "$id",
+    "$anchor",
+    "$dynamicAnchor",
+    "$ref",
+    "$dynamicRef",
+    "title",
+    "description",
+    "$comment",
+    "deprecated",
+    "readOnly",
+    "writeOnly",
+    "type",
+    "const",
+    "enum",
+    "format",
+    "contentEncoding",
+    "contentMediaType",
+    "contentSchema",
+    "pattern",
+    "minLength",
+    "maxLength",
+    "minimum",
+    "exclusiveMinimum",
+    "maximum",
+    "exclusiveMaximum",
+    "multipleOf",
+    "required",
+    "dependentRequired",
+    "properties",
+    "patternProperties",
+    "additionalProperties",
+    "unevaluatedProperties",
+    "propertyNames",
+    "minProperties",
+    "maxProperties",
+    "prefixItems",
+    "items",
+    "contains",
+    "minContains",
+    "maxContains",
+    "minItems",
+    "maxItems",
+    "uniqueItems",
+    "unevaluatedItems",
+    "allOf",
+    "anyOf",
+    "oneOf",
+    "not",
+    "if",
+    "then",
+    "else",
+    "dependentSchemas",
+    "default",
+    "examples",
+    "$defs",
+    "definitions",
+    "$vocabulary",
 ];
 
 /// Keywords whose value is an object of subschemas.
 const SCHEMA_MAPS: &[&str] = &["properties", "patternProperties", "$defs", "definitions", "dependentSchemas"];
 /// Keywords whose value is one subschema (or, for `items` in older drafts, an array of them).
 const SCHEMA_ONE: &[&str] = &[
-    "additionalProperties", "unevaluatedProperties", "propertyNames", "items", "contains", "unevaluatedItems",
-    "not", "if", "then", "else", "contentSchema",
+    "additionalProperties",
+    "unevaluatedProperties",
+    "propertyNames",
+    "items",
+    "contains",
+    "unevaluatedItems",
+    "not",
+    "if",
+    "then",
+    "else",
+    "contentSchema",
 ];
 /// Keywords whose value is an array of subschemas.
 const SCHEMA_LISTS: &[&str] = &["prefixItems", "allOf", "anyOf", "oneOf"];
@@ -175,9 +234,7 @@ pub(crate) fn schema(value: &Value, rewrite_ref: &dyn Fn(&str) -> String) -> J {
                 names.sort();
                 J::Obj(names.into_iter().map(|n| (n.clone(), schema(&children[n], rewrite_ref))).collect())
             }
-            (k, Value::Array(items)) if SCHEMA_LISTS.contains(&k) || k == "items" => {
-                J::Arr(items.iter().map(|s| schema(s, rewrite_ref)).collect())
-            }
+            (k, Value::Array(items)) if SCHEMA_LISTS.contains(&k) || k == "items" => J::Arr(items.iter().map(|s| schema(s, rewrite_ref)).collect()),
             (k, _) if SCHEMA_ONE.contains(&k) => schema(v, rewrite_ref),
             _ => J::from(v),
         };

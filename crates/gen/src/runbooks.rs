@@ -7,8 +7,8 @@ use causeway_model::{InvariantRule, Journey, Key, Model, Policy, Sli};
 
 use crate::GeneratedFile;
 use crate::util::{
-    causeway_sql, code_list, commands_emitting, context_label, duration, file_name, journeys_of, owner_or_none,
-    percent, producers, reactors, sql_list, sql_str, thousands,
+    causeway_sql, code_list, commands_emitting, context_label, duration, file_name, journeys_of, owner_or_none, percent, producers, reactors,
+    sql_list, sql_str, thousands,
 };
 
 /// Every finding kind (PRODUCT §5), with what it means.
@@ -111,22 +111,13 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 pub fn runbooks(model: &Model) -> Vec<GeneratedFile> {
     let mut files = vec![GeneratedFile { path: "README.md".into(), contents: index(model) }];
     for (name, journey) in &model.journeys {
-        files.push(GeneratedFile {
-            path: journey_path(name),
-            contents: journey_runbook(model, name, journey).render(model, "../README.md"),
-        });
+        files.push(GeneratedFile { path: journey_path(name), contents: journey_runbook(model, name, journey).render(model, "../README.md") });
     }
     for (name, policy) in &model.policies {
-        files.push(GeneratedFile {
-            path: policy_path(name),
-            contents: policy_runbook(model, name, policy).render(model, "../README.md"),
-        });
+        files.push(GeneratedFile { path: policy_path(name), contents: policy_runbook(model, name, policy).render(model, "../README.md") });
     }
     for (kind, meaning) in FINDING_KINDS {
-        files.push(GeneratedFile {
-            path: finding_path(kind),
-            contents: finding_runbook(model, kind, meaning).render(model, "../README.md"),
-        });
+        files.push(GeneratedFile { path: finding_path(kind), contents: finding_runbook(model, kind, meaning).render(model, "../README.md") });
     }
     files
 }
@@ -182,9 +173,7 @@ fn index(model: &Model) -> String {
         let rows: Vec<Vec<String>> = model
             .policies
             .iter()
-            .map(|(name, p)| {
-                vec![format!("[{name}]({})", policy_path(name)), format!("`{}`", p.when), code_list(&p.then), duration(p.within_ms)]
-            })
+            .map(|(name, p)| vec![format!("[{name}]({})", policy_path(name)), format!("`{}`", p.when), code_list(&p.then), duration(p.within_ms)])
             .collect();
         s.push_str(&table(&["policy", "when", "then", "within"], &rows));
         s.push_str("\n\n");
@@ -264,7 +253,8 @@ fn dlq_of_correlation_query() -> (String, String) {
 }
 
 fn replay_action() -> String {
-    "Replay the pending DLQ records once the cause is fixed, dry run first: `POST /v1/dlq/{id}/replay` with `{\"dry_run\": true}`, then without.".into()
+    "Replay the pending DLQ records once the cause is fixed, dry run first: `POST /v1/dlq/{id}/replay` with `{\"dry_run\": true}`, then without."
+        .into()
 }
 
 fn instance_events_query(journey: &str) -> (String, String) {
@@ -436,7 +426,11 @@ fn journey_runbook(model: &Model, name: &str, journey: &Journey) -> Runbook {
         symptoms.push(format!("{}: an instance reached no new milestone for {}.", link("`stalled` findings", &finding_path("stalled")), duration(s)));
     }
     if let Some(w) = journey.complete_within_ms {
-        symptoms.push(format!("{}: an instance reached no outcome within {}.", link("`deadline_missed` findings", &finding_path("deadline_missed")), duration(w)));
+        symptoms.push(format!(
+            "{}: an instance reached no outcome within {}.",
+            link("`deadline_missed` findings", &finding_path("deadline_missed")),
+            duration(w)
+        ));
     }
     for (slo, def) in &model.slos {
         if matches!(&def.sli, Sli::JourneyCompletion { journey: j } if j == name) {
@@ -498,10 +492,7 @@ fn journey_runbook(model: &Model, name: &str, journey: &Journey) -> Runbook {
             contexts.push(&d.context);
         }
     }
-    owner.push(format!(
-        "Contexts its events come from: {}.",
-        contexts.iter().map(|c| context_label(model, c)).collect::<Vec<_>>().join("; ")
-    ));
+    owner.push(format!("Contexts its events come from: {}.", contexts.iter().map(|c| context_label(model, c)).collect::<Vec<_>>().join("; ")));
 
     let mut actions = vec![
         "Find where the instance stopped (the instance query above) and the next expected milestone; look at its correlation's chain and dead letters.".to_string(),
@@ -690,11 +681,8 @@ fn routing_line() -> String {
 }
 
 fn context_owner_table(model: &Model) -> String {
-    let rows: Vec<Vec<String>> = model
-        .contexts
-        .iter()
-        .map(|(name, c)| vec![format!("`{name}`"), owner_or_none(c.owner.as_deref()), code_list(&c.services)])
-        .collect();
+    let rows: Vec<Vec<String>> =
+        model.contexts.iter().map(|(name, c)| vec![format!("`{name}`"), owner_or_none(c.owner.as_deref()), code_list(&c.services)]).collect();
     table(&["context", "owner", "services"], &rows)
 }
 
@@ -737,8 +725,18 @@ fn missing_reaction_kind(model: &Model, rb: &mut Runbook) {
             .policies
             .iter()
             .map(|(name, p)| {
-                let services: Vec<&str> = reactors(model, &p.when).into_iter().filter(|r| r.policies.contains(&name.as_str()) && is_service(model, r.service)).map(|r| r.service).collect();
-                vec![format!("[{name}](../{})", policy_path(name)), format!("`{}`", p.when), code_list(&p.then), duration(p.within_ms), code_list(services)]
+                let services: Vec<&str> = reactors(model, &p.when)
+                    .into_iter()
+                    .filter(|r| r.policies.contains(&name.as_str()) && is_service(model, r.service))
+                    .map(|r| r.service)
+                    .collect();
+                vec![
+                    format!("[{name}](../{})", policy_path(name)),
+                    format!("`{}`", p.when),
+                    code_list(&p.then),
+                    duration(p.within_ms),
+                    code_list(services),
+                ]
             })
             .collect();
         rb.intro.push(table(&["policy", "when", "then", "within", "reacting services"], &rows));
@@ -780,7 +778,10 @@ fn invariant_kind(model: &Model, rb: &mut Runbook) {
         .journeys
         .iter()
         .flat_map(|(j, journey)| {
-            journey.invariants.iter().map(move |inv| vec![format!("[{j}](../{})", journey_path(j)), format!("`{}`", inv.name), describe_invariant(&inv.rule, &inv.event)])
+            journey
+                .invariants
+                .iter()
+                .map(move |inv| vec![format!("[{j}](../{})", journey_path(j)), format!("`{}`", inv.name), describe_invariant(&inv.rule, &inv.event)])
         })
         .collect();
     if rows.is_empty() {
@@ -805,7 +806,8 @@ fn invariant_kind(model: &Model, rb: &mut Runbook) {
             rb.actions.push(invariant_action(model, j, &inv.name, &inv.event, &inv.rule));
         }
     }
-    rb.actions.push("Fix the cause in the producer (it must check the journey state before acting), then record the compensation in the incident.".into());
+    rb.actions
+        .push("Fix the cause in the producer (it must check the journey state before acting), then record the compensation in the incident.".into());
 }
 
 fn stalled_kind(model: &Model, rb: &mut Runbook) {
@@ -813,7 +815,13 @@ fn stalled_kind(model: &Model, rb: &mut Runbook) {
         .journeys
         .iter()
         .filter_map(|(j, journey)| {
-            journey.stall_after_ms.map(|s| vec![format!("[{j}](../{})", journey_path(j)), duration(s), journey.milestones.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(" → ")])
+            journey.stall_after_ms.map(|s| {
+                vec![
+                    format!("[{j}](../{})", journey_path(j)),
+                    duration(s),
+                    journey.milestones.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(" → "),
+                ]
+            })
         })
         .collect();
     if rows.is_empty() {
@@ -881,7 +889,8 @@ fn deadline_kind(model: &Model, rb: &mut Runbook) {
             rb.actions.extend(outcome_actions(model, j, journey));
         }
     }
-    rb.actions.push("If many instances miss the deadline at once, treat it as an incident of the slowest service in the journey, not per instance.".into());
+    rb.actions
+        .push("If many instances miss the deadline at once, treat it as an incident of the slowest service in the journey, not per instance.".into());
 }
 
 /// "| event | context | owner | produced by |" for every event.
@@ -911,9 +920,12 @@ fn at_most_lines(model: &Model) -> Vec<String> {
 
 fn duplicate_kind(model: &Model, rb: &mut Runbook) {
     rb.intro.push(
-        "causeway stores a redelivered event once (its identity is `source` + `id`); consumers that are not idempotent may still have acted twice.".into(),
+        "causeway stores a redelivered event once (its identity is `source` + `id`); consumers that are not idempotent may still have acted twice."
+            .into(),
     );
-    rb.symptoms.push("A burst of redeliveries from one producer (a retry loop, a producer restarted without acks, a consumer group rebalance replaying).".into());
+    rb.symptoms.push(
+        "A burst of redeliveries from one producer (a retry loop, a producer restarted without acks, a consumer group rebalance replaying).".into(),
+    );
     rb.symptoms.push("The `causeway_events_ingested_total{outcome=\"duplicate\"}` metric climbs.".into());
     rb.queries.push((
         "Duplicates by producer and event type:".into(),
@@ -964,14 +976,20 @@ fn out_of_order_kind(model: &Model, rb: &mut Runbook) {
         .iter()
         .map(|(name, a)| {
             let events: Vec<&str> = model.events.iter().filter(|(_, e)| e.aggregate.as_deref() == Some(name)).map(|(n, _)| n.as_str()).collect();
-            vec![format!("`{name}`"), format!("`{}`", a.context), a.key.as_ref().map(|k| format!("`{}`", k.as_str())).unwrap_or_else(|| "(none)".into()), code_list(events)]
+            vec![
+                format!("`{name}`"),
+                format!("`{}`", a.context),
+                a.key.as_ref().map(|k| format!("`{}`", k.as_str())).unwrap_or_else(|| "(none)".into()),
+                code_list(events),
+            ]
         })
         .collect();
     if !rows.is_empty() {
         rb.intro.push(table(&["aggregate", "context", "key", "events"], &rows));
     }
     rb.symptoms.push("A gap: events of an aggregate are missing (lost, dead-lettered, or not yet arrived).".into());
-    rb.symptoms.push("A regression: events arrive in another order than produced (several partitions or producers for one aggregate, retries).".into());
+    rb.symptoms
+        .push("A regression: events arrive in another order than produced (several partitions or producers for one aggregate, retries).".into());
     rb.queries.push((
         "One aggregate's events in arrival order (the CloudEvents `subject`):".into(),
         causeway_sql("SELECT timestamp, event_type, event_id, source_service, topic, correlation_id FROM event_lineage WHERE aggregate_id = 'AGGREGATE_ID' ORDER BY timestamp"),
@@ -979,7 +997,8 @@ fn out_of_order_kind(model: &Model, rb: &mut Runbook) {
     rb.queries.push(dlq_of_correlation_query());
     rb.owner.push("The owner of the producing context fixes ordering at the source (table below).".into());
     rb.owner_table = Some(context_owner_table(model));
-    rb.actions.push("A gap: look for the missing events in the DLQ (query above) and replay them; otherwise ask the producer to re-publish them.".into());
+    rb.actions
+        .push("A gap: look for the missing events in the DLQ (query above) and replay them; otherwise ask the producer to re-publish them.".into());
     rb.actions.push("A regression: check that the producer uses the aggregate id as the Kafka record key (the AsyncAPI document's kafka binding), so one aggregate stays in one partition.".into());
     if !model.read_models.is_empty() {
         rb.actions.push(format!(
@@ -995,7 +1014,8 @@ fn schema_error_kind(model: &Model, rb: &mut Runbook) {
         .events
         .iter()
         .map(|(name, e)| {
-            let versions: Vec<String> = if e.versions.is_empty() { vec!["(no schema)".into()] } else { e.versions.keys().map(|v| format!("v{v}")).collect() };
+            let versions: Vec<String> =
+                if e.versions.is_empty() { vec!["(no schema)".into()] } else { e.versions.keys().map(|v| format!("v{v}")).collect() };
             vec![format!("`{name}`"), versions.join(", "), owner_or_none(model.owner_of_context(&e.context)), code_list(producers(model, e))]
         })
         .collect();
@@ -1064,18 +1084,19 @@ fn missing_correlation_kind(model: &Model, rb: &mut Runbook) {
     rb.owner.push("The owner of the producing service's context (table below).".into());
     rb.owner_table = Some(context_owner_table(model));
     rb.actions.push("Fix the producer: copy `correlationid` from the event being handled; generate a new one only at the system boundary (an API request, a user action).".into());
-    rb.actions.push("Re-send the refused events from the producer with their correlation id (the DLQ record keeps the original in `original_event`).".into());
+    rb.actions.push(
+        "Re-send the refused events from the producer with their correlation id (the DLQ record keeps the original in `original_event`).".into(),
+    );
 }
 
 fn unauthorized_kind(model: &Model, rb: &mut Runbook) {
-    let rows: Vec<Vec<String>> = model
-        .events
-        .iter()
-        .map(|(name, e)| vec![format!("`{name}`"), format!("`{}`", e.context), code_list(producers(model, e))])
-        .collect();
+    let rows: Vec<Vec<String>> =
+        model.events.iter().map(|(name, e)| vec![format!("`{name}`"), format!("`{}`", e.context), code_list(producers(model, e))]).collect();
     rb.intro.push("Only the services of an event's owning context may produce it. The event is stored and flagged, not refused.".into());
     rb.intro.push(table(&["event", "owning context", "allowed sources"], &rows));
-    rb.symptoms.push("A service publishes another context's event (a shortcut across a context boundary, a copied producer, a misconfigured `source`).".into());
+    rb.symptoms.push(
+        "A service publishes another context's event (a shortcut across a context boundary, a copied producer, a misconfigured `source`).".into(),
+    );
     // Every event is judged, so the query reads the table once in storage order: a CASE uses no
     // index (an OR of `event_type = …` reads the rows through the type index, the whole table once
     // per type), and the unary `+` in GROUP BY keeps SQLite from walking an index to group by it.
@@ -1106,5 +1127,8 @@ fn unauthorized_kind(model: &Model, rb: &mut Runbook) {
     rb.owner_table = Some(context_owner_table(model));
     rb.actions.push("Identify the service (`source_service`) and its team.".into());
     rb.actions.push("A legitimate producer (a service split or renamed): add it to the context's `services` in the model with the context owner's approval, then reload (`POST /v1/model/reload`).".into());
-    rb.actions.push("Not legitimate: stop it, follow the chains its events started and reverse their effects with the owners of the contexts they reached.".into());
+    rb.actions.push(
+        "Not legitimate: stop it, follow the chains its events started and reverse their effects with the owners of the contexts they reached."
+            .into(),
+    );
 }

@@ -18,10 +18,8 @@ pub fn json_schema(model: &Model) -> Vec<GeneratedFile> {
     for (name, event) in &model.events {
         for (version, payload) in versions(event) {
             let stem = format!("{}.v{version}", file_name(name));
-            files.push(GeneratedFile {
-                path: format!("{stem}.schema.json"),
-                contents: payload_schema(model, name, event, version, payload).pretty(),
-            });
+            files
+                .push(GeneratedFile { path: format!("{stem}.schema.json"), contents: payload_schema(model, name, event, version, payload).pretty() });
             files.push(GeneratedFile {
                 path: format!("{stem}.cloudevent.schema.json"),
                 contents: cloudevent_schema(model, name, event, version, payload).pretty(),
@@ -151,7 +149,13 @@ fn cloudevent_schema(model: &Model, name: &str, event: &EventDef, version: u32, 
     }
 
     let mut source = obj([
-        ("description", J::from(format!("The producing service. Only the services of context {} may produce {name}; any other source is an unauthorized_producer finding.", event.context))),
+        (
+            "description",
+            J::from(format!(
+                "The producing service. Only the services of context {} may produce {name}; any other source is an unauthorized_producer finding.",
+                event.context
+            )),
+        ),
         ("type", "string".into()),
     ]);
     if services.is_empty() {
@@ -190,24 +194,76 @@ fn cloudevent_schema(model: &Model, name: &str, event: &EventDef, version: u32, 
 
     let mut properties = obj([
         ("specversion", obj([("description", J::from("CloudEvents specification version.")), ("type", "string".into()), ("const", "1.0".into())])),
-        ("id", obj([("description", J::from("Event id. With source, the event's identity: a redelivery with the same source and id is stored once (duplicate).")), ("type", "string".into()), ("minLength", 1u32.into())])),
+        (
+            "id",
+            obj([
+                (
+                    "description",
+                    J::from("Event id. With source, the event's identity: a redelivery with the same source and id is stored once (duplicate)."),
+                ),
+                ("type", "string".into()),
+                ("minLength", 1u32.into()),
+            ]),
+        ),
         ("source", source),
         ("type", obj([("description", J::from("Event type.")), ("type", "string".into()), ("const", name.into())])),
         ("subject", obj([("description", J::from(subject_description)), ("type", "string".into()), ("minLength", 1u32.into())])),
-        ("time", obj([("description", J::from("When it happened (RFC 3339). Deadlines are computed from it.")), ("type", "string".into()), ("format", "date-time".into())])),
-        ("datacontenttype", obj([("description", J::from("Media type of data: JSON.")), ("type", "string".into()), ("pattern", r"^application/([a-z0-9.+-]+\+)?json(\s*;.*)?$".into())])),
-        ("dataschema", obj([("description", J::from(format!("URI of the schema of data, e.g. {}.", payload_id(model, name, version)))), ("type", "string".into()), ("format", "uri".into())])),
+        (
+            "time",
+            obj([
+                ("description", J::from("When it happened (RFC 3339). Deadlines are computed from it.")),
+                ("type", "string".into()),
+                ("format", "date-time".into()),
+            ]),
+        ),
+        (
+            "datacontenttype",
+            obj([
+                ("description", J::from("Media type of data: JSON.")),
+                ("type", "string".into()),
+                ("pattern", r"^application/([a-z0-9.+-]+\+)?json(\s*;.*)?$".into()),
+            ]),
+        ),
+        (
+            "dataschema",
+            obj([
+                ("description", J::from(format!("URI of the schema of data, e.g. {}.", payload_id(model, name, version)))),
+                ("type", "string".into()),
+                ("format", "uri".into()),
+            ]),
+        ),
         ("correlationid", obj([("description", J::from(correlation_description)), ("type", "string".into()), ("minLength", 1u32.into())])),
         ("causationid", string("Id of the event that caused this one. Empty or absent for a root event.")),
-        ("traceparent", obj([
-            ("description", J::from("W3C trace context traceparent: version-traceid-parentid-flags, lower-case hex. All-zero ids and version ff are invalid.")),
-            ("type", "string".into()),
-            ("pattern", TRACEPARENT_PATTERN.into()),
-            ("not", not_zero_or_ff),
-        ])),
+        (
+            "traceparent",
+            obj([
+                (
+                    "description",
+                    J::from(
+                        "W3C trace context traceparent: version-traceid-parentid-flags, lower-case hex. All-zero ids and version ff are invalid.",
+                    ),
+                ),
+                ("type", "string".into()),
+                ("pattern", TRACEPARENT_PATTERN.into()),
+                ("not", not_zero_or_ff),
+            ]),
+        ),
         ("tracestate", string("W3C trace context tracestate.")),
-        ("sequence", obj([("description", J::from("Per-aggregate sequence number. A gap or regression per aggregate is an out_of_order finding.")), ("type", "integer".into())])),
-        ("idempotencykey", obj([("description", J::from("Idempotency key of the effect. The same key on a different event id is a duplicate_effect finding.")), ("type", "string".into()), ("minLength", 1u32.into())])),
+        (
+            "sequence",
+            obj([
+                ("description", J::from("Per-aggregate sequence number. A gap or regression per aggregate is an out_of_order finding.")),
+                ("type", "integer".into()),
+            ]),
+        ),
+        (
+            "idempotencykey",
+            obj([
+                ("description", J::from("Idempotency key of the effect. The same key on a different event id is a duplicate_effect finding.")),
+                ("type", "string".into()),
+                ("minLength", 1u32.into()),
+            ]),
+        ),
         ("schemaversion", obj([("description", J::from(schemaversion_description)), ("type", "integer".into()), ("const", version.into())])),
     ]);
     properties.push("data", data);
@@ -227,10 +283,10 @@ fn cloudevent_schema(model: &Model, name: &str, event: &EventDef, version: u32, 
         ("type", "object".into()),
         ("required", strs(required)),
         ("properties", properties),
-        ("propertyNames", obj([
-            ("description", J::from("CloudEvents attribute names: lower-case letters and digits.")),
-            ("pattern", "^[a-z0-9]+$".into()),
-        ])),
+        (
+            "propertyNames",
+            obj([("description", J::from("CloudEvents attribute names: lower-case letters and digits.")), ("pattern", "^[a-z0-9]+$".into())]),
+        ),
     ]);
     if payload.is_some() {
         out.push("$defs", obj([("payload", payload_schema(model, name, event, version, payload))]));

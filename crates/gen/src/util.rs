@@ -137,11 +137,7 @@ pub(crate) fn journeys_of<'m>(model: &'m Model, event: &str) -> Vec<&'m str> {
 /// Whether consumers read `event`'s business key from `subject`: its aggregate or a journey naming
 /// it is keyed by subject, so a producer must set it.
 pub(crate) fn needs_subject(model: &Model, name: &str, event: &EventDef) -> bool {
-    let by_aggregate = event
-        .aggregate
-        .as_ref()
-        .and_then(|a| model.aggregates.get(a))
-        .is_some_and(|a| matches!(a.key, Some(Key::Subject)));
+    let by_aggregate = event.aggregate.as_ref().and_then(|a| model.aggregates.get(a)).is_some_and(|a| matches!(a.key, Some(Key::Subject)));
     let by_journey = journeys_of(model, name).iter().any(|j| model.journeys[*j].key == Key::Subject);
     by_aggregate || by_journey
 }

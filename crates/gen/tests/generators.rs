@@ -52,7 +52,11 @@ fn expect(kind: Kind, files: &[GeneratedFile]) {
         match fs::read_to_string(dir.join(&f.path)) {
             Ok(expected) if expected == f.contents => {}
             Ok(expected) => {
-                let line = expected.lines().zip(f.contents.lines()).position(|(a, b)| a != b).unwrap_or(expected.lines().count().min(f.contents.lines().count()));
+                let line = expected
+                    .lines()
+                    .zip(f.contents.lines())
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(expected.lines().count().min(f.contents.lines().count()));
                 problems.push(format!(
                     "{}: differs from line {}:\n  expected: {:?}\n  actual:   {:?}",
                     f.path,
@@ -153,12 +157,12 @@ fn every_schema_is_valid_2020_12_and_the_cloudevent_schema_judges_real_events() 
     assert!(ce.is_valid(&good), "{:?}", ce.iter_errors(&good).map(|e| e.to_string()).collect::<Vec<_>>());
     let mut bad_cases = Vec::new();
     for (field, value) in [
-        ("source", json!("order-service")),        // not a payments service
-        ("type", json!("PaymentFailed")),          // another event
-        ("time", json!("yesterday")),              // not RFC 3339 (format is asserted below)
-        ("traceparent", json!("00-abc-01")),       // not W3C
-        ("schemaversion", json!(1)),               // the v1 schema is another file
-        ("data", json!({"orderId": "ord-1"})),     // amount and currency missing
+        ("source", json!("order-service")),    // not a payments service
+        ("type", json!("PaymentFailed")),      // another event
+        ("time", json!("yesterday")),          // not RFC 3339 (format is asserted below)
+        ("traceparent", json!("00-abc-01")),   // not W3C
+        ("schemaversion", json!(1)),           // the v1 schema is another file
+        ("data", json!({"orderId": "ord-1"})), // amount and currency missing
         ("sequence", json!("three")),
     ] {
         let mut e = good.clone();
@@ -321,7 +325,9 @@ fn edge_cases_no_topic_no_schema_no_services_optional_correlation_local_refs() {
     event["data"]["line"] = json!({});
     assert!(!ce.is_valid(&event));
     let nothing = jsonschema::draft202012::new(&schema_file(&files, "NothingDeclared.v1.cloudevent.schema.json")).unwrap();
-    assert!(nothing.is_valid(&json!({"specversion": "1.0", "id": "1", "source": "any", "type": "NothingDeclared", "time": "2026-01-01T00:00:00Z", "data": [1]})));
+    assert!(nothing.is_valid(
+        &json!({"specversion": "1.0", "id": "1", "source": "any", "type": "NothingDeclared", "time": "2026-01-01T00:00:00Z", "data": [1]})
+    ));
 
     let doc: Value = serde_json::from_str(&causeway_gen::asyncapi(&model)[0].contents).unwrap();
     assert_eq!(doc["channels"]["NothingDeclared"]["address"], "NothingDeclared");
@@ -329,10 +335,7 @@ fn edge_cases_no_topic_no_schema_no_services_optional_correlation_local_refs() {
     assert!(doc["operations"].get("lonely.send.NothingDeclared").is_some());
     assert!(doc["operations"].get("lonely.receive.ThingHappened").is_some());
     // Local references are rewritten to where the schema lives in the document.
-    assert_eq!(
-        doc["components"]["schemas"]["ThingHappened.v1"]["properties"]["line"]["$ref"],
-        "#/components/schemas/ThingHappened.v1/$defs/Line"
-    );
+    assert_eq!(doc["components"]["schemas"]["ThingHappened.v1"]["properties"]["line"]["$ref"], "#/components/schemas/ThingHappened.v1/$defs/Line");
     let mut all = Vec::new();
     refs(&doc, &mut all);
     for r in all {

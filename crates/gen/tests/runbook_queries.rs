@@ -30,9 +30,7 @@ fn repo() -> PathBuf {
 
 fn runbooks() -> Vec<GeneratedFile> {
     let path = repo().join("examples/order-fulfillment/model.yaml");
-    let model = causeway_model::load(&path)
-        .into_result()
-        .unwrap_or_else(|d| panic!("the example model has errors: {d:?}"));
+    let model = causeway_model::load(&path).into_result().unwrap_or_else(|d| panic!("the example model has errors: {d:?}"));
     causeway_gen::runbooks(&model)
 }
 
@@ -54,20 +52,12 @@ fn commands(markdown: &str) -> Vec<Vec<String>> {
         match &mut block {
             None => {
                 if let Some(fence) = ["```", "~~~"].into_iter().find(|f| trimmed.starts_with(f)) {
-                    let len = trimmed.len()
-                        - trimmed
-                            .trim_start_matches(fence.chars().next().unwrap())
-                            .len();
+                    let len = trimmed.len() - trimmed.trim_start_matches(fence.chars().next().unwrap()).len();
                     block = Some((trimmed[..len].to_string(), String::new()));
                 }
             }
             Some((fence, text)) => {
-                if trimmed.starts_with(fence.as_str())
-                    && trimmed
-                        .trim_start_matches(fence.chars().next().unwrap())
-                        .trim()
-                        .is_empty()
-                {
+                if trimmed.starts_with(fence.as_str()) && trimmed.trim_start_matches(fence.chars().next().unwrap()).trim().is_empty() {
                     out.extend(shell_commands(text));
                     block = None;
                 } else {
@@ -147,25 +137,13 @@ fn runbook_commands(files: &[GeneratedFile]) -> Vec<(Command, Vec<String>)> {
     for f in files {
         let found = commands(&f.contents);
         if f.contents.contains("## Query to run") {
-            assert!(
-                !found.is_empty(),
-                "{}: a `Query to run` section without a command in a code block",
-                f.path
-            );
+            assert!(!found.is_empty(), "{}: a `Query to run` section without a command in a code block", f.path);
         }
         for words in found {
-            let command = match words
-                .iter()
-                .map(String::as_str)
-                .collect::<Vec<_>>()
-                .as_slice()
-            {
+            let command = match words.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
                 ["causeway", "sql", query] => Command::Sql(query.to_string()),
                 ["causeway", "chain", id] => Command::Chain(id.to_string()),
-                other => panic!(
-                    "{}: this test does not know how to run {other:?}: teach it, so the command is tested too",
-                    f.path
-                ),
+                other => panic!("{}: this test does not know how to run {other:?}: teach it, so the command is tested too", f.path),
             };
             match out.iter_mut().find(|(c, _)| *c == command) {
                 Some((_, paths)) => paths.push(f.path.clone()),
@@ -215,9 +193,7 @@ fn time_us(n: &str, k: &str) -> String {
 
 /// RFC 3339 with microseconds, as the store writes times (one `printf`: `strftime` is slower).
 fn rfc3339(us: &str) -> String {
-    format!(
-        "printf('2026-11-23T%02d:%02d:%02d.%06dZ', ({us}) / 3600000000, ({us}) / 60000000 % 60, ({us}) / 1000000 % 60, ({us}) % 1000000)"
-    )
+    format!("printf('2026-11-23T%02d:%02d:%02d.%06dZ', ({us}) / 3600000000, ({us}) / 60000000 % 60, ({us}) / 1000000 % 60, ({us}) % 1000000)")
 }
 
 fn key(n: &str) -> String {
@@ -329,14 +305,8 @@ PRAGMA journal_mode = WAL;
         okey = key("o.n"),
         ocorr = correlation_id("o.n"),
         olast_id = event_id("o.n", "o.last"),
-        detected = rfc3339(&format!(
-            "{} + f.after_s * 1000000",
-            time_us("o.n", "o.last")
-        )),
-        resolved = rfc3339(&format!(
-            "{} + f.after_s * 1000000 + 60000000",
-            time_us("o.n", "o.last")
-        )),
+        detected = rfc3339(&format!("{} + f.after_s * 1000000", time_us("o.n", "o.last"))),
+        resolved = rfc3339(&format!("{} + f.after_s * 1000000 + 60000000", time_us("o.n", "o.last"))),
         id3 = event_id("n", "3"),
         t3 = rfc3339(&time_us("n", "3")),
     );
@@ -349,10 +319,7 @@ PRAGMA journal_mode = WAL;
 /// The CPU time of the calling thread: what a query costs, whatever else the machine runs.
 /// `Store::sql` runs on the calling thread.
 fn thread_cpu() -> Duration {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: a valid clock id and a pointer to a timespec we own.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
     assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
@@ -373,17 +340,10 @@ fn answer(store: &Store, query: &str) -> Result<Answer, String> {
     for _ in 0..ATTEMPTS {
         let (wall, cpu) = (Instant::now(), thread_cpu());
         let result = store.sql(query, SqlLimits::default());
-        let a = Answer {
-            cpu: thread_cpu() - cpu,
-            wall: wall.elapsed(),
-            rows: 0,
-        };
+        let a = Answer { cpu: thread_cpu() - cpu, wall: wall.elapsed(), rows: 0 };
         match result {
             Ok(r) => {
-                let a = Answer {
-                    rows: r.rows.len(),
-                    ..a
-                };
+                let a = Answer { rows: r.rows.len(), ..a };
                 if best.as_ref().is_none_or(|b| a.cpu < b.cpu) {
                     best = Some(a);
                 }
@@ -392,39 +352,20 @@ fn answer(store: &Store, query: &str) -> Result<Answer, String> {
                 }
             }
             Err(e) => {
-                return Err(format!(
-                    "failed after {:?}: {e}\n{}",
-                    a.wall,
-                    plan(store, query)
-                ));
+                return Err(format!("failed after {:?}: {e}\n{}", a.wall, plan(store, query)));
             }
         }
     }
     let best = best.expect("at least one attempt");
     if best.cpu > ANSWER_WITHIN {
-        return Err(format!(
-            "took {:?} of CPU ({:?} wall) at best of {ATTEMPTS}\n{}",
-            best.cpu,
-            best.wall,
-            plan(store, query)
-        ));
+        return Err(format!("took {:?} of CPU ({:?} wall) at best of {ATTEMPTS}\n{}", best.cpu, best.wall, plan(store, query)));
     }
     Ok(best)
 }
 
 fn plan(store: &Store, query: &str) -> String {
     match store.sql(&format!("EXPLAIN QUERY PLAN {query}"), SqlLimits::default()) {
-        Ok(r) => r
-            .rows
-            .iter()
-            .map(|row| {
-                format!(
-                    "  plan: {}",
-                    row.last().and_then(|v| v.as_str()).unwrap_or("?")
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("\n"),
+        Ok(r) => r.rows.iter().map(|row| format!("  plan: {}", row.last().and_then(|v| v.as_str()).unwrap_or("?"))).collect::<Vec<_>>().join("\n"),
         Err(e) => format!("  no plan: {e}"),
     }
 }
@@ -433,10 +374,7 @@ fn plan(store: &Store, query: &str) -> String {
 fn every_runbook_query_answers_within_a_second_on_a_million_events() {
     let files = runbooks();
     let commands = runbook_commands(&files);
-    assert!(
-        commands.iter().any(|(c, _)| matches!(c, Command::Sql(_))),
-        "no SQL found in the runbooks"
-    );
+    assert!(commands.iter().any(|(c, _)| matches!(c, Command::Sql(_))), "no SQL found in the runbooks");
 
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
@@ -445,16 +383,8 @@ fn every_runbook_query_answers_within_a_second_on_a_million_events() {
     fill(&db);
     let store = Store::open(dir.path()).unwrap();
     let filled = started.elapsed();
-    let count = store
-        .sql(
-            "SELECT count(*) FROM event_lineage WHERE journey = 'order'",
-            SqlLimits::default(),
-        )
-        .unwrap();
-    assert_eq!(
-        count.rows[0][0], EVENTS,
-        "every event is in an order journey"
-    );
+    let count = store.sql("SELECT count(*) FROM event_lineage WHERE journey = 'order'", SqlLimits::default()).unwrap();
+    assert_eq!(count.rows[0][0], EVENTS, "every event is in an order journey");
 
     // Placeholders get the values of an instance with dead letters and open findings.
     let pick = store
@@ -466,94 +396,53 @@ fn every_runbook_query_answers_within_a_second_on_a_million_events() {
         )
         .unwrap();
     let value = |i: usize| pick.rows[0][i].as_str().unwrap().to_string();
-    let placeholders = [
-        ("KEY", value(0)),
-        ("CORRELATION_ID", value(1)),
-        ("AGGREGATE_ID", value(2)),
-    ];
+    let placeholders = [("KEY", value(0)), ("CORRELATION_ID", value(1)), ("AGGREGATE_ID", value(2))];
 
     let mut problems = Vec::new();
     let mut report = Vec::new();
     for (command, paths) in &commands {
-        let fill_in = |text: &str| {
-            placeholders.iter().fold(text.to_string(), |t, (p, v)| {
-                t.replace(&format!("'{p}'"), &format!("'{v}'"))
-            })
-        };
+        let fill_in = |text: &str| placeholders.iter().fold(text.to_string(), |t, (p, v)| t.replace(&format!("'{p}'"), &format!("'{v}'")));
         match command {
             Command::Sql(original) => {
                 let query = fill_in(original);
                 if let Some(p) = leftover_placeholder(&query) {
-                    problems.push(format!(
-                        "{}: a placeholder '{p}' this test has no value for: {query}",
-                        paths.join(", ")
-                    ));
+                    problems.push(format!("{}: a placeholder '{p}' this test has no value for: {query}", paths.join(", ")));
                     continue;
                 }
                 match answer(&store, &query) {
                     Ok(a) => {
-                        report.push(format!(
-                            "{:>9.3?} cpu {:>9.3?} wall {:>6} rows  {query}",
-                            a.cpu, a.wall, a.rows
-                        ));
+                        report.push(format!("{:>9.3?} cpu {:>9.3?} wall {:>6} rows  {query}", a.cpu, a.wall, a.rows));
                         if query != *original && a.rows == 0 {
-                            problems.push(format!(
-                                "{}: no rows for the placeholders' real values: {query}",
-                                paths.join(", ")
-                            ));
+                            problems.push(format!("{}: no rows for the placeholders' real values: {query}", paths.join(", ")));
                         }
                     }
                     Err(e) => problems.push(format!("{}: {query}\n  {e}", paths.join(", "))),
                 }
             }
             Command::Chain(id) => {
-                let id = placeholders
-                    .iter()
-                    .find(|(p, _)| p == id)
-                    .map(|(_, v)| v.clone())
-                    .unwrap_or_else(|| id.clone());
+                let id = placeholders.iter().find(|(p, _)| p == id).map(|(_, v)| v.clone()).unwrap_or_else(|| id.clone());
                 let (wall, cpu) = (Instant::now(), thread_cpu());
                 let events = store.correlation(&id, 10_001).unwrap();
                 let tree = build_tree(&events);
                 let took = thread_cpu() - cpu;
-                report.push(format!(
-                    "{took:>9.3?} cpu {:>9.3?} wall {:>6} events  causeway chain {id}",
-                    wall.elapsed(),
-                    events.len()
-                ));
+                report.push(format!("{took:>9.3?} cpu {:>9.3?} wall {:>6} events  causeway chain {id}", wall.elapsed(), events.len()));
                 if events.is_empty() || tree.is_empty() {
-                    problems.push(format!(
-                        "{}: causeway chain {id} found nothing",
-                        paths.join(", ")
-                    ));
+                    problems.push(format!("{}: causeway chain {id} found nothing", paths.join(", ")));
                 } else if took > ANSWER_WITHIN {
-                    problems.push(format!(
-                        "{}: causeway chain {id} took {took:?} of CPU",
-                        paths.join(", ")
-                    ));
+                    problems.push(format!("{}: causeway chain {id} took {took:?} of CPU", paths.join(", ")));
                 }
             }
         }
     }
-    eprintln!(
-        "store filled in {filled:?}; {} commands:\n{}",
-        commands.len(),
-        report.join("\n")
-    );
-    assert!(
-        problems.is_empty(),
-        "{} of {} runbook commands fail the issue 13 bound:\n{}",
-        problems.len(),
-        commands.len(),
-        problems.join("\n\n")
-    );
+    eprintln!("store filled in {filled:?}; {} commands:\n{}", commands.len(), report.join("\n"));
+    assert!(problems.is_empty(), "{} of {} runbook commands fail the issue 13 bound:\n{}", problems.len(), commands.len(), problems.join("\n\n"));
 }
 
 /// A quoted all-capital literal such as `'KEY'` left in a query: a placeholder without a value.
 fn leftover_placeholder(query: &str) -> Option<&str> {
-    query.split('\'').skip(1).step_by(2).find(|lit| {
-        lit.len() > 1
-            && lit.chars().all(|c| c.is_ascii_uppercase() || c == '_')
-            && lit.chars().next().unwrap().is_ascii_uppercase()
-    })
+    query
+        .split('\'')
+        .skip(1)
+        .step_by(2)
+        .find(|lit| lit.len() > 1 && lit.chars().all(|c| c.is_ascii_uppercase() || c == '_') && lit.chars().next().unwrap().is_ascii_uppercase())
 }

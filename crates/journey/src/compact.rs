@@ -77,9 +77,7 @@ impl fmt::Display for CompactStr {
                 }
                 f.write_str(std::str::from_utf8(&out).expect("hex is ASCII"))
             }
-            CompactStr::Inline(n, bytes) => {
-                f.write_str(std::str::from_utf8(&bytes[..*n as usize]).expect("copied from a str"))
-            }
+            CompactStr::Inline(n, bytes) => f.write_str(std::str::from_utf8(&bytes[..*n as usize]).expect("copied from a str")),
             CompactStr::Heap(h) => f.write_str(h),
         }
     }

@@ -136,11 +136,7 @@ impl Compiled {
         for (name, p) in &model.policies {
             let _ = c.intern(&p.when);
             let then = p.then.iter().map(|t| c.intern(t)).collect();
-            c.policies.push(PolicyDef {
-                name: name.clone(),
-                then,
-                within_ms: p.within_ms,
-            });
+            c.policies.push(PolicyDef { name: name.clone(), then, within_ms: p.within_ms });
         }
         for (name, j) in &model.journeys {
             let mut local: Vec<u16> = Vec::new();
@@ -176,9 +172,7 @@ impl Compiled {
             // Policies touching a type this journey names are judged in its instances.
             let mut policies = Vec::new();
             for (pi, (_, p)) in model.policies.iter().enumerate() {
-                let named = |c: &Compiled, local: &[u16], t: &str| {
-                    c.type_ids.get(t).is_some_and(|g| local[..named_len].contains(g))
-                };
+                let named = |c: &Compiled, local: &[u16], t: &str| c.type_ids.get(t).is_some_and(|g| local[..named_len].contains(g));
                 let touches = named(&c, &local, &p.when) || p.then.iter().any(|t| named(&c, &local, t));
                 if !touches {
                     continue;
@@ -187,12 +181,7 @@ impl Compiled {
                     break;
                 }
                 let when = add(&mut c, &mut local, &p.when);
-                let then_mask = p
-                    .then
-                    .iter()
-                    .map(|t| add(&mut c, &mut local, t))
-                    .filter(|l| *l != NONE)
-                    .fold(0u64, |m, l| m | (1u64 << l));
+                let then_mask = p.then.iter().map(|t| add(&mut c, &mut local, t)).filter(|l| *l != NONE).fold(0u64, |m, l| m | (1u64 << l));
                 if when != NONE && then_mask != 0 {
                     let within_us = ms_to_us(p.within_ms);
                     let class = c.class_of(within_us);
@@ -222,9 +211,9 @@ impl Compiled {
                 name: name.clone(),
                 key: match &j.key {
                     Key::Pointer(p) => KeyDef::Pointer(pointer_tokens(p)),
-                    Key::Subject => KeyDef::Subject {
-                        aggregate: j.milestones.first().and_then(|m| model.events.get(m)).and_then(|e| e.aggregate.clone()),
-                    },
+                    Key::Subject => {
+                        KeyDef::Subject { aggregate: j.milestones.first().and_then(|m| model.events.get(m)).and_then(|e| e.aggregate.clone()) }
+                    }
                 },
                 local,
                 local_of: Vec::new(),

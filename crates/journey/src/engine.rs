@@ -13,9 +13,7 @@ use crate::compiled::{Compiled, JourneyDef, KeyDef, NONE, Rule};
 use crate::flat::{FingerIndex, FlatMap};
 use crate::render::{list, or_list};
 use crate::timers::Timers;
-use crate::{
-    Change, Config, Finding, FindingId, FindingKind, InstanceId, JourneyState, JourneyView, Memory, MilestoneView, Stats,
-};
+use crate::{Change, Config, Finding, FindingId, FindingKind, InstanceId, JourneyState, JourneyView, Memory, MilestoneView, Stats};
 
 const IN_FLIGHT: u8 = 0;
 const STALLED: u8 = 1;
@@ -447,9 +445,10 @@ impl Evaluator {
                 return None;
             }
             if let Some(s) = state
-                && state_name(def, inst.state) != s {
-                    return None;
-                }
+                && state_name(def, inst.state) != s
+            {
+                return None;
+            }
             Some(InstanceId(i as u32))
         })
     }
@@ -470,8 +469,7 @@ impl Evaluator {
         let s = &self.s;
         let mut m = Memory { instances: s.inst.heap_bytes(), ..Memory::default() };
         for inst in s.inst.iter() {
-            m.records += inst.records.capacity() * std::mem::size_of::<Rec>()
-                + inst.records.iter().map(|r| r.id.heap_bytes()).sum::<usize>();
+            m.records += inst.records.capacity() * std::mem::size_of::<Rec>() + inst.records.iter().map(|r| r.id.heap_bytes()).sum::<usize>();
             m.obligations += inst.obligations.capacity() * std::mem::size_of::<Obligation>();
             m.instances += inst.key.heap_bytes() + inst.correlation.as_ref().map_or(0, CompactStr::heap_bytes);
             if let Some(x) = &inst.extra {
@@ -585,9 +583,10 @@ fn key_of<'e>(c: &Compiled, def: &JourneyDef, ty: Option<u16>, event: &'e Event)
     match &def.key {
         KeyDef::Subject { aggregate } => {
             if let (Some(journey_aggregate), Some(Some(own))) = (aggregate, ty.map(|t| &c.type_aggregate[t as usize]))
-                && own != journey_aggregate {
-                    return None;
-                }
+                && own != journey_aggregate
+            {
+                return None;
+            }
             event.subject.as_deref().filter(|s| !s.is_empty()).map(Cow::Borrowed)
         }
         KeyDef::Pointer(tokens) => match crate::compiled::resolve(event.data.as_ref()?, tokens)? {
@@ -722,9 +721,10 @@ impl Core {
             }
             None => {
                 if local.is_some()
-                    && let Some(cid) = ev.correlation {
-                        self.park(j, cid, ev, key.map(|(k, _)| k));
-                    }
+                    && let Some(cid) = ev.correlation
+                {
+                    self.park(j, cid, ev, key.map(|(k, _)| k));
+                }
                 None
             }
         }
@@ -801,10 +801,7 @@ impl Core {
             None => {
                 self.parked_generation += 1;
                 let generation = self.parked_generation;
-                self.parked.insert(
-                    h,
-                    ParkedList { generation, journey: j as u16, correlation: cid.to_string(), events: vec![parked] },
-                );
+                self.parked.insert(h, ParkedList { generation, journey: j as u16, correlation: cid.to_string(), events: vec![parked] });
                 self.parked_order.push_back((h, generation));
             }
         }
@@ -852,26 +849,30 @@ impl Core {
         let mut late: Vec<u32> = Vec::new();
         let inst = &mut self.inst[i as usize];
         let first_milestone = def.is_milestone(l) && inst.reached & bit(l) == 0;
-        if first_milestone && inst.state == IN_FLIGHT
-            && let Some(stall) = def.stall_after_us {
-                let due = inst.progress.saturating_add(stall);
-                if t > due {
-                    late.push(self.raise_stalled(c, i, due));
-                }
+        if first_milestone
+            && inst.state == IN_FLIGHT
+            && let Some(stall) = def.stall_after_us
+        {
+            let due = inst.progress.saturating_add(stall);
+            if t > due {
+                late.push(self.raise_stalled(c, i, due));
             }
+        }
         let inst = &mut self.inst[i as usize];
-        if def.outcome_of[l as usize] != NONE && !inst.terminal() && inst.flags & DEADLINE_FIRED == 0
-            && let Some(within) = def.complete_within_us {
-                let due = inst.started.saturating_add(within);
-                if t > due {
-                    inst.flags |= DEADLINE_FIRED;
-                    late.push(self.raise_deadline(c, i, due));
-                }
+        if def.outcome_of[l as usize] != NONE
+            && !inst.terminal()
+            && inst.flags & DEADLINE_FIRED == 0
+            && let Some(within) = def.complete_within_us
+        {
+            let due = inst.started.saturating_add(within);
+            if t > due {
+                inst.flags |= DEADLINE_FIRED;
+                late.push(self.raise_deadline(c, i, due));
             }
+        }
 
         let inst = &mut self.inst[i as usize];
-        let first_of_kind = (def.is_milestone(l) && inst.reached & bit(l) == 0)
-            || (def.outcome_of[l as usize] != NONE && !inst.terminal());
+        let first_of_kind = (def.is_milestone(l) && inst.reached & bit(l) == 0) || (def.outcome_of[l as usize] != NONE && !inst.terminal());
         let rec = if inst.records.len() < max_records || first_of_kind {
             if inst.records.len() == inst.records.capacity() {
                 inst.records.reserve_exact(4);
@@ -942,9 +943,10 @@ impl Core {
             self.reactions(c, i, ev, l);
         }
         if def.when_mask & bit(l) != 0
-            && let Some(r) = rec {
-                self.expect_reactions(c, i, ev, l, r, &effects);
-            }
+            && let Some(r) = rec
+        {
+            self.expect_reactions(c, i, ev, l, r, &effects);
+        }
         self.schedule(c, i);
         if moved {
             self.changes.push(Change::Updated(InstanceId(i)));
@@ -998,17 +1000,20 @@ impl Core {
             };
             let event_id = inst.id_of(effect);
             let owner = owner(c, Some(def), Some(def.local[e.ty() as usize]), None);
-            self.raise(c, New {
-                kind: FindingKind::OutOfOrder,
-                instance: Some(i),
-                correlation: ev.correlation.map(str::to_owned),
-                event_id: Some(event_id),
-                expected: Vec::new(),
-                rule: None,
-                at: ev.time,
-                detail,
-                owner,
-            });
+            self.raise(
+                c,
+                New {
+                    kind: FindingKind::OutOfOrder,
+                    instance: Some(i),
+                    correlation: ev.correlation.map(str::to_owned),
+                    event_id: Some(event_id),
+                    expected: Vec::new(),
+                    rule: None,
+                    at: ev.time,
+                    detail,
+                    owner,
+                },
+            );
         }
     }
 
@@ -1031,17 +1036,20 @@ impl Core {
                     ev.id, inst.records[first as usize].id
                 );
                 let owner = owner(c, Some(def), ev.ty, Some(ev.source));
-                self.raise(c, New {
-                    kind: FindingKind::DuplicateEffect,
-                    instance: Some(i),
-                    correlation: ev.correlation.map(str::to_owned),
-                    event_id: Some(ev.id.to_string()),
-                    expected: Vec::new(),
-                    rule: None,
-                    at: ev.time,
-                    detail,
-                    owner,
-                });
+                self.raise(
+                    c,
+                    New {
+                        kind: FindingKind::DuplicateEffect,
+                        instance: Some(i),
+                        correlation: ev.correlation.map(str::to_owned),
+                        event_id: Some(ev.id.to_string()),
+                        expected: Vec::new(),
+                        rule: None,
+                        at: ev.time,
+                        detail,
+                        owner,
+                    },
+                );
             }
         }
     }
@@ -1094,10 +1102,7 @@ impl Core {
                         let name = def.local_name(c, l);
                         let detail = format!(
                             "{name} {} is {name} number {count} in {} {}; invariant '{}' allows at most {n}",
-                            ev.id,
-                            def.name,
-                            self.inst[i as usize].key,
-                            inv.name
+                            ev.id, def.name, self.inst[i as usize].key, inv.name
                         );
                         self.raise_invariant(c, i, ev, ev.id.to_string(), t, &inv.name, detail);
                     }
@@ -1111,17 +1116,19 @@ impl Core {
                             .enumerate()
                             .filter(|(x, r)| Some(*x as u8) != rec && mask & bit(r.ty()) != 0 && r.time <= t)
                             .min_by_key(|(_, r)| r.time)
-                            && let Some(me) = rec {
-                                pairs.push((me, x.0 as u8));
-                            }
+                        && let Some(me) = rec
+                    {
+                        pairs.push((me, x.0 as u8));
+                    }
                     if mask & bit(l) != 0
-                        && let Some(me) = rec {
-                            for (x, r) in records.iter().enumerate() {
-                                if x as u8 != me && r.ty() == inv.event && r.time >= t {
-                                    pairs.push((x as u8, me));
-                                }
+                        && let Some(me) = rec
+                    {
+                        for (x, r) in records.iter().enumerate() {
+                            if x as u8 != me && r.ty() == inv.event && r.time >= t {
+                                pairs.push((x as u8, me));
                             }
                         }
+                    }
                     for (late, early) in pairs {
                         let inst = &mut self.inst[i as usize];
                         if inst.extra.as_ref().is_some_and(|e| e.forbidden_seen.contains(&(k, late))) {
@@ -1150,17 +1157,20 @@ impl Core {
     #[allow(clippy::too_many_arguments)]
     fn raise_invariant(&mut self, c: &Compiled, i: u32, ev: &Ev, event_id: String, at: i64, rule: &str, detail: String) -> u32 {
         let def = &c.journeys[self.inst[i as usize].journey as usize];
-        self.raise(c, New {
-            kind: FindingKind::InvariantViolation,
-            instance: Some(i),
-            correlation: ev.correlation.map(str::to_owned),
-            event_id: Some(event_id),
-            expected: Vec::new(),
-            rule: Some(rule.to_string()),
-            at,
-            detail,
-            owner: owner(c, Some(def), ev.ty, Some(ev.source)),
-        })
+        self.raise(
+            c,
+            New {
+                kind: FindingKind::InvariantViolation,
+                instance: Some(i),
+                correlation: ev.correlation.map(str::to_owned),
+                event_id: Some(event_id),
+                expected: Vec::new(),
+                rule: Some(rule.to_string()),
+                at,
+                detail,
+                owner: owner(c, Some(def), ev.ty, Some(ev.source)),
+            },
+        )
     }
 
     /// A reaction arrived: it satisfies every obligation it answers (any one of `then` will do),
@@ -1202,9 +1212,11 @@ impl Core {
             if p.when != l {
                 continue;
             }
-            let answered = inst.records.iter().enumerate().any(|(k, x)| {
-                k as u8 != r && p.then_mask & bit(x.ty()) != 0 && (x.time >= ev.time || effects.contains(&(k as u8)))
-            });
+            let answered = inst
+                .records
+                .iter()
+                .enumerate()
+                .any(|(k, x)| k as u8 != r && p.then_mask & bit(x.ty()) != 0 && (x.time >= ev.time || effects.contains(&(k as u8))));
             if answered {
                 continue;
             }
@@ -1229,19 +1241,21 @@ impl Core {
         }
         if !inst.terminal() {
             if inst.state == IN_FLIGHT
-                && let Some(s) = def.stall_after_us {
-                    let d = inst.progress.saturating_add(s);
-                    if d < due.0 {
-                        due = (d, def.stall_class);
-                    }
+                && let Some(s) = def.stall_after_us
+            {
+                let d = inst.progress.saturating_add(s);
+                if d < due.0 {
+                    due = (d, def.stall_class);
                 }
+            }
             if inst.flags & DEADLINE_FIRED == 0
-                && let Some(w) = def.complete_within_us {
-                    let d = inst.started.saturating_add(w);
-                    if d < due.0 {
-                        due = (d, def.complete_class);
-                    }
+                && let Some(w) = def.complete_within_us
+            {
+                let d = inst.started.saturating_add(w);
+                if d < due.0 {
+                    due = (d, def.complete_class);
                 }
+            }
         }
         due
     }
@@ -1262,13 +1276,8 @@ impl Core {
     fn fire(&mut self, c: &Compiled, i: u32, at: i64) {
         let inst = &self.inst[i as usize];
         let def = &c.journeys[inst.journey as usize];
-        let due: Vec<(usize, i64, u8, u8)> = inst
-            .obligations
-            .iter()
-            .enumerate()
-            .filter(|(_, o)| o.finding == 0 && o.due <= at)
-            .map(|(k, o)| (k, o.due, o.policy, o.when))
-            .collect();
+        let due: Vec<(usize, i64, u8, u8)> =
+            inst.obligations.iter().enumerate().filter(|(_, o)| o.finding == 0 && o.due <= at).map(|(k, o)| (k, o.due, o.policy, o.when)).collect();
         for (k, d, policy, when) in due {
             let f = self.raise_missing(c, i, policy, when, d);
             self.inst[i as usize].obligations[k].finding = f;
@@ -1278,25 +1287,27 @@ impl Core {
             return;
         }
         if inst.state == IN_FLIGHT
-            && let Some(s) = def.stall_after_us {
-                let d = inst.progress.saturating_add(s);
-                if d <= at {
-                    let f = self.raise_stalled(c, i, d);
-                    self.inst[i as usize].stall_finding = f;
-                    self.set_state(i, STALLED);
-                    self.changes.push(Change::Updated(InstanceId(i)));
-                }
+            && let Some(s) = def.stall_after_us
+        {
+            let d = inst.progress.saturating_add(s);
+            if d <= at {
+                let f = self.raise_stalled(c, i, d);
+                self.inst[i as usize].stall_finding = f;
+                self.set_state(i, STALLED);
+                self.changes.push(Change::Updated(InstanceId(i)));
             }
+        }
         let inst = &mut self.inst[i as usize];
         if inst.flags & DEADLINE_FIRED == 0
-            && let Some(w) = def.complete_within_us {
-                let d = inst.started.saturating_add(w);
-                if d <= at {
-                    inst.flags |= DEADLINE_FIRED;
-                    let f = self.raise_deadline(c, i, d);
-                    self.inst[i as usize].deadline_finding = f;
-                }
+            && let Some(w) = def.complete_within_us
+        {
+            let d = inst.started.saturating_add(w);
+            if d <= at {
+                inst.flags |= DEADLINE_FIRED;
+                let f = self.raise_deadline(c, i, d);
+                self.inst[i as usize].deadline_finding = f;
             }
+        }
     }
 
     // ---- findings ------------------------------------------------------------------------
@@ -1319,17 +1330,20 @@ impl Core {
         let owner = owner(c, Some(def), pdef.then.first().copied(), None);
         let event_id = inst.id_of(when);
         let correlation = inst.correlation.as_ref().map(ToString::to_string);
-        self.raise(c, New {
-            kind: FindingKind::MissingReaction,
-            instance: Some(i),
-            correlation,
-            event_id: Some(event_id),
-            expected,
-            rule: Some(pdef.name.clone()),
-            at: due,
-            detail,
-            owner,
-        })
+        self.raise(
+            c,
+            New {
+                kind: FindingKind::MissingReaction,
+                instance: Some(i),
+                correlation,
+                event_id: Some(event_id),
+                expected,
+                rule: Some(pdef.name.clone()),
+                at: due,
+                detail,
+                owner,
+            },
+        )
     }
 
     fn raise_stalled(&mut self, c: &Compiled, i: u32, due: i64) -> u32 {
@@ -1356,17 +1370,10 @@ impl Core {
         let event_id = last.map(|r| r.id.to_string());
         let correlation = inst.correlation.as_ref().map(ToString::to_string);
         let owner = owner(c, Some(def), next_type, None);
-        self.raise(c, New {
-            kind: FindingKind::Stalled,
-            instance: Some(i),
-            correlation,
-            event_id,
-            expected: Vec::new(),
-            rule: None,
-            at: due,
-            detail,
-            owner,
-        })
+        self.raise(
+            c,
+            New { kind: FindingKind::Stalled, instance: Some(i), correlation, event_id, expected: Vec::new(), rule: None, at: due, detail, owner },
+        )
     }
 
     fn raise_deadline(&mut self, c: &Compiled, i: u32, due: i64) -> u32 {
@@ -1385,17 +1392,20 @@ impl Core {
         let next_type = next.first().and_then(|n| c.type_id(n)).or(def.local.first().copied());
         let correlation = inst.correlation.as_ref().map(ToString::to_string);
         let owner = owner(c, Some(def), next_type, None);
-        self.raise(c, New {
-            kind: FindingKind::DeadlineMissed,
-            instance: Some(i),
-            correlation,
-            event_id: None,
-            expected: Vec::new(),
-            rule: None,
-            at: due,
-            detail,
-            owner,
-        })
+        self.raise(
+            c,
+            New {
+                kind: FindingKind::DeadlineMissed,
+                instance: Some(i),
+                correlation,
+                event_id: None,
+                expected: Vec::new(),
+                rule: None,
+                at: due,
+                detail,
+                owner,
+            },
+        )
     }
 
     fn raise(&mut self, c: &Compiled, n: New) -> u32 {
@@ -1477,17 +1487,20 @@ impl Core {
         }
         let def = instance.map(|i| &c.journeys[self.inst[i as usize].journey as usize]);
         let detail = format!("{} {} from {} was delivered again; it is stored and counted once", ev.type_name, ev.id, ev.source);
-        self.raise(c, New {
-            kind: FindingKind::Duplicate,
-            instance,
-            correlation: ev.correlation.map(str::to_owned),
-            event_id: Some(ev.id.to_string()),
-            expected: Vec::new(),
-            rule: None,
-            at: ev.time,
-            detail,
-            owner: owner(c, def, ev.ty, Some(ev.source)),
-        });
+        self.raise(
+            c,
+            New {
+                kind: FindingKind::Duplicate,
+                instance,
+                correlation: ev.correlation.map(str::to_owned),
+                event_id: Some(ev.id.to_string()),
+                expected: Vec::new(),
+                rule: None,
+                at: ev.time,
+                detail,
+                owner: owner(c, def, ev.ty, Some(ev.source)),
+            },
+        );
     }
 
     /// `out_of_order` by per-aggregate `sequence`: a gap (cleared when the missing sequences
@@ -1508,16 +1521,56 @@ impl Core {
         let owner = owner(c, def, ev.ty, Some(ev.source));
         if seq > last {
             let missing = seq - last - 1;
-            let which = if missing == 1 {
-                format!("sequence {} is missing", last + 1)
-            } else {
-                format!("sequences {}–{} are missing", last + 1, seq - 1)
-            };
-            let detail = format!(
-                "{} {} has sequence {seq} on {scope} aggregate {subject}, but the last one seen was {last}: {which}",
-                ev.type_name, ev.id
+            let which =
+                if missing == 1 { format!("sequence {} is missing", last + 1) } else { format!("sequences {}–{} are missing", last + 1, seq - 1) };
+            let detail =
+                format!("{} {} has sequence {seq} on {scope} aggregate {subject}, but the last one seen was {last}: {which}", ev.type_name, ev.id);
+            let f = self.raise(
+                c,
+                New {
+                    kind: FindingKind::OutOfOrder,
+                    instance: first,
+                    correlation: ev.correlation.map(str::to_owned),
+                    event_id: Some(ev.id.to_string()),
+                    expected: Vec::new(),
+                    rule: None,
+                    at: ev.time,
+                    detail,
+                    owner,
+                },
             );
-            let f = self.raise(c, New {
+            if missing <= 64 {
+                let mask = if missing == 64 { u64::MAX } else { (1u64 << missing) - 1 };
+                self.gaps.entry(h).or_default().push(Gap { finding: f, first: last + 1, missing: mask });
+            }
+            return;
+        }
+        // Behind the last one: either a late arrival filling a gap, or a regression.
+        if let Some(gaps) = self.gaps.get_mut(&h)
+            && let Some(g) = gaps.iter_mut().find(|g| seq >= g.first && seq - g.first < 64 && g.missing & (1 << (seq - g.first)) != 0)
+        {
+            g.missing &= !(1 << (seq - g.first));
+            if g.missing == 0 {
+                let f = g.finding;
+                gaps.retain(|g| g.missing != 0);
+                if gaps.is_empty() {
+                    self.gaps.remove(&h);
+                }
+                self.resolve(f, ev.time);
+            }
+            return;
+        }
+        let detail = if seq == last {
+            format!("{} {} repeats sequence {seq} on {scope} aggregate {subject}", ev.type_name, ev.id)
+        } else {
+            format!(
+                "{} {} has sequence {seq} on {scope} aggregate {subject}, after {last} was already seen: the sequence went back",
+                ev.type_name, ev.id
+            )
+        };
+        self.raise(
+            c,
+            New {
                 kind: FindingKind::OutOfOrder,
                 instance: first,
                 correlation: ev.correlation.map(str::to_owned),
@@ -1527,46 +1580,8 @@ impl Core {
                 at: ev.time,
                 detail,
                 owner,
-            });
-            if missing <= 64 {
-                let mask = if missing == 64 { u64::MAX } else { (1u64 << missing) - 1 };
-                self.gaps.entry(h).or_default().push(Gap { finding: f, first: last + 1, missing: mask });
-            }
-            return;
-        }
-        // Behind the last one: either a late arrival filling a gap, or a regression.
-        if let Some(gaps) = self.gaps.get_mut(&h)
-            && let Some(g) = gaps.iter_mut().find(|g| seq >= g.first && seq - g.first < 64 && g.missing & (1 << (seq - g.first)) != 0) {
-                g.missing &= !(1 << (seq - g.first));
-                if g.missing == 0 {
-                    let f = g.finding;
-                    gaps.retain(|g| g.missing != 0);
-                    if gaps.is_empty() {
-                        self.gaps.remove(&h);
-                    }
-                    self.resolve(f, ev.time);
-                }
-                return;
-            }
-        let detail = if seq == last {
-            format!("{} {} repeats sequence {seq} on {scope} aggregate {subject}", ev.type_name, ev.id)
-        } else {
-            format!(
-                "{} {} has sequence {seq} on {scope} aggregate {subject}, after {last} was already seen: the sequence went back",
-                ev.type_name, ev.id
-            )
-        };
-        self.raise(c, New {
-            kind: FindingKind::OutOfOrder,
-            instance: first,
-            correlation: ev.correlation.map(str::to_owned),
-            event_id: Some(ev.id.to_string()),
-            expected: Vec::new(),
-            rule: None,
-            at: ev.time,
-            detail,
-            owner,
-        });
+            },
+        );
     }
 
     /// Keeps the sequence tables bounded: when the current generation holds half the bound it
@@ -1660,11 +1675,7 @@ fn owner(c: &Compiled, def: Option<&JourneyDef>, ty: Option<u16>, source: Option
 }
 
 fn duration_us(us: i64) -> String {
-    if us % 1000 == 0 {
-        duration((us / 1000).unsigned_abs())
-    } else {
-        format!("{}µs", us)
-    }
+    if us % 1000 == 0 { duration((us / 1000).unsigned_abs()) } else { format!("{}µs", us) }
 }
 
 #[cfg(test)]

@@ -76,7 +76,10 @@ pub enum Change {
     /// The ingested event belongs to this instance (and created it if it is new).
     Joined(InstanceId),
     /// An event held back because it arrived before its journey's key was known was attached.
-    Attached { instance: InstanceId, event_id: String },
+    Attached {
+        instance: InstanceId,
+        event_id: String,
+    },
     /// The instance's milestones, outcome or state changed.
     Updated(InstanceId),
     Raised(FindingId),

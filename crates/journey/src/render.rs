@@ -25,8 +25,7 @@ fn join(items: &[&str], last: &str) -> String {
 
 /// One journey instance as a digest line.
 pub(crate) fn canonical_journey(v: &JourneyView) -> String {
-    let milestones: Vec<String> =
-        v.milestones.iter().map(|m| format!("{}@{}/{}", m.event, format_time(&m.reached_at), m.event_id)).collect();
+    let milestones: Vec<String> = v.milestones.iter().map(|m| format!("{}@{}/{}", m.event, format_time(&m.reached_at), m.event_id)).collect();
     format!(
         "journey\t{}\t{}\tstate={}\tstarted={}\tupdated={}\tevents={}\tcorrelations={}\tmilestones={}\tnext={}\tfindings={}",
         v.journey,

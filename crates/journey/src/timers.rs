@@ -72,9 +72,10 @@ impl Timers {
         let mut best: Option<(Entry, Option<usize>)> = self.heap.peek().map(|Reverse(e)| (*e, None));
         for (k, q) in self.queues.iter().enumerate() {
             if let Some(front) = q.front()
-                && best.is_none_or(|(b, _)| *front < b) {
-                    best = Some((*front, Some(k)));
-                }
+                && best.is_none_or(|(b, _)| *front < b)
+            {
+                best = Some((*front, Some(k)));
+            }
         }
         let (entry, source) = best.expect("next is set, so an entry exists");
         match source {

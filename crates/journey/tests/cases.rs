@@ -240,13 +240,7 @@ fn run(case: &Case) -> (Evaluator, Vec<String>) {
                     changes.extend(ev.advance(w));
                 }
                 changes.extend(ev.ingest(&event, redelivered));
-                let label = format!(
-                    "{} {} {}{}",
-                    show_time(event.time),
-                    event.event_type,
-                    event.id,
-                    if redelivered { " (redelivered)" } else { "" }
-                );
+                let label = format!("{} {} {}{}", show_time(event.time), event.event_type, event.id, if redelivered { " (redelivered)" } else { "" });
                 (label, changes)
             }
         };
@@ -301,13 +295,9 @@ fn render(ev: &Evaluator, log: &[String]) -> String {
             if v.events == 1 { "" } else { "s" },
             if v.correlation_ids.is_empty() { "-".to_string() } else { v.correlation_ids.join(", ") }
         ));
-        let reached: Vec<String> =
-            v.milestones.iter().map(|m| format!("{} {} {}", m.event, show_time(m.reached_at), m.event_id)).collect();
+        let reached: Vec<String> = v.milestones.iter().map(|m| format!("{} {} {}", m.event, show_time(m.reached_at), m.event_id)).collect();
         out.push_str(&format!("    reached: {}\n", if reached.is_empty() { "-".into() } else { reached.join(", ") }));
-        out.push_str(&format!(
-            "    next: {}\n",
-            if v.next_expected.is_empty() { "-".into() } else { v.next_expected.join(", ") }
-        ));
+        out.push_str(&format!("    next: {}\n", if v.next_expected.is_empty() { "-".into() } else { v.next_expected.join(", ") }));
         if !v.findings.is_empty() {
             let ids: Vec<String> = v.findings.iter().map(|f| format!("f{}", f.id.0)).collect();
             out.push_str(&format!("    findings: {}\n", ids.join(", ")));
@@ -385,9 +375,7 @@ fn check(name: &str) {
     }
     if got != case.expected {
         let diff = first_difference(&case.expected, &got);
-        panic!(
-            "{name}: output differs from tests/cases/{name}.case ({diff}); rerun with UPDATE_EXPECT=1 and review the diff\n--- got\n{got}"
-        );
+        panic!("{name}: output differs from tests/cases/{name}.case ({diff}); rerun with UPDATE_EXPECT=1 and review the diff\n--- got\n{got}");
     }
 }
 

@@ -18,8 +18,7 @@ fn example_model() -> Model {
 }
 
 fn at(seconds: f64) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z").unwrap().with_timezone(&Utc)
-        + TimeDelta::milliseconds((seconds * 1000.0) as i64)
+    DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z").unwrap().with_timezone(&Utc) + TimeDelta::milliseconds((seconds * 1000.0) as i64)
 }
 
 /// An event built the way the server gets it: parsed from a CloudEvent.
@@ -29,8 +28,7 @@ fn event(id: &str, event_type: &str, seconds: f64, correlation: &str, cause: Opt
     if let Some(c) = cause {
         ce["causationid"] = json!(c);
     }
-    let items = parse_body(Some("application/cloudevents+json"), &[], ce.to_string().as_bytes(), &ParseOptions::default())
-        .expect("a valid body");
+    let items = parse_body(Some("application/cloudevents+json"), &[], ce.to_string().as_bytes(), &ParseOptions::default()).expect("a valid body");
     items.into_iter().next().expect("one item").result.expect("a valid event")
 }
 

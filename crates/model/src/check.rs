@@ -36,7 +36,10 @@ fn references(b: &mut Builder) {
             && !event.context.is_empty()
             && agg.1.context != event.context
         {
-            mismatches.push((event.span, format!("event '{name}' belongs to context '{}' but its aggregate '{}' to '{}'", event.context, agg.0, agg.1.context)));
+            mismatches.push((
+                event.span,
+                format!("event '{name}' belongs to context '{}' but its aggregate '{}' to '{}'", event.context, agg.0, agg.1.context),
+            ));
         }
     }
     for (at, message) in mismatches {
@@ -53,7 +56,9 @@ pub fn schema_carries(schema: &Value, pointer: &str) -> Option<bool> {
     if s.get("required").and_then(Value::as_array).is_some_and(|r| r.iter().any(|f| f == first.as_str())) {
         return Some(true);
     }
-    if let Some(t) = s.get("type").and_then(Value::as_str) && t != "object" {
+    if let Some(t) = s.get("type").and_then(Value::as_str)
+        && t != "object"
+    {
         return Some(false);
     }
     let declared = s.get("properties").and_then(Value::as_object).is_some_and(|p| p.contains_key(&first));
@@ -73,11 +78,8 @@ fn journey_keys(b: &mut Builder) {
         let mut cannot = Vec::new();
         for m in &journey.milestones {
             let Some(event) = model.events.get(m) else { continue };
-            let verdicts: Vec<Option<bool>> = if event.versions.is_empty() {
-                vec![None]
-            } else {
-                event.versions.values().map(|s| schema_carries(s, pointer)).collect()
-            };
+            let verdicts: Vec<Option<bool>> =
+                if event.versions.is_empty() { vec![None] } else { event.versions.values().map(|s| schema_carries(s, pointer)).collect() };
             if verdicts.iter().any(|v| *v != Some(false)) {
                 any_can = true;
             } else {
@@ -85,7 +87,11 @@ fn journey_keys(b: &mut Builder) {
             }
         }
         if !journey.milestones.is_empty() && !any_can {
-            problems.push((true, at, format!("key {pointer} of journey '{name}' cannot be read from any milestone: no milestone's schema allows it")));
+            problems.push((
+                true,
+                at,
+                format!("key {pointer} of journey '{name}' cannot be read from any milestone: no milestone's schema allows it"),
+            ));
         } else {
             for m in cannot {
                 problems.push((false, at, format!("key {pointer} of journey '{name}' cannot be read from milestone '{m}' (its schema rules it out): such events join only by correlation id")));
@@ -102,7 +108,10 @@ fn conventions(b: &mut Builder) {
     let model = &b.model;
     for (name, event) in &model.events {
         if !is_past_tense(name) {
-            warnings.push((event.span, format!("event '{name}' is not named in the past tense: events are facts that happened (e.g. OrderCreated, not CreateOrder)")));
+            warnings.push((
+                event.span,
+                format!("event '{name}' is not named in the past tense: events are facts that happened (e.g. OrderCreated, not CreateOrder)"),
+            ));
         }
     }
     let mut used: HashSet<&str> = HashSet::new();
@@ -136,7 +145,10 @@ fn conventions(b: &mut Builder) {
     for (name, policy) in &model.policies {
         for reaction in &policy.then {
             if model.events.contains_key(reaction) && !in_journeys.contains(reaction.as_str()) {
-                warnings.push((policy.span, format!("policy '{name}' expects '{reaction}', which no journey names: the missing reaction cannot be tied to a journey")));
+                warnings.push((
+                    policy.span,
+                    format!("policy '{name}' expects '{reaction}', which no journey names: the missing reaction cannot be tied to a journey"),
+                ));
             }
         }
     }
@@ -147,12 +159,82 @@ fn conventions(b: &mut Builder) {
 
 /// Past participles that do not end in -ed.
 const IRREGULAR: &[&str] = &[
-    "Sent", "Paid", "Built", "Made", "Held", "Lost", "Won", "Begun", "Done", "Taken", "Given", "Written", "Known",
-    "Shown", "Drawn", "Chosen", "Frozen", "Spent", "Left", "Met", "Set", "Put", "Cut", "Shut", "Read", "Found", "Bought",
-    "Sold", "Told", "Kept", "Brought", "Thought", "Caught", "Taught", "Withdrawn", "Undone", "Forgotten", "Run",
-    "Become", "Come", "Hit", "Quit", "Split", "Spread", "Bid", "Let", "Reset", "Broken", "Hidden", "Spoken", "Stolen",
-    "Torn", "Worn", "Sworn", "Grown", "Thrown", "Flown", "Seen", "Driven", "Ridden", "Risen", "Eaten", "Fallen", "Got",
-    "Gotten", "Laid", "Led", "Lent", "Dealt", "Sent", "Sold", "Bound", "Wound", "Upheld", "Overridden", "Rewritten",
+    "Sent",
+    "Paid",
+    "Built",
+    "Made",
+    "Held",
+    "Lost",
+    "Won",
+    "Begun",
+    "Done",
+    "Taken",
+    "Given",
+    "Written",
+    "Known",
+    "Shown",
+    "Drawn",
+    "Chosen",
+    "Frozen",
+    "Spent",
+    "Left",
+    "Met",
+    "Set",
+    "Put",
+    "Cut",
+    "Shut",
+    "Read",
+    "Found",
+    "Bought",
+    "Sold",
+    "Told",
+    "Kept",
+    "Brought",
+    "Thought",
+    "Caught",
+    "Taught",
+    "Withdrawn",
+    "Undone",
+    "Forgotten",
+    "Run",
+    "Become",
+    "Come",
+    "Hit",
+    "Quit",
+    "Split",
+    "Spread",
+    "Bid",
+    "Let",
+    "Reset",
+    "Broken",
+    "Hidden",
+    "Spoken",
+    "Stolen",
+    "Torn",
+    "Worn",
+    "Sworn",
+    "Grown",
+    "Thrown",
+    "Flown",
+    "Seen",
+    "Driven",
+    "Ridden",
+    "Risen",
+    "Eaten",
+    "Fallen",
+    "Got",
+    "Gotten",
+    "Laid",
+    "Led",
+    "Lent",
+    "Dealt",
+    "Sent",
+    "Sold",
+    "Bound",
+    "Wound",
+    "Upheld",
+    "Overridden",
+    "Rewritten",
 ];
 
 fn is_past_tense(name: &str) -> bool {

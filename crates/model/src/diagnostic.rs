@@ -31,14 +31,7 @@ impl fmt::Display for Diagnostic {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        write!(
-            f,
-            "{}:{}:{}: {severity}: {}",
-            self.file.display(),
-            self.position.line,
-            self.position.column,
-            self.message
-        )
+        write!(f, "{}:{}:{}: {severity}: {}", self.file.display(), self.position.line, self.position.column, self.message)
     }
 }
 

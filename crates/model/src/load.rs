@@ -13,8 +13,8 @@ use serde_json::Value;
 use crate::diagnostic::Sink;
 use crate::yaml::{as_mapping, check_keys, node_pos, pos, string, string_list, to_json};
 use crate::{
-    Aggregate, Command, Context, Diagnostic, EnvelopeRules, EventDef, External, Invariant, InvariantRule, Journey, Key,
-    Model, Policy, Position, ReadModel, Reducer, Severity, Sli, Slo, parse_duration, parse_percent,
+    Aggregate, Command, Context, Diagnostic, EnvelopeRules, EventDef, External, Invariant, InvariantRule, Journey, Key, Model, Policy, Position,
+    ReadModel, Reducer, Severity, Sli, Slo, parse_duration, parse_percent,
 };
 
 /// A loaded model and everything said about it.
@@ -79,10 +79,8 @@ pub fn load_str(name: &str, text: &str) -> Loaded {
     b.finish()
 }
 
-const TOP_KEYS: &[&str] = &[
-    "name", "include", "contexts", "aggregates", "commands", "events", "policies", "journeys", "read_models", "slos",
-    "externals", "envelope",
-];
+const TOP_KEYS: &[&str] =
+    &["name", "include", "contexts", "aggregates", "commands", "events", "policies", "journeys", "read_models", "slos", "externals", "envelope"];
 
 /// Parses one entry of a top-level section (its name, where it is, its node).
 type SectionParser = fn(&mut Builder, &str, Position, &Node);
@@ -358,7 +356,8 @@ impl Builder {
         let mut versions = IndexMap::new();
         match (map.get("schema"), map.get("versions")) {
             (Some(_), Some(v)) => {
-                self.sink.error(node_pos(v), format!("{owner} has both 'schema' and 'versions': put the schema under versions: {{1: {{schema: …}}}}"));
+                self.sink
+                    .error(node_pos(v), format!("{owner} has both 'schema' and 'versions': put the schema under versions: {{1: {{schema: …}}}}"));
             }
             (Some(schema), None) => {
                 if let Some(s) = self.schema(schema, &format!("the schema of {owner}")) {
@@ -478,7 +477,8 @@ impl Builder {
                 for (outcome, events) in omap.iter() {
                     let oname = outcome.as_str().to_string();
                     if matches!(oname.as_str(), "in_flight" | "stalled") {
-                        self.sink.error(pos(outcome.span()), format!("outcome '{oname}' of {owner} clashes with a journey state name: choose another"));
+                        self.sink
+                            .error(pos(outcome.span()), format!("outcome '{oname}' of {owner} clashes with a journey state name: choose another"));
                     }
                     let list = string_list(&mut self.sink, events, &format!("outcome '{oname}' of {owner}"));
                     if list.is_empty() {
@@ -517,8 +517,13 @@ impl Builder {
         }
         let complete_within_ms = self.duration_field(map, "complete_within", &owner);
         let stall_after_ms = self.duration_field(map, "stall_after", &owner);
-        if let (Some(stall), Some(complete)) = (stall_after_ms, complete_within_ms) && stall > complete {
-            self.sink.warning(at, format!("{owner} stalls after longer than its completion window: 'stall_after' can never fire before 'complete_within'"));
+        if let (Some(stall), Some(complete)) = (stall_after_ms, complete_within_ms)
+            && stall > complete
+        {
+            self.sink.warning(
+                at,
+                format!("{owner} stalls after longer than its completion window: 'stall_after' can never fire before 'complete_within'"),
+            );
         }
         let objective_percent = self.percent_field(map, "objective", &owner);
         if objective_percent.is_some() && complete_within_ms.is_none() {
@@ -550,7 +555,13 @@ impl Builder {
         }
         let rules: Vec<&str> = ["requires", "at_most", "forbidden_after"].into_iter().filter(|k| map.contains_key(*k)).collect();
         if rules.len() != 1 {
-            self.sink.error(at, format!("{owner} needs exactly one rule of requires, at_most, forbidden_after (found {})", if rules.is_empty() { "none".to_string() } else { rules.join(", ") }));
+            self.sink.error(
+                at,
+                format!(
+                    "{owner} needs exactly one rule of requires, at_most, forbidden_after (found {})",
+                    if rules.is_empty() { "none".to_string() } else { rules.join(", ") }
+                ),
+            );
             return None;
         }
         let rule = match rules[0] {
@@ -567,7 +578,9 @@ impl Builder {
             key => {
                 let list = string_list(&mut self.sink, map.get(key).expect("present"), &format!("'{key}' of {owner}"));
                 self.refer_all(RefKind::Event, &list, &format!("'{key}' of {owner}"));
-                if let Some((e, _)) = &event && let Some((_, sat)) = list.iter().find(|(n, _)| n == e) {
+                if let Some((e, _)) = &event
+                    && let Some((_, sat)) = list.iter().find(|(n, _)| n == e)
+                {
                     self.sink.error(*sat, format!("{owner} relates '{e}' to itself"));
                 }
                 let names = list.into_iter().map(|l| l.0).collect();
@@ -613,7 +626,11 @@ impl Builder {
             match op.as_str() {
                 "merge" => {
                     if let Some((p, pat)) = string(&mut self.sink, arg, &format!("'merge' of {what}")) {
-                        if p.starts_with('/') { out.push(Reducer::Merge(p)) } else { self.sink.error(pat, format!("'merge' of {what} takes a JSON pointer (/ for the whole payload), not '{p}'")) }
+                        if p.starts_with('/') {
+                            out.push(Reducer::Merge(p))
+                        } else {
+                            self.sink.error(pat, format!("'merge' of {what} takes a JSON pointer (/ for the whole payload), not '{p}'"))
+                        }
                     }
                 }
                 "set" => {
@@ -621,13 +638,19 @@ impl Builder {
                         out.push(Reducer::Set(fields.iter().map(|(k, v)| (k.as_str().to_string(), to_json(v))).collect()));
                     }
                 }
-                "unset" => out.push(Reducer::Unset(string_list(&mut self.sink, arg, &format!("'unset' of {what}")).into_iter().map(|f| f.0).collect())),
+                "unset" => {
+                    out.push(Reducer::Unset(string_list(&mut self.sink, arg, &format!("'unset' of {what}")).into_iter().map(|f| f.0).collect()))
+                }
                 "append" => {
                     if let Some(fields) = as_mapping(&mut self.sink, arg, &format!("'append' of {what}")) {
                         let mut pairs = IndexMap::new();
                         for (field, pointer) in fields.iter() {
                             if let Some((p, pat)) = string(&mut self.sink, pointer, &format!("'append' of {what}")) {
-                                if p.starts_with('/') { pairs.insert(field.as_str().to_string(), p); } else { self.sink.error(pat, format!("'append' of {what} takes JSON pointers, not '{p}'")) }
+                                if p.starts_with('/') {
+                                    pairs.insert(field.as_str().to_string(), p);
+                                } else {
+                                    self.sink.error(pat, format!("'append' of {what} takes JSON pointers, not '{p}'"))
+                                }
                             }
                         }
                         out.push(Reducer::Append(pairs));
@@ -688,7 +711,8 @@ impl Builder {
         let produces = map.get("produces").map(|n| string_list(&mut self.sink, n, &format!("'produces' of {owner}"))).unwrap_or_default();
         self.refer_all(RefKind::Event, &consumes, &format!("'consumes' of {owner}"));
         self.refer_all(RefKind::Event, &produces, &format!("'produces' of {owner}"));
-        let item = External { consumes: consumes.into_iter().map(|c| c.0).collect(), produces: produces.into_iter().map(|p| p.0).collect(), span: at };
+        let item =
+            External { consumes: consumes.into_iter().map(|c| c.0).collect(), produces: produces.into_iter().map(|p| p.0).collect(), span: at };
         Self::insert(&mut self.sink, &mut self.model.externals, "external system", name, at, item, |e| e.span);
     }
 

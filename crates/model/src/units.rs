@@ -13,9 +13,7 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
         "d" => 86_400_000,
         _ => return Err(format!("'{text}' is not a duration: use a whole number and a unit: 500ms, 30s, 5m, 2h, 3d")),
     };
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("'{text}' is not a duration: use a whole number and a unit: 500ms, 30s, 5m, 2h, 3d"))?;
+    let n: u64 = number.parse().map_err(|_| format!("'{text}' is not a duration: use a whole number and a unit: 500ms, 30s, 5m, 2h, 3d"))?;
     if n == 0 {
         return Err(format!("'{text}' is zero: a duration must be positive"));
     }

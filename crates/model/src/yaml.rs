@@ -8,9 +8,7 @@ use crate::Position;
 use crate::diagnostic::Sink;
 
 pub(crate) fn pos(span: &YamlSpan) -> Position {
-    span.start()
-        .map(|m| Position { file: m.source(), line: m.line(), column: m.column() })
-        .unwrap_or_default()
+    span.start().map(|m| Position { file: m.source(), line: m.line(), column: m.column() }).unwrap_or_default()
 }
 
 pub(crate) fn node_pos(node: &Node) -> Position {
@@ -30,10 +28,7 @@ pub(crate) fn check_keys(sink: &mut Sink, map: &MarkedMappingNode, allowed: &[&s
     for key in map.keys() {
         if !allowed.contains(&key.as_str()) {
             let hint = closest(key.as_str(), allowed.iter().copied()).map(|k| format!("; did you mean '{k}'?")).unwrap_or_default();
-            sink.error(
-                pos(key.span()),
-                format!("unknown key '{}' in {what} (expected one of: {}){hint}", key.as_str(), allowed.join(", ")),
-            );
+            sink.error(pos(key.span()), format!("unknown key '{}' in {what} (expected one of: {}){hint}", key.as_str(), allowed.join(", ")));
         }
     }
 }

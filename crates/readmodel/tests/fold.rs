@@ -29,7 +29,12 @@ fn each_reducer_does_what_the_model_says() {
     let model = model();
     let def = order(&model);
     let events = [
-        event("e1", "OrderCreated", "2026-12-01T10:00:00Z", json!({"orderId": "o-1", "amount": 42.5, "currency": "EUR", "customerEmail": "a@example.com"})),
+        event(
+            "e1",
+            "OrderCreated",
+            "2026-12-01T10:00:00Z",
+            json!({"orderId": "o-1", "amount": 42.5, "currency": "EUR", "customerEmail": "a@example.com"}),
+        ),
         event("e2", "PaymentProcessed", "2026-12-01T10:01:00Z", json!({"orderId": "o-1", "amount": 42.5})),
         event("e3", "InventoryReserved", "2026-12-01T10:02:00Z", json!({"orderId": "o-1", "items": 2})),
         event("e4", "InventoryReserved", "2026-12-01T10:03:00Z", json!({"orderId": "o-1", "items": 1})),
@@ -56,8 +61,8 @@ fn a_pointer_that_does_not_resolve_changes_nothing_and_is_reported() {
     let def = order(&model);
     let mut state = Map::new();
     state.insert("status".into(), json!("created"));
-    let applied = apply(def, &mut state, &event("e1", "PaymentFailed", "2026-12-01T10:00:00Z", json!({"orderId": "o-1"})))
-        .expect("PaymentFailed has reducers");
+    let applied =
+        apply(def, &mut state, &event("e1", "PaymentFailed", "2026-12-01T10:00:00Z", json!({"orderId": "o-1"}))).expect("PaymentFailed has reducers");
     assert_eq!(applied.missing, vec!["/reason"]);
     assert_eq!(Value::Object(state), json!({"status": "payment_failed"}), "the constant is still set");
 }

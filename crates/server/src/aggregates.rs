@@ -32,9 +32,9 @@ fn instance_events(
         (Key::Subject, _) => AggregateLookup::Subject,
         (key @ Key::Pointer(pointer), Some(engine)) => {
             let correlations = match keyed_like(key) {
-                Some(journey) => engine
-                    .read(|eval, _| eval.journey(&journey, id).map(|v| (v.correlation_ids, eval.config().max_correlations)))?
-                    .flatten(),
+                Some(journey) => {
+                    engine.read(|eval, _| eval.journey(&journey, id).map(|v| (v.correlation_ids, eval.config().max_correlations)))?.flatten()
+                }
                 None => None,
             };
             // Complete only when every event has a correlation id and the instance kept all of
@@ -102,10 +102,7 @@ pub async fn get_state(
         let events = instance_events(&store, engine.as_ref(), model, &kind, &id)?;
         if events.is_empty() {
             let types: Vec<&str> = model.read_models[&kind].on.keys().map(String::as_str).collect();
-            return Err(ApiError::not_found(format!(
-                "no stored event of {kind}'s types ({}) has the key '{id}'",
-                types.join(", ")
-            )));
+            return Err(ApiError::not_found(format!("no stored event of {kind}'s types ({}) has the key '{id}'", types.join(", "))));
         }
         let total = events.len();
         // Cut where `at` says: at a time, every event up to it; at an event, every event up to

@@ -99,12 +99,7 @@ pub async fn post_events(State(state): State<AppState>, headers: HeaderMap, body
 }
 
 /// Stores the parsed items and answers with a result per item, in input order.
-async fn ingest_items(
-    state: &AppState,
-    items: Vec<Item>,
-    content_type: Option<String>,
-    model: Option<&LoadedModel>,
-) -> Result<Response, ApiError> {
+async fn ingest_items(state: &AppState, items: Vec<Item>, content_type: Option<String>, model: Option<&LoadedModel>) -> Result<Response, ApiError> {
     let mut events = Vec::new();
     let mut rejections = Vec::new();
     // Where each input item went: Ok(index into events) or Err(index into rejections, reason).
@@ -128,9 +123,7 @@ async fn ingest_items(
                 let original_bytes = if redacted.is_some() { None } else { item.raw_bytes };
                 let original = redacted.unwrap_or(item.raw);
                 if error.kind == ErrorKind::MissingCorrelation {
-                    let owner = model
-                        .map(|m| m.contracts.missing_correlation(identity.source.as_deref(), &error.message).owner)
-                        .unwrap_or_default();
+                    let owner = model.map(|m| m.contracts.missing_correlation(identity.source.as_deref(), &error.message).owner).unwrap_or_default();
                     // The journey instance it would have joined, by the key in its (redacted)
                     // payload: a missing reaction of that instance then points at this record.
                     let (journey, journey_key) = model
@@ -155,10 +148,8 @@ async fn ingest_items(
         }
     }
     let ids: Vec<String> = events.iter().map(|e| e.event().id.clone()).collect();
-    let event_findings: Vec<Vec<FindingNote>> = events
-        .iter()
-        .map(|e| e.findings.iter().map(|f| FindingNote { kind: f.kind.clone(), detail: f.detail.clone() }).collect())
-        .collect();
+    let event_findings: Vec<Vec<FindingNote>> =
+        events.iter().map(|e| e.findings.iter().map(|f| FindingNote { kind: f.kind.clone(), detail: f.detail.clone() }).collect()).collect();
     let stored = state.store.append(events, rejections).await?;
     if let Some(engine) = &state.journeys {
         engine.notify();
@@ -238,13 +229,7 @@ fn uncorrelated_event(raw: &str, limits: Limits) -> Option<Event> {
 }
 
 /// A body refused as a whole is still kept, as one DLQ record.
-async fn reject_body(
-    state: &AppState,
-    error: &BodyError,
-    bytes: &[u8],
-    content_type: Option<String>,
-    truncated: bool,
-) -> ApiError {
+async fn reject_body(state: &AppState, error: &BodyError, bytes: &[u8], content_type: Option<String>, truncated: bool) -> ApiError {
     Metrics::add(&state.metrics.bodies_rejected, 1);
     let raw = String::from_utf8_lossy(bytes).into_owned();
     let identity = sniff_identity(&raw);

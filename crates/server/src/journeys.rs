@@ -23,9 +23,7 @@ use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use causeway_envelope::{Event, format_time, parse_time};
 use causeway_journey::{Change, Evaluator, Finding, FindingId, FindingKind, JourneyView};
-use causeway_store::{
-    DerivedFinding, DerivedWrite, FindingFilter, FindingRow, Follower, NewFinding, ResolvedDeadLetter, Store, StoreError,
-};
+use causeway_store::{DerivedFinding, DerivedWrite, FindingFilter, FindingRow, Follower, NewFinding, ResolvedDeadLetter, Store, StoreError};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
@@ -240,9 +238,7 @@ impl JourneyEngine {
     /// Starts the engine's thread; it rebuilds from the log at once, then follows it.
     pub fn start(store: Store, models: ModelSlot, clock: Clock) -> JourneyEngine {
         let (wake, woken) = sync_channel(1);
-        let engine = JourneyEngine {
-            shared: Arc::new(Shared { store, models, clock, state: Mutex::new(EngineState::default()), wake }),
-        };
+        let engine = JourneyEngine { shared: Arc::new(Shared { store, models, clock, state: Mutex::new(EngineState::default()), wake }) };
         // The thread holds the engine weakly: once the server drops it, the wake channel closes
         // and the thread ends.
         let background = Arc::downgrade(&engine.shared);
@@ -407,12 +403,7 @@ fn resolved_dead_letter(model: &causeway_model::Model, d: &DerivedFinding) -> Op
     let event_id = d.finding.event_id.clone()?;
     let expected: Vec<String> = d.finding.expected.as_deref()?.split(',').map(str::to_owned).collect();
     let consumers = crate::dlq::reacting_services(model, &expected);
-    (!consumers.is_empty()).then(|| ResolvedDeadLetter {
-        event_id,
-        consumers,
-        reason: format!("the expected {} arrived", expected.join(", ")),
-        at,
-    })
+    (!consumers.is_empty()).then(|| ResolvedDeadLetter { event_id, consumers, reason: format!("the expected {} arrived", expected.join(", ")), at })
 }
 
 fn derived(f: &Finding) -> DerivedFinding {
@@ -436,9 +427,7 @@ fn derived(f: &Finding) -> DerivedFinding {
 // --- HTTP -------------------------------------------------------------------------------------
 
 fn engine(state: &AppState) -> Result<JourneyEngine, ApiError> {
-    state.journeys.clone().ok_or_else(|| {
-        ApiError::not_found("the journey engine is off in this server: start it with `causeway serve --model FILE`")
-    })
+    state.journeys.clone().ok_or_else(|| ApiError::not_found("the journey engine is off in this server: start it with `causeway serve --model FILE`"))
 }
 
 fn no_model() -> ApiError {
@@ -519,9 +508,8 @@ pub async fn get_journey(
                 if !model.model().journeys.contains_key(&journey) {
                     return Err(unknown_journey(model, &journey));
                 }
-                eval.journey(&journey, &key).ok_or_else(|| {
-                    ApiError::not_found(format!("no '{journey}' journey has the key '{key}' (no event with that key was stored)"))
-                })
+                eval.journey(&journey, &key)
+                    .ok_or_else(|| ApiError::not_found(format!("no '{journey}' journey has the key '{key}' (no event with that key was stored)")))
             })?
             .ok_or_else(no_model)??;
         let model = model.current();

@@ -26,8 +26,8 @@ use causeway_envelope::ParseOptions;
 use causeway_store::{SqlLimits, Store};
 
 pub use connections::{
-    ConnectionLimits, ConnectionStats, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, MAX_DEFAULT_CONNECTIONS,
-    OVERFLOW_CONNECTIONS, OVERFLOW_TIMEOUT, default_max_connections, raise_file_limit,
+    ConnectionLimits, ConnectionStats, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, MAX_DEFAULT_CONNECTIONS, OVERFLOW_CONNECTIONS,
+    OVERFLOW_TIMEOUT, default_max_connections, raise_file_limit,
 };
 pub use dlq::{Consumer, Replayer};
 pub use error::ApiError;
@@ -147,11 +147,7 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
 
 /// Serves until `shutdown` resolves, then finishes in-flight requests; the connection limits are
 /// the defaults for the process's file limit.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    state: AppState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+pub async fn serve(listener: tokio::net::TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
     let limits = ConnectionLimits::for_file_limit(raise_file_limit()?);
     serve_with(listener, state, limits, Arc::default(), shutdown).await
 }

@@ -118,7 +118,10 @@ pub async fn exposition(State(state): State<AppState>) -> impl IntoResponse {
     };
     let ingest_open: Option<Vec<(String, i64)>> = ingest_findings.ok();
     if engine_open.is_some() || ingest_open.is_some() {
-        let _ = writeln!(out, "# HELP causeway_findings_open Findings not resolved, by kind: the journey engine's, and those raised at ingest (which never resolve).");
+        let _ = writeln!(
+            out,
+            "# HELP causeway_findings_open Findings not resolved, by kind: the journey engine's, and those raised at ingest (which never resolve)."
+        );
         let _ = writeln!(out, "# TYPE causeway_findings_open gauge");
         for (kind, n) in engine_open.into_iter().flatten() {
             let _ = writeln!(out, "causeway_findings_open{{kind=\"{kind}\"}} {n}");
@@ -159,7 +162,10 @@ pub async fn exposition(State(state): State<AppState>) -> impl IntoResponse {
             let n = dlq.by_status.iter().find(|(s, _)| s == status.as_str()).map_or(0, |(_, n)| *n);
             let _ = writeln!(out, "causeway_dlq_records{{status=\"{}\"}} {n}", status.as_str());
         }
-        let _ = writeln!(out, "# HELP causeway_dlq_pending Pending dead-letter records, by error type (the {ERROR_TYPE_SERIES} most common, then other).");
+        let _ = writeln!(
+            out,
+            "# HELP causeway_dlq_pending Pending dead-letter records, by error type (the {ERROR_TYPE_SERIES} most common, then other)."
+        );
         let _ = writeln!(out, "# TYPE causeway_dlq_pending gauge");
         for (label, n) in top_labels(&dlq.by_error_type, ERROR_TYPE_SERIES) {
             let _ = writeln!(out, "causeway_dlq_pending{{error_type=\"{}\"}} {n}", escape_label(&label));

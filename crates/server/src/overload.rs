@@ -66,11 +66,7 @@ impl Admission {
     /// `limits.buffer_bytes` is raised to `max_request_bytes` if below, so any request can be taken.
     pub fn new(limits: IngestLimits, max_request_bytes: usize) -> Admission {
         let limits = IngestLimits { buffer_bytes: limits.buffer_bytes.max(max_request_bytes), ..limits };
-        Admission {
-            room: Arc::new(Semaphore::new(units(limits.buffer_bytes).min(Semaphore::MAX_PERMITS))),
-            limits,
-            engine_seen: AtomicI64::new(-1),
-        }
+        Admission { room: Arc::new(Semaphore::new(units(limits.buffer_bytes).min(Semaphore::MAX_PERMITS))), limits, engine_seen: AtomicI64::new(-1) }
     }
 
     pub fn limits(&self) -> IngestLimits {
@@ -156,10 +152,7 @@ mod tests {
                 )
             })
             .collect();
-        Request::post("/v1/events")
-            .header(header::CONTENT_TYPE, "application/x-ndjson")
-            .body(Body::from(lines.join("\n")))
-            .unwrap()
+        Request::post("/v1/events").header(header::CONTENT_TYPE, "application/x-ndjson").body(Body::from(lines.join("\n"))).unwrap()
     }
 
     async fn post(router: &axum::Router, request: Request<Body>) -> (StatusCode, Option<String>, String) {

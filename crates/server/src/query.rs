@@ -54,10 +54,7 @@ pub(crate) fn whole_number(text: &str) -> Result<i64, NotANumber> {
 
 /// Query parameters as pairs, percent-decoded.
 pub(crate) fn params(query: &Option<String>) -> Vec<(String, String)> {
-    query
-        .as_deref()
-        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-        .unwrap_or_default()
+    query.as_deref().map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default()
 }
 
 pub(crate) fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -66,10 +63,7 @@ pub(crate) fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a
 
 pub(crate) fn check_known(pairs: &[(String, String)], known: &[&str]) -> Result<(), ApiError> {
     match pairs.iter().find(|(k, _)| !known.contains(&k.as_str())) {
-        Some((k, _)) => Err(ApiError::bad_request(
-            "invalid_parameter",
-            format!("unknown parameter '{k}'; this endpoint takes {}", known.join(", ")),
-        )),
+        Some((k, _)) => Err(ApiError::bad_request("invalid_parameter", format!("unknown parameter '{k}'; this endpoint takes {}", known.join(", ")))),
         None => Ok(()),
     }
 }
@@ -99,10 +93,7 @@ pub(crate) fn bool_param(pairs: &[(String, String)], name: &str) -> Result<bool,
 /// Runs a blocking store read. Lineage reads take tens of microseconds: on a multi-threaded
 /// runtime they run in place (the worker's other tasks move to other workers), which spares the
 /// hand-off to the blocking pool that would dominate their latency.
-pub(crate) async fn read<T: Send + 'static>(
-    store: &Store,
-    f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, ApiError> {
+pub(crate) async fn read<T: Send + 'static>(store: &Store, f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static) -> Result<T, ApiError> {
     use tokio::runtime::{Handle, RuntimeFlavor};
     if Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread {
         return Ok(tokio::task::block_in_place(|| f(store))?);
@@ -210,19 +201,13 @@ struct SqlRequest {
 
 /// `{"query": "SELECT …"}`; a body that is not JSON is taken as the query itself, for `curl -d`.
 pub async fn post_sql(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/json"));
+    let is_json = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| ct.starts_with("application/json"));
     let query = if is_json {
         serde_json::from_slice::<SqlRequest>(&body)
-            .map_err(|e| {
-                ApiError::bad_request("invalid_request", format!("expected {{\"query\": \"SELECT …\"}}: {e}"))
-            })?
+            .map_err(|e| ApiError::bad_request("invalid_request", format!("expected {{\"query\": \"SELECT …\"}}: {e}")))?
             .query
     } else {
-        String::from_utf8(body.to_vec())
-            .map_err(|_| ApiError::bad_request("invalid_request", "the query is not UTF-8 text"))?
+        String::from_utf8(body.to_vec()).map_err(|_| ApiError::bad_request("invalid_request", "the query is not UTF-8 text"))?
     };
     let limits = state.sql;
     let started = Instant::now();
@@ -294,9 +279,7 @@ fn busy(limits: SqlLimits) -> Response {
         ),
     )
     .into_response();
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, seconds.into());
+    response.headers_mut().insert(header::RETRY_AFTER, seconds.into());
     response
 }
 

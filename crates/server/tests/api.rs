@@ -6,8 +6,8 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use causeway_envelope::Limits;
 use common::{Api, first_four, step, with_journeys};
-use serde_json::{Value, json};
 use http_body_util::BodyExt;
+use serde_json::{Value, json};
 use tower::ServiceExt;
 
 fn ce(id: &str, corr: &str, cause: Option<&str>, second: u32) -> Value {
@@ -92,8 +92,13 @@ async fn every_bad_input_gets_a_4xx_with_a_reason_and_is_kept() {
         ("application/cloudevents+json", bad_tp.to_string(), StatusCode::BAD_REQUEST, "invalid_traceparent", "W3C"),
         ("application/cloudevents+json", bad_time.to_string(), StatusCode::BAD_REQUEST, "invalid_time", "RFC 3339"),
         ("application/cloudevents+json", no_corr.to_string(), StatusCode::BAD_REQUEST, "missing_correlation", "correlation id"),
-        ("application/json", json!([ce("a", "c", None, 1), ce("b", "c", None, 1), ce("c", "c", None, 1), ce("d", "c", None, 1)]).to_string(),
-            StatusCode::PAYLOAD_TOO_LARGE, "batch_too_large", "3-event limit"),
+        (
+            "application/json",
+            json!([ce("a", "c", None, 1), ce("b", "c", None, 1), ce("c", "c", None, 1), ce("d", "c", None, 1)]).to_string(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+            "3-event limit",
+        ),
         ("text/csv", "a,b".into(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "text/csv"),
         ("application/json", "   ".into(), StatusCode::BAD_REQUEST, "empty_body", "empty"),
     ];
@@ -163,7 +168,9 @@ async fn metadata_payload_and_binary_mode_are_stored_canonically() {
 async fn sql_endpoint_refuses_writes_and_times_out() {
     let api = Api::new();
     let mut sentences = std::collections::BTreeSet::new();
-    for query in ["DELETE FROM events", "DELETE FROM dlq_events", "UPDATE findings SET kind = 'x'", "ATTACH DATABASE 'x' AS y", "PRAGMA writable_schema = 1"] {
+    for query in
+        ["DELETE FROM events", "DELETE FROM dlq_events", "UPDATE findings SET kind = 'x'", "ATTACH DATABASE 'x' AS y", "PRAGMA writable_schema = 1"]
+    {
         let (status, body) = api
             .send(Request::post("/v1/sql").header("content-type", "application/json").body(json!({"query": query}).to_string().into()).unwrap())
             .await;
@@ -242,8 +249,19 @@ async fn metrics_count_open_findings_by_kind() {
 
     // The summary catches the engine up; its open counts are what the metric must say.
     let (_, summary) = api.get("/v1/journeys/summary").await;
-    let kinds = ["missing_reaction", "invariant_violation", "stalled", "deadline_missed", "duplicate", "duplicate_effect",
-                 "out_of_order", "schema_error", "unknown_event_type", "missing_correlation", "unauthorized_producer"];
+    let kinds = [
+        "missing_reaction",
+        "invariant_violation",
+        "stalled",
+        "deadline_missed",
+        "duplicate",
+        "duplicate_effect",
+        "out_of_order",
+        "schema_error",
+        "unknown_event_type",
+        "missing_correlation",
+        "unauthorized_producer",
+    ];
     // The engine's counters are read without waiting for it: ask again while it is mid-tick.
     let open = loop {
         let (_, text) = api.get("/metrics").await;
@@ -259,7 +277,9 @@ async fn metrics_count_open_findings_by_kind() {
         let series = vec![("kind".to_string(), kind.to_string())];
         let expected = match summary["findings_by_kind"][kind]["open"].as_u64() {
             Some(n) => n,
-            None => api.sql(&format!("SELECT count(*) FROM findings WHERE kind = '{kind}' AND resolved_at IS NULL")).await["rows"][0][0].as_u64().unwrap(),
+            None => {
+                api.sql(&format!("SELECT count(*) FROM findings WHERE kind = '{kind}' AND resolved_at IS NULL")).await["rows"][0][0].as_u64().unwrap()
+            }
         };
         assert_eq!(open.get(&series).copied(), Some(expected as f64), "{kind}: {open:?}");
     }
@@ -274,13 +294,13 @@ fn the_exposition_parser_refuses_invalid_text() {
     let good = "# HELP m_total Things.\n# TYPE m_total counter\nm_total{kind=\"a\\\"b\"} 1\nm_total{kind=\"c\"} 2\n";
     assert_eq!(common::parse_exposition(good).len(), 2);
     for bad in [
-        "m 1\n",                                                          // no TYPE
-        "# TYPE m gauge\nm{kind=a} 1\n",                                 // unquoted label value
+        "m 1\n",                                                    // no TYPE
+        "# TYPE m gauge\nm{kind=a} 1\n",                            // unquoted label value
         "# TYPE m gauge\nm{kind=\"a\"} 1\nm{kind=\"a\"} 2\n",       // a series twice
         "# TYPE m gauge\n# TYPE n gauge\nm 1\nn 1\nm{a=\"b\"} 1\n", // a family split
-        "# TYPE m gauge\nm{kind=\"a\\x\"} 1\n",                      // a bad escape
-        "# TYPE m gauge\nm one\n",                                       // not a number
-        "# TYPE m gauge\nm{0kind=\"a\"} 1\n",                          // a bad label name
+        "# TYPE m gauge\nm{kind=\"a\\x\"} 1\n",                     // a bad escape
+        "# TYPE m gauge\nm one\n",                                  // not a number
+        "# TYPE m gauge\nm{0kind=\"a\"} 1\n",                       // a bad label name
     ] {
         assert!(std::panic::catch_unwind(|| common::parse_exposition(bad)).is_err(), "accepted: {bad}");
     }
@@ -344,8 +364,8 @@ fn order_event(id: &str, event_type: &str, source: &str, data: Value) -> Value {
 #[tokio::test]
 async fn contract_outcomes_at_ingest() {
     let (api, _) = Api::with_example_model();
-    let valid = order_event("v1", "OrderCreated", "order-service",
-        json!({"orderId": "o1", "customerEmail": "a@b.c", "amount": 10, "currency": "EUR"}));
+    let valid =
+        order_event("v1", "OrderCreated", "order-service", json!({"orderId": "o1", "customerEmail": "a@b.c", "amount": 10, "currency": "EUR"}));
     let bad_schema = order_event("s1", "ShipmentCreated", "fulfilment-service", json!({"orderId": "o1", "carrier": 7}));
     let unknown = order_event("u1", "OrderTeleported", "order-service", json!({"orderId": "o1"}));
     let rogue = order_event("r1", "PaymentProcessed", "order-service", json!({"orderId": "o1", "amount": 10}));
@@ -362,11 +382,14 @@ async fn contract_outcomes_at_ingest() {
     assert_eq!(results[2]["findings"][0]["kind"], "unknown_event_type");
     assert_eq!(results[3]["findings"][0]["kind"], "unauthorized_producer");
     let rows = api.sql("SELECT kind, event_id, correlation_id, owner FROM findings ORDER BY id").await["rows"].clone();
-    assert_eq!(rows, json!([
-        ["schema_error", "s1", "corr-contract", "team-logistics"],
-        ["unknown_event_type", "u1", "corr-contract", "team-checkout"],
-        ["unauthorized_producer", "r1", "corr-contract", "team-payments"],
-    ]));
+    assert_eq!(
+        rows,
+        json!([
+            ["schema_error", "s1", "corr-contract", "team-logistics"],
+            ["unknown_event_type", "u1", "corr-contract", "team-checkout"],
+            ["unauthorized_producer", "r1", "corr-contract", "team-payments"],
+        ])
+    );
     // A redelivery does not raise its findings again.
     api.post("application/json", json!([order_event("s1", "ShipmentCreated", "fulfilment-service", json!({}))]).to_string()).await;
     assert_eq!(api.sql("SELECT count(*) FROM findings").await["rows"], json!([[3]]));
@@ -468,7 +491,9 @@ async fn order_confirmation_never_arrived_end_to_end() {
     assert_eq!(status, StatusCode::OK, "{f}");
     assert_eq!(f["findings"].as_array().unwrap().len(), 1, "{f}");
     assert_eq!(f["findings"][0]["id"], missing[0]["id"]);
-    let rows = api.sql("SELECT kind, journey, journey_key, expected, resolved_at FROM findings WHERE kind = 'missing_reaction' AND resolved_at IS NULL").await;
+    let rows = api
+        .sql("SELECT kind, journey, journey_key, expected, resolved_at FROM findings WHERE kind = 'missing_reaction' AND resolved_at IS NULL")
+        .await;
     assert_eq!(rows["rows"], json!([["missing_reaction", "order", "ord-789", "CustomerNotified", null]]));
     // Membership in event_lineage.
     let rows = api.sql("SELECT event_id, journey, journey_key FROM event_lineage WHERE correlation_id = 'corr-ord-789' ORDER BY timestamp").await;

@@ -39,7 +39,12 @@ async fn receiver() -> Receiver {
             let answer = answer.clone();
             async move {
                 let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-                let _ = tx.send(Delivery { at: Instant::now(), dlq_id: header("x-causeway-dlq-id"), content_type: header("content-type"), body: body.to_vec() });
+                let _ = tx.send(Delivery {
+                    at: Instant::now(),
+                    dlq_id: header("x-causeway-dlq-id"),
+                    content_type: header("content-type"),
+                    body: body.to_vec(),
+                });
                 let code = StatusCode::from_u16(answer.load(Ordering::SeqCst)).unwrap();
                 (code, if code.is_success() { "ok" } else { "notification-service is down" })
             }
@@ -58,7 +63,10 @@ fn consumers(url: &str) -> BTreeMap<String, Consumer> {
 /// The shipment event exactly as the failing consumer read it off its topic (odd spacing kept).
 fn shipment_text(order: &str) -> String {
     let e = step(order, 4, "ShipmentCreated", "fulfilment-service", Some("3"), 6);
-    format!("{{ \"specversion\":\"1.0\",  \"id\":\"{order}-4\", \"source\":\"fulfilment-service\", \"type\":\"ShipmentCreated\", \"time\":{}, \"correlationid\":\"corr-{order}\", \"causationid\":\"{order}-3\", \"data\":{} }}", e["time"], e["data"])
+    format!(
+        "{{ \"specversion\":\"1.0\",  \"id\":\"{order}-4\", \"source\":\"fulfilment-service\", \"type\":\"ShipmentCreated\", \"time\":{}, \"correlationid\":\"corr-{order}\", \"causationid\":\"{order}-3\", \"data\":{} }}",
+        e["time"], e["data"]
+    )
 }
 
 async fn report(api: &Api, order: &str, failed_at: Option<&str>) -> Value {
@@ -144,7 +152,11 @@ async fn detective_workflow_from_missing_reaction_to_replay_and_resolution() {
     assert_eq!(record["record"]["status"], "resolved", "{record}");
     assert!(record["record"]["status_reason"].as_str().unwrap().contains("CustomerNotified"));
     let (_, summary) = api.get("/v1/dlq/summary").await;
-    assert_eq!((summary["pending"].as_i64(), summary["inflow_last_hour"].as_i64(), summary["outflow_last_hour"].as_i64()), (Some(0), Some(1), Some(1)), "{summary}");
+    assert_eq!(
+        (summary["pending"].as_i64(), summary["inflow_last_hour"].as_i64(), summary["outflow_last_hour"].as_i64()),
+        (Some(0), Some(1), Some(1)),
+        "{summary}"
+    );
     assert_eq!(summary["by_status"], json!({"resolved": 1}));
 }
 
@@ -172,7 +184,10 @@ async fn replay_is_safe_dry_runs_send_nothing_and_a_second_replay_needs_force() 
     let sent = rx.got.recv().await.unwrap();
     // The replay sends exactly what the dry run showed.
     assert_eq!(sent.body, request["body"].as_str().unwrap().as_bytes());
-    assert_eq!((sent.content_type.as_str(), sent.dlq_id.as_str()), (request["headers"]["content-type"].as_str().unwrap(), request["headers"]["x-causeway-dlq-id"].as_str().unwrap()));
+    assert_eq!(
+        (sent.content_type.as_str(), sent.dlq_id.as_str()),
+        (request["headers"]["content-type"].as_str().unwrap(), request["headers"]["x-causeway-dlq-id"].as_str().unwrap())
+    );
     let (status, again) = api.post_json(&format!("/v1/dlq/{id}/replay"), json!({})).await;
     assert_eq!(status, StatusCode::CONFLICT, "{again}");
     assert!(again["error"]["message"].as_str().unwrap().contains("force"), "{again}");
@@ -245,7 +260,11 @@ async fn bulk_replay_honours_rate_stop_at_and_limit() {
     assert_eq!(order, ["b0-4", "b1-4", "b2-4"], "oldest first");
     for (i, d) in arrivals.iter().enumerate() {
         // The rate: the i-th replay leaves no earlier than i tenths of a second after the start.
-        assert!(d.at.duration_since(started) >= Duration::from_millis(100 * i as u64), "replay {i} came {:?} after the start", d.at.duration_since(started));
+        assert!(
+            d.at.duration_since(started) >= Duration::from_millis(100 * i as u64),
+            "replay {i} came {:?} after the start",
+            d.at.duration_since(started)
+        );
     }
 
     // limit: one more, then it stops; a dry run over the rest sends nothing.
@@ -264,7 +283,12 @@ async fn bulk_replay_honours_rate_stop_at_and_limit() {
     assert_eq!(summary["pending"], 1);
     assert_eq!(summary["by_status"], json!({"pending": 1, "replayed": 4}));
 
-    for (body, code) in [(json!({"rate": 0}), StatusCode::BAD_REQUEST), (json!({"limit": 0}), StatusCode::BAD_REQUEST), (json!({"stop_at": "yesterday"}), StatusCode::BAD_REQUEST), (json!({"sttus": "pending"}), StatusCode::BAD_REQUEST)] {
+    for (body, code) in [
+        (json!({"rate": 0}), StatusCode::BAD_REQUEST),
+        (json!({"limit": 0}), StatusCode::BAD_REQUEST),
+        (json!({"stop_at": "yesterday"}), StatusCode::BAD_REQUEST),
+        (json!({"sttus": "pending"}), StatusCode::BAD_REQUEST),
+    ] {
         let (status, answer) = api.post_json("/v1/dlq/replay", body.clone()).await;
         assert_eq!(status, code, "{body}: {answer}");
         assert!(answer["error"]["message"].as_str().is_some_and(|m| m.len() > 20), "{answer}");
@@ -355,7 +379,8 @@ async fn a_missing_reaction_links_its_reaction_refused_at_ingest() {
     let r2_record = refused["results"][0]["dlq_id"].as_i64().unwrap();
 
     let (_, listed) = api.get("/v1/findings?kind=missing_reaction&open=true").await;
-    let by_key = |key: &str| listed["findings"].as_array().unwrap().iter().find(|f| f["key"] == key).unwrap_or_else(|| panic!("{key}: {listed}")).clone();
+    let by_key =
+        |key: &str| listed["findings"].as_array().unwrap().iter().find(|f| f["key"] == key).unwrap_or_else(|| panic!("{key}: {listed}")).clone();
     let r1 = by_key("r1");
     assert_eq!(r1["expected"], json!(["InventoryReserved"]));
     assert_eq!((r1["dead_letter"]["id"].as_i64(), r1["dead_letter"]["consumer"].as_str()), (Some(r1_record), Some("causeway")), "{r1}");
@@ -453,7 +478,9 @@ async fn the_state_as_of_a_time_or_an_event_is_the_fold_of_the_events_before_it(
 
     // Between the payment (10:00:02) and the reservation (10:00:04): the first two events folded.
     let (_, between) = api.get("/v1/aggregates/Order/tt1?at=2026-11-23T10:00:03Z").await;
-    let model = causeway_model::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/order-fulfillment/model.yaml")).into_result().unwrap();
+    let model = causeway_model::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/order-fulfillment/model.yaml"))
+        .into_result()
+        .unwrap();
     // The events as stored (PII redacted), folded here.
     let mut parsed = Vec::new();
     for id in ["tt1-1", "tt1-2"] {

@@ -26,13 +26,7 @@ pub enum Fault {
 }
 
 impl Fault {
-    pub const ALL: [Fault; 5] = [
-        Fault::DuplicateDelivery,
-        Fault::OutOfOrder,
-        Fault::ConsumerFailure,
-        Fault::MissingCorrelation,
-        Fault::ClockSkew,
-    ];
+    pub const ALL: [Fault; 5] = [Fault::DuplicateDelivery, Fault::OutOfOrder, Fault::ConsumerFailure, Fault::MissingCorrelation, Fault::ClockSkew];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -50,9 +44,7 @@ impl Fault {
             Fault::DuplicateDelivery => "duplicate",
             Fault::OutOfOrder => "out_of_order (delivered before its cause)",
             Fault::ConsumerFailure => "schema_error, a dead letter, missing_reaction",
-            Fault::MissingCorrelation => {
-                "missing_correlation (refused, in the DLQ), missing_reaction"
-            }
+            Fault::MissingCorrelation => "missing_correlation (refused, in the DLQ), missing_reaction",
             Fault::ClockSkew => "out_of_order (stamped before its cause)",
         }
     }
@@ -69,11 +61,7 @@ pub struct SimConfig {
 
 impl Default for SimConfig {
     fn default() -> Self {
-        SimConfig {
-            seed: 1,
-            fault_rate: 0.05,
-            concurrency: 50,
-        }
+        SimConfig { seed: 1, fault_rate: 0.05, concurrency: 50 }
     }
 }
 
@@ -114,14 +102,7 @@ impl Rng {
     }
     fn uuid(&mut self) -> String {
         let h = self.hex(32);
-        format!(
-            "{}-{}-4{}-a{}-{}",
-            &h[0..8],
-            &h[8..12],
-            &h[13..16],
-            &h[17..20],
-            &h[20..32]
-        )
+        format!("{}-{}-4{}-a{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
     }
 }
 
@@ -323,11 +304,7 @@ impl Simulator {
                 format!("shp-{suffix}"),
                 json!({"orderId": order.order_id, "carrier": "DHL", "customerEmail": order.customer_email}),
                 // notification-service needs customerEmail: without it the reaction never happens.
-                if order.consumer_failure {
-                    Next::Finished
-                } else {
-                    Next::CustomerNotified
-                },
+                if order.consumer_failure { Next::Finished } else { Next::CustomerNotified },
             ),
             Next::CustomerNotified | Next::Finished => (
                 "notification-service",
@@ -340,28 +317,20 @@ impl Simulator {
         let mut fault = None;
         let mut correlation = Some(order.correlation_id.clone());
         match event_type {
-            "PaymentProcessed" | "PaymentFailed" if order.duplicate => {
-                fault = Some(Fault::DuplicateDelivery)
-            }
+            "PaymentProcessed" | "PaymentFailed" if order.duplicate => fault = Some(Fault::DuplicateDelivery),
             "InventoryReserved" if order.missing_correlation => {
                 correlation = None;
                 fault = Some(Fault::MissingCorrelation);
             }
             "ShipmentCreated" if order.consumer_failure => {
-                data.as_object_mut()
-                    .expect("object")
-                    .remove("customerEmail");
+                data.as_object_mut().expect("object").remove("customerEmail");
                 fault = Some(Fault::ConsumerFailure);
             }
             _ => {}
         }
         // Two seconds behind: the payment is stamped before the order it answers.
         let skewed = order.clock_skew && matches!(event_type, "PaymentProcessed" | "PaymentFailed");
-        let time = if skewed {
-            time - Duration::seconds(2)
-        } else {
-            time
-        };
+        let time = if skewed { time - Duration::seconds(2) } else { time };
         let causation = std::mem::replace(&mut order.last_event_id, event_id.clone());
         let sequence = if subject == order.order_id {
             order.order_sequence += 1;
@@ -403,24 +372,9 @@ impl Simulator {
         }
         self.stats.events += 1;
         let order = &self.in_flight[i];
-        let flags = [
-            order.duplicate,
-            order.out_of_order,
-            order.consumer_failure,
-            order.missing_correlation,
-            order.clock_skew,
-        ];
-        let order_faults = Fault::ALL
-            .iter()
-            .zip(flags)
-            .filter(|(_, on)| *on)
-            .map(|(f, _)| *f)
-            .collect();
-        Delivery {
-            event,
-            fault,
-            order_faults,
-        }
+        let flags = [order.duplicate, order.out_of_order, order.consumer_failure, order.missing_correlation, order.clock_skew];
+        let order_faults = Fault::ALL.iter().zip(flags).filter(|(_, on)| *on).map(|(f, _)| *f).collect();
+        Delivery { event, fault, order_faults }
     }
 }
 
@@ -430,14 +384,8 @@ mod tests {
     use std::collections::{HashMap, HashSet};
 
     fn run(seed: u64, fault_rate: f64, n: usize) -> (Vec<Delivery>, SimStats) {
-        let mut sim = Simulator::new(SimConfig {
-            seed,
-            fault_rate,
-            concurrency: 20,
-        });
-        let now = DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
+        let mut sim = Simulator::new(SimConfig { seed, fault_rate, concurrency: 20 });
+        let now = DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z").unwrap().with_timezone(&Utc);
         let mut out = Vec::new();
         for _ in 0..n / 100 {
             out.extend(sim.next_batch(100, now));
@@ -446,37 +394,21 @@ mod tests {
     }
 
     fn id(e: &Value) -> String {
-        e.get("id")
-            .or_else(|| e["metadata"].get("eventId"))
-            .and_then(Value::as_str)
-            .unwrap()
-            .to_string()
+        e.get("id").or_else(|| e["metadata"].get("eventId")).and_then(Value::as_str).unwrap().to_string()
     }
 
     fn cause(e: &Value) -> Option<&str> {
-        e.get("causationid")
-            .or_else(|| e["metadata"].get("causationId"))
-            .and_then(Value::as_str)
-            .filter(|c| !c.is_empty())
+        e.get("causationid").or_else(|| e["metadata"].get("causationId")).and_then(Value::as_str).filter(|c| !c.is_empty())
     }
 
     fn time(e: &Value) -> DateTime<Utc> {
-        let text = e
-            .get("time")
-            .or_else(|| e["metadata"].get("timestamp"))
-            .and_then(Value::as_str)
-            .unwrap();
-        DateTime::parse_from_rfc3339(text)
-            .unwrap()
-            .with_timezone(&Utc)
+        let text = e.get("time").or_else(|| e["metadata"].get("timestamp")).and_then(Value::as_str).unwrap();
+        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
     }
 
     /// Distinct events stamped before the event that caused them.
     fn stamped_before_cause(deliveries: &[Delivery]) -> u64 {
-        let times: HashMap<String, DateTime<Utc>> = deliveries
-            .iter()
-            .map(|d| (id(&d.event), time(&d.event)))
-            .collect();
+        let times: HashMap<String, DateTime<Utc>> = deliveries.iter().map(|d| (id(&d.event), time(&d.event))).collect();
         let mut skewed = HashSet::new();
         for d in deliveries {
             if let Some(cause_time) = cause(&d.event).and_then(|c| times.get(c))

@@ -86,7 +86,11 @@ fn main() {
         max_wal = max_wal.max(size(&wal));
         let t = started.elapsed().as_secs_f64();
         if t >= next_report {
-            println!("{t:5.1} s  {n:>8} events  wal {:>6.1} MiB  db {:>6.1} MiB", size(&wal) as f64 / 1048576.0, size(store.path()) as f64 / 1048576.0);
+            println!(
+                "{t:5.1} s  {n:>8} events  wal {:>6.1} MiB  db {:>6.1} MiB",
+                size(&wal) as f64 / 1048576.0,
+                size(store.path()) as f64 / 1048576.0
+            );
             next_report += 1.0;
         }
     }

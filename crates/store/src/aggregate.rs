@@ -42,13 +42,7 @@ fn pointer_expression(pointer: &str) -> Option<String> {
 impl Store {
     /// The events of `types` in the instance `key` found by `lookup`, by event time (then ingest
     /// order), at most `limit`.
-    pub fn aggregate_events(
-        &self,
-        lookup: &AggregateLookup,
-        types: &[String],
-        key: &str,
-        limit: usize,
-    ) -> Result<Vec<EventRow>, StoreError> {
+    pub fn aggregate_events(&self, lookup: &AggregateLookup, types: &[String], key: &str, limit: usize) -> Result<Vec<EventRow>, StoreError> {
         // ?1 is what the lookup matches (the correlation ids as a JSON array, or the key), ?2 the
         // types as a JSON array, ?3 the limit.
         let in_types = "event_type IN (SELECT value FROM json_each(?2))";

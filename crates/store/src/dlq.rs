@@ -189,10 +189,7 @@ fn report(tx: &Transaction<'_>, r: &DlqReport, now: &str) -> Result<Reported, St
                          status_changed_at = CASE WHEN status = 'pending' THEN status_changed_at ELSE ?8 END
                      WHERE id = ?1 RETURNING attempts",
                 )?
-                .query_row(
-                    params![id, failed_at, r.error_type, r.error_message, r.stack, r.context, r.source_topic, now],
-                    |row| row.get(0),
-                )?;
+                .query_row(params![id, failed_at, r.error_type, r.error_message, r.stack, r.context, r.source_topic, now], |row| row.get(0))?;
             return Ok(Reported { id, attempts, status: DlqStatus::Pending, repeated: true });
         }
     }
@@ -207,8 +204,19 @@ pub(crate) fn insert(tx: &Transaction<'_>, r: &DlqReport, now: &str) -> Result<i
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12, ?13)",
     )?
     .execute(params![
-        r.event_id, r.event_type, r.correlation_id, r.source_service, r.consumer, r.source_topic, r.error_type,
-        r.error_message, r.failed_at.as_deref().unwrap_or(now), r.content_type, original_value(r), r.stack, r.context
+        r.event_id,
+        r.event_type,
+        r.correlation_id,
+        r.source_service,
+        r.consumer,
+        r.source_topic,
+        r.error_type,
+        r.error_message,
+        r.failed_at.as_deref().unwrap_or(now),
+        r.content_type,
+        original_value(r),
+        r.stack,
+        r.context
     ])?;
     Ok(tx.last_insert_rowid())
 }
@@ -227,9 +235,7 @@ fn replay(tx: &Transaction<'_>, a: &ReplayAttempt, now: &str) -> Result<i64, Sto
         "INSERT INTO dlq_replays (dlq_id, at, actor, target, dry_run, forced, outcome, http_status, error)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
-    .execute(params![
-        a.dlq_id, now, a.actor, a.target, a.outcome == ReplayOutcome::DryRun, a.forced, outcome, http_status, error
-    ])?;
+    .execute(params![a.dlq_id, now, a.actor, a.target, a.outcome == ReplayOutcome::DryRun, a.forced, outcome, http_status, error])?;
     let audit_id = tx.last_insert_rowid();
     match &a.outcome {
         ReplayOutcome::DryRun => {}
@@ -255,13 +261,7 @@ fn replay(tx: &Transaction<'_>, a: &ReplayAttempt, now: &str) -> Result<i64, Sto
 
 /// Marks the open records of `event_id` held by one of `consumers` resolved: the reaction they
 /// failed to produce has arrived. Used by the journey engine's derived writes.
-pub(crate) fn resolve_for_event(
-    tx: &Transaction<'_>,
-    event_id: &str,
-    consumers: &[String],
-    reason: &str,
-    at: &str,
-) -> Result<(), StoreError> {
+pub(crate) fn resolve_for_event(tx: &Transaction<'_>, event_id: &str, consumers: &[String], reason: &str, at: &str) -> Result<(), StoreError> {
     tx.prepare_cached(
         "UPDATE dlq SET status = 'resolved', status_reason = ?3, status_changed_at = ?4
          WHERE event_id = ?1 AND status IN ('pending', 'replayed') AND consumer IN (SELECT value FROM json_each(?2))",
@@ -549,32 +549,28 @@ impl Store {
     /// not grow with the number of records.
     pub fn dlq_summary(&self, now: i64) -> Result<DlqSummary, StoreError> {
         self.with_reader(|c| {
-            let mut tally = c.prepare_cached(
-                "SELECT value, records FROM dlq_tally WHERE dimension = ?1 AND records > 0 ORDER BY records DESC, value",
-            )?;
+            let mut tally =
+                c.prepare_cached("SELECT value, records FROM dlq_tally WHERE dimension = ?1 AND records > 0 ORDER BY records DESC, value")?;
             let mut by = |dimension: &str| -> rusqlite::Result<Vec<(String, i64)>> {
                 tally.query_map(params![dimension], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
             };
             let by_status = by("status")?;
             let (by_source_topic, by_error_type, by_consumer) = (by("source_topic")?, by("error_type")?, by("consumer")?);
             let pending = by_status.iter().find(|(s, _)| s == "pending").map_or(0, |(_, n)| *n);
-            let oldest_pending_failed_at: Option<String> = c
-                .prepare_cached("SELECT min(failed_at) FROM dlq WHERE status = 'pending'")?
-                .query_row([], |r| r.get(0))?;
+            let oldest_pending_failed_at: Option<String> =
+                c.prepare_cached("SELECT min(failed_at) FROM dlq WHERE status = 'pending'")?.query_row([], |r| r.get(0))?;
             let minute = now.div_euclid(60);
             let (inflow_last_hour, outflow_last_hour): (i64, i64) = c
                 .prepare_cached("SELECT coalesce(sum(inflow), 0), coalesce(sum(outflow), 0) FROM dlq_flow WHERE minute > ?1 AND minute <= ?2")?
                 .query_row(params![minute - 60, minute], |r| Ok((r.get(0)?, r.get(1)?)))?;
             let hour = now.div_euclid(3600);
-            let mut trend: Vec<FlowBucket> =
-                (hour - 23..=hour).map(|h| FlowBucket { hour: h * 3600, inflow: 0, outflow: 0 }).collect();
+            let mut trend: Vec<FlowBucket> = (hour - 23..=hour).map(|h| FlowBucket { hour: h * 3600, inflow: 0, outflow: 0 }).collect();
             let mut stmt = c.prepare_cached(
                 "SELECT minute / 60, sum(inflow), sum(outflow) FROM dlq_flow
                  WHERE minute >= ?1 AND minute < ?2 GROUP BY 1",
             )?;
-            let rows = stmt.query_map(params![(hour - 23) * 60, (hour + 1) * 60], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
-            })?;
+            let rows =
+                stmt.query_map(params![(hour - 23) * 60, (hour + 1) * 60], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))?;
             for row in rows {
                 let (h, inflow, outflow) = row?;
                 if let Some(bucket) = trend.get_mut((h - (hour - 23)) as usize) {

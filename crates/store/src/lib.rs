@@ -26,13 +26,18 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OpenFlags};
 
+pub use aggregate::AggregateLookup;
+pub use dlq::{
+    DlqFilter, DlqReport, DlqRow, DlqStatus, DlqSummary, FlowBucket, INGEST_CONSUMER, ReplayAttempt, ReplayOutcome, ReplayRow, Reported, StatusChange,
+};
 pub use error::StoreError;
 pub use lineage::{TreeNode, build_tree};
-pub use aggregate::AggregateLookup;
-pub use dlq::{INGEST_CONSUMER, DlqFilter, DlqReport, DlqRow, DlqStatus, DlqSummary, FlowBucket, ReplayAttempt, ReplayOutcome, ReplayRow, Reported, StatusChange};
 pub use read::{EventRow, FindingFilter, FindingRow, LogEntry, StoreCounts};
 pub use sql::{SqlLimits, SqlResult};
-pub use writer::{WRITER_THREAD_NAME, AppendResult, Backlog, Committed, DerivedFinding, DerivedWrite, EventOutcome, ResolvedDeadLetter, Follower, NewEvent, NewFinding, NewRejection};
+pub use writer::{
+    AppendResult, Backlog, Committed, DerivedFinding, DerivedWrite, EventOutcome, Follower, NewEvent, NewFinding, NewRejection, ResolvedDeadLetter,
+    WRITER_THREAD_NAME,
+};
 
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "causeway.db";
@@ -128,10 +133,8 @@ impl Store {
 }
 
 fn open_reader(path: &Path) -> Result<Connection, StoreError> {
-    let mut conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
-    )?;
+    let mut conn =
+        Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI)?;
     schema::prepare_reader(&mut conn)?;
     Ok(conn)
 }

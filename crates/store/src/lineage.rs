@@ -124,12 +124,14 @@ mod tests {
         nodes
             .iter()
             .map(|n| {
-                let flag = if n.orphan { "?" } else if n.cycle { "@" } else { "" };
-                if n.children.is_empty() {
-                    format!("{}{flag}", n.event_id)
+                let flag = if n.orphan {
+                    "?"
+                } else if n.cycle {
+                    "@"
                 } else {
-                    format!("{}{flag}({})", n.event_id, shape(&n.children))
-                }
+                    ""
+                };
+                if n.children.is_empty() { format!("{}{flag}", n.event_id) } else { format!("{}{flag}({})", n.event_id, shape(&n.children)) }
             })
             .collect::<Vec<_>>()
             .join(" ")

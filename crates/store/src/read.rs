@@ -26,8 +26,7 @@ pub struct EventRow {
     pub envelope: String,
 }
 
-pub(crate) const EVENT_COLUMNS: &str =
-    "seq, event_id, source, event_type, correlation_id, causation_id, subject, time, redeliveries, envelope";
+pub(crate) const EVENT_COLUMNS: &str = "seq, event_id, source, event_type, correlation_id, causation_id, subject, time, redeliveries, envelope";
 
 impl EventRow {
     pub(crate) fn from_row(r: &Row<'_>) -> rusqlite::Result<EventRow> {
@@ -55,9 +54,7 @@ impl Store {
     /// Every event of a correlation, by time, at most `limit`.
     pub fn correlation(&self, correlation_id: &str, limit: usize) -> Result<Vec<EventRow>, StoreError> {
         self.with_reader(|c| {
-            let mut stmt = c.prepare_cached(&format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE correlation_id = ?1 ORDER BY time, seq LIMIT ?2"
-            ))?;
+            let mut stmt = c.prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE correlation_id = ?1 ORDER BY time, seq LIMIT ?2"))?;
             let rows = stmt.query_map(params![correlation_id, limit as i64], EventRow::from_row)?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
@@ -207,10 +204,7 @@ impl Store {
                         key: r.get(3)?,
                         correlation_id: r.get(4)?,
                         event_id: r.get(5)?,
-                        expected: r
-                            .get::<_, Option<String>>(6)?
-                            .map(|e| e.split(',').map(str::to_owned).collect())
-                            .unwrap_or_default(),
+                        expected: r.get::<_, Option<String>>(6)?.map(|e| e.split(',').map(str::to_owned).collect()).unwrap_or_default(),
                         detected_at: r.get(7)?,
                         resolved_at: r.get(8)?,
                         detail: r.get(9)?,
@@ -293,7 +287,6 @@ pub struct StoreCounts {
 }
 
 fn event_by_id(c: &Connection, event_id: &str) -> Result<Option<EventRow>, StoreError> {
-    let mut stmt =
-        c.prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ?1 ORDER BY seq LIMIT 1"))?;
+    let mut stmt = c.prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ?1 ORDER BY seq LIMIT 1"))?;
     Ok(stmt.query_row(params![event_id], EventRow::from_row).optional()?)
 }

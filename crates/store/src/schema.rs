@@ -231,8 +231,7 @@ END;
 "#;
 
 /// The last position of the log: events and redeliveries share the ingest order (0 when empty).
-pub const LOG_END: &str =
-    "SELECT max(coalesce((SELECT max(seq) FROM events), 0), coalesce((SELECT max(seq) FROM redeliveries), 0))";
+pub const LOG_END: &str = "SELECT max(coalesce((SELECT max(seq) FROM events), 0), coalesce((SELECT max(seq) FROM redeliveries), 0))";
 
 /// Query-planner stability: without it this SQLite build (STAT4) marks bound parameters of our
 /// statements as plan-relevant and re-prepares each statement on every new value, which made every

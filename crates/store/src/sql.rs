@@ -63,7 +63,12 @@ impl SqlLimits {
 
 impl Default for SqlLimits {
     fn default() -> Self {
-        SqlLimits { timeout: Duration::from_secs(5), max_rows: 10_000, max_answer_bytes: 16 * 1024 * 1024, max_concurrent: Self::default_concurrency() }
+        SqlLimits {
+            timeout: Duration::from_secs(5),
+            max_rows: 10_000,
+            max_answer_bytes: 16 * 1024 * 1024,
+            max_concurrent: Self::default_concurrency(),
+        }
     }
 }
 
@@ -84,9 +89,7 @@ pub struct SqlResult {
 pub(crate) fn install_authorizer(conn: &mut Connection) {
     // Returns an error only for a bad callback pointer, which a closure is not.
     let _ = conn.authorizer(Some(|ctx: AuthContext<'_>| match ctx.action {
-        AuthAction::Select | AuthAction::Read { .. } | AuthAction::Function { .. } | AuthAction::Recursive => {
-            Authorization::Allow
-        }
+        AuthAction::Select | AuthAction::Read { .. } | AuthAction::Function { .. } | AuthAction::Recursive => Authorization::Allow,
         // The full-text index (FTS5) reads it to notice other connections' writes.
         AuthAction::Pragma { pragma_name: "data_version", pragma_value: None } => Authorization::Allow,
         _ => Authorization::Deny,
@@ -131,15 +134,9 @@ impl Store {
         let pool = &self.inner.sql;
         let c = pool.take(self)?;
         let value_limit = limits.max_answer_bytes.clamp(1, 1_000_000_000);
-        c.conn
-            .set_limit(Limit::SQLITE_LIMIT_LENGTH, value_limit as i32)?;
+        c.conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, value_limit as i32)?;
         let result = {
-            let _watch = watchdog::watch(
-                Instant::now() + limits.timeout,
-                &c.conn,
-                &c.bounds,
-                value_limit,
-            );
+            let _watch = watchdog::watch(Instant::now() + limits.timeout, &c.conn, &c.bounds, value_limit);
             run(&c.conn, query, limits)
         };
         pool.give(c);
@@ -239,8 +236,25 @@ fn json_len(value: &Value) -> usize {
 
 /// Statements that write or change the connection, by their leading keyword.
 const WRITE_KEYWORDS: [&str; 19] = [
-    "INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER", "ATTACH", "DETACH", "PRAGMA", "BEGIN", "COMMIT",
-    "END", "ROLLBACK", "SAVEPOINT", "RELEASE", "VACUUM", "REINDEX", "ANALYZE",
+    "INSERT",
+    "UPDATE",
+    "DELETE",
+    "REPLACE",
+    "CREATE",
+    "DROP",
+    "ALTER",
+    "ATTACH",
+    "DETACH",
+    "PRAGMA",
+    "BEGIN",
+    "COMMIT",
+    "END",
+    "ROLLBACK",
+    "SAVEPOINT",
+    "RELEASE",
+    "VACUUM",
+    "REINDEX",
+    "ANALYZE",
 ];
 
 /// Whether the (first) statement is a write, read from its words outside parentheses, strings
@@ -346,9 +360,7 @@ fn classify(e: rusqlite::Error, limits: SqlLimits) -> StoreError {
         )),
         rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::AuthorizationForStatementDenied => not_read_only(),
         rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::ReadOnly => not_read_only(),
-        rusqlite::Error::MultipleStatement => {
-            StoreError::InvalidQuery("send one statement per request (found more than one)".into())
-        }
+        rusqlite::Error::MultipleStatement => StoreError::InvalidQuery("send one statement per request (found more than one)".into()),
         rusqlite::Error::SqliteFailure(_, Some(msg)) => StoreError::InvalidQuery(format!("the query failed: {msg}")),
         _ => StoreError::InvalidQuery(format!("the query failed: {e}")),
     }

@@ -114,19 +114,9 @@ pub struct ResolvedDeadLetter {
 }
 
 enum Job {
-    Append {
-        events: Vec<NewEvent>,
-        rejections: Vec<NewRejection>,
-        reply: oneshot::Sender<Result<AppendResult, StoreError>>,
-    },
-    Derived {
-        write: DerivedWrite,
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
-    Dlq {
-        op: DlqOp,
-        reply: oneshot::Sender<Result<DlqDone, StoreError>>,
-    },
+    Append { events: Vec<NewEvent>, rejections: Vec<NewRejection>, reply: oneshot::Sender<Result<AppendResult, StoreError>> },
+    Derived { write: DerivedWrite, reply: oneshot::Sender<Result<(), StoreError>> },
+    Dlq { op: DlqOp, reply: oneshot::Sender<Result<DlqDone, StoreError>> },
 }
 
 impl Job {
@@ -342,10 +332,7 @@ impl WriterHandle {
     }
 
     pub(crate) fn backlog(&self) -> Backlog {
-        Backlog {
-            queued_rows: self.depth.queued_rows.load(Ordering::Acquire),
-            log_end: self.depth.log_end.load(Ordering::Acquire),
-        }
+        Backlog { queued_rows: self.depth.queued_rows.load(Ordering::Acquire), log_end: self.depth.log_end.load(Ordering::Acquire) }
     }
 
     pub(crate) fn check_writable(&self) -> Result<(), StoreError> {
@@ -532,11 +519,9 @@ fn commit(conn: &mut Connection, jobs: &[Job], stamp: DateTime<Utc>, next_seq: &
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
              ON CONFLICT (event_id, source) DO NOTHING",
         )?;
-        let mut count_redelivery = tx.prepare_cached(
-            "UPDATE events SET redeliveries = redeliveries + 1 WHERE event_id = ?1 AND source = ?2 RETURNING seq",
-        )?;
-        let mut log_redelivery =
-            tx.prepare_cached("INSERT INTO redeliveries (seq, event_seq, received_at) VALUES (?1, ?2, ?3)")?;
+        let mut count_redelivery =
+            tx.prepare_cached("UPDATE events SET redeliveries = redeliveries + 1 WHERE event_id = ?1 AND source = ?2 RETURNING seq")?;
+        let mut log_redelivery = tx.prepare_cached("INSERT INTO redeliveries (seq, event_seq, received_at) VALUES (?1, ?2, ?3)")?;
         let mut insert_finding = tx.prepare_cached(
             "INSERT INTO finding_records (kind, journey, journey_key, correlation_id, event_id, expected,
                                           detected_at, detail, owner)
@@ -544,8 +529,15 @@ fn commit(conn: &mut Connection, jobs: &[Job], stamp: DateTime<Utc>, next_seq: &
         )?;
         let mut add_finding = |f: &NewFinding, event_id: Option<&String>, correlation_id: Option<&String>| {
             insert_finding.execute(params![
-                f.kind, f.journey, f.journey_key, f.correlation_id.as_ref().or(correlation_id),
-                f.event_id.as_ref().or(event_id), f.expected, now, f.detail, f.owner
+                f.kind,
+                f.journey,
+                f.journey_key,
+                f.correlation_id.as_ref().or(correlation_id),
+                f.event_id.as_ref().or(event_id),
+                f.expected,
+                now,
+                f.detail,
+                f.owner
             ])
         };
         for job in jobs {
@@ -567,8 +559,17 @@ fn commit(conn: &mut Connection, jobs: &[Job], stamp: DateTime<Utc>, next_seq: &
                 let seq = *next_seq;
                 *next_seq += 1;
                 let inserted = insert_event.execute(params![
-                    seq, e.id, e.source, e.event_type, e.correlation_id, e.causation_id, e.subject,
-                    new.time, new.topic, now, new.envelope
+                    seq,
+                    e.id,
+                    e.source,
+                    e.event_type,
+                    e.correlation_id,
+                    e.causation_id,
+                    e.subject,
+                    new.time,
+                    new.topic,
+                    now,
+                    new.envelope
                 ])?;
                 if inserted == 1 {
                     for f in &new.findings {
@@ -628,8 +629,17 @@ fn write_derived(tx: &rusqlite::Transaction<'_>, write: &DerivedWrite) -> Result
     for d in &write.findings {
         let f = &d.finding;
         finding.execute(params![
-            d.engine_id as i64, f.kind, f.journey, f.journey_key, f.correlation_id, f.event_id, f.expected,
-            d.detected_at, d.resolved_at, f.detail, f.owner
+            d.engine_id as i64,
+            f.kind,
+            f.journey,
+            f.journey_key,
+            f.correlation_id,
+            f.event_id,
+            f.expected,
+            d.detected_at,
+            d.resolved_at,
+            f.detail,
+            f.owner
         ])?;
     }
     if let Some(position) = write.position {

@@ -3,9 +3,7 @@
 use std::collections::BTreeMap;
 
 use causeway_envelope::{ParseOptions, parse_body};
-use causeway_store::{
-    AggregateLookup, DlqFilter, DlqReport, DlqStatus, NewEvent, ReplayAttempt, ReplayOutcome, SqlLimits, StatusChange, Store,
-};
+use causeway_store::{AggregateLookup, DlqFilter, DlqReport, DlqStatus, NewEvent, ReplayAttempt, ReplayOutcome, SqlLimits, StatusChange, Store};
 use serde_json::{Value, json};
 
 fn report(event_id: &str, consumer: &str, topic: &str, error_type: &str, message: &str) -> DlqReport {
@@ -79,7 +77,13 @@ async fn tallies_agree_with_the_records_after_any_changes() {
     let store = Store::open(dir.path()).unwrap();
     let mut ids = Vec::new();
     for i in 0..60 {
-        let r = report(&format!("e{}", i % 45), ["a", "b", "c"][i % 3], ["orders", "payments"][i % 2], ["KeyError", "Timeout", "Schema"][(i / 3) % 3], "m");
+        let r = report(
+            &format!("e{}", i % 45),
+            ["a", "b", "c"][i % 3],
+            ["orders", "payments"][i % 2],
+            ["KeyError", "Timeout", "Schema"][(i / 3) % 3],
+            "m",
+        );
         ids.push(store.report_failure(r).await.unwrap().id);
     }
     for (n, id) in ids.iter().enumerate() {
@@ -123,7 +127,12 @@ async fn the_summary_places_old_failures_in_their_hour() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let now = chrono::DateTime::parse_from_rfc3339("2026-12-01T12:30:00Z").unwrap().timestamp();
-    for (id, at) in [("a", "2026-12-01T09:10:00.000000Z"), ("b", "2026-12-01T09:50:00.000000Z"), ("c", "2026-12-01T12:00:00.000000Z"), ("d", "2026-11-20T00:00:00.000000Z")] {
+    for (id, at) in [
+        ("a", "2026-12-01T09:10:00.000000Z"),
+        ("b", "2026-12-01T09:50:00.000000Z"),
+        ("c", "2026-12-01T12:00:00.000000Z"),
+        ("d", "2026-11-20T00:00:00.000000Z"),
+    ] {
         let mut r = report(id, "n", "t", "E", "m");
         r.failed_at = Some(at.into());
         store.report_failure(r).await.unwrap();
@@ -144,7 +153,10 @@ async fn listing_filters_searches_text_and_pages() {
     let store = Store::open(dir.path()).unwrap();
     for i in 0..30 {
         let message = if i % 10 == 3 { format!("KeyError: 'customerEmail' in record {i}") } else { format!("timeout after {i} s") };
-        store.report_failure(report(&format!("e{i}"), ["a", "b"][i % 2], "orders", ["KeyError", "Timeout"][usize::from(i % 10 != 3)], &message)).await.unwrap();
+        store
+            .report_failure(report(&format!("e{i}"), ["a", "b"][i % 2], "orders", ["KeyError", "Timeout"][usize::from(i % 10 != 3)], &message))
+            .await
+            .unwrap();
     }
     let list = |f: DlqFilter| store.dlq_list(&DlqFilter { limit: 100, ..f }).unwrap().iter().map(|r| r.event_id.clone().unwrap()).collect::<Vec<_>>();
     assert_eq!(list(DlqFilter { text: Some("customerEm".into()), ..Default::default() }), ["e23", "e13", "e3"]);
@@ -188,8 +200,12 @@ fn aggregate_events_are_found_through_correlations_or_their_key() {
     let store = Store::open(dir.path()).unwrap();
     store
         .append_blocking(
-            vec![order_event("3", "Shipped", "o-1", 3), order_event("1", "Created", "o-1", 1), order_event("2", "Created", "o-2", 2),
-                 order_event("4", "Other", "o-1", 4)],
+            vec![
+                order_event("3", "Shipped", "o-1", 3),
+                order_event("1", "Created", "o-1", 1),
+                order_event("2", "Created", "o-2", 2),
+                order_event("4", "Other", "o-1", 4),
+            ],
             vec![],
         )
         .unwrap();

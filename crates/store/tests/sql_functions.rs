@@ -82,20 +82,8 @@ fn hex(b: &[u8]) -> String {
 fn arg(rng: &mut Rng, max: usize) -> String {
     match rng.below(10) {
         0 => "NULL".into(),
-        1 => rng
-            .pick(&["0", "-1", "12", "1234567890123", "-9223372036854775808"])
-            .to_string(),
-        2 => rng
-            .pick(&[
-                "1.5",
-                "0.1",
-                "-0.0",
-                "1e20",
-                "100.0",
-                "3.0e-7",
-                "1.7976931348623157e308",
-            ])
-            .to_string(),
+        1 => rng.pick(&["0", "-1", "12", "1234567890123", "-9223372036854775808"]).to_string(),
+        2 => rng.pick(&["1.5", "0.1", "-0.0", "1e20", "100.0", "3.0e-7", "1.7976931348623157e308"]).to_string(),
         3 => format!("X'{}'", hex(&bytes(rng, max))),
         _ => format!("CAST(X'{}' AS TEXT)", hex(&bytes(rng, max))),
     }
@@ -103,21 +91,11 @@ fn arg(rng: &mut Rng, max: usize) -> String {
 
 /// `typeof` and `hex` of the result, or `None` for an error.
 fn builtin(conn: &Connection, expr: &str) -> Option<(String, String)> {
-    conn.query_row(
-        &format!("SELECT typeof(r), hex(r) FROM (SELECT {expr} AS r)"),
-        [],
-        |row| Ok((row.get(0)?, row.get(1)?)),
-    )
-    .ok()
+    conn.query_row(&format!("SELECT typeof(r), hex(r) FROM (SELECT {expr} AS r)"), [], |row| Ok((row.get(0)?, row.get(1)?))).ok()
 }
 
 fn replaced(store: &Store, expr: &str) -> Option<(String, String)> {
-    let answer = store
-        .sql(
-            &format!("SELECT typeof(r), hex(r) FROM (SELECT {expr} AS r)"),
-            SqlLimits::default(),
-        )
-        .ok()?;
+    let answer = store.sql(&format!("SELECT typeof(r), hex(r) FROM (SELECT {expr} AS r)"), SqlLimits::default()).ok()?;
     let row = &answer.rows[0];
     let text = |v: &Value| v.as_str().expect("typeof and hex are text").to_string();
     Some((text(&row[0]), text(&row[1])))
@@ -133,33 +111,19 @@ fn replaced_functions_answer_as_sqlites_own() {
     for n in 0..12_000 {
         let expr = match n % 12 {
             0 => format!("instr({}, {})", arg(&mut rng, 8), arg(&mut rng, 3)),
-            1 => format!(
-                "replace({}, {}, {})",
-                arg(&mut rng, 8),
-                arg(&mut rng, 2),
-                arg(&mut rng, 3)
-            ),
+            1 => format!("replace({}, {}, {})", arg(&mut rng, 8), arg(&mut rng, 2), arg(&mut rng, 3)),
             2 => format!("trim({}, {})", arg(&mut rng, 6), arg(&mut rng, 3)),
             3 => format!("ltrim({}, {})", arg(&mut rng, 6), arg(&mut rng, 3)),
             4 => format!("rtrim({}, {})", arg(&mut rng, 6), arg(&mut rng, 3)),
             5 => format!("unhex({}, {})", arg(&mut rng, 8), arg(&mut rng, 3)),
             6 | 7 => format!("({}) LIKE ({})", arg(&mut rng, 6), arg(&mut rng, 5)),
             8 => {
-                let (string, pattern) = (
-                    bytes_of(&mut rng, 5, ESCAPED),
-                    bytes_of(&mut rng, 5, ESCAPED),
-                );
+                let (string, pattern) = (bytes_of(&mut rng, 5, ESCAPED), bytes_of(&mut rng, 5, ESCAPED));
                 let escape = match rng.below(8) {
                     0 => arg(&mut rng, 1),
-                    _ => rng
-                        .pick(&["'\\'", "'%'", "'_'", "'a'", "'é'", "'ab'", "''", "NULL"])
-                        .to_string(),
+                    _ => rng.pick(&["'\\'", "'%'", "'_'", "'a'", "'é'", "'ab'", "''", "NULL"]).to_string(),
                 };
-                format!(
-                    "CAST(X'{}' AS TEXT) LIKE CAST(X'{}' AS TEXT) ESCAPE {escape}",
-                    hex(&string),
-                    hex(&pattern)
-                )
+                format!("CAST(X'{}' AS TEXT) LIKE CAST(X'{}' AS TEXT) ESCAPE {escape}", hex(&string), hex(&pattern))
             }
             _ => format!("({}) GLOB ({})", arg(&mut rng, 6), arg(&mut rng, 6)),
         };

@@ -45,8 +45,11 @@ fn store_with(events: Vec<NewEvent>) -> (tempfile::TempDir, Store) {
 fn lineage_queries_follow_causation() {
     // Out of order on purpose: children before their parents.
     let (_dir, store) = store_with(vec![
-        event("d", "c", Some("b"), 4), event("b", "c", Some("a"), 2), event("c2", "c", Some("a"), 3),
-        event("a", "c", None, 1), event("other", "z", None, 5),
+        event("d", "c", Some("b"), 4),
+        event("b", "c", Some("a"), 2),
+        event("c2", "c", Some("a"), 3),
+        event("a", "c", None, 1),
+        event("other", "z", None, 5),
     ]);
     assert_eq!(ids(&store.correlation("c", 100).unwrap()), ["a", "b", "c2", "d"]);
     assert_eq!(ids(&store.descendants("a", 100).unwrap().unwrap()), ["b", "c2", "d"]);
@@ -62,8 +65,11 @@ fn descendants_of_a_causation_cycle_are_each_listed_once() {
     // a → b → {c, d}, d → e, and c → a closes a cycle: a walk that does not remember what it
     // expanded goes round it without end.
     let (_dir, store) = store_with(vec![
-        event("a", "k", Some("c"), 1), event("b", "k", Some("a"), 2), event("c", "k", Some("b"), 3),
-        event("d", "k", Some("b"), 4), event("e", "k", Some("d"), 5),
+        event("a", "k", Some("c"), 1),
+        event("b", "k", Some("a"), 2),
+        event("c", "k", Some("b"), 3),
+        event("d", "k", Some("b"), 4),
+        event("e", "k", Some("d"), 5),
     ]);
     assert_eq!(ids(&store.descendants("a", 100).unwrap().unwrap()), ["b", "c", "d", "e"]);
     assert_eq!(ids(&store.descendants("b", 100).unwrap().unwrap()), ["a", "c", "d", "e"]);
@@ -79,7 +85,10 @@ fn lookups_use_indexes_not_scans() {
     let store = Store::open(dir.path()).unwrap();
     for (query, index) in [
         ("SELECT * FROM events WHERE event_id = 'x'", "events_identity"),
-        ("SELECT event_id, event_type, source_service, timestamp, causation_id FROM event_lineage WHERE correlation_id = 'c' ORDER BY timestamp", "events_correlation"),
+        (
+            "SELECT event_id, event_type, source_service, timestamp, causation_id FROM event_lineage WHERE correlation_id = 'c' ORDER BY timestamp",
+            "events_correlation",
+        ),
         ("SELECT * FROM events WHERE causation_id = 'x'", "events_causation"),
         ("SELECT * FROM event_lineage WHERE aggregate_id = 'x'", "events_subject"),
         ("SELECT * FROM event_lineage WHERE event_type = 'T' AND timestamp > '2026'", "events_type_time"),
@@ -163,9 +172,7 @@ fn sql_time_limit_interrupts_a_runaway_query() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let limits = SqlLimits { timeout: Duration::from_millis(200), max_rows: 10, ..SqlLimits::default() };
-    let err = store
-        .sql("WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n) SELECT count(*) FROM n", limits)
-        .unwrap_err();
+    let err = store.sql("WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n) SELECT count(*) FROM n", limits).unwrap_err();
     assert!(matches!(err, StoreError::QueryTimeout(200)), "{err:?}");
     // The connection is usable again afterwards.
     let ok = store.sql("SELECT 42 AS answer", limits).unwrap();
@@ -195,9 +202,8 @@ fn rejections_are_kept_in_the_dlq_view() {
         )
         .unwrap();
     assert_eq!(r.dlq_ids.len(), 1);
-    let rows = store
-        .sql("SELECT consumer, error_type, status, original_event FROM dlq_events WHERE correlation_id = 'c7'", SqlLimits::default())
-        .unwrap();
+    let rows =
+        store.sql("SELECT consumer, error_type, status, original_event FROM dlq_events WHERE correlation_id = 'c7'", SqlLimits::default()).unwrap();
     assert_eq!(rows.rows, vec![vec![json!("causeway"), json!("malformed_json"), json!("pending"), json!("{bad")]]);
 }
 
@@ -260,7 +266,13 @@ fn derived_writes_upsert_by_engine_id() {
     store.append_blocking(vec![event("a", "c", None, 1)], vec![]).unwrap();
     let finding = |id: u64, resolved: Option<&str>| DerivedFinding {
         engine_id: id,
-        finding: NewFinding { kind: "stalled".into(), journey: Some("order".into()), journey_key: Some("o1".into()), detail: format!("f{id}"), ..Default::default() },
+        finding: NewFinding {
+            kind: "stalled".into(),
+            journey: Some("order".into()),
+            journey_key: Some("o1".into()),
+            detail: format!("f{id}"),
+            ..Default::default()
+        },
         detected_at: "2026-11-23T10:00:00.000000Z".into(),
         resolved_at: resolved.map(str::to_owned),
     };
@@ -289,7 +301,11 @@ fn derived_writes_upsert_by_engine_id() {
     assert_eq!(rows[0].id, *ids.last().unwrap(), "finding 1 kept its row");
     assert_eq!(rows[0].resolved_at.as_deref(), Some("2026-11-23T10:01:00.000000Z"));
     assert_eq!(store.derived_state().unwrap(), Some(("m1".into(), 1)));
-    let lineage = store.with_reader(|c| Ok(c.query_row("SELECT journey, journey_key FROM event_lineage", [], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?)).unwrap();
+    let lineage = store
+        .with_reader(|c| {
+            Ok(c.query_row("SELECT journey, journey_key FROM event_lineage", [], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?)
+        })
+        .unwrap();
     assert_eq!(lineage, ("order".into(), "o1".into()));
     store.write_derived_blocking(DerivedWrite { reset_for_model: Some("m2".into()), ..Default::default() }).unwrap();
     assert!(store.findings(&all).unwrap().is_empty(), "another model's findings are dropped");
@@ -350,7 +366,9 @@ fn the_wal_stays_bounded_under_appends_and_concurrent_readers() {
         .collect();
     // Random-looking ids, as producers send them: each event changes other index pages.
     let batch = |from: u64| -> Vec<NewEvent> {
-        (from..from + 50).map(|n| event(&format!("e{}", n.wrapping_mul(0x9e37_79b9_7f4a_7c15) % 1_000_003_000), &format!("c{}", n / 5), None, (n % 60) as u32)).collect()
+        (from..from + 50)
+            .map(|n| event(&format!("e{}", n.wrapping_mul(0x9e37_79b9_7f4a_7c15) % 1_000_003_000), &format!("c{}", n / 5), None, (n % 60) as u32))
+            .collect()
     };
     let mut largest = 0;
     for from in (0..40_000u64).step_by(50) {

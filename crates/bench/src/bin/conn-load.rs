@@ -216,10 +216,7 @@ fn start_server(args: &Args, data: &std::path::Path) -> Result<Server> {
         .with_context(|| format!("cannot start {}", bin.display()))?;
     let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
     let first = lines.next().context("the server printed nothing")??;
-    let addr: SocketAddr = first
-        .strip_prefix("causeway listening on http://")
-        .with_context(|| format!("unexpected first line: {first}"))?
-        .parse()?;
+    let addr: SocketAddr = first.strip_prefix("causeway listening on http://").with_context(|| format!("unexpected first line: {first}"))?.parse()?;
     std::thread::spawn(move || for _ in lines {});
     let pid = child.id();
     Ok(Server { child, addr, pid })
@@ -227,11 +224,7 @@ fn start_server(args: &Args, data: &std::path::Path) -> Result<Server> {
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
+    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0)
 }
 
 fn open_files(pid: u32) -> usize {
@@ -270,15 +263,9 @@ impl Samples {
         }
         m.sort_by(f64::total_cmp);
         let q = |p: f64| m[((m.len() - 1) as f64 * p).round() as usize];
-        let statuses: Vec<String> = self.statuses.iter().map(|(s, n)| format!("{}: {n}", if *s == 0 { "none".to_string() } else { s.to_string() })).collect();
-        format!(
-            "{} requests; p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {}",
-            m.len(),
-            q(0.5),
-            q(0.99),
-            m[m.len() - 1],
-            statuses.join(", ")
-        )
+        let statuses: Vec<String> =
+            self.statuses.iter().map(|(s, n)| format!("{}: {n}", if *s == 0 { "none".to_string() } else { s.to_string() })).collect();
+        format!("{} requests; p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {}", m.len(), q(0.5), q(0.99), m[m.len() - 1], statuses.join(", "))
     }
 }
 
@@ -303,10 +290,7 @@ fn request(addr: SocketAddr, conn: &mut Option<TcpStream>, method: &str, path: &
             body.len(),
             if keep { "" } else { "Connection: close\r\n" }
         );
-        let answer = stream
-            .write_all(head.as_bytes())
-            .and_then(|_| stream.write_all(body))
-            .and_then(|_| read_answer(stream));
+        let answer = stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(body)).and_then(|_| read_answer(stream));
         match answer {
             Ok((status, close)) => {
                 if close || !keep {
@@ -337,11 +321,7 @@ fn read_answer(stream: &mut TcpStream) -> std::io::Result<(u16, bool)> {
     }
     let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
     let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let length: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
+    let length: usize = head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
     let close = head.lines().any(|l| l.starts_with("connection:") && l.contains("close"));
     let mut body = vec![0u8; length];
     stream.read_exact(&mut body)?;
@@ -592,7 +572,13 @@ fn run(args: &Args) -> Result<()> {
     println!("| server's open files, sampled each second | {} (before: {files_before}) |", spread(&load.server_files));
     println!("| holders' counts | {} |", holder_reports.join("; "));
     println!("| health checks during (new connection each) | {} |", load.health.summary());
-    println!("| ingest during ({} producers, {} events per request every {} ms) | {} |", args.producers, args.batch, args.interval_ms, load.ingest.summary());
+    println!(
+        "| ingest during ({} producers, {} events per request every {} ms) | {} |",
+        args.producers,
+        args.batch,
+        args.interval_ms,
+        load.ingest.summary()
+    );
     println!("| health / ingest before (warm-up) | {} / {} |", warm.health.summary(), warm.ingest.summary());
     println!("| health / ingest after | {} / {} |", check.health.summary(), check.ingest.summary());
     println!("| RSS at start / before the load / peak during | {} / {} / {} |", mib(rss_start), mib(rss_before), mib(load.rss_max));

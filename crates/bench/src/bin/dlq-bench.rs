@@ -167,7 +167,11 @@ fn main() -> Result<()> {
     let mut body = Vec::new();
     println!("### DLQ explorer with {records} records\n");
     if let Some(t) = fill_time {
-        println!("Stored through the store's report path in {:.0} s ({:.0} records/s, with tallies, flow and text index kept by triggers).\n", t.as_secs_f64(), records as f64 / t.as_secs_f64());
+        println!(
+            "Stored through the store's report path in {:.0} s ({:.0} records/s, with tallies, flow and text index kept by triggers).\n",
+            t.as_secs_f64(),
+            records as f64 / t.as_secs_f64()
+        );
     }
     println!("Each query asked {} times over HTTP (one kept-alive connection), after 20 unmeasured.\n", args.samples);
     println!("| query | records answered | p50 ms | p99 ms | mean ms | p99 under {TARGET_P99_MS} ms |");

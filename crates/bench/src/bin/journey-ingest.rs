@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
-use causeway_bench::{SERVER_THREAD_NAME, Server};
 use causeway_bench::http::HttpClient;
+use causeway_bench::{SERVER_THREAD_NAME, Server};
 use causeway_envelope::{ParseOptions, parse_json_line};
 use causeway_server::{AppState, Clock, JOURNEY_THREAD_NAME, ModelSlot};
 use causeway_sim::{SimConfig, Simulator};
@@ -353,7 +353,12 @@ fn main() -> Result<()> {
             let m = measure(Store::open(dir.path())?, engine, &batches, args.clients)?;
             a[side] = rate(args.events, m.acked);
             d[side] = rate(args.events, m.caught_up);
-            eprintln!("round {round} engine {}: acknowledged at {:.0} events/s, caught up at {:.0} events/s", if engine { "on" } else { "off" }, a[side], d[side]);
+            eprintln!(
+                "round {round} engine {}: acknowledged at {:.0} events/s, caught up at {:.0} events/s",
+                if engine { "on" } else { "off" },
+                a[side],
+                d[side]
+            );
         }
         acked.push(a);
         done.push([a[0], d[1]]);
@@ -444,7 +449,9 @@ fn main() -> Result<()> {
     report(["reference", &label], &rates);
     // Wall-clock rates carry the machine's noise; the CPU each part of the server spent per event
     // (thread CPU time over the measurement) shows where a difference between the sides comes from.
-    println!("\nCPU per event during the measurement (µs, median of the rounds; threads: the journey engine, the store's writer, the HTTP workers):\n");
+    println!(
+        "\nCPU per event during the measurement (µs, median of the rounds; threads: the journey engine, the store's writer, the HTTP workers):\n"
+    );
     println!("| part | reference | {label} | ratio |");
     println!("|---|---|---|---|");
     let medians = |of: &dyn Fn(&PartsPerEvent) -> f64| [0, 1].map(|k| median(used[k].iter().map(of).collect()));

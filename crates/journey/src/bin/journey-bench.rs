@@ -118,14 +118,7 @@ impl Rng {
     }
     fn uuid(&mut self) -> String {
         let (a, b) = (self.next(), self.next());
-        format!(
-            "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-            a >> 32,
-            (a >> 16) & 0xffff,
-            a & 0xfff,
-            (b >> 48) & 0x3fff | 0x8000,
-            b & 0xffff_ffff_ffff
-        )
+        format!("{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}", a >> 32, (a >> 16) & 0xffff, a & 0xfff, (b >> 48) & 0x3fff | 0x8000, b & 0xffff_ffff_ffff)
     }
     fn chance(&mut self, p: f64) -> bool {
         (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p
@@ -189,10 +182,20 @@ fn event(rng: &mut Rng, order: &mut Order, event_type: &str, time: DateTime<Utc>
             order.order_id.clone(),
             json!({"orderId": order.order_id, "customerEmail": "hmac-sha256:5d41402abc4b2a76b9719d911017c592", "amount": 42.5, "currency": "EUR", "lines": [{"sku": "SKU-1", "qty": 1}]}),
         ),
-        "PaymentProcessed" => ("payment-service", format!("pay-{}", &order.order_id[4..]), json!({"orderId": order.order_id, "amount": 42.5, "currency": "EUR"})),
+        "PaymentProcessed" => {
+            ("payment-service", format!("pay-{}", &order.order_id[4..]), json!({"orderId": order.order_id, "amount": 42.5, "currency": "EUR"}))
+        }
         "InventoryReserved" => ("inventory-service", format!("res-{}", &order.order_id[4..]), json!({"orderId": order.order_id, "items": 1})),
-        "ShipmentCreated" => ("fulfilment-service", format!("shp-{}", &order.order_id[4..]), json!({"orderId": order.order_id, "carrier": "DHL", "customerEmail": "hmac-sha256:5d41402abc4b2a76b9719d911017c592"})),
-        _ => ("notification-service", order.order_id.clone(), json!({"orderId": order.order_id, "channel": "email", "to": "hmac-sha256:5d41402abc4b2a76b9719d911017c592"})),
+        "ShipmentCreated" => (
+            "fulfilment-service",
+            format!("shp-{}", &order.order_id[4..]),
+            json!({"orderId": order.order_id, "carrier": "DHL", "customerEmail": "hmac-sha256:5d41402abc4b2a76b9719d911017c592"}),
+        ),
+        _ => (
+            "notification-service",
+            order.order_id.clone(),
+            json!({"orderId": order.order_id, "channel": "email", "to": "hmac-sha256:5d41402abc4b2a76b9719d911017c592"}),
+        ),
     };
     let aggregate = match event_type {
         "PaymentProcessed" => 1,
@@ -279,7 +282,15 @@ impl Driver {
     }
 
     fn with_model(model: &causeway_model::Model) -> Driver {
-        Driver { ev: Evaluator::new(model), changes: Vec::new(), watermark: DateTime::<Utc>::MIN_UTC, busy: Duration::ZERO, faults: 0, events: 0, allocations: 0 }
+        Driver {
+            ev: Evaluator::new(model),
+            changes: Vec::new(),
+            watermark: DateTime::<Utc>::MIN_UTC,
+            busy: Duration::ZERO,
+            faults: 0,
+            events: 0,
+            allocations: 0,
+        }
     }
 
     /// Feeds events the way a server does: each one freshly built (here: cloned, untimed, in

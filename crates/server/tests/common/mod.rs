@@ -95,9 +95,7 @@ pub fn with_journeys_and(change: impl FnOnce(AppState) -> AppState) -> Api {
     }
     let store = Store::open(&dir.path().join("data")).unwrap();
     let slot = ModelSlot::load(&dir.path().join("model.yaml"), b"test-key".to_vec()).unwrap();
-    let state = AppState::new(store, ParseOptions::default(), SqlLimits::default())
-        .with_model(slot)
-        .with_journeys(causeway_server::Clock::Wall);
+    let state = AppState::new(store, ParseOptions::default(), SqlLimits::default()).with_model(slot).with_journeys(causeway_server::Clock::Wall);
     Api { router: app(change(state)), _dir: dir }
 }
 
@@ -129,7 +127,6 @@ pub fn first_four(order: &str) -> Vec<Value> {
         step(order, 4, "ShipmentCreated", "fulfilment-service", Some("3"), 6),
     ]
 }
-
 
 /// One series of a Prometheus text exposition: its name and labels (sorted).
 pub type Series = (String, Vec<(String, String)>);
@@ -174,7 +171,9 @@ pub fn parse_exposition(text: &str) -> BTreeMap<Series, f64> {
         let (name, rest) = line.split_at(line.find(['{', ' ']).unwrap_or_else(|| panic!("no value: {line}")));
         assert!(is_name(name, true), "metric name: {line}");
         let family = types.keys().find(|f| {
-            name == f.as_str() || (["histogram", "summary"].contains(&types[*f].as_str()) && name.strip_prefix(f.as_str()).is_some_and(|s| ["_sum", "_count", "_bucket"].contains(&s)))
+            name == f.as_str()
+                || (["histogram", "summary"].contains(&types[*f].as_str())
+                    && name.strip_prefix(f.as_str()).is_some_and(|s| ["_sum", "_count", "_bucket"].contains(&s)))
         });
         let family = family.unwrap_or_else(|| panic!("a sample before its family's TYPE: {line}")).clone();
         if current.as_ref() != Some(&family) {

@@ -39,11 +39,7 @@ pub(crate) struct Bounds {
 
 impl Bounds {
     fn check(&self) -> rusqlite::Result<()> {
-        if self.cancelled.load(Ordering::Relaxed) {
-            Err(interrupted())
-        } else {
-            Ok(())
-        }
+        if self.cancelled.load(Ordering::Relaxed) { Err(interrupted()) } else { Ok(()) }
     }
 }
 
@@ -63,9 +59,7 @@ fn error(message: &str) -> rusqlite::Error {
 /// Replaces the functions on `conn`; the returned bounds are the ones [`super::watchdog`] sets.
 pub(crate) fn install(conn: &mut Connection) -> rusqlite::Result<Arc<Bounds>> {
     let bounds = Arc::new(Bounds::default());
-    let flags = FunctionFlags::SQLITE_UTF8
-        | FunctionFlags::SQLITE_DETERMINISTIC
-        | FunctionFlags::SQLITE_INNOCUOUS;
+    let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC | FunctionFlags::SQLITE_INNOCUOUS;
     let b = bounds.clone();
     conn.create_scalar_function("instr", 2, flags, move |ctx| instr(ctx, &b))?;
     let b = bounds.clone();
@@ -95,11 +89,7 @@ impl ToSql for Text {
 }
 
 /// An argument as `sqlite3_value_text` reads it (`None` for NULL).
-fn text<'a>(
-    ctx: &'a Context<'_>,
-    i: usize,
-    bounds: &Bounds,
-) -> rusqlite::Result<Option<Cow<'a, [u8]>>> {
+fn text<'a>(ctx: &'a Context<'_>, i: usize, bounds: &Bounds) -> rusqlite::Result<Option<Cow<'a, [u8]>>> {
     Ok(match ctx.get_raw(i) {
         ValueRef::Null => None,
         ValueRef::Integer(n) => Some(Cow::Owned(n.to_string().into_bytes())),
@@ -114,16 +104,12 @@ fn real_text(bounds: &Bounds, r: f64) -> rusqlite::Result<String> {
         *conn = Some(Connection::open_in_memory()?);
     }
     let conn = conn.as_ref().expect("opened above");
-    conn.prepare_cached("SELECT CAST(?1 AS TEXT)")?
-        .query_row([r], |row| row.get(0))
+    conn.prepare_cached("SELECT CAST(?1 AS TEXT)")?.query_row([r], |row| row.get(0))
 }
 
 /// The bytes up to the first NUL, where SQLite's C-string loops stop.
 fn c_str(bytes: &[u8]) -> &[u8] {
-    bytes
-        .iter()
-        .position(|&b| b == 0)
-        .map_or(bytes, |n| &bytes[..n])
+    bytes.iter().position(|&b| b == 0).map_or(bytes, |n| &bytes[..n])
 }
 
 /// Where `needle` (not empty) first occurs in `hay` at or after `from`, in linear time.
@@ -186,10 +172,7 @@ fn is_continuation(b: u8) -> bool {
 /// `instr(X, Y)`: the 1-based position of the first `Y` in `X` — in bytes when both are blobs,
 /// else in characters — or 0.
 fn instr(ctx: &Context<'_>, bounds: &Bounds) -> rusqlite::Result<Option<i64>> {
-    let both_blobs = matches!(
-        (ctx.get_raw(0), ctx.get_raw(1)),
-        (ValueRef::Blob(_), ValueRef::Blob(_))
-    );
+    let both_blobs = matches!((ctx.get_raw(0), ctx.get_raw(1)), (ValueRef::Blob(_), ValueRef::Blob(_)));
     let (Some(hay), Some(needle)) = (text(ctx, 0, bounds)?, text(ctx, 1, bounds)?) else {
         return Ok(None);
     };
@@ -199,11 +182,8 @@ fn instr(ctx: &Context<'_>, bounds: &Bounds) -> rusqlite::Result<Option<i64>> {
     // SQLite tries position 0, then (in text) each later position that starts a character. A
     // needle starting with a continuation byte can match nowhere else; any other matches only
     // where a character starts.
-    let at = if !both_blobs && is_continuation(needle[0]) {
-        hay.starts_with(&needle).then_some(0)
-    } else {
-        Finder::new(&needle).find(&hay, 0, bounds)?
-    };
+    let at =
+        if !both_blobs && is_continuation(needle[0]) { hay.starts_with(&needle).then_some(0) } else { Finder::new(&needle).find(&hay, 0, bounds)? };
     Ok(Some(match at {
         None => 0,
         Some(p) if both_blobs => p as i64 + 1,
@@ -234,8 +214,7 @@ fn replace(ctx: &Context<'_>, bounds: &Bounds) -> rusqlite::Result<Option<Text>>
         starts.push(at);
         from = at + pattern.len();
     }
-    let len = s.len() as u128 + starts.len() as u128 * rep.len() as u128
-        - starts.len() as u128 * pattern.len() as u128;
+    let len = s.len() as u128 + starts.len() as u128 * rep.len() as u128 - starts.len() as u128 * pattern.len() as u128;
     if len > bounds.max_value.load(Ordering::Relaxed) as u128 {
         return Err(too_big());
     }
@@ -318,9 +297,7 @@ fn trim(ctx: &Context<'_>, bounds: &Bounds, sides: u8) -> rusqlite::Result<Optio
         if sides & LEFT != 0 {
             while start < end {
                 bounds.check()?;
-                let Some(len) = first_char(&first, &lengths, end - start, |len| {
-                    &input[start..start + len]
-                }) else {
+                let Some(len) = first_char(&first, &lengths, end - start, |len| &input[start..start + len]) else {
                     break;
                 };
                 start += len;
@@ -329,9 +306,7 @@ fn trim(ctx: &Context<'_>, bounds: &Bounds, sides: u8) -> rusqlite::Result<Optio
         if sides & RIGHT != 0 {
             while start < end {
                 bounds.check()?;
-                let Some(len) =
-                    first_char(&first, &lengths, end - start, |len| &input[end - len..end])
-                else {
+                let Some(len) = first_char(&first, &lengths, end - start, |len| &input[end - len..end]) else {
                     break;
                 };
                 end -= len;
@@ -343,29 +318,17 @@ fn trim(ctx: &Context<'_>, bounds: &Bounds, sides: u8) -> rusqlite::Result<Optio
 
 /// The length of the first character of the set (`first`: each character's first index) that
 /// `window(len)` holds, trying each length of `lengths` (ascending) up to `room`.
-fn first_char<'a>(
-    first: &HashMap<&[u8], usize>,
-    lengths: &[usize],
-    room: usize,
-    window: impl Fn(usize) -> &'a [u8],
-) -> Option<usize> {
-    lengths
-        .iter()
-        .take_while(|&&len| len <= room)
-        .filter_map(|&len| first.get(window(len)).map(|&n| (n, len)))
-        .min()
-        .map(|(_, len)| len)
+fn first_char<'a>(first: &HashMap<&[u8], usize>, lengths: &[usize], room: usize, window: impl Fn(usize) -> &'a [u8]) -> Option<usize> {
+    lengths.iter().take_while(|&&len| len <= room).filter_map(|&len| first.get(window(len)).map(|&n| (n, len))).min().map(|(_, len)| len)
 }
 
 /// Reads one character as `sqlite3Utf8Read` does, from a C string (0 at its end; the position
 /// moves past it).
 fn utf8_read(s: &[u8], i: &mut usize) -> u32 {
     const TRANS1: [u8; 64] = [
-        0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e,
-        0x0f, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d,
-        0x1e, 0x1f, 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c,
-        0x0d, 0x0e, 0x0f, 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x00, 0x01, 0x02, 0x03,
-        0x00, 0x01, 0x00, 0x00,
+        0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16,
+        0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e, 0x1f, 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d,
+        0x0e, 0x0f, 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x00, 0x01, 0x02, 0x03, 0x00, 0x01, 0x00, 0x00,
     ];
     let mut c = u32::from(at(s, *i));
     *i += 1;
@@ -410,11 +373,7 @@ fn unhex(ctx: &Context<'_>, bounds: &Bounds) -> rusqlite::Result<Option<Vec<u8>>
         }
     }
     let skipped = |c: u32| {
-        if c < 0x80 {
-            ascii[c as usize]
-        } else {
-            skip.contains(&c)
-        }
+        if c < 0x80 { ascii[c as usize] } else { skip.contains(&c) }
     };
     let digit = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
     let mut out = Vec::with_capacity(hex.len() / 2 + 1);
@@ -455,18 +414,8 @@ struct Wildcards {
     no_case: bool,
 }
 
-const LIKE: Wildcards = Wildcards {
-    all: '%' as u32,
-    one: '_' as u32,
-    set: 0,
-    no_case: true,
-};
-const GLOB: Wildcards = Wildcards {
-    all: '*' as u32,
-    one: '?' as u32,
-    set: '[' as u32,
-    no_case: false,
-};
+const LIKE: Wildcards = Wildcards { all: '%' as u32, one: '_' as u32, set: 0, no_case: true };
+const GLOB: Wildcards = Wildcards { all: '*' as u32, one: '?' as u32, set: '[' as u32, no_case: false };
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Outcome {
@@ -483,9 +432,7 @@ fn like(ctx: &Context<'_>, bounds: &Bounds, mut w: Wildcards) -> rusqlite::Resul
         _ => text(ctx, 0, bounds)?.map_or(0, |p| p.len()),
     };
     if pattern_bytes > MAX_LIKE_PATTERN_BYTES {
-        return Err(error(&format!(
-            "a LIKE or GLOB pattern may be at most {MAX_LIKE_PATTERN_BYTES} bytes; this one has {pattern_bytes}"
-        )));
+        return Err(error(&format!("a LIKE or GLOB pattern may be at most {MAX_LIKE_PATTERN_BYTES} bytes; this one has {pattern_bytes}")));
     }
     let escape = if ctx.len() == 3 {
         let Some(e) = text(ctx, 2, bounds)? else {
@@ -495,14 +442,7 @@ fn like(ctx: &Context<'_>, bounds: &Bounds, mut w: Wildcards) -> rusqlite::Resul
         let mut i = 0;
         let mut chars = 0;
         while i < e.len() {
-            i += if e[i] >= 0xc0 {
-                1 + e[i + 1..]
-                    .iter()
-                    .take_while(|&&b| is_continuation(b))
-                    .count()
-            } else {
-                1
-            };
+            i += if e[i] >= 0xc0 { 1 + e[i + 1..].iter().take_while(|&&b| is_continuation(b)).count() } else { 1 };
             chars += 1;
         }
         if chars != 1 {
@@ -522,14 +462,8 @@ fn like(ctx: &Context<'_>, bounds: &Bounds, mut w: Wildcards) -> rusqlite::Resul
     let (Some(pattern), Some(string)) = (text(ctx, 0, bounds)?, text(ctx, 1, bounds)?) else {
         return Ok(None);
     };
-    let mut m = Matcher {
-        w,
-        bounds,
-        steps: 0,
-    };
-    Ok(Some(
-        m.compare(c_str(&pattern), 0, c_str(&string), 0, escape)? == Outcome::Match,
-    ))
+    let mut m = Matcher { w, bounds, steps: 0 };
+    Ok(Some(m.compare(c_str(&pattern), 0, c_str(&string), 0, escape)? == Outcome::Match))
 }
 
 struct Matcher<'a> {
@@ -542,28 +476,12 @@ impl Matcher<'_> {
     /// Counts a step; every 4,096th reads the cancel flag.
     fn step(&mut self) -> rusqlite::Result<()> {
         self.steps = self.steps.wrapping_add(1);
-        if self.steps.is_multiple_of(4096) {
-            self.bounds.check()
-        } else {
-            Ok(())
-        }
+        if self.steps.is_multiple_of(4096) { self.bounds.check() } else { Ok(()) }
     }
 
     /// SQLite's `patternCompare`, on C strings given as slices and positions.
-    fn compare(
-        &mut self,
-        p: &[u8],
-        mut pi: usize,
-        s: &[u8],
-        mut si: usize,
-        other: u32,
-    ) -> rusqlite::Result<Outcome> {
-        let Wildcards {
-            all,
-            one,
-            set,
-            no_case,
-        } = self.w;
+    fn compare(&mut self, p: &[u8], mut pi: usize, s: &[u8], mut si: usize, other: u32) -> rusqlite::Result<Outcome> {
+        let Wildcards { all, one, set, no_case } = self.w;
         // Just past the last escaped pattern character (SQLite's `zEscaped`).
         let mut escaped: Option<usize> = None;
         loop {
@@ -607,19 +525,10 @@ impl Matcher<'_> {
                     }
                 }
                 if c < 0x80 {
-                    let (upper, lower) = if no_case {
-                        (
-                            u32::from((c as u8).to_ascii_uppercase()),
-                            u32::from((c as u8).to_ascii_lowercase()),
-                        )
-                    } else {
-                        (c, c)
-                    };
+                    let (upper, lower) =
+                        if no_case { (u32::from((c as u8).to_ascii_uppercase()), u32::from((c as u8).to_ascii_lowercase())) } else { (c, c) };
                     loop {
-                        while at(s, si) != 0
-                            && u32::from(at(s, si)) != upper
-                            && u32::from(at(s, si)) != lower
-                        {
+                        while at(s, si) != 0 && u32::from(at(s, si)) != upper && u32::from(at(s, si)) != lower {
                             si += 1;
                         }
                         if at(s, si) == 0 {
@@ -675,8 +584,7 @@ impl Matcher<'_> {
                         c2 = utf8_read(p, &mut pi);
                     }
                     while c2 != 0 && c2 != u32::from(b']') {
-                        if c2 == u32::from(b'-') && at(p, pi) != b']' && at(p, pi) != 0 && prior > 0
-                        {
+                        if c2 == u32::from(b'-') && at(p, pi) != b']' && at(p, pi) != 0 && prior > 0 {
                             c2 = utf8_read(p, &mut pi);
                             if c >= prior && c <= c2 {
                                 seen = true;
@@ -708,10 +616,6 @@ impl Matcher<'_> {
             }
             return Ok(Outcome::NoMatch);
         }
-        Ok(if at(s, si) == 0 {
-            Outcome::Match
-        } else {
-            Outcome::NoMatch
-        })
+        Ok(if at(s, si) == 0 { Outcome::Match } else { Outcome::NoMatch })
     }
 }

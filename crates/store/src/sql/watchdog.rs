@@ -38,14 +38,8 @@ struct Watchdog {
 fn watchdog() -> &'static Watchdog {
     static WATCHDOG: OnceLock<&'static Watchdog> = OnceLock::new();
     WATCHDOG.get_or_init(|| {
-        let dog: &'static Watchdog = Box::leak(Box::new(Watchdog {
-            deadlines: Mutex::new(Deadlines::default()),
-            changed: Condvar::new(),
-        }));
-        std::thread::Builder::new()
-            .name(WATCHDOG_THREAD_NAME.into())
-            .spawn(move || dog.run())
-            .expect("spawning the SQL watchdog thread");
+        let dog: &'static Watchdog = Box::leak(Box::new(Watchdog { deadlines: Mutex::new(Deadlines::default()), changed: Condvar::new() }));
+        std::thread::Builder::new().name(WATCHDOG_THREAD_NAME.into()).spawn(move || dog.run()).expect("spawning the SQL watchdog thread");
         dog
     })
 }
@@ -64,12 +58,7 @@ impl Watchdog {
                 interrupt.interrupt();
             }
             d = match d.queue.keys().next() {
-                Some(&(deadline, _)) => {
-                    self.changed
-                        .wait_timeout(d, deadline - now)
-                        .expect("watchdog lock")
-                        .0
-                }
+                Some(&(deadline, _)) => self.changed.wait_timeout(d, deadline - now).expect("watchdog lock").0,
                 None => self.changed.wait(d).expect("watchdog lock"),
             };
         }
@@ -83,25 +72,14 @@ pub(crate) struct Watch {
 
 /// Watches the query about to run on `conn` until the returned guard is dropped. `max_value` is
 /// the value limit the replaced functions apply.
-pub(crate) fn watch(
-    deadline: Instant,
-    conn: &Connection,
-    bounds: &Arc<Bounds>,
-    max_value: usize,
-) -> Watch {
+pub(crate) fn watch(deadline: Instant, conn: &Connection, bounds: &Arc<Bounds>, max_value: usize) -> Watch {
     bounds.cancelled.store(false, Ordering::Relaxed);
     bounds.max_value.store(max_value, Ordering::Relaxed);
     let dog = watchdog();
     let mut d = dog.deadlines.lock().expect("watchdog lock");
     let key = (deadline, d.next_id);
     d.next_id += 1;
-    d.queue.insert(
-        key,
-        Entry {
-            interrupt: conn.get_interrupt_handle(),
-            bounds: bounds.clone(),
-        },
-    );
+    d.queue.insert(key, Entry { interrupt: conn.get_interrupt_handle(), bounds: bounds.clone() });
     if d.queue.keys().next() == Some(&key) {
         dog.changed.notify_one();
     }
@@ -110,11 +88,6 @@ pub(crate) fn watch(
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        watchdog()
-            .deadlines
-            .lock()
-            .expect("watchdog lock")
-            .queue
-            .remove(&self.key);
+        watchdog().deadlines.lock().expect("watchdog lock").queue.remove(&self.key);
     }
 }
