@@ -9,8 +9,8 @@
 //! - Bulk replays go oldest first, no faster than their rate, and never past `stop_at` or `limit`.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Mutex;
 use std::future::Future;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::Json;
@@ -19,10 +19,12 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use chrono::Datelike as _;
 use causeway_envelope::{format_time, parse_time, sniff_identity};
 use causeway_model::Model;
-use causeway_store::{INGEST_CONSUMER, DlqFilter, DlqReport, DlqRow, DlqStatus, FindingFilter, FindingRow, ReplayAttempt, ReplayOutcome, StatusChange, Store};
+use causeway_store::{
+    DlqFilter, DlqReport, DlqRow, DlqStatus, FindingFilter, FindingRow, INGEST_CONSUMER, ReplayAttempt, ReplayOutcome, StatusChange, Store,
+};
+use chrono::Datelike as _;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
@@ -145,9 +147,7 @@ pub(crate) fn link_dead_letters(store: &Store, model: Option<&Model>, findings: 
 /// out.
 fn refused_reaction(store: &Store, f: &Value, expected: &[String]) -> Result<Option<DlqRow>, ApiError> {
     let wanted = |r: &DlqRow| {
-        r.consumer == INGEST_CONSUMER
-            && r.status != DlqStatus::Discarded.as_str()
-            && r.event_type.as_ref().is_some_and(|t| expected.contains(t))
+        r.consumer == INGEST_CONSUMER && r.status != DlqStatus::Discarded.as_str() && r.event_type.as_ref().is_some_and(|t| expected.contains(t))
     };
     if let (Some(journey), Some(key)) = (f["journey"].as_str(), f["key"].as_str()) {
         let filter = FindingFilter {
@@ -190,7 +190,8 @@ struct ReportBody {
     content_type: Option<String>,
 }
 
-const REPORT_SHAPE: &str = r#"{"event": {…}, "consumer": "…", "error_type": "…", "error_message": "…"} (optional: source_topic, stack, context, failed_at, content_type)"#;
+const REPORT_SHAPE: &str =
+    r#"{"event": {…}, "consumer": "…", "error_type": "…", "error_message": "…"} (optional: source_topic, stack, context, failed_at, content_type)"#;
 
 /// `POST /v1/dlq`: a consumer reports an event it could not process.
 pub async fn report(State(state): State<AppState>, body: Body) -> Result<Response, ApiError> {
@@ -203,8 +204,8 @@ pub async fn report(State(state): State<AppState>, body: Body) -> Result<Respons
             format!("the report is over the {limit}-byte request limit: send the event without large attachments"),
         ));
     }
-    let body: ReportBody = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::bad_request("invalid_request", format!("expected {REPORT_SHAPE}: {e}")))?;
+    let body: ReportBody =
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request("invalid_request", format!("expected {REPORT_SHAPE}: {e}")))?;
     for (name, value) in [("consumer", &body.consumer), ("error_type", &body.error_type), ("error_message", &body.error_message)] {
         if value.trim().is_empty() {
             return Err(ApiError::bad_request("invalid_request", format!("{name} must not be empty: say which consumer failed and how")));
@@ -224,9 +225,8 @@ pub async fn report(State(state): State<AppState>, body: Body) -> Result<Respons
     let original = body.event.get().to_string();
     let identity = sniff_identity(&original);
     let structured = serde_json::from_str::<Map<String, Value>>(&original).is_ok_and(|m| m.contains_key("specversion"));
-    let content_type = body.content_type.clone().unwrap_or_else(|| {
-        if structured { "application/cloudevents+json" } else { "application/json" }.to_string()
-    });
+    let content_type =
+        body.content_type.clone().unwrap_or_else(|| if structured { "application/cloudevents+json" } else { "application/json" }.to_string());
     // Without a topic in the report, the model's topic for the event type (if it names one).
     let model = state.model.current();
     let source_topic = body.source_topic.or_else(|| {
@@ -346,9 +346,8 @@ pub(crate) fn is_media_type(text: &str) -> bool {
 // --- explorer -----------------------------------------------------------------------------------
 
 fn status_param(text: &str) -> Result<DlqStatus, ApiError> {
-    DlqStatus::parse(text).ok_or_else(|| {
-        ApiError::bad_request("invalid_parameter", format!("status must be pending, replayed, resolved or discarded, not '{text}'"))
-    })
+    DlqStatus::parse(text)
+        .ok_or_else(|| ApiError::bad_request("invalid_parameter", format!("status must be pending, replayed, resolved or discarded, not '{text}'")))
 }
 
 fn id_param(name: &str, text: &str) -> Result<i64, ApiError> {
@@ -364,10 +363,7 @@ fn id_param(name: &str, text: &str) -> Result<i64, ApiError> {
 /// `GET /v1/dlq`: newest first; page with `before` (the `next_before` of the previous page).
 pub async fn list(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Json<Value>, ApiError> {
     let pairs = params(&query);
-    check_known(
-        &pairs,
-        &["status", "consumer", "source_topic", "error_type", "correlation_id", "event_id", "since", "q", "before", "limit"],
-    )?;
+    check_known(&pairs, &["status", "consumer", "source_topic", "error_type", "correlation_id", "event_id", "since", "q", "before", "limit"])?;
     let limit = crate::query::limit(&query, 100, 1_000)?;
     let owned = |name: &str| param(&pairs, name).map(str::to_owned);
     let filter = DlqFilter {
@@ -629,11 +625,7 @@ async fn replay_one(state: &AppState, id: i64, dry_run: bool, force: bool, actor
     }
     let request = ReplayRequest::of(&row);
     let description = dry_run.then(|| request.describe(&target));
-    let outcome = if dry_run {
-        ReplayOutcome::DryRun
-    } else {
-        send(&state.dlq.client, &target, request).await
-    };
+    let outcome = if dry_run { ReplayOutcome::DryRun } else { send(&state.dlq.client, &target, request).await };
     let (name, http_status, error) = outcome.parts();
     let error = error.map(str::to_owned);
     let new_status = outcome.status_after(status);
@@ -701,7 +693,12 @@ async fn send(client: &reqwest::Client, target: &str, replay: ReplayRequest) -> 
 }
 
 /// `POST /v1/dlq/{id}/replay` with `{"dry_run", "force", "actor"}` (all optional).
-pub async fn replay(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap, body: axum::body::Bytes) -> Result<Response, ApiError> {
+pub async fn replay(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
     let id = path_id(&id)?;
     let body: ReplayBody = optional_body(&body, r#"{"dry_run": false, "force": false, "actor": "…"} (all optional)"#)?;
     let actor = actor(body.actor, &headers);
@@ -759,13 +756,20 @@ pub async fn replay_bulk(State(state): State<AppState>, headers: HeaderMap, body
     let limit = match &body.limit {
         None => BULK_DEFAULT_LIMIT,
         // A whole number written with a fraction (5.0) is the integer JSON Schema says it is.
-        Some(n) => match n.as_u64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && (1.0..=BULK_MAX_LIMIT as f64).contains(f)).map(|f| f as u64)) {
-            Some(l) if (1..=BULK_MAX_LIMIT as u64).contains(&l) => l as usize,
-            _ if n.as_i64().is_some() || n.as_f64().is_some_and(|f| f.fract() == 0.0) => {
-                return Err(ApiError::bad_request("invalid_request", format!("limit must be from 1 to {BULK_MAX_LIMIT}: {n} is out of range")));
+        Some(n) => {
+            match n.as_u64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && (1.0..=BULK_MAX_LIMIT as f64).contains(f)).map(|f| f as u64)) {
+                Some(l) if (1..=BULK_MAX_LIMIT as u64).contains(&l) => l as usize,
+                _ if n.as_i64().is_some() || n.as_f64().is_some_and(|f| f.fract() == 0.0) => {
+                    return Err(ApiError::bad_request("invalid_request", format!("limit must be from 1 to {BULK_MAX_LIMIT}: {n} is out of range")));
+                }
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "invalid_request",
+                        format!("limit must be a whole number from 1 to {BULK_MAX_LIMIT}, not {n}"),
+                    ));
+                }
             }
-            _ => return Err(ApiError::bad_request("invalid_request", format!("limit must be a whole number from 1 to {BULK_MAX_LIMIT}, not {n}"))),
-        },
+        }
     };
     let time = |name: &str, text: &Option<String>| text.as_deref().map(|t| rfc3339(name, t, "invalid_request")).transpose();
     let mut filter = DlqFilter {
@@ -861,7 +865,12 @@ async fn change_status(state: &AppState, id: i64, to: DlqStatus, reason: String)
 }
 
 /// `POST /v1/dlq/{id}/discard` with `{"reason": "…"}`.
-pub async fn discard(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap, body: axum::body::Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn discard(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
     let id = path_id(&id)?;
     let body: StatusBody = optional_body(&body, r#"{"reason": "…", "actor": "…"}"#)?;
     let Some(reason) = body.reason.filter(|r| !r.trim().is_empty()) else {
@@ -872,7 +881,12 @@ pub async fn discard(State(state): State<AppState>, Path(id): Path<String>, head
 }
 
 /// `POST /v1/dlq/{id}/resolve` with an optional `{"reason": "…"}`.
-pub async fn resolve(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap, body: axum::body::Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn resolve(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
     let id = path_id(&id)?;
     let body: StatusBody = optional_body(&body, r#"{"reason": "…", "actor": "…"}"#)?;
     let reason = format!("{} (by {})", body.reason.unwrap_or_else(|| "resolved by hand".into()), actor(body.actor, &headers));
