@@ -35,7 +35,7 @@ pub use journeys::{Clock, JOURNEY_THREAD_NAME, JourneyEngine, Summary};
 pub use metrics::Metrics;
 pub use model::{LoadedModel, ModelSlot};
 pub use overload::{Admission, IngestLimits};
-pub use sql_workers::{SQL_NICE, SQL_THREAD_NAME, SqlWorkers};
+pub use sql_workers::{SQL_THREAD_NAME, SqlWorkers};
 
 /// Everything the handlers share.
 #[derive(Clone)]
@@ -45,7 +45,7 @@ pub struct AppState {
     pub sql: SqlLimits,
     /// One permit for each SQL query allowed to run at once (`sql.max_concurrent`).
     pub sql_slots: Arc<tokio::sync::Semaphore>,
-    /// The threads SQL queries run on, one per slot, at a lower priority than ingest.
+    /// The threads SQL queries run on, one per slot.
     pub sql_workers: SqlWorkers,
     pub metrics: Arc<Metrics>,
     /// The model whose contracts apply at ingest, if one is loaded.

@@ -1,16 +1,15 @@
-//! The threads users' SQL runs on: one per query allowed at once, at a lower scheduling priority.
+//! The threads users' SQL runs on: one per query allowed at once.
 //!
-//! A running query keeps a core busy up to its time limit. On the async workers or the blocking
-//! pool it would compete as an equal with ingest's requests and the store's writer; here, at nice
-//! [`SQL_NICE`], the kernel gives them the core first whenever they want it, and the query the
-//! rest. Its answer is encoded to JSON here too, so a 16 MiB answer costs the async workers
-//! nothing.
+//! A running query keeps a core busy up to its time limit; it does so here rather than on an async
+//! worker, and its answer is encoded to JSON here too, so a 16 MiB answer costs the async workers
+//! nothing. The threads keep the usual priority: at a lower one (nice 10) ingest p99 beside eight
+//! expensive queries came out worse, not better (5.4× and 3.2× its p99 alone, against 2.1× and
+//! 0.8× at the usual priority, in alternating runs on 2 busy cores; `SCHED_IDLE` was no better),
+//! probably because a preempted query thread can hold what ingest's threads then wait for, such as
+//! the process's memory map while it maps and unmaps its multi-megabyte values.
 
 use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Mutex};
-
-/// The nice value of the SQL threads (0 is the default; 19 the lowest priority).
-pub const SQL_NICE: i32 = 10;
 
 pub const SQL_THREAD_NAME: &str = "causeway-sql";
 
@@ -31,7 +30,6 @@ impl SqlWorkers {
             std::thread::Builder::new()
                 .name(SQL_THREAD_NAME.into())
                 .spawn(move || {
-                    lower_priority();
                     loop {
                         let job = queue.lock().expect("SQL job queue lock").recv();
                         match job {
@@ -54,16 +52,6 @@ impl SqlWorkers {
         });
         self.jobs.lock().expect("SQL job sender lock").send(job).ok()?;
         answered.await.ok()
-    }
-}
-
-/// Lowers the calling thread's priority to [`SQL_NICE`] (on Linux, nice is per thread). Lowering
-/// needs no privilege; should it fail, the thread runs at the usual priority.
-fn lower_priority() {
-    // SAFETY: setpriority only reads its integer arguments; `who` 0 is the calling thread.
-    let failed = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, SQL_NICE) } != 0;
-    if failed {
-        tracing::warn!(message = "SQL threads run at the usual priority", error = %std::io::Error::last_os_error());
     }
 }
 

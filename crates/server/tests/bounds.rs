@@ -224,23 +224,3 @@ async fn the_metrics_page_with_journeys_passes_promtool() {
     assert!(text.contains("causeway_journeys{state=\"in_flight\"}"), "{text}");
     promtool_check(&text);
 }
-
-/// SQL runs on its own threads at a lower priority than ingest (nice is per thread on Linux).
-#[tokio::test]
-async fn sql_runs_on_threads_of_lower_priority() {
-    let (api, _) = api_with(SqlLimits { max_concurrent: 1, ..SqlLimits::default() });
-    // The query runs on the one SQL thread, after it lowered its priority.
-    let (status, body) = api.send(sql_request("SELECT 1")).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let mut nice = Vec::new();
-    for task in std::fs::read_dir("/proc/self/task").unwrap() {
-        let dir = task.unwrap().path();
-        if std::fs::read_to_string(dir.join("comm")).unwrap_or_default().trim() == causeway_server::SQL_THREAD_NAME {
-            let stat = std::fs::read_to_string(dir.join("stat")).unwrap();
-            // Fields after the command (which ends at the last ')'): nice is the 19th field overall.
-            let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
-            nice.push(fields[16].parse::<i32>().unwrap());
-        }
-    }
-    assert!(nice.contains(&causeway_server::SQL_NICE), "{nice:?}");
-}
