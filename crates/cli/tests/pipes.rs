@@ -1,13 +1,15 @@
 //! Every verb, its output piped into `head -1`, ends as Unix tools do when the reader goes away:
 //! exit 0 (everything fitted in the pipe) or 141 (killed by SIGPIPE), never a panic.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_causeway");
+mod common;
+
+use common::{BIN, Server};
 
 fn example_model() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/order-fulfillment/model.yaml")
@@ -41,36 +43,6 @@ fn check(label: &str, status: i32, stderr: &str, allowed: &[i32], failures: &mut
 }
 
 /// A `causeway serve` child on a free port; `url` is read from its first line, so it is up.
-struct Server {
-    child: std::process::Child,
-    url: String,
-}
-
-impl Server {
-    fn start(data: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-            .arg(data)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = lines.next().expect("the server prints its address").unwrap();
-        let url = first.strip_prefix("causeway listening on ").unwrap_or_else(|| panic!("unexpected: {first}")).to_string();
-        std::thread::spawn(move || for _ in lines {});
-        Server { child, url }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Simulated order traffic stamped long before now (so the wall clock raises many findings), plus
 /// one correlation whose causation chain is long, so that `chain` prints far more than a pipe holds.
 fn event_log(path: &Path) -> Vec<Value> {
