@@ -64,7 +64,7 @@ def demo_server(tmp_path):
     assert proc.returncode == 0, f"causeway exited with {proc.returncode}\nstderr: {stderr_path.read_text()}"
 
 
-def test_schemathesis_finds_nothing_against_the_served_document(demo_server):
+def test_schemathesis_finds_nothing_against_the_served_document(demo_server, tmp_path):
     # The data is there: the run reaches records, findings and journeys, not only 404s.
     summary = requests.get(f"{demo_server}/v1/dlq/summary", timeout=10).json()
     assert summary["pending"] > 0, summary
@@ -80,8 +80,10 @@ def test_schemathesis_finds_nothing_against_the_served_document(demo_server):
         "--request-timeout", "15",
         "--no-color",
     ]
-    # From this directory: schemathesis.toml and its hooks are read from here.
-    run = subprocess.run(command, cwd=HERE, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    # From this directory: schemathesis.toml and its hooks are read from here. Hypothesis keeps its
+    # caches in the test's own directory, so a run leaves nothing in the tree.
+    env = {**os.environ, "HYPOTHESIS_STORAGE_DIRECTORY": str(tmp_path / "hypothesis")}
+    run = subprocess.run(command, cwd=HERE, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=RUN_TIMEOUT)
     report = run.stdout + run.stderr
     assert run.returncode == 0, f"schemathesis found failures (exit {run.returncode}):\n{report[-20000:]}"
     assert "27 selected / 27 total" in report, report[-5000:]
