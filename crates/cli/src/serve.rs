@@ -78,6 +78,10 @@ pub struct LimitArgs {
     /// get 503 [default: the number of cores less one, at least 1].
     #[arg(long, env = "CAUSEWAY_SQL_MAX_CONCURRENT", value_parser = clap::value_parser!(u16).range(1..))]
     pub sql_max_concurrent: Option<u16>,
+    /// CPU priority of SQL queries: `idle` (only cores ingest leaves idle) or `normal` [default:
+    /// idle].
+    #[arg(long, env = "CAUSEWAY_SQL_PRIORITY", value_parser = ["idle", "normal"])]
+    pub sql_priority: Option<String>,
     /// Most connections served at once; at the cap the longest-idle are closed for new ones
     /// [default: the open-file limit less a sixteenth of it (at least 384), at most 65536].
     #[arg(long, env = "CAUSEWAY_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..))]
@@ -179,6 +183,11 @@ impl ServerConfig {
                 Some(0) => anyhow::bail!("sql_max_concurrent must be at least 1"),
                 Some(n) => n.into(),
                 None => sql_defaults.max_concurrent,
+            },
+            idle_priority: match a.sql_priority.as_deref().or(f.sql_priority.as_deref()) {
+                None | Some("idle") => true,
+                Some("normal") => false,
+                Some(other) => anyhow::bail!("sql_priority must be 'idle' or 'normal', not '{other}'"),
             },
         };
         let ms = |flag: Option<u64>, file: Option<u64>, default: Duration| flag.or(file).map_or(default, Duration::from_millis);

@@ -45,7 +45,7 @@ pub struct AppState {
     pub sql: SqlLimits,
     /// One permit for each SQL query allowed to run at once (`sql.max_concurrent`).
     pub sql_slots: Arc<tokio::sync::Semaphore>,
-    /// The threads SQL queries run on, one per slot.
+    /// The threads SQL queries run on, one per slot (under `SCHED_IDLE` with `sql.idle_priority`).
     pub sql_workers: SqlWorkers,
     pub metrics: Arc<Metrics>,
     /// The model whose contracts apply at ingest, if one is loaded.
@@ -65,7 +65,7 @@ impl AppState {
             parse,
             sql,
             sql_slots: Arc::new(tokio::sync::Semaphore::new(sql.max_concurrent.max(1))),
-            sql_workers: SqlWorkers::start(sql.max_concurrent),
+            sql_workers: SqlWorkers::start(sql.max_concurrent, sql.idle_priority),
             metrics: Arc::new(Metrics::default()),
             model: ModelSlot::empty(),
             journeys: None,

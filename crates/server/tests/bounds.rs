@@ -59,9 +59,9 @@ async fn costly_sql_is_cut_at_the_time_limit_and_answers_are_bounded() {
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("query_timeout")), "{body}");
     assert!(started.elapsed() < LIMIT + MARGIN, "{:?}", started.elapsed());
 
-    // 1,000 rows of a 1 MB blob: 1.33 GB before; now the answer stops at 16 MiB and says so. (With
-    // the default time limit: the query runs at a low priority, on a machine busy with tests.)
-    let (api, _) = api_with(SqlLimits::default());
+    // 1,000 rows of a 1 MB blob: 1.33 GB before; now the answer stops at 16 MiB and says so. (At
+    // the usual priority, so that it completes on a machine busy with other tests.)
+    let (api, _) = api_with(SqlLimits { idle_priority: false, ..SqlLimits::default() });
     let (status, _, bytes) = send_raw(&api, sql_request(&over_rows(1000, "SELECT randomblob(1000000) FROM c"))).await;
     assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&bytes[..bytes.len().min(500)]));
     assert!(bytes.len() < 16 * 1024 * 1024 + 1024, "{} bytes", bytes.len());
@@ -223,4 +223,25 @@ async fn the_metrics_page_with_journeys_passes_promtool() {
     let text = String::from_utf8(bytes).unwrap();
     assert!(text.contains("causeway_journeys{state=\"in_flight\"}"), "{text}");
     promtool_check(&text);
+}
+
+/// By default SQL runs on its own threads under `SCHED_IDLE`, so ingest comes first.
+#[tokio::test]
+async fn sql_runs_on_threads_of_the_lowest_priority() {
+    let (api, _) = api_with(SqlLimits { max_concurrent: 1, ..SqlLimits::default() });
+    // The query runs on the one SQL thread, after it set its policy.
+    let (status, body) = api.send(sql_request("SELECT 1")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut policies = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let dir = task.unwrap().path();
+        if std::fs::read_to_string(dir.join("comm")).unwrap_or_default().trim() == causeway_server::SQL_THREAD_NAME {
+            let stat = std::fs::read_to_string(dir.join("stat")).unwrap();
+            // The fields after the command, which ends at the last ')', start with the 3rd; the
+            // scheduling policy is the 41st.
+            let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+            policies.push(fields[41 - 3].parse::<i32>().unwrap());
+        }
+    }
+    assert!(policies.contains(&libc::SCHED_IDLE), "{policies:?}");
 }

@@ -52,6 +52,9 @@ pub struct SqlLimits {
     /// The most queries that run at once; the server waits for a free slot at most `timeout`, then
     /// answers that it is busy. The store itself does not enforce it.
     pub max_concurrent: usize,
+    /// The server runs queries at the lowest CPU priority (`SCHED_IDLE`): they get a core only
+    /// when ingest and the writer leave it idle. The store itself does not use it.
+    pub idle_priority: bool,
 }
 
 impl SqlLimits {
@@ -68,6 +71,7 @@ impl Default for SqlLimits {
             max_rows: 10_000,
             max_answer_bytes: 16 * 1024 * 1024,
             max_concurrent: Self::default_concurrency(),
+            idle_priority: true,
         }
     }
 }
