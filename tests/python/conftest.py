@@ -3,6 +3,7 @@
 The binary is `target/debug/causeway` (built by scripts/test); CAUSEWAY_BIN overrides the path.
 """
 
+import contextlib
 import os
 import queue
 import re
@@ -55,15 +56,15 @@ def _wait_for_url(proc: subprocess.Popen, lines: "queue.Queue[str | None]", stde
     pytest.fail(f"causeway did not print its address within {START_TIMEOUT}s\nstdout: {seen}\nstderr: {stderr_path.read_text()}")
 
 
-@pytest.fixture
-def server(tmp_path):
-    """Base URL (`http://127.0.0.1:PORT`) of a fresh server; stopped with SIGTERM afterwards."""
+@contextlib.contextmanager
+def serving(tmp_path: Path, data: Path, *extra: str):
+    """A `causeway serve` on DATA (with EXTRA flags) on a free port: its base URL while the block
+    runs; stopped with SIGTERM afterwards, and it must exit 0."""
     assert BINARY.is_file(), f"{BINARY} is missing: run `cargo build` first (scripts/test does)"
-    data = tmp_path / "data"
     stderr_path = tmp_path / "server.stderr"
     with open(stderr_path, "w") as stderr:
         proc = subprocess.Popen(
-            [str(BINARY), "serve", "--data", str(data), "--listen", "127.0.0.1:0"],
+            [str(BINARY), "serve", "--data", str(data), "--listen", "127.0.0.1:0", *extra],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=stderr,
@@ -84,6 +85,13 @@ def server(tmp_path):
                 pytest.fail(f"causeway did not stop within {STOP_TIMEOUT}s of SIGTERM")
     # A graceful shutdown exits 0; anything else is a crash worth seeing.
     assert proc.returncode == 0, f"causeway exited with {proc.returncode}\nstderr: {stderr_path.read_text()}"
+
+
+@pytest.fixture
+def server(tmp_path):
+    """Base URL (`http://127.0.0.1:PORT`) of a fresh server; stopped with SIGTERM afterwards."""
+    with serving(tmp_path, tmp_path / "data") as url:
+        yield url
 
 
 @pytest.fixture

@@ -13,17 +13,14 @@ docs/operations.md#attack-run has a longer run and its figures.
 """
 
 import os
-import queue
-import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 import requests
 
-from conftest import BINARY, STOP_TIMEOUT, _pump, _wait_for_url
+from conftest import BINARY, serving
 
 HERE = Path(__file__).resolve().parent
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
@@ -43,25 +40,8 @@ def demo_server(tmp_path):
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=120,
     )
     assert demo.returncode == 0, f"causeway demo exited with {demo.returncode}: {demo.stderr}"
-    stderr_path = tmp_path / "server.stderr"
-    with open(stderr_path, "w") as stderr:
-        proc = subprocess.Popen(
-            [str(BINARY), "serve", "--data", str(data), "--model", str(data / "model" / "model.yaml"), "--listen", "127.0.0.1:0"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, text=True,
-        )
-    lines: "queue.Queue[str | None]" = queue.Queue()
-    threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True).start()
-    try:
-        yield _wait_for_url(proc, lines, stderr_path)
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-    assert proc.returncode == 0, f"causeway exited with {proc.returncode}\nstderr: {stderr_path.read_text()}"
+    with serving(tmp_path, data, "--model", str(data / "model" / "model.yaml")) as url:
+        yield url
 
 
 def test_schemathesis_finds_nothing_against_the_served_document(demo_server, tmp_path):

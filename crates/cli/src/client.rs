@@ -10,6 +10,7 @@ use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde::Deserialize as _;
 use serde_json::{Value, json};
 
+use causeway_server::remedy;
 use causeway_store::INGEST_CONSUMER;
 
 use crate::{ClientArgs, count};
@@ -39,27 +40,28 @@ pub(crate) fn call(request: reqwest::blocking::RequestBuilder, server: &str) -> 
 /// An API error as the command line says it. The server's sentences name the HTTP API's fix (a JSON
 /// field, an endpoint); here the fix is a flag or a verb, translated by error code and status. A
 /// message in any other wording is shown as the server gave it.
-pub(crate) fn api_error(status: u16, body: &Value) -> String {
+pub(crate) fn api_error(body: &Value) -> String {
     let Some(message) = body["error"]["message"].as_str() else {
         return body.to_string();
     };
-    let code = body["error"]["code"].as_str().unwrap_or("");
-    let translated = match (status, code) {
-        (409, "already_replayed") => {
-            message.split_once("; to send it again anyway").map(|(what, _)| format!("{what}; to send it again anyway, add --force"))
+    // The server names the remedy that ends its message; the command line has its own words for
+    // some of them.
+    let Some(remedy) = body["error"]["remedy"].as_str() else { return message.to_string() };
+    let ours = match remedy {
+        remedy::FORCE_REPLAY => "to send it again anyway, add --force".to_string(),
+        remedy::LIST_DLQ => "list them with `causeway dlq list`".to_string(),
+        remedy::INGEST_AGAIN => {
+            let id = body["id"].as_i64().map_or("ID".to_string(), |id| id.to_string());
+            format!("correct it and send it with `causeway ingest FILE`, then `causeway dlq discard {id} --reason TEXT`")
         }
-        (404, "not_found") => message.strip_suffix("; list them with GET /v1/dlq").map(|what| format!("{what}; list them with `causeway dlq list`")),
-        (422, "no_replay_target") => message
-            .rsplit_once(": correct it and POST it to /v1/events, then discard record ")
-            .map(|(what, id)| format!("{what}: correct it and send it with `causeway ingest FILE`, then `causeway dlq discard {id} --reason TEXT`")),
-        (400, "invalid_request") => message.strip_suffix(": {\"reason\": \"…\"}").map(|what| format!("{what}: --reason TEXT")),
-        (413, "batch_too_large" | "payload_too_large") => message.split_once(": split it").map(|(what, _)| {
-            let limit = if code == "batch_too_large" { "--max-batch-events" } else { "--max-request-bytes" };
-            format!("{what}: send fewer events per request with a smaller --batch (or start the server with a larger {limit})")
-        }),
-        _ => None,
+        remedy::GIVE_REASON => "say why with --reason TEXT".to_string(),
+        remedy::SMALLER_BATCHES => "send fewer events per request with a smaller --batch".to_string(),
+        _ => return message.to_string(),
     };
-    translated.unwrap_or_else(|| message.to_string())
+    match message.strip_suffix(remedy).and_then(|m| m.strip_suffix("; ")) {
+        Some(what) => format!("{what}; {ours}"),
+        None => message.to_string(),
+    }
 }
 
 /// Sends a read request. An API error becomes its message; with `--json` the answer is printed
@@ -67,7 +69,7 @@ pub(crate) fn api_error(status: u16, body: &Value) -> String {
 pub(crate) fn read_or_print(args: &ClientArgs, request: reqwest::blocking::RequestBuilder) -> anyhow::Result<Option<Value>> {
     let (status, body) = call(request, &args.server)?;
     if status != 200 {
-        bail!("{}", api_error(status, &body));
+        bail!("{}", api_error(&body));
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&body)?);
@@ -223,7 +225,7 @@ fn send_lines(
                 lines: (first, last),
                 status,
                 code: answer["error"]["code"].as_str().unwrap_or("").to_string(),
-                message: api_error(status, &answer),
+                message: api_error(&answer),
                 dlq_id: answer["dlq_id"].as_i64(),
             });
             return Ok(());

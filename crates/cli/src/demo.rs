@@ -1,6 +1,5 @@
 //! `causeway demo`: a server on a fresh embedded store, driven by the order-fulfilment simulator.
 
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -232,8 +231,8 @@ fn drive(base: &str, args: &DemoArgs, stop: &AtomicBool, command: &str) -> anyho
     let started = Instant::now();
     let mut summary =
         Summary { stats: SimStats::default(), totals: [0; 3], findings: Vec::new(), journeys: Vec::new(), dead_letters: Vec::new(), tour: None };
-    // Orders whose only fault is the notification consumer's failure, in the order they failed.
-    let mut candidates: VecDeque<String> = VecDeque::new();
+    // The first order whose only fault is the notification consumer's failure: the tour's.
+    let mut tour_order: Option<String> = None;
     let mut sent = 0u64;
     let mut last_report = Instant::now();
     while !stop.load(Ordering::Relaxed) {
@@ -246,13 +245,11 @@ fn drive(base: &str, args: &DemoArgs, stop: &AtomicBool, command: &str) -> anyho
         let deliveries = sim.next_batch(chunk as usize, Utc::now());
         // notification-service cannot handle a shipment without customerEmail: it dead-letters it.
         let failures: Vec<Value> = deliveries.iter().filter(|d| d.fault == Some(Fault::ConsumerFailure)).map(|d| d.event.clone()).collect();
-        for d in &deliveries {
-            if d.fault == Some(Fault::ConsumerFailure)
-                && d.order_faults == [Fault::ConsumerFailure]
-                && let Some(order) = d.event["data"]["orderId"].as_str()
-            {
-                candidates.push_back(order.to_string());
-            }
+        if tour_order.is_none() {
+            tour_order = deliveries
+                .iter()
+                .find(|d| d.fault == Some(Fault::ConsumerFailure) && d.order_faults == [Fault::ConsumerFailure])
+                .and_then(|d| d.event["data"]["orderId"].as_str().map(str::to_owned));
         }
         // The estate's producers write different shapes; a plain JSON array carries them all.
         let body = Value::Array(deliveries.into_iter().map(|d| d.event).collect()).to_string();
@@ -292,7 +289,7 @@ fn drive(base: &str, args: &DemoArgs, stop: &AtomicBool, command: &str) -> anyho
                 break; // stdout closed: nobody is watching, the demo ends
             }
             if summary.tour.is_none() {
-                summary.tour = find_tour(&client, base, &mut candidates);
+                summary.tour = tour_order.as_deref().and_then(|order| find_tour(&client, base, order));
                 if let Some(tour) = &summary.tour {
                     print_tour(tour, command);
                 }
@@ -322,17 +319,16 @@ fn drive(base: &str, args: &DemoArgs, stop: &AtomicBool, command: &str) -> anyho
     Ok(summary)
 }
 
-/// The tour's order: the first candidate, once its missing notification is an open finding with
-/// its dead letter linked. Only the first is considered, so the same seed gives the same order.
-fn find_tour(client: &reqwest::blocking::Client, base: &str, candidates: &mut VecDeque<String>) -> Option<Tour> {
-    let order = candidates.front()?.clone();
+/// The tour on `order`, once its missing notification is an open finding with its dead letter
+/// linked. Only the seed's first such order is asked about, so the same seed gives the same tour.
+fn find_tour(client: &reqwest::blocking::Client, base: &str, order: &str) -> Option<Tour> {
     let journey: Value = client.get(format!("{base}/v1/journeys/order/{order}")).send().ok()?.json().ok()?;
     let finding = journey["findings"].as_array()?.iter().find(|f| {
         f["kind"] == "missing_reaction" && f["open"] == true && f["expected"].as_array().is_some_and(|e| e.iter().any(|x| x == "CustomerNotified"))
     })?;
     let payment = journey["milestones"].as_array()?.iter().find(|m| m["event"] == "PaymentProcessed")?;
     Some(Tour {
-        order,
+        order: order.to_string(),
         correlation: finding["correlation_id"].as_str()?.to_string(),
         dead_letter: finding["dead_letter"]["id"].as_u64()?,
         payment: payment["event_id"].as_str()?.to_string(),

@@ -318,7 +318,7 @@ fn post(args: &ClientArgs, path: &str, body: Value) -> anyhow::Result<Value> {
 fn post_with(client: reqwest::blocking::Client, args: &ClientArgs, path: &str, body: Value) -> anyhow::Result<Value> {
     let (status, answer) = call(client.post(url(args, path)).json(&body), &args.server)?;
     if !(200..300).contains(&status) {
-        bail!("{}", api_error(status, &answer));
+        bail!("{}", api_error(&answer));
     }
     Ok(answer)
 }

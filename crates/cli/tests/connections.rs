@@ -6,61 +6,34 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use std::io::{BufRead, BufReader};
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_causeway");
+use common::{BIN, Server};
 
 /// The most any wait below may take: far above every timeout configured.
 const BOUND: Duration = Duration::from_secs(20);
 
-struct Server {
-    child: Child,
-    addr: String,
+/// Raw HTTP/1.1 over TCP, to control exactly what a connection sends and when.
+trait RawHttp {
+    fn connect(&self) -> TcpStream;
+    /// One request on a new connection.
+    fn get(&self, path: &str) -> Answer;
 }
 
-impl Server {
-    fn start(data: &Path, extra: &[&str]) -> Server {
-        Self::start_with(Command::new(BIN), data, extra)
-    }
-
-    fn start_with(mut command: Command, data: &Path, extra: &[&str]) -> Server {
-        let mut child = command
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-            .arg(data)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = lines.next().expect("the server prints its address").unwrap();
-        let addr = first.strip_prefix("causeway listening on http://").unwrap_or_else(|| panic!("unexpected: {first}")).to_string();
-        std::thread::spawn(move || for _ in lines {});
-        Server { child, addr }
-    }
-
+impl RawHttp for Server {
     fn connect(&self) -> TcpStream {
-        let stream = TcpStream::connect(&self.addr).unwrap();
+        let stream = TcpStream::connect(self.addr()).unwrap();
         stream.set_read_timeout(Some(BOUND)).unwrap();
         stream
     }
 
-    /// One request on a new connection.
     fn get(&self, path: &str) -> Answer {
         let mut c = self.connect();
         send(&mut c, &format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n"));
         read_answer(&mut c)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -67,22 +67,40 @@ impl BodyError {
     }
 }
 
+/// The remedy of a body over the size or event limit (the limits are the server's to raise).
+pub const SMALLER_BATCHES: &str = "split it into smaller batches";
+
+impl BodyError {
+    /// What to do, when it is one remedy a client may word its own way (it ends the message).
+    pub fn remedy(&self) -> Option<&'static str> {
+        matches!(self, BodyError::TooLarge { .. } | BodyError::BatchTooLong { .. }).then_some(SMALLER_BATCHES)
+    }
+
+    /// The message without its [`remedy`](Self::remedy).
+    pub fn what(&self) -> String {
+        match self {
+            BodyError::TooLarge { size, limit } => {
+                format!("the request body is {size} bytes, over the {limit}-byte limit (the server's --max-request-bytes)")
+            }
+            BodyError::BatchTooLong { len, limit } => {
+                format!("the request holds {len} events, over the {limit}-event limit (the server's --max-batch-events)")
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
 impl fmt::Display for BodyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BodyError::Empty => f.write_str("the request body is empty: send one event, a batch, or NDJSON lines"),
-            BodyError::TooLarge { size, limit } => write!(
-                f,
-                "the request body is {size} bytes, over the {limit}-byte limit: split it into smaller batches \
-                 (or raise --max-request-bytes)"
-            ),
+            BodyError::TooLarge { .. } | BodyError::BatchTooLong { .. } => {
+                write!(f, "{}; {}", self.what(), self.remedy().unwrap_or_default())
+            }
             BodyError::TooDeep { limit } => {
                 write!(f, "the JSON is nested deeper than {limit} levels: flatten the payload (or raise --max-json-depth)")
             }
             BodyError::Malformed { message } => write!(f, "the body is not valid JSON: {message}"),
-            BodyError::BatchTooLong { len, limit } => {
-                write!(f, "the request holds {len} events, over the {limit}-event limit: split it (or raise --max-batch-events)")
-            }
             BodyError::UnsupportedMediaType { content_type } => write!(
                 f,
                 "content type '{content_type}' is not accepted: use application/cloudevents+json, \
@@ -485,6 +503,20 @@ mod tests {
         assert_eq!(items[1].raw, "{not json");
     }
 
+    /// The `ce-*` headers of a minimal binary-mode event, with `overrides` replacing or adding some.
+    fn binary_headers(overrides: &[(&str, &str)]) -> Vec<(String, String)> {
+        let base = [
+            ("ce-specversion", "1.0"),
+            ("ce-id", "b"),
+            ("ce-source", "s"),
+            ("ce-type", "T"),
+            ("ce-time", "2026-11-23T10:00:00Z"),
+            ("ce-correlationid", "c"),
+        ];
+        let kept = base.iter().filter(|(name, _)| !overrides.iter().any(|(o, _)| o == name));
+        kept.chain(overrides).map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    }
+
     #[test]
     fn binary_mode_reads_ce_headers() {
         let headers: Vec<(String, String)> = [
@@ -587,17 +619,7 @@ mod tests {
             assert!(err.message.contains("appears twice"), "{err}");
             assert!(items[1].result.is_ok());
         }
-        let headers: Vec<(String, String)> = [
-            ("ce-specversion", "1.0"),
-            ("ce-id", "b"),
-            ("ce-source", "s"),
-            ("ce-type", "T"),
-            ("ce-time", "2026-11-23T10:00:00Z"),
-            ("ce-correlationid", "c"),
-        ]
-        .iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect();
+        let headers = binary_headers(&[]);
         let items = parse_body(Some("application/json"), &headers, br#"{"k":1,"k":2}"#, &ParseOptions::default()).unwrap();
         assert_eq!(items[0].result.as_ref().unwrap_err().kind, ErrorKind::MalformedJson);
         // Equal keys in different objects are fine.
@@ -608,22 +630,7 @@ mod tests {
     /// missing"; a percent-encoding of bytes that are not UTF-8 was replaced by U+FFFD.
     #[test]
     fn ce_headers_must_be_ascii_and_decode_to_utf8() {
-        let with = |name: &str, value: &str| -> Vec<(String, String)> {
-            let mut h: Vec<(String, String)> = [
-                ("ce-specversion", "1.0"),
-                ("ce-id", "b"),
-                ("ce-source", "s"),
-                ("ce-type", "T"),
-                ("ce-time", "2026-11-23T10:00:00Z"),
-                ("ce-correlationid", "c"),
-            ]
-            .iter()
-            .filter(|(n, _)| *n != name)
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect();
-            h.push((name.to_string(), value.to_string()));
-            h
-        };
+        let with = |name: &str, value: &str| binary_headers(&[(name, value)]);
         let first = |h: Vec<(String, String)>| parse_body(Some("text/plain"), &h, b"hi", &ParseOptions::default()).unwrap().remove(0).result;
         let err = first(with("ce-type", "Zahlung\u{e9}")).unwrap_err();
         assert_eq!(err.kind, ErrorKind::InvalidAttribute);

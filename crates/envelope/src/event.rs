@@ -203,9 +203,7 @@ impl Event {
             data,
             data_base64,
         };
-        event.check_lengths(false)?;
-        event.check_correlation(correlation_required)?;
-        Ok(event)
+        event.checked(false, correlation_required)
     }
 
     /// Parses the hand-rolled `{"metadata":{…},"payload":{…},"entityId"?}` shape.
@@ -272,9 +270,14 @@ impl Event {
             data,
             data_base64: None,
         };
-        event.check_lengths(true)?;
-        event.check_correlation(correlation_required)?;
-        Ok(event)
+        event.checked(true, correlation_required)
+    }
+
+    /// The checks every input shape ends with; `metadata` names attributes as that shape does.
+    fn checked(self, metadata: bool, correlation_required: bool) -> Result<Event, EventError> {
+        self.check_lengths(metadata)?;
+        self.check_correlation(correlation_required)?;
+        Ok(self)
     }
 
     /// Identifiers are looked up by value and carried in URLs (`GET /v1/events/{id}`,

@@ -10,7 +10,7 @@ mod body;
 mod event;
 mod traceparent;
 
-pub use body::{BodyError, Identity, Item, ParseOptions, parse_body, parse_json_line, sniff_identity};
+pub use body::{BodyError, Identity, Item, ParseOptions, SMALLER_BATCHES, parse_body, parse_json_line, sniff_identity};
 pub use event::{ErrorKind, Event, EventError, MAX_ID_CHARS, MAX_SOURCE_CHARS, format_time, parse_time};
 pub use traceparent::validate_traceparent;
 

@@ -29,6 +29,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
+use crate::error::remedy;
 use crate::query::{NotANumber, check_known, param, params, read, rfc3339, time_param, whole_number};
 use crate::{ApiError, AppState};
 
@@ -422,17 +423,14 @@ fn record_json(row: &DlqRow) -> Value {
 }
 
 fn not_found(id: i64) -> ApiError {
-    ApiError::not_found(format!("no DLQ record has the id {id}; list them with GET /v1/dlq"))
+    ApiError::not_found(format!("no DLQ record has the id {id}")).with_remedy(remedy::LIST_DLQ)
 }
 
 fn path_id(text: &str) -> Result<i64, ApiError> {
-    whole_number(text).map_err(|why| {
-        ApiError::not_found(match why {
-            NotANumber::NotWhole => format!("'{text}' is not a DLQ record id: ids are whole numbers"),
-            NotANumber::OutOfRange => {
-                format!("no DLQ record has the id {text}: it is out of range (ids go from 1 to {}); list them with GET /v1/dlq", i64::MAX)
-            }
-        })
+    whole_number(text).map_err(|why| match why {
+        NotANumber::NotWhole => ApiError::not_found(format!("'{text}' is not a DLQ record id: ids are whole numbers")),
+        NotANumber::OutOfRange => ApiError::not_found(format!("no DLQ record has the id {text}: it is out of range (ids go from 1 to {})", i64::MAX))
+            .with_remedy(remedy::LIST_DLQ),
     })
 }
 
@@ -647,23 +645,21 @@ async fn sendable(state: &AppState, id: i64, dry_run: bool, force: bool) -> Resu
             DlqStatus::Resolved => "is resolved".to_string(),
             _ => format!("was discarded ({})", row.status_reason.as_deref().unwrap_or("no reason given")),
         };
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "already_replayed",
-            format!("DLQ record {id} {why}; to send it again anyway, replay it with {{\"force\": true}}"),
-        )
-        .with("status", status.as_str()));
+        return Err(ApiError::new(StatusCode::CONFLICT, "already_replayed", format!("DLQ record {id} {why}"))
+            .with_remedy(remedy::FORCE_REPLAY)
+            .with("status", status.as_str()));
     }
     let Some(target) = state.dlq.target(&row.consumer).map(str::to_owned) else {
-        let message = if row.consumer == INGEST_CONSUMER {
-            format!("causeway refused this event at ingest ({}): correct it and POST it to /v1/events, then discard record {id}", row.error_type)
+        return Err(if row.consumer == INGEST_CONSUMER {
+            let what = format!("causeway refused this event at ingest ({}), so it has no consumer to replay to", row.error_type);
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "no_replay_target", what).with_remedy(remedy::INGEST_AGAIN).with("id", id)
         } else {
-            format!(
+            let message = format!(
                 "there is no replay target for consumer '{}': add [consumers.{}] replay_url = \"http://…\" to the server configuration",
                 row.consumer, row.consumer
-            )
-        };
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "no_replay_target", message));
+            );
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "no_replay_target", message)
+        });
     };
     Ok((row, status, target))
 }
@@ -874,7 +870,7 @@ pub async fn discard(
     let id = path_id(&id)?;
     let body: StatusBody = optional_body(&body, r#"{"reason": "…", "actor": "…"}"#)?;
     let Some(reason) = body.reason.filter(|r| !r.trim().is_empty()) else {
-        return Err(ApiError::bad_request("invalid_request", "say why the record is discarded: {\"reason\": \"…\"}"));
+        return Err(ApiError::bad_request("invalid_request", "a record is discarded with a reason").with_remedy(remedy::GIVE_REASON));
     };
     let reason = format!("{reason} (by {})", actor(body.actor, &headers));
     change_status(&state, id, DlqStatus::Discarded, reason).await

@@ -1,4 +1,4 @@
-//! The one place where errors become HTTP responses: `{"error": {"code", "message"}}`.
+//! The one place where errors become HTTP responses: `{"error": {"code", "message", "remedy"?}}`.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -13,13 +13,16 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// What to do about it, in the API's terms, when that is one of [`remedy`]'s: it also ends
+    /// `message`. A client with other terms (the CLI) replaces it by its own.
+    pub remedy: Option<&'static str>,
     /// Fields added beside `error` in the body (e.g. per-event ingest results).
     pub extra: Map<String, Value>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), extra: Map::new() }
+        ApiError { status, code, message: message.into(), remedy: None, extra: Map::new() }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -33,6 +36,13 @@ impl ApiError {
     pub fn internal(context: &str, error: impl std::fmt::Display) -> Self {
         tracing::error!(message = "request failed", context, %error);
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("{context} failed on the server; see its log"))
+    }
+
+    /// Ends the message with `remedy` and names it in the answer.
+    pub fn with_remedy(mut self, remedy: &'static str) -> Self {
+        self.message = format!("{}; {remedy}", self.message);
+        self.remedy = Some(remedy);
+        self
     }
 
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
@@ -60,7 +70,21 @@ impl From<StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut body = self.extra;
-        body.insert("error".into(), json!({"code": self.code, "message": self.message}));
+        let mut error = json!({"code": self.code, "message": self.message});
+        if let Some(remedy) = self.remedy {
+            error["remedy"] = json!(remedy);
+        }
+        body.insert("error".into(), error);
         (self.status, Json(Value::Object(body))).into_response()
     }
+}
+
+/// The remedies answers name, one sentence each in the API's terms. Clients match on these
+/// constants rather than on message text.
+pub mod remedy {
+    pub const LIST_DLQ: &str = "list them with GET /v1/dlq";
+    pub const FORCE_REPLAY: &str = "to send it again anyway, replay it with {\"force\": true}";
+    pub const INGEST_AGAIN: &str = "correct it and POST it to /v1/events, then discard this record";
+    pub const GIVE_REASON: &str = "say why: {\"reason\": \"…\"}";
+    pub const SMALLER_BATCHES: &str = causeway_envelope::SMALLER_BATCHES;
 }

@@ -238,20 +238,24 @@ async fn reject_body(state: &AppState, error: &BodyError, bytes: &[u8], content_
     // to be redacted from it.
     let original_bytes = (redacted.is_none() && std::str::from_utf8(bytes).is_err()).then(|| bytes.to_vec());
     let text = redacted.unwrap_or(raw);
-    let mut message = error.to_string();
+    let mut message = error.what();
     if truncated {
         message.push_str(&format!(" (the DLQ record keeps the first {} bytes)", bytes.len()));
     }
-    let mut record = refused(text, content_type, error.code(), message.clone(), identity);
-    record.original_bytes = original_bytes;
-    let rejection = NewRejection { record, findings: Vec::new() };
     let status = match error {
         BodyError::TooLarge { .. } | BodyError::BatchTooLong { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         BodyError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         _ => StatusCode::BAD_REQUEST,
     };
+    let mut answer = ApiError::new(status, error.code(), message);
+    if let Some(remedy) = error.remedy() {
+        answer = answer.with_remedy(remedy);
+    }
+    let mut record = refused(text, content_type, error.code(), answer.message.clone(), identity);
+    record.original_bytes = original_bytes;
+    let rejection = NewRejection { record, findings: Vec::new() };
     match state.store.append(vec![], vec![rejection]).await {
-        Ok(stored) => ApiError::new(status, error.code(), message).with("dlq_id", json!(stored.dlq_ids[0])),
+        Ok(stored) => answer.with("dlq_id", json!(stored.dlq_ids[0])),
         Err(e) => e.into(),
     }
 }

@@ -356,6 +356,12 @@ impl JourneyEngine {
 
     /// The evaluator's counters and the log position it read up to, without catching up; `None`
     /// without a model, or while the engine is busy (a rebuild): metrics must not wait.
+    /// The engine's position in the log, unless the engine holds its state right now (then
+    /// `None`: the caller must not wait on it). Cheap enough for every ingest request.
+    pub fn position(&self) -> Option<i64> {
+        Some(self.shared.state.try_lock().ok()?.cursor)
+    }
+
     pub fn stats(&self) -> Option<(causeway_journey::Stats, i64)> {
         let st = self.shared.state.try_lock().ok()?;
         Some((st.eval.as_ref()?.stats(), st.cursor))

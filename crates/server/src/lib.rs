@@ -30,7 +30,7 @@ pub use connections::{
     OVERFLOW_TIMEOUT, default_max_connections, raise_file_limit,
 };
 pub use dlq::{Consumer, Replayer};
-pub use error::ApiError;
+pub use error::{ApiError, remedy};
 pub use journeys::{Clock, JOURNEY_THREAD_NAME, JourneyEngine, Summary};
 pub use metrics::Metrics;
 pub use model::{LoadedModel, ModelSlot};

@@ -85,8 +85,8 @@ impl Admission {
         if self.limits.max_journey_lag > 0
             && let Some(engine) = &state.journeys
         {
-            let position = match engine.stats() {
-                Some((_, position)) => {
+            let position = match engine.position() {
+                Some(position) => {
                     self.engine_seen.store(position, Ordering::Release);
                     position
                 }

@@ -226,17 +226,24 @@ async fn metrics_count_outcomes() {
     }
 }
 
+/// Order a1 fulfilled, a2 stopped after its shipment with its payment delivered twice (a duplicate
+/// finding), a3 only created.
+fn three_orders() -> Vec<Value> {
+    let mut events = first_four("a1");
+    events.push(step("a1", 5, "CustomerNotified", "notification-service", Some("4"), 8));
+    events.extend(first_four("a2"));
+    events.push(step("a3", 1, "OrderCreated", "order-service", None, 0));
+    events.push(step("a2", 2, "PaymentProcessed", "payment-service", Some("1"), 2));
+    events
+}
+
 /// `/metrics` counts open findings by kind: one series per kind of PRODUCT §5 (a fixed label set,
 /// no ids), the engine's from its counters and those raised at ingest from the store; the whole
 /// exposition parses as a scraper would.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_open_findings_by_kind() {
     let api = with_journeys();
-    let mut events = first_four("a1");
-    events.push(step("a1", 5, "CustomerNotified", "notification-service", Some("4"), 8));
-    events.extend(first_four("a2"));
-    events.push(step("a3", 1, "OrderCreated", "order-service", None, 0));
-    events.push(step("a2", 2, "PaymentProcessed", "payment-service", Some("1"), 2));
+    let mut events = three_orders();
     // A schema error (stored, flagged) and an event without a correlation id (refused).
     let mut bad_schema = step("a4", 1, "OrderCreated", "order-service", None, 0);
     bad_schema["data"] = json!({"orderId": "a4"});
@@ -517,12 +524,7 @@ async fn order_confirmation_never_arrived_end_to_end() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn journeys_are_listed_by_state_and_summarised() {
     let api = with_journeys();
-    let mut events = first_four("a1");
-    events.push(step("a1", 5, "CustomerNotified", "notification-service", Some("4"), 8));
-    events.extend(first_four("a2"));
-    events.push(step("a3", 1, "OrderCreated", "order-service", None, 0));
-    // A redelivery of a2's payment: a duplicate finding.
-    events.push(step("a2", 2, "PaymentProcessed", "payment-service", Some("1"), 2));
+    let events = three_orders();
     let (status, body) = api.post("application/json", json!(events).to_string()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["duplicates"], 1);

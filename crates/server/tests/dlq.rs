@@ -191,6 +191,10 @@ async fn replay_is_safe_dry_runs_send_nothing_and_a_second_replay_needs_force() 
     let (status, again) = api.post_json(&format!("/v1/dlq/{id}/replay"), json!({})).await;
     assert_eq!(status, StatusCode::CONFLICT, "{again}");
     assert!(again["error"]["message"].as_str().unwrap().contains("force"), "{again}");
+    // The remedy is named, so clients with other terms (the CLI) can word it their way.
+    let remedy = causeway_server::remedy::FORCE_REPLAY;
+    assert_eq!(again["error"]["remedy"], remedy, "{again}");
+    assert!(again["error"]["message"].as_str().unwrap().ends_with(&format!("; {remedy}")), "{again}");
     assert!(rx.got.try_recv().is_err(), "the refused replay sent nothing");
     let (status, forced) = api.post_json(&format!("/v1/dlq/{id}/replay"), json!({"force": true})).await;
     assert_eq!(status, StatusCode::OK, "{forced}");

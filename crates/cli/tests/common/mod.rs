@@ -15,7 +15,12 @@ pub struct Server {
 
 impl Server {
     pub fn start(data: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(BIN)
+        Server::start_with(Command::new(BIN), data, extra)
+    }
+
+    /// `start`, from a command prepared by the caller (environment, resource limits).
+    pub fn start_with(mut command: Command, data: &Path, extra: &[&str]) -> Server {
+        let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
             .args(extra)
@@ -29,6 +34,11 @@ impl Server {
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         Server { child, url }
+    }
+
+    /// `host:port`, for raw TCP.
+    pub fn addr(&self) -> &str {
+        self.url.strip_prefix("http://").expect("the server listens on http://")
     }
 
     /// SIGKILL, and wait for it.
