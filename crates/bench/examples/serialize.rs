@@ -1,5 +1,5 @@
 //! What `GET /v1/correlations/{id}` spends after the store answered: building the causation tree and
-//! encoding the JSON answer the way `crates/server/src/query.rs` does (each stored envelope
+//! encoding the JSON answer the way `crates/server/src/api/query.rs` does (each stored envelope
 //! re-validated through `RawValue::from_string`), against splicing the stored JSON in unchecked.
 //!
 //! `cargo run --release -p causeway-bench --example serialize -- DIR`

@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use causeway_contracts::Contracts;
 use causeway_envelope::{ParseOptions, format_time, parse_json_line, parse_time};
 use causeway_journey::{Evaluator, Finding};
+use causeway_store::FindingRow;
 use chrono::{DateTime, Utc};
 use clap::Args;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
@@ -232,18 +233,21 @@ fn report(
     Ok(ExitCode::SUCCESS)
 }
 
+/// An evaluator finding in the server's JSON form ([`causeway_server::finding_json`]), so both
+/// outputs agree; its id is the evaluator's (the server's is the stored row's).
 fn finding_json(f: &Finding) -> Value {
-    json!({
-        "kind": f.kind.as_str(),
-        "journey": f.journey,
-        "key": f.key,
-        "correlation_id": f.correlation_id,
-        "event_id": f.event_id,
-        "expected": f.expected,
-        "rule": f.rule,
-        "detected_at": format_time(&f.detected_at),
-        "resolved_at": f.resolved_at.as_ref().map(format_time),
-        "detail": f.detail,
-        "owner": f.owner,
+    causeway_server::finding_json(&FindingRow {
+        id: f.id.0 as i64,
+        kind: f.kind.as_str().to_string(),
+        journey: f.journey.clone(),
+        key: f.key.clone(),
+        correlation_id: f.correlation_id.clone(),
+        event_id: f.event_id.clone(),
+        expected: f.expected.clone(),
+        rule: f.rule.clone(),
+        detected_at: format_time(&f.detected_at),
+        resolved_at: f.resolved_at.as_ref().map(format_time),
+        detail: f.detail.clone(),
+        owner: f.owner.clone(),
     })
 }

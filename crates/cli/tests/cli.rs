@@ -511,6 +511,12 @@ fn journeys_survive_sigkill_and_match_analyze() {
         let (digest, report) = analyze_digest(&log, clock);
         assert_eq!(digest, before["digest"].as_str().unwrap(), "{clock} clock: analyze {report:#}\nserver {before:#}");
         assert_eq!(report["journeys_by_state"], before["journeys_by_state"]);
+        // Both write a finding in the one JSON form, field for field.
+        let listed = get_json(&format!("{}/v1/findings?kind=duplicate&limit=1", server.url));
+        let fields = |f: &Value| f.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>());
+        let analyzed = report["findings"].as_array().unwrap().iter().find(|f| f["kind"] == "duplicate").unwrap();
+        assert_eq!(fields(analyzed), fields(&listed["findings"][0]), "{clock} clock: analyze {analyzed:#}\nserver {listed:#}");
+        assert!(fields(analyzed).unwrap().contains(&"rule".to_string()));
         // The simulator's faults surface as findings.
         for kind in ["duplicate", "out_of_order", "missing_reaction"] {
             assert!(before["findings_by_kind"][kind].is_object(), "{clock} clock: no {kind} in {before:#}");

@@ -37,7 +37,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tower::ServiceExt as _;
 
-use crate::ApiError;
+use crate::error::ApiError;
 
 /// Default of [`ConnectionLimits::header_read_timeout`].
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,6 +1,7 @@
 //! The journey engine in the server: a consumer of the store's log that feeds the evaluator in
 //! ingest order, ticks its clock, and writes what it derives (journey membership, findings) back
-//! to the store; and the journey and finding endpoints of PRODUCT §6.
+//! to the store; and the links from its findings to the dead letters behind them. The journey
+//! and finding endpoints that read it are in `api::journeys`; nothing here knows HTTP.
 //!
 //! **Invariants:**
 //! - The evaluator sees the log (stored events and redeliveries) in ingest order, each entry
@@ -19,17 +20,17 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use axum::Json;
-use axum::extract::{Path, RawQuery, State};
 use causeway_envelope::{Event, format_time, parse_time};
-use causeway_journey::{Change, Evaluator, Finding, FindingId, FindingKind, JourneyView};
-use causeway_store::{DerivedFinding, DerivedWrite, FindingFilter, FindingRow, Follower, NewFinding, ResolvedDeadLetter, Store, StoreError};
+use causeway_journey::{Change, Evaluator, Finding, FindingId, FindingKind};
+use causeway_model::Model;
+use causeway_store::{
+    DerivedFinding, DerivedWrite, DlqFilter, DlqRow, DlqStatus, FindingFilter, Follower, INGEST_CONSUMER, NewFinding, ResolvedDeadLetter, Store,
+    StoreError,
+};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
-use crate::model::LoadedModel;
-use crate::query::{bool_param, check_known, param, params, time_param};
-use crate::{ApiError, AppState, ModelSlot};
+use crate::model::{LoadedModel, ModelSlot};
 
 /// The clock deadlines are judged against (PRODUCT §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -354,14 +355,14 @@ impl JourneyEngine {
         })
     }
 
-    /// The evaluator's counters and the log position it read up to, without catching up; `None`
-    /// without a model, or while the engine is busy (a rebuild): metrics must not wait.
     /// The engine's position in the log, unless the engine holds its state right now (then
     /// `None`: the caller must not wait on it). Cheap enough for every ingest request.
     pub fn position(&self) -> Option<i64> {
         Some(self.shared.state.try_lock().ok()?.cursor)
     }
 
+    /// The evaluator's counters and the log position it read up to, without catching up; `None`
+    /// without a model, or while the engine is busy (a rebuild): metrics must not wait.
     pub fn stats(&self) -> Option<(causeway_journey::Stats, i64)> {
         let st = self.shared.state.try_lock().ok()?;
         Some((st.eval.as_ref()?.stats(), st.cursor))
@@ -401,14 +402,14 @@ pub(crate) fn parse_stored(envelope: &str) -> Option<Event> {
 
 /// A resolved `missing_reaction`: the dead letters of its trigger held by the consumers expected
 /// to react are resolved with it.
-fn resolved_dead_letter(model: &causeway_model::Model, d: &DerivedFinding) -> Option<ResolvedDeadLetter> {
+fn resolved_dead_letter(model: &Model, d: &DerivedFinding) -> Option<ResolvedDeadLetter> {
     if d.finding.kind != FindingKind::MissingReaction.as_str() {
         return None;
     }
     let at = d.resolved_at.clone()?;
     let event_id = d.finding.event_id.clone()?;
     let expected: Vec<String> = d.finding.expected.as_deref()?.split(',').map(str::to_owned).collect();
-    let consumers = crate::dlq::reacting_services(model, &expected);
+    let consumers = reacting_services(model, &expected);
     (!consumers.is_empty()).then(|| ResolvedDeadLetter { event_id, consumers, reason: format!("the expected {} arrived", expected.join(", ")), at })
 }
 
@@ -422,6 +423,7 @@ fn derived(f: &Finding) -> DerivedFinding {
             correlation_id: f.correlation_id.clone(),
             event_id: f.event_id.clone(),
             expected: (!f.expected.is_empty()).then(|| f.expected.join(",")),
+            rule: f.rule.clone(),
             detail: f.detail.clone(),
             owner: f.owner.clone(),
         },
@@ -430,225 +432,90 @@ fn derived(f: &Finding) -> DerivedFinding {
     }
 }
 
-// --- HTTP -------------------------------------------------------------------------------------
+// --- dead letters behind findings -------------------------------------------------------------
 
-fn engine(state: &AppState) -> Result<JourneyEngine, ApiError> {
-    state.journeys.clone().ok_or_else(|| ApiError::not_found("the journey engine is off in this server: start it with `causeway serve --model FILE`"))
+/// The services of the contexts that own `expected`: the consumers expected to react.
+pub(crate) fn reacting_services(model: &Model, expected: &[String]) -> Vec<String> {
+    let mut services: Vec<String> = expected
+        .iter()
+        .filter_map(|e| model.events.get(e))
+        .filter_map(|def| model.contexts.get(&def.context))
+        .flat_map(|c| c.services.iter().cloned())
+        .collect();
+    services.sort();
+    services.dedup();
+    services
 }
 
-fn no_model() -> ApiError {
-    ApiError::not_found("no model is loaded, so there are no journeys: start the server with --model FILE")
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal("the journey engine", e))?
-}
-
-pub fn finding_json(f: &FindingRow) -> Value {
-    json!({
-        "id": f.id,
-        "kind": f.kind,
-        "journey": f.journey,
-        "key": f.key,
-        "correlation_id": f.correlation_id,
-        "event_id": f.event_id,
-        "expected": f.expected,
-        "detected_at": f.detected_at,
-        "resolved_at": f.resolved_at,
-        "open": f.resolved_at.is_none(),
-        "detail": f.detail,
-        "owner": f.owner,
-    })
-}
-
-/// One instance as answered: its view, with the findings as stored (engine and ingest ones alike,
-/// oldest first, with their stored ids) and the dead letters behind its missing reactions. Blocking.
-pub(crate) fn journey_body(store: &Store, model: Option<&causeway_model::Model>, view: &JourneyView) -> Result<Value, ApiError> {
-    let filter = FindingFilter { journey: Some(view.journey.clone()), key: Some(view.key.clone()), limit: 10_000, ..Default::default() };
-    let mut findings = store.findings(&filter)?;
-    findings.reverse();
-    let mut body = journey_json(view, &findings);
-    if let Some(Value::Array(findings)) = body.get_mut("findings") {
-        crate::dlq::link_dead_letters(store, model, findings)?;
+/// Adds, to each `missing_reaction`, the dead letter behind it and a sentence saying so: its
+/// trigger event dead-lettered by a consumer expected to react, or else the expected reaction
+/// itself refused at ingest ([`refused_reaction`]).
+pub(crate) fn link_dead_letters(store: &Store, model: Option<&Model>, findings: &mut [Value]) -> Result<(), StoreError> {
+    for f in findings.iter_mut() {
+        if f["kind"] != "missing_reaction" {
+            continue;
+        }
+        let Some(event_id) = f["event_id"].as_str().map(str::to_owned) else { continue };
+        let expected: Vec<String> =
+            f["expected"].as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()).unwrap_or_default();
+        let services = model.map(|m| reacting_services(m, &expected)).unwrap_or_default();
+        let records = store.dlq_list(&DlqFilter { event_id: Some(event_id), limit: 20, ..Default::default() })?;
+        let consumer_record = records
+            .into_iter()
+            .filter(|r| r.status != DlqStatus::Discarded.as_str() && r.consumer != INGEST_CONSUMER)
+            .find(|r| services.is_empty() || services.contains(&r.consumer));
+        let (record, note) = match consumer_record {
+            Some(r) => {
+                let note = format!("dead-lettered by {}: {} {}", r.consumer, r.error_type, r.error_message);
+                (r, note)
+            }
+            None => match refused_reaction(store, f, &expected)? {
+                Some(r) => {
+                    let what = r.event_type.as_deref().unwrap_or("expected reaction");
+                    let note = format!("the {what} was refused at ingest: {} {}", r.error_type, r.error_message);
+                    (r, note)
+                }
+                None => continue,
+            },
+        };
+        let detail = f["detail"].as_str().unwrap_or_default();
+        f["detail"] = json!(format!("{detail}; {note}"));
+        f["dead_letter"] = json!({
+            "id": record.id, "consumer": record.consumer, "error_type": record.error_type,
+            "error_message": record.error_message, "status": record.status, "href": format!("/v1/dlq/{}", record.id),
+        });
     }
-    Ok(body)
+    Ok(())
 }
 
-fn journey_json(v: &JourneyView, findings: &[FindingRow]) -> Value {
-    json!({
-        "journey": v.journey,
-        "key": v.key,
-        "state": v.state.as_str(),
-        "terminal": v.state.is_terminal(),
-        "milestones": v.milestones.iter().map(|m| json!({
-            "event": m.event, "reached_at": format_time(&m.reached_at), "event_id": m.event_id,
-        })).collect::<Vec<_>>(),
-        "next_expected": v.next_expected,
-        "findings": findings.iter().map(finding_json).collect::<Vec<_>>(),
-        "correlation_ids": v.correlation_ids,
-        "started_at": format_time(&v.started_at),
-        "updated_at": format_time(&v.updated_at),
-        "events": v.events,
-    })
-}
-
-fn unknown_journey(model: &LoadedModel, journey: &str) -> ApiError {
-    let names: Vec<&str> = model.model().journeys.keys().map(String::as_str).collect();
-    ApiError::not_found(format!("the model has no journey named '{journey}'; its journeys: {}", names.join(", ")))
-}
-
-pub async fn get_journey(
-    State(state): State<AppState>,
-    Path((journey, key)): Path<(String, String)>,
-    RawQuery(query): RawQuery,
-) -> Result<Json<Value>, ApiError> {
-    let pairs = params(&query);
-    check_known(&pairs, &["states"])?;
-    let with_states = bool_param(&pairs, "states")?;
-    let engine = engine(&state)?;
-    let store = state.store.clone();
-    let model = state.model.clone();
-    blocking(move || {
-        let found = engine
-            .read(|eval, model| {
-                if !model.model().journeys.contains_key(&journey) {
-                    return Err(unknown_journey(model, &journey));
-                }
-                eval.journey(&journey, &key)
-                    .ok_or_else(|| ApiError::not_found(format!("no '{journey}' journey has the key '{key}' (no event with that key was stored)")))
-            })?
-            .ok_or_else(no_model)??;
-        let model = model.current();
-        let mut body = journey_body(&store, model.as_ref().map(|m| m.model()), &found)?;
-        if with_states
-            && let Some(loaded) = &model
-            && let Some(def) = loaded.model().journeys.get(&found.journey)
-        {
-            let ids: Vec<String> = found.milestones.iter().map(|m| m.event_id.clone()).collect();
-            let states = crate::aggregates::states_at(&store, Some(&engine), loaded.model(), &def.key, &found.key, &ids)?;
-            if let Some(Value::Array(milestones)) = body.get_mut("milestones") {
-                for (m, state) in milestones.iter_mut().zip(states) {
-                    m["state"] = Value::Object(state);
-                }
+/// The expected reaction of a `missing_reaction`, refused at ingest (consumer `causeway`): a record
+/// of one of the `expected` types that belongs to the finding's journey instance — it carried
+/// the finding's correlation id, or, refused for lacking one, the journey's key (recorded on its
+/// `missing_correlation` finding at ingest). Both lookups are indexed; discarded records are left
+/// out.
+fn refused_reaction(store: &Store, f: &Value, expected: &[String]) -> Result<Option<DlqRow>, StoreError> {
+    let wanted = |r: &DlqRow| {
+        r.consumer == INGEST_CONSUMER && r.status != DlqStatus::Discarded.as_str() && r.event_type.as_ref().is_some_and(|t| expected.contains(t))
+    };
+    if let (Some(journey), Some(key)) = (f["journey"].as_str(), f["key"].as_str()) {
+        let filter = FindingFilter {
+            kind: Some("missing_correlation".into()),
+            journey: Some(journey.into()),
+            key: Some(key.into()),
+            limit: 20,
+            ..Default::default()
+        };
+        for refused in store.findings(&filter)? {
+            let Some(event_id) = refused.event_id else { continue };
+            let records = store.dlq_list(&DlqFilter { event_id: Some(event_id), limit: 20, ..Default::default() })?;
+            if let Some(r) = records.into_iter().find(wanted) {
+                return Ok(Some(r));
             }
         }
-        Ok(Json(body))
-    })
-    .await
-}
-
-pub async fn list_journeys(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Json<Value>, ApiError> {
-    let pairs = params(&query);
-    check_known(&pairs, &["journey", "state", "limit"])?;
-    let limit = crate::query::limit(&query, 100, 10_000)?;
-    let journey = param(&pairs, "journey").map(str::to_owned);
-    let wanted = param(&pairs, "state").map(str::to_owned);
-    let engine = engine(&state)?;
-    blocking(move || {
-        let (total, views) = engine
-            .read(|eval, model| {
-                if let Some(j) = &journey
-                    && !model.model().journeys.contains_key(j)
-                {
-                    return Err(unknown_journey(model, j));
-                }
-                let mut total = 0usize;
-                let mut views = Vec::new();
-                for i in eval.instances(journey.as_deref(), wanted.as_deref()) {
-                    total += 1;
-                    if views.len() < limit {
-                        views.push(eval.view(i));
-                    }
-                }
-                Ok((total, views))
-            })?
-            .ok_or_else(no_model)??;
-        let journeys: Vec<Value> = views
-            .iter()
-            .map(|v| {
-                json!({
-                    "journey": v.journey, "key": v.key, "state": v.state.as_str(),
-                    "milestones": v.milestones.iter().map(|m| m.event.clone()).collect::<Vec<_>>(),
-                    "next_expected": v.next_expected,
-                    "open_findings": v.findings.iter().filter(|f| f.is_open()).count(),
-                    "started_at": format_time(&v.started_at), "updated_at": format_time(&v.updated_at),
-                })
-            })
-            .collect();
-        Ok(Json(json!({"total": total, "journeys": journeys})))
-    })
-    .await
-}
-
-pub async fn journey_summary(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Json<Value>, ApiError> {
-    let pairs = params(&query);
-    check_known(&pairs, &["digest"])?;
-    let digest = bool_param(&pairs, "digest")?;
-    let engine = engine(&state)?;
-    blocking(move || {
-        let s = engine.summary(digest)?.ok_or_else(no_model)?;
-        let by_state: Map<String, Value> = s.by_state.iter().map(|(k, n)| (k.clone(), json!(n))).collect();
-        let findings: Map<String, Value> =
-            s.findings_by_kind.iter().map(|(k, open, resolved)| (k.to_string(), json!({"open": open, "resolved": resolved}))).collect();
-        Ok(Json(json!({
-            "model": s.model,
-            "log_position": s.position,
-            "events": s.events,
-            "redeliveries": s.redeliveries,
-            "journeys_by_state": by_state,
-            "findings_by_kind": findings,
-            "clock": s.now.as_ref().map(format_time),
-            "digest": s.digest.map(|d| format!("{d:016x}")),
-        })))
-    })
-    .await
-}
-
-pub async fn list_findings(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Json<Value>, ApiError> {
-    let pairs = params(&query);
-    check_known(&pairs, &["kind", "journey", "key", "event_id", "open", "since", "limit"])?;
-    let limit = crate::query::limit(&query, 100, 10_000)?;
-    let open_only = bool_param(&pairs, "open")?;
-    let since = time_param(&pairs, "since")?;
-    if let Some(kind) = param(&pairs, "kind")
-        && !is_known_kind(kind)
-    {
-        return Err(ApiError::bad_request("invalid_parameter", format!("unknown finding kind '{kind}'; the kinds are {}", known_kinds())));
     }
-    let filter = FindingFilter {
-        kind: param(&pairs, "kind").map(str::to_owned),
-        journey: param(&pairs, "journey").map(str::to_owned),
-        key: param(&pairs, "key").map(str::to_owned),
-        event_id: param(&pairs, "event_id").map(str::to_owned),
-        since,
-        open_only,
-        limit,
-    };
-    let engine = state.journeys.clone();
-    let store = state.store.clone();
-    let model = state.model.current();
-    blocking(move || {
-        if let Some(engine) = engine {
-            engine.sync()?;
-        }
-        let rows = store.findings(&filter)?;
-        let mut findings: Vec<Value> = rows.iter().map(finding_json).collect();
-        crate::dlq::link_dead_letters(&store, model.as_ref().map(|m| m.model()), &mut findings)?;
-        Ok(Json(json!({"findings": findings})))
-    })
-    .await
+    if let Some(correlation_id) = f["correlation_id"].as_str() {
+        let filter = DlqFilter { correlation_id: Some(correlation_id.into()), limit: 100, ..Default::default() };
+        return Ok(store.dlq_list(&filter)?.into_iter().find(wanted));
+    }
+    Ok(None)
 }
-
-/// Every finding kind (PRODUCT §5): the journey engine's, then those raised at ingest.
-fn is_known_kind(kind: &str) -> bool {
-    FindingKind::ALL.iter().any(|k| k.as_str() == kind) || INGEST_KINDS.contains(&kind)
-}
-
-fn known_kinds() -> String {
-    let mut all: Vec<&str> = FindingKind::ALL.iter().map(|k| k.as_str()).collect();
-    all.extend(INGEST_KINDS);
-    all.join(", ")
-}
-
-/// Kinds raised at ingest by the envelope rules and the model's contracts.
-pub(crate) const INGEST_KINDS: [&str; 4] = ["schema_error", "unknown_event_type", "missing_correlation", "unauthorized_producer"];

@@ -16,9 +16,11 @@ use std::time::Duration;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use causeway_store::Store;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::{ApiError, AppState};
+use crate::engine::JourneyEngine;
+use crate::error::ApiError;
 
 /// Bounds of ingest under load (`--ingest-buffer-bytes`, `--ingest-wait-ms`, `--max-write-queue`,
 /// `--max-journey-lag`, `--body-read-timeout-ms`).
@@ -73,9 +75,17 @@ impl Admission {
         self.limits
     }
 
-    /// Room for a request of `length` bytes (the request limit when unknown), or the 503 to answer.
-    pub(crate) async fn admit(&self, state: &AppState, length: Option<usize>) -> Result<OwnedSemaphorePermit, Response> {
-        let backlog = state.store.backlog();
+    /// Room for a request of `length` bytes (`max_request_bytes` when unknown), or the 503 to
+    /// answer; `store` and `engine` are those ingest writes to and feeds. (Not the `AppState`:
+    /// it holds this admission, and the two modules would depend on each other.)
+    pub(crate) async fn admit(
+        &self,
+        store: &Store,
+        engine: Option<&JourneyEngine>,
+        max_request_bytes: usize,
+        length: Option<usize>,
+    ) -> Result<OwnedSemaphorePermit, Response> {
+        let backlog = store.backlog();
         if backlog.queued_rows > self.limits.max_write_queue {
             return Err(overloaded(format!(
                 "the store's writer has {} rows queued, more than --max-write-queue ({}): try again in {RETRY_AFTER_SECONDS} s",
@@ -83,7 +93,7 @@ impl Admission {
             )));
         }
         if self.limits.max_journey_lag > 0
-            && let Some(engine) = &state.journeys
+            && let Some(engine) = engine
         {
             let position = match engine.position() {
                 Some(position) => {
@@ -100,7 +110,7 @@ impl Admission {
                 )));
             }
         }
-        let max = state.parse.limits.max_request_bytes;
+        let max = max_request_bytes;
         let wanted = units(length.map_or(max, |l| l.min(max))).max(1).min(u32::MAX as usize) as u32;
         let wait = tokio::time::timeout(self.limits.wait, self.room.clone().acquire_many_owned(wanted));
         match wait.await {
@@ -139,7 +149,10 @@ mod tests {
     use tower::ServiceExt as _;
 
     use super::IngestLimits;
-    use crate::{AppState, ModelSlot, app};
+    use crate::api::app;
+    use crate::engine::Clock;
+    use crate::model::ModelSlot;
+    use crate::state::AppState;
 
     /// The most any wait below may take.
     const BOUND: Duration = Duration::from_secs(20);
@@ -217,7 +230,7 @@ mod tests {
         let limits = IngestLimits { max_journey_lag: 5, ..IngestLimits::default() };
         let state = AppState::new(store.clone(), ParseOptions::default(), SqlLimits::default())
             .with_model(slot)
-            .with_journeys(crate::Clock::Event)
+            .with_journeys(Clock::Event)
             .with_ingest_limits(limits);
         let engine = state.journeys.clone().unwrap();
         let admission = state.admission.clone();

@@ -187,7 +187,7 @@ impl Store {
         self.with_reader(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT id, kind, journey, journey_key, correlation_id, event_id, expected, detected_at,
-                        resolved_at, detail, owner
+                        resolved_at, detail, owner, rule
                  FROM finding_records
                  WHERE (?1 IS NULL OR kind = ?1) AND (?2 IS NULL OR journey = ?2)
                    AND (?3 IS NULL OR journey_key = ?3) AND (?4 IS NULL OR detected_at >= ?4)
@@ -209,6 +209,7 @@ impl Store {
                         resolved_at: r.get(8)?,
                         detail: r.get(9)?,
                         owner: r.get(10)?,
+                        rule: r.get(11)?,
                     })
                 },
             )?;
@@ -271,6 +272,8 @@ pub struct FindingRow {
     pub correlation_id: Option<String>,
     pub event_id: Option<String>,
     pub expected: Vec<String>,
+    /// The policy or invariant that was broken, if any (only the journey engine's findings name one).
+    pub rule: Option<String>,
     pub detected_at: String,
     pub resolved_at: Option<String>,
     pub detail: String,

@@ -5,7 +5,7 @@ use rusqlite::Connection;
 use crate::StoreError;
 
 /// Bumped with every change to the layout; a store written by a newer version is refused.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE events (
@@ -230,6 +230,14 @@ BEGIN
 END;
 "#;
 
+/// Version 5: the rule (policy or invariant) a finding is about. Dropping the engine's recorded
+/// position makes it write every finding it derives again on its next start — in place, under the
+/// same ids, as a rebuild does — so findings stored before this version get their rule too.
+const SCHEMA_V5: &str = r#"
+ALTER TABLE finding_records ADD COLUMN rule TEXT;   -- NULL for findings raised at ingest
+DELETE FROM meta WHERE key = 'journey_position';
+"#;
+
 /// The last position of the log: events and redeliveries share the ingest order (0 when empty).
 pub const LOG_END: &str = "SELECT max(coalesce((SELECT max(seq) FROM events), 0), coalesce((SELECT max(seq) FROM redeliveries), 0))";
 
@@ -256,7 +264,7 @@ pub fn prepare_writer(conn: &Connection) -> Result<(), StoreError> {
     if version > SCHEMA_VERSION {
         return Err(StoreError::SchemaTooNew { found: version, known: SCHEMA_VERSION });
     }
-    for (target, migration) in [(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3), (4, SCHEMA_V4)] {
+    for (target, migration) in [(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3), (4, SCHEMA_V4), (5, SCHEMA_V5)] {
         if version < target {
             conn.execute_batch(&format!("BEGIN; {migration} PRAGMA user_version = {target}; COMMIT;"))?;
         }

@@ -47,6 +47,8 @@ pub struct NewFinding {
     pub correlation_id: Option<String>,
     pub event_id: Option<String>,
     pub expected: Option<String>,
+    /// The policy or invariant that was broken, if any (the journey engine's findings).
+    pub rule: Option<String>,
     pub detail: String,
     pub owner: Option<String>,
 }
@@ -524,8 +526,8 @@ fn commit(conn: &mut Connection, jobs: &[Job], stamp: DateTime<Utc>, next_seq: &
         let mut log_redelivery = tx.prepare_cached("INSERT INTO redeliveries (seq, event_seq, received_at) VALUES (?1, ?2, ?3)")?;
         let mut insert_finding = tx.prepare_cached(
             "INSERT INTO finding_records (kind, journey, journey_key, correlation_id, event_id, expected,
-                                          detected_at, detail, owner)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                                          detected_at, detail, owner, rule)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )?;
         let mut add_finding = |f: &NewFinding, event_id: Option<&String>, correlation_id: Option<&String>| {
             insert_finding.execute(params![
@@ -537,7 +539,8 @@ fn commit(conn: &mut Connection, jobs: &[Job], stamp: DateTime<Utc>, next_seq: &
                 f.expected,
                 now,
                 f.detail,
-                f.owner
+                f.owner,
+                f.rule
             ])
         };
         for job in jobs {
@@ -614,17 +617,18 @@ fn write_derived(tx: &rusqlite::Transaction<'_>, write: &DerivedWrite) -> Result
     }
     let mut finding = tx.prepare_cached(
         "INSERT INTO finding_records (engine_id, kind, journey, journey_key, correlation_id, event_id, expected,
-                                      detected_at, resolved_at, detail, owner)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                                      detected_at, resolved_at, detail, owner, rule)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
          ON CONFLICT (engine_id) DO UPDATE SET
              kind = excluded.kind, journey = excluded.journey, journey_key = excluded.journey_key,
              correlation_id = excluded.correlation_id, event_id = excluded.event_id,
              expected = excluded.expected, detected_at = excluded.detected_at,
-             resolved_at = excluded.resolved_at, detail = excluded.detail, owner = excluded.owner
-         WHERE (kind, journey, journey_key, correlation_id, event_id, expected, detected_at, resolved_at, detail, owner)
+             resolved_at = excluded.resolved_at, detail = excluded.detail, owner = excluded.owner,
+             rule = excluded.rule
+         WHERE (kind, journey, journey_key, correlation_id, event_id, expected, detected_at, resolved_at, detail, owner, rule)
                IS NOT (excluded.kind, excluded.journey, excluded.journey_key, excluded.correlation_id,
                        excluded.event_id, excluded.expected, excluded.detected_at, excluded.resolved_at,
-                       excluded.detail, excluded.owner)",
+                       excluded.detail, excluded.owner, excluded.rule)",
     )?;
     for d in &write.findings {
         let f = &d.finding;
@@ -639,7 +643,8 @@ fn write_derived(tx: &rusqlite::Transaction<'_>, write: &DerivedWrite) -> Result
             d.detected_at,
             d.resolved_at,
             f.detail,
-            f.owner
+            f.owner,
+            f.rule
         ])?;
     }
     if let Some(position) = write.position {

@@ -312,6 +312,40 @@ fn derived_writes_upsert_by_engine_id() {
     assert_eq!(store.derived_state().unwrap(), Some(("m2".into(), 0)), "a new model starts from the beginning");
 }
 
+/// A store written by version 4 (findings without `rule`) opens: the column is added, findings
+/// kept, and the engine's position dropped so that it writes its findings again, in place and now
+/// with their rule.
+#[test]
+fn a_version_4_store_gains_the_finding_rule() {
+    use causeway_store::{DerivedFinding, DerivedWrite, FindingFilter, NewFinding};
+    let dir = tempfile::tempdir().unwrap();
+    let finding = |rule: Option<&str>| DerivedFinding {
+        engine_id: 1,
+        finding: NewFinding { kind: "missing_reaction".into(), rule: rule.map(str::to_owned), detail: "late".into(), ..Default::default() },
+        detected_at: "2026-11-23T10:00:00.000000Z".into(),
+        resolved_at: None,
+    };
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store.append_blocking(vec![event("a", "c", None, 1)], vec![]).unwrap();
+        let write = DerivedWrite { reset_for_model: Some("m1".into()), findings: vec![finding(None)], position: Some(1), ..Default::default() };
+        store.write_derived_blocking(write).unwrap();
+    }
+    // What version 4 left: no rule column, user_version 4.
+    let db = rusqlite::Connection::open(dir.path().join(causeway_store::DB_FILE)).unwrap();
+    db.execute_batch("ALTER TABLE finding_records DROP COLUMN rule; PRAGMA user_version = 4;").unwrap();
+    drop(db);
+
+    let store = Store::open(dir.path()).unwrap();
+    let all = FindingFilter { limit: 100, ..Default::default() };
+    let before = store.findings(&all).unwrap();
+    assert_eq!((before.len(), before[0].rule.as_deref()), (1, None));
+    assert_eq!(store.derived_state().unwrap(), Some(("m1".into(), 0)), "the engine derives from the start again");
+    store.write_derived_blocking(DerivedWrite { findings: vec![finding(Some("notify-after-shipment"))], ..Default::default() }).unwrap();
+    let after = store.findings(&all).unwrap();
+    assert_eq!((after[0].id, after[0].rule.as_deref()), (before[0].id, Some("notify-after-shipment")), "rewritten in place");
+}
+
 #[test]
 fn dropping_the_last_handle_closes_the_store_before_returning() {
     // Readers in use leave their connections in the pool; the writer's connection must still be

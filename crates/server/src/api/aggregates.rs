@@ -9,9 +9,10 @@ use causeway_readmodel::{Applied, apply, fold, key_of};
 use causeway_store::{AggregateLookup, EventRow, Store};
 use serde_json::{Map, Value, json};
 
-use crate::journeys::parse_stored;
-use crate::query::{check_known, param, params};
-use crate::{ApiError, AppState, JourneyEngine};
+use crate::api::params::{check_known, param, params};
+use crate::engine::{JourneyEngine, parse_stored};
+use crate::error::ApiError;
+use crate::state::AppState;
 
 /// Most events one reconstruction folds.
 const MAX_EVENTS: usize = 100_000;

@@ -1,16 +1,14 @@
-//! The dead-letter explorer and replay (PRODUCT §6 `/v1/dlq…`).
+//! The dead-letter explorer and replay endpoints (PRODUCT §6 `/v1/dlq…`); what a replay sends is
+//! `replay.rs`'s.
 //!
 //! **Invariants:**
-//! - A replay sends the original event exactly as it was kept, to the consumer's configured
-//!   `replay_url`, and every attempt — dry runs included — is audited before it is answered.
+//! - Every replay attempt — dry runs included — is audited before it is answered.
 //! - A record already replayed (or resolved, or discarded) is not sent again unless `force` is
-//!   given; one record is never replayed by two requests at once.
+//!   given; one record is never replayed by two requests at once (its slot is claimed first).
 //! - A target that fails leaves the record `pending` with the target's error.
 //! - Bulk replays go oldest first, no faster than their rate, and never past `stop_at` or `limit`.
 
-use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::Json;
@@ -20,35 +18,24 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use causeway_envelope::{format_time, parse_time, sniff_identity};
-use causeway_model::Model;
 use causeway_store::{
-    DlqFilter, DlqReport, DlqRow, DlqStatus, FindingFilter, FindingRow, INGEST_CONSUMER, ReplayAttempt, ReplayOutcome, StatusChange, Store,
+    DlqFilter, DlqReport, DlqRow, DlqStatus, FindingFilter, FindingRow, INGEST_CONSUMER, ReplayAttempt, ReplayOutcome, StatusChange,
 };
 use chrono::Datelike as _;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
-use crate::error::remedy;
-use crate::query::{NotANumber, check_known, param, params, read, rfc3339, time_param, whole_number};
-use crate::{ApiError, AppState};
+use crate::api::events::read_capped;
+use crate::api::findings::finding_json;
+use crate::api::journeys::journey_body;
+use crate::api::params::{NotANumber, check_known, limit, param, params, rfc3339, time_param, whole_number};
+use crate::api::query::{correlation_body, read};
+use crate::engine::link_dead_letters;
+use crate::error::{ApiError, remedy};
+use crate::replay::{MAX_CONTENT_TYPE_BYTES, ReplayRequest, is_media_type};
+use crate::state::AppState;
 
-/// A consumer of the estate, from `[consumers.NAME]` in the server configuration.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Consumer {
-    /// Where a replay of its dead letters is POSTed.
-    pub replay_url: Option<String>,
-}
-
-/// Sends replays; knows the consumers and which records are being replayed right now.
-pub struct Replayer {
-    consumers: BTreeMap<String, Consumer>,
-    client: reqwest::Client,
-    in_flight: Mutex<HashSet<i64>>,
-}
-
-/// How long a replay target may take to answer.
-const REPLAY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bulk replay: records per request by default and at most; replays per second by default and at most.
 const BULK_DEFAULT_LIMIT: usize = 100;
 const BULK_MAX_LIMIT: usize = 10_000;
@@ -58,120 +45,6 @@ const BULK_MAX_RATE: f64 = 1_000.0;
 /// A reported failure time must be written in this year or later, and be no later than a day after
 /// the server's clock.
 const EARLIEST_FAILED_YEAR: i32 = 2000;
-/// Longest accepted reported content type, in bytes.
-const MAX_CONTENT_TYPE_BYTES: usize = 255;
-
-impl Replayer {
-    pub fn new(consumers: BTreeMap<String, Consumer>) -> Replayer {
-        let client = reqwest::Client::builder().timeout(REPLAY_TIMEOUT).build().expect("an HTTP client without TLS builds");
-        Replayer { consumers, client, in_flight: Mutex::new(HashSet::new()) }
-    }
-
-    fn target(&self, consumer: &str) -> Option<&str> {
-        self.consumers.get(consumer)?.replay_url.as_deref()
-    }
-}
-
-impl Default for Replayer {
-    fn default() -> Self {
-        Replayer::new(BTreeMap::new())
-    }
-}
-
-/// Holds a record's replay slot until dropped.
-struct InFlight<'r>(&'r Replayer, i64);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.in_flight.lock().expect("in-flight lock").remove(&self.1);
-    }
-}
-
-/// The services of the contexts that own `expected`: the consumers expected to react.
-pub(crate) fn reacting_services(model: &Model, expected: &[String]) -> Vec<String> {
-    let mut services: Vec<String> = expected
-        .iter()
-        .filter_map(|e| model.events.get(e))
-        .filter_map(|def| model.contexts.get(&def.context))
-        .flat_map(|c| c.services.iter().cloned())
-        .collect();
-    services.sort();
-    services.dedup();
-    services
-}
-
-/// Adds, to each `missing_reaction`, the dead letter behind it and a sentence saying so: its
-/// trigger event dead-lettered by a consumer expected to react, or else the expected reaction
-/// itself refused at ingest ([`refused_reaction`]).
-pub(crate) fn link_dead_letters(store: &Store, model: Option<&Model>, findings: &mut [Value]) -> Result<(), ApiError> {
-    for f in findings.iter_mut() {
-        if f["kind"] != "missing_reaction" {
-            continue;
-        }
-        let Some(event_id) = f["event_id"].as_str().map(str::to_owned) else { continue };
-        let expected: Vec<String> =
-            f["expected"].as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()).unwrap_or_default();
-        let services = model.map(|m| reacting_services(m, &expected)).unwrap_or_default();
-        let records = store.dlq_list(&DlqFilter { event_id: Some(event_id), limit: 20, ..Default::default() })?;
-        let consumer_record = records
-            .into_iter()
-            .filter(|r| r.status != DlqStatus::Discarded.as_str() && r.consumer != INGEST_CONSUMER)
-            .find(|r| services.is_empty() || services.contains(&r.consumer));
-        let (record, note) = match consumer_record {
-            Some(r) => {
-                let note = format!("dead-lettered by {}: {} {}", r.consumer, r.error_type, r.error_message);
-                (r, note)
-            }
-            None => match refused_reaction(store, f, &expected)? {
-                Some(r) => {
-                    let what = r.event_type.as_deref().unwrap_or("expected reaction");
-                    let note = format!("the {what} was refused at ingest: {} {}", r.error_type, r.error_message);
-                    (r, note)
-                }
-                None => continue,
-            },
-        };
-        let detail = f["detail"].as_str().unwrap_or_default();
-        f["detail"] = json!(format!("{detail}; {note}"));
-        f["dead_letter"] = json!({
-            "id": record.id, "consumer": record.consumer, "error_type": record.error_type,
-            "error_message": record.error_message, "status": record.status, "href": format!("/v1/dlq/{}", record.id),
-        });
-    }
-    Ok(())
-}
-
-/// The expected reaction of a `missing_reaction`, refused at ingest (consumer `causeway`): a record
-/// of one of the `expected` types that belongs to the finding's journey instance — it carried
-/// the finding's correlation id, or, refused for lacking one, the journey's key (recorded on its
-/// `missing_correlation` finding at ingest). Both lookups are indexed; discarded records are left
-/// out.
-fn refused_reaction(store: &Store, f: &Value, expected: &[String]) -> Result<Option<DlqRow>, ApiError> {
-    let wanted = |r: &DlqRow| {
-        r.consumer == INGEST_CONSUMER && r.status != DlqStatus::Discarded.as_str() && r.event_type.as_ref().is_some_and(|t| expected.contains(t))
-    };
-    if let (Some(journey), Some(key)) = (f["journey"].as_str(), f["key"].as_str()) {
-        let filter = FindingFilter {
-            kind: Some("missing_correlation".into()),
-            journey: Some(journey.into()),
-            key: Some(key.into()),
-            limit: 20,
-            ..Default::default()
-        };
-        for refused in store.findings(&filter)? {
-            let Some(event_id) = refused.event_id else { continue };
-            let records = store.dlq_list(&DlqFilter { event_id: Some(event_id), limit: 20, ..Default::default() })?;
-            if let Some(r) = records.into_iter().find(wanted) {
-                return Ok(Some(r));
-            }
-        }
-    }
-    if let Some(correlation_id) = f["correlation_id"].as_str() {
-        let filter = DlqFilter { correlation_id: Some(correlation_id.into()), limit: 100, ..Default::default() };
-        return Ok(store.dlq_list(&filter)?.into_iter().find(wanted));
-    }
-    Ok(None)
-}
 
 // --- reports ------------------------------------------------------------------------------------
 
@@ -197,7 +70,7 @@ const REPORT_SHAPE: &str =
 /// `POST /v1/dlq`: a consumer reports an event it could not process.
 pub async fn report(State(state): State<AppState>, body: Body) -> Result<Response, ApiError> {
     let limit = state.parse.limits.max_request_bytes;
-    let (bytes, complete) = crate::ingest::read_capped(body, limit).await?;
+    let (bytes, complete) = read_capped(body, limit).await?;
     if !complete {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -278,72 +151,6 @@ fn failed_at_param(text: &str) -> Result<String, ApiError> {
     Ok(canonical)
 }
 
-/// A media type as HTTP writes one: `type/subtype`, then `; name=value` parameters (a value a
-/// token or a quoted string), printable ASCII, at most [`MAX_CONTENT_TYPE_BYTES`] bytes.
-pub(crate) fn is_media_type(text: &str) -> bool {
-    fn token(c: u8) -> bool {
-        c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c)
-    }
-    fn text_char(c: u8) -> bool {
-        c == b'\t' || (0x20..0x7f).contains(&c)
-    }
-    let b = text.as_bytes();
-    if b.is_empty() || b.len() > MAX_CONTENT_TYPE_BYTES {
-        return false;
-    }
-    let take = |i: &mut usize| {
-        let start = *i;
-        while *i < b.len() && token(b[*i]) {
-            *i += 1;
-        }
-        *i > start
-    };
-    let skip_space = |i: &mut usize| {
-        while *i < b.len() && (b[*i] == b' ' || b[*i] == b'\t') {
-            *i += 1;
-        }
-    };
-    let mut i = 0;
-    if !take(&mut i) || b.get(i) != Some(&b'/') {
-        return false;
-    }
-    i += 1;
-    if !take(&mut i) {
-        return false;
-    }
-    loop {
-        skip_space(&mut i);
-        if i == b.len() {
-            return true;
-        }
-        if b[i] != b';' {
-            return false;
-        }
-        i += 1;
-        skip_space(&mut i);
-        if !take(&mut i) || b.get(i) != Some(&b'=') {
-            return false;
-        }
-        i += 1;
-        if b.get(i) == Some(&b'"') {
-            i += 1;
-            loop {
-                match b.get(i) {
-                    Some(b'"') => {
-                        i += 1;
-                        break;
-                    }
-                    Some(b'\\') if b.get(i + 1).is_some_and(|c| text_char(*c)) => i += 2,
-                    Some(c) if text_char(*c) && *c != b'\\' => i += 1,
-                    _ => return false,
-                }
-            }
-        } else if !take(&mut i) {
-            return false;
-        }
-    }
-}
-
 // --- explorer -----------------------------------------------------------------------------------
 
 fn status_param(text: &str) -> Result<DlqStatus, ApiError> {
@@ -365,7 +172,7 @@ fn id_param(name: &str, text: &str) -> Result<i64, ApiError> {
 pub async fn list(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Json<Value>, ApiError> {
     let pairs = params(&query);
     check_known(&pairs, &["status", "consumer", "source_topic", "error_type", "correlation_id", "event_id", "since", "q", "before", "limit"])?;
-    let limit = crate::query::limit(&query, 100, 1_000)?;
+    let limit = limit(&query, 100, 1_000)?;
     let owned = |name: &str| param(&pairs, name).map(str::to_owned);
     let filter = DlqFilter {
         status: param(&pairs, "status").map(status_param).transpose()?,
@@ -449,7 +256,7 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Resul
             engine.sync()?;
         }
         let chain = match &row.correlation_id {
-            Some(c) => crate::query::correlation_body(&store, c, 10_000)?,
+            Some(c) => correlation_body(&store, c, 10_000)?,
             None => None,
         };
         let model = model.as_ref().map(|m| m.model());
@@ -468,13 +275,13 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Resul
             Some((journey, key)) => {
                 let view = engine.as_ref().map(|e| e.read(|eval, _| eval.journey(&journey, &key))).transpose()?.flatten().flatten();
                 match view {
-                    Some(v) => crate::journeys::journey_body(&store, model, &v)?,
+                    Some(v) => journey_body(&store, model, &v)?,
                     None => json!({"journey": journey, "key": key}),
                 }
             }
             None => Value::Null,
         };
-        let mut findings: Vec<Value> = findings.iter().map(crate::journeys::finding_json).collect();
+        let mut findings: Vec<Value> = findings.iter().map(finding_json).collect();
         link_dead_letters(&store, model, &mut findings)?;
         Ok(Json(json!({
             "record": record_json(&row),
@@ -561,61 +368,15 @@ impl Replayed {
     }
 }
 
-/// The request a replay of `row` sends: one definition for the send and for the dry run's
-/// description of it.
-struct ReplayRequest {
-    content_type: String,
-    headers: Vec<(&'static str, String)>,
-    body: Vec<u8>,
-}
-
-impl ReplayRequest {
-    fn of(row: &DlqRow) -> ReplayRequest {
-        // Reports are checked to carry a media type; a record kept before that check may not.
-        let content_type = row.content_type.clone().filter(|ct| is_media_type(ct)).unwrap_or_else(|| "application/json".into());
-        ReplayRequest {
-            headers: vec![("content-type", content_type.clone()), ("x-causeway-dlq-id", row.id.to_string())],
-            content_type,
-            body: row.original().unwrap_or_default().to_vec(),
-        }
-    }
-
-    /// The request as a dry run answers it: the body as the exact text sent, with `body_json`
-    /// beside it when it is JSON (to print it readably); a body that is not UTF-8 as base64.
-    fn describe(&self, target: &str) -> Value {
-        let headers: Map<String, Value> = self.headers.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
-        let mut v = json!({
-            "method": "POST", "url": target, "content_type": self.content_type, "headers": headers,
-            "body_bytes": self.body.len(),
-        });
-        match std::str::from_utf8(&self.body) {
-            Ok(text) => {
-                v["body"] = json!(text);
-                v["body_encoding"] = json!("utf-8");
-                if let Ok(parsed) = serde_json::from_str::<Value>(text) {
-                    v["body_json"] = parsed;
-                }
-            }
-            Err(_) => {
-                v["body"] = json!(base64::engine::general_purpose::STANDARD.encode(&self.body));
-                v["body_encoding"] = json!("base64");
-                v["note"] = json!("the body is not UTF-8 text: shown as base64; the replay sends the decoded bytes");
-            }
-        }
-        v
-    }
-}
-
 /// Replays one record: refuses what must not be sent, sends, audits. With `pace`, a send waits
 /// until then (a bulk run's rate), and the record is read and checked again after the wait; a
 /// record refused is refused at once.
 async fn replay_one(state: &AppState, id: i64, dry_run: bool, force: bool, actor: &str, pace: Option<Instant>) -> Result<Replayed, ApiError> {
     // The slot first, then the record: a request that read the record before another replay of it
     // finished would otherwise send it again.
-    if !state.dlq.in_flight.lock().expect("in-flight lock").insert(id) {
+    let Some(_slot) = state.dlq.claim(id) else {
         return Err(ApiError::new(StatusCode::CONFLICT, "replay_in_progress", format!("DLQ record {id} is being replayed by another request")));
-    }
-    let _slot = InFlight(&state.dlq, id);
+    };
     let (mut row, mut status, mut target) = sendable(state, id, dry_run, force).await?;
     if let Some(due) = pace.filter(|due| *due > Instant::now() && !dry_run) {
         tokio::time::sleep_until(due.into()).await;
@@ -623,7 +384,7 @@ async fn replay_one(state: &AppState, id: i64, dry_run: bool, force: bool, actor
     }
     let request = ReplayRequest::of(&row);
     let description = dry_run.then(|| request.describe(&target));
-    let outcome = if dry_run { ReplayOutcome::DryRun } else { send(&state.dlq.client, &target, request).await };
+    let outcome = if dry_run { ReplayOutcome::DryRun } else { state.dlq.send(&target, request).await };
     let (name, http_status, error) = outcome.parts();
     let error = error.map(str::to_owned);
     let new_status = outcome.status_after(status);
@@ -668,24 +429,6 @@ async fn sendable(state: &AppState, id: i64, dry_run: bool, force: bool) -> Resu
 /// its audit, and a bulk run goes on to its end.
 async fn detached<T: Send + 'static>(work: impl Future<Output = Result<T, ApiError>> + Send + 'static) -> Result<T, ApiError> {
     tokio::spawn(work).await.map_err(|e| ApiError::internal("a replay", e))?
-}
-
-/// POSTs the original event to the target, as it was kept.
-async fn send(client: &reqwest::Client, target: &str, replay: ReplayRequest) -> ReplayOutcome {
-    let mut request = client.post(target);
-    for (name, value) in &replay.headers {
-        request = request.header(*name, value);
-    }
-    match request.body(replay.body).send().await {
-        Ok(response) if response.status().is_success() => ReplayOutcome::Sent { http_status: response.status().as_u16() },
-        Ok(response) => {
-            let code = response.status().as_u16();
-            let text = response.text().await.unwrap_or_default();
-            let text: String = text.chars().take(300).collect();
-            ReplayOutcome::Failed { http_status: Some(code), error: format!("the target answered HTTP {code}: {}", text.trim()) }
-        }
-        Err(e) => ReplayOutcome::Failed { http_status: None, error: format!("the target could not be reached: {e}") },
-    }
 }
 
 /// `POST /v1/dlq/{id}/replay` with `{"dry_run", "force", "actor"}` (all optional).
@@ -887,23 +630,4 @@ pub async fn resolve(
     let body: StatusBody = optional_body(&body, r#"{"reason": "…", "actor": "…"}"#)?;
     let reason = format!("{} (by {})", body.reason.unwrap_or_else(|| "resolved by hand".into()), actor(body.actor, &headers));
     change_status(&state, id, DlqStatus::Resolved, reason).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A body that is not UTF-8 is described as base64, with a note; text as it is.
-    #[test]
-    fn a_dry_run_describes_a_body_that_is_not_text_as_base64() {
-        let binary = ReplayRequest { content_type: "application/octet-stream".into(), headers: vec![], body: vec![0xff, 0x00, 0x61] };
-        let v = binary.describe("http://t/replay");
-        assert_eq!((v["body"].as_str(), v["body_encoding"].as_str(), v["body_bytes"].as_u64()), (Some("/wBh"), Some("base64"), Some(3)));
-        assert!(v["note"].as_str().unwrap().contains("not UTF-8"), "{v}");
-        assert!(v.get("body_json").is_none());
-        let text = ReplayRequest { content_type: "text/plain".into(), headers: vec![], body: b"not json".to_vec() };
-        let v = text.describe("http://t/replay");
-        assert_eq!((v["body"].as_str(), v["body_encoding"].as_str()), (Some("not json"), Some("utf-8")));
-        assert!(v.get("body_json").is_none() && v.get("note").is_none(), "{v}");
-    }
 }

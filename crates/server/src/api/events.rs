@@ -12,7 +12,10 @@ use http_body_util::BodyExt;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::{ApiError, AppState, LoadedModel, Metrics};
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::model::LoadedModel;
+use crate::state::AppState;
 
 #[derive(Debug, Serialize)]
 pub struct IngestResponse {
@@ -55,7 +58,7 @@ pub async fn post_events(State(state): State<AppState>, headers: HeaderMap, body
     let limit = state.parse.limits.max_request_bytes;
     let length = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
     // Room for the body before it is read; held until the answer. Refused: nothing was read or stored.
-    let _room = match state.admission.admit(&state, length).await {
+    let _room = match state.admission.admit(&state.store, state.journeys.as_ref(), limit, length).await {
         Ok(room) => room,
         Err(overloaded) => return Ok(overloaded),
     };
