@@ -24,11 +24,13 @@ mod engine;
 mod flat;
 mod render;
 mod timers;
+mod watermark;
 
 use chrono::{DateTime, Utc};
 
 pub use compact::Fnv64;
 pub use engine::{Evaluator, JourneyKeys};
+pub use watermark::{MAX_SOURCES, SourceView, WatermarkConfig, Watermarks};
 
 /// Bounds and switches. The defaults suit a server; every bound is documented in README.md.
 #[derive(Debug, Clone, PartialEq, Eq)]
