@@ -81,6 +81,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         model: None,
         pii_secret: None,
         clock: None,
+        allowed_lateness: None,
+        idle_after: None,
         limits: Default::default(),
     })?;
     config.data = data.clone();

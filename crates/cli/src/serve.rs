@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use causeway_envelope::{Limits, ParseOptions};
+use causeway_journey::WatermarkConfig;
 use causeway_server::{AppState, Clock, ConnectionLimits, ConnectionStats, Consumer, IngestLimits, ModelSlot};
 use causeway_store::{SqlLimits, Store};
 use clap::Args;
@@ -39,10 +40,19 @@ pub struct ServeArgs {
     /// Key of the keyed hash that replaces PII values [default: a random key kept in DATA/pii.key].
     #[arg(long, env = "CAUSEWAY_PII_SECRET", hide_env_values = true)]
     pub pii_secret: Option<String>,
-    /// The clock deadlines are judged against: `wall` (a stopped journey is detected while
-    /// nothing arrives) or `event` (the latest event time seen, for replays) [default: wall].
-    #[arg(long, env = "CAUSEWAY_CLOCK", value_parser = ["wall", "event"])]
+    /// The clock deadlines are judged against: `watermark` (event time, per source of evidence,
+    /// following the wall clock when every source is idle), or the overrides `wall` (receive
+    /// time) and `event` (the latest event time seen) [default: watermark].
+    #[arg(long, env = "CAUSEWAY_CLOCK", value_parser = ["watermark", "wall", "event"])]
     pub clock: Option<String>,
+    /// With the watermark clock: how late evidence may arrive and still be judged as if on time,
+    /// e.g. `5s`, `0s` [default: 5s].
+    #[arg(long, env = "CAUSEWAY_ALLOWED_LATENESS")]
+    pub allowed_lateness: Option<String>,
+    /// With the watermark clock: how long a source may send nothing before it stops holding the
+    /// clock back, e.g. `30s` [default: 30s].
+    #[arg(long, env = "CAUSEWAY_IDLE_AFTER")]
+    pub idle_after: Option<String>,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -122,6 +132,8 @@ struct ConfigFile {
     model: Option<PathBuf>,
     pii_secret: Option<String>,
     clock: Option<String>,
+    allowed_lateness: Option<String>,
+    idle_after: Option<String>,
     #[serde(default)]
     limits: LimitArgs,
     /// The estate's consumers, for DLQ replay (PRODUCT §10).
@@ -210,6 +222,7 @@ impl ServerConfig {
                 anyhow::bail!("{name} must be at least 1");
             }
         }
+        let clock = clock(args, &file)?;
         Ok(ServerConfig {
             max_connections: a.max_connections.or(f.max_connections).map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
             header_read_timeout: ms(a.header_read_timeout_ms, f.header_read_timeout_ms, causeway_server::DEFAULT_HEADER_READ_TIMEOUT),
@@ -219,14 +232,33 @@ impl ServerConfig {
             data: args.data.clone().or(file.data).unwrap_or_else(|| DEFAULT_DATA.into()),
             model: args.model.clone().or(file.model),
             pii_secret: args.pii_secret.clone().or(file.pii_secret),
-            clock: match args.clock.clone().or(file.clock) {
-                None => Clock::Wall,
-                Some(text) => Clock::parse(&text).ok_or_else(|| anyhow::anyhow!("clock must be 'wall' or 'event', not '{text}'"))?,
-            },
+            clock,
             parse: ParseOptions { limits, correlation_required: true },
             sql,
             consumers: consumers(file.consumers)?,
         })
+    }
+}
+
+/// The journey engine's clock: the watermark clock with its two durations, or an override.
+fn clock(args: &ServeArgs, file: &ConfigFile) -> anyhow::Result<Clock> {
+    let defaults = WatermarkConfig::default();
+    let duration = |name: &str, flag: &Option<String>, file: &Option<String>, default: Duration, zero: bool| -> anyhow::Result<Duration> {
+        match flag.as_deref().or(file.as_deref()) {
+            None => Ok(default),
+            Some(text) if zero && text.trim().trim_end_matches(|c: char| c.is_ascii_alphabetic()) == "0" => Ok(Duration::ZERO),
+            Some(text) => causeway_model::parse_duration(text).map(Duration::from_millis).map_err(|e| anyhow::anyhow!("{name}: {e}")),
+        }
+    };
+    let watermark = WatermarkConfig {
+        allowed_lateness: duration("allowed_lateness", &args.allowed_lateness, &file.allowed_lateness, defaults.allowed_lateness, true)?,
+        idle_after: duration("idle_after", &args.idle_after, &file.idle_after, defaults.idle_after, false)?,
+    };
+    match args.clock.as_deref().or(file.clock.as_deref()) {
+        None | Some("watermark") => Ok(Clock::Watermark(watermark)),
+        Some("wall") => Ok(Clock::Wall),
+        Some("event") => Ok(Clock::Event),
+        Some(other) => anyhow::bail!("clock must be 'watermark', 'wall' or 'event', not '{other}'"),
     }
 }
 

@@ -367,6 +367,20 @@ impl Evaluator {
         std::mem::swap(&mut self.s.changes, out);
     }
 
+    /// Sets the clock to `now`, back or forth, and fires every deadline that passed if it moved
+    /// on. The watermark clock moves back when a source that is behind becomes active (PRODUCT
+    /// §4): deadlines already judged stay judged, and later ones wait until the clock passes them
+    /// again. `None`: no time yet — nothing is judged until a time is set.
+    pub fn set_clock_into(&mut self, now: Option<DateTime<Utc>>, out: &mut Vec<Change>) {
+        match now {
+            Some(now) => {
+                self.s.now = self.s.now.min(now.timestamp_micros());
+                self.advance_into(now, out);
+            }
+            None => self.s.now = i64::MIN,
+        }
+    }
+
     /// The clock: the latest time passed to [`Evaluator::advance`].
     pub fn now(&self) -> Option<DateTime<Utc>> {
         (self.s.now != i64::MIN).then(|| time(self.s.now))

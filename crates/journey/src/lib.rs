@@ -86,6 +86,9 @@ pub enum Change {
     Updated(InstanceId),
     Raised(FindingId),
     Resolved(FindingId),
+    /// A finding raised without an instance (a redelivery of an event still waiting for its
+    /// key) now names the instance its event joined.
+    Reassigned(FindingId),
 }
 
 /// The kinds of finding the journey engine raises (PRODUCT §5).

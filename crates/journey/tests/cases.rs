@@ -265,6 +265,10 @@ fn run(case: &Case) -> (Evaluator, Vec<String>) {
                 }
                 Change::Raised(f) => said.push(format!("raises f{} {}", f.0, ev.finding(f).unwrap().kind.as_str())),
                 Change::Resolved(f) => said.push(format!("resolves f{}", f.0)),
+                Change::Reassigned(f) => {
+                    let found = ev.finding(f).unwrap();
+                    said.push(format!("f{} now names {} {}", f.0, found.journey.as_deref().unwrap_or("-"), found.key.as_deref().unwrap_or("-")));
+                }
             }
         }
         dedup_in_order(&mut said);

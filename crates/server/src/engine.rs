@@ -4,11 +4,17 @@
 //! and finding endpoints that read it are in `api::journeys`; nothing here knows HTTP.
 //!
 //! **Invariants:**
-//! - The evaluator sees the log (stored events and redeliveries) in ingest order, each entry
-//!   after `advance(received_at)` on the wall clock, so a rebuild from the log after a restart
-//!   gives the live run's journeys and findings, ids included (`digest` proves it).
+//! - The evaluator sees the log (stored events and redeliveries) in ingest order. On the default
+//!   watermark clock, the clock is set from the sources' watermarks (`causeway_journey::Watermarks`)
+//!   at the receive time of each commit before its events are applied, and again when the engine
+//!   ticks: every event of a commit is applied before the deadlines it makes due are judged. The
+//!   clock is a function of the log alone (sources, event times, receive times), so a rebuild
+//!   from the log after a restart gives the live run's journeys and findings, ids included
+//!   (`digest` proves it).
 //! - The clock only moves to the store's watermark: never past the receive time of a commit not
 //!   yet read, so a tick cannot judge a deadline before an event received before it.
+//! - A panic of the evaluator fails no request for long: the engine drops its state, reports the
+//!   failure on `/readyz` and rebuilds from the log on the next call.
 //! - Reads of journeys and findings first catch up with the log: an answer reflects every event
 //!   acknowledged before the request.
 //! - Derived rows are a projection of the log up to the position recorded with them: a rebuild
@@ -16,12 +22,13 @@
 //!   (findings keyed by the engine's id); under another model they are dropped and derived anew.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use causeway_envelope::{Event, format_time, parse_time};
-use causeway_journey::{Change, Evaluator, Finding, FindingId, FindingKind};
+use causeway_journey::{Change, Evaluator, Finding, FindingId, FindingKind, SourceView, WatermarkConfig, Watermarks};
 use causeway_model::Model;
 use causeway_store::{
     DerivedFinding, DerivedWrite, DlqFilter, DlqRow, DlqStatus, FindingFilter, Follower, INGEST_CONSUMER, NewFinding, ResolvedDeadLetter, Store,
@@ -35,18 +42,21 @@ use crate::model::{LoadedModel, ModelSlot};
 /// The clock deadlines are judged against (PRODUCT §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Clock {
-    /// Wall-clock time: a journey that stopped moving is detected while nothing arrives.
+    /// The default: event time, from a watermark per source of evidence, following the receive
+    /// clock when every source is idle (crates/journey/README.md, "Clocks").
+    Watermark(WatermarkConfig),
+    /// Receive time: every event is judged as if it happened when it arrived.
     Wall,
-    /// The event-time watermark: the latest event time seen (for replays and backfills).
+    /// The latest event time seen: nothing is judged while nothing arrives.
     Event,
 }
 
 impl Clock {
-    pub fn parse(text: &str) -> Option<Clock> {
-        match text {
-            "wall" => Some(Clock::Wall),
-            "event" => Some(Clock::Event),
-            _ => None,
+    pub fn name(&self) -> &'static str {
+        match self {
+            Clock::Watermark(_) => "watermark",
+            Clock::Wall => "wall",
+            Clock::Event => "event",
         }
     }
 }
@@ -74,6 +84,23 @@ struct Shared {
     clock: Clock,
     state: Mutex<EngineState>,
     wake: SyncSender<()>,
+    /// The log entry being fed to the evaluator (-1: none): the one to skip if it panics.
+    feeding: AtomicI64,
+    health: Mutex<Health>,
+    /// For the recovery test only: the evaluator panics on the event with this id
+    /// (`CAUSEWAY_FAULT_PANIC_ON_EVENT`).
+    fault_event: Option<String>,
+}
+
+/// Failures of the engine, for `/readyz`.
+#[derive(Debug, Clone, Default)]
+pub struct Health {
+    /// How often the engine failed (panicked) and was rebuilt from the log.
+    pub failures: u64,
+    /// The latest failure: when, and what.
+    pub last_failure: Option<(DateTime<Utc>, String)>,
+    /// Log entries skipped because feeding them made the engine fail.
+    pub skipped: BTreeSet<i64>,
 }
 
 #[derive(Default)]
@@ -85,6 +112,10 @@ struct EngineState {
     cursor: i64,
     /// For the event clock: the latest event time seen.
     event_watermark: Option<DateTime<Utc>>,
+    /// For the watermark clock: every source's watermark.
+    watermarks: Option<Watermarks>,
+    /// The receive time of the commit being applied: a new one first moves the clock.
+    commit_at: Option<DateTime<Utc>>,
     /// Set when the evaluator was (re)built: the next write records the model and, if another
     /// model derived the stored rows, drops them first.
     reset_for_model: Option<String>,
@@ -114,21 +145,19 @@ fn follow(shared: std::sync::Weak<Shared>, woken: Receiver<()>) {
     loop {
         let Some(shared) = shared.upgrade() else { return };
         let engine = JourneyEngine { shared };
-        let next = match engine.sync() {
-            Ok(next) => next,
-            Err(e) => {
+        // A panic of the evaluator must not end the thread: the next sync rebuilds the engine.
+        let next = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.sync())) {
+            Ok(Ok(next)) => next,
+            Ok(Err(e)) => {
                 tracing::error!(message = "journey engine could not read or write the store", error = %e);
                 None
             }
+            Err(_) => Some(Utc::now()),
         };
-        let clock = engine.shared.clock;
         drop(engine);
-        // On the wall clock, wake for the next deadline or the next tick; on the event clock
-        // only new events move time.
-        let wait = match (clock, next) {
-            (Clock::Wall, Some(due)) => (due - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(TICK),
-            (Clock::Wall, None) | (Clock::Event, _) => TICK,
-        };
+        // Wake when the clock next judges something (a deadline, or a source going idle), at
+        // least every tick; on the event clock only new events move time.
+        let wait = next.map_or(TICK, |at| (at - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(TICK));
         match woken.recv_timeout(wait.max(Duration::from_millis(1))) {
             Ok(()) | Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
@@ -158,12 +187,26 @@ fn catch_up(sh: &Shared, st: &mut EngineState, upto: i64, work: &mut Work) -> Re
                     t
                 }
             };
-            st.feed(sh.clock, entry.seq, received, entry.redelivery, event, work);
+            feed(sh, st, entry.seq, received, entry.redelivery, event, work);
         }
         if !full {
             return Ok(());
         }
     }
+}
+
+/// One log entry into the evaluator, unless feeding it made the engine fail before.
+fn feed(sh: &Shared, st: &mut EngineState, seq: i64, received_at: DateTime<Utc>, redelivery: bool, event: Event, work: &mut Work) {
+    if sh.health.lock().expect("health").skipped.contains(&seq) {
+        st.cursor = seq;
+        return;
+    }
+    sh.feeding.store(seq, Ordering::SeqCst);
+    if sh.fault_event.as_deref() == Some(event.id.as_str()) {
+        panic!("CAUSEWAY_FAULT_PANIC_ON_EVENT: the journey engine fails on event {}", event.id);
+    }
+    st.feed(sh.clock, seq, received_at, redelivery, event, work);
+    sh.feeding.store(-1, Ordering::SeqCst);
 }
 
 impl EngineState {
@@ -172,6 +215,15 @@ impl EngineState {
         self.cursor = seq;
         let eval = self.eval.as_mut().expect("an evaluator");
         match clock {
+            Clock::Watermark(_) => {
+                let marks = self.watermarks.as_mut().expect("watermarks");
+                if self.commit_at != Some(received_at) {
+                    // A new commit: the ones before it are whole, so judge what they made due.
+                    self.commit_at = Some(received_at);
+                    eval.set_clock_into(marks.clock(received_at), &mut work.changes);
+                }
+                marks.observe(&event.source, event.time, received_at, eval.now());
+            }
             Clock::Wall => eval.advance_into(received_at, &mut work.changes),
             Clock::Event => {
                 let w = self.event_watermark.map_or(event.time, |w| w.max(event.time));
@@ -202,7 +254,7 @@ impl EngineState {
                         work.write.memberships.push((waiting, journey.to_owned(), key));
                     }
                 }
-                Change::Raised(f) | Change::Resolved(f) => {
+                Change::Raised(f) | Change::Resolved(f) | Change::Reassigned(f) => {
                     work.dirty.insert(f);
                 }
                 Change::Joined(_) | Change::Updated(_) => {}
@@ -222,6 +274,19 @@ impl EngineState {
     }
 }
 
+/// The engine's clock as answered by `GET /v1/clock`.
+#[derive(Debug, Clone)]
+pub struct ClockView {
+    pub clock: Clock,
+    /// The time deadlines are judged up to; `None` before any (or while a source the model
+    /// declares has not spoken yet and is not idle).
+    pub now: Option<DateTime<Utc>>,
+    /// The receive time the sources' idleness is judged at.
+    pub as_of: DateTime<Utc>,
+    /// With the watermark clock: every source, in the order first seen.
+    pub sources: Vec<SourceView>,
+}
+
 /// A summary for the demo, `GET /v1/journeys/summary` and the restart test.
 #[derive(Debug, Clone)]
 pub struct Summary {
@@ -239,7 +304,17 @@ impl JourneyEngine {
     /// Starts the engine's thread; it rebuilds from the log at once, then follows it.
     pub fn start(store: Store, models: ModelSlot, clock: Clock) -> JourneyEngine {
         let (wake, woken) = sync_channel(1);
-        let engine = JourneyEngine { shared: Arc::new(Shared { store, models, clock, state: Mutex::new(EngineState::default()), wake }) };
+        let shared = Shared {
+            store,
+            models,
+            clock,
+            state: Mutex::new(EngineState::default()),
+            wake,
+            feeding: AtomicI64::new(-1),
+            health: Mutex::default(),
+            fault_event: std::env::var("CAUSEWAY_FAULT_PANIC_ON_EVENT").ok().filter(|id| !id.is_empty()),
+        };
+        let engine = JourneyEngine { shared: Arc::new(shared) };
         // The thread holds the engine weakly: once the server drops it, the wake channel closes
         // and the thread ends.
         let background = Arc::downgrade(&engine.shared);
@@ -264,7 +339,31 @@ impl JourneyEngine {
     /// [`JourneyEngine::sync`], keeping the engine locked for a read of what it reached.
     fn sync_locked(&self) -> Result<(MutexGuard<'_, EngineState>, Option<DateTime<Utc>>), StoreError> {
         let sh = &*self.shared;
-        let mut st = sh.state.lock().expect("journey engine lock");
+        let mut st = match sh.state.lock() {
+            Ok(st) => st,
+            // The evaluator panicked while the state was locked: what it holds may be half
+            // updated, so it is dropped and rebuilt from the log below, without the entry it was
+            // fed, if that is what failed.
+            Err(poisoned) => {
+                let mut st = poisoned.into_inner();
+                *st = EngineState::default();
+                sh.state.clear_poison();
+                let seq = sh.feeding.swap(-1, Ordering::SeqCst);
+                let what = if seq >= 0 {
+                    format!("the journey engine failed on log entry {seq} (see the server's log); it was rebuilt from the log without it")
+                } else {
+                    "the journey engine failed (see the server's log); it was rebuilt from the log".to_string()
+                };
+                tracing::error!(message = what.as_str());
+                let mut health = sh.health.lock().expect("health");
+                health.failures += 1;
+                health.last_failure = Some((Utc::now(), what));
+                if seq >= 0 {
+                    health.skipped.insert(seq);
+                }
+                st
+            }
+        };
         let current = sh.models.current();
         let same = match (&st.model, &current) {
             (Some(a), Some(b)) => Arc::ptr_eq(a, b),
@@ -280,6 +379,9 @@ impl JourneyEngine {
                     _ => st.reset_for_model = Some(fingerprint),
                 }
                 st.eval = Some(Evaluator::new(loaded.model()));
+                if let Clock::Watermark(config) = sh.clock {
+                    st.watermarks = Some(Watermarks::new(config, loaded.model().contexts.values().flat_map(|c| c.services.iter().cloned())));
+                }
                 st.rebuilding = true;
                 // Follow the writer before reading the log, so that nothing falls in between.
                 st.follower = Some(sh.store.follow());
@@ -303,19 +405,30 @@ impl JourneyEngine {
                 catch_up(sh, &mut st, c.seq - 1, &mut work)?;
             }
             if c.seq == st.cursor + 1 {
-                st.feed(sh.clock, c.seq, c.received_at, c.redelivery, c.event, &mut work);
+                feed(sh, &mut st, c.seq, c.received_at, c.redelivery, c.event, &mut work);
             }
         }
         let Work { mut write, mut dirty, mut changes } = work;
         let (rebuilding, position) = (st.rebuilding, st.cursor);
         let model = st.model.clone();
-        let eval = st.eval.as_mut().expect("an evaluator");
-        if sh.clock == Clock::Wall {
-            eval.advance_into(watermark, &mut changes);
-            for change in changes.drain(..) {
-                if let Change::Raised(f) | Change::Resolved(f) = change {
-                    dirty.insert(f);
-                }
+        let EngineState { eval, watermarks, .. } = &mut *st;
+        let eval = eval.as_mut().expect("an evaluator");
+        // The tick: every commit read is whole, so judge up to the clock as of the watermark.
+        let next = match sh.clock {
+            Clock::Watermark(_) => {
+                let marks = watermarks.as_ref().expect("watermarks");
+                eval.set_clock_into(marks.clock(watermark), &mut changes);
+                marks.next_change(watermark, eval.next_deadline())
+            }
+            Clock::Wall => {
+                eval.advance_into(watermark, &mut changes);
+                eval.next_deadline()
+            }
+            Clock::Event => None,
+        };
+        for change in changes.drain(..) {
+            if let Change::Raised(f) | Change::Resolved(f) | Change::Reassigned(f) = change {
+                dirty.insert(f);
             }
         }
         write.findings = dirty.into_iter().filter_map(|id| eval.finding(id)).map(derived).collect();
@@ -326,7 +439,6 @@ impl JourneyEngine {
             write.drop_findings_above = Some(eval.findings().len() as u64);
         }
         write.position = Some(position);
-        let next = eval.next_deadline();
         let nothing = write.reset_for_model.is_none()
             && write.memberships.is_empty()
             && write.findings.is_empty()
@@ -352,6 +464,37 @@ impl JourneyEngine {
         Ok(match (&st.eval, &st.model) {
             (Some(eval), Some(model)) => Some(f(eval, model, st.cursor)),
             _ => None,
+        })
+    }
+
+    /// How often the engine failed and was rebuilt, for `/readyz`.
+    pub fn health(&self) -> Health {
+        self.shared.health.lock().expect("health").clone()
+    }
+
+    /// The clock and every source's watermark, after catching up with the log; `None` without a
+    /// model. Blocking: call it off the async runtime.
+    pub fn clock_view(&self) -> Result<Option<ClockView>, StoreError> {
+        let (st, _) = self.sync_locked()?;
+        let as_of = self.shared.store.watermark();
+        Ok(st.eval.as_ref().map(|eval| ClockView {
+            clock: self.shared.clock,
+            now: eval.now(),
+            as_of,
+            sources: st.watermarks.as_ref().map(|w| w.sources(as_of)).unwrap_or_default(),
+        }))
+    }
+
+    /// [`JourneyEngine::clock_view`] without catching up, for metrics: `None` while the engine is
+    /// busy.
+    pub fn clock_snapshot(&self) -> Option<ClockView> {
+        let st = self.shared.state.try_lock().ok()?;
+        let as_of = Utc::now();
+        Some(ClockView {
+            clock: self.shared.clock,
+            now: st.eval.as_ref()?.now(),
+            as_of,
+            sources: st.watermarks.as_ref().map(|w| w.sources(as_of)).unwrap_or_default(),
         })
     }
 
@@ -410,7 +553,7 @@ fn resolved_dead_letter(model: &Model, d: &DerivedFinding) -> Option<ResolvedDea
     let event_id = d.finding.event_id.clone()?;
     let expected: Vec<String> = d.finding.expected.as_deref()?.split(',').map(str::to_owned).collect();
     let consumers = reacting_services(model, &expected);
-    (!consumers.is_empty()).then(|| ResolvedDeadLetter { event_id, consumers, reason: format!("the expected {} arrived", expected.join(", ")), at })
+    Some(ResolvedDeadLetter { event_id, consumers, reason: format!("the expected {} arrived", expected.join(", ")), at })
 }
 
 fn derived(f: &Finding) -> DerivedFinding {
@@ -460,10 +603,18 @@ pub(crate) fn link_dead_letters(store: &Store, model: Option<&Model>, findings: 
             f["expected"].as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()).unwrap_or_default();
         let services = model.map(|m| reacting_services(m, &expected)).unwrap_or_default();
         let records = store.dlq_list(&DlqFilter { event_id: Some(event_id), limit: 20, ..Default::default() })?;
-        let consumer_record = records
-            .into_iter()
-            .filter(|r| r.status != DlqStatus::Discarded.as_str() && r.consumer != INGEST_CONSUMER)
-            .find(|r| services.is_empty() || services.contains(&r.consumer));
+        // Consumers report under their own names (often a consumer group's), rarely the service
+        // the model says reacts: one the model names is preferred, else the oldest record still
+        // open for the event — the one resolved with the finding (`dlq::resolve_for_event`).
+        let candidates: Vec<DlqRow> =
+            records.into_iter().filter(|r| r.status != DlqStatus::Discarded.as_str() && r.consumer != INGEST_CONSUMER).collect();
+        let open = |r: &&DlqRow| r.status == DlqStatus::Pending.as_str() || r.status == DlqStatus::Replayed.as_str();
+        let consumer_record = candidates
+            .iter()
+            .find(|r| services.contains(&r.consumer))
+            .or_else(|| candidates.iter().filter(open).min_by_key(|r| r.id))
+            .or_else(|| candidates.iter().min_by_key(|r| r.id))
+            .cloned();
         let (record, note) = match consumer_record {
             Some(r) => {
                 let note = format!("dead-lettered by {}: {} {}", r.consumer, r.error_type, r.error_message);

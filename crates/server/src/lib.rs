@@ -28,7 +28,7 @@ pub use connections::{
     ConnectionLimits, ConnectionStats, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, MAX_DEFAULT_CONNECTIONS, OVERFLOW_CONNECTIONS,
     OVERFLOW_TIMEOUT, default_max_connections, raise_file_limit,
 };
-pub use engine::{Clock, JOURNEY_THREAD_NAME, JourneyEngine, Summary};
+pub use engine::{Clock, ClockView, Health, JOURNEY_THREAD_NAME, JourneyEngine, Summary};
 pub use error::{ApiError, remedy};
 pub use metrics::Metrics;
 pub use model::{LoadedModel, ModelSlot};

@@ -262,11 +262,19 @@ fn replay(tx: &Transaction<'_>, a: &ReplayAttempt, now: &str) -> Result<i64, Sto
 /// Marks the open records of `event_id` held by one of `consumers` resolved: the reaction they
 /// failed to produce has arrived. Used by the journey engine's derived writes.
 pub(crate) fn resolve_for_event(tx: &Transaction<'_>, event_id: &str, consumers: &[String], reason: &str, at: &str) -> Result<(), StoreError> {
+    // The records of `consumers` (the services the model says react); when none of them reported
+    // the event — consumers report under their own names, often a consumer group's — the oldest
+    // open record of another consumer, the one a missing reaction links to.
     tx.prepare_cached(
         "UPDATE dlq SET status = 'resolved', status_reason = ?3, status_changed_at = ?4
-         WHERE event_id = ?1 AND status IN ('pending', 'replayed') AND consumer IN (SELECT value FROM json_each(?2))",
+         WHERE id IN (
+             SELECT id FROM dlq WHERE event_id = ?1 AND status IN ('pending', 'replayed') AND consumer IN (SELECT value FROM json_each(?2))
+             UNION ALL
+             SELECT id FROM (SELECT min(id) AS id FROM dlq WHERE event_id = ?1 AND status IN ('pending', 'replayed') AND consumer != ?5)
+              WHERE id IS NOT NULL AND NOT EXISTS (
+                  SELECT 1 FROM dlq WHERE event_id = ?1 AND status IN ('pending', 'replayed') AND consumer IN (SELECT value FROM json_each(?2))))",
     )?
-    .execute(params![event_id, serde_json::to_string(consumers).expect("strings"), reason, at])?;
+    .execute(params![event_id, serde_json::to_string(consumers).expect("strings"), reason, at, crate::INGEST_CONSUMER])?;
     Ok(())
 }
 

@@ -217,6 +217,46 @@ impl Store {
         })
     }
 
+    /// The findings of one journey instance, newest first: those raised about the instance (the
+    /// engine's, and refused events' that name it), and those raised at ingest about any event
+    /// that joined it (`schema_error`, `unknown_event_type`, …), found through its correlation ids
+    /// and checked against the event's membership.
+    pub fn instance_findings(&self, journey: &str, key: &str, correlation_ids: &[String], limit: usize) -> Result<Vec<FindingRow>, StoreError> {
+        self.with_reader(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, kind, journey, journey_key, correlation_id, event_id, expected, detected_at,
+                        resolved_at, detail, owner, rule
+                 FROM finding_records WHERE journey = ?1 AND journey_key = ?2
+                 UNION
+                 SELECT f.id, f.kind, f.journey, f.journey_key, f.correlation_id, f.event_id, f.expected, f.detected_at,
+                        f.resolved_at, f.detail, f.owner, f.rule
+                 FROM finding_records f
+                 WHERE f.correlation_id IN (SELECT value FROM json_each(?3)) AND f.engine_id IS NULL AND f.event_id IS NOT NULL
+                   AND EXISTS (SELECT 1 FROM events e JOIN event_journeys m ON m.seq = e.seq
+                               WHERE e.event_id = f.event_id AND m.journey = ?1 AND m.journey_key = ?2)
+                 ORDER BY id DESC LIMIT ?4",
+            )?;
+            let ids = serde_json::to_string(correlation_ids).expect("strings");
+            let rows = stmt.query_map(params![journey, key, ids, limit as i64], |r| {
+                Ok(FindingRow {
+                    id: r.get(0)?,
+                    kind: r.get(1)?,
+                    journey: r.get(2)?,
+                    key: r.get(3)?,
+                    correlation_id: r.get(4)?,
+                    event_id: r.get(5)?,
+                    expected: r.get::<_, Option<String>>(6)?.map(|e| e.split(',').map(str::to_owned).collect()).unwrap_or_default(),
+                    detected_at: r.get(7)?,
+                    resolved_at: r.get(8)?,
+                    detail: r.get(9)?,
+                    owner: r.get(10)?,
+                    rule: r.get(11)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
     /// How many findings of each of `kinds` are stored, open or not, counted on the kind index
     /// (its entries, not the rows). For the kinds raised at ingest, which never resolve, that is
     /// how many are open.

@@ -189,11 +189,18 @@ pub(crate) struct Stamps {
     in_progress: Option<DateTime<Utc>>,
 }
 
-/// The current time at the store's microsecond precision, never before an earlier stamp.
-fn next_stamp(stamps: &mut Stamps) -> DateTime<Utc> {
+/// The current time at the store's microsecond precision, never before an earlier stamp. A
+/// commit's stamp (`commit`) is after every earlier one, so that the commits of the log can be
+/// told apart by their receive time: the journey engine judges deadlines between commits, never
+/// inside one, and a rebuild must find the same boundaries.
+fn next_stamp(stamps: &mut Stamps, commit: bool) -> DateTime<Utc> {
     let now = Utc::now();
     let now = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
-    let stamp = stamps.last.map_or(now, |l| l.max(now));
+    let stamp = match stamps.last {
+        Some(l) if commit && now <= l => l + chrono::TimeDelta::microseconds(1),
+        Some(l) => l.max(now),
+        None => now,
+    };
     stamps.last = Some(stamp);
     stamp
 }
@@ -304,7 +311,7 @@ impl WriterHandle {
         let mut stamps = self.stamps.lock().expect("stamps");
         match stamps.in_progress {
             Some(s) => s - chrono::TimeDelta::microseconds(1),
-            None => next_stamp(&mut stamps),
+            None => next_stamp(&mut stamps, false),
         }
     }
 
@@ -393,7 +400,7 @@ impl Writer {
             }
             let stamp = {
                 let mut stamps = self.stamps.lock().expect("stamps");
-                let stamp = next_stamp(&mut stamps);
+                let stamp = next_stamp(&mut stamps, true);
                 stamps.in_progress = Some(stamp);
                 stamp
             };

@@ -28,8 +28,11 @@ impl Core {
         // dozen instructions more, even inlined.)
         let mut late: Vec<u32> = Vec::new();
         let inst = &mut self.inst[i as usize];
+        // A first milestone or an outcome would have ended the stall: one stamped past its
+        // deadline proves it happened.
         let first_milestone = def.is_milestone(l) && inst.reached & bit(l) == 0;
-        if first_milestone
+        let ends_stall = first_milestone || (def.outcome_of[l as usize] != NONE && !inst.terminal());
+        if ends_stall
             && inst.state == IN_FLIGHT
             && let Some(stall) = def.stall_after_us
         {

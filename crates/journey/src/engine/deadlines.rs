@@ -26,6 +26,14 @@ impl Core {
                 due = (o.due, def.policies[o.policy as usize].class);
             }
         }
+        if let Some(extra) = &inst.extra {
+            for o in &extra.requires_open {
+                if o.finding == 0 && o.time < due.0 {
+                    // No duration of its own: into the queue's heap.
+                    due = (o.time, usize::MAX);
+                }
+            }
+        }
         if !inst.terminal() {
             if inst.state == IN_FLIGHT
                 && let Some(s) = def.stall_after_us
@@ -69,6 +77,7 @@ impl Core {
             let f = self.raise_missing(c, i, policy, when, d);
             self.inst[i as usize].obligations[k].finding = f;
         }
+        self.raise_requires(c, i, at);
         let inst = &self.inst[i as usize];
         if inst.terminal() {
             return;

@@ -11,9 +11,9 @@ use causeway_envelope::Event;
 use super::findings::{New, owner};
 use super::membership::key_of;
 use super::{Core, Ev};
-use crate::FindingKind;
 use crate::compact::{hash_raw, hash_str, mix};
 use crate::compiled::Compiled;
+use crate::{Change, FindingKind};
 
 impl Core {
     /// A redelivery: reported once per (source, id), against the instance the event belongs to.
@@ -35,7 +35,7 @@ impl Core {
         }
         let def = instance.map(|i| &c.journeys[self.inst[i as usize].journey as usize]);
         let detail = format!("{} {} from {} was delivered again; it is stored and counted once", ev.type_name, ev.id, ev.source);
-        self.raise(
+        let f = self.raise(
             c,
             New {
                 kind: FindingKind::Duplicate,
@@ -49,6 +49,36 @@ impl Core {
                 owner: owner(c, def, ev.ty, Some(ev.source)),
             },
         );
+        // Its event may be waiting for its instance (delivered before the event that carries the
+        // key): the finding names that instance once it is attached, as it would have, had the
+        // events arrived in time order.
+        if instance.is_none()
+            && let Some(cid) = ev.correlation
+        {
+            for j in 0..c.journeys.len() {
+                let h = mix(j as u64, hash_str(3, cid));
+                if let Some(list) = self.parked.get_mut(&h)
+                    && let Some(p) = list.events.iter_mut().find(|p| p.id == ev.id && p.source == ev.source)
+                {
+                    p.duplicate = f;
+                    break;
+                }
+            }
+        }
+    }
+
+    /// A finding raised without an instance now names instance `i` (and its owner).
+    pub(super) fn reassign(&mut self, c: &Compiled, f: u32, i: u32, ty: Option<u16>, source: &str) {
+        let def = &c.journeys[self.inst[i as usize].journey as usize];
+        let key = self.inst[i as usize].key.to_string();
+        let owner = owner(c, Some(def), ty, Some(source));
+        let Some(finding) = self.findings.get_mut(f as usize - 1) else { return };
+        finding.journey = Some(def.name.clone());
+        finding.key = Some(key);
+        finding.instance = Some(crate::InstanceId(i));
+        finding.owner = owner;
+        self.inst[i as usize].extra().findings.push(f);
+        self.changes.push(Change::Reassigned(crate::FindingId(u64::from(f))));
     }
 
     /// `duplicate_effect`: the same idempotency key on two events of one type in one instance.

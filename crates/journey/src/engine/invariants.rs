@@ -1,9 +1,12 @@
 //! `invariant_violation` (README, Findings): a journey's `requires`, `at_most` and
 //! `forbidden_after` rules, judged by event time against the records an instance remembers.
 //!
-//! **Invariant:** a `requires` violation stays clearable (`Extra::requires_open`) until a late
-//! required event stamped at or before it arrives; `forbidden_after` reports each (invariant,
-//! event) pair once (`Extra::forbidden_seen`), whichever of the two events arrived first.
+//! **Invariants:** a `requires` violation is judged when the clock passes the event's time, not
+//! when the event arrives: by then every required event stamped before it has arrived (on the
+//! watermark clock), so evidence delivered out of order raises nothing that did not happen; it
+//! stays clearable (`Extra::requires_open`) after that, until a late required event stamped at or
+//! before it arrives. `forbidden_after` reports each (invariant, event) pair once
+//! (`Extra::forbidden_seen`), whichever of the two events arrived first.
 
 use super::findings::{New, owner};
 use super::{Core, Ev, bit};
@@ -11,13 +14,24 @@ use crate::FindingKind;
 use crate::compiled::{Compiled, Rule};
 use crate::render::list;
 
-/// An open `requires` violation: the event of invariant `invariant` at `time` lacked the required
-/// types in `missing` (a mask of local types); it is resolved once none is missing.
+/// A `requires` violation, pending or open: the event of invariant `invariant` at `time` lacked
+/// the required types in `missing` (a mask of local types). Until the clock passes `time` it is
+/// pending (`finding` 0, `event` kept to raise it); then raised; resolved once none is missing.
 pub(super) struct RequiresOpen {
-    finding: u32,
+    pub(super) finding: u32,
     invariant: u8,
-    time: i64,
+    pub(super) time: i64,
     missing: u64,
+    event: Option<Box<PendingEvent>>,
+}
+
+/// What a pending `requires` violation needs of its event to be raised later.
+pub(super) struct PendingEvent {
+    id: String,
+    correlation: Option<String>,
+    ty: Option<u16>,
+    source: String,
+    local: u8,
 }
 
 impl Core {
@@ -36,15 +50,17 @@ impl Core {
                     let before = others.filter(|x| x.time <= t).fold(0u64, |m, x| m | bit(x.ty()));
                     let missing = mask & !before;
                     if missing != 0 {
-                        let detail = format!(
-                            "{} {} happened without {} before it (invariant '{}')",
-                            def.local_name(c, l),
-                            ev.id,
-                            list(&def.names(c, missing)),
-                            inv.name
-                        );
-                        let f = self.raise_invariant(c, i, ev, ev.id.to_string(), t, &inv.name, detail);
-                        self.inst[i as usize].extra().requires_open.push(RequiresOpen { finding: f, invariant: k, time: t, missing });
+                        // Judged once the clock passes `t` (`raise_requires`): a required event
+                        // stamped before it may still be on its way.
+                        let event = PendingEvent {
+                            id: ev.id.to_string(),
+                            correlation: ev.correlation.map(str::to_owned),
+                            ty: ev.ty,
+                            source: ev.source.to_owned(),
+                            local: l,
+                        };
+                        let open = RequiresOpen { finding: 0, invariant: k, time: t, missing, event: Some(Box::new(event)) };
+                        self.inst[i as usize].extra().requires_open.push(open);
                     }
                 }
                 Rule::Requires(mask) if mask & bit(l) != 0 => {
@@ -55,7 +71,9 @@ impl Core {
                         if o.invariant == k && t <= o.time {
                             o.missing &= !bit(l);
                             if o.missing == 0 {
-                                cleared.push(o.finding);
+                                if o.finding != 0 {
+                                    cleared.push(o.finding);
+                                }
                                 return false;
                             }
                         }
@@ -119,6 +137,48 @@ impl Core {
                     }
                 }
                 _ => {}
+            }
+        }
+    }
+
+    /// Raises the pending `requires` violations of instance `i` stamped at or before `at`, as of
+    /// their event's time.
+    pub(super) fn raise_requires(&mut self, c: &Compiled, i: u32, at: i64) {
+        let Some(extra) = self.inst[i as usize].extra.as_mut() else { return };
+        let due: Vec<(usize, u8, i64, u64, Box<PendingEvent>)> = extra
+            .requires_open
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, o)| o.finding == 0 && o.time <= at)
+            .filter_map(|(x, o)| Some((x, o.invariant, o.time, o.missing, o.event.take()?)))
+            .collect();
+        let def = &c.journeys[self.inst[i as usize].journey as usize];
+        for (x, k, t, missing, e) in due {
+            let inv = &def.invariants[k as usize];
+            let detail = format!(
+                "{} {} happened without {} before it (invariant '{}')",
+                def.local_name(c, e.local),
+                e.id,
+                list(&def.names(c, missing)),
+                inv.name
+            );
+            let owner = owner(c, Some(def), e.ty, Some(&e.source));
+            let f = self.raise(
+                c,
+                New {
+                    kind: FindingKind::InvariantViolation,
+                    instance: Some(i),
+                    correlation: e.correlation,
+                    event_id: Some(e.id),
+                    expected: Vec::new(),
+                    rule: Some(inv.name.clone()),
+                    at: t,
+                    detail,
+                    owner,
+                },
+            );
+            if let Some(extra) = self.inst[i as usize].extra.as_mut() {
+                extra.requires_open[x].finding = f;
             }
         }
     }

@@ -80,8 +80,8 @@ pub(super) fn key_hash(j: usize, key: &str) -> u64 {
 
 /// An event held until the event carrying its journey's key arrives.
 pub(super) struct Parked {
-    id: String,
-    source: String,
+    pub(super) id: String,
+    pub(super) source: String,
     type_name: String,
     ty: Option<u16>,
     time: i64,
@@ -89,6 +89,9 @@ pub(super) struct Parked {
     causation: Option<String>,
     idem: Option<String>,
     key: Option<String>,
+    /// A `duplicate` raised about it while it waited (with no instance to name), reassigned to
+    /// the instance it is attached to; 0: none.
+    pub(super) duplicate: u32,
 }
 
 impl Parked {
@@ -281,6 +284,7 @@ impl Core {
             causation: ev.causation.map(str::to_owned),
             idem: ev.idem.map(str::to_owned),
             key: key.map(str::to_owned),
+            duplicate: 0,
         };
         match self.parked.get_mut(&h) {
             Some(list) => {
@@ -326,6 +330,9 @@ impl Core {
             }
             let local = p.ty.map(|t| def.local_of[t as usize]).filter(|l| *l != NONE);
             self.changes.push(Change::Attached { instance: InstanceId(i), event_id: p.id.clone() });
+            if p.duplicate != 0 {
+                self.reassign(c, p.duplicate, i, p.ty, &p.source);
+            }
             self.join(c, i, &p.ev(), local);
         }
     }

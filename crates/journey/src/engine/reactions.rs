@@ -46,26 +46,39 @@ impl Core {
     }
 
     /// A policy's `when` arrived: expect one of its reactions, unless one already arrived (out of
-    /// order) that answers it.
+    /// order) that answers it. One stamped past the window proves the reaction was missed, as it
+    /// would had it arrived after its trigger: raised as of the deadline and resolved by it.
     pub(super) fn expect_reactions(&mut self, c: &Compiled, i: u32, ev: &Ev, l: u8, r: u8, effects: &[u8]) {
         let inst = &mut self.inst[i as usize];
         let def = &c.journeys[inst.journey as usize];
+        let mut late: Vec<(u8, i64, i64)> = Vec::new();
         for (pi, p) in def.policies.iter().enumerate() {
             if p.when != l {
                 continue;
             }
+            let due = ev.time.saturating_add(p.within_us);
+            // The earliest reaction already here that answers it, if any.
             let answered = inst
                 .records
                 .iter()
                 .enumerate()
-                .any(|(k, x)| k as u8 != r && p.then_mask & bit(x.ty()) != 0 && (x.time >= ev.time || effects.contains(&(k as u8))));
-            if answered {
-                continue;
+                .filter(|(k, x)| *k as u8 != r && p.then_mask & bit(x.ty()) != 0 && (x.time >= ev.time || effects.contains(&(*k as u8))))
+                .map(|(_, x)| x.time)
+                .min();
+            match answered {
+                Some(at) if at > due => late.push((pi as u8, due, at)),
+                Some(_) => {}
+                None => {
+                    if inst.obligations.len() == inst.obligations.capacity() {
+                        inst.obligations.reserve_exact((inst.obligations.len() / 2).max(1));
+                    }
+                    inst.obligations.push(Obligation { due, finding: 0, policy: pi as u8, when: r });
+                }
             }
-            if inst.obligations.len() == inst.obligations.capacity() {
-                inst.obligations.reserve_exact((inst.obligations.len() / 2).max(1));
-            }
-            inst.obligations.push(Obligation { due: ev.time.saturating_add(p.within_us), finding: 0, policy: pi as u8, when: r });
+        }
+        for (policy, due, at) in late {
+            let f = self.raise_missing(c, i, policy, r, due);
+            self.resolve(f, at);
         }
     }
 

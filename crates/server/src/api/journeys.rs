@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 use crate::api::aggregates::states_at;
 use crate::api::findings::{finding_json, is_known_kind, known_kinds};
 use crate::api::params::{bool_param, check_known, limit, param, params, time_param};
-use crate::engine::{JourneyEngine, link_dead_letters};
+use crate::engine::{Clock, JourneyEngine, link_dead_letters};
 use crate::error::ApiError;
 use crate::model::LoadedModel;
 use crate::state::AppState;
@@ -31,11 +31,10 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + S
     tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal("the journey engine", e))?
 }
 
-/// One instance as answered: its view, with the findings as stored (engine and ingest ones alike,
-/// oldest first, with their stored ids) and the dead letters behind its missing reactions. Blocking.
+/// One instance as answered: its view, with the findings as stored (the engine's, and those raised
+/// at ingest about any of its events; oldest first, with their stored ids) and the dead letters behind its missing reactions. Blocking.
 pub(crate) fn journey_body(store: &Store, model: Option<&causeway_model::Model>, view: &JourneyView) -> Result<Value, ApiError> {
-    let filter = FindingFilter { journey: Some(view.journey.clone()), key: Some(view.key.clone()), limit: 10_000, ..Default::default() };
-    let mut findings = store.findings(&filter)?;
+    let mut findings = store.instance_findings(&view.journey, &view.key, &view.correlation_ids, 10_000)?;
     findings.reverse();
     let mut body = journey_json(view, &findings);
     if let Some(Value::Array(findings)) = body.get_mut("findings") {
@@ -169,6 +168,47 @@ pub async fn journey_summary(State(state): State<AppState>, RawQuery(query): Raw
             "findings_by_kind": findings,
             "clock": s.now.as_ref().map(format_time),
             "digest": s.digest.map(|d| format!("{d:016x}")),
+        })))
+    })
+    .await
+}
+
+/// `GET /v1/clock`: the time deadlines are judged up to, and why — every source's watermark,
+/// whether it is idle, and the late events it delivered (PRODUCT §4).
+pub async fn get_clock(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Json<Value>, ApiError> {
+    check_known(&params(&query), &[])?;
+    let engine = engine(&state)?;
+    blocking(move || {
+        let view = engine.clock_view()?.ok_or_else(no_model)?;
+        let (lateness, idle) = match view.clock {
+            Clock::Watermark(c) => (Some(c.allowed_lateness), Some(c.idle_after)),
+            Clock::Wall | Clock::Event => (None, None),
+        };
+        let secs = |d: std::time::Duration| d.as_secs_f64();
+        let sources: Vec<Value> = view
+            .sources
+            .iter()
+            .map(|s| {
+                json!({
+                    "source": s.name,
+                    "watermark": s.watermark.as_ref().map(format_time),
+                    "last_heard": s.last_heard.as_ref().map(format_time),
+                    "idle": s.idle,
+                    "events": s.events,
+                    "late_events": s.late_events,
+                    "max_lateness_seconds": secs(s.max_lateness),
+                    "mean_lateness_seconds": if s.late_events == 0 { 0.0 } else { secs(s.total_lateness) / s.late_events as f64 },
+                })
+            })
+            .collect();
+        Ok(Json(json!({
+            "mode": view.clock.name(),
+            "clock": view.now.as_ref().map(format_time),
+            "as_of": format_time(&view.as_of),
+            "allowed_lateness_seconds": lateness.map(secs),
+            "idle_after_seconds": idle.map(secs),
+            "late_events": view.sources.iter().map(|s| s.late_events).sum::<u64>(),
+            "sources": sources,
         })))
     })
     .await

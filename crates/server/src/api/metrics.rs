@@ -13,6 +13,7 @@ use axum::response::IntoResponse;
 use causeway_journey::FindingKind;
 
 use crate::api::findings::INGEST_KINDS;
+use crate::engine::{Clock, ClockView};
 use crate::metrics::Metrics;
 use crate::state::AppState;
 
@@ -87,9 +88,10 @@ pub async fn exposition(State(state): State<AppState>) -> impl IntoResponse {
     let engine_on = engine.is_some();
     let now = chrono::Utc::now().timestamp();
     let read = tokio::task::spawn_blocking(move || {
-        (store.counts(), engine.and_then(|e| e.stats()), store.dlq_summary(now), store.count_findings(&INGEST_KINDS))
+        let clock = engine.as_ref().and_then(|e| e.clock_snapshot());
+        (store.counts(), engine.and_then(|e| e.stats()), store.dlq_summary(now), store.count_findings(&INGEST_KINDS), clock)
     });
-    let Ok((counts, journeys, dlq, ingest_findings)) = read.await else {
+    let Ok((counts, journeys, dlq, ingest_findings, clock)) = read.await else {
         return ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out);
     };
     // Open findings by kind: the label set is the fixed list of kinds, each always present. The
@@ -131,6 +133,9 @@ pub async fn exposition(State(state): State<AppState>) -> impl IntoResponse {
             let _ = writeln!(out, "causeway_journey_engine_lag {}", (end - position).max(0));
         }
     }
+    if let Some(clock) = clock {
+        write_clock(&mut out, &clock);
+    }
     if let Ok(counts) = counts {
         let _ = writeln!(out, "# HELP causeway_store_events Events stored.");
         let _ = writeln!(out, "# TYPE causeway_store_events gauge");
@@ -160,4 +165,37 @@ pub async fn exposition(State(state): State<AppState>) -> impl IntoResponse {
         let _ = writeln!(out, "causeway_dlq_oldest_pending_age_seconds {}", oldest.map_or(0, |t| (now - t.timestamp()).max(0)));
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+/// Series of the late-event metrics by source, beside `other`: sources are named by clients.
+const SOURCE_SERIES: usize = 20;
+
+/// The journey engine's clock and its sources' lateness (PRODUCT §4).
+fn write_clock(out: &mut String, clock: &ClockView) {
+    if let Some(now) = clock.now {
+        let _ = writeln!(out, "# HELP causeway_journey_clock_seconds The time journey deadlines are judged up to (Unix seconds).");
+        let _ = writeln!(out, "# TYPE causeway_journey_clock_seconds gauge");
+        let _ = writeln!(out, "causeway_journey_clock_seconds {:.3}", now.timestamp_micros() as f64 / 1e6);
+    }
+    if !matches!(clock.clock, Clock::Watermark(_)) {
+        return;
+    }
+    let idle = clock.sources.iter().filter(|s| s.idle).count();
+    let _ = writeln!(out, "# HELP causeway_sources Sources of evidence, by whether they hold the clock back (active) or not (idle).");
+    let _ = writeln!(out, "# TYPE causeway_sources gauge");
+    let _ = writeln!(out, "causeway_sources{{state=\"active\"}} {}", clock.sources.len() - idle);
+    let _ = writeln!(out, "causeway_sources{{state=\"idle\"}} {idle}");
+    let late: Vec<(String, i64)> = clock.sources.iter().map(|s| (s.name.clone(), s.late_events as i64)).collect();
+    let _ = writeln!(
+        out,
+        "# HELP causeway_source_late_events Events stamped before the clock when they arrived (applied by event time all the same), so far, by source (the {SOURCE_SERIES} with most, then other)."
+    );
+    let _ = writeln!(out, "# TYPE causeway_source_late_events gauge");
+    for (label, n) in top_labels(&late, SOURCE_SERIES) {
+        let _ = writeln!(out, "causeway_source_late_events{{source=\"{}\"}} {n}", escape_label(&label));
+    }
+    let worst = clock.sources.iter().map(|s| s.max_lateness).max().unwrap_or_default();
+    let _ = writeln!(out, "# HELP causeway_event_lateness_max_seconds The most any event was late (clock at arrival less its event time).");
+    let _ = writeln!(out, "# TYPE causeway_event_lateness_max_seconds gauge");
+    let _ = writeln!(out, "causeway_event_lateness_max_seconds {:.3}", worst.as_secs_f64());
 }

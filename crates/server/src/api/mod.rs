@@ -40,6 +40,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/correlations/{id}", get(query::get_correlation))
         .route("/v1/journeys", get(journeys::list_journeys))
         .route("/v1/journeys/summary", get(journeys::journey_summary))
+        .route("/v1/clock", get(journeys::get_clock))
         .route("/v1/journeys/{journey}/{key}", get(journeys::get_journey))
         .route("/v1/findings", get(journeys::list_findings))
         .route("/v1/dlq", get(dlq::list).post(dlq::report))

@@ -222,8 +222,18 @@ pub async fn healthz() -> Json<Value> {
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let store = state.store.clone();
     let check = tokio::task::spawn_blocking(move || store.check_writable().and_then(|_| store.counts())).await;
+    // The journey engine's failures do not make the server unready (ingest and reads go on, the
+    // engine rebuilds itself), but they show here.
+    let journeys = state.journeys.as_ref().map(|engine| {
+        let health = engine.health();
+        json!({
+            "failures": health.failures,
+            "last_failure": health.last_failure.map(|(at, what)| json!({"at": causeway_envelope::format_time(&at), "message": what})),
+            "skipped_log_entries": health.skipped,
+        })
+    });
     match check {
-        Ok(Ok(counts)) => Json(json!({"status": "ready", "events": counts.events})).into_response(),
+        Ok(Ok(counts)) => Json(json!({"status": "ready", "events": counts.events, "journeys": journeys})).into_response(),
         Ok(Err(e)) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", e.to_string()).into_response(),
         Err(e) => ApiError::internal("the readiness check", e).into_response(),
     }
