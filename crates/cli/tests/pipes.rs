@@ -76,7 +76,9 @@ fn client_verbs_end_quietly_when_the_pipe_closes() {
     // Dry runs only: nothing listens there.
     std::fs::write(&config, "[consumers.notification-service]\nreplay_url = \"http://127.0.0.1:9/replay\"\n").unwrap();
     let model = example_model();
-    let server = Server::start(&dir.path().join("data"), &["--model", model.to_str().unwrap(), "--config", config.to_str().unwrap()]);
+    // The wall clock: the old events below are judged at once, so findings exist to list.
+    let server =
+        Server::start(&dir.path().join("data"), &["--model", model.to_str().unwrap(), "--config", config.to_str().unwrap(), "--clock", "wall"]);
     let s = server.url.as_str();
     let log = dir.path().join("events.ndjson");
     let events = event_log(&log);

@@ -83,6 +83,9 @@ pub struct Watermarks {
     idle: i64,
     sources: Vec<Source>,
     index: HashMap<String, usize>,
+    /// The place of the source observed last: a log delivers runs of one source's events, which
+    /// then need no lookup. Checked against the name (a place is reused when the sources are full).
+    last: usize,
     /// Receive time of the first evidence: a declared source that never delivered is idle from
     /// `idle_after` after it.
     first_heard: Option<i64>,
@@ -106,6 +109,7 @@ impl Watermarks {
             idle: micros(config.idle_after),
             sources: Vec::new(),
             index: HashMap::new(),
+            last: 0,
             first_heard: None,
         };
         for name in declared {
@@ -123,9 +127,16 @@ impl Watermarks {
     pub fn observe(&mut self, source: &str, event_time: DateTime<Utc>, received_at: DateTime<Utc>, clock: Option<DateTime<Utc>>) -> bool {
         let (t, r) = (event_time.timestamp_micros(), received_at.timestamp_micros());
         self.first_heard.get_or_insert(r);
-        let i = match self.index.get(source) {
-            Some(&i) => i,
-            None => self.add(source),
+        let i = match self.sources.get(self.last) {
+            Some(s) if s.name == source => self.last,
+            _ => {
+                let i = match self.index.get(source) {
+                    Some(&i) => i,
+                    None => self.add(source),
+                };
+                self.last = i;
+                i
+            }
         };
         let s = &mut self.sources[i];
         s.latest = Some(s.latest.map_or(t, |l| l.max(t)));
@@ -313,5 +324,23 @@ mod tests {
         let names: Vec<String> = w.sources(at(10_000)).into_iter().map(|s| s.name).collect();
         assert_eq!(names.len(), MAX_SOURCES);
         assert!(!names.contains(&"s0".to_string()) && names.contains(&"new".to_string()) && names.contains(&"s1".to_string()));
+    }
+
+    #[test]
+    fn each_event_counts_for_its_own_source_when_places_are_reused() {
+        let mut w = Watermarks::new(config(0, 1_000_000), Vec::<String>::new());
+        for i in 0..MAX_SOURCES as i64 {
+            w.observe(&format!("s{i}"), at(i), at(i), None);
+        }
+        // "new" takes s0's place; s0 comes back in s1's; runs of one source alternate.
+        for (source, t) in [("new", 10_000), ("new", 10_001), ("s0", 10_002), ("new", 10_003), ("s0", 10_004), ("s0", 10_005)] {
+            w.observe(source, at(t), at(t), None);
+        }
+        let sources = w.sources(at(10_005));
+        let of = |name: &str| sources.iter().find(|s| s.name == name).map(|s| (s.events, s.watermark));
+        assert_eq!(of("new"), Some((3, Some(at(10_003)))));
+        assert_eq!(of("s0"), Some((3, Some(at(10_005)))));
+        assert_eq!(of("s1"), None);
+        assert_eq!(of("s2"), Some((1, Some(at(2)))));
     }
 }

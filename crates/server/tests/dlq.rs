@@ -522,3 +522,52 @@ async fn the_state_as_of_a_time_or_an_event_is_the_fold_of_the_events_before_it(
         assert!(answer["error"]["message"].as_str().is_some_and(|m| m.len() > 20), "{answer}");
     }
 }
+
+/// Consumers report under their own names — here a consumer group's, which the model names
+/// nowhere: the missing reaction still names the dead letter of its cause event, and the record
+/// resolves with it when the reaction arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_reaction_names_the_dead_letter_of_its_cause_whoever_reported_it() {
+    let api = with_journeys();
+    api.post("application/json", json!(first_four("ord-791")).to_string()).await;
+    let body = json!({"event": serde_json::from_str::<Value>(&shipment_text("ord-791")).unwrap(), "consumer": "cg-notify-prod-eu1",
+                      "source_topic": "shipments", "error_type": "KeyError", "error_message": "'customerEmail'"});
+    let (status, reported) = api.post_json("/v1/dlq", body).await;
+    assert_eq!(status, StatusCode::CREATED, "{reported}");
+    let dlq_id = reported["id"].as_i64().unwrap();
+
+    let (_, journey) = api.get("/v1/journeys/order/ord-791").await;
+    let missing = journey["findings"].as_array().unwrap().iter().find(|f| f["kind"] == "missing_reaction" && f["open"] == true).unwrap().clone();
+    assert_eq!(
+        (missing["dead_letter"]["id"].as_i64(), missing["dead_letter"]["consumer"].as_str()),
+        (Some(dlq_id), Some("cg-notify-prod-eu1")),
+        "{missing}"
+    );
+    assert!(missing["detail"].as_str().unwrap().contains("dead-lettered by cg-notify-prod-eu1: KeyError 'customerEmail'"), "{missing}");
+
+    let notified = step("ord-791", 5, "CustomerNotified", "notification-service", Some("4"), 400);
+    api.post("application/json", json!([notified]).to_string()).await;
+    let (_, record) = api.get(&format!("/v1/dlq/{dlq_id}")).await;
+    assert_eq!(record["record"]["status"], "resolved", "the reaction arrived: {record}");
+}
+
+/// The journey view lists what was found about each of its events at ingest, not only the
+/// journey's own findings: here its first event broke its schema.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_journey_view_lists_the_schema_error_of_its_first_event() {
+    let api = with_journeys();
+    let mut created = step("ord-792", 1, "OrderCreated", "order-service", None, 0);
+    created["data"]["currency"] = json!("DOGE");
+    let (_, answer) = api.post("application/json", json!([created]).to_string()).await;
+    assert_eq!(answer["accepted"], 1, "a contract failure is a finding, not a refusal: {answer}");
+    // Another order's schema error is not this journey's.
+    let mut other = step("ord-793", 1, "OrderCreated", "order-service", None, 0);
+    other["data"]["currency"] = json!("DOGE");
+    api.post("application/json", json!([other]).to_string()).await;
+
+    let (status, journey) = api.get("/v1/journeys/order/ord-792").await;
+    assert_eq!(status, StatusCode::OK, "{journey}");
+    let errors: Vec<&Value> = journey["findings"].as_array().unwrap().iter().filter(|f| f["kind"] == "schema_error").collect();
+    assert_eq!(errors.len(), 1, "{journey}");
+    assert_eq!(errors[0]["event_id"], "ord-792-1", "{journey}");
+}

@@ -3,9 +3,10 @@
 //! per-event cost with 1,000,000 open journeys and their timers against a nearly empty engine.
 //!
 //! `cargo run --release -p causeway-journey --bin journey-bench` (add `--quick` for a short run,
-//! `--profile [N]` to feed N pre-built events only, for a profiler: `valgrind --tool=callgrind`, or
-//! `perf record --control fifo:CTL,ACK -D -1` with `CAUSEWAY_PERF_CTL=CTL:ACK`, which records
-//! only while the events are fed).
+//! `--watermark-only` for only the comparison of the two clocks below, `--profile [N]` to feed N
+//! pre-built events only, with `--watermark` the way the server does on the watermark clock, for a
+//! profiler: `valgrind --tool=callgrind`, or `perf record --control fifo:CTL,ACK -D -1` with
+//! `CAUSEWAY_PERF_CTL=CTL:ACK`, which records only while the events are fed).
 //!
 //! Memory: each timed measurement first touches and frees 2 GiB, so that the pages the
 //! engine grows into are ones the machine used lately. On the VMs these benchmarks run on, the
@@ -20,6 +21,14 @@
 //! correlation ids, causation chains, per-aggregate sequences, an idempotency key on payments.
 //! They are built before the clock starts; only `advance` + `ingest` are timed, the way
 //! `analyze` drives the engine (the clock is the event-time watermark, advanced before each event).
+//!
+//! The watermark clock: the same pre-built events fed the way the server feeds its log on its
+//! default clock, side by side with the above in one run (`--watermark-only`). Commits of 1,000
+//! events share one receive time (the commit's latest event time plus 2 s, so every source stays
+//! active and the clock follows the sources' watermarks, firing timers as it goes); per commit
+//! `set_clock_into(watermarks.clock(r))`, per event `observe` + `ingest_into`, and after the
+//! commit the tick, `set_clock_into(watermarks.clock(r))` again. The sources are the model's
+//! services, declared up front, as the server declares them.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::PathBuf;
@@ -27,7 +36,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use causeway_envelope::Event;
-use causeway_journey::{Change, Evaluator};
+use causeway_journey::{Change, Evaluator, WatermarkConfig, Watermarks};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::json;
 
@@ -264,11 +273,23 @@ impl Workload {
     }
 }
 
-/// Feeds events the way `analyze` does: advance to the watermark, then ingest.
+/// Events per commit on the watermark clock (one receive time each).
+const COMMIT: usize = 1_000;
+
+/// How far after a commit's latest event time it is received, on the watermark clock: less than
+/// the allowed lateness, so the clock is the sources' least watermark, not the receive clock.
+const RECEIVE_DELAY: TimeDelta = TimeDelta::seconds(2);
+
+/// Feeds events the way `analyze` does: advance to the watermark, then ingest; or, with
+/// `marks`, the way the server does on the watermark clock (see the crate doc).
 struct Driver {
     ev: Evaluator,
     changes: Vec<Change>,
     watermark: DateTime<Utc>,
+    /// The watermark clock's sources, when the events are fed in commits as the server does.
+    marks: Option<Watermarks>,
+    /// The receive time of the last commit fed on the watermark clock.
+    received: DateTime<Utc>,
     busy: Duration,
     /// Page faults taken while busy.
     faults: u64,
@@ -286,6 +307,8 @@ impl Driver {
             ev: Evaluator::new(model),
             changes: Vec::new(),
             watermark: DateTime::<Utc>::MIN_UTC,
+            marks: None,
+            received: DateTime::<Utc>::MIN_UTC,
             busy: Duration::ZERO,
             faults: 0,
             events: 0,
@@ -293,27 +316,74 @@ impl Driver {
         }
     }
 
+    /// The server's way on the watermark clock, its sources the model's services.
+    fn on_watermarks(model: &causeway_model::Model) -> Driver {
+        let services = model.contexts.values().flat_map(|c| c.services.iter().cloned());
+        Driver { marks: Some(Watermarks::new(WatermarkConfig::default(), services)), ..Driver::with_model(model) }
+    }
+
     /// Feeds events the way a server does: each one freshly built (here: cloned, untimed, in
     /// chunks of 128) just before the engine sees it, so it is in cache as a just-parsed event is.
     fn feed(&mut self, events: &[Event]) {
+        if self.marks.is_some() {
+            return self.feed_commits(events);
+        }
         for chunk in events.chunks(128) {
             let hot: Vec<Event> = chunk.to_vec();
-            let allocations = ALLOCS.load(Ordering::Relaxed);
-            let faults = page_faults();
-            let start = cpu_now();
-            for e in &hot {
-                if e.time > self.watermark {
-                    self.watermark = e.time;
-                    self.ev.advance_into(self.watermark, &mut self.changes);
+            self.timed(hot.len(), |d| {
+                for e in &hot {
+                    if e.time > d.watermark {
+                        d.watermark = e.time;
+                        d.ev.advance_into(d.watermark, &mut d.changes);
+                    }
+                    d.ev.ingest_into(e, false, &mut d.changes);
+                    d.changes.clear();
                 }
-                self.ev.ingest_into(e, false, &mut self.changes);
-                self.changes.clear();
-            }
-            self.busy += cpu_now() - start;
-            self.faults += page_faults() - faults;
-            self.allocations += ALLOCS.load(Ordering::Relaxed) - allocations;
-            self.events += hot.len() as u64;
+            });
         }
+    }
+
+    /// [`Driver::feed`] on the watermark clock: commits of [`COMMIT`] events, each received
+    /// [`RECEIVE_DELAY`] after its latest event time (and after the commit before); the clock set
+    /// before each commit, each event observed then ingested, the tick after the commit.
+    fn feed_commits(&mut self, events: &[Event]) {
+        for commit in events.chunks(COMMIT) {
+            let latest = commit.iter().map(|e| e.time).max().expect("a commit has events");
+            let r = (latest + RECEIVE_DELAY).max(self.received + TimeDelta::milliseconds(1));
+            self.received = r;
+            let chunks = commit.len().div_ceil(128);
+            for (k, chunk) in commit.chunks(128).enumerate() {
+                let hot: Vec<Event> = chunk.to_vec();
+                self.timed(hot.len(), |d| {
+                    let marks = d.marks.as_mut().expect("watermarks");
+                    if k == 0 {
+                        d.ev.set_clock_into(marks.clock(r), &mut d.changes);
+                        d.changes.clear();
+                    }
+                    for e in &hot {
+                        marks.observe(&e.source, e.time, r, d.ev.now());
+                        d.ev.ingest_into(e, false, &mut d.changes);
+                        d.changes.clear();
+                    }
+                    if k + 1 == chunks {
+                        d.ev.set_clock_into(marks.clock(r), &mut d.changes);
+                        d.changes.clear();
+                    }
+                });
+            }
+        }
+    }
+
+    /// Runs `work` on `events` events on the clocks: CPU time, page faults, allocations.
+    fn timed(&mut self, events: usize, work: impl FnOnce(&mut Driver)) {
+        let allocations = ALLOCS.load(Ordering::Relaxed);
+        let faults = page_faults();
+        let start = cpu_now();
+        work(self);
+        self.busy += cpu_now() - start;
+        self.faults += page_faults() - faults;
+        self.allocations += ALLOCS.load(Ordering::Relaxed) - allocations;
+        self.events += events as u64;
     }
 
     fn ns_per_event(&self) -> f64 {
@@ -397,8 +467,12 @@ fn mixed_events(n: usize) -> Vec<Event> {
 
 /// Pre-built events fed once to a fresh evaluator.
 fn prebuilt(events: &[Event]) -> Driver {
+    prebuilt_with(events, Driver::new())
+}
+
+/// Pre-built events fed once to `d`, a fresh evaluator.
+fn prebuilt_with(events: &[Event], mut d: Driver) -> Driver {
     warm_memory(WARM_BYTES);
-    let mut d = Driver::new();
     let perf = perf_control();
     perf_command(&perf, "enable");
     d.feed(events);
@@ -547,9 +621,64 @@ fn open_comparison(n: usize, rounds: usize) {
     );
 }
 
+/// One round of [`watermark_comparison`]'s side: the rate, the findings raised, and on the
+/// watermark clock the sources known and the events judged late.
+struct Side {
+    rate: f64,
+    findings: u64,
+    sources: usize,
+    late: u64,
+}
+
+fn side(events: &[Event], d: Driver) -> Side {
+    let d = prebuilt_with(events, d);
+    let (sources, late) = d.marks.as_ref().map_or((0, 0), |m| (m.sources(d.received).len(), m.late_events()));
+    Side { rate: 1e9 / d.ns_per_event(), findings: d.ev.stats().findings, sources, late }
+}
+
+/// The pre-built events fed the way `analyze` does against the way the server does on the
+/// watermark clock, the two sides alternating round by round (which goes first too), each round
+/// a fresh evaluator: both medians, and the ratio watermark / analyze-style.
+fn watermark_comparison(events: &[Event], n: usize) {
+    let model = model();
+    let mut rounds: Vec<(Side, Side)> = Vec::with_capacity(n);
+    for round in 0..n {
+        let analyze = || side(events, Driver::with_model(&model));
+        let server = || side(events, Driver::on_watermarks(&model));
+        rounds.push(if round % 2 == 0 {
+            let a = analyze();
+            (a, server())
+        } else {
+            let w = server();
+            (analyze(), w)
+        });
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (v[v.len() / 2], v[0], v[v.len() - 1])
+    };
+    let (ma, ..) = median(rounds.iter().map(|(a, _)| a.rate).collect());
+    let (mw, ..) = median(rounds.iter().map(|(_, w)| w.rate).collect());
+    let (mr, low, high) = median(rounds.iter().map(|(a, w)| w.rate / a.rate).collect());
+    let (a, w) = rounds.last().expect("at least one round");
+    println!(
+        "throughput on the watermark clock: {mw:.0} events/s against {ma:.0} analyze-style, ratio {:.3} (target ≥ 0.95), medians of {n} rounds alternating over the same {} pre-built events; each round's ratio: median {mr:.3} ({low:.3}–{high:.3}); commits of {COMMIT} events received 2 s after their latest event time, {} sources, {} late events, findings {} against {} analyze-style",
+        mw / ma,
+        events.len(),
+        w.sources,
+        w.late,
+        w.findings,
+        a.findings
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
+    if args.iter().any(|a| a == "--watermark-only") {
+        watermark_comparison(&mixed_events(1_000_000), if quick { 3 } else { 7 });
+        return;
+    }
     if args.iter().any(|a| a == "--open-only") {
         open_comparison(1_000_000, 3);
         return;
@@ -557,9 +686,12 @@ fn main() {
     if args.iter().any(|a| a == "--profile") {
         // All events built first, then fed: a profile of this run separates the two cleanly.
         let n: usize = args.iter().skip_while(|a| *a != "--profile").nth(1).and_then(|n| n.parse().ok()).unwrap_or(1_000_000);
-        let d = prebuilt(&mixed_events(n));
+        let events = mixed_events(n);
+        let watermark = args.iter().any(|a| a == "--watermark");
+        let d = if watermark { prebuilt_with(&events, Driver::on_watermarks(&model())) } else { prebuilt(&events) };
         println!(
-            "profile run: {} events, {:.0} ns/event, {:.3} page faults per event, {:.2} allocations per event",
+            "profile run{}: {} events, {:.0} ns/event, {:.3} page faults per event, {:.2} allocations per event",
+            if watermark { " on the watermark clock" } else { "" },
             d.events,
             d.ns_per_event(),
             d.faults as f64 / d.events as f64,
@@ -590,7 +722,9 @@ fn main() {
         d.allocations as f64 / d.events as f64,
         d.faults as f64 / d.events as f64
     );
-    drop((d, events));
+    drop(d);
+    watermark_comparison(&events, n);
+    drop(events);
     let n = if quick { 1 } else { 3 };
     let (median, low, high, d) = rounds(n, || {
         let d = throughput(events_wanted);

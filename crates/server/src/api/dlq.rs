@@ -249,6 +249,10 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Resul
     let model = state.model.current();
     let store = state.store.clone();
     let target = |consumer: &str| state.dlq.target(consumer).map(str::to_owned);
+    // The engine first: a reaction acknowledged before this request may have resolved the record.
+    if let Some(engine) = engine.clone() {
+        tokio::task::spawn_blocking(move || engine.sync()).await.map_err(|e| ApiError::internal("the journey engine", e))??;
+    }
     let Some((row, replays)) = read(&state.store, move |s| s.dlq_record(id)).await? else { return Err(not_found(id)) };
     let replay_url = target(&row.consumer);
     tokio::task::spawn_blocking(move || {
