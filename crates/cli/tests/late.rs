@@ -315,3 +315,46 @@ fn a_journey_that_stops_while_nothing_arrives_is_flagged_on_time() {
     // Neither before its deadline plus the allowed lateness.
     assert!(seen["missing_reaction"] >= within + lateness - 0.5, "{seen:?}");
 }
+
+/// An event stamped before the clock when it arrives is late: applied by its event time all the
+/// same, and counted per source in `GET /v1/clock` and on `/metrics` (which promtool accepts).
+#[test]
+fn late_events_are_counted_per_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("short.yaml");
+    std::fs::write(&model, SHORT_MODEL).unwrap();
+    let server = Server::start(&dir.path().join("data"), &["--model", model.to_str().unwrap(), "--idle-after", "1h", "--allowed-lateness", "0s"]);
+    let now = DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap();
+    let started = |id: &str, key: &str, time: DateTime<Utc>, source: &str| {
+        json!({"specversion": "1.0", "id": id, "source": source, "type": if source == "svc-a" { "Started" } else { "Reacted" },
+               "time": time.to_rfc3339(), "correlationid": format!("c-{key}"), "data": {"id": key}})
+    };
+    // Both model services speak, so the clock is theirs: the least of their latest event times.
+    post(&server.url, &[started("a-1", "k-1", now, "svc-a"), started("b-1", "k-1", now, "svc-b")]);
+    // svc-a then retries an event an hour old: behind the clock, late.
+    post(&server.url, &[started("a-0", "k-0", now - chrono::Duration::hours(1), "svc-a")]);
+    let clock = get(&format!("{}/v1/clock", server.url));
+    assert_eq!(clock["mode"], "watermark");
+    assert_eq!(clock["late_events"], 1, "{clock}");
+    let a = clock["sources"].as_array().unwrap().iter().find(|s| s["source"] == "svc-a").unwrap();
+    assert_eq!((a["events"].as_u64(), a["late_events"].as_u64()), (Some(2), Some(1)), "{clock}");
+    assert!((a["max_lateness_seconds"].as_f64().unwrap() - 3600.0).abs() < 1.0, "{clock}");
+    assert_eq!(a["watermark"], json!(now.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()), "the late event does not move it back: {clock}");
+    let metrics = reqwest::blocking::get(format!("{}/metrics", server.url)).unwrap().text().unwrap();
+    assert!(metrics.contains("causeway_source_late_events{source=\"svc-a\"} 1"), "{metrics}");
+    assert!(metrics.contains("causeway_sources{state=\"active\"} 2"), "{metrics}");
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package, installed by scripts/test)");
+    use std::io::Write as _;
+    promtool.stdin.take().unwrap().write_all(metrics.as_bytes()).unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(), "{}{}", String::from_utf8_lossy(&out.stderr), metrics);
+    // Applied by its event time all the same: its journey exists.
+    let journey = get(&format!("{}/v1/journeys/flow/k-0", server.url));
+    assert_eq!(journey["milestones"][0]["event_id"], "a-0", "{journey}");
+}
