@@ -4,13 +4,12 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use causeway_envelope::{Limits, ParseOptions};
 use causeway_journey::WatermarkConfig;
-use causeway_server::{AppState, Clock, ConnectionLimits, ConnectionStats, Consumer, IngestLimits, ModelSlot};
+use causeway_server::{AppState, Clock, ConnectionLimits, Consumer, IngestLimits, ModelSlot};
 use causeway_store::{SqlLimits, Store};
 use clap::Args;
 use serde::Deserialize;
@@ -335,8 +334,9 @@ pub async fn start(config: &ServerConfig) -> anyhow::Result<Running> {
         reload_on_sighup(slot.clone());
         state = state.with_model(slot).with_journeys(config.clock);
     }
+    let connection_stats = state.connections.clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(causeway_server::serve_with(listener, state, connection_limits, Arc::new(ConnectionStats::default()), async {
+    let task = tokio::spawn(causeway_server::serve_with(listener, state, connection_limits, connection_stats, async {
         let _ = stopped.await;
     }));
     Ok(Running { addr, stop, task })

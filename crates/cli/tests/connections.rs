@@ -150,6 +150,10 @@ fn a_connection_that_sends_no_head_in_time_is_closed() {
     assert!(started.elapsed() < BOUND, "a head trickled line by line kept the connection for {lines} lines");
     // A head that arrives in time is answered.
     assert_eq!(server.get("/healthz").status, 200);
+    // Both closings are counted on /metrics.
+    let metrics = server.get("/metrics");
+    let timed_out = metrics.body.lines().find_map(|l| l.strip_prefix("causeway_connections_closed_total{reason=\"timed_out\"} "));
+    assert!(timed_out.and_then(|n| n.parse::<u64>().ok()).is_some_and(|n| n >= 2), "{}", metrics.body);
 }
 
 #[test]

@@ -41,11 +41,12 @@ pub use state::AppState;
 /// the defaults for the process's file limit.
 pub async fn serve(listener: tokio::net::TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
     let limits = ConnectionLimits::for_file_limit(raise_file_limit()?);
-    serve_with(listener, state, limits, Arc::default(), shutdown).await
+    let stats = state.connections.clone();
+    serve_with(listener, state, limits, stats, shutdown).await
 }
 
 /// [`serve`] within the given connection limits, counting what the connection layer does in
-/// `stats`.
+/// `stats` (pass `state.connections` for `/metrics` to show it).
 pub async fn serve_with(
     listener: tokio::net::TcpListener,
     state: AppState,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use causeway_envelope::ParseOptions;
 use causeway_store::{SqlLimits, Store};
 
+use crate::connections::ConnectionStats;
 use crate::engine::{Clock, JourneyEngine};
 use crate::metrics::Metrics;
 use crate::model::ModelSlot;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub dlq: Arc<Replayer>,
     /// Admission of ingest requests: the body buffer, the writer's queue, the engine's lag.
     pub admission: Arc<Admission>,
+    /// What the connection layer counts, for `/metrics`: the serving loop is given the same.
+    pub connections: Arc<ConnectionStats>,
 }
 
 impl AppState {
@@ -48,6 +51,7 @@ impl AppState {
             journeys: None,
             dlq: Arc::new(Replayer::default()),
             admission: Arc::new(Admission::new(IngestLimits::default(), parse.limits.max_request_bytes)),
+            connections: Arc::default(),
         }
     }
 

@@ -83,6 +83,21 @@ pub async fn exposition(State(state): State<AppState>) -> impl IntoResponse {
     let _ = writeln!(out, "# HELP causeway_ingest_bodies_rejected_total Request bodies refused as a whole (malformed, too large, too deep).");
     let _ = writeln!(out, "# TYPE causeway_ingest_bodies_rejected_total counter");
     let _ = writeln!(out, "causeway_ingest_bodies_rejected_total {}", Metrics::get(&m.bodies_rejected));
+    let c = &state.connections;
+    let load = |a: &std::sync::atomic::AtomicUsize| a.load(std::sync::atomic::Ordering::Relaxed);
+    let count = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    let _ = writeln!(out, "# HELP causeway_connections Connections open now: served as usual, or past the cap (one request each).");
+    let _ = writeln!(out, "# TYPE causeway_connections gauge");
+    let _ = writeln!(out, "causeway_connections{{state=\"open\"}} {}", load(&c.open));
+    let _ = writeln!(out, "causeway_connections{{state=\"overflow\"}} {}", load(&c.overflow));
+    let _ = writeln!(
+        out,
+        "# HELP causeway_connections_closed_total Connections the server closed: idle ones evicted at the cap, ones refused past it, ones timed out."
+    );
+    let _ = writeln!(out, "# TYPE causeway_connections_closed_total counter");
+    for (reason, n) in [("evicted", count(&c.evicted)), ("refused", count(&c.refused)), ("timed_out", count(&c.timed_out))] {
+        let _ = writeln!(out, "causeway_connections_closed_total{{reason=\"{reason}\"}} {n}");
+    }
     let store = state.store.clone();
     let engine = state.journeys.clone();
     let engine_on = engine.is_some();
