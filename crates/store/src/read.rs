@@ -196,22 +196,7 @@ impl Store {
             )?;
             let rows = stmt.query_map(
                 params![filter.kind, filter.journey, filter.key, filter.since, filter.open_only, filter.limit as i64, filter.event_id],
-                |r| {
-                    Ok(FindingRow {
-                        id: r.get(0)?,
-                        kind: r.get(1)?,
-                        journey: r.get(2)?,
-                        key: r.get(3)?,
-                        correlation_id: r.get(4)?,
-                        event_id: r.get(5)?,
-                        expected: r.get::<_, Option<String>>(6)?.map(|e| e.split(',').map(str::to_owned).collect()).unwrap_or_default(),
-                        detected_at: r.get(7)?,
-                        resolved_at: r.get(8)?,
-                        detail: r.get(9)?,
-                        owner: r.get(10)?,
-                        rule: r.get(11)?,
-                    })
-                },
+                finding_row,
             )?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
@@ -237,22 +222,7 @@ impl Store {
                  ORDER BY id DESC LIMIT ?4",
             )?;
             let ids = serde_json::to_string(correlation_ids).expect("strings");
-            let rows = stmt.query_map(params![journey, key, ids, limit as i64], |r| {
-                Ok(FindingRow {
-                    id: r.get(0)?,
-                    kind: r.get(1)?,
-                    journey: r.get(2)?,
-                    key: r.get(3)?,
-                    correlation_id: r.get(4)?,
-                    event_id: r.get(5)?,
-                    expected: r.get::<_, Option<String>>(6)?.map(|e| e.split(',').map(str::to_owned).collect()).unwrap_or_default(),
-                    detected_at: r.get(7)?,
-                    resolved_at: r.get(8)?,
-                    detail: r.get(9)?,
-                    owner: r.get(10)?,
-                    rule: r.get(11)?,
-                })
-            })?;
+            let rows = stmt.query_map(params![journey, key, ids, limit as i64], finding_row)?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
     }
@@ -332,4 +302,23 @@ pub struct StoreCounts {
 fn event_by_id(c: &Connection, event_id: &str) -> Result<Option<EventRow>, StoreError> {
     let mut stmt = c.prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ?1 ORDER BY seq LIMIT 1"))?;
     Ok(stmt.query_row(params![event_id], EventRow::from_row).optional()?)
+}
+
+/// A finding row from `SELECT id, kind, journey, journey_key, correlation_id, event_id, expected,
+/// detected_at, resolved_at, detail, owner, rule`.
+fn finding_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FindingRow> {
+    Ok(FindingRow {
+        id: r.get(0)?,
+        kind: r.get(1)?,
+        journey: r.get(2)?,
+        key: r.get(3)?,
+        correlation_id: r.get(4)?,
+        event_id: r.get(5)?,
+        expected: r.get::<_, Option<String>>(6)?.map(|e| e.split(',').map(str::to_owned).collect()).unwrap_or_default(),
+        detected_at: r.get(7)?,
+        resolved_at: r.get(8)?,
+        detail: r.get(9)?,
+        owner: r.get(10)?,
+        rule: r.get(11)?,
+    })
 }
