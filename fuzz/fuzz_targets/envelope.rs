@@ -1,6 +1,7 @@
 //! Every form `parse_body` accepts, and `parse_json_line`, on arbitrary input.
 //!
-//! Input layout: byte 0 picks the form (content type, binary mode or a single NDJSON line), byte 1
+//! Input layout: byte 0 picks the form (content type, binary mode, a single NDJSON line or a broker
+//! message through `parse_message`), byte 1
 //! the options (correlation optional, small limits), the rest is the body. In binary mode the body
 //! starts with `name: value` header lines up to an empty line; with an explicit content type the
 //! first line is the content type.
@@ -17,7 +18,7 @@
 use base64::Engine as _;
 use causeway_envelope::{
     BodyError, Event, EventError, Item, Limits, ParseOptions, format_time, parse_body, parse_json_line,
-    parse_time, sniff_identity, validate_traceparent,
+    parse_message, parse_time, sniff_identity, validate_traceparent,
 };
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
@@ -54,15 +55,18 @@ enum Form {
     Line,
     /// The first line is the content type.
     Typed,
+    /// A broker message through `parse_message`: header lines (bytes kept), then the body.
+    Message,
 }
 
 fuzz_target!(|data: &[u8]| {
     let [form, flags, rest @ ..] = data else { return };
-    let form = match form % 8 {
+    let form = match form % 9 {
         n @ 0..=4 => Form::Json(JSON_TYPES[n as usize]),
         5 => Form::Binary,
         6 => Form::Line,
-        _ => Form::Typed,
+        7 => Form::Typed,
+        _ => Form::Message,
     };
     let limits = if flags & 2 != 0 {
         Limits { max_request_bytes: 4096, max_event_bytes: 512, max_json_depth: 6, max_batch_events: 4 }
@@ -83,6 +87,12 @@ fuzz_target!(|data: &[u8]| {
             let content_type = String::from_utf8_lossy(line);
             check_body(Some(content_type.trim()), &[], body, &options, false);
         }
+        Form::Message => {
+            let (headers, body) = message(rest);
+            let timestamp = (flags & 4 != 0).then(|| parse_time("2026-01-01T00:00:00Z").expect("a time"));
+            let item = parse_message(&headers, body, timestamp, &options);
+            check_item(&item, &options);
+        }
         Form::Binary => {
             let (headers, content_type, body) = binary_request(rest);
             // As parse_body decides: the media type before any parameters.
@@ -97,6 +107,22 @@ fn split_line(bytes: &[u8]) -> (&[u8], &[u8]) {
     match bytes.iter().position(|b| *b == b'\n') {
         Some(i) => (&bytes[..i], &bytes[i + 1..]),
         None => (bytes, &[]),
+    }
+}
+
+/// Header lines (`name: value`, the value's bytes as they are) up to an empty line, then the body.
+fn message(mut rest: &[u8]) -> (Vec<(String, Vec<u8>)>, &[u8]) {
+    let mut headers = Vec::new();
+    loop {
+        let (line, after) = split_line(rest);
+        if line.is_empty() || rest.is_empty() {
+            return (headers, after);
+        }
+        rest = after;
+        let colon = line.iter().position(|b| *b == b':').unwrap_or(line.len());
+        let name = String::from_utf8_lossy(&line[..colon]).trim().to_string();
+        let value = line.get(colon + 1..).unwrap_or_default().trim_ascii().to_vec();
+        headers.push((name, value));
     }
 }
 

@@ -287,7 +287,7 @@ impl<'de> serde::de::Visitor<'de> for StrictVisitor {
     }
 }
 
-fn item_from_value(raw: String, value: Value, options: &ParseOptions) -> Item {
+pub(crate) fn item_from_value(raw: String, value: Value, options: &ParseOptions) -> Item {
     let result = if raw.len() > options.limits.max_event_bytes {
         Err(EventError::new(
             ErrorKind::EventTooLarge,

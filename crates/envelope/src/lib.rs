@@ -8,10 +8,12 @@
 
 mod body;
 mod event;
+mod message;
 mod traceparent;
 
 pub use body::{BodyError, Identity, Item, ParseOptions, SMALLER_BATCHES, parse_body, parse_json_line, sniff_identity};
 pub use event::{ErrorKind, Event, EventError, MAX_ID_CHARS, MAX_SOURCE_CHARS, format_time, parse_time};
+pub use message::parse_message;
 pub use traceparent::validate_traceparent;
 
 /// Limits on what one request may carry. Every limit has a default and a documented flag.
