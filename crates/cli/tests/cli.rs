@@ -262,6 +262,12 @@ fn serve_config_file_flags_and_environment() {
     let out = causeway(&["serve", "--config", bad.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
     assert!(!out.status.success());
     assert!(text(&out).contains("bad.toml is not valid"), "{}", text(&out));
+    // A section for a part this version does not have yet is refused with a sentence saying so.
+    let later = dir.path().join("later.toml");
+    std::fs::write(&later, "[kafka]\nbrokers = \"127.0.0.1:9092\"\n").unwrap();
+    let out = causeway(&["serve", "--config", later.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("[kafka] configures the Kafka source, which this version of causeway does not have yet"), "{}", text(&out));
 }
 
 #[test]
