@@ -4,11 +4,13 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use causeway_envelope::{Limits, ParseOptions};
 use causeway_journey::WatermarkConfig;
+use causeway_server::nats::NatsConfig;
 use causeway_server::{AppState, Clock, ConnectionLimits, Consumer, IngestLimits, ModelSlot};
 use causeway_store::{SqlLimits, Store};
 use clap::Args;
@@ -141,8 +143,20 @@ struct ConfigFile {
     /// Sections of PRODUCT §10 for parts this version does not have yet: read so that a file
     /// written for them is refused with a sentence that says so, not "unknown field".
     kafka: Option<toml::Value>,
-    nats: Option<toml::Value>,
     store: Option<toml::Value>,
+    /// The NATS JetStream source.
+    nats: Option<NatsSection>,
+}
+
+/// `[nats]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NatsSection {
+    url: Option<String>,
+    stream: Option<String>,
+    #[serde(default)]
+    subjects: Vec<String>,
+    durable: Option<String>,
 }
 
 /// `[consumers.NAME]`.
@@ -173,6 +187,8 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
     pub ingest: IngestLimits,
+    /// The NATS JetStream source, when `[nats]` is configured.
+    pub nats: Option<NatsConfig>,
 }
 
 impl ServerConfig {
@@ -227,7 +243,23 @@ impl ServerConfig {
             }
         }
         let clock = clock(args, &file)?;
+        let nats = match &file.nats {
+            None => None,
+            Some(n) => Some(NatsConfig {
+                url: n.url.clone().unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
+                stream: n.stream.clone().ok_or_else(|| anyhow::anyhow!("[nats] needs `stream`, the JetStream stream to read"))?,
+                subject: match n.subjects.as_slice() {
+                    [] => None,
+                    [one] => Some(one.clone()),
+                    _ => anyhow::bail!(
+                        "[nats] subjects: give one filter (wildcards allow several subjects, e.g. \"orders.>\"); several filters need NATS 2.10"
+                    ),
+                },
+                durable: n.durable.clone().unwrap_or_else(|| "causeway".into()),
+            }),
+        };
         Ok(ServerConfig {
+            nats,
             max_connections: a.max_connections.or(f.max_connections).map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
             header_read_timeout: ms(a.header_read_timeout_ms, f.header_read_timeout_ms, causeway_server::DEFAULT_HEADER_READ_TIMEOUT),
             idle_timeout: ms(a.idle_timeout_ms, f.idle_timeout_ms, causeway_server::DEFAULT_IDLE_TIMEOUT),
@@ -289,7 +321,6 @@ fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
     let file: ConfigFile = toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))?;
     for (section, what) in [
         (file.kafka.is_some(), "[kafka] configures the Kafka source"),
-        (file.nats.is_some(), "[nats] configures the NATS JetStream source"),
         (file.store.is_some(), "[store] configures an external store, retention and disk bounds"),
     ] {
         if section {
@@ -348,6 +379,11 @@ pub async fn start(config: &ServerConfig) -> anyhow::Result<Running> {
         })?;
         reload_on_sighup(slot.clone());
         state = state.with_model(slot).with_journeys(config.clock);
+    }
+    if let Some(nats) = &config.nats {
+        let status = Arc::new(Mutex::new(causeway_server::nats::SourceStatus::default()));
+        state.nats = Some(status.clone());
+        tokio::spawn(causeway_server::nats::run(nats.clone(), state.sink(), status));
     }
     let connection_stats = state.connections.clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

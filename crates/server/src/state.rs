@@ -11,6 +11,7 @@ use crate::connections::ConnectionStats;
 use crate::engine::{Clock, JourneyEngine};
 use crate::metrics::Metrics;
 use crate::model::ModelSlot;
+use crate::nats::{Sink, SourceStatus};
 use crate::overload::{Admission, IngestLimits};
 use crate::replay::{Consumer, Replayer};
 use crate::sql_workers::SqlWorkers;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub admission: Arc<Admission>,
     /// What the connection layer counts, for `/metrics`: the serving loop is given the same.
     pub connections: Arc<ConnectionStats>,
+    /// The NATS source's status, when it runs (for `/readyz`).
+    pub nats: Option<Arc<std::sync::Mutex<SourceStatus>>>,
 }
 
 impl AppState {
@@ -52,6 +55,18 @@ impl AppState {
             dlq: Arc::new(Replayer::default()),
             admission: Arc::new(Admission::new(IngestLimits::default(), parse.limits.max_request_bytes)),
             connections: Arc::default(),
+            nats: None,
+        }
+    }
+
+    /// Where a broker source writes: the same store, model, engine and limits as HTTP ingest.
+    pub fn sink(&self) -> Sink {
+        Sink {
+            store: self.store.clone(),
+            model: self.model.clone(),
+            journeys: self.journeys.clone(),
+            parse: self.parse,
+            metrics: self.metrics.clone(),
         }
     }
 

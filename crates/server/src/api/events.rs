@@ -5,14 +5,14 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use causeway_contracts::ContractFinding;
-use causeway_envelope::{BodyError, ErrorKind, Event, Identity, Item, Limits, ParseOptions, parse_body, parse_json_line, sniff_identity};
-use causeway_store::{DlqReport, EventOutcome, INGEST_CONSUMER, NewEvent, NewFinding, NewRejection};
+use causeway_envelope::{BodyError, Item, parse_body, sniff_identity};
+use causeway_store::{EventOutcome, NewRejection};
 use http_body_util::BodyExt;
 use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde_json::json;
 
 use crate::error::ApiError;
+use crate::ingest::{prepare, refused};
 use crate::metrics::Metrics;
 use crate::model::LoadedModel;
 use crate::state::AppState;
@@ -46,10 +46,6 @@ pub struct ItemResult {
 pub struct FindingNote {
     pub kind: String,
     pub detail: String,
-}
-
-fn to_new_finding(f: ContractFinding) -> NewFinding {
-    NewFinding { kind: f.kind.to_string(), detail: f.detail, owner: f.owner, ..Default::default() }
 }
 
 pub async fn post_events(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
@@ -103,53 +99,7 @@ pub async fn post_events(State(state): State<AppState>, headers: HeaderMap, body
 
 /// Stores the parsed items and answers with a result per item, in input order.
 async fn ingest_items(state: &AppState, items: Vec<Item>, content_type: Option<String>, model: Option<&LoadedModel>) -> Result<Response, ApiError> {
-    let mut events = Vec::new();
-    let mut rejections = Vec::new();
-    // Where each input item went: Ok(index into events) or Err(index into rejections, reason).
-    let mut placement = Vec::with_capacity(items.len());
-    for item in items {
-        match item.result {
-            Ok(mut event) => {
-                placement.push(Ok(events.len()));
-                // Contracts are checked, and PII redacted, before anything is written.
-                let findings = model.map(|m| m.contracts.inspect(&mut event)).unwrap_or_default();
-                let mut new = NewEvent::new(event);
-                new.findings = findings.into_iter().map(to_new_finding).collect();
-                events.push(new);
-            }
-            Err(error) => {
-                let identity = sniff_identity(&item.raw);
-                placement.push(Err((rejections.len(), identity.event_id.clone(), error.kind.code(), error.message.clone())));
-                let mut findings = Vec::new();
-                // Input that is not UTF-8 is kept as its bytes, unless PII had to be redacted from it.
-                let redacted = model.and_then(|m| m.contracts.redact_raw(&item.raw));
-                let original_bytes = if redacted.is_some() { None } else { item.raw_bytes };
-                let original = redacted.unwrap_or(item.raw);
-                if error.kind == ErrorKind::MissingCorrelation {
-                    let owner = model.map(|m| m.contracts.missing_correlation(identity.source.as_deref(), &error.message).owner).unwrap_or_default();
-                    // The journey instance it would have joined, by the key in its (redacted)
-                    // payload: a missing reaction of that instance then points at this record.
-                    let (journey, journey_key) = model
-                        .and_then(|m| {
-                            let event = uncorrelated_event(&original, state.parse.limits)?;
-                            m.keys.of(&event).into_iter().next().map(|(j, k)| (j.to_owned(), k))
-                        })
-                        .unzip();
-                    findings.push(NewFinding {
-                        kind: "missing_correlation".into(),
-                        detail: error.message.clone(),
-                        owner,
-                        journey,
-                        journey_key,
-                        ..Default::default()
-                    });
-                }
-                let mut record = refused(original, content_type.clone(), error.kind.code(), error.message, identity);
-                record.original_bytes = original_bytes;
-                rejections.push(NewRejection { findings, record });
-            }
-        }
-    }
+    let (events, rejections, placement) = prepare(items, content_type, model, state.parse.limits, None);
     let ids: Vec<String> = events.iter().map(|e| e.event().id.clone()).collect();
     let event_findings: Vec<Vec<FindingNote>> =
         events.iter().map(|e| e.findings.iter().map(|f| FindingNote { kind: f.kind.clone(), detail: f.detail.clone() }).collect()).collect();
@@ -215,22 +165,6 @@ async fn ingest_items(state: &AppState, items: Vec<Item>, content_type: Option<S
     Err(error)
 }
 
-/// The event an input refused only for its missing correlation id would have been: parsed again
-/// without that rule. Binary-mode input is kept as its `ce-*` headers and body.
-fn uncorrelated_event(raw: &str, limits: Limits) -> Option<Event> {
-    let options = ParseOptions { limits, correlation_required: false };
-    let Ok(Value::Object(kept)) = serde_json::from_str::<Value>(raw) else { return None };
-    let (Some(Value::Object(headers)), Some(Value::String(body))) = (kept.get("headers"), kept.get("body")) else {
-        return parse_json_line(raw.as_bytes(), &options).result.ok();
-    };
-    let mut attributes: Map<String, Value> =
-        headers.iter().filter_map(|(name, value)| Some((name.strip_prefix("ce-")?.to_string(), value.clone()))).collect();
-    if kept.get("body_is_base64") != Some(&Value::Bool(true)) && !body.is_empty() {
-        attributes.insert("data".into(), serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.clone())));
-    }
-    Event::from_structured(attributes, false).ok()
-}
-
 /// A body refused as a whole is still kept, as one DLQ record.
 async fn reject_body(state: &AppState, error: &BodyError, bytes: &[u8], content_type: Option<String>, truncated: bool) -> ApiError {
     Metrics::add(&state.metrics.bodies_rejected, 1);
@@ -279,20 +213,4 @@ pub(crate) async fn read_capped(body: Body, limit: usize) -> Result<(Vec<u8>, bo
         }
     }
     Ok((out, true))
-}
-
-/// The DLQ record of an input refused at ingest, kept as received with the reason.
-fn refused(original: String, content_type: Option<String>, error_type: &str, error_message: String, identity: Identity) -> DlqReport {
-    DlqReport {
-        original,
-        content_type,
-        consumer: INGEST_CONSUMER.to_string(),
-        error_type: error_type.to_string(),
-        error_message,
-        event_id: identity.event_id,
-        event_type: identity.event_type,
-        correlation_id: identity.correlation_id,
-        source_service: identity.source,
-        ..Default::default()
-    }
 }

@@ -233,7 +233,10 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         })
     });
     match check {
-        Ok(Ok(counts)) => Json(json!({"status": "ready", "events": counts.events, "journeys": journeys})).into_response(),
+        Ok(Ok(counts)) => {
+            let nats = state.nats.as_ref().map(|s| s.lock().expect("status").clone());
+            Json(json!({"status": "ready", "events": counts.events, "journeys": journeys, "nats": nats})).into_response()
+        }
         Ok(Err(e)) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", e.to_string()).into_response(),
         Err(e) => ApiError::internal("the readiness check", e).into_response(),
     }

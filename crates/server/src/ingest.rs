@@ -1,0 +1,122 @@
+//! Accepted and refused input made ready for the store, whichever way it came (HTTP, a broker):
+//! the model's contracts checked and PII redacted on each event, each refusal kept as a DLQ
+//! record with its reason (and, for a missing correlation id, the journey it would have joined).
+//!
+//! **Invariant:** nothing leaves here unredacted — contracts run, and refused input is redacted,
+//! before anything is written; every input item is accounted for in `Placement`, in input order.
+
+use causeway_contracts::ContractFinding;
+use causeway_envelope::{ErrorKind, Event, Identity, Item, Limits, ParseOptions, parse_json_line, sniff_identity};
+use causeway_store::{DlqReport, INGEST_CONSUMER, NewEvent, NewFinding, NewRejection};
+use serde_json::{Map, Value};
+
+use crate::model::LoadedModel;
+
+/// Where an input item went: `Ok(index into the events)`, or `Err((index into the rejections,
+/// event id, error code, reason))`.
+pub(crate) type Placement = Result<usize, (usize, Option<String>, &'static str, String)>;
+
+/// Where a broker message came from, kept on its event (`topic`) or its DLQ record.
+pub(crate) struct Provenance {
+    pub topic: String,
+    /// Said on a refusal's DLQ record, e.g. "stream ORDERS, sequence 42".
+    pub position: String,
+}
+
+fn to_new_finding(f: ContractFinding) -> NewFinding {
+    NewFinding { kind: f.kind.to_string(), detail: f.detail, owner: f.owner, ..Default::default() }
+}
+
+/// The events to store and the refusals to keep, from parsed items.
+pub(crate) fn prepare(
+    items: Vec<Item>,
+    content_type: Option<String>,
+    model: Option<&LoadedModel>,
+    limits: Limits,
+    from: Option<&Provenance>,
+) -> (Vec<NewEvent>, Vec<NewRejection>, Vec<Placement>) {
+    let mut events = Vec::new();
+    let mut rejections = Vec::new();
+    let mut placement = Vec::with_capacity(items.len());
+    for item in items {
+        match item.result {
+            Ok(mut event) => {
+                placement.push(Ok(events.len()));
+                // Contracts are checked, and PII redacted, before anything is written.
+                let findings = model.map(|m| m.contracts.inspect(&mut event)).unwrap_or_default();
+                let mut new = NewEvent::new(event);
+                new.findings = findings.into_iter().map(to_new_finding).collect();
+                new.topic = from.map(|p| p.topic.clone());
+                events.push(new);
+            }
+            Err(error) => {
+                let identity = sniff_identity(&item.raw);
+                placement.push(Err((rejections.len(), identity.event_id.clone(), error.kind.code(), error.message.clone())));
+                let mut findings = Vec::new();
+                // Input that is not UTF-8 is kept as its bytes, unless PII had to be redacted from it.
+                let redacted = model.and_then(|m| m.contracts.redact_raw(&item.raw));
+                let original_bytes = if redacted.is_some() { None } else { item.raw_bytes };
+                let original = redacted.unwrap_or(item.raw);
+                if error.kind == ErrorKind::MissingCorrelation {
+                    let owner = model.map(|m| m.contracts.missing_correlation(identity.source.as_deref(), &error.message).owner).unwrap_or_default();
+                    // The journey instance it would have joined, by the key in its (redacted)
+                    // payload: a missing reaction of that instance then points at this record.
+                    let (journey, journey_key) = model
+                        .and_then(|m| {
+                            let event = uncorrelated_event(&original, limits)?;
+                            m.keys.of(&event).into_iter().next().map(|(j, k)| (j.to_owned(), k))
+                        })
+                        .unzip();
+                    findings.push(NewFinding {
+                        kind: "missing_correlation".into(),
+                        detail: error.message.clone(),
+                        owner,
+                        journey,
+                        journey_key,
+                        ..Default::default()
+                    });
+                }
+                let mut record = refused(original, content_type.clone(), error.kind.code(), error.message, identity);
+                record.original_bytes = original_bytes;
+                if let Some(p) = from {
+                    record.source_topic = Some(p.topic.clone());
+                    record.context = Some(p.position.clone());
+                }
+                rejections.push(NewRejection { findings, record });
+            }
+        }
+    }
+    (events, rejections, placement)
+}
+
+/// The event an input refused only for its missing correlation id would have been: parsed again
+/// without that rule. Binary-mode input is kept as its `ce-*` headers and body.
+fn uncorrelated_event(raw: &str, limits: Limits) -> Option<Event> {
+    let options = ParseOptions { limits, correlation_required: false };
+    let Ok(Value::Object(kept)) = serde_json::from_str::<Value>(raw) else { return None };
+    let (Some(Value::Object(headers)), Some(Value::String(body))) = (kept.get("headers"), kept.get("body")) else {
+        return parse_json_line(raw.as_bytes(), &options).result.ok();
+    };
+    let mut attributes: Map<String, Value> =
+        headers.iter().filter_map(|(name, value)| Some((name.strip_prefix("ce-")?.to_string(), value.clone()))).collect();
+    if kept.get("body_is_base64") != Some(&Value::Bool(true)) && !body.is_empty() {
+        attributes.insert("data".into(), serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.clone())));
+    }
+    Event::from_structured(attributes, false).ok()
+}
+
+/// The DLQ record of an input refused at ingest, kept as received with the reason.
+pub(crate) fn refused(original: String, content_type: Option<String>, error_type: &str, error_message: String, identity: Identity) -> DlqReport {
+    DlqReport {
+        original,
+        content_type,
+        consumer: INGEST_CONSUMER.to_string(),
+        error_type: error_type.to_string(),
+        error_message,
+        event_id: identity.event_id,
+        event_type: identity.event_type,
+        correlation_id: identity.correlation_id,
+        source_service: identity.source,
+        ..Default::default()
+    }
+}
