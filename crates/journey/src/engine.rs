@@ -512,7 +512,8 @@ impl Evaluator {
         let mut s = self.s.stats.clone();
         s.instances = self.s.inst.len() as u64;
         s.findings = self.s.findings.len() as u64;
-        s.pending = self.s.parked.values().map(|p| p.events.len() as u64).sum();
+        // Kept by park, attach and the pending bound; the scan checks it in debug builds only.
+        debug_assert_eq!(s.pending, self.s.parked.values().map(|p| p.events.len() as u64).sum::<u64>());
         s.timers = self.s.timers.len() as u64;
         s
     }
