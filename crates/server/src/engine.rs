@@ -130,6 +130,8 @@ struct EngineState {
     last_received: Option<(String, DateTime<Utc>)>,
     /// Entries the store's writer hands over as it commits them.
     follower: Option<Follower>,
+    /// Log entries not fed to the evaluator: feeding them made it fail ([`Health::skipped`]).
+    skipped: BTreeSet<i64>,
 }
 
 /// What one catch-up derived, to be written.
@@ -197,16 +199,17 @@ fn catch_up(sh: &Shared, st: &mut EngineState, upto: i64, work: &mut Work) -> Re
 
 /// One log entry into the evaluator, unless feeding it made the engine fail before.
 fn feed(sh: &Shared, st: &mut EngineState, seq: i64, received_at: DateTime<Utc>, redelivery: bool, event: Event, work: &mut Work) {
-    if sh.health.lock().expect("health").skipped.contains(&seq) {
+    if st.skipped.contains(&seq) {
         st.cursor = seq;
         return;
     }
-    sh.feeding.store(seq, Ordering::SeqCst);
+    // Read after a panic through the poisoned state lock, which orders it: no stronger ordering.
+    sh.feeding.store(seq, Ordering::Relaxed);
     if sh.fault_event.as_deref() == Some(event.id.as_str()) {
         panic!("CAUSEWAY_FAULT_PANIC_ON_EVENT: the journey engine fails on event {}", event.id);
     }
     st.feed(sh.clock, seq, received_at, redelivery, event, work);
-    sh.feeding.store(-1, Ordering::SeqCst);
+    sh.feeding.store(-1, Ordering::Relaxed);
 }
 
 impl EngineState {
@@ -348,7 +351,7 @@ impl JourneyEngine {
                 let mut st = poisoned.into_inner();
                 *st = EngineState::default();
                 sh.state.clear_poison();
-                let seq = sh.feeding.swap(-1, Ordering::SeqCst);
+                let seq = sh.feeding.swap(-1, Ordering::Relaxed);
                 let what = if seq >= 0 {
                     format!("the journey engine failed on log entry {seq} (see the server's log); it was rebuilt from the log without it")
                 } else {
@@ -383,6 +386,8 @@ impl JourneyEngine {
                     st.watermarks = Some(Watermarks::new(config, loaded.model().contexts.values().flat_map(|c| c.services.iter().cloned())));
                 }
                 st.rebuilding = true;
+                // Entries that made the engine fail are left out of every rebuild after it.
+                st.skipped = sh.health.lock().expect("health").skipped.clone();
                 // Follow the writer before reading the log, so that nothing falls in between.
                 st.follower = Some(sh.store.follow());
             }

@@ -35,20 +35,7 @@ impl Core {
         }
         let def = instance.map(|i| &c.journeys[self.inst[i as usize].journey as usize]);
         let detail = format!("{} {} from {} was delivered again; it is stored and counted once", ev.type_name, ev.id, ev.source);
-        let f = self.raise(
-            c,
-            New {
-                kind: FindingKind::Duplicate,
-                instance,
-                correlation: ev.correlation.map(str::to_owned),
-                event_id: Some(ev.id.to_string()),
-                expected: Vec::new(),
-                rule: None,
-                at: ev.time,
-                detail,
-                owner: owner(c, def, ev.ty, Some(ev.source)),
-            },
-        );
+        let f = self.raise(c, New::about(ev, FindingKind::Duplicate, instance, None, detail, owner(c, def, ev.ty, Some(ev.source))));
         // Its event may be waiting for its instance (delivered before the event that carries the
         // key): the finding names that instance once it is attached, as it would have, had the
         // events arrived in time order.
@@ -100,20 +87,7 @@ impl Core {
                     ev.id, inst.records[first as usize].id
                 );
                 let owner = owner(c, Some(def), ev.ty, Some(ev.source));
-                self.raise(
-                    c,
-                    New {
-                        kind: FindingKind::DuplicateEffect,
-                        instance: Some(i),
-                        correlation: ev.correlation.map(str::to_owned),
-                        event_id: Some(ev.id.to_string()),
-                        expected: Vec::new(),
-                        rule: None,
-                        at: ev.time,
-                        detail,
-                        owner,
-                    },
-                );
+                self.raise(c, New::about(ev, FindingKind::DuplicateEffect, Some(i), None, detail, owner));
             }
         }
     }

@@ -4,7 +4,7 @@
 //! resolved at most once, never before it was detected; `Stats::open_findings` and `open_by_kind`
 //! always equal the open findings; every raise and resolve is reported as a `Change`.
 
-use super::{Core, time};
+use super::{Core, Ev, time};
 use crate::compiled::{Compiled, JourneyDef};
 use crate::{Change, Finding, FindingId, FindingKind, InstanceId};
 
@@ -19,6 +19,24 @@ pub(super) struct New {
     pub(super) at: i64,
     pub(super) detail: String,
     pub(super) owner: Option<String>,
+}
+
+impl New {
+    /// A finding about event `ev` itself, as of its time (a duplicate, an out-of-order event, an
+    /// invariant it breaks): its id and correlation id, no expected reactions.
+    pub(super) fn about(ev: &Ev, kind: FindingKind, instance: Option<u32>, rule: Option<String>, detail: String, owner: Option<String>) -> New {
+        New {
+            kind,
+            instance,
+            correlation: ev.correlation.map(str::to_owned),
+            event_id: Some(ev.id.to_string()),
+            expected: Vec::new(),
+            rule,
+            at: ev.time,
+            detail,
+            owner,
+        }
+    }
 }
 
 impl Core {

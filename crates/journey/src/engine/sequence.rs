@@ -59,20 +59,7 @@ impl Core {
                 if missing == 1 { format!("sequence {} is missing", last + 1) } else { format!("sequences {}–{} are missing", last + 1, seq - 1) };
             let detail =
                 format!("{} {} has sequence {seq} on {scope} aggregate {subject}, but the last one seen was {last}: {which}", ev.type_name, ev.id);
-            let f = self.raise(
-                c,
-                New {
-                    kind: FindingKind::OutOfOrder,
-                    instance: first,
-                    correlation: ev.correlation.map(str::to_owned),
-                    event_id: Some(ev.id.to_string()),
-                    expected: Vec::new(),
-                    rule: None,
-                    at: ev.time,
-                    detail,
-                    owner,
-                },
-            );
+            let f = self.raise(c, New::about(ev, FindingKind::OutOfOrder, first, None, detail, owner));
             if missing <= 64 {
                 let mask = if missing == 64 { u64::MAX } else { (1u64 << missing) - 1 };
                 self.gaps.entry(h).or_default().push(Gap { finding: f, first: last + 1, missing: mask });
@@ -102,20 +89,7 @@ impl Core {
                 ev.type_name, ev.id
             )
         };
-        self.raise(
-            c,
-            New {
-                kind: FindingKind::OutOfOrder,
-                instance: first,
-                correlation: ev.correlation.map(str::to_owned),
-                event_id: Some(ev.id.to_string()),
-                expected: Vec::new(),
-                rule: None,
-                at: ev.time,
-                detail,
-                owner,
-            },
-        );
+        self.raise(c, New::about(ev, FindingKind::OutOfOrder, first, None, detail, owner));
     }
 
     /// Keeps the sequence tables bounded: when the current generation holds half the bound it

@@ -255,10 +255,8 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Resul
     }
     let Some((row, replays)) = read(&state.store, move |s| s.dlq_record(id)).await? else { return Err(not_found(id)) };
     let replay_url = target(&row.consumer);
+    // Caught up above; `read` below catches up again only with what came since.
     tokio::task::spawn_blocking(move || {
-        if let Some(engine) = &engine {
-            engine.sync()?;
-        }
         let chain = match &row.correlation_id {
             Some(c) => correlation_body(&store, c, 10_000)?,
             None => None,
