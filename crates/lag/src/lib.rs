@@ -1,0 +1,1 @@
+//! Consumer lag evaluation (placeholder until the evaluator lands).
