@@ -10,7 +10,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use causeway_envelope::{Limits, ParseOptions};
 use causeway_journey::WatermarkConfig;
+use causeway_server::kafka::{KafkaConfig, Start};
 use causeway_server::nats::NatsConfig;
+use causeway_server::source::SourceStatus;
 use causeway_server::{AppState, Clock, ConnectionLimits, Consumer, IngestLimits, ModelSlot};
 use causeway_store::{SqlLimits, Store};
 use clap::Args;
@@ -140,9 +142,10 @@ struct ConfigFile {
     /// The estate's consumers, for DLQ replay (PRODUCT §10).
     #[serde(default)]
     consumers: BTreeMap<String, ConsumerConfig>,
-    /// Sections of PRODUCT §10 for parts this version does not have yet: read so that a file
-    /// written for them is refused with a sentence that says so, not "unknown field".
-    kafka: Option<toml::Value>,
+    /// The Kafka source.
+    kafka: Option<KafkaSection>,
+    /// A section of PRODUCT §10 for a part this version does not have yet: read so that a file
+    /// written for it is refused with a sentence that says so, not "unknown field".
     store: Option<toml::Value>,
     /// The NATS JetStream source.
     nats: Option<NatsSection>,
@@ -157,6 +160,19 @@ struct NatsSection {
     #[serde(default)]
     subjects: Vec<String>,
     durable: Option<String>,
+}
+
+/// `[kafka]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KafkaSection {
+    brokers: Option<String>,
+    topics: Option<Vec<String>>,
+    group: Option<String>,
+    start: Option<String>,
+    /// librdkafka properties passed as they are (security, timeouts).
+    #[serde(default)]
+    client: BTreeMap<String, String>,
 }
 
 /// `[consumers.NAME]`.
@@ -189,6 +205,8 @@ pub struct ServerConfig {
     pub ingest: IngestLimits,
     /// The NATS JetStream source, when `[nats]` is configured.
     pub nats: Option<NatsConfig>,
+    /// The Kafka source, when `[kafka]` is configured. No topics: the model's `topic` fields.
+    pub kafka: Option<KafkaConfig>,
 }
 
 impl ServerConfig {
@@ -258,8 +276,26 @@ impl ServerConfig {
                 durable: n.durable.clone().unwrap_or_else(|| "causeway".into()),
             }),
         };
+        let kafka = match &file.kafka {
+            None => None,
+            Some(k) => Some(KafkaConfig {
+                brokers: k.brokers.clone().unwrap_or_else(|| "127.0.0.1:9092".into()),
+                topics: k.topics.clone().unwrap_or_default(),
+                group: k.group.clone().unwrap_or_else(|| "causeway".into()),
+                start: match k.start.as_deref() {
+                    None => Start::Earliest,
+                    Some(text) => Start::parse(text).ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "[kafka] start must be \"earliest\", \"latest\" or an RFC 3339 time such as \"2026-12-01T00:00:00Z\", not \"{text}\""
+                        )
+                    })?,
+                },
+                client: k.client.clone(),
+            }),
+        };
         Ok(ServerConfig {
             nats,
+            kafka,
             max_connections: a.max_connections.or(f.max_connections).map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
             header_read_timeout: ms(a.header_read_timeout_ms, f.header_read_timeout_ms, causeway_server::DEFAULT_HEADER_READ_TIMEOUT),
             idle_timeout: ms(a.idle_timeout_ms, f.idle_timeout_ms, causeway_server::DEFAULT_IDLE_TIMEOUT),
@@ -319,10 +355,7 @@ fn consumers(config: BTreeMap<String, ConsumerConfig>) -> anyhow::Result<BTreeMa
 fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
     let file: ConfigFile = toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))?;
-    for (section, what) in [
-        (file.kafka.is_some(), "[kafka] configures the Kafka source"),
-        (file.store.is_some(), "[store] configures an external store, retention and disk bounds"),
-    ] {
+    for (section, what) in [(file.store.is_some(), "[store] configures an external store, retention and disk bounds")] {
         if section {
             anyhow::bail!("config file {}: {what}, which this version of causeway does not have yet; remove the section to start", path.display());
         }
@@ -356,6 +389,13 @@ pub struct Running {
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
+/// The topics the model's events name, each once.
+fn model_topics(state: &AppState) -> Vec<String> {
+    let Some(model) = state.model.current() else { return Vec::new() };
+    let topics: std::collections::BTreeSet<String> = model.model().events.values().filter_map(|e| e.topic.clone()).collect();
+    topics.into_iter().collect()
+}
+
 /// Opens the store, binds the address and starts serving.
 pub async fn start(config: &ServerConfig) -> anyhow::Result<Running> {
     // Each connection takes a file: allow as many as the system lets this process have.
@@ -381,9 +421,19 @@ pub async fn start(config: &ServerConfig) -> anyhow::Result<Running> {
         state = state.with_model(slot).with_journeys(config.clock);
     }
     if let Some(nats) = &config.nats {
-        let status = Arc::new(Mutex::new(causeway_server::nats::SourceStatus::default()));
+        let status = Arc::new(Mutex::new(SourceStatus::default()));
         state.nats = Some(status.clone());
         tokio::spawn(causeway_server::nats::run(nats.clone(), state.sink(), status));
+    }
+    if let Some(kafka) = &config.kafka {
+        let mut kafka = kafka.clone();
+        if kafka.topics.is_empty() {
+            kafka.topics = model_topics(&state);
+        }
+        anyhow::ensure!(!kafka.topics.is_empty(), "[kafka] names no `topics` and the model gives no event a `topic`: say which topics to read");
+        let status = Arc::new(Mutex::new(SourceStatus::default()));
+        state.kafka = Some(status.clone());
+        tokio::spawn(causeway_server::kafka::run(kafka, state.sink(), status));
     }
     let connection_stats = state.connections.clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

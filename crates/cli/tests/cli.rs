@@ -264,10 +264,20 @@ fn serve_config_file_flags_and_environment() {
     assert!(text(&out).contains("bad.toml is not valid"), "{}", text(&out));
     // A section for a part this version does not have yet is refused with a sentence saying so.
     let later = dir.path().join("later.toml");
-    std::fs::write(&later, "[kafka]\nbrokers = \"127.0.0.1:9092\"\n").unwrap();
+    std::fs::write(&later, "[store]\nretention = \"30d\"\n").unwrap();
     let out = causeway(&["serve", "--config", later.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
     assert!(!out.status.success());
-    assert!(text(&out).contains("[kafka] configures the Kafka source, which this version of causeway does not have yet"), "{}", text(&out));
+    assert!(
+        text(&out).contains("[store] configures an external store, retention and disk bounds, which this version of causeway does not have yet"),
+        "{}",
+        text(&out)
+    );
+    // A Kafka start that is neither a position nor a time is refused with what is accepted.
+    let kafka = dir.path().join("kafka.toml");
+    std::fs::write(&kafka, "[kafka]\nbrokers = \"127.0.0.1:9092\"\ntopics = [\"orders\"]\nstart = \"yesterday\"\n").unwrap();
+    let out = causeway(&["serve", "--config", kafka.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains(r#"[kafka] start must be "earliest", "latest" or an RFC 3339 time"#), "{}", text(&out));
 }
 
 #[test]

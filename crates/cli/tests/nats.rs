@@ -147,15 +147,19 @@ fn events_from_a_jetstream_stream_are_stored_once_across_a_crash_and_a_poison_me
     assert_eq!(ready["nats"]["state"], "consuming", "{ready}");
 
     // Nothing lost, nothing twice; each with its subject.
-    let counts = sql(&server.url, "SELECT count(*), count(DISTINCT event_id), count(*) FILTER (WHERE topic LIKE 'cwtest%') FROM event_lineage");
-    assert_eq!(counts["rows"][0], json!([events.len(), events.len(), events.len()]), "{counts}");
+    let counts = sql(
+        &server.url,
+        r#"SELECT count(*), count(DISTINCT event_id), count(*) FILTER (WHERE topic LIKE 'cwtest%'), count(DISTINCT "offset") FROM event_lineage"#,
+    );
+    assert_eq!(counts["rows"][0], json!([events.len(), events.len(), events.len(), events.len()]), "{counts}");
     // The poison message is a DLQ record with its subject and position; the stream went on past it.
     let dlq = get(&format!("{}/v1/dlq?consumer=causeway", server.url));
     let records = dlq["records"].as_array().unwrap();
     assert_eq!(records.len(), 1, "{dlq}");
     assert_eq!(records[0]["source_topic"], format!("{prefix}.broken"), "{dlq}");
+    assert_eq!(records[0]["source_offset"], 301, "{dlq}");
     let record = get(&format!("{}/v1/dlq/{}", server.url, records[0]["id"]));
-    assert!(record["record"]["context"].as_str().unwrap().contains(&format!("NATS stream {stream_name}, sequence 301")), "{record}");
+    assert_eq!(record["record"]["context"], json!({"stream": stream_name, "subject": format!("{prefix}.broken"), "sequence": 301}), "{record}");
 
     // Their journeys are what the offline analysis makes of the same events.
     let log = dir.path().join("events.ndjson");

@@ -189,7 +189,7 @@ fn catch_up(sh: &Shared, st: &mut EngineState, upto: i64, work: &mut Work) -> Re
                     t
                 }
             };
-            feed(sh, st, entry.seq, received, entry.redelivery, event, work);
+            feed(sh, st, Entry { seq: entry.seq, received_at: received, redelivery: entry.redelivery, event, channel: entry.channel }, work);
         }
         if !full {
             return Ok(());
@@ -197,24 +197,35 @@ fn catch_up(sh: &Shared, st: &mut EngineState, upto: i64, work: &mut Work) -> Re
     }
 }
 
+/// One entry of the log, read from the store or handed over by its writer.
+struct Entry {
+    seq: i64,
+    received_at: DateTime<Utc>,
+    redelivery: bool,
+    event: Event,
+    /// The broker channel that delivered it (`LogEntry::channel`).
+    channel: Option<String>,
+}
+
 /// One log entry into the evaluator, unless feeding it made the engine fail before.
-fn feed(sh: &Shared, st: &mut EngineState, seq: i64, received_at: DateTime<Utc>, redelivery: bool, event: Event, work: &mut Work) {
-    if st.skipped.contains(&seq) {
-        st.cursor = seq;
+fn feed(sh: &Shared, st: &mut EngineState, entry: Entry, work: &mut Work) {
+    if st.skipped.contains(&entry.seq) {
+        st.cursor = entry.seq;
         return;
     }
     // Read after a panic through the poisoned state lock, which orders it: no stronger ordering.
-    sh.feeding.store(seq, Ordering::Relaxed);
-    if sh.fault_event.as_deref() == Some(event.id.as_str()) {
-        panic!("CAUSEWAY_FAULT_PANIC_ON_EVENT: the journey engine fails on event {}", event.id);
+    sh.feeding.store(entry.seq, Ordering::Relaxed);
+    if sh.fault_event.as_deref() == Some(entry.event.id.as_str()) {
+        panic!("CAUSEWAY_FAULT_PANIC_ON_EVENT: the journey engine fails on event {}", entry.event.id);
     }
-    st.feed(sh.clock, seq, received_at, redelivery, event, work);
+    st.feed(sh.clock, entry, work);
     sh.feeding.store(-1, Ordering::Relaxed);
 }
 
 impl EngineState {
     /// One log entry into the evaluator: the clock first, then the event; what changed is noted.
-    fn feed(&mut self, clock: Clock, seq: i64, received_at: DateTime<Utc>, redelivery: bool, event: Event, work: &mut Work) {
+    fn feed(&mut self, clock: Clock, entry: Entry, work: &mut Work) {
+        let Entry { seq, received_at, redelivery, event, channel } = entry;
         self.cursor = seq;
         let eval = self.eval.as_mut().expect("an evaluator");
         match clock {
@@ -226,6 +237,11 @@ impl EngineState {
                     eval.set_clock_into(marks.clock(received_at), &mut work.changes);
                 }
                 marks.observe(&event.source, event.time, received_at, eval.now());
+                // A broker partition (or NATS subject) delivers in its own order: its own
+                // watermark holds the clock while a backlog of it is caught up.
+                if let Some(channel) = &channel {
+                    marks.observe(channel, event.time, received_at, eval.now());
+                }
             }
             Clock::Wall => eval.advance_into(received_at, &mut work.changes),
             Clock::Event => {
@@ -410,7 +426,12 @@ impl JourneyEngine {
                 catch_up(sh, &mut st, c.seq - 1, &mut work)?;
             }
             if c.seq == st.cursor + 1 {
-                feed(sh, &mut st, c.seq, c.received_at, c.redelivery, c.event, &mut work);
+                feed(
+                    sh,
+                    &mut st,
+                    Entry { seq: c.seq, received_at: c.received_at, redelivery: c.redelivery, event: c.event, channel: c.channel },
+                    &mut work,
+                );
             }
         }
         let Work { mut write, mut dirty, mut changes } = work;

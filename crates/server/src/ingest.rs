@@ -7,7 +7,7 @@
 
 use causeway_contracts::ContractFinding;
 use causeway_envelope::{ErrorKind, Event, Identity, Item, Limits, ParseOptions, parse_json_line, sniff_identity};
-use causeway_store::{DlqReport, INGEST_CONSUMER, NewEvent, NewFinding, NewRejection};
+use causeway_store::{DlqReport, INGEST_CONSUMER, NewEvent, NewFinding, NewRejection, Origin};
 use serde_json::{Map, Value};
 
 use crate::model::LoadedModel;
@@ -16,11 +16,11 @@ use crate::model::LoadedModel;
 /// event id, error code, reason))`.
 pub(crate) type Placement = Result<usize, (usize, Option<String>, &'static str, String)>;
 
-/// Where a broker message came from, kept on its event (`topic`) or its DLQ record.
+/// Where a broker message came from, kept on its event or its DLQ record.
 pub(crate) struct Provenance {
-    pub topic: String,
-    /// Said on a refusal's DLQ record, e.g. "stream ORDERS, sequence 42".
-    pub position: String,
+    pub origin: Origin,
+    /// A refusal's DLQ record `context`: the origin in full, e.g. the NATS stream.
+    pub context: Value,
 }
 
 fn to_new_finding(f: ContractFinding) -> NewFinding {
@@ -46,7 +46,7 @@ pub(crate) fn prepare(
                 let findings = model.map(|m| m.contracts.inspect(&mut event)).unwrap_or_default();
                 let mut new = NewEvent::new(event);
                 new.findings = findings.into_iter().map(to_new_finding).collect();
-                new.topic = from.map(|p| p.topic.clone());
+                new.origin = from.map(|p| p.origin.clone()).unwrap_or_default();
                 events.push(new);
             }
             Err(error) => {
@@ -79,8 +79,10 @@ pub(crate) fn prepare(
                 let mut record = refused(original, content_type.clone(), error.kind.code(), error.message, identity);
                 record.original_bytes = original_bytes;
                 if let Some(p) = from {
-                    record.source_topic = Some(p.topic.clone());
-                    record.context = Some(p.position.clone());
+                    record.source_topic = p.origin.topic.clone();
+                    record.source_partition = p.origin.partition;
+                    record.source_offset = p.origin.offset;
+                    record.context = Some(p.context.to_string());
                 }
                 rejections.push(NewRejection { findings, record });
             }

@@ -13,11 +13,13 @@ mod connections;
 mod engine;
 mod error;
 mod ingest;
+pub mod kafka;
 mod metrics;
 mod model;
 pub mod nats;
 mod overload;
 mod replay;
+pub mod source;
 mod sql_workers;
 mod state;
 

@@ -16,15 +16,11 @@ use async_nats::jetstream::{self, consumer::AckPolicy, consumer::PullConsumer, c
 use causeway_envelope::parse_message;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
-use serde::Serialize;
 
-use causeway_envelope::ParseOptions;
-use causeway_store::Store;
+use causeway_store::Origin;
 
-use crate::engine::JourneyEngine;
-use crate::ingest::{Provenance, prepare};
-use crate::metrics::Metrics;
-use crate::model::ModelSlot;
+use crate::ingest::Provenance;
+use crate::source::{Delivered, Sink, SourceStatus, content_type};
 
 /// Messages fetched, stored and acknowledged at once.
 pub const BATCH: usize = 500;
@@ -40,26 +36,6 @@ pub struct NatsConfig {
     pub subject: Option<String>,
     /// The durable consumer's name: causeway's position in the stream survives restarts.
     pub durable: String,
-}
-
-/// Where a source's events go: what an HTTP ingest writes to (`AppState::sink`).
-#[derive(Clone)]
-pub struct Sink {
-    pub store: Store,
-    pub model: ModelSlot,
-    pub journeys: Option<JourneyEngine>,
-    pub parse: ParseOptions,
-    pub metrics: Arc<Metrics>,
-}
-
-/// What `/readyz` says of the source.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct SourceStatus {
-    /// `starting`, `consuming`, or `retrying` after an error.
-    pub state: String,
-    pub messages: u64,
-    pub refused: u64,
-    pub last_error: Option<String>,
 }
 
 /// Runs the source until the server stops; errors (NATS down, no such stream) are retried every
@@ -102,8 +78,7 @@ async fn consume(config: &NatsConfig, state: &Sink, status: &Mutex<SourceStatus>
         if messages.is_empty() {
             continue;
         }
-        let model = state.model.current();
-        let (mut events, mut rejections) = (Vec::new(), Vec::new());
+        let mut batch = Vec::with_capacity(messages.len());
         for m in &messages {
             let headers: Vec<(String, Vec<u8>)> = m
                 .headers
@@ -114,29 +89,20 @@ async fn consume(config: &NatsConfig, state: &Sink, status: &Mutex<SourceStatus>
             let info = m.info()?;
             let published = DateTime::<Utc>::from_timestamp_nanos(info.published.unix_timestamp_nanos() as i64);
             let item = parse_message(&headers, &m.payload, Some(published), &state.parse);
-            let from =
-                Provenance { topic: m.subject.to_string(), position: format!("NATS stream {}, sequence {}", config.stream, info.stream_sequence) };
-            let content_type =
-                headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("content-type")).map(|(_, v)| String::from_utf8_lossy(v).into_owned());
-            let (e, r, _) = prepare(vec![item], content_type, model.as_deref(), state.parse.limits, Some(&from));
-            events.extend(e);
-            rejections.extend(r);
+            let origin = Origin {
+                topic: Some(m.subject.to_string()),
+                partition: None,
+                offset: Some(info.stream_sequence as i64),
+                message_time: Some(causeway_envelope::format_time(&published)),
+            };
+            let context = serde_json::json!({"stream": config.stream, "subject": m.subject.as_str(), "sequence": info.stream_sequence});
+            batch.push(Delivered { item, content_type: content_type(&headers), from: Provenance { origin, context } });
         }
-        let refused = rejections.len() as u64;
-        let stored = state.store.append(events, rejections).await?;
-        if let Some(engine) = &state.journeys {
-            engine.notify();
-        }
-        let accepted = stored.events.iter().filter(|o| matches!(o, causeway_store::EventOutcome::Accepted)).count();
-        Metrics::add(&state.metrics.accepted, accepted);
-        Metrics::add(&state.metrics.duplicates, stored.events.len() - accepted);
-        Metrics::add(&state.metrics.rejected, refused as usize);
+        let done = state.store(batch).await?;
         // Durable now: acknowledge. A crash before this redelivers, and the store keeps one copy.
         for m in &messages {
             m.ack().await?;
         }
-        let mut s = status.lock().expect("status");
-        s.messages += messages.len() as u64;
-        s.refused += refused;
+        status.lock().expect("status").stored(messages.len(), done);
     }
 }

@@ -11,9 +11,9 @@ use crate::connections::ConnectionStats;
 use crate::engine::{Clock, JourneyEngine};
 use crate::metrics::Metrics;
 use crate::model::ModelSlot;
-use crate::nats::{Sink, SourceStatus};
 use crate::overload::{Admission, IngestLimits};
 use crate::replay::{Consumer, Replayer};
+use crate::source::{Sink, SourceStatus};
 use crate::sql_workers::SqlWorkers;
 
 /// Everything the handlers share.
@@ -39,6 +39,8 @@ pub struct AppState {
     pub connections: Arc<ConnectionStats>,
     /// The NATS source's status, when it runs (for `/readyz`).
     pub nats: Option<Arc<std::sync::Mutex<SourceStatus>>>,
+    /// The Kafka source's state, when it runs.
+    pub kafka: Option<Arc<std::sync::Mutex<SourceStatus>>>,
 }
 
 impl AppState {
@@ -56,6 +58,7 @@ impl AppState {
             admission: Arc::new(Admission::new(IngestLimits::default(), parse.limits.max_request_bytes)),
             connections: Arc::default(),
             nats: None,
+            kafka: None,
         }
     }
 

@@ -58,6 +58,10 @@ pub struct DlqReport {
     pub content_type: Option<String>,
     pub consumer: String,
     pub source_topic: Option<String>,
+    /// The partition of `source_topic` the message was read from (Kafka).
+    pub source_partition: Option<i32>,
+    /// Its offset (Kafka) or stream sequence (NATS).
+    pub source_offset: Option<i64>,
     pub error_type: String,
     pub error_message: String,
     pub stack: Option<String>,
@@ -200,8 +204,9 @@ fn report(tx: &Transaction<'_>, r: &DlqReport, now: &str) -> Result<Reported, St
 pub(crate) fn insert(tx: &Transaction<'_>, r: &DlqReport, now: &str) -> Result<i64, StoreError> {
     tx.prepare_cached(
         "INSERT INTO dlq (event_id, event_type, correlation_id, source_service, consumer, source_topic, error_type,
-                          error_message, failed_at, last_failed_at, content_type, original_event, stack, context)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12, ?13)",
+                          error_message, failed_at, last_failed_at, content_type, original_event, stack, context,
+                          source_partition, source_offset)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     )?
     .execute(params![
         r.event_id,
@@ -216,9 +221,24 @@ pub(crate) fn insert(tx: &Transaction<'_>, r: &DlqReport, now: &str) -> Result<i
         r.content_type,
         original_value(r),
         r.stack,
-        r.context
+        r.context,
+        r.source_partition,
+        r.source_offset
     ])?;
     Ok(tx.last_insert_rowid())
+}
+
+/// The record already made for this broker message by the same consumer (the message delivered
+/// again after a crash before its position was committed), if any.
+pub(crate) fn refused_before(tx: &Transaction<'_>, r: &DlqReport) -> Result<Option<i64>, StoreError> {
+    let (Some(topic), Some(offset)) = (&r.source_topic, r.source_offset) else { return Ok(None) };
+    Ok(tx
+        .prepare_cached(
+            "SELECT id FROM dlq INDEXED BY dlq_origin
+             WHERE source_topic = ?1 AND source_offset = ?2 AND source_partition IS ?3 AND consumer = ?4 LIMIT 1",
+        )?
+        .query_row(params![topic, offset, r.source_partition, r.consumer], |row| row.get(0))
+        .optional()?)
 }
 
 /// The original as stored: text, or a BLOB of the exact bytes when they are not UTF-8.
@@ -288,6 +308,8 @@ pub struct DlqRow {
     pub source_service: Option<String>,
     pub consumer: String,
     pub source_topic: Option<String>,
+    pub source_partition: Option<i32>,
+    pub source_offset: Option<i64>,
     pub error_type: String,
     pub error_message: String,
     pub failed_at: String,
@@ -312,7 +334,7 @@ pub struct DlqRow {
 
 const ROW_COLUMNS: &str = "id, event_id, event_type, correlation_id, source_service, consumer, source_topic, error_type,
      error_message, failed_at, last_failed_at, attempts, status, status_reason, status_changed_at, last_error,
-     replays, content_type, stack, context";
+     replays, content_type, stack, context, source_partition, source_offset";
 
 impl DlqRow {
     fn from_row(r: &Row<'_>, with_original: bool) -> rusqlite::Result<DlqRow> {
@@ -337,10 +359,12 @@ impl DlqRow {
             content_type: r.get(17)?,
             stack: r.get(18)?,
             context: r.get(19)?,
+            source_partition: r.get(20)?,
+            source_offset: r.get(21)?,
             original_event: None,
             original_bytes: None,
         }
-        .with_original(if with_original { Some(r.get_ref(20)?) } else { None }))
+        .with_original(if with_original { Some(r.get_ref(22)?) } else { None }))
     }
 
     fn with_original(mut self, original: Option<ValueRef<'_>>) -> DlqRow {

@@ -35,8 +35,8 @@ pub use lineage::{TreeNode, build_tree};
 pub use read::{EventRow, FindingFilter, FindingRow, LogEntry, StoreCounts};
 pub use sql::{SqlLimits, SqlResult};
 pub use writer::{
-    AppendResult, Backlog, Committed, DerivedFinding, DerivedWrite, EventOutcome, Follower, NewEvent, NewFinding, NewRejection, ResolvedDeadLetter,
-    WRITER_THREAD_NAME,
+    AppendResult, Backlog, Committed, DerivedFinding, DerivedWrite, EventOutcome, Follower, NewEvent, NewFinding, NewRejection, Origin,
+    ResolvedDeadLetter, WRITER_THREAD_NAME,
 };
 
 /// The database file inside the data directory.

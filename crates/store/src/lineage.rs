@@ -117,6 +117,8 @@ mod tests {
             time: format!("2026-11-23T10:00:{t:02}.000000Z"),
             redeliveries: 0,
             envelope: "{}".into(),
+            received_at: String::new(),
+            origin: Default::default(),
         }
     }
 

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 
-use crate::{Store, StoreError};
+use crate::{Origin, Store, StoreError};
 
 /// Deepest causation chain `root` follows up; guards against runaway chains.
 const MAX_CHAIN_DEPTH: usize = 10_000;
@@ -24,9 +24,13 @@ pub struct EventRow {
     pub redeliveries: i64,
     /// Canonical CloudEvents JSON.
     pub envelope: String,
+    /// When the store accepted it (canonical RFC 3339).
+    pub received_at: String,
+    /// Where a broker delivered it, if one did.
+    pub origin: Origin,
 }
 
-pub(crate) const EVENT_COLUMNS: &str = "seq, event_id, source, event_type, correlation_id, causation_id, subject, time, redeliveries, envelope";
+pub(crate) const EVENT_COLUMNS: &str = r#"seq, event_id, source, event_type, correlation_id, causation_id, subject, time, redeliveries, envelope, received_at, topic, partition, "offset", message_time"#;
 
 impl EventRow {
     pub(crate) fn from_row(r: &Row<'_>) -> rusqlite::Result<EventRow> {
@@ -41,6 +45,8 @@ impl EventRow {
             time: r.get(7)?,
             redeliveries: r.get(8)?,
             envelope: r.get(9)?,
+            received_at: r.get(10)?,
+            origin: Origin { topic: r.get(11)?, partition: r.get(12)?, offset: r.get(13)?, message_time: r.get(14)? },
         })
     }
 }
@@ -152,16 +158,16 @@ impl Store {
     pub fn log_after(&self, after: i64, limit: usize) -> Result<Vec<LogEntry>, StoreError> {
         self.with_reader(|c| {
             let mut stmt = c.prepare_cached(
-                "SELECT seq, received_at, 0, envelope FROM (
-                     SELECT seq, received_at, envelope FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2)
+                "SELECT seq, received_at, 0, envelope, CASE WHEN partition IS NULL THEN topic ELSE topic || '/' || partition END FROM (
+                     SELECT seq, received_at, envelope, topic, partition FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2)
                  UNION ALL
-                 SELECT r.seq, r.received_at, 1, e.envelope FROM (
+                 SELECT r.seq, r.received_at, 1, e.envelope, NULL FROM (
                      SELECT seq, event_seq, received_at FROM redeliveries WHERE seq > ?1 ORDER BY seq LIMIT ?2) r
                  JOIN events e ON e.seq = r.event_seq
                  ORDER BY 1 LIMIT ?2",
             )?;
             let rows = stmt.query_map(params![after, limit as i64], |r| {
-                Ok(LogEntry { seq: r.get(0)?, received_at: r.get(1)?, redelivery: r.get(2)?, envelope: r.get(3)? })
+                Ok(LogEntry { seq: r.get(0)?, received_at: r.get(1)?, redelivery: r.get(2)?, envelope: r.get(3)?, channel: r.get(4)? })
             })?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
@@ -256,6 +262,10 @@ pub struct LogEntry {
     pub received_at: String,
     pub redelivery: bool,
     pub envelope: String,
+    /// The broker channel that delivered a stored event — `topic/partition` (Kafka) or the NATS
+    /// subject — a source of evidence of its own for the watermark clock; `None` for HTTP
+    /// ingest and for redeliveries.
+    pub channel: Option<String>,
 }
 
 /// Which findings to list (`GET /v1/findings`).

@@ -5,7 +5,7 @@ use rusqlite::Connection;
 use crate::StoreError;
 
 /// Bumped with every change to the layout; a store written by a newer version is refused.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE events (
@@ -238,6 +238,33 @@ ALTER TABLE finding_records ADD COLUMN rule TEXT;   -- NULL for findings raised 
 DELETE FROM meta WHERE key = 'journey_position';
 "#;
 
+/// Version 6: where a broker delivered an event or a refused message (PRODUCT §2, §7): the
+/// partition and offset beside the topic, and the broker's timestamp of the message; a refused
+/// message's partition and offset on its DLQ record, indexed so a redelivery after a crash finds
+/// the record it already made instead of making another.
+const SCHEMA_V6: &str = r#"
+ALTER TABLE events ADD COLUMN partition INTEGER;     -- Kafka partition; NULL otherwise
+ALTER TABLE events ADD COLUMN "offset" INTEGER;      -- Kafka offset, NATS stream sequence
+ALTER TABLE events ADD COLUMN message_time TEXT;     -- the broker's timestamp of the message
+ALTER TABLE dlq ADD COLUMN source_partition INTEGER;
+ALTER TABLE dlq ADD COLUMN source_offset INTEGER;
+CREATE INDEX dlq_origin ON dlq(source_topic, source_offset) WHERE source_offset IS NOT NULL;
+
+DROP VIEW event_lineage;
+CREATE VIEW event_lineage AS
+    SELECT e.event_id, e.event_type, e.correlation_id, e.causation_id, e.source AS source_service,
+           e.time AS timestamp, e.subject AS aggregate_id, j.journey, j.journey_key, e.topic,
+           e.partition, e."offset"
+    FROM events e LEFT JOIN event_journeys j ON j.seq = e.seq;
+
+DROP VIEW dlq_events;
+CREATE VIEW dlq_events AS
+    SELECT id, correlation_id, source_service, consumer, source_topic, error_type, error_message,
+           failed_at, status, original_event, event_id, event_type, last_failed_at, attempts, last_error,
+           status_reason, replays, source_partition, source_offset
+    FROM dlq;
+"#;
+
 /// The last position of the log: events and redeliveries share the ingest order (0 when empty).
 pub const LOG_END: &str = "SELECT max(coalesce((SELECT max(seq) FROM events), 0), coalesce((SELECT max(seq) FROM redeliveries), 0))";
 
@@ -264,7 +291,7 @@ pub fn prepare_writer(conn: &Connection) -> Result<(), StoreError> {
     if version > SCHEMA_VERSION {
         return Err(StoreError::SchemaTooNew { found: version, known: SCHEMA_VERSION });
     }
-    for (target, migration) in [(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3), (4, SCHEMA_V4), (5, SCHEMA_V5)] {
+    for (target, migration) in [(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3), (4, SCHEMA_V4), (5, SCHEMA_V5), (6, SCHEMA_V6)] {
         if version < target {
             conn.execute_batch(&format!("BEGIN; {migration} PRAGMA user_version = {target}; COMMIT;"))?;
         }

@@ -20,8 +20,8 @@ pub struct NewEvent {
     event: Event,
     envelope: String,
     time: String,
-    /// The Kafka topic it came from, if any.
-    pub topic: Option<String>,
+    /// Where a broker delivered it, if one did.
+    pub origin: Origin,
     /// Findings about this event, stored with it unless it is a duplicate.
     pub findings: Vec<NewFinding>,
 }
@@ -29,11 +29,37 @@ pub struct NewEvent {
 impl NewEvent {
     /// Takes the event as it will be stored: redact before, never after.
     pub fn new(event: Event) -> NewEvent {
-        NewEvent { envelope: event.to_json(), time: event.time_string(), event, topic: None, findings: Vec::new() }
+        NewEvent { envelope: event.to_json(), time: event.time_string(), event, origin: Origin::default(), findings: Vec::new() }
     }
 
     pub fn event(&self) -> &Event {
         &self.event
+    }
+}
+
+/// Where a broker delivered a message: kept on its event (`event_lineage.topic`, `partition`,
+/// `offset`) or on the DLQ record of its refusal (`source_topic`, `source_partition`,
+/// `source_offset`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Origin {
+    /// The Kafka topic or NATS subject.
+    pub topic: Option<String>,
+    /// The Kafka partition.
+    pub partition: Option<i32>,
+    /// The Kafka offset, or the NATS stream sequence.
+    pub offset: Option<i64>,
+    /// The broker's timestamp of the message (canonical RFC 3339).
+    pub message_time: Option<String>,
+}
+
+impl Origin {
+    /// The broker channel: `topic/partition` (Kafka), else the topic (a NATS subject).
+    pub fn channel(&self) -> Option<String> {
+        match (&self.topic, self.partition) {
+            (Some(topic), Some(partition)) => Some(format!("{topic}/{partition}")),
+            (topic, None) => topic.clone(),
+            (None, Some(_)) => None,
+        }
     }
 }
 
@@ -148,6 +174,8 @@ pub struct Committed {
     pub received_at: DateTime<Utc>,
     pub redelivery: bool,
     pub event: Event,
+    /// As [`LogEntry::channel`](crate::LogEntry::channel).
+    pub channel: Option<String>,
 }
 
 /// Commits handed over per follower channel before it counts as lagging.
@@ -431,7 +459,8 @@ impl Writer {
                                 if following {
                                     for (new, outcome) in events.into_iter().zip(&r.events) {
                                         let redelivery = *outcome == EventOutcome::Duplicate;
-                                        entries.push(Committed { seq, received_at: stamp, redelivery, event: new.event });
+                                        let channel = if redelivery { None } else { new.origin.channel() };
+                                        entries.push(Committed { seq, received_at: stamp, redelivery, event: new.event, channel });
                                         seq += 1;
                                     }
                                 }
@@ -523,10 +552,10 @@ fn commit(conn: &mut Connection, jobs: &[Job], stamp: DateTime<Utc>, next_seq: &
         // Only the identity conflict is ignored (never NOT NULL or other constraints); a
         // redelivery then costs one indexed update. Cheaper than an upsert with RETURNING.
         let mut insert_event = tx.prepare_cached(
-            "INSERT INTO events (seq, event_id, source, event_type, correlation_id, causation_id, subject, time,
-                                 topic, received_at, envelope)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-             ON CONFLICT (event_id, source) DO NOTHING",
+            r#"INSERT INTO events (seq, event_id, source, event_type, correlation_id, causation_id, subject, time,
+                                 topic, received_at, envelope, partition, "offset", message_time)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+             ON CONFLICT (event_id, source) DO NOTHING"#,
         )?;
         let mut count_redelivery =
             tx.prepare_cached("UPDATE events SET redeliveries = redeliveries + 1 WHERE event_id = ?1 AND source = ?2 RETURNING seq")?;
@@ -577,9 +606,12 @@ fn commit(conn: &mut Connection, jobs: &[Job], stamp: DateTime<Utc>, next_seq: &
                     e.causation_id,
                     e.subject,
                     new.time,
-                    new.topic,
+                    new.origin.topic,
                     now,
-                    new.envelope
+                    new.envelope,
+                    new.origin.partition,
+                    new.origin.offset,
+                    new.origin.message_time
                 ])?;
                 if inserted == 1 {
                     for f in &new.findings {
@@ -594,6 +626,11 @@ fn commit(conn: &mut Connection, jobs: &[Job], stamp: DateTime<Utc>, next_seq: &
             }
             let mut dlq_ids = Vec::with_capacity(rejections.len());
             for r in rejections {
+                // A broker message refused before a crash is delivered again: one record.
+                if let Some(id) = crate::dlq::refused_before(&tx, &r.record)? {
+                    dlq_ids.push(id);
+                    continue;
+                }
                 dlq_ids.push(crate::dlq::insert(&tx, &r.record, &now)?);
                 for f in &r.findings {
                     add_finding(f, r.record.event_id.as_ref(), r.record.correlation_id.as_ref())?;

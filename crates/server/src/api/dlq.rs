@@ -56,6 +56,9 @@ struct ReportBody {
     error_type: String,
     error_message: String,
     source_topic: Option<String>,
+    /// Where in `source_topic` the consumer read it.
+    source_partition: Option<i32>,
+    source_offset: Option<i64>,
     stack: Option<String>,
     context: Option<Map<String, Value>>,
     failed_at: Option<String>,
@@ -64,8 +67,7 @@ struct ReportBody {
     content_type: Option<String>,
 }
 
-const REPORT_SHAPE: &str =
-    r#"{"event": {…}, "consumer": "…", "error_type": "…", "error_message": "…"} (optional: source_topic, stack, context, failed_at, content_type)"#;
+const REPORT_SHAPE: &str = r#"{"event": {…}, "consumer": "…", "error_type": "…", "error_message": "…"} (optional: source_topic, source_partition, source_offset, stack, context, failed_at, content_type)"#;
 
 /// `POST /v1/dlq`: a consumer reports an event it could not process.
 pub async fn report(State(state): State<AppState>, body: Body) -> Result<Response, ApiError> {
@@ -114,6 +116,8 @@ pub async fn report(State(state): State<AppState>, body: Body) -> Result<Respons
         content_type: Some(content_type),
         consumer: body.consumer,
         source_topic,
+        source_partition: body.source_partition,
+        source_offset: body.source_offset,
         error_type: body.error_type,
         error_message: body.error_message,
         stack: body.stack,

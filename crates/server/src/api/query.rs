@@ -235,7 +235,8 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     match check {
         Ok(Ok(counts)) => {
             let nats = state.nats.as_ref().map(|s| s.lock().expect("status").clone());
-            Json(json!({"status": "ready", "events": counts.events, "journeys": journeys, "nats": nats})).into_response()
+            let kafka = state.kafka.as_ref().map(|s| s.lock().expect("status").clone());
+            Json(json!({"status": "ready", "events": counts.events, "journeys": journeys, "nats": nats, "kafka": kafka})).into_response()
         }
         Ok(Err(e)) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", e.to_string()).into_response(),
         Err(e) => ApiError::internal("the readiness check", e).into_response(),
