@@ -45,7 +45,24 @@ fn json_response(body: String) -> Response {
 pub async fn get_event(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let lookup = id.clone();
     match read(&state.store, move |s| s.event(&lookup)).await? {
-        Some(row) => Ok(json_response(row.envelope)),
+        Some(row) => {
+            // The body stays the CloudEvent as stored; where and when it arrived go beside it.
+            let o = &row.origin;
+            let (partition, offset) = (o.partition.map(|p| p.to_string()), o.offset.map(|n| n.to_string()));
+            let mut response = json_response(row.envelope);
+            for (name, value) in [
+                ("causeway-received-at", Some(&row.received_at)),
+                ("causeway-topic", o.topic.as_ref()),
+                ("causeway-partition", partition.as_ref()),
+                ("causeway-offset", offset.as_ref()),
+                ("causeway-message-time", o.message_time.as_ref()),
+            ] {
+                if let Some(value) = value.and_then(|v| header::HeaderValue::from_str(v).ok()) {
+                    response.headers_mut().insert(name, value);
+                }
+            }
+            Ok(response)
+        }
         None => Err(ApiError::not_found(format!("no event with id '{id}' is stored"))),
     }
 }

@@ -1,0 +1,214 @@
+//! The Kafka source against a Kafka-protocol broker in the test process (librdkafka's mock
+//! cluster, reached over TCP by the `causeway serve` child), fed by a librdkafka producer:
+//! events with CloudEvents `ce_*` headers (binary mode), as structured CloudEvents, with
+//! hand-rolled headers and in the metadata/payload shape, on the model's four topics of three
+//! partitions each, are stored once each — across a SIGKILL of causeway in the middle — with
+//! their topic, partition and offset; a poison message becomes a DLQ record naming its topic,
+//! partition and offset, and its partition goes on.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use causeway_sim::{SimConfig, Simulator};
+use chrono::Utc;
+use common::Server;
+use rdkafka::ClientConfig;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use serde_json::{Value, json};
+
+const TOPICS: [&str; 4] = ["orders", "payments", "inventory", "shipments"];
+const PARTITIONS: i32 = 3;
+
+fn example_model() -> String {
+    format!("{}/../../examples/order-fulfillment/model.yaml", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The model's topic for an event type (examples/order-fulfillment/model.yaml).
+fn topic_of(event_type: &str) -> &'static str {
+    let prefix = |p: &str| event_type.starts_with(p);
+    if prefix("Order") {
+        "orders"
+    } else if prefix("Payment") {
+        "payments"
+    } else if prefix("Inventory") {
+        "inventory"
+    } else {
+        "shipments"
+    }
+}
+
+/// A message for one simulated event, in one of four forms by `n`: headers and body.
+fn message(e: &Value, n: usize) -> (Vec<(String, String)>, Vec<u8>) {
+    let mut headers = Vec::new();
+    if e.get("metadata").is_some() {
+        return (headers, e.to_string().into_bytes());
+    }
+    match n % 3 {
+        0 => {
+            for (name, value) in e.as_object().unwrap() {
+                if name == "data" {
+                    continue;
+                }
+                let text = match value {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                headers.push((format!("ce_{name}"), text));
+            }
+            headers.push(("content-type".into(), "application/json".into()));
+            (headers, e["data"].to_string().into_bytes())
+        }
+        1 => {
+            headers.push(("content-type".into(), "application/cloudevents+json; charset=utf-8".into()));
+            (headers, e.to_string().into_bytes())
+        }
+        _ => {
+            for (header, attribute) in [
+                ("event-id", "id"),
+                ("event-type", "type"),
+                ("source-service", "source"),
+                ("correlation-id", "correlationid"),
+                ("causation-id", "causationid"),
+                ("traceparent", "traceparent"),
+                ("event-time", "time"),
+            ] {
+                if let Some(v) = e[attribute].as_str() {
+                    headers.push((header.into(), v.into()));
+                }
+            }
+            (headers, e["data"].to_string().into_bytes())
+        }
+    }
+}
+
+fn get(url: &str) -> Value {
+    reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().unwrap().get(url).send().unwrap().json().unwrap()
+}
+
+fn sql(url: &str, query: &str) -> Value {
+    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+    client.post(format!("{url}/v1/sql")).json(&json!({"query": query})).send().unwrap().json().unwrap()
+}
+
+fn stored(url: &str) -> u64 {
+    sql(url, "SELECT count(*) FROM event_lineage")["rows"][0][0].as_u64().unwrap()
+}
+
+fn wait_until(what: &str, url: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: {}", get(&format!("{url}/readyz")));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn events_from_kafka_topics_are_stored_once_across_a_crash_and_a_poison_message_is_kept() {
+    let cluster = MockCluster::new(1).unwrap();
+    for topic in TOPICS {
+        cluster.create_topic(topic, PARTITIONS, 1).unwrap();
+    }
+    let brokers = cluster.bootstrap_servers();
+
+    let mut sim = Simulator::new(SimConfig { seed: 7, fault_rate: 0.0, concurrency: 10 });
+    let events: Vec<Value> = sim.next_batch(600, Utc::now() - chrono::Duration::minutes(30)).into_iter().map(|d| d.event).collect();
+    // The producer writes half the events, keyed by correlation id; causeway is killed once it
+    // has stored some, and the producer writes the other half, a message a millisecond, while
+    // causeway starts again; a poison message in the middle.
+    let (go, gone) = std::sync::mpsc::channel::<()>();
+    let producer = {
+        let (events, brokers) = (events.clone(), brokers.clone());
+        std::thread::spawn(move || {
+            let producer: ThreadedProducer<_> = ClientConfig::new().set("bootstrap.servers", &brokers).set("linger.ms", "0").create().unwrap();
+            for (i, e) in events.iter().enumerate() {
+                if i == 300 {
+                    producer.flush(Duration::from_secs(30)).unwrap();
+                    gone.recv().unwrap();
+                    producer.send(BaseRecord::to("payments").key("poison").payload("{not json").partition(1)).map_err(|(e, _)| e).unwrap();
+                }
+                let (headers, body) = message(e, i);
+                let event_type = e["type"].as_str().or(e["metadata"]["eventType"].as_str()).unwrap();
+                let key = e["correlationid"].as_str().or(e["metadata"]["correlationId"].as_str()).unwrap().to_string();
+                let mut kafka_headers = OwnedHeaders::new();
+                for (name, value) in &headers {
+                    kafka_headers = kafka_headers.insert(Header { key: name, value: Some(value) });
+                }
+                producer.send(BaseRecord::to(topic_of(event_type)).key(&key).payload(&body).headers(kafka_headers)).map_err(|(e, _)| e).unwrap();
+                // Pacing the producer, not waiting for causeway.
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            producer.flush(Duration::from_secs(30)).unwrap();
+        })
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("causeway.toml");
+    // No topics: the model's. A short session, so that the killed member's partitions go to the
+    // restarted one in seconds, not in the default 45 s.
+    std::fs::write(
+        &config,
+        format!("[kafka]\nbrokers = \"{brokers}\"\ngroup = \"causeway-test\"\n[kafka.client]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n"),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let args = ["--model", &example_model(), "--config", config.to_str().unwrap(), "--clock", "event"];
+    let server = Server::start(&data, &args);
+
+    // Some are stored: kill causeway mid-stream, then start it again on the same data.
+    wait_until("the source stored nothing", &server.url, || stored(&server.url) >= 100);
+    let before = stored(&server.url);
+    server.kill();
+    go.send(()).unwrap();
+    let server = Server::start(&data, &args);
+    producer.join().unwrap();
+    assert!(before < events.len() as u64, "killed after everything was stored: the crash proves nothing");
+    wait_until("not all stored", &server.url, || stored(&server.url) >= events.len() as u64);
+    let ready = get(&format!("{}/readyz", server.url));
+    assert_eq!(ready["kafka"]["state"], "consuming", "{ready}");
+    assert_eq!(ready["kafka"]["assigned"].as_array().map(Vec::len), Some(TOPICS.len() * PARTITIONS as usize), "{ready}");
+
+    // Nothing lost, nothing twice; each with its topic, partition and offset, one event per offset.
+    let counts = sql(
+        &server.url,
+        r#"SELECT count(*), count(DISTINCT event_id), count(DISTINCT topic), count(DISTINCT topic || '/' || partition || '/' || "offset")
+           FROM event_lineage"#,
+    );
+    assert_eq!(counts["rows"][0], json!([events.len(), events.len(), TOPICS.len(), events.len()]), "{counts}");
+    // Each event is on its type's topic.
+    let misplaced = sql(&server.url, "SELECT event_type, topic FROM event_lineage");
+    for row in misplaced["rows"].as_array().unwrap() {
+        assert_eq!(row[1], topic_of(row[0].as_str().unwrap()), "{row}");
+    }
+    // An event shows where it came from.
+    let id = events[5]["id"].as_str().or(events[5]["metadata"]["eventId"].as_str()).unwrap();
+    let answer = reqwest::blocking::get(format!("{}/v1/events/{id}", server.url)).unwrap();
+    let topic = answer.headers().get("causeway-topic").map(|v| v.to_str().unwrap().to_string());
+    let offset = answer.headers().get("causeway-offset").map(|v| v.to_str().unwrap().parse::<i64>().unwrap());
+    assert!(topic.is_some() && offset.is_some(), "{:?}", answer.headers());
+
+    // The poison message is a DLQ record with its topic, partition and offset; once, though it was
+    // perhaps delivered twice; its partition went on past it.
+    let dlq = get(&format!("{}/v1/dlq?consumer=causeway", server.url));
+    let records = dlq["records"].as_array().unwrap();
+    assert_eq!(records.len(), 1, "{dlq}");
+    assert_eq!((&records[0]["source_topic"], &records[0]["source_partition"]), (&json!("payments"), &json!(1)), "{dlq}");
+    let poison_offset = records[0]["source_offset"].as_i64().unwrap();
+    let after =
+        sql(&server.url, &format!(r#"SELECT count(*) FROM event_lineage WHERE topic = 'payments' AND partition = 1 AND "offset" > {poison_offset}"#));
+    assert!(after["rows"][0][0].as_u64().unwrap() > 0, "nothing stored after the poison message on its partition: {after}");
+    let record = get(&format!("{}/v1/dlq/{}", server.url, records[0]["id"]));
+    assert_eq!(record["record"]["context"]["key"], "poison", "{record}");
+
+    // Their journeys are what the offline analysis makes of the same events.
+    let log = dir.path().join("events.ndjson");
+    let mut sorted = events.clone();
+    sorted.sort_by_key(|e| e["time"].as_str().or(e["metadata"]["timestamp"].as_str()).unwrap().to_string());
+    std::fs::write(&log, sorted.iter().map(|e| format!("{e}\n")).collect::<String>()).unwrap();
+    let out = std::process::Command::new(common::BIN).arg("analyze").arg(&log).args(["--model", &example_model(), "--json"]).output().unwrap();
+    let offline: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let summary = get(&format!("{}/v1/journeys/summary", server.url));
+    assert_eq!(summary["journeys_by_state"], offline["journeys_by_state"], "{summary}");
+}
