@@ -477,6 +477,50 @@ pub fn findings(args: &ClientArgs, filter: &FindingArgs) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
+/// `causeway lag`: a row per consumer group, its worst partition beside it.
+pub fn lag(args: &ClientArgs, group: Option<&str>, status: Option<&str>) -> anyhow::Result<ExitCode> {
+    let mut query: Vec<(&str, String)> = Vec::new();
+    if let Some(g) = group {
+        query.push(("group", g.to_string()));
+    }
+    if let Some(s) = status {
+        query.push(("status", s.to_string()));
+    }
+    let Some(body) = read_or_print(args, http()?.get(url(args, &format!("/v1/lag?{}", query_string(&query)))))? else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let groups = body["groups"].as_array().cloned().unwrap_or_default();
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED);
+    table.set_header(["group", "status", "lag", "lag (s)", "worst partition", "its status", "trend", "clears in (s)", "retention"]);
+    let seconds = |v: &Value| v.as_f64().map_or("-".to_string(), |s| format!("{s:.0}"));
+    for g in &groups {
+        let worst = g["partitions"].as_array().and_then(|ps| ps.iter().max_by_key(|p| (status_rank(&p["status"]), p["lag"].as_i64())));
+        let at_least = worst.is_some_and(|p| p["lag_seconds_at_least"] == true);
+        let pick = |key: &str| worst.map_or(Value::Null, |p| p[key].clone());
+        table.add_row([
+            cell(&g["group"]),
+            cell(&g["status"]),
+            cell(&g["total_lag"]),
+            format!("{}{}", if at_least { "≥" } else { "" }, seconds(&g["max_lag_seconds"])),
+            worst.map_or("-".into(), |p| format!("{}/{}", p["topic"].as_str().unwrap_or(""), p["partition"])),
+            cell(&pick("status")),
+            cell(&pick("trend")),
+            seconds(&pick("time_to_clear_seconds")),
+            cell(&pick("retention")),
+        ]);
+    }
+    println!("{table}");
+    let as_of = body["as_of"].as_str().unwrap_or("not yet");
+    println!("{}, evaluated {as_of}", count(groups.len() as u64, "group"));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Burrow's order of statuses, best to worst.
+fn status_rank(status: &Value) -> usize {
+    ["NOTFOUND", "OK", "WARN", "ERR", "STOP", "STALL", "REWIND"].iter().position(|s| status == *s).unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};

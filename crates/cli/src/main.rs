@@ -99,6 +99,19 @@ enum Command {
     },
     /// Judge an event log file against the model offline: journeys and findings, no server.
     Analyze(analyze::AnalyzeArgs),
+    /// Show how far behind each Kafka consumer group is: Burrow's status, lag in messages and in
+    /// seconds, trend, time to clear, retention risk.
+    Lag {
+        /// Only this group.
+        #[arg(long)]
+        group: Option<String>,
+        /// Only groups in this status, or with a partition in it (OK, WARN, ERR, NOTFOUND, STOP,
+        /// STALL, REWIND).
+        #[arg(long)]
+        status: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Run a read-only SQL query over the store (views: event_lineage, dlq_events, findings).
     Sql {
         /// One SELECT statement.
@@ -185,6 +198,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sql { query, client } => client::sql(&client, &query),
         Command::Journey { name, key, client } => client::journey(&client, &name, &key),
         Command::Findings { filter, client } => client::findings(&client, &filter),
+        Command::Lag { group, status, client } => client::lag(&client, group.as_deref(), status.as_deref()),
         Command::Analyze(args) => analyze::run(args),
         Command::Dlq { command } => dlq::run(command),
         Command::State { kind, id, at, client } => dlq::state(&client, &kind, &id, at.as_deref()),

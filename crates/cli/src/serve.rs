@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use causeway_envelope::{Limits, ParseOptions};
 use causeway_journey::WatermarkConfig;
 use causeway_server::kafka::{KafkaConfig, Start};
+use causeway_server::lag::LagConfig;
 use causeway_server::nats::NatsConfig;
 use causeway_server::source::SourceStatus;
 use causeway_server::{AppState, Clock, ConnectionLimits, Consumer, IngestLimits, ModelSlot};
@@ -149,6 +150,28 @@ struct ConfigFile {
     store: Option<toml::Value>,
     /// The NATS JetStream source.
     nats: Option<NatsSection>,
+    /// The lag monitor (with `[kafka]`).
+    lag: Option<LagSection>,
+}
+
+/// `[lag]`: the lag monitor's settings; Burrow's names and defaults.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LagSection {
+    /// Off with `false`; on by default whenever `[kafka]` is configured.
+    enabled: Option<bool>,
+    /// How often high watermarks are read and groups evaluated (Burrow's `offset-refresh`).
+    interval: Option<String>,
+    /// Commits kept per partition (Burrow's `intervals`).
+    intervals: Option<usize>,
+    /// Commits closer than this replace the newest (Burrow's `min-distance`).
+    min_distance: Option<String>,
+    /// A group silent this long is forgotten (Burrow's `expire-group`).
+    expire_group: Option<String>,
+    /// Not Burrow: a floor under the STOP threshold, against false STOPs on quiet partitions.
+    stop_grace: Option<String>,
+    /// Where the brokers keep commits.
+    offsets_topic: Option<String>,
 }
 
 /// `[nats]`.
@@ -207,6 +230,8 @@ pub struct ServerConfig {
     pub nats: Option<NatsConfig>,
     /// The Kafka source, when `[kafka]` is configured. No topics: the model's `topic` fields.
     pub kafka: Option<KafkaConfig>,
+    /// The lag monitor: with `[kafka]`, unless `[lag] enabled = false`.
+    pub lag: Option<LagConfig>,
 }
 
 impl ServerConfig {
@@ -293,9 +318,16 @@ impl ServerConfig {
                 client: k.client.clone(),
             }),
         };
+        let lag = match (&kafka, file.lag.as_ref()) {
+            (None, Some(_)) => anyhow::bail!("[lag] watches Kafka consumer groups: configure [kafka] brokers too"),
+            (None, None) => None,
+            (Some(_), Some(LagSection { enabled: Some(false), .. })) => None,
+            (Some(k), section) => Some(lag_config(k, section.unwrap_or(&LagSection::default()), &file.consumers)?),
+        };
         Ok(ServerConfig {
             nats,
             kafka,
+            lag,
             max_connections: a.max_connections.or(f.max_connections).map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
             header_read_timeout: ms(a.header_read_timeout_ms, f.header_read_timeout_ms, causeway_server::DEFAULT_HEADER_READ_TIMEOUT),
             idle_timeout: ms(a.idle_timeout_ms, f.idle_timeout_ms, causeway_server::DEFAULT_IDLE_TIMEOUT),
@@ -310,6 +342,39 @@ impl ServerConfig {
             consumers: consumers(file.consumers)?,
         })
     }
+}
+
+/// `[lag]` with the connection of `[kafka]` and the groups of `[consumers.*]`.
+fn lag_config(kafka: &KafkaConfig, section: &LagSection, consumers: &BTreeMap<String, ConsumerConfig>) -> anyhow::Result<LagConfig> {
+    let ms = |name: &str, text: &Option<String>, default: i64| -> anyhow::Result<i64> {
+        match text.as_deref() {
+            None => Ok(default),
+            Some(t) if t.trim().trim_end_matches(|c: char| c.is_ascii_alphabetic()) == "0" => Ok(0),
+            Some(t) => causeway_model::parse_duration(t).map(|n| n as i64).map_err(|e| anyhow::anyhow!("[lag] {name}: {e}")),
+        }
+    };
+    let defaults = causeway_lag::Settings::default();
+    let settings = causeway_lag::Settings {
+        intervals: match section.intervals {
+            Some(0) => anyhow::bail!("[lag] intervals must be at least 1"),
+            Some(n) => n,
+            None => defaults.intervals,
+        },
+        min_distance_ms: ms("min_distance", &section.min_distance, defaults.min_distance_ms)?,
+        expire_group_ms: ms("expire_group", &section.expire_group, defaults.expire_group_ms)?,
+        stop_grace_ms: ms("stop_grace", &section.stop_grace, defaults.stop_grace_ms)?,
+        ..defaults
+    };
+    let interval = ms("interval", &section.interval, 10_000)?;
+    anyhow::ensure!(interval > 0, "[lag] interval must be more than 0");
+    Ok(LagConfig {
+        brokers: kafka.brokers.clone(),
+        client: kafka.client.clone(),
+        interval: Duration::from_millis(interval as u64),
+        groups: consumers.iter().filter_map(|(name, c)| Some((c.group.clone()?, name.clone()))).collect(),
+        settings,
+        offsets_topic: section.offsets_topic.clone().unwrap_or_else(|| "__consumer_offsets".into()),
+    })
 }
 
 /// The journey engine's clock: the watermark clock with its two durations, or an override.
@@ -338,7 +403,7 @@ fn clock(args: &ServeArgs, file: &ConfigFile) -> anyhow::Result<Clock> {
 fn consumers(config: BTreeMap<String, ConsumerConfig>) -> anyhow::Result<BTreeMap<String, Consumer>> {
     let mut out = BTreeMap::new();
     for (name, c) in config {
-        let _ = (&c.replay_topic, &c.group);
+        let _ = &c.replay_topic;
         if let Some(target) = &c.replay_url {
             let parsed = reqwest::Url::parse(target).with_context(|| format!("[consumers.{name}] replay_url '{target}' is not a URL"))?;
             if parsed.scheme() != "http" {
@@ -434,6 +499,11 @@ pub async fn start(config: &ServerConfig) -> anyhow::Result<Running> {
         let status = Arc::new(Mutex::new(SourceStatus::default()));
         state.kafka = Some(status.clone());
         tokio::spawn(causeway_server::kafka::run(kafka, state.sink(), status));
+    }
+    if let Some(lag) = &config.lag {
+        let report = Arc::new(std::sync::RwLock::new(causeway_server::lag::LagReport::default()));
+        state.lag = Some(report.clone());
+        causeway_server::lag::spawn(lag.clone(), state.store.clone(), report);
     }
     let connection_stats = state.connections.clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -25,6 +25,9 @@ pub enum Status {
 }
 
 impl Status {
+    /// Every status, from best known to worst.
+    pub const ALL: [Status; 7] = [Status::NotFound, Status::Ok, Status::Warn, Status::Err, Status::Stop, Status::Stall, Status::Rewind];
+
     /// Burrow's name for the status.
     pub fn as_str(self) -> &'static str {
         match self {

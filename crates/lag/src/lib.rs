@@ -75,8 +75,11 @@
 
 mod evaluate;
 mod extras;
+mod history;
+pub mod offsets_topic;
 mod window;
 
 pub use evaluate::{GroupPartition, GroupStatus, PartitionStatus, Status, evaluate_group, evaluate_partition, group_expired};
 pub use extras::{RetentionInput, RetentionRisk, Trend, lag_seconds, retention_risk, time_to_clear_seconds, trend};
+pub use history::{HISTORY_LEN, OffsetHistory, WrittenAt};
 pub use window::{BrokerOffset, Commit, PartitionWindow, Recorded, Settings};

@@ -14,6 +14,7 @@ mod engine;
 mod error;
 mod ingest;
 pub mod kafka;
+pub mod lag;
 mod metrics;
 mod model;
 pub mod nats;

@@ -41,6 +41,8 @@ pub struct AppState {
     pub nats: Option<Arc<std::sync::Mutex<SourceStatus>>>,
     /// The Kafka source's state, when it runs.
     pub kafka: Option<Arc<std::sync::Mutex<SourceStatus>>>,
+    /// The lag monitor's latest evaluation, when it runs.
+    pub lag: Option<Arc<std::sync::RwLock<crate::lag::LagReport>>>,
 }
 
 impl AppState {
@@ -59,6 +61,7 @@ impl AppState {
             connections: Arc::default(),
             nats: None,
             kafka: None,
+            lag: None,
         }
     }
 

@@ -188,6 +188,15 @@ impl Store {
         })
     }
 
+    /// Rows of the key-value table `meta` whose key starts with `prefix`, by key.
+    pub fn meta_with_prefix(&self, prefix: &str) -> Result<Vec<(String, String)>, StoreError> {
+        self.with_reader(|c| {
+            let mut stmt = c.prepare_cached("SELECT key, value FROM meta WHERE key >= ?1 AND key < ?1 || char(1114111) ORDER BY key")?;
+            let rows = stmt.query_map(params![prefix], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
     /// Findings, the most recently recorded first.
     pub fn findings(&self, filter: &FindingFilter) -> Result<Vec<FindingRow>, StoreError> {
         self.with_reader(|c| {

@@ -129,6 +129,9 @@ pub struct DerivedWrite {
     /// Dead-letter records whose expected reaction has now arrived: open records of the event
     /// held by one of the consumers become `resolved`.
     pub resolved_dead_letters: Vec<ResolvedDeadLetter>,
+    /// Rows of the key-value table `meta` to set, e.g. the lag monitor's windows of commits
+    /// (`lag:GROUP`), so they survive restarts.
+    pub meta: Vec<(String, String)>,
 }
 
 /// See [`DerivedWrite::resolved_dead_letters`].
@@ -151,7 +154,7 @@ impl Job {
     fn rows(&self) -> usize {
         match self {
             Job::Append { events, rejections, .. } => events.len() + rejections.len(),
-            Job::Derived { write, .. } => write.memberships.len() + write.findings.len(),
+            Job::Derived { write, .. } => write.memberships.len() + write.findings.len() + write.meta.len(),
             Job::Dlq { .. } => 1,
         }
     }
@@ -286,6 +289,16 @@ const CHECKPOINT_WAIT: Duration = Duration::from_millis(100);
 const CHECKPOINT_RETRY: Duration = Duration::from_millis(100);
 /// The writer's wait for a lock otherwise.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// A test and bench hook that slows the store on purpose: the writer sleeps this many
+/// milliseconds before each commit (read once, when the writer starts). For measuring how the
+/// sources behave against a slow store (`kafka-bench`); never set it otherwise.
+const FAULT_COMMIT_DELAY_ENV: &str = "CAUSEWAY_FAULT_COMMIT_DELAY_MS";
+
+/// [`FAULT_COMMIT_DELAY_ENV`], if set to a positive number of milliseconds.
+fn fault_commit_delay() -> Option<Duration> {
+    let ms: u64 = std::env::var(FAULT_COMMIT_DELAY_ENV).ok()?.trim().parse().ok()?;
+    (ms > 0).then(|| Duration::from_millis(ms))
+}
 
 impl WriterHandle {
     pub(crate) fn spawn(conn: Connection) -> Result<WriterHandle, StoreError> {
@@ -316,7 +329,14 @@ impl WriterHandle {
             wal_frames,
             checkpoint_frames: (WAL_CHECKPOINT_BYTES as i64 / page_size.max(512)).max(1),
             next_checkpoint: Instant::now(),
+            fault_commit_delay: fault_commit_delay(),
         };
+        if let Some(delay) = writer.fault_commit_delay {
+            tracing::warn!(
+                message = "CAUSEWAY_FAULT_COMMIT_DELAY_MS: the store sleeps before each commit, on purpose",
+                delay_ms = delay.as_millis() as u64
+            );
+        }
         let thread = std::thread::Builder::new()
             .name(WRITER_THREAD_NAME.into())
             .spawn(move || writer.run(rx))
@@ -404,6 +424,8 @@ struct Writer {
     checkpoint_frames: i64,
     /// No checkpoint is tried before this (after one that readers held up).
     next_checkpoint: Instant,
+    /// The test and bench hook [`FAULT_COMMIT_DELAY_ENV`]: a sleep before each commit.
+    fault_commit_delay: Option<Duration>,
 }
 
 impl Writer {
@@ -439,6 +461,9 @@ impl Writer {
             let derived_only = jobs.iter().all(|j| matches!(j, Job::Derived { .. }));
             if derived_only {
                 let _ = self.conn.pragma_update(None, "synchronous", "NORMAL");
+            }
+            if let Some(delay) = self.fault_commit_delay {
+                std::thread::sleep(delay);
             }
             let outcome = commit(&mut self.conn, &jobs, stamp, &mut self.next_seq);
             if derived_only && let Err(e) = self.conn.pragma_update(None, "synchronous", "FULL") {
@@ -693,6 +718,9 @@ fn write_derived(tx: &rusqlite::Transaction<'_>, write: &DerivedWrite) -> Result
     }
     if let Some(position) = write.position {
         tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('journey_position', ?1)", params![position.to_string()])?;
+    }
+    for (key, value) in &write.meta {
+        tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)", params![key, value])?;
     }
     for r in &write.resolved_dead_letters {
         crate::dlq::resolve_for_event(tx, &r.event_id, &r.consumers, &r.reason, &r.at)?;

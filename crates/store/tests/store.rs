@@ -285,6 +285,7 @@ fn derived_writes_upsert_by_engine_id() {
             drop_findings_above: None,
             position: Some(1),
             resolved_dead_letters: Vec::new(),
+            meta: Vec::new(),
         })
         .unwrap();
     let rows = store.findings(&all).unwrap();
@@ -416,4 +417,22 @@ fn the_wal_stays_bounded_under_appends_and_concurrent_readers() {
     let database = std::fs::metadata(store.path()).unwrap().len();
     assert!(largest <= BOUND, "the WAL reached {:.1} MiB (database {:.1} MiB)", largest as f64 / 1048576.0, database as f64 / 1048576.0);
     assert!(database > 16 * 1024 * 1024, "checkpoints copied the log into the database: {database} bytes");
+}
+
+#[test]
+fn kept_state_is_written_with_derived_rows_and_read_back_by_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let meta = [("lag:group:b", "2"), ("lag:group:a", "1"), ("lag:position", "{}"), ("lag:groupie", "no")];
+    store
+        .write_derived_blocking(causeway_store::DerivedWrite {
+            meta: meta.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ..Default::default()
+        })
+        .unwrap();
+    let read = store.meta_with_prefix("lag:group:").unwrap();
+    assert_eq!(read, [("lag:group:a".to_string(), "1".to_string()), ("lag:group:b".to_string(), "2".to_string())]);
+    // Written again, a key keeps one row with the new value.
+    store.write_derived_blocking(causeway_store::DerivedWrite { meta: vec![("lag:group:a".into(), "3".into())], ..Default::default() }).unwrap();
+    assert_eq!(store.meta_with_prefix("lag:group:a").unwrap(), [("lag:group:a".to_string(), "3".to_string())]);
 }

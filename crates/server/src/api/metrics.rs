@@ -179,7 +179,41 @@ pub async fn exposition(State(state): State<AppState>) -> impl IntoResponse {
         let _ = writeln!(out, "# TYPE causeway_dlq_oldest_pending_age_seconds gauge");
         let _ = writeln!(out, "causeway_dlq_oldest_pending_age_seconds {}", oldest.map_or(0, |t| (now - t.timestamp()).max(0)));
     }
+    if let Some(lag) = &state.lag {
+        write_lag(&mut out, &lag.read().expect("lag report"));
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+/// Consumer groups given series, worst first: their names come from the brokers.
+const GROUP_SERIES: usize = 200;
+
+/// The lag monitor's evaluation (PRODUCT §6 `/v1/lag`).
+fn write_lag(out: &mut String, report: &crate::lag::LagReport) {
+    let groups = &report.groups[..report.groups.len().min(GROUP_SERIES)];
+    let _ = writeln!(
+        out,
+        "# HELP causeway_consumer_group_status Burrow's status of each consumer group as a number: 0 NOTFOUND, 1 OK, 2 WARN, 3 ERR (the {GROUP_SERIES} worst groups)."
+    );
+    let _ = writeln!(out, "# TYPE causeway_consumer_group_status gauge");
+    for g in groups {
+        let _ = writeln!(out, "causeway_consumer_group_status{{group=\"{}\"}} {}", escape_label(&label_value(&g.group)), g.status as u8);
+    }
+    let _ = writeln!(out, "# HELP causeway_consumer_group_lag_messages Messages not consumed yet, over the group's partitions.");
+    let _ = writeln!(out, "# TYPE causeway_consumer_group_lag_messages gauge");
+    for g in groups {
+        let _ = writeln!(out, "causeway_consumer_group_lag_messages{{group=\"{}\"}} {}", escape_label(&label_value(&g.group)), g.total_lag);
+    }
+    let _ = writeln!(out, "# HELP causeway_consumer_group_lag_seconds Age of the group's oldest unconsumed message (0 when caught up).");
+    let _ = writeln!(out, "# TYPE causeway_consumer_group_lag_seconds gauge");
+    for g in groups {
+        let _ = writeln!(
+            out,
+            "causeway_consumer_group_lag_seconds{{group=\"{}\"}} {}",
+            escape_label(&label_value(&g.group)),
+            g.max_lag_seconds.unwrap_or(0.0)
+        );
+    }
 }
 
 /// Series of the late-event metrics by source, beside `other`: sources are named by clients.

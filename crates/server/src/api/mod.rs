@@ -13,6 +13,7 @@ mod dlq;
 mod events;
 pub(crate) mod findings;
 mod journeys;
+mod lag;
 mod metrics;
 mod model;
 mod params;
@@ -52,6 +53,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/dlq/{id}/discard", post(dlq::discard))
         .route("/v1/dlq/{id}/resolve", post(dlq::resolve))
         .route("/v1/aggregates/{kind}/{id}", get(aggregates::get_state))
+        .route("/v1/lag", get(lag::get_lag))
         .route("/v1/sql", post(query::post_sql))
         .route("/v1/model", get(model::get_model))
         .route("/v1/model/reload", post(model::reload))
