@@ -212,3 +212,92 @@ fn events_from_kafka_topics_are_stored_once_across_a_crash_and_a_poison_message_
     let summary = get(&format!("{}/v1/journeys/summary", server.url));
     assert_eq!(summary["journeys_by_state"], offline["journeys_by_state"], "{summary}");
 }
+
+/// A few hundred orders, their events spread from an hour to twenty minutes ago, in the
+/// simulator's delivery order (5% of orders suffer each fault).
+fn backlog_traffic(seed: u64) -> Vec<Value> {
+    let now = Utc::now();
+    let (mut t, end) = (now - chrono::Duration::minutes(60), now - chrono::Duration::minutes(20));
+    let mut sim = Simulator::new(SimConfig { seed, fault_rate: 0.05, concurrency: 6 });
+    let mut events = Vec::new();
+    while t < end {
+        events.extend(sim.next_batch(3, t).into_iter().map(|d| d.event));
+        t += chrono::Duration::seconds(4);
+    }
+    events
+}
+
+/// A finding as both sides can name it: everything but its id and its wording.
+fn canonical(f: &Value) -> String {
+    json!([f["kind"], f["journey"], f["key"], f["event_id"], f["expected"], f["rule"], f["detected_at"], f["resolved_at"]]).to_string()
+}
+
+fn engine_findings(findings: &[Value]) -> std::collections::BTreeSet<String> {
+    const ENGINE: [&str; 6] = ["missing_reaction", "invariant_violation", "stalled", "deadline_missed", "duplicate", "duplicate_effect"];
+    findings.iter().filter(|f| ENGINE.contains(&f["kind"].as_str().unwrap_or_default())).map(canonical).collect()
+}
+
+#[test]
+fn a_backlog_caught_up_from_partitions_raises_only_the_findings_that_happened_in_event_time() {
+    let cluster = MockCluster::new(1).unwrap();
+    for topic in TOPICS {
+        cluster.create_topic(topic, PARTITIONS, 1).unwrap();
+    }
+    let brokers = cluster.bootstrap_servers();
+    let events = backlog_traffic(21);
+    // The backlog is on the topics before causeway starts: each event on its type's topic, keyed
+    // by correlation id (partitioned as producers do), in the order the producers sent them.
+    let producer: ThreadedProducer<_> = ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
+    for (i, e) in events.iter().enumerate() {
+        let (headers, body) = message(e, i);
+        let event_type = e["type"].as_str().or(e["metadata"]["eventType"].as_str()).unwrap();
+        let key = e["correlationid"].as_str().or(e["metadata"]["correlationId"].as_str()).unwrap_or("none").to_string();
+        let mut kafka_headers = OwnedHeaders::new();
+        for (name, value) in &headers {
+            kafka_headers = kafka_headers.insert(Header { key: name, value: Some(value) });
+        }
+        producer.send(BaseRecord::to(topic_of(event_type)).key(&key).payload(&body).headers(kafka_headers)).map_err(|(e, _)| e).unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("causeway.toml");
+    std::fs::write(&config, format!("[kafka]\nbrokers = \"{brokers}\"\n[lag]\nenabled = false\n")).unwrap();
+    // The default clock: a watermark per source of evidence, each partition one of them.
+    let server = Server::start(&dir.path().join("data"), &["--model", &example_model(), "--config", config.to_str().unwrap(), "--idle-after", "10s"]);
+    wait_until("the backlog is not all read", &server.url, || get(&format!("{}/readyz", server.url))["kafka"]["messages"] == events.len());
+    let clock = get(&format!("{}/v1/clock", server.url));
+    let partitions = clock["sources"].as_array().unwrap().iter().filter(|s| s["source"].as_str().unwrap().contains('/')).count();
+    assert_eq!(partitions, TOPICS.len() * PARTITIONS as usize, "each partition is a source of the clock: {clock}");
+    // Once every source is idle, the clock follows the wall clock: everything due is judged.
+    wait_until("sources still active", &server.url, || {
+        get(&format!("{}/v1/clock", server.url))["sources"].as_array().unwrap().iter().all(|s| s["idle"] == true)
+    });
+    let live = engine_findings(get(&format!("{}/v1/findings?limit=10000", server.url))["findings"].as_array().unwrap());
+
+    let mut sorted = events.clone();
+    sorted.sort_by_key(|e| e["time"].as_str().or(e["metadata"]["timestamp"].as_str()).unwrap().to_string());
+    let log = dir.path().join("sorted.ndjson");
+    std::fs::write(&log, sorted.iter().map(|e| format!("{e}\n")).collect::<String>()).unwrap();
+    let out = std::process::Command::new(common::BIN)
+        .arg("analyze")
+        .arg(&log)
+        .args(["--model", &example_model(), "--until", "now", "--json"])
+        .output()
+        .unwrap();
+    let offline: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let offline_findings = engine_findings(offline["findings"].as_array().unwrap());
+    let only_live: Vec<&String> = live.difference(&offline_findings).collect();
+    let only_offline: Vec<&String> = offline_findings.difference(&live).collect();
+    assert!(
+        only_live.is_empty() && only_offline.is_empty(),
+        "live and offline disagree\nonly live ({}): {:#?}\nonly offline ({}): {:#?}",
+        only_live.len(),
+        only_live.iter().take(10).collect::<Vec<_>>(),
+        only_offline.len(),
+        only_offline.iter().take(10).collect::<Vec<_>>()
+    );
+    assert!(offline_findings.iter().any(|f| f.contains("missing_reaction")), "the traffic raised real findings: {offline_findings:?}");
+    let summary = get(&format!("{}/v1/journeys/summary", server.url));
+    assert_eq!(summary["journeys_by_state"], offline["journeys_by_state"], "{summary}");
+}
