@@ -14,7 +14,7 @@ use causeway_server::kafka::{KafkaConfig, Start};
 use causeway_server::lag::LagConfig;
 use causeway_server::nats::NatsConfig;
 use causeway_server::source::SourceStatus;
-use causeway_server::{AppState, Clock, ConnectionLimits, Consumer, IngestLimits, ModelSlot};
+use causeway_server::{AppState, Clock, ConnectionLimits, Consumer, IngestLimits, ModelSlot, Replayer};
 use causeway_store::{SqlLimits, Store};
 use clap::Args;
 use serde::Deserialize;
@@ -193,9 +193,20 @@ struct KafkaSection {
     topics: Option<Vec<String>>,
     group: Option<String>,
     start: Option<String>,
+    /// Dead-letter topics: a name, or a list of names, where `{topic}` stands for each source
+    /// topic [default: "{topic}.dlq"]; `[]` reads none.
+    dlq_topics: Option<DlqTopics>,
     /// librdkafka properties passed as they are (security, timeouts).
     #[serde(default)]
     client: BTreeMap<String, String>,
+}
+
+/// `[kafka] dlq_topics`: one entry or several.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum DlqTopics {
+    One(String),
+    Many(Vec<String>),
 }
 
 /// `[consumers.NAME]`.
@@ -204,7 +215,7 @@ struct KafkaSection {
 struct ConsumerConfig {
     /// Where replays of the consumer's dead letters are POSTed.
     replay_url: Option<String>,
-    /// With the Kafka source; accepted now so one file serves both.
+    /// Or the Kafka topic they are published to (with `[kafka]`).
     replay_topic: Option<String>,
     /// Its Kafka consumer group, for lag; accepted now.
     group: Option<String>,
@@ -316,8 +327,19 @@ impl ServerConfig {
                     })?,
                 },
                 client: k.client.clone(),
+                dlq_topics: dlq_topics(k.dlq_topics.as_ref())?,
+                replay_topics: replay_topics(&file.consumers)?,
             }),
         };
+        if file.kafka.is_none()
+            && let Some((name, c)) = file.consumers.iter().find(|(_, c)| c.replay_topic.is_some())
+        {
+            anyhow::bail!(
+                "[consumers.{name}] replay_topic = \"{}\" publishes replays through the Kafka source: add a [kafka] section with its brokers, \
+                 or replay over HTTP with replay_url",
+                c.replay_topic.as_deref().unwrap_or_default()
+            );
+        }
         let lag = match (&kafka, file.lag.as_ref()) {
             (None, Some(_)) => anyhow::bail!("[lag] watches Kafka consumer groups: configure [kafka] brokers too"),
             (None, None) => None,
@@ -399,11 +421,46 @@ fn clock(args: &ServeArgs, file: &ConfigFile) -> anyhow::Result<Clock> {
     }
 }
 
+/// `[kafka] dlq_topics`, checked: each entry a topic name once `{topic}` in it is replaced.
+fn dlq_topics(entries: Option<&DlqTopics>) -> anyhow::Result<Vec<String>> {
+    let entries = match entries {
+        None => vec![causeway_server::kafka::DEFAULT_DLQ_TOPICS.to_string()],
+        Some(DlqTopics::One(one)) => vec![one.clone()],
+        Some(DlqTopics::Many(many)) => many.clone(),
+    };
+    for entry in &entries {
+        if !causeway_server::kafka::is_topic_name(&entry.replace("{topic}", "t")) {
+            anyhow::bail!(
+                "[kafka] dlq_topics: \"{entry}\" is not a topic name: use letters, digits, '.', '_' and '-', with {{topic}} standing for \
+                 each source topic (e.g. \"{{topic}}.dlq\", \"{{topic}}-dlt\") or a topic's own name"
+            );
+        }
+    }
+    Ok(entries)
+}
+
+/// The consumers replayed to a Kafka topic, each topic checked.
+fn replay_topics(config: &BTreeMap<String, ConsumerConfig>) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for (name, c) in config {
+        let Some(topic) = &c.replay_topic else { continue };
+        if !causeway_server::kafka::is_topic_name(topic) {
+            anyhow::bail!("[consumers.{name}] replay_topic \"{topic}\" is not a topic name: use letters, digits, '.', '_' and '-'");
+        }
+        out.insert(name.clone(), topic.clone());
+    }
+    Ok(out)
+}
+
 /// Checks each replay target now, so a typo fails at start-up rather than at the first replay.
 fn consumers(config: BTreeMap<String, ConsumerConfig>) -> anyhow::Result<BTreeMap<String, Consumer>> {
     let mut out = BTreeMap::new();
     for (name, c) in config {
-        let _ = &c.replay_topic;
+        if c.replay_url.is_some() && c.replay_topic.is_some() {
+            anyhow::bail!(
+                "[consumers.{name}] has both replay_url and replay_topic: a consumer's dead letters are replayed to one target, keep one of them"
+            );
+        }
         if let Some(target) = &c.replay_url {
             let parsed = reqwest::Url::parse(target).with_context(|| format!("[consumers.{name}] replay_url '{target}' is not a URL"))?;
             if parsed.scheme() != "http" {
@@ -498,6 +555,10 @@ pub async fn start(config: &ServerConfig) -> anyhow::Result<Running> {
         anyhow::ensure!(!kafka.topics.is_empty(), "[kafka] names no `topics` and the model gives no event a `topic`: say which topics to read");
         let status = Arc::new(Mutex::new(SourceStatus::default()));
         state.kafka = Some(status.clone());
+        // Replays to Kafka go through one producer on the same brokers.
+        let producer = causeway_server::kafka::producer_config(&kafka);
+        let replayer = Replayer::new(config.consumers.clone()).with_kafka(&producer, kafka.replay_topics.clone());
+        state.dlq = Arc::new(replayer.context("cannot create the Kafka producer for replays")?);
         tokio::spawn(causeway_server::kafka::run(kafka, state.sink(), status));
     }
     if let Some(lag) = &config.lag {

@@ -10,7 +10,12 @@
 //!   replay or a new failure report moves it back to `pending`.
 //! - The summary's tallies and flow are kept by triggers in the same transaction as the change, so
 //!   they always agree with the records.
+//! - A report read from a broker message (a Kafka dead-letter topic's) is applied once: the
+//!   message's topic, partition and offset are remembered with the record in the same
+//!   transaction, and the same message reported again changes nothing.
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use rusqlite::types::{ToSql, ValueRef};
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 use serde::Serialize;
@@ -74,6 +79,13 @@ pub struct DlqReport {
     pub event_type: Option<String>,
     pub correlation_id: Option<String>,
     pub source_service: Option<String>,
+    /// The key of the Kafka message the original came in, byte for byte (for a replay to Kafka).
+    pub original_key: Option<Vec<u8>>,
+    /// That message's headers in order, each value byte for byte (`None`: a header without one).
+    pub original_headers: Option<Vec<(String, Option<Vec<u8>>)>>,
+    /// The broker message this report was read from — a dead-letter topic's topic, partition and
+    /// offset: reporting the same message again (a redelivery) changes nothing.
+    pub received_as: Option<(String, i32, i64)>,
 }
 
 /// What a report did.
@@ -93,6 +105,8 @@ pub enum ReplayOutcome {
     DryRun,
     /// The target accepted it: the record becomes `replayed`.
     Sent { http_status: u16 },
+    /// The Kafka broker acknowledged it at this partition and offset: the record becomes `replayed`.
+    Published { partition: i32, offset: i64 },
     /// The target refused it or could not be reached: the record is `pending` with this error.
     Failed { http_status: Option<u16>, error: String },
 }
@@ -103,6 +117,7 @@ impl ReplayOutcome {
         match self {
             ReplayOutcome::DryRun => ("dry_run", None, None),
             ReplayOutcome::Sent { http_status } => ("sent", Some(*http_status), None),
+            ReplayOutcome::Published { .. } => ("sent", None, None),
             ReplayOutcome::Failed { http_status, error } => ("failed", *http_status, Some(error.as_str())),
         }
     }
@@ -111,8 +126,16 @@ impl ReplayOutcome {
     pub fn status_after(&self, before: DlqStatus) -> DlqStatus {
         match self {
             ReplayOutcome::DryRun => before,
-            ReplayOutcome::Sent { .. } => DlqStatus::Replayed,
+            ReplayOutcome::Sent { .. } | ReplayOutcome::Published { .. } => DlqStatus::Replayed,
             ReplayOutcome::Failed { .. } => DlqStatus::Pending,
+        }
+    }
+
+    /// Where a replay to Kafka was written: partition and offset.
+    pub fn written(&self) -> Option<(i32, i64)> {
+        match self {
+            ReplayOutcome::Published { partition, offset } => Some((*partition, *offset)),
+            _ => None,
         }
     }
 }
@@ -141,6 +164,11 @@ pub struct StatusChange {
 #[derive(Debug, Clone)]
 pub(crate) enum DlqOp {
     Report(Box<DlqReport>),
+    /// Several reports in one commit, in order.
+    Reports(Vec<DlqReport>),
+    /// The key and headers of broker messages refused at ingest, set on their records (found by
+    /// topic, partition, offset and consumer).
+    KeepParts(Vec<DlqReport>),
     Replay(ReplayAttempt),
     Status(StatusChange),
 }
@@ -149,6 +177,9 @@ pub(crate) enum DlqOp {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum DlqDone {
     Reported(Reported),
+    ReportedEach(Vec<Reported>),
+    /// Records given their message's key and headers.
+    Kept(usize),
     /// The audit row's id.
     Replayed(i64),
     /// Whether the status changed.
@@ -158,6 +189,20 @@ pub(crate) enum DlqDone {
 pub(crate) fn apply(tx: &Transaction<'_>, op: &DlqOp, now: &str) -> Result<DlqDone, StoreError> {
     match op {
         DlqOp::Report(r) => report(tx, r, now).map(DlqDone::Reported),
+        DlqOp::Reports(reports) => reports.iter().map(|r| report(tx, r, now)).collect::<Result<_, _>>().map(DlqDone::ReportedEach),
+        DlqOp::KeepParts(records) => {
+            let mut kept = 0;
+            for r in records {
+                let Some(id) = refused_before(tx, r)? else { continue };
+                tx.prepare_cached("UPDATE dlq SET original_key = ?2, original_headers = ?3 WHERE id = ?1")?.execute(params![
+                    id,
+                    r.original_key,
+                    headers_json(r)
+                ])?;
+                kept += 1;
+            }
+            Ok(DlqDone::Kept(kept))
+        }
         DlqOp::Replay(a) => replay(tx, a, now).map(DlqDone::Replayed),
         DlqOp::Status(c) => {
             let from: Vec<&str> = c.from.iter().map(|s| s.as_str()).collect();
@@ -172,6 +217,32 @@ pub(crate) fn apply(tx: &Transaction<'_>, op: &DlqOp, now: &str) -> Result<DlqDo
 }
 
 fn report(tx: &Transaction<'_>, r: &DlqReport, now: &str) -> Result<Reported, StoreError> {
+    if let Some((topic, partition, offset)) = &r.received_as {
+        let before: Option<(i64, i64, String)> = tx
+            .prepare_cached(
+                "SELECT d.id, d.attempts, d.status FROM dlq_messages m JOIN dlq d ON d.id = m.dlq_id
+                 WHERE m.topic = ?1 AND m.partition = ?2 AND m.\"offset\" = ?3",
+            )?
+            .query_row(params![topic, partition, offset], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .optional()?;
+        if let Some((id, attempts, status)) = before {
+            let status = DlqStatus::parse(&status).unwrap_or(DlqStatus::Pending);
+            return Ok(Reported { id, attempts, status, repeated: true });
+        }
+        let reported = first_report(tx, r, now)?;
+        tx.prepare_cached("INSERT INTO dlq_messages (topic, partition, \"offset\", dlq_id) VALUES (?1, ?2, ?3, ?4)")?.execute(params![
+            topic,
+            partition,
+            offset,
+            reported.id
+        ])?;
+        return Ok(reported);
+    }
+    first_report(tx, r, now)
+}
+
+/// A report not seen before: a new record, or one more attempt on the open record of its event.
+fn first_report(tx: &Transaction<'_>, r: &DlqReport, now: &str) -> Result<Reported, StoreError> {
     let failed_at = r.failed_at.as_deref().unwrap_or(now);
     if r.event_id.is_some() {
         let open: Option<i64> = tx
@@ -205,8 +276,8 @@ pub(crate) fn insert(tx: &Transaction<'_>, r: &DlqReport, now: &str) -> Result<i
     tx.prepare_cached(
         "INSERT INTO dlq (event_id, event_type, correlation_id, source_service, consumer, source_topic, error_type,
                           error_message, failed_at, last_failed_at, content_type, original_event, stack, context,
-                          source_partition, source_offset)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                          source_partition, source_offset, original_key, original_headers)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
     )?
     .execute(params![
         r.event_id,
@@ -223,9 +294,24 @@ pub(crate) fn insert(tx: &Transaction<'_>, r: &DlqReport, now: &str) -> Result<i
         r.stack,
         r.context,
         r.source_partition,
-        r.source_offset
+        r.source_offset,
+        r.original_key,
+        headers_json(r)
     ])?;
     Ok(tx.last_insert_rowid())
+}
+
+/// A message's headers as stored: JSON `[[name, base64 value or null], …]`.
+fn headers_json(r: &DlqReport) -> Option<String> {
+    let headers = r.original_headers.as_ref()?;
+    let pairs: Vec<(&str, Option<String>)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_deref().map(|v| BASE64.encode(v)))).collect();
+    Some(serde_json::to_string(&pairs).expect("strings"))
+}
+
+/// Headers as [`headers_json`] stored them; `None` when the text is not that.
+fn headers_from_json(text: &str) -> Option<Vec<(String, Option<Vec<u8>>)>> {
+    let pairs: Vec<(String, Option<String>)> = serde_json::from_str(text).ok()?;
+    pairs.into_iter().map(|(n, v)| Some((n, v.map(|v| BASE64.decode(v)).transpose().ok()?))).collect()
 }
 
 /// The record already made for this broker message by the same consumer (the message delivered
@@ -251,15 +337,28 @@ fn original_value(r: &DlqReport) -> rusqlite::types::Value {
 
 fn replay(tx: &Transaction<'_>, a: &ReplayAttempt, now: &str) -> Result<i64, StoreError> {
     let (outcome, http_status, error) = a.outcome.parts();
+    let (partition, offset) = a.outcome.written().unzip();
     tx.prepare_cached(
-        "INSERT INTO dlq_replays (dlq_id, at, actor, target, dry_run, forced, outcome, http_status, error)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO dlq_replays (dlq_id, at, actor, target, dry_run, forced, outcome, http_status, error, partition, \"offset\")
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?
-    .execute(params![a.dlq_id, now, a.actor, a.target, a.outcome == ReplayOutcome::DryRun, a.forced, outcome, http_status, error])?;
+    .execute(params![
+        a.dlq_id,
+        now,
+        a.actor,
+        a.target,
+        a.outcome == ReplayOutcome::DryRun,
+        a.forced,
+        outcome,
+        http_status,
+        error,
+        partition,
+        offset
+    ])?;
     let audit_id = tx.last_insert_rowid();
     match &a.outcome {
         ReplayOutcome::DryRun => {}
-        ReplayOutcome::Sent { .. } => {
+        ReplayOutcome::Sent { .. } | ReplayOutcome::Published { .. } => {
             tx.prepare_cached(
                 "UPDATE dlq SET status = 'replayed', replays = replays + 1, last_error = NULL,
                      status_reason = NULL, status_changed_at = ?2
@@ -330,6 +429,12 @@ pub struct DlqRow {
     /// The input as received, when it is not UTF-8 text (then `original_event` is `None`).
     #[serde(skip)]
     pub original_bytes: Option<Vec<u8>>,
+    /// The key of the Kafka message the original came in (read with the original).
+    #[serde(skip)]
+    pub original_key: Option<Vec<u8>>,
+    /// That message's headers, in order (read with the original).
+    #[serde(skip)]
+    pub original_headers: Option<Vec<(String, Option<Vec<u8>>)>>,
 }
 
 const ROW_COLUMNS: &str = "id, event_id, event_type, correlation_id, source_service, consumer, source_topic, error_type,
@@ -363,6 +468,8 @@ impl DlqRow {
             source_offset: r.get(21)?,
             original_event: None,
             original_bytes: None,
+            original_key: if with_original { r.get(23)? } else { None },
+            original_headers: if with_original { r.get::<_, Option<String>>(24)?.as_deref().and_then(headers_from_json) } else { None },
         }
         .with_original(if with_original { Some(r.get_ref(22)?) } else { None }))
     }
@@ -423,6 +530,11 @@ pub struct ReplayRow {
     pub outcome: String,
     pub http_status: Option<i64>,
     pub error: Option<String>,
+    /// A replay to Kafka: the partition and offset the broker wrote it at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset: Option<i64>,
 }
 
 /// The state of the DLQ at a glance (`GET /v1/dlq/summary`).
@@ -456,6 +568,33 @@ impl Store {
         match self.dlq_write(DlqOp::Report(Box::new(report))).await? {
             DlqDone::Reported(r) => Ok(r),
             other => unreachable!("a report answers Reported, not {other:?}"),
+        }
+    }
+
+    /// Stores several failure reports in one commit, each as [`Store::report_failure`] would; a
+    /// report whose `received_as` message was reported before changes nothing and answers the
+    /// record it made.
+    pub async fn report_failures(&self, reports: Vec<DlqReport>) -> Result<Vec<Reported>, StoreError> {
+        if reports.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self.dlq_write(DlqOp::Reports(reports)).await? {
+            DlqDone::ReportedEach(r) => Ok(r),
+            other => unreachable!("reports answer ReportedEach, not {other:?}"),
+        }
+    }
+
+    /// Sets the original key and headers of the records of broker messages refused at ingest:
+    /// each report names its message (`source_topic`, `source_partition`, `source_offset`,
+    /// `consumer`) and carries `original_key` and `original_headers`. Returns how many records
+    /// were found.
+    pub async fn keep_message_parts(&self, refused: Vec<DlqReport>) -> Result<usize, StoreError> {
+        if refused.is_empty() {
+            return Ok(0);
+        }
+        match self.dlq_write(DlqOp::KeepParts(refused)).await? {
+            DlqDone::Kept(n) => Ok(n),
+            other => unreachable!("keeping parts answers Kept, not {other:?}"),
         }
     }
 
@@ -550,12 +689,12 @@ impl Store {
     pub fn dlq_record(&self, id: i64) -> Result<Option<(DlqRow, Vec<ReplayRow>)>, StoreError> {
         self.with_reader(|c| {
             let row = c
-                .prepare_cached(&format!("SELECT {ROW_COLUMNS}, original_event FROM dlq WHERE id = ?1"))?
+                .prepare_cached(&format!("SELECT {ROW_COLUMNS}, original_event, original_key, original_headers FROM dlq WHERE id = ?1"))?
                 .query_row(params![id], |r| DlqRow::from_row(r, true))
                 .optional()?;
             let Some(row) = row else { return Ok(None) };
             let mut stmt = c.prepare_cached(
-                "SELECT id, at, actor, target, dry_run, forced, outcome, http_status, error
+                "SELECT id, at, actor, target, dry_run, forced, outcome, http_status, error, partition, \"offset\"
                  FROM dlq_replays WHERE dlq_id = ?1 ORDER BY id",
             )?;
             let replays = stmt
@@ -570,6 +709,8 @@ impl Store {
                         outcome: r.get(6)?,
                         http_status: r.get(7)?,
                         error: r.get(8)?,
+                        partition: r.get(9)?,
+                        offset: r.get(10)?,
                     })
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
@@ -622,5 +763,63 @@ impl Store {
                 trend,
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dead_letter(offset: i64, message: &str) -> DlqReport {
+        DlqReport {
+            original: r#"{"id":"e-1"}"#.into(),
+            consumer: "billing".into(),
+            error_type: "Declined".into(),
+            error_message: message.into(),
+            event_id: Some("e-1".into()),
+            original_key: Some(vec![0xff, 0x00]),
+            original_headers: Some(vec![("a".into(), Some(b"1".to_vec())), ("b".into(), None), ("c".into(), Some(vec![0x80]))]),
+            received_as: Some(("payments.dlq".into(), 0, offset)),
+            ..Default::default()
+        }
+    }
+
+    /// A dead-letter message stored again (a redelivery) answers its record and changes nothing;
+    /// another message of the same failure is one more attempt; key and headers come back as kept.
+    #[tokio::test]
+    async fn a_redelivered_dead_letter_changes_nothing_and_the_message_parts_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let first = store.report_failures(vec![dead_letter(5, "first"), dead_letter(6, "second")]).await.unwrap();
+        assert_eq!((first[0].id, first[0].attempts, first[1].id, first[1].attempts, first[1].repeated), (first[0].id, 1, first[0].id, 2, true));
+        let again = store.report_failures(vec![dead_letter(5, "first"), dead_letter(6, "second")]).await.unwrap();
+        assert!(again.iter().all(|r| r.id == first[0].id && r.attempts == 2 && r.repeated), "{again:?}");
+        let (row, _) = store.dlq_record(first[0].id).unwrap().unwrap();
+        assert_eq!((row.attempts, row.error_message.as_str()), (2, "second"));
+        assert_eq!(row.original_key, Some(vec![0xff, 0x00]));
+        assert_eq!(row.original_headers, dead_letter(5, "").original_headers);
+        // A message refused at ingest gets its key and headers by its origin.
+        let refused = DlqReport {
+            original: "{bad".into(),
+            consumer: INGEST_CONSUMER.into(),
+            error_type: "malformed_json".into(),
+            source_topic: Some("payments".into()),
+            source_partition: Some(1),
+            source_offset: Some(9),
+            ..Default::default()
+        };
+        let id = store.report_failure(refused.clone()).await.unwrap().id;
+        let parts = DlqReport { original_key: Some(b"k".to_vec()), original_headers: Some(vec![("h".into(), Some(b"v".to_vec()))]), ..refused };
+        assert_eq!(store.keep_message_parts(vec![parts]).await.unwrap(), 1);
+        let (row, _) = store.dlq_record(id).unwrap().unwrap();
+        assert_eq!((row.original_key, row.original_headers), (Some(b"k".to_vec()), Some(vec![("h".into(), Some(b"v".to_vec()))])));
+    }
+
+    #[test]
+    fn headers_round_trip_through_their_json() {
+        let r = dead_letter(0, "");
+        assert_eq!(headers_from_json(&headers_json(&r).unwrap()), r.original_headers);
+        assert_eq!(headers_json(&r).unwrap(), r#"[["a","MQ=="],["b",null],["c","gA=="]]"#);
+        assert_eq!(headers_from_json("not json"), None);
     }
 }

@@ -5,7 +5,7 @@ use rusqlite::Connection;
 use crate::StoreError;
 
 /// Bumped with every change to the layout; a store written by a newer version is refused.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE events (
@@ -265,6 +265,25 @@ CREATE VIEW dlq_events AS
     FROM dlq;
 "#;
 
+/// Version 7: Kafka dead-letter topics and replay to Kafka (PRODUCT §6, §10). A record keeps the
+/// key and headers of the Kafka message its original came in, so that a replay re-publishes it as
+/// it was; each dead-letter topic message read is remembered by its topic, partition and offset,
+/// so that one delivered again after a crash neither adds a record nor counts an attempt; a
+/// replay to a topic audits the partition and offset the broker wrote it at.
+const SCHEMA_V7: &str = r#"
+ALTER TABLE dlq ADD COLUMN original_key BLOB;        -- the Kafka message's key, as received
+ALTER TABLE dlq ADD COLUMN original_headers TEXT;    -- its headers: JSON [[name, base64 value or null], …]
+CREATE TABLE dlq_messages (
+    topic      TEXT NOT NULL,                    -- the dead-letter topic
+    partition  INTEGER NOT NULL,
+    "offset"   INTEGER NOT NULL,
+    dlq_id     INTEGER NOT NULL,                 -- the record the message made or repeated
+    PRIMARY KEY (topic, partition, "offset")
+) WITHOUT ROWID;
+ALTER TABLE dlq_replays ADD COLUMN partition INTEGER;   -- replay to Kafka: where it was written
+ALTER TABLE dlq_replays ADD COLUMN "offset" INTEGER;
+"#;
+
 /// The last position of the log: events and redeliveries share the ingest order (0 when empty).
 pub const LOG_END: &str = "SELECT max(coalesce((SELECT max(seq) FROM events), 0), coalesce((SELECT max(seq) FROM redeliveries), 0))";
 
@@ -291,7 +310,7 @@ pub fn prepare_writer(conn: &Connection) -> Result<(), StoreError> {
     if version > SCHEMA_VERSION {
         return Err(StoreError::SchemaTooNew { found: version, known: SCHEMA_VERSION });
     }
-    for (target, migration) in [(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3), (4, SCHEMA_V4), (5, SCHEMA_V5), (6, SCHEMA_V6)] {
+    for (target, migration) in [(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3), (4, SCHEMA_V4), (5, SCHEMA_V5), (6, SCHEMA_V6), (7, SCHEMA_V7)] {
         if version < target {
             conn.execute_batch(&format!("BEGIN; {migration} PRAGMA user_version = {target}; COMMIT;"))?;
         }

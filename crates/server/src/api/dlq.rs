@@ -33,7 +33,7 @@ use crate::api::params::{NotANumber, check_known, limit, param, params, rfc3339,
 use crate::api::query::{correlation_body, read};
 use crate::engine::link_dead_letters;
 use crate::error::{ApiError, remedy};
-use crate::replay::{MAX_CONTENT_TYPE_BYTES, ReplayRequest, is_media_type};
+use crate::replay::{MAX_CONTENT_TYPE_BYTES, ReplayRequest, Target, is_media_type};
 use crate::state::AppState;
 
 /// Bulk replay: records per request by default and at most; replays per second by default and at most.
@@ -127,6 +127,9 @@ pub async fn report(State(state): State<AppState>, body: Body) -> Result<Respons
         event_type: identity.event_type,
         correlation_id: identity.correlation_id,
         source_service: identity.source,
+        original_key: None,
+        original_headers: None,
+        received_as: None,
     };
     let reported = state.store.report_failure(report).await?;
     let status = if reported.repeated { StatusCode::OK } else { StatusCode::CREATED };
@@ -230,6 +233,24 @@ fn record_json(row: &DlqRow) -> Value {
     if let Some(context) = &row.context {
         v["context"] = serde_json::from_str::<Value>(context).unwrap_or_else(|_| json!(context));
     }
+    // The Kafka message the original came in: its key and headers, text or else base64.
+    let shown = |bytes: &[u8]| match std::str::from_utf8(bytes) {
+        Ok(text) => json!({"value": text, "encoding": "utf-8"}),
+        Err(_) => json!({"value": base64::engine::general_purpose::STANDARD.encode(bytes), "encoding": "base64"}),
+    };
+    if let Some(key) = &row.original_key {
+        v["original_key"] = shown(key);
+    }
+    if let Some(headers) = &row.original_headers {
+        v["original_headers"] = headers
+            .iter()
+            .map(|(name, value)| {
+                let mut h = value.as_deref().map_or_else(|| json!({"value": null}), shown);
+                h["name"] = json!(name);
+                h
+            })
+            .collect();
+    }
     v
 }
 
@@ -252,7 +273,7 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Resul
     let engine = state.journeys.clone();
     let model = state.model.current();
     let store = state.store.clone();
-    let target = |consumer: &str| state.dlq.target(consumer).map(str::to_owned);
+    let target = |consumer: &str| state.dlq.target(consumer).map(|t| t.name());
     // The engine first: a reaction acknowledged before this request may have resolved the record.
     if let Some(engine) = engine.clone() {
         tokio::task::spawn_blocking(move || engine.sync()).await.map_err(|e| ApiError::internal("the journey engine", e))??;
@@ -354,6 +375,8 @@ struct Replayed {
     outcome: &'static str,
     target: Option<String>,
     http_status: Option<u16>,
+    /// A replay to Kafka: the partition and offset the broker wrote it at.
+    written: Option<(i32, i64)>,
     error: Option<String>,
     status: DlqStatus,
     audit_id: i64,
@@ -367,6 +390,10 @@ impl Replayed {
             "id": id, "outcome": self.outcome, "target": self.target, "http_status": self.http_status,
             "error": self.error, "status": self.status, "audit_id": self.audit_id,
         });
+        if let Some((partition, offset)) = self.written {
+            v["partition"] = json!(partition);
+            v["offset"] = json!(offset);
+        }
         if let Some(request) = &self.request {
             v["request"] = request.clone();
         }
@@ -388,21 +415,23 @@ async fn replay_one(state: &AppState, id: i64, dry_run: bool, force: bool, actor
         tokio::time::sleep_until(due.into()).await;
         (row, status, target) = sendable(state, id, dry_run, force).await?;
     }
-    let request = ReplayRequest::of(&row);
-    let description = dry_run.then(|| request.describe(&target));
-    let outcome = if dry_run { ReplayOutcome::DryRun } else { state.dlq.send(&target, request).await };
+    let request = ReplayRequest::of(&row, &target, actor);
+    let description = dry_run.then(|| request.describe());
+    let outcome = if dry_run { ReplayOutcome::DryRun } else { state.dlq.send(request).await };
     let (name, http_status, error) = outcome.parts();
     let error = error.map(str::to_owned);
+    let written = outcome.written();
     let new_status = outcome.status_after(status);
+    let target = target.name();
     let audit_id = state
         .store
         .record_replay(ReplayAttempt { dlq_id: id, actor: actor.to_string(), target: Some(target.clone()), forced: force, outcome })
         .await?;
-    Ok(Replayed { outcome: name, target: Some(target), http_status, error, status: new_status, audit_id, request: description })
+    Ok(Replayed { outcome: name, target: Some(target), http_status, written, error, status: new_status, audit_id, request: description })
 }
 
 /// The record, its status and its replay target, or why it must not be sent.
-async fn sendable(state: &AppState, id: i64, dry_run: bool, force: bool) -> Result<(DlqRow, DlqStatus, String), ApiError> {
+async fn sendable(state: &AppState, id: i64, dry_run: bool, force: bool) -> Result<(DlqRow, DlqStatus, Target), ApiError> {
     let Some((row, replays)) = read(&state.store, move |s| s.dlq_record(id)).await? else { return Err(not_found(id)) };
     let status = DlqStatus::parse(&row.status).unwrap_or(DlqStatus::Pending);
     if status != DlqStatus::Pending && !force && !dry_run {
@@ -416,13 +445,14 @@ async fn sendable(state: &AppState, id: i64, dry_run: bool, force: bool) -> Resu
             .with_remedy(remedy::FORCE_REPLAY)
             .with("status", status.as_str()));
     }
-    let Some(target) = state.dlq.target(&row.consumer).map(str::to_owned) else {
+    let Some(target) = state.dlq.target(&row.consumer) else {
         return Err(if row.consumer == INGEST_CONSUMER {
             let what = format!("causeway refused this event at ingest ({}), so it has no consumer to replay to", row.error_type);
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "no_replay_target", what).with_remedy(remedy::INGEST_AGAIN).with("id", id)
         } else {
             let message = format!(
-                "there is no replay target for consumer '{}': add [consumers.{}] replay_url = \"http://…\" to the server configuration",
+                "there is no replay target for consumer '{}': add [consumers.{}] replay_url = \"http://…\" (or replay_topic = \"…\", \
+                 with the Kafka source) to the server configuration",
                 row.consumer, row.consumer
             );
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "no_replay_target", message)
