@@ -2,8 +2,8 @@
 //! process (librdkafka's mock cluster, reached over TCP by the `causeway serve` child):
 //! a Spring Kafka, a Kafka Connect and a JSON-envelope dead letter on `payments.dlq` become DLQ
 //! records naming the original topic, partition and offset, the error and the consumer, linked to
-//! the stored event by its id; a repeat of the same failure is one more attempt on its record; all
-//! of it read again by a restarted causeway (SIGKILL, then a new group that starts at the
+//! the stored event by its id; a repeat of the same failure is one more attempt on its record; a
+//! message the source refuses keeps its key and headers on its record; all of it read again by a restarted causeway (SIGKILL, then a new group that starts at the
 //! beginning) adds no record and no attempt. A record replayed to a topic is read back with its
 //! original key, headers and value byte for byte and a `causeway-replay` header; its dry run
 //! writes nothing; the audit names `kafka:<topic>`.
@@ -183,7 +183,18 @@ fn records_of_event(url: &str) -> Vec<Value> {
 #[test]
 fn dead_letters_on_a_dlq_topic_become_records_once_each_across_a_crash() {
     let (_cluster, brokers) = cluster();
-    produce(&brokers, vec![payment(1), payment(2), payment(3), spring("card declined"), connect(), envelope(), spring("card declined again")]);
+    // A message the source itself refuses, on the other partition.
+    let poison = Record {
+        topic: "payments",
+        partition: 0,
+        key: Some("poison"),
+        headers: vec![("x-origin", b"batch-7".to_vec())],
+        value: b"{not json".to_vec(),
+    };
+    produce(
+        &brokers,
+        vec![payment(1), payment(2), payment(3), poison, spring("card declined"), connect(), envelope(), spring("card declined again")],
+    );
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("causeway.toml");
     write_config(&config, &brokers, "causeway-dlq");
@@ -246,17 +257,28 @@ fn dead_letters_on_a_dlq_topic_become_records_once_each_across_a_crash() {
     assert_eq!(envelope_record["record"]["context"]["attempt"], 3, "{envelope_record}");
     assert_eq!(envelope_record["record"]["context"]["dead_letter"]["format"], "json_envelope", "{envelope_record}");
     // Filtering by the original topic finds them, not by the dead-letter topic.
-    assert_eq!(get(&format!("{}/v1/dlq?source_topic=payments", server.url))["records"].as_array().unwrap().len(), 3);
+    assert_eq!(get(&format!("{}/v1/dlq?source_topic=payments&consumer=billing", server.url))["records"].as_array().unwrap().len(), 1);
     assert_eq!(get(&format!("{}/v1/dlq?source_topic=payments.dlq", server.url))["records"].as_array().unwrap().len(), 0);
+
+    // The refused message's record keeps its key and headers too.
+    let refused = get(&format!("{}/v1/dlq?consumer=causeway", server.url))["records"].as_array().cloned().unwrap();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    let refused_id = refused[0]["id"].clone();
+    wait_until("the refused message's key is not kept", &server.url, || {
+        get(&format!("{}/v1/dlq/{refused_id}", server.url))["record"]["original_key"] == json!({"value": "poison", "encoding": "utf-8"})
+    });
+    let refused = get(&format!("{}/v1/dlq/{refused_id}", server.url));
+    assert_eq!(refused["record"]["original_headers"], json!([{"name": "x-origin", "value": "batch-7", "encoding": "utf-8"}]), "{refused}");
+    let all = get(&format!("{}/v1/dlq", server.url));
 
     // SIGKILL, and a causeway whose new group reads every message again from the start: the
     // events are duplicates, the dead letters change nothing.
     server.kill();
     write_config(&config, &brokers, "causeway-dlq-again");
     let server = start(&data, &args);
-    wait_until("the topics are not read again", &server.url, || get(&format!("{}/readyz", server.url))["kafka"]["messages"].as_u64() >= Some(7));
+    wait_until("the topics are not read again", &server.url, || get(&format!("{}/readyz", server.url))["kafka"]["messages"].as_u64() >= Some(8));
     assert_eq!(records_of_event(&server.url), records, "a redelivered dead letter changed the records");
-    assert_eq!(get(&format!("{}/v1/dlq", server.url))["records"].as_array().unwrap().len(), 3);
+    assert_eq!(get(&format!("{}/v1/dlq", server.url)), all, "a redelivered message changed the DLQ");
     let events = post(&format!("{}/v1/sql", server.url), json!({"query": "SELECT count(*) FROM event_lineage"}));
     assert_eq!(events.1["rows"], json!([[3]]), "{events:?}");
 }
