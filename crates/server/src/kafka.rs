@@ -348,7 +348,7 @@ async fn consume(config: &KafkaConfig, sink: &Sink, status: &Arc<Mutex<SourceSta
             continue;
         }
         let messages = batch.len() + dead_letters.len();
-        // Events and dead letters stored side by side (one commit, as the writer groups them).
+        // Events and dead letters stored side by side (the writer groups what arrives together).
         let (done, _) = tokio::try_join!(
             async {
                 if batch.is_empty() {
