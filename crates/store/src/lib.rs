@@ -18,6 +18,8 @@ mod error;
 mod lineage;
 mod read;
 mod schema;
+#[doc(hidden)]
+pub use schema::create_at_version;
 mod sql;
 mod writer;
 

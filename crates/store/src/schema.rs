@@ -310,12 +310,29 @@ pub fn prepare_writer(conn: &Connection) -> Result<(), StoreError> {
     if version > SCHEMA_VERSION {
         return Err(StoreError::SchemaTooNew { found: version, known: SCHEMA_VERSION });
     }
-    for (target, migration) in [(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3), (4, SCHEMA_V4), (5, SCHEMA_V5), (6, SCHEMA_V6), (7, SCHEMA_V7)] {
-        if version < target {
+    migrate(conn, version, SCHEMA_VERSION)
+}
+
+/// Every layout version in order, with the migration that makes it from the one before.
+const MIGRATIONS: [(i64, &str); 7] = [(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3), (4, SCHEMA_V4), (5, SCHEMA_V5), (6, SCHEMA_V6), (7, SCHEMA_V7)];
+
+/// Runs the migrations after `from` up to `to`, each in its own transaction.
+fn migrate(conn: &Connection, from: i64, to: i64) -> Result<(), StoreError> {
+    for (target, migration) in MIGRATIONS {
+        if from < target && target <= to {
             conn.execute_batch(&format!("BEGIN; {migration} PRAGMA user_version = {target}; COMMIT;"))?;
         }
     }
     Ok(())
+}
+
+/// A new database file laid out as `version` left it, for tests of the migrations that follow:
+/// what a store written by an older causeway holds.
+#[doc(hidden)]
+pub fn create_at_version(path: &std::path::Path, version: i64) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    migrate(&conn, 0, version)?;
+    Ok(conn)
 }
 
 /// Settings for read-only connections.

@@ -326,15 +326,16 @@ fn a_version_4_store_gains_the_finding_rule() {
         detected_at: "2026-11-23T10:00:00.000000Z".into(),
         resolved_at: None,
     };
-    {
-        let store = Store::open(dir.path()).unwrap();
-        store.append_blocking(vec![event("a", "c", None, 1)], vec![]).unwrap();
-        let write = DerivedWrite { reset_for_model: Some("m1".into()), findings: vec![finding(None)], position: Some(1), ..Default::default() };
-        store.write_derived_blocking(write).unwrap();
-    }
-    // What version 4 left: no rule column, user_version 4.
-    let db = rusqlite::Connection::open(dir.path().join(causeway_store::DB_FILE)).unwrap();
-    db.execute_batch("ALTER TABLE finding_records DROP COLUMN rule; PRAGMA user_version = 4;").unwrap();
+    // What version 4 left: an event, a finding of the journey engine without a rule, the
+    // engine's recorded position.
+    let db = causeway_store::create_at_version(&dir.path().join(causeway_store::DB_FILE), 4).unwrap();
+    db.execute_batch(
+        r#"INSERT INTO events (seq, event_id, source, event_type, correlation_id, time, received_at, envelope)
+               VALUES (1, 'a', 's', 'T', 'c', '2026-11-23T10:00:00.000000Z', '2026-11-23T10:00:00.000000Z', '{}');
+           INSERT INTO finding_records (kind, detected_at, detail, engine_id) VALUES ('missing_reaction', '2026-11-23T10:00:00.000000Z', 'late', 1);
+           INSERT INTO meta (key, value) VALUES ('journey_model', 'm1'), ('journey_position', '1');"#,
+    )
+    .unwrap();
     drop(db);
 
     let store = Store::open(dir.path()).unwrap();
