@@ -15,6 +15,9 @@ use chrono::{SecondsFormat, Utc};
 use clap::Args;
 use serde_json::{Value, json};
 
+use causeway_server::kafka::{KafkaConfig, Start};
+use rdkafka::producer::{BaseRecord, Producer as _, ThreadedProducer};
+
 use crate::out::say;
 use crate::serve::{self, DEFAULT_LISTEN, ServerConfig};
 
@@ -38,6 +41,10 @@ pub struct DemoArgs {
     /// Share of orders that suffer each kind of fault (0–1).
     #[arg(long, default_value_t = 0.05)]
     fault_rate: f64,
+    /// Kafka brokers (bootstrap servers): the simulated producers write to the model's topics
+    /// there, and the server reads them with its Kafka source, instead of posting over HTTP.
+    #[arg(long, value_name = "BROKERS")]
+    kafka: Option<String>,
 }
 
 /// The bundled example model, the board of the simulated estate.
@@ -87,6 +94,19 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     })?;
     config.data = data.clone();
     config.model = Some(write_example_model(&data)?);
+    if let Some(brokers) = &args.kafka {
+        config.kafka = Some(KafkaConfig {
+            brokers: brokers.clone(),
+            // The model's topics.
+            topics: Vec::new(),
+            group: "causeway-demo".into(),
+            start: Start::Earliest,
+            // Topics the demo's producers create as they start are found within seconds.
+            client: [("topic.metadata.refresh.interval.ms".to_string(), "2000".to_string())].into(),
+            dlq_topics: vec![causeway_server::kafka::DEFAULT_DLQ_TOPICS.to_string()],
+            replay_topics: Default::default(),
+        });
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     // notification-service, fixed, takes the replays of the shipments it could not handle.
     let consumer = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).context("cannot listen for replays")?;
@@ -100,6 +120,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     say!("causeway demo: order fulfilment (order, payment, inventory, fulfilment, notification services)");
     say!("  web:  {base}/");
     say!("  data: {}{}", config.data.display(), if temp.is_some() { " (temporary)" } else { "" });
+    if let Some(brokers) = &args.kafka {
+        say!("  kafka: the producers write to the model's topics on {brokers}; the server reads them in group causeway-demo");
+    }
     say!(
         "  rate: {} events/s, seed {}, fault rate {}, {}",
         args.rate,
@@ -225,8 +248,57 @@ struct Tour {
     payment: String,
 }
 
+/// Where the simulated producers write: the server's ingest over HTTP, or Kafka topics.
+enum Outlet {
+    Http,
+    Kafka(ThreadedProducer<rdkafka::producer::DefaultProducerContext>),
+}
+
+/// The example model's topic of each event type.
+fn topic_of(event_type: &str) -> &'static str {
+    match event_type {
+        "OrderCreated" | "OrderCancelled" => "orders",
+        "PaymentProcessed" | "PaymentFailed" => "payments",
+        "InventoryReserved" => "inventory",
+        "ShipmentCreated" => "shipments",
+        _ => "notifications",
+    }
+}
+
+/// Writes each event to its type's topic, keyed by correlation id; the broker's acknowledgements
+/// come back on the producer's own thread.
+fn produce(producer: &ThreadedProducer<rdkafka::producer::DefaultProducerContext>, events: &[Value]) -> anyhow::Result<()> {
+    for e in events {
+        let event_type = e["type"].as_str().or(e["metadata"]["eventType"].as_str()).unwrap_or_default();
+        let key = e["correlationid"].as_str().or(e["metadata"]["correlationId"].as_str()).unwrap_or_default();
+        let body = e.to_string();
+        let record = BaseRecord::to(topic_of(event_type)).key(key).payload(&body);
+        producer.send(record).map_err(|(e, _)| anyhow::anyhow!("cannot produce to Kafka: {e}"))?;
+    }
+    Ok(())
+}
+
+/// With Kafka, the totals as the server stored them: (accepted, duplicates, rejected).
+fn kafka_totals(client: &reqwest::blocking::Client, base: &str) -> Option<[u64; 3]> {
+    let ready: Value = client.get(format!("{base}/readyz")).send().ok()?.json().ok()?;
+    let (messages, refused) = (ready["kafka"]["messages"].as_u64()?, ready["kafka"]["refused"].as_u64()?);
+    let accepted = ready["events"].as_u64()?;
+    Some([accepted, messages.saturating_sub(refused + accepted), refused])
+}
+
 fn drive(base: &str, args: &DemoArgs, stop: &AtomicBool, command: &str) -> anyhow::Result<Summary> {
     let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build()?;
+    let outlet = match &args.kafka {
+        None => Outlet::Http,
+        Some(brokers) => Outlet::Kafka(
+            rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", brokers)
+                .set("client.id", "causeway-demo")
+                .set("linger.ms", "5")
+                .create()
+                .context("cannot make a Kafka producer")?,
+        ),
+    };
     let mut sim = Simulator::new(SimConfig { seed: args.seed, fault_rate: args.fault_rate, concurrency: 50 });
     // Requests of a fixed size: the same seed then gives the same DLQ record ids, as the tour shows.
     let chunk = u64::from(args.rate / 20).clamp(1, 1000);
@@ -253,17 +325,22 @@ fn drive(base: &str, args: &DemoArgs, stop: &AtomicBool, command: &str) -> anyho
                 .find(|d| d.fault == Some(Fault::ConsumerFailure) && d.order_faults == [Fault::ConsumerFailure])
                 .and_then(|d| d.event["data"]["orderId"].as_str().map(str::to_owned));
         }
-        // The estate's producers write different shapes; a plain JSON array carries them all.
-        let body = Value::Array(deliveries.into_iter().map(|d| d.event).collect()).to_string();
-        let response = client
-            .post(format!("{base}/v1/events"))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .context("the demo server stopped answering")?;
-        let answer: Value = response.json().context("the demo server's answer is not JSON")?;
-        for (i, key) in ["accepted", "duplicates", "rejected"].iter().enumerate() {
-            summary.totals[i] += answer[key].as_u64().unwrap_or(0);
+        let events: Vec<Value> = deliveries.into_iter().map(|d| d.event).collect();
+        match &outlet {
+            Outlet::Kafka(producer) => produce(producer, &events)?,
+            Outlet::Http => {
+                // The estate's producers write different shapes; a plain JSON array carries them all.
+                let response = client
+                    .post(format!("{base}/v1/events"))
+                    .header("content-type", "application/json")
+                    .body(Value::Array(events).to_string())
+                    .send()
+                    .context("the demo server stopped answering")?;
+                let answer: Value = response.json().context("the demo server's answer is not JSON")?;
+                for (i, key) in ["accepted", "duplicates", "rejected"].iter().enumerate() {
+                    summary.totals[i] += answer[key].as_u64().unwrap_or(0);
+                }
+            }
         }
         for event in failures {
             let report = json!({
@@ -276,6 +353,9 @@ fn drive(base: &str, args: &DemoArgs, stop: &AtomicBool, command: &str) -> anyho
         sent += chunk;
         if last_report.elapsed() >= Duration::from_secs(5) {
             last_report = Instant::now();
+            if let Outlet::Kafka(_) = outlet {
+                summary.totals = kafka_totals(&client, base).unwrap_or(summary.totals);
+            }
             let s = sim.stats();
             let printed = say!(
                 "[{:>4}s] {} events: {} accepted, {} duplicates, {} rejected | orders {} started, {} finished",
@@ -299,6 +379,18 @@ fn drive(base: &str, args: &DemoArgs, stop: &AtomicBool, command: &str) -> anyho
         }
     }
     summary.stats = sim.stats().clone();
+    if let Outlet::Kafka(producer) = &outlet {
+        producer.flush(Duration::from_secs(10)).context("the Kafka brokers did not take the last events")?;
+        // What was produced is stored within moments; the summary counts it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            summary.totals = kafka_totals(&client, base).unwrap_or(summary.totals);
+            if summary.totals.iter().sum::<u64>() >= sent {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
     let query =
         json!({"query": "SELECT kind, sum(resolved_at IS NULL), sum(resolved_at IS NOT NULL) FROM findings GROUP BY kind ORDER BY count(*) DESC"});
     if let Ok(answer) = client.post(format!("{base}/v1/sql")).json(&query).send().and_then(|r| r.json::<Value>()) {

@@ -301,3 +301,31 @@ fn a_backlog_caught_up_from_partitions_raises_only_the_findings_that_happened_in
     let summary = get(&format!("{}/v1/journeys/summary", server.url));
     assert_eq!(summary["journeys_by_state"], offline["journeys_by_state"], "{summary}");
 }
+
+#[test]
+fn the_demo_drives_its_traffic_through_kafka_topics() {
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(common::BIN)
+        .args(["demo", "--listen", "127.0.0.1:0", "--duration", "12s", "--rate", "100", "--kafka", &brokers, "--data"])
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains(&format!("kafka: the producers write to the model's topics on {brokers}")), "{text}");
+    // Everything delivered was read from the topics and stored (or refused, or a duplicate).
+    let number = |prefix: &str, after: &str| -> u64 {
+        let line = text.lines().find(|l| l.trim_start().starts_with(prefix)).unwrap_or_else(|| panic!("no '{prefix}' line: {text}"));
+        let rest = &line[line.find(after).unwrap() + after.len()..];
+        rest.trim_start().split_whitespace().next().unwrap().parse().unwrap()
+    };
+    let delivered = number("summary:", "summary:");
+    let accepted = number("stored", "stored");
+    assert!(delivered > 500 && accepted > delivered * 8 / 10, "{text}");
+    // The model's topics hold them, with their partitions and offsets.
+    let server = Server::start(&dir.path().join("data"), &["--model", dir.path().join("data/model/model.yaml").to_str().unwrap()]);
+    let topics = sql(&server.url, r#"SELECT DISTINCT topic FROM event_lineage WHERE "offset" IS NOT NULL ORDER BY 1"#);
+    assert_eq!(topics["rows"], json!([["inventory"], ["notifications"], ["orders"], ["payments"], ["shipments"]]), "{topics}");
+}

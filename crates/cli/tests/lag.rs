@@ -198,13 +198,15 @@ fn burrow_group(url: &str, name: &str, committed: i64) -> Value {
     }
 }
 
-/// The high watermark both see for the topic's partition.
-fn both_see(causeway: &str, burrow: &str, group: &str, high: i64) {
+/// Both see the partition's high watermark at `high`, in the group's current lag (`committed` its
+/// last commit): Burrow's storage learns broker offsets apart from its topic listing, so the lag is
+/// what shows the high watermark a new commit's lag will be computed against.
+fn both_see(causeway: &str, burrow: &str, group: &str, committed: i64, high: i64) {
     deadline_loop(&format!("causeway and Burrow to see high watermark {high}"), 60, || {
         let report = get(&format!("{causeway}/v1/lag"))?;
-        let g = report["groups"].as_array()?.iter().find(|g| g["group"] == group)?.clone();
-        let seen = get(&format!("{burrow}/v3/kafka/mock/topic/{TOPIC}"))?;
-        (g["partitions"][0]["high_watermark"] == high && seen["offsets"][0] == high).then_some(())
+        let ours = report["groups"].as_array()?.iter().find(|g| g["group"] == group)?.clone();
+        let theirs = get(&format!("{burrow}/v3/kafka/mock/consumer/{group}/lag"))?;
+        (ours["partitions"][0]["high_watermark"] == high && theirs["status"]["partitions"][0]["current_lag"] == high - committed).then_some(())
     })
 }
 
@@ -240,13 +242,13 @@ fn consumer_group_statuses_equal_burrows_and_survive_a_restart() {
         (get(&format!("{burrow_url}/v3/kafka/mock/topic/{TOPIC}"))?["offsets"][0] == 100).then_some(())
     });
     committer.commit("g-warn", 10, t0 - 60 * s);
-    both_see(&server.url, &burrow_url, "g-warn", 100);
+    both_see(&server.url, &burrow_url, "g-warn", 10, 100);
     produce(&producer, 50);
-    both_see(&server.url, &burrow_url, "g-warn", 150);
+    both_see(&server.url, &burrow_url, "g-warn", 10, 150);
     committer.commit("g-warn", 20, t0 - 30 * s);
     let before_last = Utc::now();
     produce(&producer, 50);
-    both_see(&server.url, &burrow_url, "g-warn", 200);
+    both_see(&server.url, &burrow_url, "g-warn", 20, 200);
     let seen_last = Utc::now();
     committer.commit("g-warn", 30, t0);
     // The other states, against 200 messages.
@@ -305,6 +307,18 @@ fn consumer_group_statuses_equal_burrows_and_survive_a_restart() {
     assert_eq!(stall["partitions"][0]["lag_seconds_at_least"], true, "{stall}");
     assert_eq!(stall["partitions"][0]["time_to_clear_seconds"], Value::Null, "a stalled group never clears: {stall}");
     assert_eq!(group("g-warn")["partitions"][0]["trend"], "growing");
+
+    // The CLI: a row per group, its worst partition beside it; `≥` marks a lower bound.
+    let out = Command::new(common::BIN).args(["lag", "--server", &server.url]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let row = |group: &str| text.lines().find(|l| l.contains(group)).unwrap_or_else(|| panic!("no row for {group}: {text}")).to_string();
+    for (group, words) in [("g-stall", ["ERR", "STALL", "≥"]), ("g-warn", ["WARN", "growing", "170"]), ("g-behind", ["OK", "shrinking", "orders/0"])]
+    {
+        let line = row(group);
+        assert!(words.iter().all(|w| line.contains(w)), "{group}: {line}");
+    }
+    assert!(text.contains("6 groups, evaluated "), "{text}");
 
     // Filters, and the metrics.
     let errors = get(&format!("{}/v1/lag?status=ERR", server.url)).unwrap();
