@@ -319,7 +319,7 @@ fn the_demo_drives_its_traffic_through_kafka_topics() {
     let number = |prefix: &str, after: &str| -> u64 {
         let line = text.lines().find(|l| l.trim_start().starts_with(prefix)).unwrap_or_else(|| panic!("no '{prefix}' line: {text}"));
         let rest = &line[line.find(after).unwrap() + after.len()..];
-        rest.trim_start().split_whitespace().next().unwrap().parse().unwrap()
+        rest.split_whitespace().next().unwrap().parse().unwrap()
     };
     let delivered = number("summary:", "summary:");
     let accepted = number("stored", "stored");
