@@ -789,7 +789,8 @@ fn catch_up(bench: &Bench<'_>, data: &Dataset) -> Result<()> {
         );
     }
     ratios.sort_by(f64::total_cmp);
-    let ratio = ratios[ratios.len() / 2];
+    // The median; of an even number of rounds, the mean of the middle two.
+    let ratio = (ratios[(ratios.len() - 1) / 2] + ratios[ratios.len() / 2]) / 2.0;
     println!();
     println!(
         "Target: Kafka catch-up rate ≥ HTTP ingest rate. Measured{}: **{ratio:.2}×** — {}.",
