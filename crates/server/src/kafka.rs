@@ -10,9 +10,13 @@
 //!   rebalance delivers again what was not committed, and the store keeps one copy (the event's
 //!   identity; a refused message's topic, partition and offset).
 //! - A message that cannot be decoded is a DLQ record and does not stop its partition.
-//! - Bounded memory: messages are taken from librdkafka only while no batch is being stored, at
-//!   most [`BATCH`] at once, and librdkafka's prefetch queue is capped ([`PREFETCH_KIB`]), so a
-//!   slow store pauses fetching instead of growing memory.
+//! - Positions are committed in the order of the batches, each once it is durable: at most
+//!   [`IN_FLIGHT`] batches of at most [`BATCH`] messages are being stored at once (so the store's
+//!   writer commits several together), and a failed one stops the source before any later
+//!   position is committed.
+//! - Bounded memory: no message is taken from librdkafka while [`IN_FLIGHT`] batches are being
+//!   stored, and its prefetch queue is capped ([`PREFETCH_KIB`]), so a slow store pauses fetching
+//!   instead of growing memory.
 //! - `start` applies to a partition the group has no committed position for: `earliest`,
 //!   `latest`, or the first message at or after a time.
 //! - Dead-letter topics (`dlq_topics`) are read by the same consumer and become DLQ records, never
@@ -25,7 +29,7 @@
 //!   the headers that describe its failure), for a replay to Kafka; a message refused at ingest
 //!   keeps them too.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,10 +49,12 @@ use serde_json::{Map, Value, json};
 
 use crate::ingest::Provenance;
 use crate::replay::is_media_type;
-use crate::source::{Delivered, Sink, SourceStatus, content_type};
+use crate::source::{Delivered, Sink, SourceStatus, Stored, content_type};
 
 /// Messages stored and committed at once, at most.
 pub const BATCH: usize = 1000;
+/// Batches being stored at once: the store's writer commits those queued together.
+pub const IN_FLIGHT: usize = 4;
 /// How long a batch waits for more messages once it has one.
 const LINGER: Duration = Duration::from_millis(20);
 /// librdkafka's prefetch queue, KiB (`queued.max.messages.kbytes`; its default is 64 MiB).
@@ -216,6 +222,8 @@ pub enum SourceError {
     Kafka(#[from] KafkaError),
     #[error("the store: {0}")]
     Store(#[from] StoreError),
+    #[error("storing a batch stopped: {0}")]
+    Stopped(String),
 }
 
 /// The consumer's settings: at-least-once (no automatic commits) and a capped prefetch.
@@ -228,7 +236,10 @@ pub fn client_config(config: &KafkaConfig) -> ClientConfig {
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", if config.start == Start::Latest { "latest" } else { "earliest" })
         .set("queued.max.messages.kbytes", PREFETCH_KIB.to_string())
-        .set("queued.min.messages", "10000");
+        .set("queued.min.messages", "10000")
+        // With the prefetch queue full (catching up a backlog), librdkafka waits this long before
+        // fetching again: its default, 1 s, left the source idle for a fifth of a catch-up.
+        .set("fetch.queue.backoff.ms", "10");
     for (k, v) in &config.client {
         c.set(k, v);
     }
@@ -303,6 +314,45 @@ pub async fn run(config: KafkaConfig, sink: Sink, status: Arc<Mutex<SourceStatus
     }
 }
 
+/// Messages taken from librdkafka together, ready to store.
+#[derive(Default)]
+struct Batch {
+    events: Vec<Delivered>,
+    /// Messages of dead-letter topics, as consumers' failure reports.
+    dead_letters: Vec<DlqReport>,
+    /// The key and headers of messages refused at ingest, for their records.
+    refused: Vec<DlqReport>,
+    /// The next position of each partition in the batch.
+    positions: BTreeMap<(String, i32), i64>,
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        self.events.len() + self.dead_letters.len()
+    }
+}
+
+/// Stores a batch: durable when it returns. Events and dead letters go side by side (the writer
+/// groups what arrives together); the records of refused messages then get their key and headers.
+/// What a stored batch came to: its messages, what the store made of them, the positions to commit.
+type StoredBatch = (usize, Stored, BTreeMap<(String, i32), i64>);
+
+async fn store_batch(sink: Sink, batch: Batch) -> Result<StoredBatch, SourceError> {
+    let messages = batch.len();
+    let Batch { events, dead_letters, refused, positions } = batch;
+    let (done, _) = tokio::try_join!(
+        async {
+            if events.is_empty() {
+                return Ok(Default::default());
+            }
+            sink.store(events).await
+        },
+        sink.store.report_failures(dead_letters)
+    )?;
+    sink.store.keep_message_parts(refused).await?;
+    Ok((messages, done, positions))
+}
+
 async fn consume(config: &KafkaConfig, sink: &Sink, status: &Arc<Mutex<SourceStatus>>) -> Result<(), SourceError> {
     let context = SourceContext { start: config.start, status: status.clone() };
     let consumer: StreamConsumer<SourceContext> = client_config(config).create_with_context(context)?;
@@ -311,65 +361,59 @@ async fn consume(config: &KafkaConfig, sink: &Sink, status: &Arc<Mutex<SourceSta
     consumer.subscribe(&topics)?;
     let dead_letter_topics = config.dead_letter_topics();
     status.lock().expect("status").state = "consuming".into();
+    // Batches being stored, oldest first: up to IN_FLIGHT at once, so the store's writer commits
+    // several together while the next is read; positions are committed in order as each is durable.
+    let mut storing: VecDeque<tokio::task::JoinHandle<Result<StoredBatch, SourceError>>> = VecDeque::new();
     loop {
-        let mut batch = Vec::new();
-        // Dead letters, and the key and headers of messages refused at ingest.
-        let (mut dead_letters, mut refused) = (Vec::new(), Vec::new());
-        // The next position of each partition in the batch.
-        let mut positions: BTreeMap<(String, i32), i64> = BTreeMap::new();
-        let first = consumer.recv().await;
-        let mut next = Some(first);
-        let linger = tokio::time::Instant::now() + LINGER;
-        while let Some(received) = next.take() {
-            match received {
-                Ok(m) => {
-                    positions.insert((m.topic().to_string(), m.partition()), m.offset() + 1);
-                    if let Some(source) = dead_letter_topics.get(m.topic()) {
-                        dead_letters.push(dead_letter_report(&KafkaMessage::of(&m), source.as_deref(), Utc::now()));
-                    } else {
-                        let d = delivered(&m, sink);
-                        if d.item.result.is_err() {
-                            refused.push(refused_parts(&KafkaMessage::of(&m)));
+        tokio::select! {
+            biased;
+            stored = async { storing.front_mut().expect("a batch being stored").await }, if !storing.is_empty() => {
+                storing.pop_front();
+                let (messages, done, positions) = stored.map_err(|e| SourceError::Stopped(e.to_string()))??;
+                // Durable now: commit. A crash before this delivers them again; the store keeps one copy.
+                let mut commit = TopicPartitionList::new();
+                for ((topic, partition), next) in &positions {
+                    commit.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
+                }
+                if let Err(e) = consumer.commit(&commit, CommitMode::Async) {
+                    // Not lost: the next commit covers these positions, or a restart delivers them again.
+                    status.lock().expect("status").last_error = Some(format!("committing offsets: {e}"));
+                }
+                status.lock().expect("status").stored(messages, done);
+            }
+            first = consumer.recv(), if storing.len() < IN_FLIGHT => {
+                let mut batch = Batch::default();
+                let mut next = Some(first);
+                let linger = tokio::time::Instant::now() + LINGER;
+                while let Some(received) = next.take() {
+                    match received {
+                        Ok(m) => {
+                            batch.positions.insert((m.topic().to_string(), m.partition()), m.offset() + 1);
+                            if let Some(source) = dead_letter_topics.get(m.topic()) {
+                                batch.dead_letters.push(dead_letter_report(&KafkaMessage::of(&m), source.as_deref(), Utc::now()));
+                            } else {
+                                let d = delivered(&m, sink);
+                                if d.item.result.is_err() {
+                                    batch.refused.push(refused_parts(&KafkaMessage::of(&m)));
+                                }
+                                batch.events.push(d);
+                            }
                         }
-                        batch.push(d);
+                        // Per-partition trouble (an unknown topic, a broker away): librdkafka retries.
+                        Err(e @ KafkaError::MessageConsumption(_)) | Err(e @ KafkaError::PartitionEOF(_)) => {
+                            status.lock().expect("status").last_error = Some(e.to_string());
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                    if batch.len() < BATCH {
+                        next = tokio::time::timeout_at(linger, consumer.recv()).await.ok();
                     }
                 }
-                // Per-partition trouble (an unknown topic, a broker away): librdkafka retries.
-                Err(e @ KafkaError::MessageConsumption(_)) | Err(e @ KafkaError::PartitionEOF(_)) => {
-                    status.lock().expect("status").last_error = Some(e.to_string());
+                if batch.len() > 0 {
+                    storing.push_back(tokio::spawn(store_batch(sink.clone(), batch)));
                 }
-                Err(e) => return Err(e.into()),
-            }
-            if batch.len() + dead_letters.len() < BATCH {
-                next = tokio::time::timeout_at(linger, consumer.recv()).await.ok();
             }
         }
-        if batch.is_empty() && dead_letters.is_empty() {
-            continue;
-        }
-        let messages = batch.len() + dead_letters.len();
-        // Events and dead letters stored side by side (the writer groups what arrives together).
-        let (done, _) = tokio::try_join!(
-            async {
-                if batch.is_empty() {
-                    return Ok(Default::default());
-                }
-                sink.store(batch).await
-            },
-            sink.store.report_failures(dead_letters)
-        )?;
-        // The records of refused messages exist now: they get their message's key and headers.
-        sink.store.keep_message_parts(refused).await?;
-        // Durable now: commit. A crash before this delivers them again; the store keeps one copy.
-        let mut commit = TopicPartitionList::new();
-        for ((topic, partition), next) in &positions {
-            commit.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
-        }
-        if let Err(e) = consumer.commit(&commit, CommitMode::Async) {
-            // Not lost: the next commit covers these positions, or a restart delivers them again.
-            status.lock().expect("status").last_error = Some(format!("committing offsets: {e}"));
-        }
-        status.lock().expect("status").stored(messages, done);
     }
 }
 

@@ -179,7 +179,11 @@ struct Monitor<'a> {
     config: &'a LagConfig,
     store: &'a Store,
     report: &'a RwLock<LagReport>,
+    /// Reads `__consumer_offsets`.
     consumer: BaseConsumer,
+    /// Reads partitions' offsets: a client of its own, as a broker answers a connection's requests
+    /// in order, and the reader's long-polling fetches would hold each lookup up to `fetch.wait.max.ms`.
+    offsets: BaseConsumer,
     groups: BTreeMap<String, GroupState>,
     /// The next offset to read in each partition of the offsets topic.
     position: BTreeMap<i32, i64>,
@@ -200,6 +204,7 @@ impl<'a> Monitor<'a> {
             client.set(k, v);
         }
         let consumer: BaseConsumer = client.create()?;
+        let offsets: BaseConsumer = client.set("client.id", "causeway-lag-offsets").create()?;
         let mut groups = BTreeMap::new();
         let mut position = BTreeMap::new();
         for (key, value) in store.meta_with_prefix("lag:")? {
@@ -214,7 +219,7 @@ impl<'a> Monitor<'a> {
                 position = serde_json::from_str(&value).unwrap_or_default();
             }
         }
-        Ok(Monitor { config, store, report, consumer, groups, position, brokers: HashMap::new(), commits_read: 0 })
+        Ok(Monitor { config, store, report, consumer, offsets, groups, position, brokers: HashMap::new(), commits_read: 0 })
     }
 
     fn run(&mut self) -> Result<(), LagError> {
@@ -284,7 +289,7 @@ impl<'a> Monitor<'a> {
 
     /// Reads a partition's log start and high watermark; the high watermark, if it could be read.
     fn read_broker(&mut self, topic: &str, partition: i32, now_ms: i64) -> Option<i64> {
-        match self.consumer.fetch_watermarks(topic, partition, LOOKUP_TIMEOUT) {
+        match self.offsets.fetch_watermarks(topic, partition, LOOKUP_TIMEOUT) {
             Ok((low, high)) => {
                 let b = self.brokers.entry((topic.to_string(), partition)).or_default();
                 b.log_start = Some(low);
