@@ -15,7 +15,7 @@ use causeway_server::lag::LagConfig;
 use causeway_server::nats::NatsConfig;
 use causeway_server::source::SourceStatus;
 use causeway_server::{AppState, Clock, ConnectionLimits, Consumer, IngestLimits, ModelSlot, Replayer};
-use causeway_store::{SqlLimits, Store};
+use causeway_store::{SqlLimits, Store, StoreSettings};
 use clap::Args;
 use serde::Deserialize;
 
@@ -147,7 +147,7 @@ struct ConfigFile {
     kafka: Option<KafkaSection>,
     /// A section of PRODUCT §10 for a part this version does not have yet: read so that a file
     /// written for it is refused with a sentence that says so, not "unknown field".
-    store: Option<toml::Value>,
+    store: Option<StoreSection>,
     /// The NATS JetStream source.
     nats: Option<NatsSection>,
     /// The lag monitor (with `[kafka]`).
@@ -183,6 +183,18 @@ struct NatsSection {
     #[serde(default)]
     subjects: Vec<String>,
     durable: Option<String>,
+}
+
+/// `[store]`: the embedded store's memory; the external store and retention of PRODUCT §10 are
+/// read so that a file naming them is refused with a sentence, not run without them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreSection {
+    /// The writer's page cache, e.g. "256MiB".
+    cache: Option<String>,
+    url: Option<toml::Value>,
+    retention: Option<toml::Value>,
+    max_disk: Option<toml::Value>,
 }
 
 /// `[kafka]`.
@@ -243,6 +255,7 @@ pub struct ServerConfig {
     pub kafka: Option<KafkaConfig>,
     /// The lag monitor: with `[kafka]`, unless `[lag] enabled = false`.
     pub lag: Option<LagConfig>,
+    pub store: StoreSettings,
 }
 
 impl ServerConfig {
@@ -346,7 +359,14 @@ impl ServerConfig {
             (Some(_), Some(LagSection { enabled: Some(false), .. })) => None,
             (Some(k), section) => Some(lag_config(k, section.unwrap_or(&LagSection::default()), &file.consumers)?),
         };
+        let store = StoreSettings {
+            writer_cache_bytes: match file.store.as_ref().and_then(|s| s.cache.as_deref()) {
+                None => causeway_store::DEFAULT_WRITER_CACHE_BYTES,
+                Some(text) => bytes(text).map_err(|e| anyhow::anyhow!("[store] cache: {e}"))?,
+            },
+        };
         Ok(ServerConfig {
+            store,
             nats,
             kafka,
             lag,
@@ -474,12 +494,34 @@ fn consumers(config: BTreeMap<String, ConsumerConfig>) -> anyhow::Result<BTreeMa
     Ok(out)
 }
 
+/// A size such as `256MiB`, `1GiB`, `512MB` or `1048576` (bytes).
+fn bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().map_err(|_| format!("'{text}' is not a size such as 256MiB or 1GiB"))?;
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => return Err(format!("unknown unit '{other}' in '{text}': use B, KiB, MiB, GiB, KB, MB or GB")),
+    };
+    n.checked_mul(scale).ok_or_else(|| format!("'{text}' is too large"))
+}
+
 fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
     let file: ConfigFile = toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))?;
-    for (section, what) in [(file.store.is_some(), "[store] configures an external store, retention and disk bounds")] {
-        if section {
-            anyhow::bail!("config file {}: {what}, which this version of causeway does not have yet; remove the section to start", path.display());
+    if let Some(store) = &file.store {
+        if store.url.is_some() || store.retention.is_some() || store.max_disk.is_some() {
+            anyhow::bail!(
+                "config file {}: [store] url, retention and max_disk configure an external store, retention and disk bounds, which this version of causeway does not have yet; remove them to start",
+                path.display()
+            );
         }
     }
     Ok(file)
@@ -529,7 +571,7 @@ pub async fn start(config: &ServerConfig) -> anyhow::Result<Running> {
         connection_limits.max_connections = max;
     }
     tracing::info!(message = "connection limits", open_files = nofile, max_connections = connection_limits.max_connections);
-    let store = Store::open(&config.data).with_context(|| format!("cannot open the store in {}", config.data.display()))?;
+    let store = Store::open_with(&config.data, &config.store).with_context(|| format!("cannot open the store in {}", config.data.display()))?;
     let listener = bind(&config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     let mut state = AppState::new(store, config.parse, config.sql).with_consumers(config.consumers.clone()).with_ingest_limits(config.ingest);
@@ -674,4 +716,19 @@ pub async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bytes;
+
+    #[test]
+    fn sizes_take_binary_and_decimal_units() {
+        assert_eq!(bytes("256MiB"), Ok(256 << 20));
+        assert_eq!(bytes("1GiB"), Ok(1 << 30));
+        assert_eq!(bytes("512 MB"), Ok(512_000_000));
+        assert_eq!(bytes("4096"), Ok(4096));
+        assert!(bytes("MiB").unwrap_err().contains("is not a size"));
+        assert!(bytes("99999999999999GiB").unwrap_err().contains("too large"));
+    }
 }

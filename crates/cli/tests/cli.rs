@@ -268,7 +268,7 @@ fn serve_config_file_flags_and_environment() {
     let out = causeway(&["serve", "--config", later.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
     assert!(!out.status.success());
     assert!(
-        text(&out).contains("[store] configures an external store, retention and disk bounds, which this version of causeway does not have yet"),
+        text(&out).contains("[store] url, retention and max_disk configure an external store, retention and disk bounds, which this version of causeway does not have yet"),
         "{}",
         text(&out)
     );
@@ -278,6 +278,12 @@ fn serve_config_file_flags_and_environment() {
     let out = causeway(&["serve", "--config", kafka.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
     assert!(!out.status.success());
     assert!(text(&out).contains(r#"[kafka] start must be "earliest", "latest" or an RFC 3339 time"#), "{}", text(&out));
+    // The store's cache is a size with its unit.
+    let cache = dir.path().join("cache.toml");
+    std::fs::write(&cache, "[store]\ncache = \"64 parsecs\"\n").unwrap();
+    let out = causeway(&["serve", "--config", cache.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("[store] cache: unknown unit 'parsecs' in '64 parsecs': use B, KiB, MiB, GiB, KB, MB or GB"), "{}", text(&out));
 }
 
 #[test]

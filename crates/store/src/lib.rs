@@ -44,6 +44,23 @@ pub use writer::{
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "causeway.db";
 
+/// How the store uses the machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreSettings {
+    /// The writer's page cache: index pages stay in memory between commits, which keeps ingest
+    /// fast as the store grows; most of the process's resident memory under load.
+    pub writer_cache_bytes: u64,
+}
+
+/// [`StoreSettings::writer_cache_bytes`] unless configured: 256 MiB.
+pub const DEFAULT_WRITER_CACHE_BYTES: u64 = 256 * 1024 * 1024;
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings { writer_cache_bytes: DEFAULT_WRITER_CACHE_BYTES }
+    }
+}
+
 /// A handle to the store; cheap to clone, safe to share between threads.
 #[derive(Clone)]
 pub struct Store {
@@ -64,10 +81,15 @@ struct Inner {
 impl Store {
     /// Opens (creating if needed) the store in `dir`. Recovery of an interrupted WAL happens here.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        Store::open_with(dir, &StoreSettings::default())
+    }
+
+    /// [`Store::open`] with settings.
+    pub fn open_with(dir: &Path, settings: &StoreSettings) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Io { path: dir.to_path_buf(), source: e })?;
         let path = dir.join(DB_FILE);
         let conn = Connection::open(&path)?;
-        schema::prepare_writer(&conn)?;
+        schema::prepare_writer(&conn, settings.writer_cache_bytes)?;
         let writer = writer::WriterHandle::spawn(conn)?;
         Ok(Store { inner: Arc::new(Inner { path, writer, readers: Mutex::new(Vec::new()), sql: sql::SqlPool::default() }) })
     }

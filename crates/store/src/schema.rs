@@ -296,13 +296,14 @@ fn stable_plans(conn: &Connection) -> Result<(), StoreError> {
 }
 
 /// Settings and migrations for the one read-write connection.
-pub fn prepare_writer(conn: &Connection) -> Result<(), StoreError> {
+pub fn prepare_writer(conn: &Connection, cache_bytes: u64) -> Result<(), StoreError> {
     stable_plans(conn)?;
     // WAL: readers never block the writer. FULL: a commit returns only after the WAL is fsynced.
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "busy_timeout", 5000)?;
-    conn.pragma_update(None, "cache_size", -262144)?; // 256 MiB: index pages stay hot between commits
+    // Index pages stay hot between commits (a negative size is in KiB).
+    conn.pragma_update(None, "cache_size", -((cache_bytes / 1024).max(1) as i64))?;
     // The writer checkpoints itself (`writer.rs`, `checkpoint_if_due`); after each restart of the
     // log its file is cut back to the checkpoint interval.
     conn.pragma_update(None, "journal_size_limit", crate::writer::WAL_CHECKPOINT_BYTES as i64)?;
