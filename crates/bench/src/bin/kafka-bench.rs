@@ -101,6 +101,10 @@ struct Args {
     /// A librdkafka property for causeway's consumer (`[kafka.client]`), as KEY=VALUE; repeatable.
     #[arg(long = "client", value_name = "KEY=VALUE")]
     client: Vec<String>,
+    /// The store's page cache for every causeway child (`[store] cache`, e.g. 128MiB) [default:
+    /// causeway's, 256 MiB].
+    #[arg(long, value_name = "SIZE")]
+    store_cache: Option<String>,
     /// Longest a catch-up or an HTTP ingest may take, seconds.
     #[arg(long, default_value_t = 1_800)]
     timeout: u64,
@@ -358,17 +362,23 @@ impl Causeway {
         let log = dir.path().join("causeway.log");
         let mut command = Command::new(&bench.bin);
         command.args(["serve", "--listen", "127.0.0.1:0", "--data"]).arg(&data);
+        let mut text = String::new();
+        if let Some(cache) = &bench.args.store_cache {
+            text.push_str(&format!("[store]\ncache = {cache:?}\n"));
+        }
         if kafka {
             let group = format!("causeway-bench-{}", bench.groups.fetch_add(1, Ordering::Relaxed));
-            let config = dir.path().join("causeway.toml");
-            let mut text = format!(
+            text.push_str(&format!(
                 "[kafka]\nbrokers = \"{}\"\ntopics = [\"{TOPIC}\"]\ngroup = \"{group}\"\nstart = \"earliest\"\n[kafka.client]\n\"session.timeout.ms\" = \"6000\"\n",
                 bench.brokers
-            );
+            ));
             for property in &bench.args.client {
                 let (key, value) = property.split_once('=').with_context(|| format!("--client {property}: KEY=VALUE"))?;
                 text.push_str(&format!("{:?} = {:?}\n", key.trim(), value.trim()));
             }
+        }
+        if !text.is_empty() {
+            let config = dir.path().join("causeway.toml");
             std::fs::write(&config, text)?;
             command.arg("--config").arg(&config);
         }
