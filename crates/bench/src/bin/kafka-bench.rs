@@ -939,13 +939,17 @@ fn memory(bench: &Bench<'_>) -> Result<()> {
     println!("#### Memory under a slow store");
     println!();
     println!(
-        "causeway against the backlog of {} events (a new group, from the earliest offset) for {} s, its RSS read from `/proc/PID/status` every 100 ms (`VmHWM` is the kernel's own peak), events stored from `/readyz`. Slow store: `{COMMIT_DELAY_ENV}={}` (the writer sleeps that long before each commit; the source stores batches of at most 1,000 one at a time, so at most {:.0} events/s). Reference: the same without the delay. Load average {} at start.",
+        "causeway against the backlog of {} events (a new group, from the earliest offset) for {} s, its RSS read from `/proc/PID/status` every 100 ms (`VmHWM` is the kernel's own peak), events stored from `/readyz`. Slow store: `{COMMIT_DELAY_ENV}={}` (the writer sleeps that long before each commit; the source has at most four batches of 1,000 being stored, which the writer commits together, so at most {:.0} events/s). Reference: the same without the delay. Load average {} at start.",
         args.events,
         args.memory_seconds,
         args.commit_delay_ms,
-        1000.0 * 1000.0 / args.commit_delay_ms.max(1) as f64,
+        4.0 * 1000.0 * 1000.0 / args.commit_delay_ms.max(1) as f64,
         load_start
     );
+    if let Some(cache) = &args.store_cache {
+        println!();
+        println!("The store's page cache: `[store] cache = \"{cache}\"` (the default is 256 MiB).");
+    }
     println!();
     println!(
         "| run | seconds | events stored | events/s | peak VmRSS MiB | VmHWM MiB | VmRSS at end MiB | of which anonymous, file, shared MiB | source state |"
