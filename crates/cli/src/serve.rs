@@ -516,13 +516,13 @@ fn bytes(text: &str) -> Result<u64, String> {
 fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
     let file: ConfigFile = toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))?;
-    if let Some(store) = &file.store {
-        if store.url.is_some() || store.retention.is_some() || store.max_disk.is_some() {
-            anyhow::bail!(
-                "config file {}: [store] url, retention and max_disk configure an external store, retention and disk bounds, which this version of causeway does not have yet; remove them to start",
-                path.display()
-            );
-        }
+    if let Some(store) = &file.store
+        && (store.url.is_some() || store.retention.is_some() || store.max_disk.is_some())
+    {
+        anyhow::bail!(
+            "config file {}: [store] url, retention and max_disk configure an external store, retention and disk bounds, which this version of causeway does not have yet; remove them to start",
+            path.display()
+        );
     }
     Ok(file)
 }

@@ -42,46 +42,7 @@ fn topic_of(event_type: &str) -> &'static str {
 
 /// A message for one simulated event, in one of four forms by `n`: headers and body.
 fn message(e: &Value, n: usize) -> (Vec<(String, String)>, Vec<u8>) {
-    let mut headers = Vec::new();
-    if e.get("metadata").is_some() {
-        return (headers, e.to_string().into_bytes());
-    }
-    match n % 3 {
-        0 => {
-            for (name, value) in e.as_object().unwrap() {
-                if name == "data" {
-                    continue;
-                }
-                let text = match value {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                headers.push((format!("ce_{name}"), text));
-            }
-            headers.push(("content-type".into(), "application/json".into()));
-            (headers, e["data"].to_string().into_bytes())
-        }
-        1 => {
-            headers.push(("content-type".into(), "application/cloudevents+json; charset=utf-8".into()));
-            (headers, e.to_string().into_bytes())
-        }
-        _ => {
-            for (header, attribute) in [
-                ("event-id", "id"),
-                ("event-type", "type"),
-                ("source-service", "source"),
-                ("correlation-id", "correlationid"),
-                ("causation-id", "causationid"),
-                ("traceparent", "traceparent"),
-                ("event-time", "time"),
-            ] {
-                if let Some(v) = e[attribute].as_str() {
-                    headers.push((header.into(), v.into()));
-                }
-            }
-            (headers, e["data"].to_string().into_bytes())
-        }
-    }
+    common::broker_message(e, n, "ce_")
 }
 
 fn get(url: &str) -> Value {
@@ -213,20 +174,6 @@ fn events_from_kafka_topics_are_stored_once_across_a_crash_and_a_poison_message_
     assert_eq!(summary["journeys_by_state"], offline["journeys_by_state"], "{summary}");
 }
 
-/// A few hundred orders, their events spread from an hour to twenty minutes ago, in the
-/// simulator's delivery order (5% of orders suffer each fault).
-fn backlog_traffic(seed: u64) -> Vec<Value> {
-    let now = Utc::now();
-    let (mut t, end) = (now - chrono::Duration::minutes(60), now - chrono::Duration::minutes(20));
-    let mut sim = Simulator::new(SimConfig { seed, fault_rate: 0.05, concurrency: 6 });
-    let mut events = Vec::new();
-    while t < end {
-        events.extend(sim.next_batch(3, t).into_iter().map(|d| d.event));
-        t += chrono::Duration::seconds(4);
-    }
-    events
-}
-
 /// A finding as both sides can name it: everything but its id and its wording.
 fn canonical(f: &Value) -> String {
     json!([f["kind"], f["journey"], f["key"], f["event_id"], f["expected"], f["rule"], f["detected_at"], f["resolved_at"]]).to_string()
@@ -244,7 +191,7 @@ fn a_backlog_caught_up_from_partitions_raises_only_the_findings_that_happened_in
         cluster.create_topic(topic, PARTITIONS, 1).unwrap();
     }
     let brokers = cluster.bootstrap_servers();
-    let events = backlog_traffic(21);
+    let events = common::traffic(21);
     // The backlog is on the topics before causeway starts: each event on its type's topic, keyed
     // by correlation id (partitioned as producers do), in the order the producers sent them.
     let producer: ThreadedProducer<_> = ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();

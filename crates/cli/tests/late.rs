@@ -13,7 +13,6 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use causeway_sim::{SimConfig, Simulator};
 use chrono::{DateTime, Utc};
 use common::{BIN, Server};
 use serde_json::{Value, json};
@@ -26,20 +25,8 @@ fn example_model() -> String {
 /// goes idle while it still has evidence to send; the servers are judged once all are idle.
 const IDLE_AFTER: &str = "15s";
 
-/// A few hundred orders, their events spread from an hour to twenty minutes ago, in the
-/// simulator's delivery order (5% of orders suffer each fault: duplicates, out-of-order
-/// deliveries, a consumer failure, a missing correlation id, a producer clock behind).
 fn traffic(seed: u64) -> Vec<Value> {
-    let now = Utc::now();
-    let (mut t, end) = (now - chrono::Duration::minutes(60), now - chrono::Duration::minutes(20));
-    let mut sim = Simulator::new(SimConfig { seed, fault_rate: 0.05, concurrency: 6 });
-    let mut events = Vec::new();
-    while t < end {
-        events.extend(sim.next_batch(3, t).into_iter().map(|d| d.event));
-        t += chrono::Duration::seconds(4);
-    }
-    assert!(sim.stats().orders_started >= 250, "a few hundred journeys: {:?}", sim.stats());
-    events
+    common::traffic(seed)
 }
 
 fn source_of(e: &Value) -> &str {

@@ -21,46 +21,12 @@ fn example_model() -> String {
 
 /// A message for one simulated event, in one of four forms by `n`.
 fn message(e: &Value, n: usize) -> (HeaderMap, Vec<u8>) {
+    let (pairs, body) = common::broker_message(e, n, "ce-");
     let mut headers = HeaderMap::new();
-    if e.get("metadata").is_some() {
-        return (headers, e.to_string().into_bytes());
+    for (name, value) in &pairs {
+        headers.insert(name.as_str(), value.as_str());
     }
-    match n % 3 {
-        0 => {
-            for (name, value) in e.as_object().unwrap() {
-                if name == "data" {
-                    continue;
-                }
-                let text = match value {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                headers.insert(format!("ce-{name}").as_str(), text.as_str());
-            }
-            headers.insert("content-type", "application/json");
-            (headers, e["data"].to_string().into_bytes())
-        }
-        1 => {
-            headers.insert("content-type", "application/cloudevents+json");
-            (headers, e.to_string().into_bytes())
-        }
-        _ => {
-            for (header, attribute) in [
-                ("event-id", "id"),
-                ("event-type", "type"),
-                ("source-service", "source"),
-                ("correlation-id", "correlationid"),
-                ("causation-id", "causationid"),
-                ("traceparent", "traceparent"),
-                ("event-time", "time"),
-            ] {
-                if let Some(v) = e[attribute].as_str() {
-                    headers.insert(header, v);
-                }
-            }
-            (headers, e["data"].to_string().into_bytes())
-        }
-    }
+    (headers, body)
 }
 
 fn get(url: &str) -> Value {

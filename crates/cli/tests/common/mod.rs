@@ -54,3 +54,66 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// A few hundred orders, their events spread from an hour to twenty minutes ago, in the
+/// simulator's delivery order (5% of orders suffer each fault: duplicates, out-of-order
+/// deliveries, a consumer failure, a missing correlation id, a producer clock behind).
+pub fn traffic(seed: u64) -> Vec<serde_json::Value> {
+    let now = chrono::Utc::now();
+    let (mut t, end) = (now - chrono::Duration::minutes(60), now - chrono::Duration::minutes(20));
+    let mut sim = causeway_sim::Simulator::new(causeway_sim::SimConfig { seed, fault_rate: 0.05, concurrency: 6 });
+    let mut events = Vec::new();
+    while t < end {
+        events.extend(sim.next_batch(3, t).into_iter().map(|d| d.event));
+        t += chrono::Duration::seconds(4);
+    }
+    assert!(sim.stats().orders_started >= 250, "a few hundred journeys: {:?}", sim.stats());
+    events
+}
+
+/// A broker message for one simulated event, in one of four forms by `n`: CloudEvents binary
+/// mode (attributes as headers named with `ce_prefix`, the data as body), structured CloudEvents,
+/// the hand-rolled headers, or (for the metadata/payload shape) the JSON as it is.
+pub fn broker_message(e: &serde_json::Value, n: usize, ce_prefix: &str) -> (Vec<(String, String)>, Vec<u8>) {
+    use serde_json::Value;
+    let mut headers = Vec::new();
+    if e.get("metadata").is_some() {
+        return (headers, e.to_string().into_bytes());
+    }
+    match n % 3 {
+        0 => {
+            for (name, value) in e.as_object().unwrap() {
+                if name == "data" {
+                    continue;
+                }
+                let text = match value {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                headers.push((format!("{ce_prefix}{name}"), text));
+            }
+            headers.push(("content-type".into(), "application/json".into()));
+            (headers, e["data"].to_string().into_bytes())
+        }
+        1 => {
+            headers.push(("content-type".into(), "application/cloudevents+json".into()));
+            (headers, e.to_string().into_bytes())
+        }
+        _ => {
+            for (header, attribute) in [
+                ("event-id", "id"),
+                ("event-type", "type"),
+                ("source-service", "source"),
+                ("correlation-id", "correlationid"),
+                ("causation-id", "causationid"),
+                ("traceparent", "traceparent"),
+                ("event-time", "time"),
+            ] {
+                if let Some(v) = e[attribute].as_str() {
+                    headers.push((header.into(), v.into()));
+                }
+            }
+            (headers, e["data"].to_string().into_bytes())
+        }
+    }
+}
