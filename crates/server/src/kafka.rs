@@ -150,7 +150,19 @@ struct SourceContext {
     status: Arc<Mutex<SourceStatus>>,
 }
 
-impl ClientContext for SourceContext {}
+impl ClientContext for SourceContext {
+    /// librdkafka's client-wide errors: retried by librdkafka itself, shown on `/readyz`. A
+    /// subscribed topic that does not exist — a dead-letter topic nobody has written to yet, by
+    /// the default `{topic}.dlq` — is expected, so it is not logged as an error at every refresh.
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition) {
+            tracing::debug!(message = "a subscribed Kafka topic does not exist (yet)", reason);
+        } else {
+            tracing::warn!(message = "the Kafka client reports an error; librdkafka retries", error = %error, reason);
+            self.status.lock().expect("status").last_error = Some(format!("{error}: {reason}"));
+        }
+    }
+}
 
 impl ConsumerContext for SourceContext {
     fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
