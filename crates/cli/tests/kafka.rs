@@ -193,9 +193,12 @@ fn a_backlog_caught_up_from_partitions_raises_only_the_findings_that_happened_in
     let brokers = cluster.bootstrap_servers();
     let events = common::traffic(21);
     // The backlog is on the topics before causeway starts: each event on its type's topic, keyed
-    // by correlation id (partitioned as producers do), in the order the producers sent them.
+    // by correlation id (partitioned as producers do), appended as it happened (a partition keeps
+    // its producers' order; the simulator's reordering in transit is HTTP's, not a log's).
+    let mut appended = events.clone();
+    appended.sort_by_key(|e| e["time"].as_str().or(e["metadata"]["timestamp"].as_str()).unwrap().to_string());
     let producer: ThreadedProducer<_> = ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
-    for (i, e) in events.iter().enumerate() {
+    for (i, e) in appended.iter().enumerate() {
         let (headers, body) = message(e, i);
         let event_type = e["type"].as_str().or(e["metadata"]["eventType"].as_str()).unwrap();
         let key = e["correlationid"].as_str().or(e["metadata"]["correlationId"].as_str()).unwrap_or("none").to_string();

@@ -113,13 +113,19 @@ impl Watermarks {
             first_heard: None,
         };
         for name in declared {
-            let name = name.into();
-            if !w.index.contains_key(&name) && w.sources.len() < MAX_SOURCES {
-                w.index.insert(name.clone(), w.sources.len());
-                w.sources.push(Source { name, latest: None, heard: None, events: 0, late: 0, max_late: 0, total_late: 0 });
-            }
+            w.declare(name);
         }
         w
+    }
+
+    /// A source known before it delivers (a broker partition assigned to causeway, say): it holds
+    /// the clock from now until it delivers or goes idle. Known already: nothing changes.
+    pub fn declare<S: Into<String>>(&mut self, name: S) {
+        let name = name.into();
+        if !self.index.contains_key(&name) && self.sources.len() < MAX_SOURCES {
+            self.index.insert(name.clone(), self.sources.len());
+            self.sources.push(Source { name, latest: None, heard: None, events: 0, late: 0, max_late: 0, total_late: 0 });
+        }
     }
 
     /// One event delivered by `source`, received at `received_at`; `clock` is the evaluator's

@@ -90,6 +90,10 @@ struct Shared {
     /// For the recovery test only: the evaluator panics on the event with this id
     /// (`CAUSEWAY_FAULT_PANIC_ON_EVENT`).
     fault_event: Option<String>,
+    /// Broker channels (`topic/partition`) assigned to a source, known as sources of the
+    /// watermark clock before they deliver; with a count of additions, so each sync declares only
+    /// when something is new.
+    channels: Mutex<(u64, BTreeSet<String>)>,
 }
 
 /// Failures of the engine, for `/readyz`.
@@ -105,6 +109,8 @@ pub struct Health {
 
 #[derive(Default)]
 struct EngineState {
+    /// The additions to `Shared::channels` declared to the watermarks so far.
+    channels_declared: u64,
     /// The model the evaluator was built from.
     model: Option<Arc<LoadedModel>>,
     eval: Option<Evaluator>,
@@ -332,6 +338,7 @@ impl JourneyEngine {
             feeding: AtomicI64::new(-1),
             health: Mutex::default(),
             fault_event: std::env::var("CAUSEWAY_FAULT_PANIC_ON_EVENT").ok().filter(|id| !id.is_empty()),
+            channels: Mutex::new((0, BTreeSet::new())),
         };
         let engine = JourneyEngine { shared: Arc::new(shared) };
         // The thread holds the engine weakly: once the server drops it, the wake channel closes
@@ -342,6 +349,20 @@ impl JourneyEngine {
             .spawn(move || follow(background, woken))
             .expect("spawn the journey engine thread");
         engine
+    }
+
+    /// Broker channels assigned to a source (Kafka partitions as `topic/partition`): each holds
+    /// the watermark clock until it delivers or goes idle, so that while a backlog is caught up
+    /// the clock does not pass evidence still waiting in a partition not read yet.
+    pub fn declare_channels(&self, names: impl IntoIterator<Item = String>) {
+        let mut channels = self.shared.channels.lock().expect("channels");
+        let before = channels.1.len();
+        channels.1.extend(names);
+        if channels.1.len() > before {
+            channels.0 += 1;
+            drop(channels);
+            self.notify();
+        }
     }
 
     /// Tells the engine that the log grew.
@@ -411,6 +432,17 @@ impl JourneyEngine {
         }
         if st.eval.is_none() {
             return Ok((st, None));
+        }
+        {
+            let channels = sh.channels.lock().expect("channels");
+            if channels.0 != st.channels_declared {
+                st.channels_declared = channels.0;
+                if let Some(marks) = st.watermarks.as_mut() {
+                    for name in &channels.1 {
+                        marks.declare(name.clone());
+                    }
+                }
+            }
         }
         // Read the watermark before the log: every commit stamped before it is visible now.
         let watermark = sh.store.watermark();

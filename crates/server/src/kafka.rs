@@ -148,6 +148,10 @@ pub fn is_topic_name(name: &str) -> bool {
 struct SourceContext {
     start: Start,
     status: Arc<Mutex<SourceStatus>>,
+    /// Told of the event partitions assigned: each is a source of its watermark clock.
+    journeys: Option<crate::engine::JourneyEngine>,
+    /// Topics read as dead letters, not events.
+    dead_letter_topics: BTreeMap<String, Option<String>>,
 }
 
 impl ClientContext for SourceContext {
@@ -174,7 +178,13 @@ impl ConsumerContext for SourceContext {
                 if let Err(e) = consumer.assign(tpl) {
                     tracing::warn!(message = "the Kafka source could not take its assignment", error = %e);
                 }
-                self.status.lock().expect("status").assigned = Some(names(tpl));
+                let assigned = names(tpl);
+                if let Some(engine) = &self.journeys {
+                    // Before any of their messages is stored: a partition not read yet holds the clock.
+                    let events = tpl.elements().into_iter().filter(|e| !self.dead_letter_topics.contains_key(e.topic()));
+                    engine.declare_channels(events.map(|e| format!("{}/{}", e.topic(), e.partition())));
+                }
+                self.status.lock().expect("status").assigned = Some(assigned);
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let _ = consumer.unassign();
@@ -349,24 +359,39 @@ impl Batch {
 /// What a stored batch came to: its messages, what the store made of them, the positions to commit.
 type StoredBatch = (usize, Stored, BTreeMap<(String, i32), i64>);
 
-async fn store_batch(sink: Sink, batch: Batch) -> Result<StoredBatch, SourceError> {
+/// The events are queued for the store's writer before this returns (the caller's order is the
+/// log's); the returned future awaits them, the dead letters beside them, then the key and headers
+/// of refused messages.
+fn store_batch(
+    sink: &Sink,
+    batch: Batch,
+) -> Result<impl std::future::Future<Output = Result<StoredBatch, SourceError>> + Send + 'static, SourceError> {
     let messages = batch.len();
     let Batch { events, dead_letters, refused, positions } = batch;
-    let (done, _) = tokio::try_join!(
-        async {
-            if events.is_empty() {
-                return Ok(Default::default());
-            }
-            sink.store(events).await
-        },
-        sink.store.report_failures(dead_letters)
-    )?;
-    sink.store.keep_message_parts(refused).await?;
-    Ok((messages, done, positions))
+    let events = if events.is_empty() { None } else { Some(sink.queue(events)?) };
+    let store = sink.store.clone();
+    Ok(async move {
+        let (done, _) = tokio::try_join!(
+            async {
+                match events {
+                    None => Ok(Default::default()),
+                    Some(answer) => answer.await,
+                }
+            },
+            store.report_failures(dead_letters)
+        )?;
+        store.keep_message_parts(refused).await?;
+        Ok((messages, done, positions))
+    })
 }
 
 async fn consume(config: &KafkaConfig, sink: &Sink, status: &Arc<Mutex<SourceStatus>>) -> Result<(), SourceError> {
-    let context = SourceContext { start: config.start, status: status.clone() };
+    let context = SourceContext {
+        start: config.start,
+        status: status.clone(),
+        journeys: sink.journeys.clone(),
+        dead_letter_topics: config.dead_letter_topics(),
+    };
     let consumer: StreamConsumer<SourceContext> = client_config(config).create_with_context(context)?;
     let subscription = config.subscription();
     let topics: Vec<&str> = subscription.iter().map(String::as_str).collect();
@@ -422,7 +447,8 @@ async fn consume(config: &KafkaConfig, sink: &Sink, status: &Arc<Mutex<SourceSta
                     }
                 }
                 if batch.len() > 0 {
-                    storing.push_back(tokio::spawn(store_batch(sink.clone(), batch)));
+                    // Queued here, in order; awaited on a task of its own.
+                    storing.push_back(tokio::spawn(store_batch(sink, batch)?));
                 }
             }
         }

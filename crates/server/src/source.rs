@@ -43,6 +43,16 @@ pub(crate) struct Stored {
 impl Sink {
     /// Checks, redacts and stores a batch (HTTP ingest's rules); durable when it returns.
     pub(crate) async fn store(&self, batch: Vec<Delivered>) -> Result<Stored, StoreError> {
+        self.queue(batch)?.await
+    }
+
+    /// [`Sink::store`], with the batch queued for the store's writer before this returns: batches
+    /// queued one after the other are logged in that order, however their answers are awaited
+    /// (a partition's events must reach the log in its order). The future resolves once durable.
+    pub(crate) fn queue(
+        &self,
+        batch: Vec<Delivered>,
+    ) -> Result<impl std::future::Future<Output = Result<Stored, StoreError>> + Send + 'static, StoreError> {
         let model = self.model.current();
         let (mut events, mut rejections) = (Vec::with_capacity(batch.len()), Vec::new());
         for d in batch {
@@ -51,16 +61,20 @@ impl Sink {
             rejections.extend(r);
         }
         let refused = rejections.len();
-        let stored = self.store.append(events, rejections).await?;
-        if let Some(engine) = &self.journeys {
-            engine.notify();
-        }
-        let accepted = stored.events.iter().filter(|o| matches!(o, EventOutcome::Accepted)).count();
-        let done = Stored { accepted, duplicates: stored.events.len() - accepted, refused };
-        Metrics::add(&self.metrics.accepted, done.accepted);
-        Metrics::add(&self.metrics.duplicates, done.duplicates);
-        Metrics::add(&self.metrics.rejected, done.refused);
-        Ok(done)
+        let answer = self.store.queue_append(events, rejections)?;
+        let sink = self.clone();
+        Ok(async move {
+            let stored = answer.await?;
+            if let Some(engine) = &sink.journeys {
+                engine.notify();
+            }
+            let accepted = stored.events.iter().filter(|o| matches!(o, EventOutcome::Accepted)).count();
+            let done = Stored { accepted, duplicates: stored.events.len() - accepted, refused };
+            Metrics::add(&sink.metrics.accepted, done.accepted);
+            Metrics::add(&sink.metrics.duplicates, done.duplicates);
+            Metrics::add(&sink.metrics.rejected, done.refused);
+            Ok(done)
+        })
     }
 }
 

@@ -110,6 +110,17 @@ impl Store {
         self.inner.writer.submit(events, rejections)?.await.map_err(|_| StoreError::WriterGone)?
     }
 
+    /// [`Store::append`], queued for the writer before this returns, so appends queued one after
+    /// the other are logged in that order; the future resolves after the commit.
+    pub fn queue_append(
+        &self,
+        events: Vec<NewEvent>,
+        rejections: Vec<NewRejection>,
+    ) -> Result<impl std::future::Future<Output = Result<AppendResult, StoreError>> + Send + 'static, StoreError> {
+        let answer = self.inner.writer.submit(events, rejections)?;
+        Ok(async move { answer.await.map_err(|_| StoreError::WriterGone)? })
+    }
+
     /// [`Store::append`] for callers outside an async runtime.
     pub fn append_blocking(&self, events: Vec<NewEvent>, rejections: Vec<NewRejection>) -> Result<AppendResult, StoreError> {
         self.inner.writer.submit(events, rejections)?.blocking_recv().map_err(|_| StoreError::WriterGone)?
