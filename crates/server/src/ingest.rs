@@ -21,6 +21,9 @@ pub(crate) struct Provenance {
     pub origin: Origin,
     /// A refusal's DLQ record `context`: the origin in full, e.g. the NATS stream.
     pub context: Value,
+    /// The message's key and headers, byte for byte, kept on a refusal's record (for a replay).
+    pub key: Option<Vec<u8>>,
+    pub headers: Option<Vec<(String, Option<Vec<u8>>)>>,
 }
 
 fn to_new_finding(f: ContractFinding) -> NewFinding {
@@ -83,6 +86,8 @@ pub(crate) fn prepare(
                     record.source_partition = p.origin.partition;
                     record.source_offset = p.origin.offset;
                     record.context = Some(p.context.to_string());
+                    record.original_key = p.key.clone();
+                    record.original_headers = p.headers.clone();
                 }
                 rejections.push(NewRejection { findings, record });
             }

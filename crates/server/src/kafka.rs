@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use causeway_envelope::{Identity, MAX_SOURCE_CHARS, format_time, parse_message, sniff_identity};
-use causeway_store::{DlqReport, INGEST_CONSUMER, Origin, StoreError};
+use causeway_store::{DlqReport, Origin, StoreError};
 use chrono::{DateTime, Datelike as _, Utc};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
@@ -342,8 +342,6 @@ struct Batch {
     events: Vec<Delivered>,
     /// Messages of dead-letter topics, as consumers' failure reports.
     dead_letters: Vec<DlqReport>,
-    /// The key and headers of messages refused at ingest, for their records.
-    refused: Vec<DlqReport>,
     /// The next position of each partition in the batch.
     positions: BTreeMap<(String, i32), i64>,
 }
@@ -354,20 +352,18 @@ impl Batch {
     }
 }
 
-/// Stores a batch: durable when it returns. Events and dead letters go side by side (the writer
-/// groups what arrives together); the records of refused messages then get their key and headers.
 /// What a stored batch came to: its messages, what the store made of them, the positions to commit.
 type StoredBatch = (usize, Stored, BTreeMap<(String, i32), i64>);
 
-/// The events are queued for the store's writer before this returns (the caller's order is the
-/// log's); the returned future awaits them, the dead letters beside them, then the key and headers
-/// of refused messages.
+/// Stores a batch. The events are queued for the store's writer before this returns (the caller's
+/// order is the log's); the returned future awaits them and the dead letters beside them (the
+/// writer commits what arrives together), durable when it resolves.
 fn store_batch(
     sink: &Sink,
     batch: Batch,
 ) -> Result<impl std::future::Future<Output = Result<StoredBatch, SourceError>> + Send + 'static, SourceError> {
     let messages = batch.len();
-    let Batch { events, dead_letters, refused, positions } = batch;
+    let Batch { events, dead_letters, positions } = batch;
     let events = if events.is_empty() { None } else { Some(sink.queue(events)?) };
     let store = sink.store.clone();
     Ok(async move {
@@ -380,7 +376,6 @@ fn store_batch(
             },
             store.report_failures(dead_letters)
         )?;
-        store.keep_message_parts(refused).await?;
         Ok((messages, done, positions))
     })
 }
@@ -392,11 +387,11 @@ async fn consume(config: &KafkaConfig, sink: &Sink, status: &Arc<Mutex<SourceSta
         journeys: sink.journeys.clone(),
         dead_letter_topics: config.dead_letter_topics(),
     };
+    let dead_letter_topics = context.dead_letter_topics.clone();
     let consumer: StreamConsumer<SourceContext> = client_config(config).create_with_context(context)?;
     let subscription = config.subscription();
     let topics: Vec<&str> = subscription.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
-    let dead_letter_topics = config.dead_letter_topics();
     status.lock().expect("status").state = "consuming".into();
     // Batches being stored, oldest first: up to IN_FLIGHT at once, so the store's writer commits
     // several together while the next is read; positions are committed in order as each is durable.
@@ -429,11 +424,7 @@ async fn consume(config: &KafkaConfig, sink: &Sink, status: &Arc<Mutex<SourceSta
                             if let Some(source) = dead_letter_topics.get(m.topic()) {
                                 batch.dead_letters.push(dead_letter_report(&KafkaMessage::of(&m), source.as_deref(), Utc::now()));
                             } else {
-                                let d = delivered(&m, sink);
-                                if d.item.result.is_err() {
-                                    batch.refused.push(refused_parts(&KafkaMessage::of(&m)));
-                                }
-                                batch.events.push(d);
+                                batch.events.push(delivered(&m, sink));
                             }
                         }
                         // Per-partition trouble (an unknown topic, a broker away): librdkafka retries.
@@ -472,7 +463,13 @@ fn delivered<M: Message>(m: &M, sink: &Sink) -> Delivered {
         "topic": m.topic(), "partition": m.partition(), "offset": m.offset(),
         "timestamp": origin.message_time, "key": key,
     });
-    Delivered { item, content_type: content_type(&headers), from: Provenance { origin, context } }
+    // A refusal keeps the message's key and headers as they came, for a replay; an event, what
+    // its envelope holds.
+    let (key, kept) = match &item.result {
+        Ok(_) => (None, None),
+        Err(_) => (m.key().map(<[u8]>::to_vec), Some(KafkaMessage::headers_of(m))),
+    };
+    Delivered { item, content_type: content_type(&headers), from: Provenance { origin, context, key, headers: kept } }
 }
 
 // --- dead-letter topics -------------------------------------------------------------------------
@@ -497,9 +494,14 @@ impl KafkaMessage {
             offset: m.offset(),
             timestamp: m.timestamp().to_millis().and_then(DateTime::<Utc>::from_timestamp_millis),
             key: m.key().map(<[u8]>::to_vec),
-            headers: m.headers().map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect()).unwrap_or_default(),
+            headers: KafkaMessage::headers_of(m),
             value: m.payload().map(<[u8]>::to_vec),
         }
+    }
+
+    /// A message's headers, byte for byte (a header without a value stays without one).
+    fn headers_of<M: Message>(m: &M) -> Vec<(String, Option<Vec<u8>>)> {
+        m.headers().map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect()).unwrap_or_default()
     }
 
     /// The last header of this name (a dead letter's latest failure).
@@ -540,19 +542,6 @@ impl DeadLetterFormat {
             DeadLetterFormat::JsonEnvelope => "json_envelope",
             DeadLetterFormat::Unrecognised => "unrecognised",
         }
-    }
-}
-
-/// The key and headers of a message refused at ingest, to be set on its record.
-fn refused_parts(m: &KafkaMessage) -> DlqReport {
-    DlqReport {
-        consumer: INGEST_CONSUMER.to_string(),
-        source_topic: Some(m.topic.clone()),
-        source_partition: Some(m.partition),
-        source_offset: Some(m.offset),
-        original_key: m.key.clone(),
-        original_headers: Some(m.headers.clone()),
-        ..Default::default()
     }
 }
 

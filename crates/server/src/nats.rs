@@ -96,7 +96,7 @@ async fn consume(config: &NatsConfig, state: &Sink, status: &Mutex<SourceStatus>
                 message_time: Some(causeway_envelope::format_time(&published)),
             };
             let context = serde_json::json!({"stream": config.stream, "subject": m.subject.as_str(), "sequence": info.stream_sequence});
-            batch.push(Delivered { item, content_type: content_type(&headers), from: Provenance { origin, context } });
+            batch.push(Delivered { item, content_type: content_type(&headers), from: Provenance { origin, context, key: None, headers: None } });
         }
         let done = state.store(batch).await?;
         // Durable now: acknowledge. A crash before this redelivers, and the store keeps one copy.

@@ -166,9 +166,6 @@ pub(crate) enum DlqOp {
     Report(Box<DlqReport>),
     /// Several reports in one commit, in order.
     Reports(Vec<DlqReport>),
-    /// The key and headers of broker messages refused at ingest, set on their records (found by
-    /// topic, partition, offset and consumer).
-    KeepParts(Vec<DlqReport>),
     Replay(ReplayAttempt),
     Status(StatusChange),
 }
@@ -178,8 +175,6 @@ pub(crate) enum DlqOp {
 pub(crate) enum DlqDone {
     Reported(Reported),
     ReportedEach(Vec<Reported>),
-    /// Records given their message's key and headers.
-    Kept(usize),
     /// The audit row's id.
     Replayed(i64),
     /// Whether the status changed.
@@ -190,19 +185,6 @@ pub(crate) fn apply(tx: &Transaction<'_>, op: &DlqOp, now: &str) -> Result<DlqDo
     match op {
         DlqOp::Report(r) => report(tx, r, now).map(DlqDone::Reported),
         DlqOp::Reports(reports) => reports.iter().map(|r| report(tx, r, now)).collect::<Result<_, _>>().map(DlqDone::ReportedEach),
-        DlqOp::KeepParts(records) => {
-            let mut kept = 0;
-            for r in records {
-                let Some(id) = refused_before(tx, r)? else { continue };
-                tx.prepare_cached("UPDATE dlq SET original_key = ?2, original_headers = ?3 WHERE id = ?1")?.execute(params![
-                    id,
-                    r.original_key,
-                    headers_json(r)
-                ])?;
-                kept += 1;
-            }
-            Ok(DlqDone::Kept(kept))
-        }
         DlqOp::Replay(a) => replay(tx, a, now).map(DlqDone::Replayed),
         DlqOp::Status(c) => {
             let from: Vec<&str> = c.from.iter().map(|s| s.as_str()).collect();
@@ -584,20 +566,6 @@ impl Store {
         }
     }
 
-    /// Sets the original key and headers of the records of broker messages refused at ingest:
-    /// each report names its message (`source_topic`, `source_partition`, `source_offset`,
-    /// `consumer`) and carries `original_key` and `original_headers`. Returns how many records
-    /// were found.
-    pub async fn keep_message_parts(&self, refused: Vec<DlqReport>) -> Result<usize, StoreError> {
-        if refused.is_empty() {
-            return Ok(0);
-        }
-        match self.dlq_write(DlqOp::KeepParts(refused)).await? {
-            DlqDone::Kept(n) => Ok(n),
-            other => unreachable!("keeping parts answers Kept, not {other:?}"),
-        }
-    }
-
     /// Audits a replay attempt and applies its outcome to the record. Returns the audit id.
     pub async fn record_replay(&self, attempt: ReplayAttempt) -> Result<i64, StoreError> {
         match self.dlq_write(DlqOp::Replay(attempt)).await? {
@@ -787,7 +755,7 @@ mod tests {
     /// A dead-letter message stored again (a redelivery) answers its record and changes nothing;
     /// another message of the same failure is one more attempt; key and headers come back as kept.
     #[tokio::test]
-    async fn a_redelivered_dead_letter_changes_nothing_and_the_message_parts_are_kept() {
+    async fn a_redelivered_dead_letter_changes_nothing_and_the_message_parts_are_kept_with_their_records() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let first = store.report_failures(vec![dead_letter(5, "first"), dead_letter(6, "second")]).await.unwrap();
@@ -798,7 +766,8 @@ mod tests {
         assert_eq!((row.attempts, row.error_message.as_str()), (2, "second"));
         assert_eq!(row.original_key, Some(vec![0xff, 0x00]));
         assert_eq!(row.original_headers, dead_letter(5, "").original_headers);
-        // A message refused at ingest gets its key and headers by its origin.
+        // A message refused at ingest keeps its key and headers, written with its record; the
+        // same message delivered again finds that record.
         let refused = DlqReport {
             original: "{bad".into(),
             consumer: INGEST_CONSUMER.into(),
@@ -806,13 +775,15 @@ mod tests {
             source_topic: Some("payments".into()),
             source_partition: Some(1),
             source_offset: Some(9),
+            original_key: Some(b"k".to_vec()),
+            original_headers: Some(vec![("h".into(), Some(b"v".to_vec()))]),
             ..Default::default()
         };
-        let id = store.report_failure(refused.clone()).await.unwrap().id;
-        let parts = DlqReport { original_key: Some(b"k".to_vec()), original_headers: Some(vec![("h".into(), Some(b"v".to_vec()))]), ..refused };
-        assert_eq!(store.keep_message_parts(vec![parts]).await.unwrap(), 1);
+        let rejection = || crate::NewRejection { record: refused.clone(), findings: Vec::new() };
+        let id = store.append(Vec::new(), vec![rejection()]).await.unwrap().dlq_ids[0];
         let (row, _) = store.dlq_record(id).unwrap().unwrap();
         assert_eq!((row.original_key, row.original_headers), (Some(b"k".to_vec()), Some(vec![("h".into(), Some(b"v".to_vec()))])));
+        assert_eq!(store.append(Vec::new(), vec![rejection()]).await.unwrap().dlq_ids, [id], "a redelivery makes no second record");
     }
 
     #[test]
