@@ -386,14 +386,20 @@ impl ServerConfig {
     }
 }
 
+/// A duration setting (`30s`, `5m`, the model's syntax), if given; `0` in any unit is zero where
+/// `zero` allows it. Errors name the setting.
+fn duration(name: &str, text: Option<&str>, zero: bool) -> anyhow::Result<Option<Duration>> {
+    match text {
+        None => Ok(None),
+        Some(t) if zero && t.trim().trim_end_matches(|c: char| c.is_ascii_alphabetic()) == "0" => Ok(Some(Duration::ZERO)),
+        Some(t) => causeway_model::parse_duration(t).map(|ms| Some(Duration::from_millis(ms))).map_err(|e| anyhow::anyhow!("{name}: {e}")),
+    }
+}
+
 /// `[lag]` with the connection of `[kafka]` and the groups of `[consumers.*]`.
 fn lag_config(kafka: &KafkaConfig, section: &LagSection, consumers: &BTreeMap<String, ConsumerConfig>) -> anyhow::Result<LagConfig> {
     let ms = |name: &str, text: &Option<String>, default: i64| -> anyhow::Result<i64> {
-        match text.as_deref() {
-            None => Ok(default),
-            Some(t) if t.trim().trim_end_matches(|c: char| c.is_ascii_alphabetic()) == "0" => Ok(0),
-            Some(t) => causeway_model::parse_duration(t).map(|n| n as i64).map_err(|e| anyhow::anyhow!("[lag] {name}: {e}")),
-        }
+        Ok(duration(&format!("[lag] {name}"), text.as_deref(), true)?.map_or(default, |d| d.as_millis() as i64))
     };
     let defaults = causeway_lag::Settings::default();
     let settings = causeway_lag::Settings {
@@ -422,16 +428,12 @@ fn lag_config(kafka: &KafkaConfig, section: &LagSection, consumers: &BTreeMap<St
 /// The journey engine's clock: the watermark clock with its two durations, or an override.
 fn clock(args: &ServeArgs, file: &ConfigFile) -> anyhow::Result<Clock> {
     let defaults = WatermarkConfig::default();
-    let duration = |name: &str, flag: &Option<String>, file: &Option<String>, default: Duration, zero: bool| -> anyhow::Result<Duration> {
-        match flag.as_deref().or(file.as_deref()) {
-            None => Ok(default),
-            Some(text) if zero && text.trim().trim_end_matches(|c: char| c.is_ascii_alphabetic()) == "0" => Ok(Duration::ZERO),
-            Some(text) => causeway_model::parse_duration(text).map(Duration::from_millis).map_err(|e| anyhow::anyhow!("{name}: {e}")),
-        }
+    let pick = |name: &str, flag: &Option<String>, file: &Option<String>, default: Duration, zero: bool| -> anyhow::Result<Duration> {
+        Ok(duration(name, flag.as_deref().or(file.as_deref()), zero)?.unwrap_or(default))
     };
     let watermark = WatermarkConfig {
-        allowed_lateness: duration("allowed_lateness", &args.allowed_lateness, &file.allowed_lateness, defaults.allowed_lateness, true)?,
-        idle_after: duration("idle_after", &args.idle_after, &file.idle_after, defaults.idle_after, false)?,
+        allowed_lateness: pick("allowed_lateness", &args.allowed_lateness, &file.allowed_lateness, defaults.allowed_lateness, true)?,
+        idle_after: pick("idle_after", &args.idle_after, &file.idle_after, defaults.idle_after, false)?,
     };
     match args.clock.as_deref().or(file.clock.as_deref()) {
         None | Some("watermark") => Ok(Clock::Watermark(watermark)),

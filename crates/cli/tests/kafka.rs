@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use causeway_sim::{SimConfig, Simulator};
 use chrono::Utc;
-use common::Server;
+use common::{Server, get, sql, stored};
 use rdkafka::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::mocking::MockCluster;
@@ -43,19 +43,6 @@ fn topic_of(event_type: &str) -> &'static str {
 /// A message for one simulated event, in one of four forms by `n`: headers and body.
 fn message(e: &Value, n: usize) -> (Vec<(String, String)>, Vec<u8>) {
     common::broker_message(e, n, "ce_")
-}
-
-fn get(url: &str) -> Value {
-    reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().unwrap().get(url).send().unwrap().json().unwrap()
-}
-
-fn sql(url: &str, query: &str) -> Value {
-    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-    client.post(format!("{url}/v1/sql")).json(&json!({"query": query})).send().unwrap().json().unwrap()
-}
-
-fn stored(url: &str) -> u64 {
-    sql(url, "SELECT count(*) FROM event_lineage")["rows"][0][0].as_u64().unwrap()
 }
 
 fn wait_until(what: &str, url: &str, mut done: impl FnMut() -> bool) {

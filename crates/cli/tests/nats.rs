@@ -12,7 +12,7 @@ use async_nats::HeaderMap;
 use async_nats::jetstream::{self, stream};
 use causeway_sim::{SimConfig, Simulator};
 use chrono::Utc;
-use common::Server;
+use common::{Server, get, sql, stored};
 use serde_json::{Value, json};
 
 fn example_model() -> String {
@@ -27,19 +27,6 @@ fn message(e: &Value, n: usize) -> (HeaderMap, Vec<u8>) {
         headers.insert(name.as_str(), value.as_str());
     }
     (headers, body)
-}
-
-fn get(url: &str) -> Value {
-    reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().unwrap().get(url).send().unwrap().json().unwrap()
-}
-
-fn sql(url: &str, query: &str) -> Value {
-    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-    client.post(format!("{url}/v1/sql")).json(&json!({"query": query})).send().unwrap().json().unwrap()
-}
-
-fn stored(url: &str) -> u64 {
-    sql(url, "SELECT count(*) FROM event_lineage")["rows"][0][0].as_u64().unwrap()
 }
 
 #[test]

@@ -117,3 +117,19 @@ pub fn broker_message(e: &serde_json::Value, n: usize, ce_prefix: &str) -> (Vec<
         }
     }
 }
+
+/// A JSON answer to a GET.
+pub fn get(url: &str) -> serde_json::Value {
+    reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(30)).build().unwrap().get(url).send().unwrap().json().unwrap()
+}
+
+/// The answer of `POST /v1/sql`.
+pub fn sql(url: &str, query: &str) -> serde_json::Value {
+    let client = reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(30)).build().unwrap();
+    client.post(format!("{url}/v1/sql")).json(&serde_json::json!({"query": query})).send().unwrap().json().unwrap()
+}
+
+/// Events stored, as `event_lineage` counts them.
+pub fn stored(url: &str) -> u64 {
+    sql(url, "SELECT count(*) FROM event_lineage")["rows"][0][0].as_u64().unwrap()
+}
