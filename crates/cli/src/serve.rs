@@ -192,6 +192,8 @@ struct NatsSection {
 struct StoreSection {
     /// The writer's page cache, e.g. "256MiB".
     cache: Option<String>,
+    /// Events per sealed segment; 0 keeps the whole history unsealed.
+    segment_events: Option<u64>,
     url: Option<toml::Value>,
     retention: Option<toml::Value>,
     max_disk: Option<toml::Value>,
@@ -363,6 +365,11 @@ impl ServerConfig {
             writer_cache_bytes: match file.store.as_ref().and_then(|s| s.cache.as_deref()) {
                 None => causeway_store::DEFAULT_WRITER_CACHE_BYTES,
                 Some(text) => bytes(text).map_err(|e| anyhow::anyhow!("[store] cache: {e}"))?,
+            },
+            segment_events: match file.store.as_ref().and_then(|s| s.segment_events) {
+                None => causeway_store::DEFAULT_SEGMENT_EVENTS,
+                Some(n @ (0 | 1_000..=10_000_000)) => n,
+                Some(n) => anyhow::bail!("[store] segment_events = {n}: give 0 (never seal) or between 1000 and 10000000 events per segment"),
             },
         };
         Ok(ServerConfig {

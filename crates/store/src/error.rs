@@ -25,6 +25,9 @@ pub enum StoreError {
     /// User SQL that made a value, or a first row, larger than the answer limit.
     #[error("{0}")]
     TooLarge(String),
+    /// A sealed segment file that cannot be written or read as one (`segment.rs`).
+    #[error("segment file {path}: {reason}")]
+    Segment { path: PathBuf, reason: String },
 }
 
 impl StoreError {

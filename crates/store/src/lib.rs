@@ -20,7 +20,14 @@ mod read;
 mod schema;
 #[doc(hidden)]
 pub use schema::create_at_version;
+mod seal;
+mod sealed;
+mod segment;
+pub use seal::SEGMENTS_DIR;
+pub use segment::{Key, SealedRow, Segment, SegmentInfo, key_hash, write_segment};
 mod sql;
+mod stats;
+pub use stats::{SegmentStats, StoreStats};
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -50,14 +57,20 @@ pub struct StoreSettings {
     /// The writer's page cache: index pages stay in memory between commits, which keeps ingest
     /// fast as the store grows; most of the process's resident memory under load.
     pub writer_cache_bytes: u64,
+    /// Log positions per sealed segment; the newest half as many again always stay unsealed.
+    /// `0` turns sealing off (the history stays in `events_hot`).
+    pub segment_events: u64,
 }
+
+/// [`StoreSettings::segment_events`] unless configured.
+pub const DEFAULT_SEGMENT_EVENTS: u64 = 100_000;
 
 /// [`StoreSettings::writer_cache_bytes`] unless configured: 256 MiB.
 pub const DEFAULT_WRITER_CACHE_BYTES: u64 = 256 * 1024 * 1024;
 
 impl Default for StoreSettings {
     fn default() -> Self {
-        StoreSettings { writer_cache_bytes: DEFAULT_WRITER_CACHE_BYTES }
+        StoreSettings { writer_cache_bytes: DEFAULT_WRITER_CACHE_BYTES, segment_events: DEFAULT_SEGMENT_EVENTS }
     }
 }
 
@@ -76,6 +89,10 @@ struct Inner {
     /// Users' SQL runs on connections of its own (`sql.rs`).
     sql: sql::SqlPool,
     writer: writer::WriterHandle,
+    /// The sealed history every connection reads through `sealed_events`.
+    segments: Arc<sealed::SegmentSet>,
+    /// [`StoreSettings::segment_events`].
+    segment_events: u64,
 }
 
 impl Store {
@@ -89,9 +106,30 @@ impl Store {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Io { path: dir.to_path_buf(), source: e })?;
         let path = dir.join(DB_FILE);
         let conn = Connection::open(&path)?;
+        let segments = Arc::new(sealed::SegmentSet::default());
+        sealed::register(&conn, segments.clone())?;
         schema::prepare_writer(&conn, settings.writer_cache_bytes)?;
-        let writer = writer::WriterHandle::spawn(conn)?;
-        Ok(Store { inner: Arc::new(Inner { path, writer, readers: Mutex::new(Vec::new()), sql: sql::SqlPool::default() }) })
+        let segments_dir = dir.join(SEGMENTS_DIR);
+        for segment in seal::open_segments(&conn, &segments_dir)? {
+            segments.push(segment);
+        }
+        let sealing = (settings.segment_events > 0).then(|| seal::SealerConfig {
+            db_path: path.clone(),
+            segments_dir,
+            segment_events: settings.segment_events as i64,
+            keep_hot: (settings.segment_events / 2) as i64,
+        });
+        let writer = writer::WriterHandle::spawn(conn, segments.clone(), sealing)?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                path,
+                writer,
+                readers: Mutex::new(Vec::new()),
+                sql: sql::SqlPool::default(),
+                segments,
+                segment_events: settings.segment_events,
+            }),
+        })
     }
 
     /// `Err` once a failed commit poisoned the store.
@@ -156,7 +194,7 @@ impl Store {
         let conn = self.inner.readers.lock().expect("reader pool lock").pop();
         let mut conn = match conn {
             Some(c) => c,
-            None => open_reader(&self.inner.path)?,
+            None => open_reader(&self.inner.path, &self.inner.segments)?,
         };
         let result = f(&mut conn);
         let mut pool = self.inner.readers.lock().expect("reader pool lock");
@@ -167,9 +205,10 @@ impl Store {
     }
 }
 
-fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+fn open_reader(path: &Path, segments: &Arc<sealed::SegmentSet>) -> Result<Connection, StoreError> {
     let mut conn =
         Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI)?;
+    sealed::register(&conn, segments.clone())?;
     schema::prepare_reader(&mut conn)?;
     Ok(conn)
 }

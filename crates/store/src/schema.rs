@@ -5,7 +5,7 @@ use rusqlite::Connection;
 use crate::StoreError;
 
 /// Bumped with every change to the layout; a store written by a newer version is refused.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE events (
@@ -284,8 +284,52 @@ ALTER TABLE dlq_replays ADD COLUMN partition INTEGER;   -- replay to Kafka: wher
 ALTER TABLE dlq_replays ADD COLUMN "offset" INTEGER;
 "#;
 
+/// Version 8: sealed history (`docs/operations.md`, "The store"). New events go to `events_hot`;
+/// runs of the oldest are sealed into compressed segment files, registered in `segments`, and read
+/// through the virtual table `sealed_events`. `events` is the union of both, bounded by the
+/// `segments` rows of the reader's own snapshot, so a seal or a retention pass never shows a row
+/// twice or half-done. A sealed event's redeliveries are counted in `sealed_redeliveries`.
+const SCHEMA_V8: &str = r#"
+ALTER TABLE events RENAME TO events_hot;
+CREATE TABLE segments (
+    first_seq        INTEGER PRIMARY KEY,
+    last_seq         INTEGER NOT NULL,
+    file             TEXT NOT NULL,              -- inside the data directory's segments/
+    events           INTEGER NOT NULL,
+    min_time         TEXT NOT NULL,
+    max_time         TEXT NOT NULL,
+    min_received_at  TEXT NOT NULL,
+    max_received_at  TEXT NOT NULL,
+    raw_bytes        INTEGER NOT NULL,           -- the events' JSON
+    file_bytes       INTEGER NOT NULL,
+    sealed_at        TEXT NOT NULL
+);
+CREATE TABLE sealed_redeliveries (
+    seq           INTEGER PRIMARY KEY,           -- a sealed event
+    redeliveries  INTEGER NOT NULL
+);
+
+DROP VIEW event_lineage;
+CREATE VIEW events AS
+    SELECT seq, event_id, source, event_type, correlation_id, causation_id, subject, time, topic, journey, journey_key,
+           received_at, redeliveries, envelope, partition, "offset", message_time
+    FROM events_hot WHERE seq > (SELECT coalesce(max(last_seq), 0) FROM segments)
+    UNION ALL
+    SELECT s.seq, s.event_id, s.source, s.event_type, s.correlation_id, s.causation_id, s.subject, s.time, s.topic, s.journey,
+           s.journey_key, s.received_at, coalesce((SELECT r.redeliveries FROM sealed_redeliveries r WHERE r.seq = s.seq), 0),
+           s.envelope, s.partition, s."offset", s.message_time
+    FROM sealed_events s
+    WHERE s.since = (SELECT coalesce(min(first_seq), 0) FROM segments) AND s.upto = (SELECT coalesce(max(last_seq), 0) FROM segments);
+CREATE VIEW event_lineage AS
+    SELECT e.event_id, e.event_type, e.correlation_id, e.causation_id, e.source AS source_service,
+           e.time AS timestamp, e.subject AS aggregate_id, j.journey, j.journey_key, e.topic,
+           e.partition, e."offset"
+    FROM events e LEFT JOIN event_journeys j ON j.seq = e.seq;
+"#;
+
 /// The last position of the log: events and redeliveries share the ingest order (0 when empty).
-pub const LOG_END: &str = "SELECT max(coalesce((SELECT max(seq) FROM events), 0), coalesce((SELECT max(seq) FROM redeliveries), 0))";
+pub const LOG_END: &str = "SELECT max(coalesce((SELECT max(seq) FROM events_hot), 0), coalesce((SELECT max(last_seq) FROM segments), 0),
+                                      coalesce((SELECT max(seq) FROM redeliveries), 0))";
 
 /// Query-planner stability: without it this SQLite build (STAT4) marks bound parameters of our
 /// statements as plan-relevant and re-prepares each statement on every new value, which made every
@@ -315,7 +359,8 @@ pub fn prepare_writer(conn: &Connection, cache_bytes: u64) -> Result<(), StoreEr
 }
 
 /// Every layout version in order, with the migration that makes it from the one before.
-const MIGRATIONS: [(i64, &str); 7] = [(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3), (4, SCHEMA_V4), (5, SCHEMA_V5), (6, SCHEMA_V6), (7, SCHEMA_V7)];
+const MIGRATIONS: [(i64, &str); 8] =
+    [(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3), (4, SCHEMA_V4), (5, SCHEMA_V5), (6, SCHEMA_V6), (7, SCHEMA_V7), (8, SCHEMA_V8)];
 
 /// Runs the migrations after `from` up to `to`, each in its own transaction.
 fn migrate(conn: &Connection, from: i64, to: i64) -> Result<(), StoreError> {

@@ -118,7 +118,7 @@ impl SqlPool {
         if let Some(c) = self.conns.lock().expect("sql pool lock").pop() {
             return Ok(c);
         }
-        let mut conn = crate::open_reader(store.path())?;
+        let mut conn = crate::open_reader(store.path(), &store.inner.segments)?;
         conn.set_limit(Limit::SQLITE_LIMIT_FUNCTION_ARG, MAX_FUNCTION_ARGS)?;
         let bounds = functions::install(&mut conn)?;
         Ok(SqlConn { conn, bounds })

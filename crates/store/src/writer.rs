@@ -12,6 +12,8 @@ use tokio::sync::oneshot;
 
 use crate::StoreError;
 use crate::dlq::{DlqDone, DlqOp, DlqReport};
+use crate::sealed::SegmentSet;
+use crate::segment::Segment;
 
 /// An accepted event to store. Its canonical JSON is rendered here, on the caller's thread, so the
 /// single writer thread only writes.
@@ -144,10 +146,26 @@ pub struct ResolvedDeadLetter {
     pub at: String,
 }
 
-enum Job {
-    Append { events: Vec<NewEvent>, rejections: Vec<NewRejection>, reply: oneshot::Sender<Result<AppendResult, StoreError>> },
-    Derived { write: DerivedWrite, reply: oneshot::Sender<Result<(), StoreError>> },
-    Dlq { op: DlqOp, reply: oneshot::Sender<Result<DlqDone, StoreError>> },
+pub(crate) enum Job {
+    Append {
+        events: Vec<NewEvent>,
+        rejections: Vec<NewRejection>,
+        reply: oneshot::Sender<Result<AppendResult, StoreError>>,
+    },
+    Derived {
+        write: DerivedWrite,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    Dlq {
+        op: DlqOp,
+        reply: oneshot::Sender<Result<DlqDone, StoreError>>,
+    },
+    /// Registers a segment file the sealer wrote: from this commit on, its rows are read from it.
+    Seal {
+        segment: Arc<Segment>,
+        file: String,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
 }
 
 impl Job {
@@ -155,7 +173,7 @@ impl Job {
         match self {
             Job::Append { events, rejections, .. } => events.len() + rejections.len(),
             Job::Derived { write, .. } => write.memberships.len() + write.findings.len() + write.meta.len(),
-            Job::Dlq { .. } => 1,
+            Job::Dlq { .. } | Job::Seal { .. } => 1,
         }
     }
 
@@ -165,6 +183,7 @@ impl Job {
             Job::Append { reply, .. } => drop(reply.send(Err(err()))),
             Job::Derived { reply, .. } => drop(reply.send(Err(err()))),
             Job::Dlq { reply, .. } => drop(reply.send(Err(err()))),
+            Job::Seal { reply, .. } => drop(reply.send(Err(err()))),
         }
     }
 }
@@ -251,10 +270,31 @@ struct Depth {
     log_end: AtomicI64,
 }
 
+/// The writer's queue of jobs, counting their rows in [`Backlog::queued_rows`].
+#[derive(Clone)]
+pub(crate) struct JobQueue {
+    tx: mpsc::Sender<Job>,
+    depth: Arc<Depth>,
+}
+
+impl JobQueue {
+    pub(crate) fn send(&self, job: Job) -> Result<(), StoreError> {
+        let rows = job.rows();
+        self.depth.queued_rows.fetch_add(rows, Ordering::AcqRel);
+        let sent = self.tx.send(job).map_err(|_| StoreError::WriterGone);
+        if sent.is_err() {
+            self.depth.queued_rows.fetch_sub(rows, Ordering::AcqRel);
+        }
+        sent
+    }
+}
+
 pub(crate) struct WriterHandle {
     /// `None` only while dropping: closing the channel ends the writer's loop.
-    tx: Option<mpsc::Sender<Job>>,
+    queue: Option<JobQueue>,
     depth: Arc<Depth>,
+    /// The sealer thread and its signal, if sealing is on.
+    sealer: Option<(Arc<crate::seal::Signal>, std::thread::JoinHandle<()>)>,
     poisoned: Arc<Mutex<Option<String>>>,
     stamps: Arc<Mutex<Stamps>>,
     feed: Arc<Feed>,
@@ -265,7 +305,12 @@ impl Drop for WriterHandle {
     /// Ends the writer and waits for its thread: when this returns, the writer's connection is
     /// closed (its last commit done, the WAL checkpointed if no other connection is open).
     fn drop(&mut self) {
-        drop(self.tx.take());
+        // The sealer first: it may be waiting on the writer.
+        if let Some((signal, thread)) = self.sealer.take() {
+            signal.stop();
+            let _ = thread.join();
+        }
+        drop(self.queue.take());
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -301,7 +346,8 @@ fn fault_commit_delay() -> Option<Duration> {
 }
 
 impl WriterHandle {
-    pub(crate) fn spawn(conn: Connection) -> Result<WriterHandle, StoreError> {
+    /// Starts the writer on `conn`, and the sealer if `sealing` is given.
+    pub(crate) fn spawn(conn: Connection, set: Arc<SegmentSet>, sealing: Option<crate::seal::SealerConfig>) -> Result<WriterHandle, StoreError> {
         let (tx, rx) = mpsc::channel::<Job>();
         let poisoned = Arc::new(Mutex::new(None));
         let stamps = Arc::new(Mutex::new(Stamps::default()));
@@ -330,6 +376,8 @@ impl WriterHandle {
             checkpoint_frames: (WAL_CHECKPOINT_BYTES as i64 / page_size.max(512)).max(1),
             next_checkpoint: Instant::now(),
             fault_commit_delay: fault_commit_delay(),
+            sealed: Sealed { upto: set.snapshot().last().map_or(0, |s| s.info().last_seq), set: set.clone() },
+            sealer: None,
         };
         if let Some(delay) = writer.fault_commit_delay {
             tracing::warn!(
@@ -337,11 +385,23 @@ impl WriterHandle {
                 delay_ms = delay.as_millis() as u64
             );
         }
+        let mut writer = writer;
+        let queue = JobQueue { tx, depth: depth.clone() };
+        let signal = Arc::new(crate::seal::Signal::default());
+        let sealer = match sealing {
+            Some(config) => {
+                writer.sealer = Some(SealerLink { signal: signal.clone(), threshold: config.segment_events + config.keep_hot });
+                // Whatever is unsealed already (a migrated store, a stop mid-seal) is sealed first.
+                signal.wake();
+                Some((signal.clone(), crate::seal::spawn(config, set, queue.clone(), signal)?))
+            }
+            None => None,
+        };
         let thread = std::thread::Builder::new()
             .name(WRITER_THREAD_NAME.into())
             .spawn(move || writer.run(rx))
             .map_err(|e| StoreError::Io { path: "writer thread".into(), source: e })?;
-        Ok(WriterHandle { tx: Some(tx), depth, poisoned, stamps, feed, thread: Some(thread) })
+        Ok(WriterHandle { queue: Some(queue), depth, sealer, poisoned, stamps, feed, thread: Some(thread) })
     }
 
     /// Replaces the follower: from now on every commit's entries go to the returned receiver.
@@ -379,13 +439,7 @@ impl WriterHandle {
 
     /// Queues a job for the writer.
     fn send(&self, job: Job) -> Result<(), StoreError> {
-        let rows = job.rows();
-        self.depth.queued_rows.fetch_add(rows, Ordering::AcqRel);
-        let sent = self.tx.as_ref().ok_or(StoreError::WriterGone)?.send(job).map_err(|_| StoreError::WriterGone);
-        if sent.is_err() {
-            self.depth.queued_rows.fetch_sub(rows, Ordering::AcqRel);
-        }
-        sent
+        self.queue.as_ref().ok_or(StoreError::WriterGone)?.send(job)
     }
 
     pub(crate) fn backlog(&self) -> Backlog {
@@ -426,6 +480,16 @@ struct Writer {
     next_checkpoint: Instant,
     /// The test and bench hook [`FAULT_COMMIT_DELAY_ENV`]: a sleep before each commit.
     fault_commit_delay: Option<Duration>,
+    sealed: Sealed,
+    /// The sealer to wake once enough of the log is unsealed, if sealing is on.
+    sealer: Option<SealerLink>,
+}
+
+/// What the writer knows of the sealer.
+struct SealerLink {
+    signal: Arc<crate::seal::Signal>,
+    /// Unsealed log positions at which the sealer is woken.
+    threshold: i64,
 }
 
 impl Writer {
@@ -465,7 +529,7 @@ impl Writer {
             if let Some(delay) = self.fault_commit_delay {
                 std::thread::sleep(delay);
             }
-            let outcome = commit(&mut self.conn, &jobs, stamp, &mut self.next_seq);
+            let outcome = commit(&mut self.conn, &jobs, stamp, &mut self.next_seq, &mut self.sealed);
             if derived_only && let Err(e) = self.conn.pragma_update(None, "synchronous", "FULL") {
                 // Never go on writing acknowledged events without the fsync.
                 *self.poisoned.lock().expect("poison flag") = Some(format!("cannot restore synchronous=FULL: {e}"));
@@ -491,7 +555,7 @@ impl Writer {
                                 }
                                 replies.push(Reply::Append(reply, r));
                             }
-                            (Job::Derived { reply, .. }, _) => replies.push(Reply::Written(reply)),
+                            (Job::Derived { reply, .. } | Job::Seal { reply, .. }, _) => replies.push(Reply::Written(reply)),
                             (Job::Dlq { reply, .. }, Done::Dlq(d)) => replies.push(Reply::Dlq(reply, d)),
                             (job, _) => job.fail(&StoreError::WriterGone),
                         }
@@ -512,6 +576,11 @@ impl Writer {
                             Reply::Written(reply) => drop(reply.send(Ok(()))),
                             Reply::Dlq(reply, d) => drop(reply.send(Ok(d))),
                         }
+                    }
+                    if let Some(sealer) = &self.sealer
+                        && self.next_seq - 1 - self.sealed.upto >= sealer.threshold
+                    {
+                        sealer.signal.wake();
                     }
                     // After the answers: a checkpoint delays the next commit, not this one's.
                     self.checkpoint_if_due();
@@ -569,21 +638,25 @@ enum Done {
 }
 
 /// Writes the jobs in one transaction, answering what each did.
-fn commit(conn: &mut Connection, jobs: &[Job], stamp: DateTime<Utc>, next_seq: &mut i64) -> Result<Vec<Done>, StoreError> {
+fn commit(conn: &mut Connection, jobs: &[Job], stamp: DateTime<Utc>, next_seq: &mut i64, sealed: &mut Sealed) -> Result<Vec<Done>, StoreError> {
     let now = causeway_envelope::format_time(&stamp);
+    let segments = sealed.set.snapshot();
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut results = Vec::with_capacity(jobs.len());
     {
         // Only the identity conflict is ignored (never NOT NULL or other constraints); a
         // redelivery then costs one indexed update. Cheaper than an upsert with RETURNING.
         let mut insert_event = tx.prepare_cached(
-            r#"INSERT INTO events (seq, event_id, source, event_type, correlation_id, causation_id, subject, time,
+            r#"INSERT INTO events_hot (seq, event_id, source, event_type, correlation_id, causation_id, subject, time,
                                  topic, received_at, envelope, partition, "offset", message_time)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
              ON CONFLICT (event_id, source) DO NOTHING"#,
         )?;
         let mut count_redelivery =
-            tx.prepare_cached("UPDATE events SET redeliveries = redeliveries + 1 WHERE event_id = ?1 AND source = ?2 RETURNING seq")?;
+            tx.prepare_cached("UPDATE events_hot SET redeliveries = redeliveries + 1 WHERE event_id = ?1 AND source = ?2 RETURNING seq")?;
+        let mut count_sealed_redelivery = tx.prepare_cached(
+            "INSERT INTO sealed_redeliveries (seq, redeliveries) VALUES (?1, 1) ON CONFLICT (seq) DO UPDATE SET redeliveries = redeliveries + 1",
+        )?;
         let mut log_redelivery = tx.prepare_cached("INSERT INTO redeliveries (seq, event_seq, received_at) VALUES (?1, ?2, ?3)")?;
         let mut insert_finding = tx.prepare_cached(
             "INSERT INTO finding_records (kind, journey, journey_key, correlation_id, event_id, expected,
@@ -616,12 +689,26 @@ fn commit(conn: &mut Connection, jobs: &[Job], stamp: DateTime<Utc>, next_seq: &
                     results.push(Done::Dlq(crate::dlq::apply(&tx, op, &now)?));
                     continue;
                 }
+                Job::Seal { segment, file, .. } => {
+                    register_segment(&tx, segment, file, &now, sealed)?;
+                    results.push(Done::Written);
+                    continue;
+                }
             };
             let mut outcomes = Vec::with_capacity(events.len());
             for new in events {
                 let e = &new.event;
                 let seq = *next_seq;
                 *next_seq += 1;
+                // Stored and sealed already: a redelivery, counted beside the segment.
+                if !segments.is_empty()
+                    && let Some(event_seq) = crate::sealed::find_identity(&segments, &e.id, &e.source, &new.time)?
+                {
+                    count_sealed_redelivery.execute(params![event_seq])?;
+                    log_redelivery.execute(params![seq, event_seq, now])?;
+                    outcomes.push(EventOutcome::Duplicate);
+                    continue;
+                }
                 let inserted = insert_event.execute(params![
                     seq,
                     e.id,
@@ -666,6 +753,55 @@ fn commit(conn: &mut Connection, jobs: &[Job], stamp: DateTime<Utc>, next_seq: &
     }
     tx.commit()?;
     Ok(results)
+}
+
+/// The writer's view of the sealed history.
+pub(crate) struct Sealed {
+    pub(crate) set: Arc<SegmentSet>,
+    /// The last seq sealed (0 when nothing is).
+    pub(crate) upto: i64,
+}
+
+/// Registers a segment the sealer wrote and removes its rows from `events_hot`, in the commit's
+/// transaction. The segment joins the shared set before the commit: readers whose snapshot
+/// predates it skip it by its seq range (see `sealed.rs`); should the commit fail, the store is
+/// poisoned and the set no longer matters.
+fn register_segment(tx: &rusqlite::Transaction<'_>, segment: &Arc<Segment>, file: &str, now: &str, sealed: &mut Sealed) -> Result<(), StoreError> {
+    let info = segment.info();
+    if info.first_seq <= sealed.upto {
+        return Err(StoreError::Segment {
+            path: segment.path().to_path_buf(),
+            reason: format!("it starts at seq {} but the history is sealed up to {}", info.first_seq, sealed.upto),
+        });
+    }
+    tx.execute(
+        "INSERT INTO segments (first_seq, last_seq, file, events, min_time, max_time, min_received_at, max_received_at,
+                               raw_bytes, file_bytes, sealed_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        params![
+            info.first_seq,
+            info.last_seq,
+            file,
+            info.rows as i64,
+            info.min_time,
+            info.max_time,
+            info.min_received_at,
+            info.max_received_at,
+            info.raw_bytes as i64,
+            info.file_bytes as i64,
+            now
+        ],
+    )?;
+    tx.execute(
+        "INSERT INTO sealed_redeliveries (seq, redeliveries)
+         SELECT seq, redeliveries FROM events_hot WHERE seq BETWEEN ?1 AND ?2 AND redeliveries > 0
+         ON CONFLICT (seq) DO UPDATE SET redeliveries = excluded.redeliveries",
+        params![info.first_seq, info.last_seq],
+    )?;
+    tx.execute("DELETE FROM events_hot WHERE seq <= ?1", params![info.last_seq])?;
+    sealed.set.push(segment.clone());
+    sealed.upto = info.last_seq;
+    Ok(())
 }
 
 /// Applies what the journey engine derived; rewriting an unchanged row costs a read, not a write.

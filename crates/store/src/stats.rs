@@ -1,0 +1,125 @@
+//! What the store holds and where: `causeway store stats`, `GET /v1/store`.
+
+use rusqlite::Connection;
+use serde::Serialize;
+
+use crate::{DB_FILE, SEGMENTS_DIR, Store, StoreError};
+
+/// One sealed segment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SegmentStats {
+    pub file: String,
+    pub first_seq: i64,
+    pub last_seq: i64,
+    pub events: i64,
+    pub min_time: String,
+    pub max_time: String,
+    pub min_received_at: String,
+    pub max_received_at: String,
+    /// The events' JSON, as received.
+    pub raw_bytes: i64,
+    pub file_bytes: i64,
+    pub sealed_at: String,
+}
+
+/// The store as a whole.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoreStats {
+    /// Events stored (redeliveries not counted).
+    pub events: i64,
+    /// The last position of the log.
+    pub log_end: i64,
+    /// Events not sealed yet, in `events_hot`.
+    pub hot_events: i64,
+    pub sealed_events: i64,
+    /// Sealed up to this log position (0: nothing sealed).
+    pub sealed_upto: i64,
+    pub segments: Vec<SegmentStats>,
+    /// The stored events' JSON: what the store would hold uncompressed.
+    pub raw_bytes: i64,
+    /// The database file and its write-ahead log.
+    pub database_bytes: u64,
+    pub segment_bytes: u64,
+    /// Everything on disk: database, log and segments.
+    pub disk_bytes: u64,
+    /// `disk_bytes` ÷ `raw_bytes`.
+    pub disk_ratio: Option<f64>,
+    /// The earliest event time kept, and the earliest receive time.
+    pub oldest_time: Option<String>,
+    pub oldest_received_at: Option<String>,
+    /// Log positions per segment (0: sealing off).
+    pub segment_events: u64,
+}
+
+impl Store {
+    /// What the store holds: counts, bytes raw and on disk, the segments, the oldest event.
+    pub fn stats(&self) -> Result<StoreStats, StoreError> {
+        let counts = self.counts()?;
+        let (segments, hot_events, hot_raw, hot_oldest, hot_oldest_received) = self.with_reader(|c| {
+            loop {
+                let segments = segments(c)?;
+                // One statement, one snapshot: its bound tells whether a seal came between the two.
+                let (upto, hot, raw, oldest, oldest_received): (i64, i64, i64, Option<String>, Option<String>) = c.query_row(
+                    "WITH b(upto) AS (SELECT coalesce(max(last_seq), 0) FROM segments)
+                     SELECT b.upto, count(*), coalesce(sum(length(CAST(h.envelope AS BLOB))), 0), min(h.time),
+                            (SELECT received_at FROM events_hot WHERE seq > b.upto ORDER BY seq LIMIT 1)
+                     FROM b LEFT JOIN events_hot h ON h.seq > b.upto",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                )?;
+                if segments.last().map_or(0, |s| s.last_seq) == upto {
+                    return Ok((segments, hot, raw, oldest, oldest_received));
+                }
+            }
+        })?;
+        let dir = self.path().parent().unwrap_or(std::path::Path::new("."));
+        let size = |name: &str| std::fs::metadata(dir.join(name)).map(|m| m.len()).unwrap_or(0);
+        let database_bytes = size(DB_FILE) + size(&format!("{DB_FILE}-wal")) + size(&format!("{DB_FILE}-shm"));
+        let segment_bytes: u64 =
+            std::fs::read_dir(dir.join(SEGMENTS_DIR)).map(|d| d.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum()).unwrap_or(0);
+        let sealed_events: i64 = segments.iter().map(|s| s.events).sum();
+        let raw_bytes = hot_raw + segments.iter().map(|s| s.raw_bytes).sum::<i64>();
+        let disk_bytes = database_bytes + segment_bytes;
+        let oldest_time = segments.iter().map(|s| s.min_time.clone()).chain(hot_oldest).min();
+        let oldest_received_at = segments.first().map(|s| s.min_received_at.clone()).or(hot_oldest_received);
+        Ok(StoreStats {
+            events: counts.events,
+            log_end: counts.log_end,
+            hot_events,
+            sealed_events,
+            sealed_upto: segments.last().map_or(0, |s| s.last_seq),
+            disk_ratio: (raw_bytes > 0).then(|| disk_bytes as f64 / raw_bytes as f64),
+            segments,
+            raw_bytes,
+            database_bytes,
+            segment_bytes,
+            disk_bytes,
+            oldest_time,
+            oldest_received_at,
+            segment_events: self.inner.segment_events,
+        })
+    }
+}
+
+fn segments(c: &Connection) -> Result<Vec<SegmentStats>, StoreError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT file, first_seq, last_seq, events, min_time, max_time, min_received_at, max_received_at, raw_bytes, file_bytes, sealed_at
+         FROM segments ORDER BY first_seq",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(SegmentStats {
+            file: r.get(0)?,
+            first_seq: r.get(1)?,
+            last_seq: r.get(2)?,
+            events: r.get(3)?,
+            min_time: r.get(4)?,
+            max_time: r.get(5)?,
+            min_received_at: r.get(6)?,
+            max_received_at: r.get(7)?,
+            raw_bytes: r.get(8)?,
+            file_bytes: r.get(9)?,
+            sealed_at: r.get(10)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}

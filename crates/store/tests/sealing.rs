@@ -1,0 +1,201 @@
+//! Sealed history: a store that seals its log into segment files answers every lookup and every SQL
+//! view exactly as a store that keeps it all in `events_hot` does, across restarts, redeliveries
+//! and interrupted seals.
+
+use std::time::{Duration, Instant};
+
+use causeway_envelope::{ParseOptions, parse_body};
+use causeway_store::{EventOutcome, EventRow, NewEvent, Origin, SqlLimits, Store, StoreSettings};
+use serde_json::json;
+
+const CORRELATIONS: usize = 700;
+const PER_CORRELATION: usize = 8;
+const SEGMENT: u64 = 1_000;
+
+/// The `k`th event of correlation `n`: a chain, each caused by the one before, some delivered by
+/// a broker.
+fn event(n: usize, k: usize) -> NewEvent {
+    let id = format!("e-{n:05}-{k}");
+    let cause = (k > 0).then(|| format!("e-{n:05}-{}", k - 1));
+    let second = n * PER_CORRELATION + k;
+    let v = json!({"specversion": "1.0", "id": id, "source": format!("svc-{}", k % 3), "type": format!("Step{k}"),
+                   "time": format!("2026-11-23T{:02}:{:02}:{:02}.{:06}Z", 8 + second / 3600, (second / 60) % 60, second % 60, n),
+                   "correlationid": format!("c-{n:05}"), "causationid": cause, "subject": format!("order-{}", n % 97),
+                   "data": {"n": n, "k": k, "amount": (n * 37 + k * 11) % 1000, "sku": format!("SKU-{}", (n * 7) % 113)}});
+    let items = parse_body(Some("application/json"), &[], v.to_string().as_bytes(), &ParseOptions::default()).unwrap();
+    let mut new = NewEvent::new(items.into_iter().next().unwrap().result.unwrap());
+    if n.is_multiple_of(5) {
+        new.origin = Origin { topic: Some("orders".into()), partition: Some((n % 3) as i32), offset: Some((n * 10 + k) as i64), message_time: None };
+    }
+    new
+}
+
+/// Every event, in ingest order: correlations interleaved a little, as producers send them.
+fn all_events() -> Vec<NewEvent> {
+    let mut out = Vec::new();
+    for block in (0..CORRELATIONS).step_by(10) {
+        for k in 0..PER_CORRELATION {
+            for n in block..(block + 10).min(CORRELATIONS) {
+                out.push(event(n, k));
+            }
+        }
+    }
+    out
+}
+
+fn open(dir: &std::path::Path, segment_events: u64) -> Store {
+    Store::open_with(dir, &StoreSettings { segment_events, ..StoreSettings::default() }).unwrap()
+}
+
+/// Waits until the sealer has sealed up to at least `seq`.
+fn wait_sealed(store: &Store, seq: i64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let stats = store.stats().unwrap();
+        if stats.sealed_upto >= seq {
+            return;
+        }
+        assert!(Instant::now() < deadline, "sealed only up to {} of {seq} in 60 s", stats.sealed_upto);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A row without its receive time, which differs between two stores.
+type RowKey = (i64, String, String, Option<String>, Option<String>, Option<String>, String, i64, String, Origin);
+
+fn key(r: &EventRow) -> RowKey {
+    (
+        r.seq,
+        r.event_id.clone(),
+        r.source.clone(),
+        r.correlation_id.clone(),
+        r.causation_id.clone(),
+        r.subject.clone(),
+        r.time.clone(),
+        r.redeliveries,
+        r.envelope.clone(),
+        r.origin.clone(),
+    )
+}
+
+fn keys(rows: &[EventRow]) -> Vec<RowKey> {
+    rows.iter().map(key).collect()
+}
+
+fn sql(store: &Store, query: &str) -> Vec<Vec<serde_json::Value>> {
+    let r = store.sql(query, SqlLimits { max_rows: 1_000_000, ..SqlLimits::default() }).unwrap_or_else(|e| panic!("{query}: {e}"));
+    assert!(!r.truncated, "{query}: truncated");
+    r.rows
+}
+
+/// The queries engineers write against the views (PRODUCT §7), and some against `events`.
+const QUERIES: &[&str] = &[
+    "SELECT * FROM event_lineage ORDER BY event_id",
+    "SELECT count(*) FROM events",
+    "SELECT event_type, count(*) FROM event_lineage GROUP BY event_type ORDER BY 1",
+    "SELECT * FROM event_lineage WHERE correlation_id = 'c-00042' ORDER BY timestamp",
+    "SELECT * FROM event_lineage WHERE correlation_id IN ('c-00001', 'c-00500', 'c-00699') ORDER BY event_id",
+    "SELECT event_id FROM event_lineage WHERE causation_id = 'e-00017-3'",
+    "SELECT event_id, timestamp FROM event_lineage WHERE aggregate_id = 'order-5' ORDER BY timestamp, event_id",
+    "SELECT event_id FROM event_lineage WHERE event_id = 'e-00003-7'",
+    "SELECT count(*) FROM event_lineage WHERE timestamp BETWEEN '2026-11-23T08:10:00Z' AND '2026-11-23T08:20:00Z'",
+    "SELECT topic, partition, count(*), min(\"offset\"), max(\"offset\") FROM event_lineage GROUP BY 1, 2 ORDER BY 1, 2",
+    "SELECT json_extract(envelope, '$.data.sku') AS sku, count(*) FROM events GROUP BY sku ORDER BY 2 DESC, 1 LIMIT 5",
+    "SELECT seq, event_id, redeliveries FROM events WHERE seq BETWEEN 1500 AND 1510 ORDER BY seq",
+    "SELECT max(seq), min(seq) FROM events",
+    "SELECT e.event_id FROM event_lineage e JOIN event_lineage p ON p.event_id = e.causation_id WHERE p.correlation_id = 'c-00100' ORDER BY 1",
+];
+
+fn assert_same_answers(sealed: &Store, plain: &Store) {
+    for q in QUERIES {
+        assert_eq!(sql(sealed, q), sql(plain, q), "{q}");
+    }
+    for n in [0, 1, 42, 350, 699] {
+        let c = format!("c-{n:05}");
+        assert_eq!(keys(&sealed.correlation(&c, 100).unwrap()), keys(&plain.correlation(&c, 100).unwrap()), "correlation {c}");
+        let first = format!("e-{n:05}-0");
+        let last = format!("e-{n:05}-7");
+        assert_eq!(
+            keys(&sealed.descendants(&first, 100).unwrap().unwrap()),
+            keys(&plain.descendants(&first, 100).unwrap().unwrap()),
+            "descendants of {first}"
+        );
+        let (root, hops) = sealed.root(&last).unwrap().unwrap();
+        assert_eq!((root.event_id.as_str(), hops), (first.as_str(), 7));
+        assert_eq!(key(&sealed.event(&last).unwrap().unwrap()), key(&plain.event(&last).unwrap().unwrap()));
+    }
+    assert_eq!(sealed.log_after(0, 100_000).unwrap().len(), plain.log_after(0, 100_000).unwrap().len());
+    let entries =
+        |s: &Store, after| s.log_after(after, 300).unwrap().into_iter().map(|e| (e.seq, e.redelivery, e.envelope, e.channel)).collect::<Vec<_>>();
+    for after in [0, 999, 1_000, 2_345, 5_000] {
+        assert_eq!(entries(sealed, after), entries(plain, after), "log after {after}");
+    }
+}
+
+#[test]
+fn a_sealed_store_answers_as_an_unsealed_one() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (sealed, plain) = (open(a.path(), SEGMENT), open(b.path(), 0));
+    let events = all_events();
+    for chunk in events.chunks(250) {
+        sealed.append_blocking(chunk.to_vec(), vec![]).unwrap();
+        plain.append_blocking(chunk.to_vec(), vec![]).unwrap();
+    }
+    let total = events.len() as i64;
+    // Everything but the newest 1.5 segments is sealed, a whole segment at a time.
+    let expected_upto = (total - SEGMENT as i64 / 2) / SEGMENT as i64 * SEGMENT as i64;
+    wait_sealed(&sealed, expected_upto);
+    let stats = sealed.stats().unwrap();
+    assert!(stats.segments.len() >= 3, "{stats:?}");
+    assert!(stats.segments.iter().all(|s| s.events == SEGMENT as i64 && s.file_bytes > 0 && s.raw_bytes > s.file_bytes), "{stats:?}");
+    assert_eq!(stats.events, total);
+    assert_eq!(stats.hot_events + stats.sealed_events, total);
+    assert!(stats.hot_events >= SEGMENT as i64 / 2, "the newest events stay unsealed: {stats:?}");
+
+    // The lookups go to the segments' indexes, not through every sealed row.
+    let plan = sql(&sealed, "EXPLAIN QUERY PLAN SELECT * FROM event_lineage WHERE correlation_id = 'c-00042'");
+    let plan = serde_json::to_string(&plan).unwrap();
+    assert!(plan.contains("correlation_id@"), "{plan}");
+
+    assert_same_answers(&sealed, &plain);
+
+    // Redeliveries of sealed events are duplicates, counted, and in the log.
+    let again = vec![event(3, 2), event(3, 2), event(600, 1)];
+    for store in [&sealed, &plain] {
+        let r = store.append_blocking(again.clone(), vec![]).unwrap();
+        assert_eq!(r.events, vec![EventOutcome::Duplicate; 3]);
+        assert_eq!(store.event("e-00003-2").unwrap().unwrap().redeliveries, 2);
+        assert_eq!(store.counts().unwrap().events, total);
+    }
+    assert_same_answers(&sealed, &plain);
+
+    // A restart opens the segments and goes on from the same log position.
+    drop(sealed);
+    let sealed = open(a.path(), SEGMENT);
+    assert_same_answers(&sealed, &plain);
+    let more: Vec<NewEvent> = (CORRELATIONS..CORRELATIONS + 200).flat_map(|n| (0..PER_CORRELATION).map(move |k| event(n, k))).collect();
+    for store in [&sealed, &plain] {
+        let r = store.append_blocking(more.clone(), vec![]).unwrap();
+        assert!(r.events.iter().all(|o| *o == EventOutcome::Accepted));
+    }
+    wait_sealed(&sealed, expected_upto + SEGMENT as i64);
+    assert_same_answers(&sealed, &plain);
+}
+
+#[test]
+fn a_segment_file_no_commit_registered_is_removed_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), SEGMENT);
+    store.append_blocking(all_events()[..3_000].to_vec(), vec![]).unwrap();
+    wait_sealed(&store, 2_000);
+    let before = store.stats().unwrap();
+    drop(store);
+    // What a crash between writing a segment and its commit leaves.
+    let orphan = dir.path().join(causeway_store::SEGMENTS_DIR).join("000000002001-000000003000.cwseg");
+    std::fs::write(&orphan, b"half a segment").unwrap();
+    let store = open(dir.path(), SEGMENT);
+    assert!(!orphan.exists(), "the unregistered file is gone");
+    let after = store.stats().unwrap();
+    assert_eq!(after.segments, before.segments);
+    assert_eq!(sql(&store, "SELECT count(*) FROM events"), vec![vec![json!(3_000)]]);
+}
