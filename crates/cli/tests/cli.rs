@@ -57,9 +57,14 @@ fn produce(url: String, worker: usize, round: usize, acks: mpsc::Sender<usize>) 
 #[test]
 fn sigkill_during_ingest_loses_no_acknowledged_event() {
     let dir = tempfile::tempdir().unwrap();
+    // Small segments: the kills land before, during and after seals.
+    let config = dir.path().join("causeway.toml");
+    std::fs::write(&config, "[store]\nsegment_events = 1000\n").unwrap();
+    let data = dir.path().join("data");
+    let args = ["--config", config.to_str().unwrap()];
     let mut acknowledged: Vec<String> = Vec::new();
     for round in 0..5 {
-        let server = Server::start(dir.path(), &[]);
+        let server = Server::start(&data, &args);
         let (tx, rx) = mpsc::channel();
         let workers: Vec<_> = (0..2)
             .map(|w| {
@@ -80,17 +85,79 @@ fn sigkill_during_ingest_loses_no_acknowledged_event() {
         }
     }
     assert!(acknowledged.len() >= 5 * 1000);
-    let db = rusqlite::Connection::open(dir.path().join("causeway.db")).unwrap();
-    let integrity: String = db.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
-    assert_eq!(integrity, "ok");
-    let stored: HashSet<String> =
-        db.prepare("SELECT event_id FROM events").unwrap().query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap();
-    let lost: Vec<&String> = acknowledged.iter().filter(|id| !stored.contains(*id)).collect();
-    assert!(lost.is_empty(), "{} acknowledged events lost, e.g. {:?}", lost.len(), &lost[..lost.len().min(5)]);
+    assert_all_stored_once(&data, &acknowledged);
     // And the server starts again on the recovered store.
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::start(&data, &args);
     let ready: Value = reqwest::blocking::get(format!("{}/readyz", server.url)).unwrap().json().unwrap();
     assert!(ready["events"].as_i64().unwrap() >= acknowledged.len() as i64, "{ready}");
+    drop(server);
+    let segments: i64 = causeway_store::open_read_only(&data).unwrap().query_row("SELECT count(*) FROM segments", [], |r| r.get(0)).unwrap();
+    assert!(segments >= 3, "the history was sealed along the way: {segments} segments");
+}
+
+/// The store in `data` passes SQLite's integrity check and holds each of `acknowledged` once.
+fn assert_all_stored_once(data: &std::path::Path, acknowledged: &[String]) {
+    let db = causeway_store::open_read_only(data).unwrap();
+    let integrity: String = db.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(integrity, "ok");
+    let ids: Vec<String> =
+        db.prepare("SELECT event_id FROM events").unwrap().query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap();
+    let stored: HashSet<&String> = ids.iter().collect();
+    assert_eq!(stored.len(), ids.len(), "every event is stored once");
+    let lost: Vec<&String> = acknowledged.iter().filter(|id| !stored.contains(*id)).collect();
+    assert!(lost.is_empty(), "{} acknowledged events lost, e.g. {:?}", lost.len(), &lost[..lost.len().min(5)]);
+}
+
+/// SIGKILL after a segment file is written and before its commit registers it: the restarted
+/// store removes the file, seals the same events again, and loses and doubles nothing.
+#[test]
+fn sigkill_between_a_seal_and_its_commit_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("causeway.toml");
+    std::fs::write(&config, "[store]\nsegment_events = 1000\n").unwrap();
+    let data = dir.path().join("data");
+    let args = ["--config", config.to_str().unwrap()];
+    let mut stalled = Command::new(BIN);
+    stalled.env("CAUSEWAY_FAULT_SEAL_STALL_MS", "600000");
+    let server = Server::start_with(stalled, &data, &args);
+    let (tx, rx) = mpsc::channel();
+    let url = server.url.clone();
+    let producer = std::thread::spawn(move || produce(url, 0, 0, tx));
+    let mut seen = 0;
+    while seen < 2_000 {
+        seen += rx.recv().expect("the producer runs until the kill");
+    }
+    // The first segment's file is written; its registration waits on the fault hook.
+    let segments = data.join(causeway_store::SEGMENTS_DIR);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let written = loop {
+        let files: Vec<_> = std::fs::read_dir(&segments).into_iter().flatten().flatten().map(|e| e.path()).collect();
+        if let Some(f) = files.into_iter().find(|p| p.extension().is_some_and(|x| x == "cwseg")) {
+            break f;
+        }
+        assert!(std::time::Instant::now() < deadline, "no segment written in 60 s");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    server.kill();
+    let acknowledged = producer.join().unwrap();
+    let registered: i64 = causeway_store::open_read_only(&data).unwrap().query_row("SELECT count(*) FROM segments", [], |r| r.get(0)).unwrap();
+    assert_eq!(registered, 0, "the kill came before the registration");
+    assert_all_stored_once(&data, &acknowledged);
+
+    let server = Server::start(&data, &args);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let registered: i64 =
+            causeway_store::open_read_only(&data).unwrap().query_row("SELECT count(*) FROM segments", [], |r| r.get(0)).unwrap();
+        if registered >= 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the restarted store sealed nothing in 60 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(server);
+    assert!(written.exists(), "the same events sealed again, into a segment of the same name");
+    assert_all_stored_once(&data, &acknowledged);
 }
 
 #[test]
@@ -171,7 +238,7 @@ fn demo(data: &Path, seed: &str) -> String {
 }
 
 fn first_ids(data: &Path, n: usize) -> Vec<String> {
-    let db = rusqlite::Connection::open(data.join("causeway.db")).unwrap();
+    let db = causeway_store::open_read_only(&data).unwrap();
     db.prepare("SELECT event_id FROM events ORDER BY seq LIMIT ?1")
         .unwrap()
         .query_map([n as i64], |r| r.get(0))
@@ -219,7 +286,7 @@ fn demo_runs_injects_faults_and_is_reproducible() {
     let dead = section("dead letters pending");
     assert!(dead.iter().any(|l| l.starts_with("KeyError ")), "{printed}");
     // Rejected events (missing correlation) are kept with their reason.
-    let db = rusqlite::Connection::open(dir.path().join("a/causeway.db")).unwrap();
+    let db = causeway_store::open_read_only(&dir.path().join("a")).unwrap();
     let missing: i64 = db.query_row("SELECT count(*) FROM dlq_events WHERE error_type = 'missing_correlation'", [], |r| r.get(0)).unwrap();
     assert!(missing > 0);
     // The same seed drives the same traffic.
@@ -316,7 +383,7 @@ fn sigterm_stops_the_server_leaving_its_database_file_whole() {
 #[test]
 fn help_lists_every_verb() {
     let help = text(&causeway(&["--help"]));
-    for verb in ["serve", "demo", "model", "gen", "ingest", "chain", "journey", "findings", "dlq", "state", "analyze", "sql"] {
+    for verb in ["serve", "demo", "model", "gen", "ingest", "chain", "journey", "findings", "dlq", "state", "analyze", "lag", "store", "sql"] {
         assert!(help.lines().any(|l| l.trim_start().starts_with(verb)), "{verb} missing from:\n{help}");
     }
 }
@@ -488,7 +555,7 @@ fn get_json(url: &str) -> Value {
 type FindingRow = (i64, String, Option<String>, String, Option<String>);
 
 fn findings_table(data: &Path) -> Vec<FindingRow> {
-    let db = rusqlite::Connection::open(data.join("causeway.db")).unwrap();
+    let db = causeway_store::open_read_only(&data).unwrap();
     db.prepare("SELECT id, kind, journey_key, detected_at, resolved_at FROM findings ORDER BY id")
         .unwrap()
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))

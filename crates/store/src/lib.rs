@@ -205,6 +205,20 @@ impl Store {
     }
 }
 
+/// A read-only connection to the store in `dir`, with the sealed history readable: for tools and
+/// tests that read the database beside a running server. Its segments are those registered when
+/// it opens.
+pub fn open_read_only(dir: &Path) -> Result<Connection, StoreError> {
+    let path = dir.join(DB_FILE);
+    let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    let segments = Arc::new(sealed::SegmentSet::default());
+    sealed::register(&conn, segments.clone())?;
+    for segment in seal::registered_segments(&conn, &dir.join(SEGMENTS_DIR))? {
+        segments.push(segment);
+    }
+    Ok(conn)
+}
+
 fn open_reader(path: &Path, segments: &Arc<sealed::SegmentSet>) -> Result<Connection, StoreError> {
     let mut conn =
         Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI)?;

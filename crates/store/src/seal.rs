@@ -27,6 +27,11 @@ pub(crate) fn segment_file(first: i64, last: i64) -> String {
     format!("{first:012}-{last:012}.cwseg")
 }
 
+/// A test hook: the sealer waits this many milliseconds between writing a segment file and asking
+/// for its registration, so that a test can kill the process in between (read once, when the
+/// sealer starts). Never set it otherwise.
+const FAULT_SEAL_STALL_ENV: &str = "CAUSEWAY_FAULT_SEAL_STALL_MS";
+
 /// How sealing runs.
 #[derive(Debug, Clone)]
 pub(crate) struct SealerConfig {
@@ -87,9 +92,13 @@ pub(crate) fn spawn(
                     return;
                 }
             };
+            let stall = std::env::var(FAULT_SEAL_STALL_ENV).ok().and_then(|v| v.trim().parse::<u64>().ok()).map(std::time::Duration::from_millis);
+            if let Some(stall) = stall {
+                tracing::warn!(message = "CAUSEWAY_FAULT_SEAL_STALL_MS: the sealer stalls before each registration, on purpose", ms = stall.as_millis() as u64);
+            }
             while signal.wait() {
                 loop {
-                    match seal_one(&conn, &config, &set, &queue) {
+                    match seal_one(&conn, &config, &set, &queue, stall) {
                         Ok(true) if !signal.stopping() => continue,
                         Ok(_) => break,
                         Err(e) => {
@@ -106,7 +115,7 @@ pub(crate) fn spawn(
 
 /// Seals the next run of `events_hot` if a full one is there beyond the newest `keep_hot`
 /// positions; `true` when it did.
-fn seal_one(conn: &Connection, config: &SealerConfig, set: &SegmentSet, queue: &JobQueue) -> Result<bool, StoreError> {
+fn seal_one(conn: &Connection, config: &SealerConfig, set: &SegmentSet, queue: &JobQueue, stall: Option<std::time::Duration>) -> Result<bool, StoreError> {
     let upto = set.snapshot().last().map_or(0, |s| s.info().last_seq);
     let log_end: i64 = conn.query_row(crate::schema::LOG_END, [], |r| r.get(0))?;
     let rows = read_run(conn, upto, config.segment_events)?;
@@ -120,6 +129,9 @@ fn seal_one(conn: &Connection, config: &SealerConfig, set: &SegmentSet, queue: &
     write_segment(&path, rows)?;
     let segment = Arc::new(Segment::open(&path)?);
     let info = segment.info().clone();
+    if let Some(stall) = stall {
+        std::thread::sleep(stall);
+    }
     let (reply, answer) = oneshot::channel();
     queue.send(Job::Seal { segment, file, reply })?;
     answer.blocking_recv().map_err(|_| StoreError::WriterGone)??;
@@ -181,4 +193,14 @@ pub(crate) fn open_segments(conn: &Connection, dir: &Path) -> Result<Vec<Arc<Seg
         }
     }
     files.iter().map(|f| Segment::open(&dir.join(f)).map(Arc::new)).collect()
+}
+
+/// The segments the `segments` table names, oldest first, leaving other files alone.
+pub(crate) fn registered_segments(conn: &Connection, dir: &Path) -> Result<Vec<Arc<Segment>>, StoreError> {
+    registered_files(conn)?.iter().map(|f| Segment::open(&dir.join(f)).map(Arc::new)).collect()
+}
+
+fn registered_files(conn: &Connection) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare("SELECT file FROM segments ORDER BY first_seq")?;
+    Ok(stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?)
 }

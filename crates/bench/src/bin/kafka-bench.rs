@@ -420,7 +420,7 @@ impl Causeway {
     fn stop(mut self) -> Result<Commits> {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let db = rusqlite::Connection::open(self.data.join("causeway.db"))?;
+        let db = causeway_store::open_read_only(&self.data)?;
         let mut statement = db.prepare("SELECT received_at, count(*) FROM events GROUP BY received_at ORDER BY received_at")?;
         let mut stamps = Vec::new();
         for row in statement.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
