@@ -304,6 +304,17 @@ impl SealedCursor {
         }
     }
 
+    /// The current row's seq: scans that need nothing else (counts, joins on seq) never
+    /// decompress a block.
+    fn seq(&self) -> rusqlite::Result<i64> {
+        if let Some(row) = self.row.borrow().as_ref() {
+            return Ok(row.seq);
+        }
+        let stretch = self.plan.first().ok_or_else(|| module_error("no current row"))?;
+        let (segment, pos) = stretch.get(self.at);
+        segment.seq_at(pos).map_err(|e| module_error(&e.to_string()))
+    }
+
     fn current(&self) -> rusqlite::Result<std::cell::Ref<'_, SealedRow>> {
         if self.row.borrow().is_none() {
             let stretch = self.plan.first().ok_or_else(|| module_error("no current row"))?;
@@ -391,9 +402,11 @@ unsafe impl VTabCursor for SealedCursor {
             UPTO => return ctx.set_result(self.bounds.1),
             _ => {}
         }
+        if i == SEQ {
+            return ctx.set_result(self.seq()?);
+        }
         let r = self.current()?;
         match i {
-            0 => ctx.set_result(r.seq),
             1 => ctx.set_result(&r.event_id),
             2 => ctx.set_result(&r.source),
             3 => ctx.set_result(&r.event_type),
@@ -414,7 +427,7 @@ unsafe impl VTabCursor for SealedCursor {
     }
 
     fn rowid(&self) -> rusqlite::Result<i64> {
-        Ok(self.current()?.seq)
+        self.seq()
     }
 }
 

@@ -984,6 +984,16 @@ impl Segment {
         }
     }
 
+    /// The seq of the row at a position, without decompressing its block.
+    pub fn seq_at(&self, pos: u32) -> Result<i64, StoreError> {
+        if pos as usize >= self.len() {
+            return Err(self.corrupt(format!("no row at position {pos}: the segment has {}", self.len())));
+        }
+        let b = self.block_of(pos);
+        let seqs = self.block_seqs(b).map_err(|e| self.corrupt(format!("block {b}: {e}")))?;
+        Ok(seqs[(pos - self.entry(b).first_pos) as usize])
+    }
+
     /// The row at a position.
     pub fn row(&self, pos: u32) -> Result<SealedRow, StoreError> {
         if pos as usize >= self.len() {
