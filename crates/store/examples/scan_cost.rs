@@ -32,7 +32,13 @@ fn main() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let stats = sealed.stats().unwrap();
-    println!("{} events, {} sealed in {} segments, disk ratio {:.3}", stats.events, stats.sealed_events, stats.segments.len(), stats.disk_ratio.unwrap_or(0.0));
+    println!(
+        "{} events, {} sealed in {} segments, disk ratio {:.3}",
+        stats.events,
+        stats.sealed_events,
+        stats.segments.len(),
+        stats.disk_ratio.unwrap_or(0.0)
+    );
     let limits = SqlLimits { timeout: Duration::from_secs(600), max_rows: 100, ..SqlLimits::default() };
     for q in [
         "SELECT count(*) FROM events",

@@ -285,10 +285,10 @@ ALTER TABLE dlq_replays ADD COLUMN "offset" INTEGER;
 "#;
 
 /// Version 8: sealed history (`docs/operations.md`, "The store"). New events go to `events_hot`;
-/// runs of the oldest are sealed into compressed segment files, registered in `segments`, and read
-/// through the virtual table `sealed_events`. `events` is the union of both, bounded by the
-/// `segments` rows of the reader's own snapshot, so a seal or a retention pass never shows a row
-/// twice or half-done. A sealed event's redeliveries are counted in `sealed_redeliveries`.
+/// runs of the oldest are sealed into compressed segment files, registered in `segments`. `events`
+/// is a virtual table (`sealed.rs`) over both, bounded by the `segments` rows of the reader's own
+/// snapshot, so a seal or a retention pass never shows a row twice or half-done; the views read
+/// it as they read the table. A sealed event's redeliveries are counted in `sealed_redeliveries`.
 const SCHEMA_V8: &str = r#"
 ALTER TABLE events RENAME TO events_hot;
 CREATE TABLE segments (
@@ -310,16 +310,6 @@ CREATE TABLE sealed_redeliveries (
 );
 
 DROP VIEW event_lineage;
-CREATE VIEW events AS
-    SELECT seq, event_id, source, event_type, correlation_id, causation_id, subject, time, topic, journey, journey_key,
-           received_at, redeliveries, envelope, partition, "offset", message_time
-    FROM events_hot WHERE seq > (SELECT coalesce(max(last_seq), 0) FROM segments)
-    UNION ALL
-    SELECT s.seq, s.event_id, s.source, s.event_type, s.correlation_id, s.causation_id, s.subject, s.time, s.topic, s.journey,
-           s.journey_key, s.received_at, coalesce((SELECT r.redeliveries FROM sealed_redeliveries r WHERE r.seq = s.seq), 0),
-           s.envelope, s.partition, s."offset", s.message_time
-    FROM sealed_events s
-    WHERE s.since = (SELECT coalesce(min(first_seq), 0) FROM segments) AND s.upto = (SELECT coalesce(max(last_seq), 0) FROM segments);
 CREATE VIEW event_lineage AS
     SELECT e.event_id, e.event_type, e.correlation_id, e.causation_id, e.source AS source_service,
            e.time AS timestamp, e.subject AS aggregate_id, j.journey, j.journey_key, e.topic,

@@ -94,7 +94,10 @@ pub(crate) fn spawn(
             };
             let stall = std::env::var(FAULT_SEAL_STALL_ENV).ok().and_then(|v| v.trim().parse::<u64>().ok()).map(std::time::Duration::from_millis);
             if let Some(stall) = stall {
-                tracing::warn!(message = "CAUSEWAY_FAULT_SEAL_STALL_MS: the sealer stalls before each registration, on purpose", ms = stall.as_millis() as u64);
+                tracing::warn!(
+                    message = "CAUSEWAY_FAULT_SEAL_STALL_MS: the sealer stalls before each registration, on purpose",
+                    ms = stall.as_millis() as u64
+                );
             }
             while signal.wait() {
                 loop {
@@ -115,7 +118,13 @@ pub(crate) fn spawn(
 
 /// Seals the next run of `events_hot` if a full one is there beyond the newest `keep_hot`
 /// positions; `true` when it did.
-fn seal_one(conn: &Connection, config: &SealerConfig, set: &SegmentSet, queue: &JobQueue, stall: Option<std::time::Duration>) -> Result<bool, StoreError> {
+fn seal_one(
+    conn: &Connection,
+    config: &SealerConfig,
+    set: &SegmentSet,
+    queue: &JobQueue,
+    stall: Option<std::time::Duration>,
+) -> Result<bool, StoreError> {
     let upto = set.snapshot().last().map_or(0, |s| s.info().last_seq);
     let log_end: i64 = conn.query_row(crate::schema::LOG_END, [], |r| r.get(0))?;
     let rows = read_run(conn, upto, config.segment_events)?;

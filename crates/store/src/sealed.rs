@@ -1,24 +1,27 @@
-//! Sealed history: the open segment files, shared by every connection, and the virtual table
-//! `sealed_events` that shows their rows to SQL with the columns of `events_hot`.
+//! The history as SQL sees it: the virtual table `events`, whose rows are the sealed ones (read
+//! from the segment files every connection shares) followed by the unsealed ones (read from
+//! `events_hot` by statements nested on the reader's own connection).
 //!
 //! **Invariants:**
 //! - The set only grows at its end (a segment's first seq is after every earlier segment's last)
 //!   and only shrinks at its start (retention): a seq names at most one sealed row.
-//! - What a statement reads is bounded by the `since` and `upto` it is given, which the `events`
-//!   view reads from the `segments` table in the statement's own snapshot. A reader whose
-//!   snapshot predates a seal therefore reads the rows from `events_hot`, not a second time from
-//!   the new segment.
+//! - What a statement reads is bounded by the `segments` rows of its own snapshot (read by a
+//!   nested statement in the same read transaction): sealed rows from the registered segments
+//!   only, unsealed rows after the last of them. A reader whose snapshot predates a seal
+//!   therefore reads those rows from `events_hot`, and never twice.
+//! - Rows come in seq order, whatever the lookup.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
 use std::ffi::{CStr, c_int};
 use std::ops::Range;
 use std::sync::{Arc, RwLock};
 
-use rusqlite::Connection;
 use rusqlite::vtab::{
     Context, Filters, IndexConstraintOp, IndexInfo, Module, VTab, VTabConfig, VTabConnection, VTabCursor, sqlite3_vtab, sqlite3_vtab_cursor,
 };
+use rusqlite::{Connection, ffi};
 
 use crate::segment::{Key, SealedRow, Segment};
 
@@ -26,6 +29,8 @@ use crate::segment::{Key, SealedRow, Segment};
 #[derive(Default)]
 pub(crate) struct SegmentSet {
     segments: RwLock<Arc<Vec<Arc<Segment>>>>,
+    /// The log's end as the writer last committed it: the planner's idea of the history's size.
+    pub(crate) log_end: std::sync::atomic::AtomicI64,
 }
 
 impl SegmentSet {
@@ -62,42 +67,74 @@ pub(crate) fn find_identity(segments: &[Arc<Segment>], event_id: &str, source: &
     Ok(None)
 }
 
-/// The virtual table's name, as SQL names it.
-pub(crate) const MODULE_NAME: &CStr = c"sealed_events";
+/// The virtual table's name, as SQL names it: the history's rows, sealed and not.
+pub(crate) const MODULE_NAME: &CStr = c"events";
 
-/// Registers `sealed_events` on a connection, over `set`.
+/// Registers `events` on a connection, over `set`.
 pub(crate) fn register(conn: &Connection, set: Arc<SegmentSet>) -> rusqlite::Result<()> {
-    const MODULE: Module<SealedTab> = Module::eponymous_only_module();
+    const MODULE: Module<EventsTab> = Module::eponymous_only_module();
     conn.create_module(MODULE_NAME, &MODULE, Some(set))
 }
 
-// The columns: those of `events_hot`, in its order, then the two bounds.
+// The columns: those of `events_hot`, in its order.
 const SEQ: c_int = 0;
 const EVENT_ID: c_int = 1;
+const EVENT_TYPE: c_int = 3;
 const CORRELATION_ID: c_int = 4;
 const CAUSATION_ID: c_int = 5;
 const SUBJECT: c_int = 6;
 const TIME: c_int = 7;
-const SINCE: c_int = 17;
-const UPTO: c_int = 18;
+const REDELIVERIES: c_int = 12;
+const ENVELOPE: c_int = 13;
+/// How many columns the table has.
+const COLUMNS: u32 = 17;
+/// The columns of `events_hot` the nested statements read, in the table's (and this table's) order.
+const HOT_COLUMN_NAMES: [&str; COLUMNS as usize] = [
+    "seq",
+    "event_id",
+    "source",
+    "event_type",
+    "correlation_id",
+    "causation_id",
+    "subject",
+    "time",
+    "topic",
+    "journey",
+    "journey_key",
+    "received_at",
+    "redeliveries",
+    "envelope",
+    "partition",
+    "\"offset\"",
+    "message_time",
+];
 
 const SCHEMA: &CStr = c"CREATE TABLE x(seq INTEGER, event_id TEXT, source TEXT, event_type TEXT, correlation_id TEXT, causation_id TEXT,
     subject TEXT, time TEXT, topic TEXT, journey TEXT, journey_key TEXT, received_at TEXT, redeliveries INTEGER, envelope TEXT,
-    partition INTEGER, \"offset\" INTEGER, message_time TEXT, since HIDDEN, upto HIDDEN)";
+    partition INTEGER, \"offset\" INTEGER, message_time TEXT)";
+
+/// A sealed event's redeliveries since its seal.
+const SEALED_REDELIVERIES: &str = "SELECT redeliveries FROM sealed_redeliveries WHERE seq = ?1";
 
 #[repr(C)]
-struct SealedTab {
+struct EventsTab {
     /// SQLite's part; must come first.
     base: sqlite3_vtab,
     set: Arc<SegmentSet>,
+    /// The connection this table belongs to, for the nested statements.
+    db: *mut ffi::sqlite3,
+    /// Nested statements no cursor holds, by their SQL: prepared once per connection, not once per
+    /// query.
+    pool: Pool,
 }
+
+type Pool = std::rc::Rc<RefCell<HashMap<String, Vec<Nested>>>>;
 
 /// What one argument handed to `filter` means; the plan's `idx_str` lists them in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Arg {
-    Since,
-    Upto,
     Key(Key),
+    EventType,
     SeqEq,
     SeqMin { inclusive: bool },
     SeqMax { inclusive: bool },
@@ -108,12 +145,11 @@ enum Arg {
 impl Arg {
     fn code(self) -> &'static str {
         match self {
-            Arg::Since => "since",
-            Arg::Upto => "upto",
             Arg::Key(Key::EventId) => "event_id",
             Arg::Key(Key::CorrelationId) => "correlation_id",
             Arg::Key(Key::CausationId) => "causation_id",
             Arg::Key(Key::Subject) => "subject",
+            Arg::EventType => "event_type",
             Arg::SeqEq => "seq=",
             Arg::SeqMin { inclusive: true } => "seq>=",
             Arg::SeqMin { inclusive: false } => "seq>",
@@ -125,28 +161,28 @@ impl Arg {
     }
 
     fn parse(code: &str) -> Option<Arg> {
-        Some(match code {
-            "since" => Arg::Since,
-            "upto" => Arg::Upto,
-            "event_id" => Arg::Key(Key::EventId),
-            "correlation_id" => Arg::Key(Key::CorrelationId),
-            "causation_id" => Arg::Key(Key::CausationId),
-            "subject" => Arg::Key(Key::Subject),
-            "seq=" => Arg::SeqEq,
-            "seq>=" => Arg::SeqMin { inclusive: true },
-            "seq>" => Arg::SeqMin { inclusive: false },
-            "seq<=" => Arg::SeqMax { inclusive: true },
-            "seq<" => Arg::SeqMax { inclusive: false },
-            "time>=" => Arg::TimeMin,
-            "time<=" => Arg::TimeMax,
-            _ => return None,
-        })
+        [
+            Arg::Key(Key::EventId),
+            Arg::Key(Key::CorrelationId),
+            Arg::Key(Key::CausationId),
+            Arg::Key(Key::Subject),
+            Arg::EventType,
+            Arg::SeqEq,
+            Arg::SeqMin { inclusive: true },
+            Arg::SeqMin { inclusive: false },
+            Arg::SeqMax { inclusive: true },
+            Arg::SeqMax { inclusive: false },
+            Arg::TimeMin,
+            Arg::TimeMax,
+        ]
+        .into_iter()
+        .find(|a| a.code() == code)
     }
 }
 
-unsafe impl<'vtab> VTab<'vtab> for SealedTab {
+unsafe impl<'vtab> VTab<'vtab> for EventsTab {
     type Aux = Arc<SegmentSet>;
-    type Cursor = SealedCursor;
+    type Cursor = EventsCursor;
 
     fn connect(
         db: &mut VTabConnection,
@@ -155,17 +191,21 @@ unsafe impl<'vtab> VTab<'vtab> for SealedTab {
         _database: &[u8],
         _table: &[u8],
         _args: &[&[u8]],
-    ) -> rusqlite::Result<(Cow<'static, CStr>, SealedTab)> {
+    ) -> rusqlite::Result<(Cow<'static, CStr>, EventsTab)> {
         db.config(VTabConfig::Innocuous)?;
         let set = aux.cloned().unwrap_or_default();
-        Ok((Cow::Borrowed(SCHEMA), SealedTab { base: sqlite3_vtab::default(), set }))
+        // SAFETY: the handle is only used while the connection that made this table is open:
+        // SQLite disconnects its virtual tables before it closes.
+        let handle = unsafe { db.handle() };
+        Ok((Cow::Borrowed(SCHEMA), EventsTab { base: sqlite3_vtab::default(), set, db: handle, pool: Pool::default() }))
     }
 
     fn best_index(&self, info: &mut IndexInfo) -> rusqlite::Result<bool> {
         use IndexConstraintOp::*;
-        // (argument, constraint index, omit): the key lookup with the best priority wins, every
-        // bound on seq and time narrows whatever is read.
-        let mut args: Vec<(Arg, usize, bool)> = Vec::new();
+        // (argument, constraint index): the key lookup with the best priority wins, every bound on
+        // seq and time narrows whatever is read. No constraint is omitted: SQLite checks each row
+        // again, which keeps the hash lookups and the block-level time pruning exact.
+        let mut args: Vec<(Arg, usize)> = Vec::new();
         let mut key: Option<(Key, usize)> = None;
         let key_rank = |k: Key| match k {
             Key::EventId => 0,
@@ -177,10 +217,7 @@ unsafe impl<'vtab> VTab<'vtab> for SealedTab {
             if !c.is_usable() {
                 continue;
             }
-            let op = c.operator();
-            match (c.column(), op) {
-                (SINCE, SQLITE_INDEX_CONSTRAINT_EQ) => args.push((Arg::Since, i, true)),
-                (UPTO, SQLITE_INDEX_CONSTRAINT_EQ) => args.push((Arg::Upto, i, true)),
+            match (c.column(), c.operator()) {
                 (EVENT_ID | CORRELATION_ID | CAUSATION_ID | SUBJECT, SQLITE_INDEX_CONSTRAINT_EQ) => {
                     let k = match c.column() {
                         EVENT_ID => Key::EventId,
@@ -192,49 +229,53 @@ unsafe impl<'vtab> VTab<'vtab> for SealedTab {
                         key = Some((k, i));
                     }
                 }
-                (SEQ, SQLITE_INDEX_CONSTRAINT_EQ) => args.push((Arg::SeqEq, i, false)),
-                (SEQ, SQLITE_INDEX_CONSTRAINT_GT) => args.push((Arg::SeqMin { inclusive: false }, i, false)),
-                (SEQ, SQLITE_INDEX_CONSTRAINT_GE) => args.push((Arg::SeqMin { inclusive: true }, i, false)),
-                (SEQ, SQLITE_INDEX_CONSTRAINT_LT) => args.push((Arg::SeqMax { inclusive: false }, i, false)),
-                (SEQ, SQLITE_INDEX_CONSTRAINT_LE) => args.push((Arg::SeqMax { inclusive: true }, i, false)),
-                (TIME, SQLITE_INDEX_CONSTRAINT_GT | SQLITE_INDEX_CONSTRAINT_GE) => args.push((Arg::TimeMin, i, false)),
-                (TIME, SQLITE_INDEX_CONSTRAINT_LT | SQLITE_INDEX_CONSTRAINT_LE) => args.push((Arg::TimeMax, i, false)),
+                (EVENT_TYPE, SQLITE_INDEX_CONSTRAINT_EQ) => args.push((Arg::EventType, i)),
+                (SEQ, SQLITE_INDEX_CONSTRAINT_EQ) => args.push((Arg::SeqEq, i)),
+                (SEQ, SQLITE_INDEX_CONSTRAINT_GT) => args.push((Arg::SeqMin { inclusive: false }, i)),
+                (SEQ, SQLITE_INDEX_CONSTRAINT_GE) => args.push((Arg::SeqMin { inclusive: true }, i)),
+                (SEQ, SQLITE_INDEX_CONSTRAINT_LT) => args.push((Arg::SeqMax { inclusive: false }, i)),
+                (SEQ, SQLITE_INDEX_CONSTRAINT_LE) => args.push((Arg::SeqMax { inclusive: true }, i)),
+                (TIME, SQLITE_INDEX_CONSTRAINT_GT) | (TIME, SQLITE_INDEX_CONSTRAINT_GE) => args.push((Arg::TimeMin, i)),
+                (TIME, SQLITE_INDEX_CONSTRAINT_LT) | (TIME, SQLITE_INDEX_CONSTRAINT_LE) => args.push((Arg::TimeMax, i)),
                 (TIME, SQLITE_INDEX_CONSTRAINT_EQ) => {
-                    args.push((Arg::TimeMin, i, false));
-                    args.push((Arg::TimeMax, i, false));
+                    args.push((Arg::TimeMin, i));
+                    args.push((Arg::TimeMax, i));
                 }
                 _ => {}
             }
         }
         if let Some((k, i)) = key {
-            args.push((Arg::Key(k), i, false));
+            args.push((Arg::Key(k), i));
         }
         // A constraint used twice (time = x) gets one argument slot.
         let mut codes = Vec::new();
         let mut slot_of: Vec<(usize, c_int)> = Vec::new();
-        for (arg, i, omit) in &args {
+        for (arg, i) in &args {
             let slot = match slot_of.iter().find(|(c, _)| c == i) {
                 Some((_, s)) => *s,
                 None => {
                     let s = slot_of.len() as c_int + 1;
                     slot_of.push((*i, s));
-                    let mut usage = info.constraint_usage(*i);
-                    usage.set_argv_index(s);
-                    usage.set_omit(*omit);
+                    info.constraint_usage(*i).set_argv_index(s);
                     s
                 }
             };
             codes.push(format!("{}@{slot}", arg.code()));
         }
-        let has = |f: &dyn Fn(&Arg) -> bool| args.iter().any(|(a, _, _)| f(a));
-        let (cost, rows) = if key.is_some() || has(&|a| *a == Arg::SeqEq) {
-            (10.0, 10)
+        let has = |f: &dyn Fn(&Arg) -> bool| args.iter().any(|(a, _)| f(a));
+        // Costs in rows read, the history's size taken from the log's end. A lookup costs a filter
+        // call's own work too (a nested statement, a search of the segments).
+        let total = self.set.log_end.load(std::sync::atomic::Ordering::Relaxed).max(1_000);
+        let (cost, rows) = if has(&|a| *a == Arg::SeqEq) {
+            (10.0, 1)
+        } else if key.is_some() {
+            (20.0, 10)
         } else if has(&|a| matches!(a, Arg::SeqMin { .. })) && has(&|a| matches!(a, Arg::SeqMax { .. })) {
             (1_000.0, 1_000)
-        } else if has(&|a| matches!(a, Arg::SeqMin { .. } | Arg::SeqMax { .. } | Arg::TimeMin | Arg::TimeMax)) {
-            (1_000_000.0, 1_000_000)
+        } else if has(&|a| matches!(a, Arg::SeqMin { .. } | Arg::SeqMax { .. } | Arg::TimeMin | Arg::TimeMax | Arg::EventType)) {
+            (total as f64 / 4.0, total / 4)
         } else {
-            (10_000_000.0, 10_000_000)
+            (total as f64, total)
         };
         // Rows come in seq order whatever the plan.
         let ordered = {
@@ -242,20 +283,32 @@ unsafe impl<'vtab> VTab<'vtab> for SealedTab {
             matches!((order_bys.next(), order_bys.next()), (Some(o), None) if o.column() == SEQ && !o.is_order_by_desc())
         };
         info.set_order_by_consumed(ordered);
+        // The columns the statement reads (SQLite's last bit stands for every column past 63):
+        // sealed rows decode envelopes only if it reads them, unsealed rows are read with only
+        // these columns, so an index may answer without the table.
+        let used = info.col_used();
+        let used = if used & (1 << 63) != 0 { u64::MAX } else { used };
+        info.set_idx_num((used & ((1 << COLUMNS) - 1)) as c_int);
         info.set_estimated_cost(cost);
         info.set_estimated_rows(rows);
         info.set_idx_str(&codes.join(","));
         Ok(true)
     }
 
-    fn open(&'vtab mut self) -> rusqlite::Result<SealedCursor> {
-        Ok(SealedCursor {
+    fn open(&'vtab mut self) -> rusqlite::Result<EventsCursor> {
+        Ok(EventsCursor {
             base: sqlite3_vtab_cursor::default(),
             set: self.set.clone(),
-            plan: Vec::new(),
+            db: self.db,
+            pool: self.pool.clone(),
+            statements: HashMap::new(),
+            sealed: VecDeque::new(),
             at: 0,
             row: RefCell::new(None),
-            bounds: (0, 0),
+            hot: None,
+            done: true,
+            bounds: None,
+            envelopes: true,
         })
     }
 }
@@ -283,50 +336,108 @@ impl Stretch {
 }
 
 #[repr(C)]
-struct SealedCursor {
+struct EventsCursor {
     /// SQLite's part; must come first.
     base: sqlite3_vtab_cursor,
     set: Arc<SegmentSet>,
-    /// What is left to read; `at` indexes into the first stretch.
-    plan: Vec<Stretch>,
+    db: *mut ffi::sqlite3,
+    pool: Pool,
+    /// The nested statements this cursor holds, by their SQL; back to the pool when it closes.
+    statements: HashMap<String, Nested>,
+    /// Sealed rows left to read; `at` indexes into the first stretch.
+    sealed: VecDeque<Stretch>,
     at: usize,
-    /// The current row, decoded when a column is first asked for.
+    /// The current sealed row, decoded when a column other than seq is first asked for.
     row: RefCell<Option<SealedRow>>,
-    /// The `since` and `upto` given, answered as the hidden columns.
-    bounds: (i64, i64),
+    /// Once the sealed rows are read: the nested statement over `events_hot` (with its SQL), on
+    /// its current row. Held apart from `statements` so reading a column looks nothing up.
+    hot: Option<(String, Nested)>,
+    done: bool,
+    /// The first and last sealed seq of the statement's snapshot, once read.
+    bounds: Option<(i64, i64)>,
+    /// Whether the statement reads envelopes; without, sealed rows are decoded without them.
+    envelopes: bool,
 }
 
-impl SealedCursor {
+impl Drop for EventsCursor {
+    fn drop(&mut self) {
+        self.put_back_hot();
+        let mut pool = self.pool.borrow_mut();
+        for (sql, stmt) in self.statements.drain() {
+            stmt.reset();
+            pool.entry(sql).or_default().push(stmt);
+        }
+    }
+}
+
+impl EventsCursor {
+    fn statement(&mut self, sql: &str) -> rusqlite::Result<&mut Nested> {
+        if !self.statements.contains_key(sql) {
+            let pooled = self.pool.borrow_mut().get_mut(sql).and_then(Vec::pop);
+            let stmt = match pooled {
+                Some(s) => s,
+                None => Nested::prepare(self.db, sql)?,
+            };
+            self.statements.insert(sql.to_string(), stmt);
+        }
+        Ok(self.statements.get_mut(sql).expect("just prepared"))
+    }
+
     fn skip_empty(&mut self) {
-        while self.plan.first().is_some_and(|s| self.at >= s.len()) {
-            self.plan.remove(0);
+        while self.sealed.front().is_some_and(|s| self.at >= s.len()) {
+            self.sealed.pop_front();
             self.at = 0;
         }
     }
 
-    /// The current row's seq: scans that need nothing else (counts, joins on seq) never
+    /// After the sealed rows: steps the nested statement over `events_hot`.
+    fn step_hot(&mut self) -> rusqlite::Result<()> {
+        let more = match &mut self.hot {
+            Some((_, stmt)) => stmt.step()?,
+            None => false,
+        };
+        if !more {
+            self.put_back_hot();
+            self.done = true;
+        }
+        Ok(())
+    }
+
+    fn put_back_hot(&mut self) {
+        if let Some((sql, stmt)) = self.hot.take() {
+            stmt.reset();
+            self.statements.insert(sql, stmt);
+        }
+    }
+
+    fn hot_row(&self) -> Option<&Nested> {
+        self.hot.as_ref().map(|(_, stmt)| stmt)
+    }
+
+    /// The current sealed row's seq: scans that need nothing else (counts, joins on seq) never
     /// decompress a block.
-    fn seq(&self) -> rusqlite::Result<i64> {
+    fn sealed_seq(&self) -> rusqlite::Result<i64> {
         if let Some(row) = self.row.borrow().as_ref() {
             return Ok(row.seq);
         }
-        let stretch = self.plan.first().ok_or_else(|| module_error("no current row"))?;
+        let stretch = self.sealed.front().ok_or_else(|| module_error("no current row"))?;
         let (segment, pos) = stretch.get(self.at);
         segment.seq_at(pos).map_err(|e| module_error(&e.to_string()))
     }
 
-    fn current(&self) -> rusqlite::Result<std::cell::Ref<'_, SealedRow>> {
+    fn sealed_row(&self) -> rusqlite::Result<std::cell::Ref<'_, SealedRow>> {
         if self.row.borrow().is_none() {
-            let stretch = self.plan.first().ok_or_else(|| module_error("no current row"))?;
+            let stretch = self.sealed.front().ok_or_else(|| module_error("no current row"))?;
             let (segment, pos) = stretch.get(self.at);
-            *self.row.borrow_mut() = Some(segment.row(pos).map_err(|e| module_error(&e.to_string()))?);
+            let row = if self.envelopes { segment.row(pos) } else { segment.row_attributes(pos) };
+            *self.row.borrow_mut() = Some(row.map_err(|e| module_error(&e.to_string()))?);
         }
         Ok(std::cell::Ref::map(self.row.borrow(), |r| r.as_ref().expect("decoded")))
     }
 }
 
 fn module_error(message: &str) -> rusqlite::Error {
-    rusqlite::Error::ModuleError(format!("sealed_events: {message}"))
+    rusqlite::Error::ModuleError(format!("events: {message}"))
 }
 
 /// The bounds a plan's arguments set.
@@ -338,74 +449,159 @@ struct Bounds {
     seq_max: Option<i64>,
     time_min: Option<String>,
     time_max: Option<String>,
+    event_type: Option<Option<String>>,
     key: Option<(Key, Option<String>)>,
 }
 
-unsafe impl VTabCursor for SealedCursor {
-    fn filter(&mut self, _idx_num: c_int, idx_str: Option<&str>, args: &Filters<'_>) -> rusqlite::Result<()> {
+unsafe impl VTabCursor for EventsCursor {
+    fn filter(&mut self, idx_num: c_int, idx_str: Option<&str>, args: &Filters<'_>) -> rusqlite::Result<()> {
         let mut b = Bounds::default();
         for code in idx_str.unwrap_or("").split(',').filter(|c| !c.is_empty()) {
             let (name, slot) = code.rsplit_once('@').ok_or_else(|| module_error("bad plan"))?;
             let arg = Arg::parse(name).ok_or_else(|| module_error("bad plan"))?;
             let i: usize = slot.parse::<usize>().map_err(|_| module_error("bad plan"))? - 1;
-            let int = |b: &mut Option<i64>, pick: fn(i64, i64) -> i64, v: Option<i64>| {
+            let narrow = |b: &mut Option<i64>, pick: fn(i64, i64) -> i64, v: Option<i64>| {
                 if let Some(v) = v {
                     *b = Some(b.map_or(v, |old| pick(old, v)));
                 }
             };
-            let as_int = || -> rusqlite::Result<Option<i64>> {
+            let int = || -> rusqlite::Result<Option<i64>> {
                 Ok(match args.get::<rusqlite::types::Value>(i)? {
                     rusqlite::types::Value::Integer(v) => Some(v),
                     rusqlite::types::Value::Real(f) => Some(f as i64),
                     rusqlite::types::Value::Null => None,
-                    // A text or blob seq bound never matches an integer seq: read nothing.
-                    _ => Some(i64::MIN),
+                    // A text or blob bound on seq: SQLite checks every row again; read them all.
+                    _ => None,
                 })
             };
+            let text = || args.get::<Option<String>>(i).ok().flatten();
             match arg {
-                Arg::Since => b.since = as_int()?,
-                Arg::Upto => b.upto = as_int()?,
                 Arg::SeqEq => {
-                    let v = as_int()?;
-                    int(&mut b.seq_min, i64::max, v);
-                    int(&mut b.seq_max, i64::min, v);
+                    let v = int()?;
+                    narrow(&mut b.seq_min, i64::max, v);
+                    narrow(&mut b.seq_max, i64::min, v);
                 }
-                Arg::SeqMin { inclusive } => int(&mut b.seq_min, i64::max, as_int()?.map(|v| if inclusive { v } else { v.saturating_add(1) })),
-                Arg::SeqMax { inclusive } => int(&mut b.seq_max, i64::min, as_int()?.map(|v| if inclusive { v } else { v.saturating_sub(1) })),
-                Arg::TimeMin => b.time_min = args.get::<Option<String>>(i).ok().flatten(),
-                Arg::TimeMax => b.time_max = args.get::<Option<String>>(i).ok().flatten(),
-                Arg::Key(k) => b.key = Some((k, args.get::<Option<String>>(i).ok().flatten())),
+                Arg::SeqMin { inclusive } => narrow(&mut b.seq_min, i64::max, int()?.map(|v| if inclusive { v } else { v.saturating_add(1) })),
+                Arg::SeqMax { inclusive } => narrow(&mut b.seq_max, i64::min, int()?.map(|v| if inclusive { v } else { v.saturating_sub(1) })),
+                Arg::TimeMin => b.time_min = text(),
+                Arg::TimeMax => b.time_max = text(),
+                Arg::EventType => b.event_type = Some(text()),
+                Arg::Key(k) => b.key = Some((k, text())),
             }
         }
-        self.bounds = (b.since.unwrap_or(0), b.upto.unwrap_or(0));
-        self.plan = plan(&self.set.snapshot(), &b).map_err(|e| module_error(&e.to_string()))?;
+        // The sealed history of this statement's snapshot: read once, as a cursor serves one run
+        // of one statement (a join's inner loop filters it again for every outer row).
+        let (since, upto) = match self.bounds {
+            Some(b) => b,
+            None => {
+                let bounds = self.statement("SELECT coalesce(min(first_seq), 0), coalesce(max(last_seq), 0) FROM segments")?;
+                bounds.reset();
+                bounds.step()?;
+                let pair = (bounds.int(0).unwrap_or(0), bounds.int(1).unwrap_or(0));
+                bounds.reset();
+                self.bounds = Some(pair);
+                pair
+            }
+        };
+        b.since = Some(since);
+        b.upto = Some(upto);
+        let used = idx_num as u32;
+        self.envelopes = used & (1 << ENVELOPE) != 0;
+        self.sealed = plan(&self.set.snapshot(), &b).map_err(|e| module_error(&e.to_string()))?.into();
         self.at = 0;
         *self.row.get_mut() = None;
         self.skip_empty();
+        if !self.sealed.is_empty() {
+            self.statement(SEALED_REDELIVERIES)?;
+        }
+
+        // The unsealed rows: the same bounds, as SQL over events_hot and its indexes.
+        // seq always: it is the rowid.
+        let columns: Vec<&str> =
+            HOT_COLUMN_NAMES.iter().enumerate().map(|(i, name)| if i == 0 || used & (1 << i) != 0 { *name } else { "NULL" }).collect();
+        let mut sql = format!("SELECT {} FROM events_hot WHERE seq > ?1", columns.join(", "));
+        let mut values: Vec<rusqlite::types::Value> = vec![upto.into()];
+        let mut add = |condition: &str, value: rusqlite::types::Value, sql: &mut String| {
+            values.push(value);
+            sql.push_str(&format!(" AND {condition} ?{}", values.len()));
+        };
+        let impossible = matches!(b.key, Some((_, None))) || matches!(b.event_type, Some(None));
+        if let Some((k, Some(v))) = &b.key {
+            let column = match k {
+                Key::EventId => "event_id =",
+                Key::CorrelationId => "correlation_id =",
+                Key::CausationId => "causation_id =",
+                Key::Subject => "subject =",
+            };
+            add(column, v.clone().into(), &mut sql);
+        }
+        if let Some(Some(t)) = &b.event_type {
+            add("event_type =", t.clone().into(), &mut sql);
+        }
+        if let Some(v) = b.seq_min {
+            add("seq >=", v.into(), &mut sql);
+        }
+        if let Some(v) = b.seq_max {
+            add("seq <=", v.into(), &mut sql);
+        }
+        if let Some(t) = &b.time_min {
+            add("time >=", t.clone().into(), &mut sql);
+        }
+        if let Some(t) = &b.time_max {
+            add("time <=", t.clone().into(), &mut sql);
+        }
+        sql.push_str(" ORDER BY seq");
+        self.put_back_hot();
+        if impossible {
+            self.sealed.clear();
+            self.done = true;
+            return Ok(());
+        }
+        self.statement(&sql)?;
+        let hot = self.statements.remove(&sql).expect("just prepared");
+        hot.reset();
+        for (i, v) in values.iter().enumerate() {
+            hot.bind(i + 1, v)?;
+        }
+        self.hot = Some((sql, hot));
+        self.done = false;
+        if self.sealed.is_empty() {
+            self.step_hot()?;
+        }
         Ok(())
     }
 
     fn next(&mut self) -> rusqlite::Result<()> {
+        if self.sealed.is_empty() {
+            return self.step_hot();
+        }
         self.at += 1;
         *self.row.get_mut() = None;
         self.skip_empty();
+        if self.sealed.is_empty() {
+            self.step_hot()?;
+        }
         Ok(())
     }
 
     fn eof(&self) -> bool {
-        self.plan.is_empty()
+        self.done
     }
 
     fn column(&self, ctx: &mut Context, i: c_int) -> rusqlite::Result<()> {
-        match i {
-            SINCE => return ctx.set_result(self.bounds.0),
-            UPTO => return ctx.set_result(self.bounds.1),
-            _ => {}
+        if self.sealed.is_empty() {
+            let row = self.hot_row().ok_or_else(|| module_error("no current row"))?;
+            return ctx.set_result(row.value(i as usize));
         }
         if i == SEQ {
-            return ctx.set_result(self.seq()?);
+            return ctx.set_result(self.sealed_seq()?);
         }
-        let r = self.current()?;
+        if i == REDELIVERIES {
+            // Counted beside the segment since the seal.
+            let stmt = self.statements.get(SEALED_REDELIVERIES).ok_or_else(|| module_error("redeliveries not prepared"))?;
+            return ctx.set_result(stmt.lookup_int(self.sealed_seq()?)?.unwrap_or(0));
+        }
+        let r = self.sealed_row()?;
         match i {
             1 => ctx.set_result(&r.event_id),
             2 => ctx.set_result(&r.source),
@@ -417,7 +613,6 @@ unsafe impl VTabCursor for SealedCursor {
             8 => ctx.set_result(&r.topic),
             9 | 10 => ctx.set_result(rusqlite::types::Null),
             11 => ctx.set_result(&r.received_at),
-            12 => ctx.set_result(r.redeliveries),
             13 => ctx.set_result(&r.envelope),
             14 => ctx.set_result(r.partition),
             15 => ctx.set_result(r.offset),
@@ -427,7 +622,117 @@ unsafe impl VTabCursor for SealedCursor {
     }
 
     fn rowid(&self) -> rusqlite::Result<i64> {
-        self.seq()
+        if self.sealed.is_empty() {
+            let row = self.hot_row().ok_or_else(|| module_error("no current row"))?;
+            return Ok(row.int(0).unwrap_or(0));
+        }
+        self.sealed_seq()
+    }
+}
+
+/// A statement nested on the connection of the statement that reads `events`: same read
+/// transaction, same snapshot, same limits (authorizer, progress handler).
+struct Nested {
+    stmt: *mut ffi::sqlite3_stmt,
+    db: *mut ffi::sqlite3,
+}
+
+impl Drop for Nested {
+    fn drop(&mut self) {
+        // SAFETY: the statement was prepared by `prepare` and is finalized once, here.
+        unsafe { ffi::sqlite3_finalize(self.stmt) };
+    }
+}
+
+impl Nested {
+    fn prepare(db: *mut ffi::sqlite3, sql: &str) -> rusqlite::Result<Nested> {
+        let text = std::ffi::CString::new(sql).map_err(|_| module_error("SQL with a NUL"))?;
+        let mut stmt = std::ptr::null_mut();
+        // SAFETY: `db` is the open connection this table belongs to; `text` outlives the call.
+        let rc = unsafe { ffi::sqlite3_prepare_v2(db, text.as_ptr(), -1, &mut stmt, std::ptr::null_mut()) };
+        let nested = Nested { stmt, db };
+        nested.check(rc)?;
+        Ok(nested)
+    }
+
+    fn check(&self, rc: c_int) -> rusqlite::Result<()> {
+        if rc == ffi::SQLITE_OK || rc == ffi::SQLITE_ROW || rc == ffi::SQLITE_DONE {
+            return Ok(());
+        }
+        // SAFETY: the connection is open; the message is copied before any other call.
+        let message = unsafe { CStr::from_ptr(ffi::sqlite3_errmsg(self.db)) }.to_string_lossy().into_owned();
+        Err(rusqlite::Error::SqliteFailure(ffi::Error::new(rc), Some(message)))
+    }
+
+    fn reset(&self) {
+        // SAFETY: a prepared statement of an open connection.
+        unsafe { ffi::sqlite3_reset(self.stmt) };
+    }
+
+    fn bind(&self, i: usize, v: &rusqlite::types::Value) -> rusqlite::Result<()> {
+        use rusqlite::types::Value;
+        let i = i as c_int;
+        // SAFETY: binding to a prepared, reset statement; SQLITE_TRANSIENT makes SQLite copy text.
+        let rc = unsafe {
+            match v {
+                Value::Integer(n) => ffi::sqlite3_bind_int64(self.stmt, i, *n),
+                Value::Text(t) => ffi::sqlite3_bind_text(self.stmt, i, t.as_ptr().cast(), t.len() as c_int, ffi::SQLITE_TRANSIENT()),
+                Value::Null => ffi::sqlite3_bind_null(self.stmt, i),
+                Value::Real(f) => ffi::sqlite3_bind_double(self.stmt, i, *f),
+                Value::Blob(b) => ffi::sqlite3_bind_blob(self.stmt, i, b.as_ptr().cast(), b.len() as c_int, ffi::SQLITE_TRANSIENT()),
+            }
+        };
+        self.check(rc)
+    }
+
+    /// Steps; `true` on a row.
+    fn step(&mut self) -> rusqlite::Result<bool> {
+        // SAFETY: a prepared statement of an open connection.
+        let rc = unsafe { ffi::sqlite3_step(self.stmt) };
+        self.check(rc)?;
+        Ok(rc == ffi::SQLITE_ROW)
+    }
+
+    fn int(&self, i: usize) -> Option<i64> {
+        // SAFETY: the statement is on a row.
+        unsafe { (ffi::sqlite3_column_type(self.stmt, i as c_int) != ffi::SQLITE_NULL).then(|| ffi::sqlite3_column_int64(self.stmt, i as c_int)) }
+    }
+
+    /// Column `i` of the current row, borrowed until the next step.
+    fn value(&self, i: usize) -> rusqlite::types::ToSqlOutput<'_> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        let i = i as c_int;
+        // SAFETY: the statement is on a row; the slices live until the next step or reset.
+        unsafe {
+            ToSqlOutput::Borrowed(match ffi::sqlite3_column_type(self.stmt, i) {
+                ffi::SQLITE_INTEGER => ValueRef::Integer(ffi::sqlite3_column_int64(self.stmt, i)),
+                ffi::SQLITE_FLOAT => ValueRef::Real(ffi::sqlite3_column_double(self.stmt, i)),
+                ffi::SQLITE_TEXT => {
+                    let p = ffi::sqlite3_column_text(self.stmt, i);
+                    let n = ffi::sqlite3_column_bytes(self.stmt, i) as usize;
+                    ValueRef::Text(if n == 0 { &[] } else { std::slice::from_raw_parts(p, n) })
+                }
+                ffi::SQLITE_BLOB => {
+                    let p = ffi::sqlite3_column_blob(self.stmt, i).cast::<u8>();
+                    let n = ffi::sqlite3_column_bytes(self.stmt, i) as usize;
+                    ValueRef::Blob(if n == 0 { &[] } else { std::slice::from_raw_parts(p, n) })
+                }
+                _ => ValueRef::Null,
+            })
+        }
+    }
+
+    /// Runs a one-integer lookup with `?1 = key`: its first column, if a row matched.
+    fn lookup_int(&self, key: i64) -> rusqlite::Result<Option<i64>> {
+        self.reset();
+        // SAFETY: a prepared statement of an open connection.
+        let rc = unsafe { ffi::sqlite3_bind_int64(self.stmt, 1, key) };
+        self.check(rc)?;
+        let rc = unsafe { ffi::sqlite3_step(self.stmt) };
+        self.check(rc)?;
+        let found = if rc == ffi::SQLITE_ROW { self.int(0) } else { None };
+        self.reset();
+        Ok(found)
     }
 }
 

@@ -1,40 +1,59 @@
 //! Sealed segments: immutable compressed files, each holding a seq range of events moved out of
 //! `events_hot`, with hash indexes on the lookup columns and an in-memory event-id filter.
 //!
-//! # File layout (version 1; every integer little-endian, nothing depends on struct layout)
+//! # File layout (version 2; every integer little-endian, nothing depends on struct layout)
 //!
 //! ```text
-//! header     "CWSEG1", u16 version
-//! dictionary zstd dictionary trained on this segment's encoded rows (empty for tiny segments)
-//! blocks     one zstd frame (content checksum on) per block of <= 32 rows / ~16 KiB encoded
-//! seqs       per block, per row after the first: varint seq delta (the first is the block's first_seq)
-//! indexes    4 arrays (event_id, correlation_id, causation_id, subject) of 12-byte entries
-//!            (u64 key_hash, u32 position), sorted by (hash, position); None values have none
-//! filter     u8 kind: 1 = BinaryFuse8 (seed u64, 3 x u32, fingerprints), 2 = sorted u64 hashes
-//! directory  per block, 48 bytes: offset u64, compressed len u32, decoded len u32, first position u32,
-//!            seqs offset u32, first_seq i64, last_seq i64, min time u32, max time u32 (string refs)
-//! strings    varint length + UTF-8 bytes, referenced by offset from the directory and footer
-//! footer     FOOTER_FIELDS u64s (sections, SegmentInfo), index checksum u64, checksum u64, u16 version, "CWSEG1"
+//! header       "CWSEG1", u16 version
+//! dictionaries two zstd dictionaries, the attributes' then the envelopes', each trained on this
+//!              segment's frames of its kind (empty for tiny segments)
+//! attributes   per block of <= 32 rows / ~16 KiB encoded (both frames): one zstd frame (content
+//!              checksum on) of its rows' attributes, every column but seq and the envelope
+//! envelopes    per block: one zstd frame (content checksum on) of its rows' envelopes
+//! seqs         per block, per row after the first: varint seq delta (the first is the block's first_seq)
+//! indexes      4 arrays (event_id, correlation_id, causation_id, subject) of 12-byte entries
+//!              (u64 key_hash, u32 position), sorted by (hash, position); None values have none
+//! filter       u8 kind: 1 = BinaryFuse8 (seed u64, 3 x u32, fingerprints), 2 = sorted u64 hashes
+//! directory    per block, 64 bytes: attributes frame offset u64, envelopes frame offset u64, then
+//!              per frame (attributes, envelopes) compressed len u32 + decoded len u32, first position
+//!              u32, seqs offset u32, first_seq i64, last_seq i64, min time u32, max time u32 (string refs)
+//! strings      varint length + UTF-8 bytes, referenced by offset from the directory and footer
+//! footer       FOOTER_FIELDS u64s (sections, SegmentInfo), index checksum u64, checksum u64, u16 version, "CWSEG1"
 //! ```
 //!
-//! `checksum` is xxh3 of dictionary, seqs, filter, directory, strings and the footer before it: all
-//! of it is read at open, so a damaged or truncated file fails there. Blocks carry zstd's own
+//! `checksum` is xxh3 of the dictionaries, seqs, filter, directory, strings and the footer before it:
+//! all of it is read at open, so a damaged or truncated file fails there. Frames carry zstd's own
 //! checksum, checked on every decode. The indexes are only read where a lookup lands (checking them
 //! at open would read the whole file); every hit is verified against the row, so damage there can lose
 //! a hit but never invent one, and [`Segment::verify`] checks them with `index checksum`.
 //!
-//! A block's rows are encoded one after the other: a presence byte for the optional columns, then
-//! the columns in table order (seq excepted: it lives in `seqs`, readable without decompressing;
-//! the envelope moved last), strings as varint length + bytes, integers as zigzag varints. In the
-//! envelope every occurrence of the row's id, source, type, correlation id, causation id, subject
-//! and time is replaced by one escape byte (1..=7): JSON never holds those bytes raw, and the columns
-//! already carry the values.
+//! Each block is two frames, so that reading the columns without the envelope (a scan of the
+//! lineage columns, a lookup's verification) decompresses only the small one: [`Segment::row_attributes`]
+//! and [`Segment::find`] read the attributes frame alone, [`Segment::row`] both. Each kind has its
+//! own section (an attribute scan reads one contiguous stretch of the file), its own dictionary and
+//! its own block cache. In the attributes frame a block's rows are encoded one after the other: a
+//! presence byte for the optional columns, then the columns in table order (seq excepted: it lives
+//! in `seqs`, readable without decompressing), strings as varint length + bytes, integers as zigzag
+//! varints. In the envelopes frame, per row: the envelope's length shifted left by one, the low bit
+//! set when it is squeezed, then its bytes. Squeezed, every occurrence of the row's id, source, type,
+//! correlation id, causation id, subject and time is replaced by one escape byte (1..=7): JSON never
+//! holds those bytes raw, and the attributes already carry the values, so an envelope is rebuilt
+//! from both frames.
 //!
-//! Measured on 100,000 realistic rows (the size test): ~190 bytes a row, a third of the envelopes'
-//! bytes, of which ~140 are blocks and ~44 the indexes. Tried and not taken: a columnar block layout
-//! (1.6% smaller blocks, but a row could no longer be read alone), times as binary deltas (1.4%),
-//! 64-row blocks (3% smaller, twice the time to reach a row), zstd level 15+ (7% smaller, 4x slower
-//! to write), a 112 KiB dictionary (no gain over 64 KiB).
+//! Measured on 100,000 realistic rows (the size test): ~187 bytes a row, a third of the envelopes'
+//! bytes, of which ~86 are attributes frames (243 bytes decoded: ids compress badly), ~49 envelopes
+//! frames (395 decoded) and ~44 the indexes; a full scan of `row_attributes` costs about half as much
+//! as one of `row`. Splitting the block made the file 2.5% smaller than version 1's single frame
+//! (191.5 bytes a row): each kind compresses better alone. Tried and not taken: one dictionary shared
+//! by both kinds (2% larger at 100,000 rows, 5% at 10,000), larger dictionaries than 16 KiB for the
+//! attributes and 32 KiB for the envelopes (no gain at 100,000 rows, bytes not won back at 10,000;
+//! smaller ones gain under 0.4% on this data, whose payloads vary less than real ones), zstd level
+//! 12 for either kind (under 1% smaller, slower to write), a lower level for the attributes (6: 0.5%
+//! larger, 3: 2%; most of the CPU the second frame adds is building its entropy tables, which every
+//! level does). In version 1: a columnar block layout (1.6% smaller blocks, but a row could no
+//! longer be read alone), times as binary deltas (1.4%), 64-row blocks (3% smaller, twice the time to
+//! reach a row), zstd level 15+ (7% smaller, 4x slower to write), a 112 KiB dictionary (no gain over
+//! 64 KiB).
 
 use std::cell::RefCell;
 use std::fs::File;
@@ -115,22 +134,27 @@ pub fn key_hash(value: &str) -> u64 {
 }
 
 const MAGIC: &[u8; 6] = b"CWSEG1";
-const VERSION: u16 = 1;
+const VERSION: u16 = 2;
 const HEADER_LEN: u64 = 8;
 const BLOCK_MAX_ROWS: usize = 32;
 const BLOCK_MAX_BYTES: usize = 16 * 1024;
 const LEVEL: i32 = 9;
-const DICT_MAX_BYTES: usize = 64 * 1024;
-/// Training input cap: more samples barely improve the dictionary and cost seconds.
-const DICT_SAMPLE_BYTES: usize = 4 << 20;
-const DIR_ENTRY: usize = 48;
+/// The two frames of a block, each kind with its own dictionary: indexes into `[_; 2]` arrays.
+const ATTRIBUTES: usize = 0;
+const ENVELOPES: usize = 1;
+const DICT_MAX_BYTES: [usize; 2] = [16 * 1024, 32 * 1024];
+/// Training input cap per frame kind: more samples barely improve the dictionary and cost seconds.
+const DICT_SAMPLE_BYTES: [usize; 2] = [1 << 20, 3 << 20];
+const DIR_ENTRY: usize = 64;
 const INDEX_ENTRY: usize = 12;
 /// Below this many ids the filter is the sorted hashes themselves (a fuse filter needs a few).
 const FUSE_MIN_KEYS: usize = 64;
+/// Per frame kind: an attribute-only scan keeps as many blocks as before and decodes no envelope.
 const CACHE_BLOCKS: usize = 16;
-/// dict, blocks, seqs, filter, strings: (offset, len); 4 indexes: (offset, count); directory (offset, count);
-/// first_seq, last_seq, rows, raw_bytes, and 4 string refs (min/max time, min/max received_at).
-const FOOTER_FIELDS: usize = 2 * 5 + 2 * 4 + 2 + 4 + 4;
+/// 2 dictionaries, attributes, envelopes, seqs, filter, strings: (offset, len); 4 indexes: (offset, count);
+/// directory (offset, count); first_seq, last_seq, rows, raw_bytes, and 4 string refs (min/max time,
+/// min/max received_at).
+const FOOTER_FIELDS: usize = 2 * 7 + 2 * 4 + 2 + 4 + 4;
 const FOOTER_LEN: u64 = (FOOTER_FIELDS * 8 + 8 + 8 + 8) as u64;
 
 // ---------------------------------------------------------------------------------------------
@@ -234,7 +258,8 @@ fn escaped(row: &SealedRow) -> [Option<&str>; 7] {
     ]
 }
 
-fn encode_row(out: &mut Vec<u8>, row: &SealedRow) {
+/// A row's attributes: every column but seq (in `seqs`) and the envelope (in the envelopes frame).
+fn encode_attributes(out: &mut Vec<u8>, row: &SealedRow) {
     let bits = [
         (row.correlation_id.is_some(), P_CORRELATION),
         (row.causation_id.is_some(), P_CAUSATION),
@@ -263,6 +288,11 @@ fn encode_row(out: &mut Vec<u8>, row: &SealedRow) {
     if let Some(t) = &row.message_time {
         put_str(out, t);
     }
+}
+
+/// A row's envelope, squeezed when it can be: its length (shifted, the low bit [`ENVELOPE_SQUEEZED`])
+/// and bytes. Unsqueezing needs the row's attributes.
+fn encode_envelope(out: &mut Vec<u8>, row: &SealedRow) {
     // Escape bytes are only unambiguous in an envelope without them; replacing longer values first
     // keeps a value that contains another whole. A value with a low byte could swallow an escape.
     if row.envelope.bytes().any(|b| b <= 7) {
@@ -283,13 +313,11 @@ fn encode_row(out: &mut Vec<u8>, row: &SealedRow) {
     out.extend_from_slice(squeezed.as_bytes());
 }
 
-/// A row as it lies in a decompressed block: parsing it allocates nothing, so a block's rows are
-/// found, and a lookup's hit verified, without building the rows.
+/// A row's attributes as they lie in a decompressed attributes frame: parsing them allocates
+/// nothing, so a block's rows are found, and a lookup's hit verified, without building the rows.
 struct RawRow<'a> {
     text: [Option<&'a [u8]>; 10],
     ints: [Option<i64>; 3],
-    envelope: &'a [u8],
-    squeezed: bool,
 }
 
 // `RawRow::text` slots, in encoding order.
@@ -330,8 +358,7 @@ impl<'a> RawRow<'a> {
             }
         }
         str_if(r, T_MESSAGE_TIME, P_MESSAGE_TIME)?;
-        let len = r.varint()?;
-        Ok(RawRow { text, ints, envelope: r.bytes((len >> 1) as usize)?, squeezed: len & ENVELOPE_SQUEEZED != 0 })
+        Ok(RawRow { text, ints })
     }
 
     fn key(&self, key: Key) -> Option<&'a [u8]> {
@@ -343,10 +370,11 @@ impl<'a> RawRow<'a> {
         }]
     }
 
+    /// The row without its envelope (left empty).
     fn to_row(&self, seq: i64) -> Result<SealedRow, &'static str> {
         let s = |slot: usize| self.text[slot].map(|b| String::from_utf8(b.to_vec()).map_err(|_| "invalid UTF-8")).transpose();
         let req = |slot: usize| s(slot).map(Option::unwrap_or_default);
-        let mut row = SealedRow {
+        Ok(SealedRow {
             seq,
             event_id: req(T_EVENT_ID)?,
             source: req(T_SOURCE)?,
@@ -362,40 +390,49 @@ impl<'a> RawRow<'a> {
             partition: self.ints[1],
             offset: self.ints[2],
             message_time: s(T_MESSAGE_TIME)?,
-        };
-        if !self.squeezed {
-            row.envelope = String::from_utf8(self.envelope.to_vec()).map_err(|_| "invalid UTF-8")?;
-            return Ok(row);
-        }
-        let values = escaped(&row);
-        let mut envelope = Vec::with_capacity(self.envelope.len() + 256);
-        for piece in self.envelope.split_inclusive(|&b| b <= 7) {
-            match piece.split_last() {
-                Some((&escape @ 1..=7, literal)) => {
-                    envelope.extend_from_slice(literal);
-                    envelope.extend_from_slice(values[escape as usize - 1].ok_or("escape for an absent column")?.as_bytes());
-                }
-                _ if piece.contains(&0) => return Err("stray byte in envelope"),
-                _ => envelope.extend_from_slice(piece),
-            }
-        }
-        row.envelope = String::from_utf8(envelope).map_err(|_| "invalid UTF-8")?;
-        Ok(row)
+        })
     }
 }
 
-/// A decompressed block: its bytes, where each row starts, and the rows' seqs.
-struct Block {
+/// The envelope stored for `row` (squeezed or not), whole again.
+fn unsqueeze(row: &SealedRow, stored: &[u8], squeezed: bool) -> Result<String, &'static str> {
+    if !squeezed {
+        return String::from_utf8(stored.to_vec()).map_err(|_| "invalid UTF-8");
+    }
+    let values = escaped(row);
+    let mut envelope = Vec::with_capacity(stored.len() + 256);
+    for piece in stored.split_inclusive(|&b| b <= 7) {
+        match piece.split_last() {
+            Some((&escape @ 1..=7, literal)) => {
+                envelope.extend_from_slice(literal);
+                envelope.extend_from_slice(values[escape as usize - 1].ok_or("escape for an absent column")?.as_bytes());
+            }
+            _ if piece.contains(&0) => return Err("stray byte in envelope"),
+            _ => envelope.extend_from_slice(piece),
+        }
+    }
+    String::from_utf8(envelope).map_err(|_| "invalid UTF-8")
+}
+
+/// A decompressed attributes frame: its bytes, where each row starts, and the rows' seqs.
+struct AttributesBlock {
     data: Vec<u8>,
     starts: Vec<usize>,
     seqs: Vec<i64>,
 }
 
-impl Block {
+impl AttributesBlock {
     fn raw(&self, i: usize) -> RawRow<'_> {
         // Every row parsed when the block was decoded.
         RawRow::parse(&mut Reader { b: &self.data, at: self.starts[i] }).expect("a row checked at decode")
     }
+}
+
+/// A decompressed envelopes frame: its bytes, and per row where its stored envelope lies and
+/// whether it is squeezed.
+struct EnvelopesBlock {
+    data: Vec<u8>,
+    envelopes: Vec<(Range<usize>, bool)>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -403,9 +440,10 @@ impl Block {
 
 /// A block encoded, not yet compressed.
 struct PendingBlock {
-    data: Vec<u8>,
-    /// Where each row ends in `data`: the dictionary's training samples.
-    row_ends: Vec<u32>,
+    /// The attributes and the envelopes frames' contents.
+    frames: [Vec<u8>; 2],
+    /// Where each row ends in each frame: the dictionaries' training samples.
+    row_ends: [Vec<u32>; 2],
     first_pos: u32,
     seqs_offset: u32,
     first_seq: i64,
@@ -439,13 +477,15 @@ pub fn write_segment(path: &Path, rows: impl IntoIterator<Item = SealedRow>) -> 
                 file_bytes: 0,
             }),
         };
-        let full = blocks.last().is_none_or(|b| b.row_ends.len() >= BLOCK_MAX_ROWS || b.data.len() >= BLOCK_MAX_BYTES);
+        let full = blocks
+            .last()
+            .is_none_or(|b| b.row_ends[ATTRIBUTES].len() >= BLOCK_MAX_ROWS || b.frames.iter().map(Vec::len).sum::<usize>() >= BLOCK_MAX_BYTES);
         if full {
             let seqs_offset = seqs.len() as u32;
             let (first_seq, time) = (row.seq, row.time.clone());
             blocks.push(PendingBlock {
-                data: Vec::with_capacity(BLOCK_MAX_BYTES + 4096),
-                row_ends: Vec::new(),
+                frames: [Vec::with_capacity(BLOCK_MAX_BYTES / 2), Vec::with_capacity(BLOCK_MAX_BYTES)],
+                row_ends: Default::default(),
                 first_pos: pos,
                 seqs_offset,
                 first_seq,
@@ -458,8 +498,11 @@ pub fn write_segment(path: &Path, rows: impl IntoIterator<Item = SealedRow>) -> 
             put_varint(&mut seqs, row.seq.wrapping_sub(block.last_seq) as u64);
         }
         let block = blocks.last_mut().expect("a block");
-        encode_row(&mut block.data, &row);
-        block.row_ends.push(block.data.len() as u32);
+        encode_attributes(&mut block.frames[ATTRIBUTES], &row);
+        encode_envelope(&mut block.frames[ENVELOPES], &row);
+        for (frame, ends) in block.frames.iter().zip(&mut block.row_ends) {
+            ends.push(frame.len() as u32);
+        }
         block.last_seq = row.seq;
         min_max(&mut block.min_time, &mut block.max_time, &row.time);
         for (key, index) in Key::ALL.iter().zip(&mut keys) {
@@ -475,11 +518,11 @@ pub fn write_segment(path: &Path, rows: impl IntoIterator<Item = SealedRow>) -> 
         pos = pos.checked_add(1).ok_or_else(|| fail("more than 2^32 rows".into()))?;
     }
     let mut info = info.ok_or_else(|| fail("no rows to write".into()))?;
-    let dict = train_dictionary(&blocks);
+    let dicts = [ATTRIBUTES, ENVELOPES].map(|kind| train_dictionary(&blocks, kind));
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
-    let written = write_file(&tmp, &dict, &blocks, &seqs, &mut keys, &info);
+    let written = write_file(&tmp, &dicts, &blocks, &seqs, &mut keys, &info);
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
@@ -493,17 +536,13 @@ pub fn write_segment(path: &Path, rows: impl IntoIterator<Item = SealedRow>) -> 
 /// Writes and fsyncs the file at `tmp`; its length.
 fn write_file(
     tmp: &Path,
-    dict: &[u8],
+    dicts: &[Vec<u8>; 2],
     blocks: &[PendingBlock],
     seqs: &[u8],
     keys: &mut [Vec<(u64, u32)>; 4],
     info: &SegmentInfo,
 ) -> Result<u64, StoreError> {
     let io = |e: std::io::Error| StoreError::Io { path: tmp.to_path_buf(), source: e };
-    let mut compressor = zstd::bulk::Compressor::with_dictionary(LEVEL, dict).map_err(io)?;
-    compressor.set_parameter(zstd_safe::CParameter::ChecksumFlag(true)).map_err(io)?;
-    compressor.set_parameter(zstd_safe::CParameter::DictIdFlag(false)).map_err(io)?;
-
     let mut file = Writer { out: BufWriter::new(File::create(tmp).map_err(io)?), at: 0, sum: Xxh3::new() };
     file.put(MAGIC, false).map_err(io)?;
     file.put(&VERSION.to_le_bytes(), false).map_err(io)?;
@@ -512,17 +551,32 @@ fn write_file(
         footer.extend_from_slice(&start.to_le_bytes());
         footer.extend_from_slice(&len.to_le_bytes());
     };
-    section(&mut footer, file.at, dict.len() as u64);
-    file.put(dict, true).map_err(io)?;
-    let blocks_start = file.at;
+    for dict in dicts {
+        section(&mut footer, file.at, dict.len() as u64);
+        file.put(dict, true).map_err(io)?;
+    }
+    // Per block and frame kind: (offset, compressed len | decoded len << 32).
+    let mut frames = vec![[(0u64, 0u64); 2]; blocks.len()];
+    for (kind, dict) in dicts.iter().enumerate() {
+        let mut compressor = zstd::bulk::Compressor::with_dictionary(LEVEL, dict).map_err(io)?;
+        compressor.set_parameter(zstd_safe::CParameter::ChecksumFlag(true)).map_err(io)?;
+        compressor.set_parameter(zstd_safe::CParameter::DictIdFlag(false)).map_err(io)?;
+        let start = file.at;
+        for (block, at) in blocks.iter().zip(&mut frames) {
+            let data = &block.frames[kind];
+            let frame = compressor.compress(data).map_err(io)?;
+            if frame.len() > u32::MAX as usize || data.len() > u32::MAX as usize {
+                return Err(StoreError::Segment { path: tmp.to_path_buf(), reason: "a block over 4 GiB".into() });
+            }
+            at[kind] = (file.at, (frame.len() as u64) | (data.len() as u64) << 32);
+            file.put(&frame, false).map_err(io)?;
+        }
+        section(&mut footer, start, file.at - start);
+    }
     let mut directory = Vec::with_capacity(blocks.len() * DIR_ENTRY);
     let mut strings = Vec::new();
-    for block in blocks {
-        let frame = compressor.compress(&block.data).map_err(io)?;
-        if frame.len() > u32::MAX as usize || block.data.len() > u32::MAX as usize {
-            return Err(StoreError::Segment { path: tmp.to_path_buf(), reason: "a block over 4 GiB".into() });
-        }
-        for v in [file.at, (frame.len() as u64) | (block.data.len() as u64) << 32] {
+    for (block, [(attributes_at, attributes_lens), (envelopes_at, envelopes_lens)]) in blocks.iter().zip(frames) {
+        for v in [attributes_at, envelopes_at, attributes_lens, envelopes_lens] {
             directory.extend_from_slice(&v.to_le_bytes());
         }
         for v in [block.first_pos, block.seqs_offset] {
@@ -534,9 +588,8 @@ fn write_file(
         for s in [&block.min_time, &block.max_time] {
             directory.extend_from_slice(&put_ref_string(&mut strings, s).to_le_bytes());
         }
-        file.put(&frame, false).map_err(io)?;
     }
-    section(&mut footer, blocks_start, file.at - blocks_start);
+    debug_assert_eq!(directory.len(), blocks.len() * DIR_ENTRY);
     section(&mut footer, file.at, seqs.len() as u64);
     file.put(seqs, true).map_err(io)?;
     let mut index_sum = Xxh3::new();
@@ -599,20 +652,20 @@ impl Writer {
     }
 }
 
-/// A dictionary trained on rows spread over the whole segment; empty when there is too little to
-/// train on (the dictionary would cost more than it saves) or training fails.
-fn train_dictionary(blocks: &[PendingBlock]) -> Vec<u8> {
-    let total: usize = blocks.iter().map(|b| b.data.len()).sum();
-    let max_size = DICT_MAX_BYTES.min(total / 16);
+/// The dictionary of one frame kind, trained on its rows spread over the whole segment; empty when
+/// there is too little to train on (the dictionary would cost more than it saves) or training fails.
+fn train_dictionary(blocks: &[PendingBlock], kind: usize) -> Vec<u8> {
+    let total: usize = blocks.iter().map(|b| b.frames[kind].len()).sum();
+    let max_size = DICT_MAX_BYTES[kind].min(total / 16);
     if max_size < 4096 {
         return Vec::new();
     }
-    let step = total.div_ceil(DICT_SAMPLE_BYTES).max(1);
+    let step = total.div_ceil(DICT_SAMPLE_BYTES[kind]).max(1);
     let (mut data, mut sizes) = (Vec::new(), Vec::new());
     for block in blocks.iter().step_by(step) {
-        data.extend_from_slice(&block.data);
+        data.extend_from_slice(&block.frames[kind]);
         let mut start = 0;
-        for &end in &block.row_ends {
+        for &end in &block.row_ends[kind] {
             sizes.push(end as usize - start);
             start = end as usize;
         }
@@ -677,8 +730,9 @@ fn decode_filter(b: &[u8]) -> Option<IdFilter> {
 
 /// The footer's sections, as positions in the file.
 struct Sections {
-    dict: Range<usize>,
-    blocks: Range<usize>,
+    /// Per frame kind: its dictionary and its frames.
+    dicts: [Range<usize>; 2],
+    frames: [Range<usize>; 2],
     seqs: Range<usize>,
     indexes: [Range<usize>; 4],
     filter: Range<usize>,
@@ -689,8 +743,9 @@ struct Sections {
 
 /// One block's directory entry.
 struct BlockEntry {
-    frame: Range<usize>,
-    decoded_len: usize,
+    /// Per frame kind: the compressed frame in the file and its decoded length.
+    frames: [Range<usize>; 2],
+    decoded_lens: [usize; 2],
     first_pos: u32,
     seqs_offset: usize,
     first_seq: i64,
@@ -706,10 +761,13 @@ pub struct Segment {
     info: SegmentInfo,
     sections: Sections,
     n_blocks: usize,
-    dict: Option<DDict<'static>>,
+    /// Per frame kind.
+    dicts: [Option<DDict<'static>>; 2],
     filter: IdFilter,
-    /// The last decoded blocks, most recent first: a lookup of several rows in one block decodes once.
-    cache: Mutex<Vec<(usize, Arc<Block>)>>,
+    /// The last decoded frames of each kind, most recent first: a lookup of several rows in one
+    /// block decodes once, and a scan of attributes alone decodes no envelope.
+    attributes_cache: Mutex<Vec<(usize, Arc<AttributesBlock>)>>,
+    envelopes_cache: Mutex<Vec<(usize, Arc<EnvelopesBlock>)>>,
 }
 
 thread_local! {
@@ -745,22 +803,22 @@ impl Segment {
         };
         let entries = |start: u64, count: u64, size: usize| section(start, count.saturating_mul(size as u64));
         let sections = Sections {
-            dict: section(f(0), f(1))?,
-            blocks: section(f(2), f(3))?,
-            seqs: section(f(4), f(5))?,
+            dicts: [section(f(0), f(1))?, section(f(2), f(3))?],
+            frames: [section(f(4), f(5))?, section(f(6), f(7))?],
+            seqs: section(f(8), f(9))?,
             indexes: [
-                entries(f(6), f(7), INDEX_ENTRY)?,
-                entries(f(8), f(9), INDEX_ENTRY)?,
                 entries(f(10), f(11), INDEX_ENTRY)?,
                 entries(f(12), f(13), INDEX_ENTRY)?,
+                entries(f(14), f(15), INDEX_ENTRY)?,
+                entries(f(16), f(17), INDEX_ENTRY)?,
             ],
-            filter: section(f(14), f(15))?,
-            directory: entries(f(16), f(17), DIR_ENTRY)?,
-            strings: section(f(18), f(19))?,
+            filter: section(f(18), f(19))?,
+            directory: entries(f(20), f(21), DIR_ENTRY)?,
+            strings: section(f(22), f(23))?,
             index_sum: f(FOOTER_FIELDS),
         };
         let mut sum = Xxh3::new();
-        for r in [&sections.dict, &sections.seqs, &sections.filter, &sections.directory, &sections.strings] {
+        for r in [&sections.dicts[0], &sections.dicts[1], &sections.seqs, &sections.filter, &sections.directory, &sections.strings] {
             sum.update(&map[r.clone()]);
         }
         sum.update(&map[footer_at..len - 16]);
@@ -770,23 +828,34 @@ impl Segment {
         let strings = &map[sections.strings.clone()];
         let string = |at: u64| string_at(strings, at as usize).map(str::to_string).ok_or_else(|| fail("bad string reference"));
         let info = SegmentInfo {
-            first_seq: f(20) as i64,
-            last_seq: f(21) as i64,
-            rows: f(22),
-            raw_bytes: f(23),
-            min_time: string(f(24))?,
-            max_time: string(f(25))?,
-            min_received_at: string(f(26))?,
-            max_received_at: string(f(27))?,
+            first_seq: f(24) as i64,
+            last_seq: f(25) as i64,
+            rows: f(26),
+            raw_bytes: f(27),
+            min_time: string(f(28))?,
+            max_time: string(f(29))?,
+            min_received_at: string(f(30))?,
+            max_received_at: string(f(31))?,
             file_bytes: len as u64,
         };
-        let dict = match &map[sections.dict.clone()] {
-            [] => None,
-            d => Some(DDict::try_create(d).ok_or_else(|| fail("bad dictionary"))?),
+        let dict = |r: &Range<usize>| match &map[r.clone()] {
+            [] => Ok(None),
+            d => DDict::try_create(d).map(Some).ok_or_else(|| fail("bad dictionary")),
         };
+        let dicts = [dict(&sections.dicts[0])?, dict(&sections.dicts[1])?];
         let filter = decode_filter(&map[sections.filter.clone()]).ok_or_else(|| fail("bad event-id filter"))?;
-        let n_blocks = f(17) as usize;
-        let segment = Segment { path: path.to_path_buf(), map, info, sections, n_blocks, dict, filter, cache: Mutex::new(Vec::new()) };
+        let n_blocks = f(21) as usize;
+        let segment = Segment {
+            path: path.to_path_buf(),
+            map,
+            info,
+            sections,
+            n_blocks,
+            dicts,
+            filter,
+            attributes_cache: Mutex::new(Vec::new()),
+            envelopes_cache: Mutex::new(Vec::new()),
+        };
         segment.check_directory().map_err(|reason| fail(&reason))?;
         Ok(segment)
     }
@@ -804,8 +873,7 @@ impl Segment {
             let e = self.entry(b);
             // Positions start at 0 and every block has rows (first_pos rises, the last below len).
             self.block_rows_checked(b)?;
-            let ok = e.frame.start >= self.sections.blocks.start
-                && e.frame.end <= self.sections.blocks.end
+            let ok = e.frames.iter().zip(&self.sections.frames).all(|(frame, section)| frame.start >= section.start && frame.end <= section.end)
                 && e.seqs_offset == next_seqs
                 && (b > 0 || e.first_pos == 0)
                 && last.is_none_or(|l| e.first_seq > l)
@@ -855,18 +923,31 @@ impl Segment {
     }
 
     fn entry(&self, b: usize) -> BlockEntry {
-        let d = &self.map[self.sections.directory.start + b * DIR_ENTRY..][..DIR_ENTRY];
-        let (start, lens) = (u64_at(d, 0) as usize, u64_at(d, 8));
+        let d = self.directory_entry(b);
+        let frame = |kind: usize| {
+            let (start, lens) = (u64_at(d, kind * 8) as usize, u64_at(d, 16 + kind * 8));
+            (start..start.saturating_add((lens & 0xffff_ffff) as usize), (lens >> 32) as usize)
+        };
+        let ((attributes, attributes_len), (envelopes, envelopes_len)) = (frame(ATTRIBUTES), frame(ENVELOPES));
         BlockEntry {
-            frame: start..start.saturating_add((lens & 0xffff_ffff) as usize),
-            decoded_len: (lens >> 32) as usize,
-            first_pos: u32_at(d, 16),
-            seqs_offset: u32_at(d, 20) as usize,
-            first_seq: u64_at(d, 24) as i64,
-            last_seq: u64_at(d, 32) as i64,
-            min_time: u32_at(d, 40) as usize,
-            max_time: u32_at(d, 44) as usize,
+            frames: [attributes, envelopes],
+            decoded_lens: [attributes_len, envelopes_len],
+            first_pos: self.first_pos(b),
+            seqs_offset: u32_at(d, 36) as usize,
+            first_seq: u64_at(d, 40) as i64,
+            last_seq: u64_at(d, 48) as i64,
+            min_time: u32_at(d, 56) as usize,
+            max_time: u32_at(d, 60) as usize,
         }
+    }
+
+    fn directory_entry(&self, b: usize) -> &[u8] {
+        &self.map[self.sections.directory.start + b * DIR_ENTRY..][..DIR_ENTRY]
+    }
+
+    /// Block `b`'s first position, alone: what finding a position's block reads.
+    fn first_pos(&self, b: usize) -> u32 {
+        u32_at(self.directory_entry(b), 32)
     }
 
     fn seqs_end(&self, b: usize) -> usize {
@@ -874,8 +955,8 @@ impl Segment {
     }
 
     fn block_range(&self, b: usize) -> Range<u32> {
-        let end = if b + 1 < self.n_blocks { self.entry(b + 1).first_pos } else { self.len() as u32 };
-        self.entry(b).first_pos..end
+        let end = if b + 1 < self.n_blocks { self.first_pos(b + 1) } else { self.len() as u32 };
+        self.first_pos(b)..end
     }
 
     /// The seqs of block `b`'s rows, without decompressing it.
@@ -898,42 +979,58 @@ impl Segment {
 
     /// The block holding position `pos` (< len).
     fn block_of(&self, pos: u32) -> usize {
-        partition_point(self.n_blocks, |b| self.entry(b).first_pos <= pos) - 1
+        partition_point(self.n_blocks, |b| self.first_pos(b) <= pos) - 1
     }
 
     fn corrupt(&self, reason: String) -> StoreError {
         StoreError::Segment { path: self.path.clone(), reason }
     }
 
-    /// Block `b`, from the cache or decoded (outside the lock, so readers of other blocks don't wait).
-    fn block(&self, b: usize) -> Result<Arc<Block>, StoreError> {
+    /// Block `b`'s decoded frame of one kind, from its cache or decoded (outside the lock, so readers
+    /// of other blocks don't wait).
+    fn cached<T>(&self, cache: &Mutex<Vec<(usize, Arc<T>)>>, b: usize, decode: impl FnOnce() -> Result<T, String>) -> Result<Arc<T>, StoreError> {
         {
-            let mut cache = self.cache.lock().expect("segment cache lock");
+            let mut cache = cache.lock().expect("segment cache lock");
             if let Some(i) = cache.iter().position(|(k, _)| *k == b) {
                 let hit = cache.remove(i);
                 cache.insert(0, hit.clone());
                 return Ok(hit.1);
             }
         }
-        let block = Arc::new(self.decode_block(b).map_err(|e| self.corrupt(format!("block {b}: {e}")))?);
-        let mut cache = self.cache.lock().expect("segment cache lock");
+        let decoded = Arc::new(decode().map_err(|e| self.corrupt(format!("block {b}: {e}")))?);
+        let mut cache = cache.lock().expect("segment cache lock");
         cache.retain(|(k, _)| *k != b);
-        cache.insert(0, (b, block.clone()));
+        cache.insert(0, (b, decoded.clone()));
         cache.truncate(CACHE_BLOCKS);
-        Ok(block)
+        Ok(decoded)
     }
 
-    fn decode_block(&self, b: usize) -> Result<Block, String> {
+    fn attributes(&self, b: usize) -> Result<Arc<AttributesBlock>, StoreError> {
+        self.cached(&self.attributes_cache, b, || self.decode_attributes(b))
+    }
+
+    fn envelopes(&self, b: usize) -> Result<Arc<EnvelopesBlock>, StoreError> {
+        self.cached(&self.envelopes_cache, b, || self.decode_envelopes(b))
+    }
+
+    /// Block `b`'s frame of one kind, decompressed (zstd checks its checksum).
+    fn decompress(&self, b: usize, kind: usize) -> Result<Vec<u8>, String> {
         let e = self.entry(b);
-        let mut data = Vec::with_capacity(e.decoded_len);
-        DCTX.with_borrow_mut(|dctx| match &self.dict {
-            Some(dict) => dctx.decompress_using_ddict(&mut data, &self.map[e.frame.clone()], dict),
-            None => dctx.decompress(&mut data, &self.map[e.frame.clone()]),
+        let frame = &self.map[e.frames[kind].clone()];
+        let mut data = Vec::with_capacity(e.decoded_lens[kind]);
+        DCTX.with_borrow_mut(|dctx| match &self.dicts[kind] {
+            Some(dict) => dctx.decompress_using_ddict(&mut data, frame, dict),
+            None => dctx.decompress(&mut data, frame),
         })
         .map_err(|code| format!("zstd: {}", zstd_safe::get_error_name(code)))?;
-        if data.len() != e.decoded_len {
+        if data.len() != e.decoded_lens[kind] {
             return Err("decoded length differs from the directory's".into());
         }
+        Ok(data)
+    }
+
+    fn decode_attributes(&self, b: usize) -> Result<AttributesBlock, String> {
+        let data = self.decompress(b, ATTRIBUTES)?;
         let seqs = self.block_seqs(b)?;
         let mut r = Reader { b: &data, at: 0 };
         let mut starts = Vec::with_capacity(seqs.len());
@@ -942,16 +1039,38 @@ impl Segment {
             RawRow::parse(&mut r)?;
         }
         if r.at != data.len() {
-            return Err("trailing bytes".into());
+            return Err("trailing bytes in the attributes".into());
         }
-        Ok(Block { data, starts, seqs })
+        Ok(AttributesBlock { data, starts, seqs })
     }
 
-    /// The row at `pos` (< len) of its block.
-    fn raw_row<T>(&self, pos: u32, f: impl FnOnce(&RawRow<'_>, i64) -> Result<T, &'static str>) -> Result<T, StoreError> {
+    fn decode_envelopes(&self, b: usize) -> Result<EnvelopesBlock, String> {
+        let data = self.decompress(b, ENVELOPES)?;
+        let rows = self.block_range(b).len();
+        let mut r = Reader { b: &data, at: 0 };
+        let mut envelopes = Vec::with_capacity(rows);
+        for _ in 0..rows {
+            let len = r.varint()?;
+            let start = r.at;
+            r.bytes(usize::try_from(len >> 1).map_err(|_| "bad length")?)?;
+            envelopes.push((start..r.at, len & ENVELOPE_SQUEEZED != 0));
+        }
+        if r.at != data.len() {
+            return Err("trailing bytes in the envelopes".into());
+        }
+        Ok(EnvelopesBlock { data, envelopes })
+    }
+
+    /// Position `pos` (< len): its block, and its index there.
+    fn locate(&self, pos: u32) -> (usize, usize) {
         let b = self.block_of(pos);
-        let block = self.block(b)?;
-        let i = (pos - self.entry(b).first_pos) as usize;
+        (b, (pos - self.first_pos(b)) as usize)
+    }
+
+    /// The attributes of the row at `pos` (< len): only its block's attributes frame is decoded.
+    fn raw_row<T>(&self, pos: u32, f: impl FnOnce(&RawRow<'_>, i64) -> Result<T, &'static str>) -> Result<T, StoreError> {
+        let (b, i) = self.locate(pos);
+        let block = self.attributes(b)?;
         f(&block.raw(i), block.seqs[i]).map_err(|e| self.corrupt(format!("row {pos}: {e}")))
     }
 
@@ -991,11 +1110,22 @@ impl Segment {
         }
         let b = self.block_of(pos);
         let seqs = self.block_seqs(b).map_err(|e| self.corrupt(format!("block {b}: {e}")))?;
-        Ok(seqs[(pos - self.entry(b).first_pos) as usize])
+        Ok(seqs[(pos - self.first_pos(b)) as usize])
     }
 
-    /// The row at a position.
+    /// The row at a position: decodes both of its block's frames.
     pub fn row(&self, pos: u32) -> Result<SealedRow, StoreError> {
+        let mut row = self.row_attributes(pos)?;
+        let (b, i) = self.locate(pos);
+        let block = self.envelopes(b)?;
+        let (stored, squeezed) = &block.envelopes[i];
+        row.envelope = unsqueeze(&row, &block.data[stored.clone()], *squeezed).map_err(|e| self.corrupt(format!("row {pos}: {e}")))?;
+        Ok(row)
+    }
+
+    /// The row at a position without its envelope (`envelope` left empty): decompresses only the
+    /// attributes frame.
+    pub fn row_attributes(&self, pos: u32) -> Result<SealedRow, StoreError> {
         if pos as usize >= self.len() {
             return Err(self.corrupt(format!("no row at position {pos}: the segment has {}", self.len())));
         }
@@ -1052,7 +1182,7 @@ impl Segment {
             return Err(self.corrupt("index checksum mismatch: the file is damaged".into()));
         }
         for pos in 0..self.len() as u32 {
-            self.raw_row(pos, |row, seq| row.to_row(seq))?;
+            self.row(pos)?;
         }
         Ok(())
     }
@@ -1252,8 +1382,9 @@ mod tests {
         assert_eq!(seg.len(), rows.len());
         for (pos, row) in rows.iter().enumerate() {
             assert_eq!(&seg.row(pos as u32).unwrap(), row, "row {pos}");
+            assert_eq!(seg.row_attributes(pos as u32).unwrap(), SealedRow { envelope: String::new(), ..row.clone() }, "row {pos}");
         }
-        assert!(seg.row(10_000).is_err());
+        assert!(seg.row(10_000).is_err() && seg.row_attributes(10_000).is_err());
         seg.verify().unwrap();
 
         for key in Key::ALL {
@@ -1326,6 +1457,7 @@ mod tests {
             let seg = Segment::open(&path).unwrap();
             for (pos, row) in rows[..n].iter().enumerate() {
                 assert_eq!(&seg.row(pos as u32).unwrap(), row);
+                assert_eq!(seg.row_attributes(pos as u32).unwrap(), SealedRow { envelope: String::new(), ..row.clone() });
                 assert_eq!(seg.find(Key::EventId, &row.event_id).unwrap(), vec![pos as u32]);
                 assert!(seg.may_contain_event_id(&row.event_id));
             }
@@ -1369,19 +1501,26 @@ mod tests {
             bad[at] ^= 0x40;
             assert!(try_open(&bad).is_err(), "byte {at} of {len} flipped");
         }
-        // A flipped byte in a block is caught by zstd's checksum when it is read.
+        // A flipped byte in a block's frame is caught by zstd's checksum when that frame is read.
         try_open(&good).unwrap();
-        let mut bad = good.clone();
         let seg = Segment::open(&path).unwrap();
-        let block = seg.entry(3).frame;
-        drop(seg);
-        bad[block.start + block.len() / 2] ^= 0x01;
-        std::fs::write(&path, &bad).unwrap();
-        let seg = Segment::open(&path).unwrap();
-        assert!(seg.verify().is_err());
+        let frames = seg.entry(3).frames;
         let (first, last) = (seg.block_range(3).start, seg.block_range(3).end - 1);
-        assert!(seg.row(first).is_err() && seg.row(last).is_err());
-        assert!(seg.row(0).is_ok());
+        let id = seg.row(first).unwrap().event_id;
+        drop(seg);
+        for kind in [ATTRIBUTES, ENVELOPES] {
+            let mut bad = good.clone();
+            bad[frames[kind].start + frames[kind].len() / 2] ^= 0x01;
+            std::fs::write(&path, &bad).unwrap();
+            let seg = Segment::open(&path).unwrap();
+            assert!(seg.verify().is_err(), "frame {kind}");
+            assert!(seg.row(first).is_err() && seg.row(last).is_err(), "frame {kind}");
+            assert!(seg.row(0).is_ok() && seg.row_attributes(0).is_ok(), "frame {kind}");
+            // Attributes alone never read the envelopes frame.
+            let attributes_ok = kind == ENVELOPES;
+            assert_eq!(seg.row_attributes(first).is_ok() && seg.row_attributes(last).is_ok(), attributes_ok, "frame {kind}");
+            assert_eq!(seg.find(Key::EventId, &id).is_ok(), attributes_ok, "frame {kind}");
+        }
     }
 
     #[test]
@@ -1411,15 +1550,19 @@ mod tests {
         let s = &seg.sections;
         let per_row = |r: &Range<usize>| r.len() as f64 / 1e5;
         println!(
-            "  per row: blocks {:.1}, indexes {:.1}, seqs {:.2}, filter {:.2}, directory+strings {:.2}, dictionary {:.2} ({} blocks)",
-            per_row(&s.blocks),
+            "  per row: attributes {:.1} + envelopes {:.1} frames, indexes {:.1}, seqs {:.2}, filter {:.2}, directory+strings {:.2}, dictionaries {:.2} + {:.2} ({} blocks)",
+            per_row(&s.frames[ATTRIBUTES]),
+            per_row(&s.frames[ENVELOPES]),
             s.indexes.iter().map(per_row).sum::<f64>(),
             per_row(&s.seqs),
             per_row(&s.filter),
             per_row(&s.directory) + per_row(&s.strings),
-            per_row(&s.dict),
+            per_row(&s.dicts[ATTRIBUTES]),
+            per_row(&s.dicts[ENVELOPES]),
             seg.n_blocks
         );
+        let decoded = |kind: usize| (0..seg.n_blocks).map(|b| seg.entry(b).decoded_lens[kind]).sum::<usize>() as f64 / 1e5;
+        println!("  decoded per row: attributes {:.1}, envelopes {:.1}", decoded(ATTRIBUTES), decoded(ENVELOPES));
         assert!(ratio <= 0.45, "file/raw {ratio:.3}");
 
         let mut rng = Rng(5);
@@ -1445,6 +1588,18 @@ mod tests {
         let started = Instant::now();
         let absent = (0..100_000).filter(|i| seg.may_contain_event_id(&format!("absent-{i}"))).count();
         let probe = started.elapsed() / 100_000;
+        // A full scan, in order, each way (fresh segments: nothing cached).
+        let scan = |f: &dyn Fn(&Segment, u32) -> SealedRow| {
+            let seg = Segment::open(&path).unwrap();
+            let started = Instant::now();
+            for pos in 0..seg.len() as u32 {
+                std::hint::black_box(f(&seg, pos));
+            }
+            started.elapsed().as_secs_f64() * 1e6 / seg.len() as f64
+        };
+        let scan_rows = scan(&|seg, pos| seg.row(pos).unwrap());
+        let scan_attributes = scan(&|seg, pos| seg.row_attributes(pos).unwrap());
+        println!("  full scan: row() {scan_rows:.3} µs/row, row_attributes() {scan_attributes:.3} µs/row");
         println!(
             "  find(correlation) {by_correlation:.1?}, find(event_id) {by_id:.1?}, random row() {row:.1?}, filter probe {probe:.1?} ({absent} false positives in 100,000)"
         );

@@ -386,6 +386,7 @@ impl WriterHandle {
             );
         }
         let mut writer = writer;
+        set.log_end.store(next_seq - 1, Ordering::Relaxed);
         let queue = JobQueue { tx, depth: depth.clone() };
         let signal = Arc::new(crate::seal::Signal::default());
         let sealer = match sealing {
@@ -569,6 +570,7 @@ impl Writer {
                         self.feed.lagged.store(true, std::sync::atomic::Ordering::Release);
                     }
                     self.depth.log_end.store(self.next_seq - 1, Ordering::Release);
+                    self.sealed.set.log_end.store(self.next_seq - 1, Ordering::Relaxed);
                     self.depth.queued_rows.fetch_sub(rows, Ordering::AcqRel);
                     for reply in replies {
                         match reply {
