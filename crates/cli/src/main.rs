@@ -8,6 +8,7 @@ mod r#gen;
 mod model;
 mod out;
 mod serve;
+mod store;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -112,6 +113,12 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// What the store of a running server holds: events hot and sealed, bytes as received and on
+    /// disk, the sealed segments.
+    Store {
+        #[command(subcommand)]
+        command: store::StoreCommand,
+    },
     /// Run a read-only SQL query over the store (views: event_lineage, dlq_events, findings).
     Sql {
         /// One SELECT statement.
@@ -201,6 +208,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Lag { group, status, client } => client::lag(&client, group.as_deref(), status.as_deref()),
         Command::Analyze(args) => analyze::run(args),
         Command::Dlq { command } => dlq::run(command),
+        Command::Store { command } => store::run(command),
         Command::State { kind, id, at, client } => dlq::state(&client, &kind, &id, at.as_deref()),
     }
 }

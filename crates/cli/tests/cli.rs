@@ -100,8 +100,7 @@ fn assert_all_stored_once(data: &std::path::Path, acknowledged: &[String]) {
     let db = causeway_store::open_read_only(data).unwrap();
     let integrity: String = db.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
     assert_eq!(integrity, "ok");
-    let ids: Vec<String> =
-        db.prepare("SELECT event_id FROM events").unwrap().query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap();
+    let ids: Vec<String> = db.prepare("SELECT event_id FROM events").unwrap().query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap();
     let stored: HashSet<&String> = ids.iter().collect();
     assert_eq!(stored.len(), ids.len(), "every event is stored once");
     let lost: Vec<&String> = acknowledged.iter().filter(|id| !stored.contains(*id)).collect();
@@ -147,8 +146,7 @@ fn sigkill_between_a_seal_and_its_commit_loses_nothing() {
     let server = Server::start(&data, &args);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let registered: i64 =
-            causeway_store::open_read_only(&data).unwrap().query_row("SELECT count(*) FROM segments", [], |r| r.get(0)).unwrap();
+        let registered: i64 = causeway_store::open_read_only(&data).unwrap().query_row("SELECT count(*) FROM segments", [], |r| r.get(0)).unwrap();
         if registered >= 1 {
             break;
         }
@@ -238,7 +236,7 @@ fn demo(data: &Path, seed: &str) -> String {
 }
 
 fn first_ids(data: &Path, n: usize) -> Vec<String> {
-    let db = causeway_store::open_read_only(&data).unwrap();
+    let db = causeway_store::open_read_only(data).unwrap();
     db.prepare("SELECT event_id FROM events ORDER BY seq LIMIT ?1")
         .unwrap()
         .query_map([n as i64], |r| r.get(0))
@@ -555,7 +553,7 @@ fn get_json(url: &str) -> Value {
 type FindingRow = (i64, String, Option<String>, String, Option<String>);
 
 fn findings_table(data: &Path) -> Vec<FindingRow> {
-    let db = causeway_store::open_read_only(&data).unwrap();
+    let db = causeway_store::open_read_only(data).unwrap();
     db.prepare("SELECT id, kind, journey_key, detected_at, resolved_at FROM findings ORDER BY id")
         .unwrap()
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))

@@ -581,3 +581,81 @@ async fn without_the_engine_the_journey_endpoints_say_how_to_start_it() {
     let (status, body) = api.get("/v1/findings").await;
     assert_eq!((status, &body["findings"]), (StatusCode::OK, &json!([])));
 }
+
+/// `GET /v1/store`: every documented field, counts that add up, and a sealed segment once enough
+/// of the log is unsealed (segments of 1,000 events here).
+#[tokio::test]
+async fn store_stats_count_hot_and_sealed_events() {
+    let api = Api::with_store_settings(&causeway_store::StoreSettings { segment_events: 1000, ..Default::default() });
+    let (status, empty) = api.get("/v1/store").await;
+    assert_eq!(status, StatusCode::OK, "{empty}");
+    assert_eq!(
+        (&empty["events"], &empty["segments"], &empty["disk_ratio"], &empty["oldest_time"]),
+        (&json!(0), &json!([]), &Value::Null, &Value::Null)
+    );
+    let (status, body) = api.get("/v1/store?verbose=1").await;
+    assert_eq!((status, &body["error"]["code"]), (StatusCode::BAD_REQUEST, &json!("invalid_parameter")), "{body}");
+    assert_eq!(body["error"]["message"], json!("unknown parameter 'verbose'; this endpoint takes none"));
+
+    let body: String = (0..2000).map(|i| format!("{}\n", ce(&format!("s-{i}"), &format!("c-{}", i / 4), None, (i % 60) as u32))).collect();
+    let (status, answer) = api.post("application/x-ndjson", body).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let stats = loop {
+        let (status, stats) = api.get("/v1/store").await;
+        assert_eq!(status, StatusCode::OK, "{stats}");
+        if !stats["segments"].as_array().unwrap().is_empty() {
+            break stats;
+        }
+        assert!(std::time::Instant::now() < deadline, "nothing sealed in time: {stats}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+
+    let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    let mut expected = [
+        "events",
+        "log_end",
+        "hot_events",
+        "sealed_events",
+        "sealed_upto",
+        "segments",
+        "raw_bytes",
+        "database_bytes",
+        "segment_bytes",
+        "disk_bytes",
+        "disk_ratio",
+        "oldest_time",
+        "oldest_received_at",
+        "segment_events",
+    ];
+    expected.sort();
+    assert_eq!(keys(&stats), expected, "{stats}");
+    let segment = &stats["segments"][0];
+    let mut segment_keys = [
+        "file",
+        "first_seq",
+        "last_seq",
+        "events",
+        "min_time",
+        "max_time",
+        "min_received_at",
+        "max_received_at",
+        "raw_bytes",
+        "file_bytes",
+        "sealed_at",
+    ];
+    segment_keys.sort();
+    assert_eq!(keys(segment), segment_keys, "{segment}");
+    let n = |v: &Value| v.as_i64().unwrap_or_else(|| panic!("not a whole number: {v}"));
+    assert_eq!((n(&stats["events"]), n(&stats["log_end"]), n(&stats["segment_events"])), (2000, 2000, 1000));
+    assert_eq!(n(&stats["hot_events"]) + n(&stats["sealed_events"]), 2000, "{stats}");
+    assert_eq!((n(&segment["first_seq"]), n(&segment["last_seq"]), n(&segment["events"])), (1, 1000, 1000), "{segment}");
+    assert_eq!(n(&stats["sealed_upto"]), 1000);
+    assert!(segment["file"].as_str().unwrap().ends_with(".cwseg"), "{segment}");
+    assert_eq!(segment["min_time"], json!("2026-11-23T10:00:00.000000Z"));
+    assert_eq!(stats["oldest_time"], segment["min_time"]);
+    assert!(n(&segment["file_bytes"]) < n(&segment["raw_bytes"]), "compressed: {segment}");
+    assert_eq!(n(&stats["disk_bytes"]), n(&stats["database_bytes"]) + n(&stats["segment_bytes"]));
+    let ratio = stats["disk_ratio"].as_f64().unwrap();
+    assert!((ratio - n(&stats["disk_bytes"]) as f64 / n(&stats["raw_bytes"]) as f64).abs() < 1e-9, "{stats}");
+}

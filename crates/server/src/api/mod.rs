@@ -18,6 +18,7 @@ mod metrics;
 mod model;
 mod params;
 mod query;
+mod store;
 
 use std::any::Any;
 
@@ -54,6 +55,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/dlq/{id}/resolve", post(dlq::resolve))
         .route("/v1/aggregates/{kind}/{id}", get(aggregates::get_state))
         .route("/v1/lag", get(lag::get_lag))
+        .route("/v1/store", get(store::get_store))
         .route("/v1/sql", post(query::post_sql))
         .route("/v1/model", get(model::get_model))
         .route("/v1/model/reload", post(model::reload))

@@ -48,6 +48,9 @@ pub(crate) fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a
 
 pub(crate) fn check_known(pairs: &[(String, String)], known: &[&str]) -> Result<(), ApiError> {
     match pairs.iter().find(|(k, _)| !known.contains(&k.as_str())) {
+        Some((k, _)) if known.is_empty() => {
+            Err(ApiError::bad_request("invalid_parameter", format!("unknown parameter '{k}'; this endpoint takes none")))
+        }
         Some((k, _)) => Err(ApiError::bad_request("invalid_parameter", format!("unknown parameter '{k}'; this endpoint takes {}", known.join(", ")))),
         None => Ok(()),
     }

@@ -31,6 +31,14 @@ impl Api {
         Api { router: app(state), _dir: dir }
     }
 
+    /// An API on a store opened with `settings` (small segments, say).
+    pub fn with_store_settings(settings: &causeway_store::StoreSettings) -> Api {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with(dir.path(), settings).unwrap();
+        let state = AppState::new(store, ParseOptions::default(), SqlLimits::default());
+        Api { router: app(state), _dir: dir }
+    }
+
     /// An API whose model is a copy of the example model in the temp dir (so tests may break it).
     pub fn with_example_model() -> (Api, std::path::PathBuf) {
         let dir = tempfile::tempdir().unwrap();
