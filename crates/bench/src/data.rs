@@ -119,17 +119,7 @@ impl Dataset {
 
     /// NDJSON bodies of `batch` events each, in data order.
     pub fn ndjson_batches(&self, batch: usize) -> Vec<Vec<u8>> {
-        self.events
-            .chunks(batch)
-            .map(|chunk| {
-                let mut body = Vec::with_capacity(chunk.iter().map(|e| e.json.len() + 1).sum());
-                for e in chunk {
-                    body.extend_from_slice(e.json.as_bytes());
-                    body.push(b'\n');
-                }
-                body
-            })
-            .collect()
+        self.events.chunks(batch).map(ndjson).collect()
     }
 
     /// `count` event indexes, uniformly drawn with a generator seeded from the data's seed and
@@ -137,6 +127,64 @@ impl Dataset {
     pub fn sample_indexes(&self, count: usize, stream: u64) -> Vec<usize> {
         let mut rng = SplitMix64::new(self.seed ^ 0x5EED_0000_0000_0000 ^ stream.wrapping_mul(0x9E37_79B9));
         (0..count).map(|_| rng.below(self.events.len() as u64) as usize).collect()
+    }
+}
+
+/// One NDJSON body: the events' JSON lines, in order.
+pub fn ndjson(events: &[GenEvent]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(events.iter().map(|e| e.json.len() + 1).sum());
+    for e in events {
+        body.extend_from_slice(e.json.as_bytes());
+        body.push(b'\n');
+    }
+    body
+}
+
+/// The events [`Dataset::generate`] gives for the same `n` and seed, one at a time: only the
+/// current correlation is held in memory, so ten million events stream in a few kilobytes.
+#[derive(Debug, Clone)]
+pub struct EventStream {
+    rng: SplitMix64,
+    /// Events not generated yet.
+    remaining: usize,
+    correlations: usize,
+    /// The current correlation's events not handed out yet, the next one last.
+    pending: Vec<GenEvent>,
+}
+
+impl EventStream {
+    pub fn new(n: usize, seed: u64) -> EventStream {
+        EventStream { rng: SplitMix64::new(seed), remaining: n, correlations: 0, pending: Vec::with_capacity(12) }
+    }
+
+    /// Correlations started so far.
+    pub fn correlations(&self) -> usize {
+        self.correlations
+    }
+}
+
+impl Iterator for EventStream {
+    type Item = GenEvent;
+
+    fn next(&mut self) -> Option<GenEvent> {
+        if self.pending.is_empty() {
+            if self.remaining == 0 {
+                return None;
+            }
+            // The same draws, in the same order, as `Dataset::generate`.
+            let size = (5 + self.rng.below(8) as usize).min(self.remaining);
+            let start = BASE_MICROS + self.correlations as i64 * 37_000 + self.rng.below(30_000) as i64;
+            generate_correlation(&mut self.rng, size, start, &mut self.pending);
+            self.correlations += 1;
+            self.remaining -= size;
+            self.pending.reverse();
+        }
+        self.pending.pop()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.remaining + self.pending.len();
+        (n, Some(n))
     }
 }
 
@@ -233,5 +281,18 @@ mod tests {
         assert!(deep > 1_000, "{deep} events have a grandparent");
         // Every child is later than its parent.
         assert!(a.events.iter().all(|e| e.causation_id.as_deref().is_none_or(|p| ids[p].time_micros < e.time_micros)));
+    }
+
+    #[test]
+    fn the_stream_gives_the_data_set() {
+        for n in [0, 1, 7, 2_000, 5_003] {
+            let data = Dataset::generate(n, 11);
+            let mut stream = EventStream::new(n, 11);
+            assert_eq!(stream.size_hint(), (n, Some(n)));
+            let streamed: Vec<GenEvent> = stream.by_ref().collect();
+            assert_eq!(streamed.len(), n);
+            assert!(streamed.iter().zip(&data.events).all(|(a, b)| a.json == b.json && a.causation_id == b.causation_id), "n = {n}");
+            assert_eq!(stream.correlations(), data.correlations);
+        }
     }
 }

@@ -17,11 +17,23 @@
 //!
 //! Every side queries the same ids in the same order. The report judges the targets of the
 //! foundation issue; missing one is reported, not an error.
+//!
+//! [`scale`] is the other benchmark of this crate: one store and one table grown to ten million
+//! events, measured at checkpoints on the way (`scale-bench`).
+
+macro_rules! progress {
+    ($cfg:expr, $($arg:tt)*) => {
+        if $cfg.verbose {
+            eprintln!("[bench] {}", format!($($arg)*));
+        }
+    };
+}
 
 pub mod data;
 pub mod http;
 pub mod pg;
 pub mod report;
+pub mod scale;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -92,14 +104,6 @@ impl Config {
     }
 }
 
-macro_rules! progress {
-    ($cfg:expr, $($arg:tt)*) => {
-        if $cfg.verbose {
-            eprintln!("[bench] {}", format!($($arg)*));
-        }
-    };
-}
-
 /// Runs the whole benchmark.
 pub fn run(cfg: &Config) -> Result<Report> {
     if cfg.sizes.is_empty() || cfg.sizes.contains(&0) {
@@ -110,7 +114,7 @@ pub fn run(cfg: &Config) -> Result<Report> {
     }
     let started = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string();
     let clock = Instant::now();
-    let machine = machine(cfg)?;
+    let machine = machine(&cfg.pg_url)?;
     progress!(cfg, "{} on {} × {}", machine.postgres, machine.nproc, machine.cpu);
     pg::drop_table(&cfg.pg_url, &cfg.pg_table)?;
     let mut sizes = Vec::new();
@@ -151,7 +155,7 @@ fn run_size(cfg: &Config, n: usize) -> Result<SizeResult> {
     );
 
     // 1. causeway over HTTP; the server keeps running for the queries.
-    let dir = temp_dir(cfg)?;
+    let dir = temp_dir(cfg.data_dir.as_deref())?;
     let store = Store::open(dir.path()).context("opening the causeway store")?;
     let server = Server::start(AppState::new(store.clone(), ParseOptions::default(), SqlLimits::default()))?;
     let http_eps = ingest_http(server.addr, &bodies, cfg.concurrency, n)?;
@@ -236,10 +240,11 @@ fn run_size(cfg: &Config, n: usize) -> Result<SizeResult> {
     })
 }
 
-fn temp_dir(cfg: &Config) -> Result<tempfile::TempDir> {
+/// A fresh data directory under `parent` (default: the system temp dir), removed when dropped.
+pub(crate) fn temp_dir(parent: Option<&Path>) -> Result<tempfile::TempDir> {
     let mut b = tempfile::Builder::new();
     b.prefix("causeway-bench-");
-    Ok(match &cfg.data_dir {
+    Ok(match parent {
         Some(parent) => {
             std::fs::create_dir_all(parent)?;
             b.tempdir_in(parent)?
@@ -248,8 +253,16 @@ fn temp_dir(cfg: &Config) -> Result<tempfile::TempDir> {
     })
 }
 
-fn dir_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir).map(|entries| entries.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum()).unwrap_or(0)
+/// Every file under `dir`, subdirectories included (sealed segments live in `segments/`).
+pub(crate) fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
+            _ => e.metadata().map(|m| m.len()).unwrap_or(0),
+        })
+        .sum()
 }
 
 /// The name of [`Server`]'s runtime threads.
@@ -297,7 +310,11 @@ struct IngestAnswer {
 
 /// Runs `work(thread)` on `threads` threads that start together; returns the wall time from the
 /// common start to the last finish.
-fn timed_threads<S: Send>(threads: usize, setup: impl Fn() -> Result<S> + Sync, work: impl Fn(&mut S) -> Result<()> + Sync) -> Result<Duration> {
+pub(crate) fn timed_threads<S: Send>(
+    threads: usize,
+    setup: impl Fn() -> Result<S> + Sync,
+    work: impl Fn(&mut S) -> Result<()> + Sync,
+) -> Result<Duration> {
     let barrier = Barrier::new(threads + 1);
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
@@ -337,19 +354,26 @@ fn ingest_http(addr: SocketAddr, bodies: &[Vec<u8>], concurrency: usize, n: usiz
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(body) = bodies.get(i) else { return Ok(()) };
-                let status = client.post("/v1/events", "application/x-ndjson", body, answer)?;
                 let sent = body.iter().filter(|&&b| b == b'\n').count();
-                if status.0 != 200 {
-                    bail!("POST /v1/events answered {}: {}", status.0, String::from_utf8_lossy(&answer[..answer.len().min(500)]));
-                }
-                let a: IngestAnswer = serde_json::from_slice(answer).context("reading the ingest answer")?;
-                if a.accepted != sent || a.duplicates != 0 || a.rejected != 0 {
-                    bail!("batch {i}: {} accepted, {} duplicates, {} rejected of {sent}", a.accepted, a.duplicates, a.rejected);
-                }
+                post_batch(client, answer, body, sent).with_context(|| format!("batch {i}"))?;
             }
         },
     )?;
     Ok(n as f64 / elapsed.as_secs_f64())
+}
+
+/// `POST /v1/events` with one NDJSON body of `sent` events; an error unless every one was
+/// accepted (and so is durable).
+pub(crate) fn post_batch(client: &mut HttpClient, answer: &mut Vec<u8>, body: &[u8], sent: usize) -> Result<()> {
+    let status = client.post("/v1/events", "application/x-ndjson", body, answer)?;
+    if status.0 != 200 {
+        bail!("POST /v1/events answered {}: {}", status.0, String::from_utf8_lossy(&answer[..answer.len().min(500)]));
+    }
+    let a: IngestAnswer = serde_json::from_slice(answer).context("reading the ingest answer")?;
+    if a.accepted != sent || a.duplicates != 0 || a.rejected != 0 {
+        bail!("{} accepted, {} duplicates, {} rejected of {sent}", a.accepted, a.duplicates, a.rejected);
+    }
+    Ok(())
 }
 
 fn ingest_in_process(cfg: &Config, bodies: &[Vec<u8>], n: usize) -> Result<f64> {
@@ -362,7 +386,7 @@ fn ingest_in_process(cfg: &Config, bodies: &[Vec<u8>], n: usize) -> Result<f64> 
             items.into_iter().map(|item| item.result.map(NewEvent::new)).collect::<Result<Vec<_>, _>>().context("a generated event did not parse")?;
         batches.push(Mutex::new(Some(events)));
     }
-    let dir = temp_dir(cfg)?;
+    let dir = temp_dir(cfg.data_dir.as_deref())?;
     let store = Store::open(dir.path()).context("opening the causeway store")?;
     let next = AtomicUsize::new(0);
     let elapsed = timed_threads(
@@ -415,10 +439,10 @@ fn query_path(kind: QueryKind, id: &str) -> String {
 const API_LIMIT: usize = 10_001;
 
 /// The three ways of asking, each with its own connection.
-struct Sides<'a> {
-    http: HttpClient,
-    store: &'a Store,
-    pg: pg::Queries,
+pub(crate) struct Sides<'a> {
+    pub(crate) http: HttpClient,
+    pub(crate) store: &'a Store,
+    pub(crate) pg: pg::Queries,
 }
 
 impl Sides<'_> {
@@ -454,7 +478,7 @@ impl Sides<'_> {
 
     /// Every id asked of every side in turn (the side that goes first rotates); the first `warmup`
     /// answers are not counted.
-    fn latency(&mut self, kind: QueryKind, ids: &[&str], warmup: usize) -> Result<QueryResult> {
+    pub(crate) fn latency(&mut self, kind: QueryKind, ids: &[&str], warmup: usize) -> Result<QueryResult> {
         let measured = ids.len().saturating_sub(warmup);
         let (mut http, mut inproc, mut pg) = (Vec::with_capacity(measured), Vec::with_capacity(measured), Vec::with_capacity(measured));
         let (mut inproc_rows, mut pg_rows) = (0, 0);
@@ -495,7 +519,7 @@ impl Sides<'_> {
     }
 
     /// The round trip without store work: `GET /healthz` against `SELECT 1`, interleaved.
-    fn floor(&mut self, total: usize, warmup: usize) -> Result<(Stats, Stats)> {
+    pub(crate) fn floor(&mut self, total: usize, warmup: usize) -> Result<(Stats, Stats)> {
         let (mut http, mut pg) = (Vec::new(), Vec::new());
         let mut body = Vec::new();
         for k in 0..total {
@@ -515,11 +539,11 @@ impl Sides<'_> {
 }
 
 /// The 1, 5 and 15 minute load averages.
-fn load_average() -> String {
+pub(crate) fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(", ")).unwrap_or_default()
 }
 
-fn machine(cfg: &Config) -> Result<Machine> {
+pub(crate) fn machine(pg_url: &str) -> Result<Machine> {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let cpu = cpuinfo
         .lines()
@@ -554,7 +578,7 @@ fn machine(cfg: &Config) -> Result<Machine> {
         kernel,
         load_at_start: load_average(),
         load_at_end: String::new(),
-        postgres: pg::describe_server(&cfg.pg_url)?,
+        postgres: pg::describe_server(pg_url)?,
         commit,
     })
 }

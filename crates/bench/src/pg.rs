@@ -63,14 +63,19 @@ pub fn total_bytes(url: &str, table: &str) -> Result<i64> {
 
 /// Server version and the settings that decide durability and caching.
 pub fn describe_server(url: &str) -> Result<String> {
+    let version: String = connect(url)?.query_one("SHOW server_version", &[])?.get(0);
+    Ok(format!("PostgreSQL {version} ({})", settings(url, &["synchronous_commit", "fsync", "wal_sync_method", "shared_buffers"])?))
+}
+
+/// `name=value, …` of the server's settings `names`.
+pub fn settings(url: &str, names: &[&str]) -> Result<String> {
     let mut c = connect(url)?;
-    let version: String = c.query_one("SHOW server_version", &[])?.get(0);
     let mut settings = Vec::new();
-    for name in ["synchronous_commit", "fsync", "wal_sync_method", "shared_buffers"] {
+    for name in names {
         let value: String = c.query_one(&format!("SHOW {name}"), &[])?.get(0);
         settings.push(format!("{name}={value}"));
     }
-    Ok(format!("PostgreSQL {version} ({})", settings.join(", ")))
+    Ok(settings.join(", "))
 }
 
 /// One ingest connection: a prepared multi-row INSERT, one transaction per batch.

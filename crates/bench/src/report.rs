@@ -114,6 +114,23 @@ pub struct Machine {
     pub commit: String,
 }
 
+impl Machine {
+    /// The head of the machine table and its rows up to PostgreSQL's; the caller adds its own.
+    pub(crate) fn write_rows(&self, md: &mut String) {
+        let _ = writeln!(md, "| machine | |\n|---|---|");
+        let _ = writeln!(md, "| nproc | {} |", self.nproc);
+        let _ = writeln!(md, "| CPU | {} |", self.cpu);
+        let _ = writeln!(md, "| memory | {} |", self.memory);
+        let _ = writeln!(md, "| kernel | {} |", self.kernel);
+        let _ = writeln!(
+            md,
+            "| load average (1, 5, 15 min) | {} at start, {} at end (other work on the machine skews every number) |",
+            self.load_at_start, self.load_at_end
+        );
+        let _ = writeln!(md, "| PostgreSQL | {} |", self.postgres);
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub sizes: Vec<usize>,
@@ -221,17 +238,7 @@ impl Report {
         let m = &self.machine;
         let _ = writeln!(md, "### Run of {} ({:.0} s)\n", self.started, self.elapsed_s);
         let _ = writeln!(md, "Command: `{}`\n", st.command);
-        let _ = writeln!(md, "| machine | |\n|---|---|");
-        let _ = writeln!(md, "| nproc | {} |", m.nproc);
-        let _ = writeln!(md, "| CPU | {} |", m.cpu);
-        let _ = writeln!(md, "| memory | {} |", m.memory);
-        let _ = writeln!(md, "| kernel | {} |", m.kernel);
-        let _ = writeln!(
-            md,
-            "| load average (1, 5, 15 min) | {} at start, {} at end (other work on the machine skews every number) |",
-            m.load_at_start, m.load_at_end
-        );
-        let _ = writeln!(md, "| PostgreSQL | {} |", m.postgres);
+        m.write_rows(&mut md);
         let _ =
             writeln!(md, "| causeway | commit {}; server in-process (axum, tokio multi-thread runtime), SQLite WAL `synchronous=FULL` |", m.commit);
         let _ = writeln!(
@@ -376,7 +383,7 @@ pub fn size_label(n: usize) -> String {
     }
 }
 
-fn group(x: f64) -> String {
+pub(crate) fn group(x: f64) -> String {
     let n = x.round() as u64;
     let digits = n.to_string();
     let mut out = String::new();
@@ -389,7 +396,7 @@ fn group(x: f64) -> String {
     out
 }
 
-fn ms(x: f64) -> String {
+pub(crate) fn ms(x: f64) -> String {
     if x >= 100.0 {
         format!("{x:.1}")
     } else if x >= 10.0 {
@@ -399,7 +406,7 @@ fn ms(x: f64) -> String {
     }
 }
 
-fn mib(bytes: u64) -> String {
+pub(crate) fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
