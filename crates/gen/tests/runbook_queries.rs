@@ -446,4 +446,3 @@ fn leftover_placeholder(query: &str) -> Option<&str> {
         .step_by(2)
         .find(|lit| lit.len() > 1 && lit.chars().all(|c| c.is_ascii_uppercase() || c == '_') && lit.chars().next().unwrap().is_ascii_uppercase())
 }
-
