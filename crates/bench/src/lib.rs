@@ -582,3 +582,23 @@ pub(crate) fn machine(pg_url: &str) -> Result<Machine> {
         commit,
     })
 }
+
+/// A bench binary's ending: the Markdown report of `result` printed (and written to `out`), or the
+/// error. Missing a target is a result, not a failure of the run.
+pub fn finish(name: &str, result: Result<String>, out: Option<&Path>) -> std::process::ExitCode {
+    let markdown = match result {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("{name}: {e:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    print!("{markdown}");
+    if let Some(path) = out
+        && let Err(e) = std::fs::write(path, &markdown)
+    {
+        eprintln!("{name}: cannot write {}: {e}", path.display());
+        return std::process::ExitCode::FAILURE;
+    }
+    std::process::ExitCode::SUCCESS
+}

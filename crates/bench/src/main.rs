@@ -66,21 +66,5 @@ fn main() -> ExitCode {
             .unwrap_or_else(|_| std::iter::once("causeway-bench".to_string()).chain(std::env::args().skip(1)).collect::<Vec<_>>().join(" ")),
         verbose: !args.quiet,
     };
-    let report = match run(&cfg) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("causeway-bench: {e:#}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let markdown = report.to_markdown();
-    print!("{markdown}");
-    if let Some(path) = &args.out
-        && let Err(e) = std::fs::write(path, &markdown)
-    {
-        eprintln!("causeway-bench: cannot write {}: {e}", path.display());
-        return ExitCode::FAILURE;
-    }
-    // Missing a target is a result, not a failure of the run.
-    ExitCode::SUCCESS
+    causeway_bench::finish("causeway-bench", run(&cfg).map(|r| r.to_markdown()), args.out.as_deref())
 }

@@ -338,29 +338,9 @@ impl Report {
         if let (Some(small), Some(large)) = (self.smallest(), self.largest())
             && large.events > small.events
         {
-            let _ = writeln!(md, "\n#### Scaling (p99 at {} ÷ p99 at {}; lower is better)\n", size_label(large.events), size_label(small.events));
-            let _ = writeln!(md, "| query | causeway HTTP | causeway in-process | PostgreSQL |");
-            let _ = writeln!(md, "|---|---:|---:|---:|");
-            for kind in QueryKind::ALL {
-                let (Some(a), Some(b)) = (small.query(kind), large.query(kind)) else { continue };
-                let _ = writeln!(
-                    md,
-                    "| {} | {:.2}× | {:.2}× | {:.2}× |",
-                    kind.name(),
-                    b.causeway_http.p99_ms / a.causeway_http.p99_ms,
-                    b.causeway_in_process.p99_ms / a.causeway_in_process.p99_ms,
-                    b.postgres.p99_ms / a.postgres.p99_ms
-                );
-            }
+            write_scaling(&mut md, large.events, small.events, |kind| small.query(kind).zip(large.query(kind)));
         }
-
-        let verdicts = self.verdicts();
-        let passed = verdicts.iter().filter(|v| v.pass).count();
-        let _ = writeln!(md, "\n#### Targets: {passed} of {} pass\n", verdicts.len());
-        let _ = writeln!(md, "| target | measured | verdict |\n|---|---:|---|");
-        for v in &verdicts {
-            let _ = writeln!(md, "| {} | {} | {} |", v.target, v.measured, if v.pass { "PASS" } else { "FAIL" });
-        }
+        write_verdicts(&mut md, &self.verdicts());
         let notes: Vec<String> = self.sizes.iter().flat_map(|s| s.notes.iter().map(move |n| format!("{}: {n}", size_label(s.events)))).collect();
         if !notes.is_empty() {
             let _ = writeln!(md, "\nNotes:\n");
@@ -373,6 +353,33 @@ impl Report {
 }
 
 /// `10k`, `1M`, `2000`.
+/// The scaling table: each query's p99 at `large` events ÷ its p99 at `small`, per side.
+pub fn write_scaling<'a>(md: &mut String, large: usize, small: usize, pair: impl Fn(QueryKind) -> Option<(&'a QueryResult, &'a QueryResult)>) {
+    let _ = writeln!(md, "\n#### Scaling (p99 at {} ÷ p99 at {}; lower is better)\n", size_label(large), size_label(small));
+    let _ = writeln!(md, "| query | causeway HTTP | causeway in-process | PostgreSQL |\n|---|---:|---:|---:|");
+    for kind in QueryKind::ALL {
+        let Some((a, b)) = pair(kind) else { continue };
+        let _ = writeln!(
+            md,
+            "| {} | {:.2}× | {:.2}× | {:.2}× |",
+            kind.name(),
+            b.causeway_http.p99_ms / a.causeway_http.p99_ms,
+            b.causeway_in_process.p99_ms / a.causeway_in_process.p99_ms,
+            b.postgres.p99_ms / a.postgres.p99_ms
+        );
+    }
+}
+
+/// The targets table with its PASS/FAIL count.
+pub fn write_verdicts(md: &mut String, verdicts: &[Verdict]) {
+    let passed = verdicts.iter().filter(|v| v.pass).count();
+    let _ = writeln!(md, "\n#### Targets: {passed} of {} pass\n", verdicts.len());
+    let _ = writeln!(md, "| target | measured | verdict |\n|---|---:|---|");
+    for v in verdicts {
+        let _ = writeln!(md, "| {} | {} | {} |", v.target, v.measured, if v.pass { "PASS" } else { "FAIL" });
+    }
+}
+
 pub fn size_label(n: usize) -> String {
     if n >= 1_000_000 && n.is_multiple_of(1_000_000) {
         format!("{}M", n / 1_000_000)

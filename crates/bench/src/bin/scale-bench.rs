@@ -115,21 +115,5 @@ fn config(args: &Args) -> ScaleConfig {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let report = match scale::run(&config(&args)) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("scale-bench: {e:#}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let markdown = report.to_markdown();
-    print!("{markdown}");
-    if let Some(path) = &args.out
-        && let Err(e) = std::fs::write(path, &markdown)
-    {
-        eprintln!("scale-bench: cannot write {}: {e}", path.display());
-        return ExitCode::FAILURE;
-    }
-    // Missing a target is a result, not a failure of the run.
-    ExitCode::SUCCESS
+    causeway_bench::finish("scale-bench", scale::run(&config(&args)).map(|r| r.to_markdown()), args.out.as_deref())
 }

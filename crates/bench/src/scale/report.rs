@@ -398,28 +398,9 @@ impl ScaleReport {
         if let Some(((small, a), (large, b))) = self.latency_ends()
             && large > small
         {
-            let _ = writeln!(md, "\n#### Scaling (p99 at {} ÷ p99 at {}; lower is better)\n", size_label(large), size_label(small));
-            let _ = writeln!(md, "| query | causeway HTTP | causeway in-process | PostgreSQL |\n|---|---:|---:|---:|");
-            for kind in QueryKind::ALL {
-                let (Some(x), Some(y)) = (a.query(kind), b.query(kind)) else { continue };
-                let _ = writeln!(
-                    md,
-                    "| {} | {:.2}× | {:.2}× | {:.2}× |",
-                    kind.name(),
-                    y.causeway_http.p99_ms / x.causeway_http.p99_ms,
-                    y.causeway_in_process.p99_ms / x.causeway_in_process.p99_ms,
-                    y.postgres.p99_ms / x.postgres.p99_ms
-                );
-            }
+            crate::report::write_scaling(&mut md, large, small, |kind| a.query(kind).zip(b.query(kind)));
         }
-
-        let verdicts = self.verdicts();
-        let passed = verdicts.iter().filter(|v| v.pass).count();
-        let _ = writeln!(md, "\n#### Targets: {passed} of {} pass\n", verdicts.len());
-        let _ = writeln!(md, "| target | measured | verdict |\n|---|---:|---|");
-        for v in &verdicts {
-            let _ = writeln!(md, "| {} | {} | {} |", v.target, v.measured, if v.pass { "PASS" } else { "FAIL" });
-        }
+        crate::report::write_verdicts(&mut md, &self.verdicts());
         if !self.notes.is_empty() {
             let _ = writeln!(md, "\nNotes:\n");
             for n in &self.notes {
