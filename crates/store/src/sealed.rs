@@ -9,7 +9,8 @@
 //!   nested statement in the same read transaction): sealed rows from the registered segments
 //!   only, unsealed rows after the last of them. A reader whose snapshot predates a seal
 //!   therefore reads those rows from `events_hot`, and never twice.
-//! - Rows come in seq order, whatever the lookup.
+//! - Sealed rows come first, in seq order; unsealed ones follow, in seq order when the statement
+//!   asks for that order (the table then claims it, and SQLite sorts nothing).
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -86,6 +87,8 @@ const SUBJECT: c_int = 6;
 const TIME: c_int = 7;
 const REDELIVERIES: c_int = 12;
 const ENVELOPE: c_int = 13;
+/// `idx_num`'s flag for a plan whose rows must come in seq order.
+const ORDERED: c_int = 1 << 30;
 /// How many columns the table has.
 const COLUMNS: u32 = 17;
 /// The columns of `events_hot` the nested statements read, in the table's (and this table's) order.
@@ -256,7 +259,12 @@ unsafe impl<'vtab> VTab<'vtab> for EventsTab {
                 None => {
                     let s = slot_of.len() as c_int + 1;
                     slot_of.push((*i, s));
-                    info.constraint_usage(*i).set_argv_index(s);
+                    let mut usage = info.constraint_usage(*i);
+                    usage.set_argv_index(s);
+                    // Both halves apply an id lookup and an event type exactly (the segments' hash
+                    // hits are checked against the rows, the type against each sealed row), so
+                    // SQLite need not check them again.
+                    usage.set_omit(matches!(arg, Arg::Key(_) | Arg::EventType));
                     s
                 }
             };
@@ -267,7 +275,7 @@ unsafe impl<'vtab> VTab<'vtab> for EventsTab {
         // call's own work too (a nested statement, a search of the segments).
         let total = self.set.log_end.load(std::sync::atomic::Ordering::Relaxed).max(1_000);
         let (cost, rows) = if has(&|a| *a == Arg::SeqEq) {
-            (10.0, 1)
+            (1_000.0, 1)
         } else if key.is_some() {
             (20.0, 10)
         } else if has(&|a| matches!(a, Arg::SeqMin { .. })) && has(&|a| matches!(a, Arg::SeqMax { .. })) {
@@ -277,7 +285,7 @@ unsafe impl<'vtab> VTab<'vtab> for EventsTab {
         } else {
             (total as f64, total)
         };
-        // Rows come in seq order whatever the plan.
+        // Sealed rows come in seq order whatever the plan, unsealed ones when asked to.
         let ordered = {
             let mut order_bys = info.order_bys();
             matches!((order_bys.next(), order_bys.next()), (Some(o), None) if o.column() == SEQ && !o.is_order_by_desc())
@@ -288,7 +296,8 @@ unsafe impl<'vtab> VTab<'vtab> for EventsTab {
         // these columns, so an index may answer without the table.
         let used = info.col_used();
         let used = if used & (1 << 63) != 0 { u64::MAX } else { used };
-        info.set_idx_num((used & ((1 << COLUMNS) - 1)) as c_int);
+        // Bit 30: the rows must come in seq order (the unsealed ones are sorted only then).
+        info.set_idx_num((used & ((1 << COLUMNS) - 1)) as c_int | if ordered { ORDERED } else { 0 });
         info.set_estimated_cost(cost);
         info.set_estimated_rows(rows);
         info.set_idx_str(&codes.join(","));
@@ -309,6 +318,8 @@ unsafe impl<'vtab> VTab<'vtab> for EventsTab {
             done: true,
             bounds: None,
             envelopes: true,
+            shape: None,
+            event_type: None,
         })
     }
 }
@@ -357,6 +368,10 @@ struct EventsCursor {
     bounds: Option<(i64, i64)>,
     /// Whether the statement reads envelopes; without, sealed rows are decoded without them.
     envelopes: bool,
+    /// The plan (`idx_str`, `idx_num`) the statement in `hot` was made for.
+    shape: Option<(String, c_int)>,
+    /// The event type the plan reads, if any: sealed rows of others are skipped.
+    event_type: Option<String>,
 }
 
 impl Drop for EventsCursor {
@@ -383,10 +398,20 @@ impl EventsCursor {
         Ok(self.statements.get_mut(sql).expect("just prepared"))
     }
 
-    fn skip_empty(&mut self) {
-        while self.sealed.front().is_some_and(|s| self.at >= s.len()) {
-            self.sealed.pop_front();
-            self.at = 0;
+    /// Moves past finished stretches, and past sealed rows of another event type when the plan
+    /// has one.
+    fn skip_empty(&mut self) -> rusqlite::Result<()> {
+        loop {
+            while self.sealed.front().is_some_and(|s| self.at >= s.len()) {
+                self.sealed.pop_front();
+                self.at = 0;
+            }
+            let Some(wanted) = &self.event_type else { return Ok(()) };
+            if self.sealed.is_empty() || self.sealed_row()?.event_type == *wanted {
+                return Ok(());
+            }
+            self.at += 1;
+            *self.row.get_mut() = None;
         }
     }
 
@@ -397,13 +422,14 @@ impl EventsCursor {
             None => false,
         };
         if !more {
-            self.put_back_hot();
+            // Kept for the next filter with the same plan; done, it holds no read lock.
             self.done = true;
         }
         Ok(())
     }
 
     fn put_back_hot(&mut self) {
+        self.shape = None;
         if let Some((sql, stmt)) = self.hot.take() {
             stmt.reset();
             self.statements.insert(sql, stmt);
@@ -510,60 +536,78 @@ unsafe impl VTabCursor for EventsCursor {
         self.sealed = plan(&self.set.snapshot(), &b).map_err(|e| module_error(&e.to_string()))?.into();
         self.at = 0;
         *self.row.get_mut() = None;
-        self.skip_empty();
+        self.event_type = b.event_type.clone().flatten();
+        self.skip_empty()?;
         if !self.sealed.is_empty() {
             self.statement(SEALED_REDELIVERIES)?;
         }
 
-        // The unsealed rows: the same bounds, as SQL over events_hot and its indexes.
-        // seq always: it is the rowid.
-        let columns: Vec<&str> =
-            HOT_COLUMN_NAMES.iter().enumerate().map(|(i, name)| if i == 0 || used & (1 << i) != 0 { *name } else { "NULL" }).collect();
-        let mut sql = format!("SELECT {} FROM events_hot WHERE seq > ?1", columns.join(", "));
-        let mut values: Vec<rusqlite::types::Value> = vec![upto.into()];
-        let mut add = |condition: &str, value: rusqlite::types::Value, sql: &mut String| {
-            values.push(value);
-            sql.push_str(&format!(" AND {condition} ?{}", values.len()));
-        };
-        let impossible = matches!(b.key, Some((_, None))) || matches!(b.event_type, Some(None));
-        if let Some((k, Some(v))) = &b.key {
-            let column = match k {
-                Key::EventId => "event_id =",
-                Key::CorrelationId => "correlation_id =",
-                Key::CausationId => "causation_id =",
-                Key::Subject => "subject =",
-            };
-            add(column, v.clone().into(), &mut sql);
-        }
-        if let Some(Some(t)) = &b.event_type {
-            add("event_type =", t.clone().into(), &mut sql);
-        }
-        if let Some(v) = b.seq_min {
-            add("seq >=", v.into(), &mut sql);
-        }
-        if let Some(v) = b.seq_max {
-            add("seq <=", v.into(), &mut sql);
-        }
-        if let Some(t) = &b.time_min {
-            add("time >=", t.clone().into(), &mut sql);
-        }
-        if let Some(t) = &b.time_max {
-            add("time <=", t.clone().into(), &mut sql);
-        }
-        sql.push_str(" ORDER BY seq");
-        self.put_back_hot();
-        if impossible {
+        // The unsealed rows: the same bounds, as SQL over events_hot and its indexes. Its text
+        // depends on the plan alone (a NULL bound is bound as the widest value: SQLite checks
+        // every row against the constraints again), so a join's inner loop, filtering again and
+        // again with one plan, rebinds one statement.
+        if matches!(b.key, Some((_, None))) || matches!(b.event_type, Some(None)) {
             self.sealed.clear();
             self.done = true;
             return Ok(());
         }
-        self.statement(&sql)?;
-        let hot = self.statements.remove(&sql).expect("just prepared");
+        let has = |f: fn(&Arg) -> bool| {
+            idx_str.unwrap_or("").split(',').filter_map(|c| c.rsplit_once('@')).any(|(n, _)| Arg::parse(n).as_ref().is_some_and(f))
+        };
+        let mut values: Vec<rusqlite::types::Value> = vec![upto.into()];
+        let mut conditions: Vec<&str> = Vec::new();
+        if let Some((k, Some(v))) = &b.key {
+            conditions.push(match k {
+                Key::EventId => "event_id =",
+                Key::CorrelationId => "correlation_id =",
+                Key::CausationId => "causation_id =",
+                Key::Subject => "subject =",
+            });
+            values.push(v.clone().into());
+        }
+        if let Some(Some(t)) = &b.event_type {
+            conditions.push("event_type =");
+            values.push(t.clone().into());
+        }
+        if has(|a| matches!(a, Arg::SeqEq | Arg::SeqMin { .. })) {
+            conditions.push("seq >=");
+            values.push(b.seq_min.unwrap_or(i64::MIN).into());
+        }
+        if has(|a| matches!(a, Arg::SeqEq | Arg::SeqMax { .. })) {
+            conditions.push("seq <=");
+            values.push(b.seq_max.unwrap_or(i64::MAX).into());
+        }
+        if has(|a| *a == Arg::TimeMin) {
+            conditions.push("time >=");
+            values.push(b.time_min.clone().unwrap_or_default().into());
+        }
+        if has(|a| *a == Arg::TimeMax) {
+            conditions.push("time <=");
+            values.push(b.time_max.clone().unwrap_or_else(|| "\u{10FFFF}".into()).into());
+        }
+        let same_shape = self.shape.as_ref().is_some_and(|(s, n)| Some(s.as_str()) == idx_str && *n == idx_num) && self.hot.is_some();
+        if !same_shape {
+            // seq always: it is the rowid.
+            let columns: Vec<&str> =
+                HOT_COLUMN_NAMES.iter().enumerate().map(|(i, name)| if i == 0 || used & (1 << i) != 0 { *name } else { "NULL" }).collect();
+            let mut sql = format!("SELECT {} FROM events_hot WHERE seq > ?1", columns.join(", "));
+            for (i, c) in conditions.iter().enumerate() {
+                sql.push_str(&format!(" AND {c} ?{}", i + 2));
+            }
+            if idx_num & ORDERED != 0 {
+                sql.push_str(" ORDER BY seq");
+            }
+            self.put_back_hot();
+            self.statement(&sql)?;
+            let stmt = self.statements.remove(&sql).expect("just prepared");
+            self.hot = Some((sql, stmt));
+            self.shape = Some((idx_str.unwrap_or("").to_string(), idx_num));
+        }
+        let (_, hot) = self.hot.as_ref().expect("a statement for the plan");
         hot.reset();
         for (i, v) in values.iter().enumerate() {
             hot.bind(i + 1, v)?;
         }
-        self.hot = Some((sql, hot));
         self.done = false;
         if self.sealed.is_empty() {
             self.step_hot()?;
@@ -577,7 +621,7 @@ unsafe impl VTabCursor for EventsCursor {
         }
         self.at += 1;
         *self.row.get_mut() = None;
-        self.skip_empty();
+        self.skip_empty()?;
         if self.sealed.is_empty() {
             self.step_hot()?;
         }

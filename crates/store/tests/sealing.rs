@@ -103,6 +103,9 @@ const QUERIES: &[&str] = &[
     "SELECT json_extract(envelope, '$.data.sku') AS sku, count(*) FROM events GROUP BY sku ORDER BY 2 DESC, 1 LIMIT 5",
     "SELECT seq, event_id, redeliveries FROM events WHERE seq BETWEEN 1500 AND 1510 ORDER BY seq",
     "SELECT max(seq), min(seq) FROM events",
+    "SELECT event_id FROM event_lineage WHERE event_type = 'Step3' ORDER BY event_id",
+    "SELECT event_id, journey FROM event_lineage WHERE event_type IN ('Step1', 'Step6') AND correlation_id = 'c-00042' ORDER BY 1",
+    "SELECT count(*) FROM events WHERE event_type = 'NoSuchType' OR event_id = 'e-00009-9'",
     "SELECT e.event_id FROM event_lineage e JOIN event_lineage p ON p.event_id = e.causation_id WHERE p.correlation_id = 'c-00100' ORDER BY 1",
 ];
 
