@@ -469,8 +469,10 @@ fn module_error(message: &str) -> rusqlite::Error {
 /// The bounds a plan's arguments set.
 #[derive(Default)]
 struct Bounds {
-    since: Option<i64>,
-    upto: Option<i64>,
+    since: i64,
+    upto: i64,
+    /// The arguments the plan gave, whatever their values.
+    given: Vec<Arg>,
     seq_min: Option<i64>,
     seq_max: Option<i64>,
     time_min: Option<String>,
@@ -500,7 +502,14 @@ unsafe impl VTabCursor for EventsCursor {
                     _ => None,
                 })
             };
-            let text = || args.get::<Option<String>>(i).ok().flatten();
+            // A number compared with a text column compares as its text (the column's affinity);
+            // a blob or NULL equals no text.
+            let text = || match args.get::<rusqlite::types::Value>(i) {
+                Ok(rusqlite::types::Value::Text(t)) => Some(t),
+                Ok(rusqlite::types::Value::Integer(n)) => Some(n.to_string()),
+                _ => None,
+            };
+            b.given.push(arg);
             match arg {
                 Arg::SeqEq => {
                     let v = int()?;
@@ -514,6 +523,12 @@ unsafe impl VTabCursor for EventsCursor {
                 Arg::EventType => b.event_type = Some(text()),
                 Arg::Key(k) => b.key = Some((k, text())),
             }
+        }
+        if matches!(b.key, Some((_, None))) || matches!(b.event_type, Some(None)) {
+            // `= NULL` (or a blob) matches nothing.
+            self.sealed.clear();
+            self.done = true;
+            return Ok(());
         }
         // The sealed history of this statement's snapshot: read once, as a cursor serves one run
         // of one statement (a join's inner loop filters it again for every outer row).
@@ -529,8 +544,8 @@ unsafe impl VTabCursor for EventsCursor {
                 pair
             }
         };
-        b.since = Some(since);
-        b.upto = Some(upto);
+        b.since = since;
+        b.upto = upto;
         let used = idx_num as u32;
         self.envelopes = used & (1 << ENVELOPE) != 0;
         self.sealed = plan(&self.set.snapshot(), &b).map_err(|e| module_error(&e.to_string()))?.into();
@@ -546,14 +561,7 @@ unsafe impl VTabCursor for EventsCursor {
         // depends on the plan alone (a NULL bound is bound as the widest value: SQLite checks
         // every row against the constraints again), so a join's inner loop, filtering again and
         // again with one plan, rebinds one statement.
-        if matches!(b.key, Some((_, None))) || matches!(b.event_type, Some(None)) {
-            self.sealed.clear();
-            self.done = true;
-            return Ok(());
-        }
-        let has = |f: fn(&Arg) -> bool| {
-            idx_str.unwrap_or("").split(',').filter_map(|c| c.rsplit_once('@')).any(|(n, _)| Arg::parse(n).as_ref().is_some_and(f))
-        };
+        let has = |f: fn(&Arg) -> bool| b.given.iter().any(f);
         let mut values: Vec<rusqlite::types::Value> = vec![upto.into()];
         let mut conditions: Vec<&str> = Vec::new();
         if let Some((k, Some(v))) = &b.key {
@@ -784,12 +792,9 @@ impl Nested {
 /// positions the key lookup found, or the positions the seq and time bounds leave.
 fn plan(segments: &[Arc<Segment>], b: &Bounds) -> Result<Vec<Stretch>, crate::StoreError> {
     let mut plan = Vec::new();
-    if let Some((_, None)) = b.key {
-        return Ok(plan); // `= NULL` matches nothing
-    }
     for segment in segments {
         let info = segment.info();
-        if b.since.is_some_and(|s| info.first_seq < s) || b.upto.is_some_and(|u| info.last_seq > u) {
+        if info.first_seq < b.since || info.last_seq > b.upto {
             continue;
         }
         if b.seq_min.is_some_and(|m| info.last_seq < m) || b.seq_max.is_some_and(|m| info.first_seq > m) {

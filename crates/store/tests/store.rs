@@ -456,3 +456,18 @@ fn kept_state_is_written_with_derived_rows_and_read_back_by_prefix() {
     store.write_derived_blocking(causeway_store::DerivedWrite { meta: vec![("lag:group:a".into(), "3".into())], ..Default::default() }).unwrap();
     assert_eq!(store.meta_with_prefix("lag:group:a").unwrap(), [("lag:group:a".to_string(), "3".to_string())]);
 }
+
+/// An id compared with a number compares as text (the column's affinity), as over the table
+/// before `events` became a virtual table; `= NULL` matches nothing.
+#[test]
+fn an_id_given_as_a_number_is_compared_as_text() {
+    let (_dir, store) = store_with(vec![event("42", "7", None, 1)]);
+    for (query, rows) in [
+        ("SELECT event_id FROM events WHERE event_id = 42", 1),
+        ("SELECT event_id FROM event_lineage WHERE correlation_id = 7", 1),
+        ("SELECT event_id FROM events WHERE event_id = NULL", 0),
+        ("SELECT event_id FROM events WHERE event_id = x'3432'", 0),
+    ] {
+        assert_eq!(store.sql(query, SqlLimits::default()).unwrap().rows.len(), rows, "{query}");
+    }
+}
