@@ -15,6 +15,7 @@
 mod aggregate;
 mod dlq;
 mod error;
+mod hot;
 mod lineage;
 mod read;
 mod schema;
@@ -116,9 +117,16 @@ impl Store {
         sealed::register(&conn, segments.clone())?;
         schema::prepare_writer(&conn, settings.writer_cache_bytes)?;
         let segments_dir = dir.join(SEGMENTS_DIR);
+        let mut sealed_upto = 0;
         for segment in seal::open_segments(&conn, &segments_dir)? {
+            sealed_upto = segment.info().last_seq;
             segments.push(segment);
         }
+        let started = std::time::Instant::now();
+        let keys = hot::HotKeys::load(&conn, sealed_upto)?;
+        let (entries, bytes) = keys.size();
+        tracing::info!(entries, bytes, elapsed_ms = started.elapsed().as_millis() as u64, "indexed the unsealed events' lookup keys");
+        let _ = segments.keys.set(keys);
         let sealing = (settings.segment_events > 0).then(|| seal::SealerConfig {
             db_path: path.clone(),
             segments_dir,

@@ -24,6 +24,7 @@ use rusqlite::vtab::{
 };
 use rusqlite::{Connection, ffi};
 
+use crate::hot::HotKeys;
 use crate::segment::{Key, SealedRow, Segment};
 
 /// The segments of the sealed history, oldest first.
@@ -32,6 +33,9 @@ pub(crate) struct SegmentSet {
     segments: RwLock<Arc<Vec<Arc<Segment>>>>,
     /// The log's end as the writer last committed it: the planner's idea of the history's size.
     pub(crate) log_end: std::sync::atomic::AtomicI64,
+    /// The unsealed rows' lookup keys, where a writer keeps them (`hot.rs`). Without them (a
+    /// read-only connection beside another process's writer), lookups of unsealed rows scan.
+    pub(crate) keys: std::sync::OnceLock<crate::hot::HotKeys>,
 }
 
 impl SegmentSet {
@@ -320,6 +324,7 @@ unsafe impl<'vtab> VTab<'vtab> for EventsTab {
             envelopes: true,
             shape: None,
             event_type: None,
+            candidates: None,
         })
     }
 }
@@ -372,6 +377,8 @@ struct EventsCursor {
     shape: Option<(String, c_int)>,
     /// The event type the plan reads, if any: sealed rows of others are skipped.
     event_type: Option<String>,
+    /// For a key lookup: the unsealed seqs left to read, ascending (`hot.rs`).
+    candidates: Option<VecDeque<i64>>,
 }
 
 impl Drop for EventsCursor {
@@ -417,9 +424,18 @@ impl EventsCursor {
 
     /// After the sealed rows: steps the nested statement over `events_hot`.
     fn step_hot(&mut self) -> rusqlite::Result<()> {
-        let more = match &mut self.hot {
-            Some((_, stmt)) => stmt.step()?,
-            None => false,
+        let more = match (&mut self.hot, &mut self.candidates) {
+            (Some((_, stmt)), Some(candidates)) => loop {
+                // A candidate not in this snapshot, or whose hash only collided, has no row.
+                let Some(seq) = candidates.pop_front() else { break false };
+                stmt.reset();
+                stmt.bind(1, &seq.into())?;
+                if stmt.step()? {
+                    break true;
+                }
+            },
+            (Some((_, stmt)), None) => stmt.step()?,
+            (None, _) => false,
         };
         if !more {
             // Kept for the next filter with the same plan; done, it holds no read lock.
@@ -593,16 +609,22 @@ unsafe impl VTabCursor for EventsCursor {
             conditions.push("time <=");
             values.push(b.time_max.clone().unwrap_or_else(|| "\u{10FFFF}".into()).into());
         }
+        // A key lookup reads the rows its keys name (`hot.rs`), one by one, in seq order.
+        self.candidates = match (&b.key, self.set.keys.get()) {
+            (Some((k, Some(v))), Some(keys)) => Some(unsealed_candidates(&self.set, keys, *k, v, &b).map_err(|e| module_error(&e.to_string()))?),
+            _ => None,
+        };
         let same_shape = self.shape.as_ref().is_some_and(|(s, n)| Some(s.as_str()) == idx_str && *n == idx_num) && self.hot.is_some();
         if !same_shape {
             // seq always: it is the rowid.
             let columns: Vec<&str> =
                 HOT_COLUMN_NAMES.iter().enumerate().map(|(i, name)| if i == 0 || used & (1 << i) != 0 { *name } else { "NULL" }).collect();
-            let mut sql = format!("SELECT {} FROM events_hot WHERE seq > ?1", columns.join(", "));
+            let by_seq = if self.candidates.is_some() { "seq = ?1" } else { "seq > ?1" };
+            let mut sql = format!("SELECT {} FROM events_hot WHERE {by_seq}", columns.join(", "));
             for (i, c) in conditions.iter().enumerate() {
                 sql.push_str(&format!(" AND {c} ?{}", i + 2));
             }
-            if idx_num & ORDERED != 0 {
+            if idx_num & ORDERED != 0 && self.candidates.is_none() {
                 sql.push_str(" ORDER BY seq");
             }
             self.put_back_hot();
@@ -786,6 +808,33 @@ impl Nested {
         self.reset();
         Ok(found)
     }
+}
+
+/// The unsealed seqs within `b` that may carry `value` as their `key`, ascending: from the
+/// in-memory keys, and for rows sealed since this statement's snapshot (which it still reads from
+/// `events_hot`, but whose keys are gone) from their segments.
+fn unsealed_candidates(set: &SegmentSet, keys: &HotKeys, key: Key, value: &str, b: &Bounds) -> Result<VecDeque<i64>, crate::StoreError> {
+    let after = b.upto.max(b.seq_min.map_or(i64::MIN, |m| m.saturating_sub(1)));
+    let (floor, mut seqs) = keys.find(key, value, after);
+    if floor > after {
+        for segment in set.snapshot().iter() {
+            let info = segment.info();
+            if info.last_seq <= after || info.first_seq > floor {
+                continue;
+            }
+            for pos in segment.find(key, value)? {
+                let seq = segment.seq_at(pos)?;
+                if seq > after && seq <= floor {
+                    seqs.push(seq);
+                }
+            }
+        }
+        seqs.sort_unstable();
+    }
+    if let Some(max) = b.seq_max {
+        seqs.retain(|s| *s <= max);
+    }
+    Ok(seqs.into())
 }
 
 /// What a statement reads: for each segment within `since..=upto` and the seq bounds, the

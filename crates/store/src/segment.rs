@@ -101,7 +101,7 @@ pub enum Key {
 }
 
 impl Key {
-    const ALL: [Key; 4] = [Key::EventId, Key::CorrelationId, Key::CausationId, Key::Subject];
+    pub(crate) const ALL: [Key; 4] = [Key::EventId, Key::CorrelationId, Key::CausationId, Key::Subject];
 
     fn of(self, row: &SealedRow) -> Option<&str> {
         match self {

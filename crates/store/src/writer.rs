@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 
 use causeway_envelope::Event;
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use crate::StoreError;
 use crate::dlq::{DlqDone, DlqOp, DlqReport};
 use crate::sealed::SegmentSet;
-use crate::segment::Segment;
+use crate::segment::{Key, Segment};
 
 /// An accepted event to store. Its canonical JSON is rendered here, on the caller's thread, so the
 /// single writer thread only writes.
@@ -643,19 +643,20 @@ enum Done {
 fn commit(conn: &mut Connection, jobs: &[Job], stamp: DateTime<Utc>, next_seq: &mut i64, sealed: &mut Sealed) -> Result<Vec<Done>, StoreError> {
     let now = causeway_envelope::format_time(&stamp);
     let segments = sealed.set.snapshot();
+    let set = sealed.set.clone();
+    let keys = set.keys.get().expect("the unsealed events' keys are loaded before the writer starts");
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut results = Vec::with_capacity(jobs.len());
     {
-        // Only the identity conflict is ignored (never NOT NULL or other constraints); a
-        // redelivery then costs one indexed update. Cheaper than an upsert with RETURNING.
+        // An event's identity is looked up in the unsealed history's keys (`hot.rs`), which hold
+        // this commit's earlier events too: a redelivery costs one update by seq.
         let mut insert_event = tx.prepare_cached(
             r#"INSERT INTO events_hot (seq, event_id, source, event_type, correlation_id, causation_id, subject, time,
                                  topic, received_at, envelope, partition, "offset", message_time)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
-             ON CONFLICT (event_id, source) DO NOTHING"#,
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"#,
         )?;
-        let mut count_redelivery =
-            tx.prepare_cached("UPDATE events_hot SET redeliveries = redeliveries + 1 WHERE event_id = ?1 AND source = ?2 RETURNING seq")?;
+        let mut source_of = tx.prepare_cached("SELECT source FROM events_hot WHERE seq = ?1")?;
+        let mut count_redelivery = tx.prepare_cached("UPDATE events_hot SET redeliveries = redeliveries + 1 WHERE seq = ?1")?;
         let mut count_sealed_redelivery = tx.prepare_cached(
             "INSERT INTO sealed_redeliveries (seq, redeliveries) VALUES (?1, 1) ON CONFLICT (seq) DO UPDATE SET redeliveries = redeliveries + 1",
         )?;
@@ -711,7 +712,23 @@ fn commit(conn: &mut Connection, jobs: &[Job], stamp: DateTime<Utc>, next_seq: &
                     outcomes.push(EventOutcome::Duplicate);
                     continue;
                 }
-                let inserted = insert_event.execute(params![
+                let mut stored = None;
+                for candidate in keys.find(Key::EventId, &e.id, sealed.upto).1 {
+                    let source: Option<String> = source_of.query_row(params![candidate], |r| r.get(0)).optional()?;
+                    if source.as_deref() == Some(e.source.as_str()) {
+                        stored = Some(candidate);
+                        break;
+                    }
+                }
+                if let Some(event_seq) = stored {
+                    count_redelivery.execute(params![event_seq])?;
+                    log_redelivery.execute(params![seq, event_seq, now])?;
+                    outcomes.push(EventOutcome::Duplicate);
+                    continue;
+                }
+                // Before the commit: a reader whose snapshot holds the event finds it by its keys.
+                keys.add(seq, [Some(&e.id), e.correlation_id.as_deref(), e.causation_id.as_deref(), e.subject.as_deref()]);
+                insert_event.execute(params![
                     seq,
                     e.id,
                     e.source,
@@ -727,16 +744,10 @@ fn commit(conn: &mut Connection, jobs: &[Job], stamp: DateTime<Utc>, next_seq: &
                     new.origin.offset,
                     new.origin.message_time
                 ])?;
-                if inserted == 1 {
-                    for f in &new.findings {
-                        add_finding(f, Some(&e.id), e.correlation_id.as_ref())?;
-                    }
-                    outcomes.push(EventOutcome::Accepted);
-                } else {
-                    let event_seq: i64 = count_redelivery.query_row(params![e.id, e.source], |r| r.get(0))?;
-                    log_redelivery.execute(params![seq, event_seq, now])?;
-                    outcomes.push(EventOutcome::Duplicate);
+                for f in &new.findings {
+                    add_finding(f, Some(&e.id), e.correlation_id.as_ref())?;
                 }
+                outcomes.push(EventOutcome::Accepted);
             }
             let mut dlq_ids = Vec::with_capacity(rejections.len());
             for r in rejections {
@@ -754,6 +765,9 @@ fn commit(conn: &mut Connection, jobs: &[Job], stamp: DateTime<Utc>, next_seq: &
         }
     }
     tx.commit()?;
+    // The sealed rows are gone from events_hot now; readers of older snapshots find them in
+    // their segments.
+    keys.raise_floor(sealed.upto);
     Ok(results)
 }
 

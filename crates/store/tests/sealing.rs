@@ -278,3 +278,45 @@ fn a_version_7_store_migrates_and_answers_the_same() {
     }
     assert_eq!(store.event("e-00007-0").unwrap().unwrap().redeliveries, 1, "redeliveries counted before the migration are kept");
 }
+
+/// The unsealed history's lookup keys are in memory and forgotten once a seal commits. A read that
+/// began before that seal still reads those rows from `events_hot`, and still finds them by key:
+/// through their new segment, not a scan.
+#[test]
+fn a_read_that_began_before_a_seal_finds_its_rows_by_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), SEGMENT);
+    let events = all_events();
+    store.append_blocking(events[..1_000].to_vec(), vec![]).unwrap();
+    let by_key = [("correlation_id", "c-00042"), ("event_id", "e-00003-2"), ("causation_id", "e-00017-3"), ("subject", "order-5")];
+    let query = |conn: &rusqlite::Connection, column: &str, value: &str| -> Vec<i64> {
+        let mut s = conn.prepare(&format!("SELECT seq FROM events WHERE {column} = ?1 ORDER BY seq")).unwrap();
+        s.query_map([value], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    };
+    let before: Vec<Vec<i64>> = store.with_reader(|conn| Ok(by_key.iter().map(|(c, v)| query(conn, c, v)).collect())).unwrap();
+    assert!(before.iter().all(|seqs| !seqs.is_empty()), "{before:?}");
+    store
+        .with_reader(|conn| {
+            // A statement left on a row keeps the connection's read transaction, and its
+            // snapshot, open for the statements after it.
+            let mut holding = conn.prepare("SELECT seq FROM events_hot ORDER BY seq").unwrap();
+            let mut rows = holding.query([]).unwrap();
+            assert_eq!(rows.next().unwrap().unwrap().get::<_, i64>(0).unwrap(), 1);
+            // Meanwhile the first 1,000 are sealed and leave events_hot.
+            store.append_blocking(events[1_000..1_600].to_vec(), vec![]).unwrap();
+            wait_sealed(&store, 1_000);
+            assert_eq!(store.stats().unwrap().hot_events, 600);
+            // This snapshot still has them all in events_hot, and finds them by every key.
+            assert_eq!(conn.query_row("SELECT count(*) FROM events", [], |r| r.get::<_, i64>(0)).unwrap(), 1_000);
+            let during: Vec<Vec<i64>> = by_key.iter().map(|(c, v)| query(conn, c, v)).collect();
+            assert_eq!(during, before);
+            drop(rows);
+            Ok(())
+        })
+        .unwrap();
+    // A new read finds them in the segment, and the newer events by their keys in memory.
+    let after: Vec<Vec<i64>> = store.with_reader(|conn| Ok(by_key.iter().map(|(c, v)| query(conn, c, v)).collect())).unwrap();
+    assert_eq!(after.iter().map(|s| s.iter().filter(|q| **q <= 1_000).count()).collect::<Vec<_>>(), before.iter().map(Vec::len).collect::<Vec<_>>());
+    let newer = store.correlation("c-00150", 100).unwrap();
+    assert_eq!(newer.len(), PER_CORRELATION, "an unsealed correlation is found whole");
+}

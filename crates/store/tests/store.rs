@@ -81,41 +81,41 @@ fn descendants_of_a_causation_cycle_are_each_listed_once() {
 
 /// Each lookup reaches both halves of the history by an index: `events` is handed the lookup (its
 /// plan names it), reads the sealed rows through the segments' indexes, and the unsealed ones with
-/// a nested statement on `events_hot` that SQLite answers from the matching index.
+/// a nested statement on `events_hot` that SQLite answers from the matching index: for an id, the
+/// rowid of each seq the in-memory keys name.
 #[test]
 fn lookups_use_indexes_not_scans() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     for (query, handed, nested, index) in [
-        ("SELECT * FROM events WHERE event_id = 'x'", "event_id@", "event_id = 'x'", "events_identity"),
+        ("SELECT * FROM events WHERE event_id = 'x'", "event_id@", "seq = 1 AND event_id = 'x'", "INTEGER PRIMARY KEY (rowid=?)"),
         (
             "SELECT event_id, event_type, source_service, timestamp, causation_id FROM event_lineage WHERE correlation_id = 'c' ORDER BY timestamp",
             "correlation_id@",
-            "correlation_id = 'c'",
-            "events_correlation",
+            "seq = 1 AND correlation_id = 'c'",
+            "INTEGER PRIMARY KEY (rowid=?)",
         ),
-        ("SELECT * FROM events WHERE causation_id = 'x'", "causation_id@", "causation_id = 'x'", "events_causation"),
-        ("SELECT * FROM event_lineage WHERE aggregate_id = 'x'", "subject@", "subject = 'x'", "events_subject"),
+        ("SELECT * FROM events WHERE causation_id = 'x'", "causation_id@", "seq = 1 AND causation_id = 'x'", "INTEGER PRIMARY KEY (rowid=?)"),
+        ("SELECT * FROM event_lineage WHERE aggregate_id = 'x'", "subject@", "seq = 1 AND subject = 'x'", "INTEGER PRIMARY KEY (rowid=?)"),
         (
             "SELECT * FROM event_lineage WHERE event_type = 'T' AND timestamp > '2026'",
             "event_type@",
-            "event_type = 'T' AND time >= '2026'",
+            "seq > 0 AND event_type = 'T' AND time >= '2026'",
             "events_type_time",
         ),
         (
             "SELECT * FROM event_lineage WHERE timestamp BETWEEN '2026-11-01' AND '2026-11-02'",
             "time<=",
-            "time >= '2026-11-01' AND time <= '2026-11-02'",
+            "seq > 0 AND time >= '2026-11-01' AND time <= '2026-11-02'",
             "events_time",
         ),
-        ("SELECT * FROM events WHERE seq > 10 ORDER BY seq LIMIT 5", "seq>@", "seq >= 11", "INTEGER PRIMARY KEY"),
+        ("SELECT * FROM events WHERE seq > 10 ORDER BY seq LIMIT 5", "seq>@", "seq > 0 AND seq >= 11", "INTEGER PRIMARY KEY"),
     ] {
         let plan = store.sql(&format!("EXPLAIN QUERY PLAN {query}"), SqlLimits::default()).unwrap();
         let text = format!("{:?}", plan.rows);
         assert!(text.contains("VIRTUAL TABLE") && text.contains(handed), "{query}: {text}");
         assert!(!text.contains("TEMP B-TREE FOR ORDER BY") || query.contains("ORDER BY timestamp"), "{query}: {text}");
-        let hot =
-            store.sql(&format!("EXPLAIN QUERY PLAN SELECT * FROM events_hot WHERE seq > 0 AND {nested} ORDER BY seq"), SqlLimits::default()).unwrap();
+        let hot = store.sql(&format!("EXPLAIN QUERY PLAN SELECT * FROM events_hot WHERE {nested} ORDER BY seq"), SqlLimits::default()).unwrap();
         let hot = format!("{:?}", hot.rows);
         assert!(hot.contains(index) && !hot.contains("SCAN events_hot"), "{query}: the unsealed rows are read with {hot}");
     }
@@ -389,13 +389,14 @@ fn dropping_the_last_handle_closes_the_store_before_returning() {
 /// Regression: the demo's store reached 156 MB, 100 MB of it write-ahead log, because SQLite's own
 /// checkpoints never wait for readers: with reads always in flight the log never started again
 /// from its beginning and grew with every commit. Under continuous appends and three readers that
-/// never pause, the `-wal` file stays under the bound docs/operations.md states: the 64 MiB
-/// checkpoint interval plus 32 MiB for the commit that crosses it and tries readers hold up.
+/// never pause, the `-wal` file stays under the bound docs/operations.md states: twice the 64 MiB
+/// checkpoint interval, for the commit that crosses it and the tries readers hold up (each costs
+/// 100 ms of commits, about 14 MiB at this test's rate).
 #[test]
 fn the_wal_stays_bounded_under_appends_and_concurrent_readers() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-    const BOUND: u64 = 96 * 1024 * 1024;
+    const BOUND: u64 = 128 * 1024 * 1024;
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let wal = dir.path().join("causeway.db-wal");
@@ -436,7 +437,7 @@ fn the_wal_stays_bounded_under_appends_and_concurrent_readers() {
     assert!(reads > 1_000, "the readers read throughout: {reads}");
     let database = std::fs::metadata(store.path()).unwrap().len();
     assert!(largest <= BOUND, "the WAL reached {:.1} MiB (database {:.1} MiB)", largest as f64 / 1048576.0, database as f64 / 1048576.0);
-    assert!(database > 16 * 1024 * 1024, "checkpoints copied the log into the database: {database} bytes");
+    assert!(database > 8 * 1024 * 1024, "checkpoints copied the log into the database: {database} bytes");
 }
 
 #[test]
