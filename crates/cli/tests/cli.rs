@@ -78,7 +78,7 @@ fn sigkill_during_ingest_loses_no_acknowledged_event() {
         // however fast ingest runs beside the sealer.
         let target = 1000 + 600 * round;
         let mut seen = 0;
-        while seen < target || (round > 0 && sealed_segments(&server.url) < round as usize + 1) {
+        while seen < target || (round > 0 && sealed_segments(&server.url) < round + 1) {
             seen += rx.recv().expect("producers run until the kill");
             assert!(seen < 200_000, "round {round}: {} segments sealed after {seen} events", sealed_segments(&server.url));
         }
