@@ -36,6 +36,9 @@ pub(crate) struct SegmentSet {
     /// The unsealed rows' lookup keys, where a writer keeps them (`hot.rs`). Without them (a
     /// read-only connection beside another process's writer), lookups of unsealed rows scan.
     pub(crate) keys: std::sync::OnceLock<crate::hot::HotKeys>,
+    /// Virtual machine steps the nested statements over `events_hot` took: what tests read to
+    /// tell a lookup from a scan.
+    pub(crate) nested_steps: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl SegmentSet {
@@ -398,7 +401,7 @@ impl EventsCursor {
             let pooled = self.pool.borrow_mut().get_mut(sql).and_then(Vec::pop);
             let stmt = match pooled {
                 Some(s) => s,
-                None => Nested::prepare(self.db, sql)?,
+                None => Nested::prepare(self.db, sql, self.set.nested_steps.clone())?,
             };
             self.statements.insert(sql.to_string(), stmt);
         }
@@ -578,7 +581,10 @@ unsafe impl VTabCursor for EventsCursor {
         // every row against the constraints again), so a join's inner loop, filtering again and
         // again with one plan, rebinds one statement.
         let has = |f: fn(&Arg) -> bool| b.given.iter().any(f);
-        let mut values: Vec<rusqlite::types::Value> = vec![upto.into()];
+        // One lower bound on seq: SQLite's range scan starts at one of them, whichever it likes,
+        // and from the log's unsealed start that read a whole table to reach one row.
+        let after = b.seq_min.map_or(upto, |m| upto.max(m.saturating_sub(1)));
+        let mut values: Vec<rusqlite::types::Value> = vec![after.into()];
         let mut conditions: Vec<&str> = Vec::new();
         if let Some((k, Some(v))) = &b.key {
             conditions.push(match k {
@@ -592,10 +598,6 @@ unsafe impl VTabCursor for EventsCursor {
         if let Some(Some(t)) = &b.event_type {
             conditions.push("event_type =");
             values.push(t.clone().into());
-        }
-        if has(|a| matches!(a, Arg::SeqEq | Arg::SeqMin { .. })) {
-            conditions.push("seq >=");
-            values.push(b.seq_min.unwrap_or(i64::MIN).into());
         }
         if has(|a| matches!(a, Arg::SeqEq | Arg::SeqMax { .. })) {
             conditions.push("seq <=");
@@ -709,6 +711,8 @@ unsafe impl VTabCursor for EventsCursor {
 struct Nested {
     stmt: *mut ffi::sqlite3_stmt,
     db: *mut ffi::sqlite3,
+    /// Where each run's virtual machine steps are added up (`SegmentSet::nested_steps`).
+    steps: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Drop for Nested {
@@ -719,12 +723,12 @@ impl Drop for Nested {
 }
 
 impl Nested {
-    fn prepare(db: *mut ffi::sqlite3, sql: &str) -> rusqlite::Result<Nested> {
+    fn prepare(db: *mut ffi::sqlite3, sql: &str, steps: Arc<std::sync::atomic::AtomicU64>) -> rusqlite::Result<Nested> {
         let text = std::ffi::CString::new(sql).map_err(|_| module_error("SQL with a NUL"))?;
         let mut stmt = std::ptr::null_mut();
         // SAFETY: `db` is the open connection this table belongs to; `text` outlives the call.
         let rc = unsafe { ffi::sqlite3_prepare_v2(db, text.as_ptr(), -1, &mut stmt, std::ptr::null_mut()) };
-        let nested = Nested { stmt, db };
+        let nested = Nested { stmt, db, steps };
         nested.check(rc)?;
         Ok(nested)
     }
@@ -740,7 +744,11 @@ impl Nested {
 
     fn reset(&self) {
         // SAFETY: a prepared statement of an open connection.
-        unsafe { ffi::sqlite3_reset(self.stmt) };
+        let steps = unsafe {
+            ffi::sqlite3_reset(self.stmt);
+            ffi::sqlite3_stmt_status(self.stmt, ffi::SQLITE_STMTSTATUS_VM_STEP, 1)
+        };
+        self.steps.fetch_add(steps.max(0) as u64, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn bind(&self, i: usize, v: &rusqlite::types::Value) -> rusqlite::Result<()> {

@@ -53,6 +53,13 @@ pub struct StoreStats {
 
 impl Store {
     /// What the store holds: counts, bytes raw and on disk, the segments, the oldest event.
+    /// Virtual machine steps SQLite took in the statements `events` nests over the unsealed
+    /// rows, since the store opened: for tests that tell a lookup from a scan.
+    #[doc(hidden)]
+    pub fn nested_steps(&self) -> u64 {
+        self.inner.segments.nested_steps.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn stats(&self) -> Result<StoreStats, StoreError> {
         let counts = self.counts()?;
         let (segments, hot_events, hot_raw, hot_oldest, hot_oldest_received) = self.with_reader(|c| {

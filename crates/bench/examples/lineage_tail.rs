@@ -1,0 +1,64 @@
+//! The slowest lineage reads of a store, for profiling a p99 tail: ingests N generated events
+//! in-process (sealing at SEGMENT events, 0 = off), then times `descendants`, `root` and
+//! `correlation` for a sample of ids and prints the slowest, each asked again to tell a slow id
+//! from a slow moment (`cargo run --release -p causeway-bench --example lineage_tail -- N SEGMENT`).
+
+use std::time::{Duration, Instant};
+
+use causeway_bench::data::Dataset;
+use causeway_envelope::{ParseOptions, parse_body};
+use causeway_store::{NewEvent, Store, StoreSettings};
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let n: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(300_000);
+    let segment_events: u64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(100_000);
+    let dir = tempfile::tempdir()?;
+    let store = Store::open_with(dir.path(), &StoreSettings { segment_events, ..StoreSettings::default() })?;
+    let data = Dataset::generate(n, 42);
+    let options = ParseOptions::default();
+    for body in data.ndjson_batches(1000) {
+        let events: Vec<NewEvent> =
+            parse_body(Some("application/x-ndjson"), &[], &body, &options)?.into_iter().map(|i| NewEvent::new(i.result.unwrap())).collect();
+        store.append_blocking(events, vec![])?;
+    }
+    if segment_events > 0 {
+        let want = (n as i64 - segment_events as i64 / 2) / segment_events as i64 * segment_events as i64;
+        while store.stats()?.sealed_upto < want {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    println!("{n} events, {} sealed", store.stats()?.sealed_events);
+    let picks = data.sample_indexes(3000, 9);
+    type Read = fn(&Store, &causeway_bench::data::GenEvent) -> anyhow::Result<usize>;
+    let reads: [(&str, Read); 3] = [
+        ("descendants", |s, e| Ok(s.descendants(&e.id, 10_001)?.map_or(0, |v| v.len()))),
+        ("root", |s, e| Ok(s.root(&e.id)?.map_or(0, |(_, hops)| hops))),
+        ("correlation", |s, e| Ok(s.correlation(&e.correlation_id, 10_001)?.len())),
+    ];
+    for (name, read) in reads {
+        let mut times: Vec<(Duration, usize, usize)> = Vec::new();
+        for &i in &picks {
+            let t = Instant::now();
+            let rows = read(&store, &data.events[i])?;
+            times.push((t.elapsed(), rows, i));
+        }
+        times.sort();
+        let at = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)].0.as_secs_f64() * 1e3;
+        println!("{name}: p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms", at(0.5), at(0.99), at(1.0));
+        for (took, rows, i) in times.iter().rev().take(5) {
+            let again = Instant::now();
+            read(&store, &data.events[*i])?;
+            let e = &data.events[*i];
+            println!(
+                "  {:.3} ms ({rows} rows; again {:.3} ms) {} {} caused by {:?}",
+                took.as_secs_f64() * 1e3,
+                again.elapsed().as_secs_f64() * 1e3,
+                e.event_type,
+                e.id,
+                e.causation_id
+            );
+        }
+    }
+    Ok(())
+}
