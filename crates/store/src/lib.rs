@@ -18,6 +18,8 @@ mod error;
 mod hot;
 mod lineage;
 mod read;
+mod retention;
+pub use retention::{OpenJourneys, Retention};
 mod schema;
 #[doc(hidden)]
 pub use schema::create_at_version;
@@ -28,7 +30,7 @@ pub use seal::SEGMENTS_DIR;
 pub use segment::{Key, SealedRow, Segment, SegmentInfo, key_hash, write_segment};
 mod sql;
 mod stats;
-pub use stats::{SegmentStats, StoreStats};
+pub use stats::{NextRemoval, SegmentStats, StoreStats};
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -61,6 +63,8 @@ pub struct StoreSettings {
     /// Log positions per sealed segment; the newest half as many again always stay unsealed.
     /// `0` turns sealing off (the history stays in `events_hot`).
     pub segment_events: u64,
+    /// What retention removes (`retention.rs`); it removes sealed segments only.
+    pub retention: Retention,
 }
 
 /// [`StoreSettings::segment_events`] unless configured: off. Sealed history answers every query
@@ -77,7 +81,7 @@ pub const DEFAULT_WRITER_CACHE_BYTES: u64 = 256 * 1024 * 1024;
 
 impl Default for StoreSettings {
     fn default() -> Self {
-        StoreSettings { writer_cache_bytes: DEFAULT_WRITER_CACHE_BYTES, segment_events: DEFAULT_SEGMENT_EVENTS }
+        StoreSettings { writer_cache_bytes: DEFAULT_WRITER_CACHE_BYTES, segment_events: DEFAULT_SEGMENT_EVENTS, retention: Retention::default() }
     }
 }
 
@@ -100,6 +104,9 @@ struct Inner {
     segments: Arc<sealed::SegmentSet>,
     /// [`StoreSettings::segment_events`].
     segment_events: u64,
+    retention: Retention,
+    /// Asked by retention which journeys are open ([`Store::set_open_journeys`]).
+    open_journeys: Arc<Mutex<Option<OpenJourneys>>>,
 }
 
 impl Store {
@@ -117,21 +124,23 @@ impl Store {
         sealed::register(&conn, segments.clone())?;
         schema::prepare_writer(&conn, settings.writer_cache_bytes)?;
         let segments_dir = dir.join(SEGMENTS_DIR);
-        let mut sealed_upto = 0;
         for segment in seal::open_segments(&conn, &segments_dir)? {
-            sealed_upto = segment.info().last_seq;
             segments.push(segment);
         }
+        let sealed_upto = seal::sealed_upto(&conn)?;
         let started = std::time::Instant::now();
         let keys = hot::HotKeys::load(&conn, sealed_upto)?;
         let (entries, bytes) = keys.size();
         tracing::info!(entries, bytes, elapsed_ms = started.elapsed().as_millis() as u64, "indexed the unsealed events' lookup keys");
         let _ = segments.keys.set(keys);
+        let open_journeys: Arc<Mutex<Option<OpenJourneys>>> = Arc::default();
         let sealing = (settings.segment_events > 0).then(|| seal::SealerConfig {
             db_path: path.clone(),
             segments_dir,
             segment_events: settings.segment_events as i64,
             keep_hot: (settings.segment_events / 2) as i64,
+            retention: settings.retention,
+            open_journeys: open_journeys.clone(),
         });
         let writer = writer::WriterHandle::spawn(conn, segments.clone(), sealing)?;
         Ok(Store {
@@ -142,8 +151,17 @@ impl Store {
                 sql: sql::SqlPool::default(),
                 segments,
                 segment_events: settings.segment_events,
+                retention: settings.retention,
+                open_journeys,
             }),
         })
+    }
+
+    /// How retention learns which journeys are still open (their events are kept): the journey
+    /// engine registers this when it starts. Without it, only pending dead letters' events are
+    /// kept.
+    pub fn set_open_journeys(&self, open: OpenJourneys) {
+        *self.inner.open_journeys.lock().expect("open journeys") = Some(open);
     }
 
     /// `Err` once a failed commit poisoned the store.

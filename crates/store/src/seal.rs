@@ -33,7 +33,7 @@ pub(crate) fn segment_file(first: i64, last: i64) -> String {
 const FAULT_SEAL_STALL_ENV: &str = "CAUSEWAY_FAULT_SEAL_STALL_MS";
 
 /// How sealing runs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct SealerConfig {
     pub db_path: PathBuf,
     pub segments_dir: PathBuf,
@@ -41,7 +41,14 @@ pub(crate) struct SealerConfig {
     pub segment_events: i64,
     /// Newest log positions never sealed.
     pub keep_hot: i64,
+    /// What retention removes, after each seal and every [`RETENTION_INTERVAL`].
+    pub retention: crate::Retention,
+    /// Asked which journeys are open before a removal (set by the server's journey engine).
+    pub open_journeys: Arc<Mutex<Option<crate::OpenJourneys>>>,
 }
+
+/// How often the sealer looks for history to remove when nothing wakes it.
+const RETENTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Wakes the sealer, or stops it.
 #[derive(Default)]
@@ -61,11 +68,21 @@ impl Signal {
         self.ready.notify_one();
     }
 
-    /// Waits to be woken; `false` once stopping.
-    fn wait(&self) -> bool {
+    /// Waits to be woken, or for `timeout`; `false` once stopping.
+    fn wait(&self, timeout: Option<std::time::Duration>) -> bool {
         let mut state = self.state.lock().expect("seal signal");
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
         while !state.0 && !state.1 {
-            state = self.ready.wait(state).expect("seal signal");
+            match deadline {
+                Some(d) => {
+                    let left = d.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    state = self.ready.wait_timeout(state, left).expect("seal signal").0;
+                }
+                None => state = self.ready.wait(state).expect("seal signal"),
+            }
         }
         state.0 = false;
         !state.1
@@ -99,7 +116,8 @@ pub(crate) fn spawn(
                     ms = stall.as_millis() as u64
                 );
             }
-            while signal.wait() {
+            let retention = config.retention.is_on();
+            while signal.wait(retention.then_some(RETENTION_INTERVAL)) {
                 loop {
                     match seal_one(&conn, &config, &set, &queue, stall) {
                         Ok(true) if !signal.stopping() => continue,
@@ -107,6 +125,18 @@ pub(crate) fn spawn(
                         Err(e) => {
                             // The rows stay in events_hot, readable and safe; the next wake tries again.
                             tracing::error!(message = "sealing failed; the events stay unsealed", error = %e);
+                            break;
+                        }
+                    }
+                }
+                while retention && !signal.stopping() {
+                    let open = config.open_journeys.lock().expect("open journeys").clone();
+                    match crate::retention::retire_due(&conn, &config.db_path, &config.segments_dir, &set, &queue, &config.retention, open.as_ref()) {
+                        Ok(true) => continue,
+                        Ok(false) => break,
+                        Err(e) => {
+                            // The segments stay, readable and safe; the next wake tries again.
+                            tracing::error!(message = "retention failed; the history stays", error = %e);
                             break;
                         }
                     }
@@ -186,6 +216,12 @@ fn read_run(conn: &Connection, upto: i64, limit: i64) -> Result<Vec<SealedRow>, 
         })
     })?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// The last seq the sealed history covers (0 when nothing is sealed), as the `segments` table
+/// registers it: a retention's kept segment covers more seqs than it holds.
+pub(crate) fn sealed_upto(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT coalesce(max(last_seq), 0) FROM segments", [], |r| r.get(0))
 }
 
 /// Opens the segments the `segments` table names, oldest first, and deletes the files it does not

@@ -47,6 +47,13 @@ impl SegmentSet {
         self.segments.read().expect("segment set").clone()
     }
 
+    /// Replaces the `n` oldest segments by `replacement` (retention), or removes them.
+    pub(crate) fn replace_oldest(&self, n: usize, replacement: Option<Arc<Segment>>) {
+        let mut guard = self.segments.write().expect("segment set");
+        let next: Vec<Arc<Segment>> = replacement.into_iter().chain(guard.iter().skip(n).cloned()).collect();
+        *guard = Arc::new(next);
+    }
+
     /// Adds a segment after the last one.
     pub(crate) fn push(&self, segment: Arc<Segment>) {
         let mut guard = self.segments.write().expect("segment set");

@@ -49,10 +49,30 @@ pub struct StoreStats {
     pub oldest_received_at: Option<String>,
     /// Log positions per segment (0: sealing off).
     pub segment_events: u64,
+    /// `[store] retention`, in seconds, when set.
+    pub retention_seconds: Option<u64>,
+    /// `[store] max_disk`, in bytes, when set.
+    pub max_disk_bytes: Option<u64>,
+    /// The segment retention removes next, when retention is on and a segment exists.
+    pub next_removal: Option<NextRemoval>,
+}
+
+/// The oldest segment, and when retention removes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NextRemoval {
+    pub file: String,
+    pub first_seq: i64,
+    pub last_seq: i64,
+    pub events: i64,
+    pub file_bytes: i64,
+    /// When it is older than the retention (RFC 3339); `None` without `retention`.
+    pub expires_at: Option<String>,
+    /// `max_disk` when the data directory is over it (the segment goes at the next pass), else
+    /// `retention`.
+    pub reason: &'static str,
 }
 
 impl Store {
-    /// What the store holds: counts, bytes raw and on disk, the segments, the oldest event.
     /// Virtual machine steps SQLite took in the statements `events` nests over the unsealed
     /// rows, since the store opened: for tests that tell a lookup from a scan.
     #[doc(hidden)]
@@ -60,6 +80,8 @@ impl Store {
         self.inner.segments.nested_steps.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// What the store holds: counts, bytes raw and on disk, the segments, the oldest event, and
+    /// what retention removes next.
     pub fn stats(&self) -> Result<StoreStats, StoreError> {
         let counts = self.counts()?;
         let (segments, hot_events, hot_raw, hot_oldest, hot_oldest_received) = self.with_reader(|c| {
@@ -104,6 +126,35 @@ impl Store {
             oldest_time,
             oldest_received_at,
             segment_events: self.inner.segment_events,
+            retention_seconds: self.inner.retention.age.map(|a| a.as_secs()),
+            max_disk_bytes: self.inner.retention.max_disk_bytes,
+            next_removal: self.next_removal(disk_bytes),
+        })
+    }
+}
+
+impl Store {
+    fn next_removal(&self, disk_bytes: u64) -> Option<NextRemoval> {
+        let retention = &self.inner.retention;
+        if !retention.is_on() {
+            return None;
+        }
+        let segments = self.inner.segments.snapshot();
+        let oldest = segments.first()?;
+        let info = oldest.info();
+        let expires_at = retention.age.and_then(|age| crate::retention::expires_at(oldest, age)).map(|t| causeway_envelope::format_time(&t));
+        let over = retention.max_disk_bytes.is_some_and(|max| disk_bytes > max);
+        if !over && expires_at.is_none() {
+            return None;
+        }
+        Some(NextRemoval {
+            file: oldest.path().file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
+            first_seq: info.first_seq,
+            last_seq: info.last_seq,
+            events: info.rows as i64,
+            file_bytes: info.file_bytes as i64,
+            expires_at,
+            reason: if over { "max_disk" } else { "retention" },
         })
     }
 }

@@ -166,6 +166,14 @@ pub(crate) enum Job {
         file: String,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+    /// Removes the oldest segments (`retention.rs`), the events still needed (`kept`, by seq) in
+    /// `replacement`.
+    Retire {
+        removed: Vec<Arc<Segment>>,
+        replacement: Option<(Arc<Segment>, String)>,
+        kept: Vec<i64>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
 }
 
 impl Job {
@@ -173,7 +181,7 @@ impl Job {
         match self {
             Job::Append { events, rejections, .. } => events.len() + rejections.len(),
             Job::Derived { write, .. } => write.memberships.len() + write.findings.len() + write.meta.len(),
-            Job::Dlq { .. } | Job::Seal { .. } => 1,
+            Job::Dlq { .. } | Job::Seal { .. } | Job::Retire { .. } => 1,
         }
     }
 
@@ -183,7 +191,7 @@ impl Job {
             Job::Append { reply, .. } => drop(reply.send(Err(err()))),
             Job::Derived { reply, .. } => drop(reply.send(Err(err()))),
             Job::Dlq { reply, .. } => drop(reply.send(Err(err()))),
-            Job::Seal { reply, .. } => drop(reply.send(Err(err()))),
+            Job::Seal { reply, .. } | Job::Retire { reply, .. } => drop(reply.send(Err(err()))),
         }
     }
 }
@@ -359,6 +367,7 @@ impl WriterHandle {
         let wal_frames = Arc::new(AtomicI64::new(0));
         let frames = wal_frames.clone();
         let mut conn = conn;
+        let sealed_upto = crate::seal::sealed_upto(&conn)?;
         conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, pages: std::ffi::c_int| {
             frames.store(i64::from(pages), Ordering::Relaxed);
             Ok(())
@@ -376,7 +385,7 @@ impl WriterHandle {
             checkpoint_frames: (WAL_CHECKPOINT_BYTES as i64 / page_size.max(512)).max(1),
             next_checkpoint: Instant::now(),
             fault_commit_delay: fault_commit_delay(),
-            sealed: Sealed { upto: set.snapshot().last().map_or(0, |s| s.info().last_seq), set: set.clone() },
+            sealed: Sealed { upto: sealed_upto, set: set.clone() },
             sealer: None,
         };
         if let Some(delay) = writer.fault_commit_delay {
@@ -556,7 +565,9 @@ impl Writer {
                                 }
                                 replies.push(Reply::Append(reply, r));
                             }
-                            (Job::Derived { reply, .. } | Job::Seal { reply, .. }, _) => replies.push(Reply::Written(reply)),
+                            (Job::Derived { reply, .. } | Job::Seal { reply, .. } | Job::Retire { reply, .. }, _) => {
+                                replies.push(Reply::Written(reply))
+                            }
                             (Job::Dlq { reply, .. }, Done::Dlq(d)) => replies.push(Reply::Dlq(reply, d)),
                             (job, _) => job.fail(&StoreError::WriterGone),
                         }
@@ -697,6 +708,11 @@ fn commit(conn: &mut Connection, jobs: &[Job], stamp: DateTime<Utc>, next_seq: &
                     results.push(Done::Written);
                     continue;
                 }
+                Job::Retire { removed, replacement, kept, .. } => {
+                    retire_segments(&tx, removed, replacement.as_ref(), kept, &now, sealed)?;
+                    results.push(Done::Written);
+                    continue;
+                }
             };
             let mut outcomes = Vec::with_capacity(events.len());
             for new in events {
@@ -790,13 +806,30 @@ fn register_segment(tx: &rusqlite::Transaction<'_>, segment: &Arc<Segment>, file
             reason: format!("it starts at seq {} but the history is sealed up to {}", info.first_seq, sealed.upto),
         });
     }
+    insert_segment_row(tx, segment, (info.first_seq, info.last_seq), file, now)?;
+    tx.execute(
+        "INSERT INTO sealed_redeliveries (seq, redeliveries)
+         SELECT seq, redeliveries FROM events_hot WHERE seq BETWEEN ?1 AND ?2 AND redeliveries > 0
+         ON CONFLICT (seq) DO UPDATE SET redeliveries = excluded.redeliveries",
+        params![info.first_seq, info.last_seq],
+    )?;
+    tx.execute("DELETE FROM events_hot WHERE seq <= ?1", params![info.last_seq])?;
+    sealed.set.push(segment.clone());
+    sealed.upto = info.last_seq;
+    Ok(())
+}
+
+/// The `segments` row of `segment`, covering the seqs `first..=last` (a retention's kept segment
+/// covers the whole run it replaced, whatever seqs it holds).
+fn insert_segment_row(tx: &rusqlite::Transaction<'_>, segment: &Segment, (first, last): (i64, i64), file: &str, now: &str) -> Result<(), StoreError> {
+    let info = segment.info();
     tx.execute(
         "INSERT INTO segments (first_seq, last_seq, file, events, min_time, max_time, min_received_at, max_received_at,
                                raw_bytes, file_bytes, sealed_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         params![
-            info.first_seq,
-            info.last_seq,
+            first,
+            last,
             file,
             info.rows as i64,
             info.min_time,
@@ -808,15 +841,36 @@ fn register_segment(tx: &rusqlite::Transaction<'_>, segment: &Arc<Segment>, file
             now
         ],
     )?;
-    tx.execute(
-        "INSERT INTO sealed_redeliveries (seq, redeliveries)
-         SELECT seq, redeliveries FROM events_hot WHERE seq BETWEEN ?1 AND ?2 AND redeliveries > 0
-         ON CONFLICT (seq) DO UPDATE SET redeliveries = excluded.redeliveries",
-        params![info.first_seq, info.last_seq],
-    )?;
-    tx.execute("DELETE FROM events_hot WHERE seq <= ?1", params![info.last_seq])?;
-    sealed.set.push(segment.clone());
-    sealed.upto = info.last_seq;
+    Ok(())
+}
+
+/// Removes the oldest segments `removed` (`retention.rs`) in the commit's transaction: their
+/// `segments` rows, and the rows beside them of every event not in `kept`; registers
+/// `replacement`, which holds the kept ones. The shared set swaps them before the commit, so a
+/// reader never sees both (one whose snapshot predates the commit already misses the removed
+/// events; should the commit fail, the store is poisoned and the set no longer matters).
+fn retire_segments(
+    tx: &rusqlite::Transaction<'_>,
+    removed: &[Arc<Segment>],
+    replacement: Option<&(Arc<Segment>, String)>,
+    kept: &[i64],
+    now: &str,
+    sealed: &mut Sealed,
+) -> Result<(), StoreError> {
+    let (Some(first), Some(last)) = (removed.first(), removed.last()) else { return Ok(()) };
+    let (first, last) = (first.info().first_seq, last.info().last_seq);
+    tx.execute("DELETE FROM segments WHERE first_seq BETWEEN ?1 AND ?2", params![first, last])?;
+    if let Some((segment, file)) = replacement {
+        insert_segment_row(tx, segment, (first, last), file, now)?;
+    }
+    let kept = serde_json::to_string(kept).expect("integers serialize");
+    for (table, column) in [("sealed_redeliveries", "seq"), ("event_journeys", "seq"), ("redeliveries", "event_seq")] {
+        tx.execute(
+            &format!("DELETE FROM {table} WHERE {column} BETWEEN ?1 AND ?2 AND {column} NOT IN (SELECT value FROM json_each(?3))"),
+            params![first, last, kept],
+        )?;
+    }
+    sealed.set.replace_oldest(removed.len(), replacement.map(|(s, _)| s.clone()));
     Ok(())
 }
 

@@ -1,0 +1,126 @@
+//! Retention: the oldest sealed segments go whole, the events still needed stay (those of pending
+//! dead letters and of open journeys), the files leave the disk, and every view answers from what
+//! is kept, across a restart.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use causeway_envelope::{ParseOptions, parse_body};
+use causeway_store::{DerivedWrite, DlqReport, EventOutcome, NewEvent, Retention, SqlLimits, Store, StoreSettings};
+use serde_json::json;
+
+const SEGMENT: u64 = 1_000;
+
+fn event(n: usize) -> NewEvent {
+    let v = json!({"specversion": "1.0", "id": format!("e-{n:05}"), "source": "svc", "type": format!("Step{}", n % 4),
+                   "time": format!("2026-11-23T08:{:02}:{:02}Z", (n / 60) % 60, n % 60),
+                   "correlationid": format!("c-{:04}", n / 4), "causationid": (!n.is_multiple_of(4)).then(|| format!("e-{:05}", n - 1)),
+                   "subject": format!("order-{}", n / 4), "data": {"n": n}});
+    let items = parse_body(Some("application/json"), &[], v.to_string().as_bytes(), &ParseOptions::default()).unwrap();
+    NewEvent::new(items.into_iter().next().unwrap().result.unwrap())
+}
+
+fn open(dir: &std::path::Path) -> Store {
+    // A disk bound nothing fits under: every sealed segment is due as soon as it is sealed.
+    let retention = Retention { age: None, max_disk_bytes: Some(1) };
+    Store::open_with(dir, &StoreSettings { segment_events: SEGMENT, retention, ..StoreSettings::default() }).unwrap()
+}
+
+fn count(store: &Store, query: &str) -> i64 {
+    store.sql(query, SqlLimits::default()).unwrap().rows[0][0].as_i64().unwrap()
+}
+
+/// Waits until retention has removed every segment but the one holding the kept events, with
+/// `sealed_upto` at least `upto`.
+fn wait_retired(store: &Store, upto: i64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let stats = store.stats().unwrap();
+        if stats.sealed_upto >= upto && stats.segments.len() == 1 && stats.segments[0].file.contains(".kept-") {
+            return;
+        }
+        assert!(Instant::now() < deadline, "retention did not catch up: {stats:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retention_removes_whole_segments_and_keeps_what_is_still_needed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    // The journey of order-10 is open, that of order-20 is done.
+    store.set_open_journeys(Arc::new(|| Some(HashSet::from([("order".to_string(), "order-10".to_string())]))));
+    let events: Vec<NewEvent> = (0..3_600).map(event).collect();
+    store.append(events[..100].to_vec(), vec![]).await.unwrap();
+    let memberships = (0..100).map(|n| ((n + 1) as i64, "order".to_string(), format!("order-{}", n / 4))).collect();
+    let s = store.clone();
+    tokio::task::spawn_blocking(move || s.write_derived_blocking(DerivedWrite { memberships, ..DerivedWrite::default() })).await.unwrap().unwrap();
+    // A consumer failed on e-00050 (pending) and on e-00060 (then resolved).
+    let mut reported = Vec::new();
+    for id in ["e-00050", "e-00060"] {
+        let report = DlqReport {
+            original: format!("{{\"id\":\"{id}\"}}"),
+            consumer: "billing".into(),
+            error_type: "Timeout".into(),
+            error_message: "slow".into(),
+            event_id: Some(id.into()),
+            ..DlqReport::default()
+        };
+        reported.push(store.report_failure(report).await.unwrap().id);
+    }
+    let change = causeway_store::StatusChange {
+        id: reported[1],
+        to: causeway_store::DlqStatus::Resolved,
+        reason: Some("fixed".into()),
+        from: vec![causeway_store::DlqStatus::Pending],
+    };
+    assert!(store.change_dlq_status(change).await.unwrap());
+    for chunk in events[100..].chunks(500) {
+        store.append(chunk.to_vec(), vec![]).await.unwrap();
+    }
+    // 3,600 events: 3,000 sealed, each segment retired as soon as it is sealed.
+    let s = store.clone();
+    tokio::task::spawn_blocking(move || wait_retired(&s, 3_000)).await.unwrap();
+
+    // Kept: order-10's four events (40..=43) and the pending dead letter's event.
+    let kept: Vec<String> = store
+        .sql("SELECT event_id FROM events WHERE seq <= 3000 ORDER BY seq", SqlLimits::default())
+        .unwrap()
+        .rows
+        .iter()
+        .map(|r| r[0].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kept, ["e-00040", "e-00041", "e-00042", "e-00043", "e-00050"]);
+    assert_eq!(count(&store, "SELECT count(*) FROM events"), 600 + 5);
+    // A kept event keeps its journey membership (e-00050 is in the closed order-12).
+    assert_eq!(count(&store, "SELECT count(*) FROM event_lineage WHERE journey = 'order'"), 5);
+    assert!(store.event("e-00060").unwrap().is_none(), "a resolved dead letter's event goes");
+    assert_eq!(store.event("e-00050").unwrap().unwrap().seq, 51);
+    assert_eq!(store.correlation("c-0010", 100).unwrap().len(), 4);
+    assert_eq!(store.root("e-00043").unwrap().unwrap().1, 3);
+    // The dead letters themselves stay, and the pending one still finds its event.
+    assert_eq!(count(&store, "SELECT count(*) FROM dlq"), 2);
+    assert_eq!(count(&store, "SELECT count(*) FROM dlq_events d JOIN events e ON e.event_id = d.event_id"), 1);
+
+    // The removed files left the disk.
+    let stats = store.stats().unwrap();
+    let files: HashSet<String> = std::fs::read_dir(dir.path().join(causeway_store::SEGMENTS_DIR))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(files, HashSet::from([stats.segments[0].file.clone()]));
+    assert_eq!(stats.segment_bytes as i64, stats.segments[0].file_bytes);
+    let next = stats.next_removal.as_ref().expect("retention is on");
+    assert_eq!((next.reason, next.events), ("max_disk", 5));
+
+    // Outside the window, an event is new again: a redelivery of a removed event is stored.
+    let again = store.append(vec![events[7].clone(), events[50].clone()], vec![]).await.unwrap();
+    assert_eq!(again.events, vec![EventOutcome::Accepted, EventOutcome::Duplicate]);
+
+    // A restart opens the kept segment and answers the same.
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(count(&store, "SELECT count(*) FROM events"), 600 + 5 + 1);
+    assert_eq!(store.event("e-00042").unwrap().unwrap().seq, 43);
+}
