@@ -185,8 +185,8 @@ struct NatsSection {
     durable: Option<String>,
 }
 
-/// `[store]`: the embedded store's memory; the external store and retention of PRODUCT §10 are
-/// read so that a file naming them is refused with a sentence, not run without them.
+/// `[store]`: the embedded store's memory, sealing and retention; the external store of PRODUCT
+/// §10 is read so that a file naming it is refused with a sentence, not run without it.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StoreSection {
@@ -195,8 +195,10 @@ struct StoreSection {
     /// Events per sealed segment; 0 keeps the whole history unsealed.
     segment_events: Option<u64>,
     url: Option<toml::Value>,
-    retention: Option<toml::Value>,
-    max_disk: Option<toml::Value>,
+    /// How long sealed history is kept, e.g. "30d".
+    retention: Option<String>,
+    /// The most the data directory may hold, e.g. "50GiB".
+    max_disk: Option<String>,
 }
 
 /// `[kafka]`.
@@ -371,7 +373,25 @@ impl ServerConfig {
                 Some(n @ (0 | 1_000..=10_000_000)) => n,
                 Some(n) => anyhow::bail!("[store] segment_events = {n}: give 0 (never seal) or between 1000 and 10000000 events per segment"),
             },
+            retention: causeway_store::Retention {
+                age: match file.store.as_ref().and_then(|s| s.retention.as_deref()) {
+                    None => None,
+                    Some(text) => Some(std::time::Duration::from_millis(
+                        causeway_model::parse_duration(text).map_err(|e| anyhow::anyhow!("[store] retention: {e}"))?,
+                    )),
+                },
+                max_disk_bytes: match file.store.as_ref().and_then(|s| s.max_disk.as_deref()) {
+                    None => None,
+                    Some(text) => Some(bytes(text).map_err(|e| anyhow::anyhow!("[store] max_disk: {e}"))?),
+                },
+            },
         };
+        if store.retention.is_on() && store.segment_events == 0 {
+            anyhow::bail!(
+                "[store] retention and max_disk remove whole sealed segments, and sealing is off: set [store] segment_events too ({} is recommended)",
+                causeway_store::RECOMMENDED_SEGMENT_EVENTS
+            );
+        }
         Ok(ServerConfig {
             store,
             nats,
@@ -526,10 +546,10 @@ fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
     let file: ConfigFile = toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))?;
     if let Some(store) = &file.store
-        && (store.url.is_some() || store.retention.is_some() || store.max_disk.is_some())
+        && store.url.is_some()
     {
         anyhow::bail!(
-            "config file {}: [store] url, retention and max_disk configure an external store, retention and disk bounds, which this version of causeway does not have yet; remove them to start",
+            "config file {}: [store] url configures an external store, which this version of causeway does not have yet; remove it to start",
             path.display()
         );
     }

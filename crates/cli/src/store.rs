@@ -33,6 +33,39 @@ fn stats(args: &ClientArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The retention line: what is configured, and what goes next.
+fn retention(s: &Value) -> Option<String> {
+    let age = s["retention_seconds"].as_u64();
+    let max_disk = s["max_disk_bytes"].as_u64();
+    if age.is_none() && max_disk.is_none() {
+        return None;
+    }
+    let mut bounds = Vec::new();
+    if let Some(a) = age {
+        bounds.push(match a {
+            a if a % 86_400 == 0 => count(a / 86_400, "day"),
+            a if a % 3_600 == 0 => count(a / 3_600, "hour"),
+            a => count(a, "second"),
+        });
+    }
+    if let Some(m) = max_disk {
+        bounds.push(format!("at most {} on disk", bytes(m)));
+    }
+    let next = &s["next_removal"];
+    let next = match (next["reason"].as_str(), next["expires_at"].as_str()) {
+        (Some("max_disk"), _) => format!(
+            "next: {} ({}), over the disk bound now",
+            next["file"].as_str().unwrap_or("?"),
+            count(next["events"].as_u64().unwrap_or(0), "event")
+        ),
+        (Some(_), Some(at)) => {
+            format!("next: {} ({}) at {at}", next["file"].as_str().unwrap_or("?"), count(next["events"].as_u64().unwrap_or(0), "event"))
+        }
+        _ => "nothing sealed to remove yet".to_string(),
+    };
+    Some(format!("retention: {}; {next}\n", bounds.join(", ")))
+}
+
 /// The answer of `GET /v1/store` as a person reads it: a summary, then a row per segment.
 fn render(s: &Value) -> String {
     let n = |v: &Value| v.as_u64().unwrap_or(0);
@@ -62,6 +95,9 @@ fn render(s: &Value) -> String {
     ));
     let or_none = |v: &Value| v.as_str().unwrap_or("none").to_string();
     out.push_str(&format!("oldest:  event time {}, received {}\n", or_none(&s["oldest_time"]), or_none(&s["oldest_received_at"])));
+    if let Some(line) = retention(s) {
+        out.push_str(&line);
+    }
     if segments.is_empty() {
         if per_segment > 0 {
             // The store keeps the newest half a segment's worth hot (`StoreSettings::segment_events`).
@@ -166,9 +202,26 @@ mod tests {
         assert!(text.contains("0 B as received, 4.0 KiB on disk, ratio -"), "{text}");
         assert!(text.contains("oldest:  event time none, received none"), "{text}");
         assert!(text.contains("no segment sealed yet: events are sealed 1000 at a time, the newest 500 always staying hot"), "{text}");
+        assert!(!text.contains("retention"), "{text}");
         let never = json!({"segment_events": 0, "events": 1, "segments": [], "disk_ratio": 12.5});
         let text = render(&never);
         assert!(text.contains("1 event (all hot: sealing is off ([store] segment_events = 0)"), "{text}");
         assert!(text.contains("ratio 12.50") && !text.contains("no segment sealed"), "{text}");
+    }
+
+    #[test]
+    fn retention_says_its_bounds_and_what_goes_next() {
+        let next = json!({"file": "a.cwseg", "first_seq": 1, "last_seq": 1000, "events": 1000, "file_bytes": 9, "expires_at": "2027-01-05T08:10:42.118734Z", "reason": "retention"});
+        let s = json!({"segment_events": 1000, "segments": [], "retention_seconds": 2_592_000, "max_disk_bytes": null, "next_removal": next});
+        assert!(render(&s).contains("retention: 30 days; next: a.cwseg (1000 events) at 2027-01-05T08:10:42.118734Z\n"), "{}", render(&s));
+        let s = json!({"segment_events": 1000, "segments": [], "retention_seconds": 129_600, "max_disk_bytes": 53_687_091_200u64,
+                       "next_removal": {"file": "b.cwseg", "events": 1, "reason": "max_disk", "expires_at": null}});
+        assert!(
+            render(&s).contains("retention: 36 hours, at most 50.0 GiB on disk; next: b.cwseg (1 event), over the disk bound now\n"),
+            "{}",
+            render(&s)
+        );
+        let s = json!({"segment_events": 1000, "segments": [], "retention_seconds": 90, "max_disk_bytes": null, "next_removal": null});
+        assert!(render(&s).contains("retention: 90 seconds; nothing sealed to remove yet\n"), "{}", render(&s));
     }
 }

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 mod common;
 
-use common::{BIN, Server};
+use common::{BIN, Server, get};
 
 /// A `causeway serve` child process on a free port.
 fn causeway(args: &[&str]) -> Output {
@@ -96,6 +96,64 @@ fn sigkill_during_ingest_loses_no_acknowledged_event() {
     drop(server);
     let segments: i64 = causeway_store::open_read_only(&data).unwrap().query_row("SELECT count(*) FROM segments", [], |r| r.get(0)).unwrap();
     assert!(segments >= 5, "the history was sealed along the way: {segments} segments");
+}
+
+/// SIGKILL during sustained ingest while retention removes every segment as soon as it is sealed
+/// (`max_disk` smaller than anything): the events still stored are exactly the newest ones
+/// acknowledged, none lost after the oldest kept; no segment file is left that no commit names.
+#[test]
+fn sigkill_during_ingest_and_retention_loses_only_what_retention_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("causeway.toml");
+    std::fs::write(&config, "[store]\nsegment_events = 1000\nmax_disk = \"1B\"\n").unwrap();
+    let data = dir.path().join("data");
+    let args = ["--config", config.to_str().unwrap()];
+    // One producer: the order it is answered in is the log's order.
+    let mut acknowledged: Vec<String> = Vec::new();
+    for round in 0..4 {
+        let server = Server::start(&data, &args);
+        let start = removed_upto(&server.url);
+        let (tx, rx) = mpsc::channel();
+        let url = server.url.clone();
+        let producer = std::thread::spawn(move || produce(url, 0, round, tx));
+        let target = 1000 + 700 * round;
+        let mut seen = 0;
+        // Killed once the store has sealed and removed at least one segment more this round.
+        while seen < target || removed_upto(&server.url) < start + 1000 {
+            seen += rx.recv().expect("the producer runs until the kill");
+            assert!(seen < 200_000, "round {round}: removed up to {} after {seen} events", removed_upto(&server.url));
+        }
+        server.kill();
+        acknowledged.extend(producer.join().unwrap());
+    }
+    let server = Server::start(&data, &args);
+    let stats = get(&format!("{}/v1/store", server.url));
+    let said = text(&causeway(&["store", "stats", "--server", &server.url]));
+    drop(server);
+    assert!(stats["sealed_upto"].as_i64().unwrap() >= 4000, "{stats}");
+    assert!(said.contains("retention: at most 1 B on disk; "), "{said}");
+    let db = causeway_store::open_read_only(&data).unwrap();
+    let integrity: String = db.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(integrity, "ok");
+    let ids: Vec<String> = db.prepare("SELECT event_id FROM events").unwrap().query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap();
+    let stored: HashSet<&String> = ids.iter().collect();
+    assert_eq!(stored.len(), ids.len(), "every event is stored once");
+    let first_kept = acknowledged.iter().position(|id| stored.contains(id)).expect("the newest events are kept");
+    let lost: Vec<&String> = acknowledged[first_kept..].iter().filter(|id| !stored.contains(*id)).collect();
+    assert!(lost.is_empty(), "{} acknowledged events after the oldest kept are lost, e.g. {:?}", lost.len(), &lost[..lost.len().min(5)]);
+    assert!(first_kept >= 4000, "retention removed history: {first_kept} of {} acknowledged events gone", acknowledged.len());
+    let files: HashSet<String> =
+        std::fs::read_dir(data.join(causeway_store::SEGMENTS_DIR)).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let registered: HashSet<String> =
+        db.prepare("SELECT file FROM segments").unwrap().query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap();
+    assert_eq!(files, registered, "no segment file outlives its removal");
+}
+
+/// How far the server at `url` has sealed, when retention has removed all it sealed (no segment
+/// left); else 0.
+fn removed_upto(url: &str) -> i64 {
+    let stats = get(&format!("{url}/v1/store"));
+    if stats["segments"].as_array().is_some_and(Vec::is_empty) { stats["sealed_upto"].as_i64().unwrap_or(0) } else { 0 }
 }
 
 /// How many segments the server at `url` has sealed (`GET /v1/store`).
@@ -338,14 +396,21 @@ fn serve_config_file_flags_and_environment() {
     assert!(text(&out).contains("bad.toml is not valid"), "{}", text(&out));
     // A section for a part this version does not have yet is refused with a sentence saying so.
     let later = dir.path().join("later.toml");
-    std::fs::write(&later, "[store]\nretention = \"30d\"\n").unwrap();
+    std::fs::write(&later, "[store]\nurl = \"postgres://localhost/causeway\"\n").unwrap();
     let out = causeway(&["serve", "--config", later.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
     assert!(!out.status.success());
-    assert!(
-        text(&out).contains("[store] url, retention and max_disk configure an external store, retention and disk bounds, which this version of causeway does not have yet"),
-        "{}",
-        text(&out)
-    );
+    assert!(text(&out).contains("[store] url configures an external store, which this version of causeway does not have yet"), "{}", text(&out));
+    // Retention removes sealed segments: without sealing, it is refused with what to set.
+    for (setting, says) in [
+        ("retention = \"30d\"", "sealing is off: set [store] segment_events too (100000 is recommended)"),
+        ("max_disk = \"50GiB\"", "sealing is off: set [store] segment_events too"),
+        ("segment_events = 100000\nretention = \"a month\"", "[store] retention: 'a month' is not a duration"),
+        ("segment_events = 100000\nmax_disk = \"50 parsecs\"", "[store] max_disk: unknown unit"),
+    ] {
+        std::fs::write(&later, format!("[store]\n{setting}\n")).unwrap();
+        let out = causeway(&["serve", "--config", later.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+        assert!(!out.status.success() && text(&out).contains(says), "{setting}: {}", text(&out));
+    }
     // A Kafka start that is neither a position nor a time is refused with what is accepted.
     let kafka = dir.path().join("kafka.toml");
     std::fs::write(&kafka, "[kafka]\nbrokers = \"127.0.0.1:9092\"\ntopics = [\"orders\"]\nstart = \"yesterday\"\n").unwrap();

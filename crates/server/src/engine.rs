@@ -213,6 +213,26 @@ struct Entry {
     channel: Option<String>,
 }
 
+/// The journeys in flight or stalled, as `(journey, key)`: what retention keeps the events of.
+/// `None` while the engine has not caught up with the current model (it is rebuilding, or has not
+/// started): what is open is not known yet. Without a model, none.
+fn open_journeys(sh: &Shared) -> Option<std::collections::HashSet<(String, String)>> {
+    let Some(current) = sh.models.current() else { return Some(Default::default()) };
+    let st = sh.state.lock().ok()?;
+    let eval = match &st.model {
+        Some(model) if Arc::ptr_eq(model, &current) && !st.rebuilding => st.eval.as_ref()?,
+        _ => return None,
+    };
+    let mut open = std::collections::HashSet::new();
+    for state in ["in_flight", "stalled"] {
+        for id in eval.instances(None, Some(state)) {
+            let (journey, key) = eval.instance_key(id);
+            open.insert((journey.to_string(), key));
+        }
+    }
+    Some(open)
+}
+
 /// One log entry into the evaluator, unless feeding it made the engine fail before.
 fn feed(sh: &Shared, st: &mut EngineState, entry: Entry, work: &mut Work) {
     if st.skipped.contains(&entry.seq) {
@@ -341,6 +361,9 @@ impl JourneyEngine {
             channels: Mutex::new((0, BTreeSet::new())),
         };
         let engine = JourneyEngine { shared: Arc::new(shared) };
+        // Retention keeps the events of the journeys still open; it asks here.
+        let asked = Arc::downgrade(&engine.shared);
+        engine.shared.store.set_open_journeys(Arc::new(move || open_journeys(asked.upgrade()?.as_ref())));
         // The thread holds the engine weakly: once the server drops it, the wake channel closes
         // and the thread ends.
         let background = Arc::downgrade(&engine.shared);

@@ -104,6 +104,7 @@ pub(crate) fn retire_due(
 ) -> Result<bool, StoreError> {
     let segments = set.snapshot();
     let n = due(&segments, retention, Utc::now(), disk_bytes(db_path, &segments));
+    tracing::debug!(message = "retention pass", segments = segments.len(), due = n);
     if n == 0 {
         return Ok(false);
     }
@@ -113,7 +114,10 @@ pub(crate) fn retire_due(
         Some(ask) => match ask() {
             Some(open) => open,
             // The engine is rebuilding: what it needs is not known yet.
-            None => return Ok(false),
+            None => {
+                tracing::debug!(message = "retention waits: the journey engine cannot tell which journeys are open yet");
+                return Ok(false);
+            }
         },
         None => HashSet::new(),
     };

@@ -119,26 +119,38 @@ pub(crate) fn spawn(
             let retention = config.retention.is_on();
             while signal.wait(retention.then_some(RETENTION_INTERVAL)) {
                 loop {
-                    match seal_one(&conn, &config, &set, &queue, stall) {
-                        Ok(true) if !signal.stopping() => continue,
-                        Ok(_) => break,
+                    let sealed = match seal_one(&conn, &config, &set, &queue, stall) {
+                        Ok(sealed) => sealed,
                         Err(e) => {
                             // The rows stay in events_hot, readable and safe; the next wake tries again.
                             tracing::error!(message = "sealing failed; the events stay unsealed", error = %e);
-                            break;
+                            false
+                        }
+                    };
+                    // After each seal, not once sealing has caught up: under a steady stream the
+                    // sealer may never catch up, and retention must not wait for it.
+                    while retention && !signal.stopping() {
+                        let open = config.open_journeys.lock().expect("open journeys").clone();
+                        match crate::retention::retire_due(
+                            &conn,
+                            &config.db_path,
+                            &config.segments_dir,
+                            &set,
+                            &queue,
+                            &config.retention,
+                            open.as_ref(),
+                        ) {
+                            Ok(true) => continue,
+                            Ok(false) => break,
+                            Err(e) => {
+                                // The segments stay, readable and safe; the next wake tries again.
+                                tracing::error!(message = "retention failed; the history stays", error = %e);
+                                break;
+                            }
                         }
                     }
-                }
-                while retention && !signal.stopping() {
-                    let open = config.open_journeys.lock().expect("open journeys").clone();
-                    match crate::retention::retire_due(&conn, &config.db_path, &config.segments_dir, &set, &queue, &config.retention, open.as_ref()) {
-                        Ok(true) => continue,
-                        Ok(false) => break,
-                        Err(e) => {
-                            // The segments stay, readable and safe; the next wake tries again.
-                            tracing::error!(message = "retention failed; the history stays", error = %e);
-                            break;
-                        }
+                    if !sealed || signal.stopping() {
+                        break;
                     }
                 }
             }
@@ -218,10 +230,14 @@ fn read_run(conn: &Connection, upto: i64, limit: i64) -> Result<Vec<SealedRow>, 
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
-/// The last seq the sealed history covers (0 when nothing is sealed), as the `segments` table
-/// registers it: a retention's kept segment covers more seqs than it holds.
+/// The last seq the sealed history covers (0 when nothing was ever sealed), as the `segments`
+/// table registers it (a retention's kept segment covers more seqs than it holds), or as far as
+/// retention removed it.
+pub(crate) const SEALED_UPTO: &str = "SELECT max(coalesce((SELECT max(last_seq) FROM segments), 0),
+                                                coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'retired_upto'), 0))";
+
 pub(crate) fn sealed_upto(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.query_row("SELECT coalesce(max(last_seq), 0) FROM segments", [], |r| r.get(0))
+    conn.query_row(SEALED_UPTO, [], |r| r.get(0))
 }
 
 /// Opens the segments the `segments` table names, oldest first, and deletes the files it does not

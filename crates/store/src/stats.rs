@@ -32,7 +32,7 @@ pub struct StoreStats {
     /// Events not sealed yet, in `events_hot`.
     pub hot_events: i64,
     pub sealed_events: i64,
-    /// Sealed up to this log position (0: nothing sealed).
+    /// Sealed up to this log position (0: nothing sealed), whether retention removed it since or not.
     pub sealed_upto: i64,
     pub segments: Vec<SegmentStats>,
     /// The stored events' JSON: what the store would hold uncompressed.
@@ -84,9 +84,10 @@ impl Store {
     /// what retention removes next.
     pub fn stats(&self) -> Result<StoreStats, StoreError> {
         let counts = self.counts()?;
-        let (segments, hot_events, hot_raw, hot_oldest, hot_oldest_received) = self.with_reader(|c| {
+        let (segments, sealed_upto, hot_events, hot_raw, hot_oldest, hot_oldest_received) = self.with_reader(|c| {
             loop {
                 let segments = segments(c)?;
+                let sealed_upto = crate::seal::sealed_upto(c)?;
                 // One statement, one snapshot: its bound tells whether a seal came between the two.
                 let (upto, hot, raw, oldest, oldest_received): (i64, i64, i64, Option<String>, Option<String>) = c.query_row(
                     "WITH b(upto) AS (SELECT coalesce(max(last_seq), 0) FROM segments)
@@ -97,7 +98,7 @@ impl Store {
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
                 )?;
                 if segments.last().map_or(0, |s| s.last_seq) == upto {
-                    return Ok((segments, hot, raw, oldest, oldest_received));
+                    return Ok((segments, sealed_upto, hot, raw, oldest, oldest_received));
                 }
             }
         })?;
@@ -116,7 +117,7 @@ impl Store {
             log_end: counts.log_end,
             hot_events,
             sealed_events,
-            sealed_upto: segments.last().map_or(0, |s| s.last_seq),
+            sealed_upto,
             disk_ratio: (raw_bytes > 0).then(|| disk_bytes as f64 / raw_bytes as f64),
             segments,
             raw_bytes,

@@ -870,6 +870,8 @@ fn retire_segments(
             params![first, last, kept],
         )?;
     }
+    // The seal frontier survives the removal of every segment.
+    tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('retired_upto', ?1)", params![last.to_string()])?;
     sealed.set.replace_oldest(removed.len(), replacement.map(|(s, _)| s.clone()));
     Ok(())
 }
