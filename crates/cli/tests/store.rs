@@ -167,3 +167,67 @@ fn store_stats_shows_sealed_segments_and_the_ratio() {
         assert!(on_disk < raw, "a segment is compressed: {g}");
     }
 }
+
+/// A model whose journeys end when `Finished` comes.
+const FLOW_MODEL: &str = r#"
+name: flow
+contexts:
+  a: {owner: team-a, services: [svc-a]}
+events:
+  Started: {context: a, schema: {type: object, required: [id], properties: {id: {type: string}}}}
+  Finished: {context: a, schema: {type: object, required: [id], properties: {id: {type: string}}}}
+journeys:
+  flow:
+    key: /id
+    milestones: [Started, Finished]
+    outcomes:
+      finished: [Finished]
+"#;
+
+/// Retention with the journey engine: once every sealed segment is due (`max_disk` below anything),
+/// the events of journeys still in flight stay, in a kept segment, and those of finished ones go.
+#[test]
+fn retention_keeps_the_events_of_journeys_still_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, model) = (dir.path().join("causeway.toml"), dir.path().join("flow.yaml"));
+    std::fs::write(&config, "[store]\nsegment_events = 1000\nmax_disk = \"1B\"\n").unwrap();
+    std::fs::write(&model, FLOW_MODEL).unwrap();
+    let server = Server::start(&dir.path().join("data"), &["--config", config.to_str().unwrap(), "--model", model.to_str().unwrap()]);
+    let s = server.url.as_str();
+    // 1,500 journeys: each started, then finished, but for j-7 and j-8, left in flight.
+    let mut lines = String::new();
+    for j in 0..1500 {
+        for (ty, second) in [("Started", 0), ("Finished", 1)] {
+            if ty == "Finished" && (j == 7 || j == 8) {
+                continue;
+            }
+            let e = json!({"specversion": "1.0", "id": format!("{ty}-{j}"), "source": "svc-a", "type": ty,
+                           "time": format!("2026-11-23T10:{:02}:{:02}Z", j / 30, (j % 30) * 2 + second), "correlationid": format!("c-{j}"),
+                           "data": {"id": format!("j-{j}")}});
+            lines.push_str(&format!("{e}\n"));
+        }
+    }
+    let file = dir.path().join("events.ndjson");
+    std::fs::write(&file, lines).unwrap();
+    let out = causeway(&["ingest", file.to_str().unwrap(), "--json", "--server", s]);
+    let ingested: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(ingested["accepted"], 2998, "{}", &text(&out)[..text(&out).len().min(2000)]);
+    // 2,998 events: the first 2,000 sealed, then removed but for what is kept.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let stats = loop {
+        let stats = get(&format!("{s}/v1/store"));
+        let segments = stats["segments"].as_array().unwrap();
+        if stats["sealed_upto"].as_i64() >= Some(2000) && segments.len() == 1 && segments[0]["file"].as_str().unwrap().contains(".kept-") {
+            break stats;
+        }
+        assert!(Instant::now() < deadline, "retention did not remove the sealed history: {stats}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(stats["segments"][0]["events"], 2, "the two open journeys' events: {stats}");
+    for (id, kept) in [("Started-7", true), ("Started-8", true), ("Started-9", false), ("Finished-9", false), ("Started-0", false)] {
+        let status = reqwest::blocking::get(format!("{s}/v1/events/{id}")).unwrap().status();
+        assert_eq!(status.is_success(), kept, "{id}: {status}");
+    }
+    let journey = get(&format!("{s}/v1/journeys/flow/j-7"));
+    assert_eq!(journey["state"], "in_flight", "{journey}");
+}

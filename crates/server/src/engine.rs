@@ -213,14 +213,15 @@ struct Entry {
     channel: Option<String>,
 }
 
-/// The journeys in flight or stalled, as `(journey, key)`: what retention keeps the events of.
-/// `None` while the engine has not caught up with the current model (it is rebuilding, or has not
-/// started): what is open is not known yet. Without a model, none.
-fn open_journeys(sh: &Shared) -> Option<std::collections::HashSet<(String, String)>> {
+/// The journeys in flight or stalled, as `(journey, key)`: what retention keeps the events of,
+/// once the journeys of the events up to `upto` are derived and written (`event_journeys`).
+/// `None` before that, or while the engine has not caught up with the current model (it is
+/// rebuilding, or has not started): what is open is not known yet. Without a model, none.
+fn open_journeys(sh: &Shared, upto: i64) -> Option<std::collections::HashSet<(String, String)>> {
     let Some(current) = sh.models.current() else { return Some(Default::default()) };
     let st = sh.state.lock().ok()?;
     let eval = match &st.model {
-        Some(model) if Arc::ptr_eq(model, &current) && !st.rebuilding => st.eval.as_ref()?,
+        Some(model) if Arc::ptr_eq(model, &current) && !st.rebuilding && st.written_upto >= upto => st.eval.as_ref()?,
         _ => return None,
     };
     let mut open = std::collections::HashSet::new();
@@ -363,7 +364,7 @@ impl JourneyEngine {
         let engine = JourneyEngine { shared: Arc::new(shared) };
         // Retention keeps the events of the journeys still open; it asks here.
         let asked = Arc::downgrade(&engine.shared);
-        engine.shared.store.set_open_journeys(Arc::new(move || open_journeys(asked.upgrade()?.as_ref())));
+        engine.shared.store.set_open_journeys(Arc::new(move |upto| open_journeys(asked.upgrade()?.as_ref(), upto)));
         // The thread holds the engine weakly: once the server drops it, the wake channel closes
         // and the thread ends.
         let background = Arc::downgrade(&engine.shared);

@@ -45,9 +45,10 @@ impl Retention {
     }
 }
 
-/// The journeys still open, as `(journey, key)`, asked of the journey engine when a removal is
-/// due; `None` while it cannot tell (it is rebuilding), which puts the removal off.
-pub type OpenJourneys = Arc<dyn Fn() -> Option<HashSet<(String, String)>> + Send + Sync>;
+/// The journeys still open, as `(journey, key)`, asked of the journey engine when the events up to
+/// the given log position are due to go; `None` while it cannot tell (it is rebuilding, or has not
+/// derived and written the journeys of every event up to there), which puts the removal off.
+pub type OpenJourneys = Arc<dyn Fn(i64) -> Option<HashSet<(String, String)>> + Send + Sync>;
 
 /// When the oldest segment expires by age: the later of its newest event time and newest receive
 /// time, plus the retention.
@@ -111,11 +112,11 @@ pub(crate) fn retire_due(
     let run = &segments[..n];
     let (first, last) = (run[0].info().first_seq, run[n - 1].info().last_seq);
     let open = match open_journeys {
-        Some(ask) => match ask() {
+        Some(ask) => match ask(last) {
             Some(open) => open,
             // The engine is rebuilding: what it needs is not known yet.
             None => {
-                tracing::debug!(message = "retention waits: the journey engine cannot tell which journeys are open yet");
+                tracing::debug!(message = "retention waits: the journey engine has not yet told which journeys are open up to there");
                 return Ok(false);
             }
         },
@@ -132,9 +133,8 @@ pub(crate) fn retire_due(
     let replacement = if kept.is_empty() {
         None
     } else {
-        // A name no earlier file had: the run's range and the log position it was made at.
-        let log_end: i64 = conn.query_row(crate::schema::LOG_END, [], |r| r.get(0))?;
-        let file = format!("{first:012}-{last:012}.kept-{log_end}.cwseg");
+        // A name no earlier file had: the run's rows and when it was made.
+        let file = format!("{first:012}-{last:012}.kept-{}.cwseg", Utc::now().timestamp_micros());
         let path = segments_dir.join(&file);
         write_segment(&path, kept)?;
         Some((Arc::new(Segment::open(&path)?), file))

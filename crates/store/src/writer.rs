@@ -857,9 +857,20 @@ fn retire_segments(
     now: &str,
     sealed: &mut Sealed,
 ) -> Result<(), StoreError> {
-    let (Some(first), Some(last)) = (removed.first(), removed.last()) else { return Ok(()) };
-    let (first, last) = (first.info().first_seq, last.info().last_seq);
-    tx.execute("DELETE FROM segments WHERE first_seq BETWEEN ?1 AND ?2", params![first, last])?;
+    // By file: a kept segment covers more seqs than its rows span, as registered.
+    let files: Vec<String> = removed.iter().map(|s| s.path().file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()).collect();
+    let files = serde_json::to_string(&files).expect("strings serialize");
+    let (first, last): (Option<i64>, Option<i64>) =
+        tx.query_row("SELECT min(first_seq), max(last_seq) FROM segments WHERE file IN (SELECT value FROM json_each(?1))", params![files], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    let (Some(first), Some(last)) = (first, last) else {
+        return Err(StoreError::Segment {
+            path: removed.first().map(|s| s.path().to_path_buf()).unwrap_or_default(),
+            reason: "retired, but not registered".into(),
+        });
+    };
+    tx.execute("DELETE FROM segments WHERE file IN (SELECT value FROM json_each(?1))", params![files])?;
     if let Some((segment, file)) = replacement {
         insert_segment_row(tx, segment, (first, last), file, now)?;
     }

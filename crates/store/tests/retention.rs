@@ -50,7 +50,7 @@ async fn retention_removes_whole_segments_and_keeps_what_is_still_needed() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     // The journey of order-10 is open, that of order-20 is done.
-    store.set_open_journeys(Arc::new(|| Some(HashSet::from([("order".to_string(), "order-10".to_string())]))));
+    store.set_open_journeys(Arc::new(|_| Some(HashSet::from([("order".to_string(), "order-10".to_string())]))));
     let events: Vec<NewEvent> = (0..3_600).map(event).collect();
     store.append(events[..100].to_vec(), vec![]).await.unwrap();
     let memberships = (0..100).map(|n| ((n + 1) as i64, "order".to_string(), format!("order-{}", n / 4))).collect();
@@ -123,4 +123,23 @@ async fn retention_removes_whole_segments_and_keeps_what_is_still_needed() {
     let store = open(dir.path());
     assert_eq!(count(&store, "SELECT count(*) FROM events"), 600 + 5 + 1);
     assert_eq!(store.event("e-00042").unwrap().unwrap().seq, 43);
+
+    // order-10 finishes; the next removal takes the kept segment with the newly sealed ones, and
+    // keeps only the pending dead letter's event. One registered segment, one file.
+    let s = store.clone();
+    store.set_open_journeys(Arc::new(|_| Some(HashSet::new())));
+    store.append((3_600..4_800).map(event).collect(), vec![]).await.unwrap();
+    tokio::task::spawn_blocking(move || wait_retired(&s, 4_000)).await.unwrap();
+    let kept: Vec<String> = store
+        .sql("SELECT event_id FROM events WHERE seq <= 4000", SqlLimits::default())
+        .unwrap()
+        .rows
+        .iter()
+        .map(|r| r[0].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kept, ["e-00050"]);
+    let stats = store.stats().unwrap();
+    assert_eq!((stats.segments.len(), stats.segments[0].first_seq, stats.segments[0].events), (1, 1, 1), "{stats:?}");
+    let files = std::fs::read_dir(dir.path().join(causeway_store::SEGMENTS_DIR)).unwrap().count();
+    assert_eq!(files, 1);
 }
