@@ -34,7 +34,7 @@ use causeway_envelope::ParseOptions;
 use causeway_server::AppState;
 use causeway_store::{RECOMMENDED_SEGMENT_EVENTS, SqlLimits, Store, StoreSettings, StoreStats};
 
-pub use self::report::{Checkpoint, Latency, ScaleReport, ScaleSettings, Span};
+pub use self::report::{BatchLatency, Checkpoint, Latency, RetentionRun, ScaleReport, ScaleSettings, Span};
 use crate::data::{EventStream, GenEvent, SplitMix64, ndjson};
 use crate::http::HttpClient;
 use crate::report::{Machine, QueryKind};
@@ -191,6 +191,7 @@ pub fn run(cfg: &ScaleConfig) -> Result<ScaleReport> {
         checkpoints: measured.checkpoints,
         store: measured.store,
         notes: measured.notes,
+        retention: measured.retention,
     })
 }
 
@@ -201,6 +202,7 @@ struct Measured {
     checkpoints: Vec<Checkpoint>,
     store: StoreStats,
     notes: Vec<String>,
+    retention: Option<RetentionRun>,
 }
 
 fn measure(cfg: &ScaleConfig, checkpoints: &[usize]) -> Result<Measured> {
@@ -292,6 +294,10 @@ fn measure(cfg: &ScaleConfig, checkpoints: &[usize]) -> Result<Measured> {
     if causeway_feed.raw_bytes != postgres_feed.raw_bytes || causeway_feed.events.correlations() != postgres_feed.events.correlations() {
         bail!("the two sides were not fed the same events");
     }
+    let retention = match retention_target(cfg, checkpoints) {
+        Some(upto) => Some(retention_run(cfg, addr, &store, dir.path(), upto)?),
+        None => None,
+    };
     server.stop()?;
     drop(store);
     drop(dir);
@@ -301,7 +307,113 @@ fn measure(cfg: &ScaleConfig, checkpoints: &[usize]) -> Result<Measured> {
         checkpoints: out,
         store: last_stats.expect("at least one checkpoint"),
         notes,
+        retention,
     })
+}
+
+/// Events per stretch of the retention run (each measured batch by batch).
+const RETENTION_STRETCH: usize = 300_000;
+
+/// The checkpoint up to which the retention run removes history: the first at or past a million
+/// events (half the run when that is smaller), if sealing is on and the run goes past it.
+fn retention_target(cfg: &ScaleConfig, checkpoints: &[usize]) -> Option<usize> {
+    let wanted = 1_000_000.min(cfg.events / 2);
+    let at = checkpoints.iter().copied().find(|&c| c >= wanted)?;
+    (cfg.segment_events > 0 && at < cfg.events && at as u64 >= cfg.segment_events).then_some(at)
+}
+
+/// Retention while ingest runs: a stretch of new events over HTTP, every batch timed, then the
+/// same again while retention removes the history sealed up to `upto` (the age set so that those
+/// segments, received first, are due at once, and the next ones, received after PostgreSQL's
+/// stretch and the queries that followed, are not). The batch latencies of both, and the bytes
+/// on disk before and after.
+fn retention_run(cfg: &ScaleConfig, addr: std::net::SocketAddr, store: &Store, dir: &std::path::Path, upto: usize) -> Result<RetentionRun> {
+    // Events of their own (another seed): new ids, the same shape.
+    let mut feed = Feed {
+        events: EventStream::new(2 * RETENTION_STRETCH, cfg.seed ^ 0x7e7e_7e7e),
+        batch: cfg.batch,
+        raw_bytes: 0,
+        cpu: Duration::ZERO,
+        sample: None,
+    };
+    let baseline = timed_batches(&mut feed, cfg, addr)?;
+    wait_sealed(store, cfg.segment_events)?;
+    let before = store.stats()?;
+    let bytes_before = dir_bytes(dir);
+    let due: Vec<_> = before.segments.iter().filter(|s| s.last_seq <= upto as i64).collect();
+    let last = due.last().context("no sealed segment to remove")?;
+    let newest = chrono::DateTime::parse_from_rfc3339(&last.max_received_at)?.with_timezone(&chrono::Utc);
+    let age = (chrono::Utc::now() - newest).to_std()?.saturating_sub(Duration::from_millis(1));
+    let removing: i64 = due.iter().map(|s| s.events).sum();
+    progress!(
+        cfg,
+        "retention: {} events received in the first {} segments go (age {:.1} s) while {RETENTION_STRETCH} more are ingested",
+        removing,
+        due.len(),
+        age.as_secs_f64()
+    );
+    store.set_retention(causeway_store::Retention { age: Some(age), max_disk_bytes: None });
+    let started = Instant::now();
+    let during = timed_batches(&mut feed, cfg, addr)?;
+    let stretch_s = started.elapsed().as_secs_f64();
+    store.set_retention(causeway_store::Retention::default());
+    wait_sealed(store, cfg.segment_events)?;
+    let after = store.stats()?;
+    let removed = before.sealed_events + before.hot_events + RETENTION_STRETCH as i64 - after.sealed_events - after.hot_events;
+    let removed_segments: Vec<_> = before.segments.iter().filter(|s| !after.segments.iter().any(|a| a.file == s.file)).collect();
+    let segments_dir = dir.join(causeway_store::SEGMENTS_DIR);
+    let run = RetentionRun {
+        stretch: RETENTION_STRETCH,
+        removed_events: removed,
+        removed_segments: removed_segments.len(),
+        removed_bytes: removed_segments.iter().map(|s| s.file_bytes as u64).sum(),
+        removed_files_left: removed_segments.iter().filter(|s| segments_dir.join(&s.file).exists()).count(),
+        baseline,
+        during,
+        stretch_s,
+        bytes_before,
+        bytes_after: dir_bytes(dir),
+        segment_bytes_before: before.segment_bytes,
+        segment_bytes_after: after.segment_bytes,
+        raw_bytes_before: before.raw_bytes,
+        raw_bytes_after: after.raw_bytes,
+    };
+    progress!(
+        cfg,
+        "retention: batch p99 {:.1} ms during the removal of {} events, {:.1} ms before; {} of segment files removed, {} left on disk",
+        run.during.p99_ms,
+        run.removed_events,
+        run.baseline.p99_ms,
+        mib_text(run.removed_bytes),
+        run.removed_files_left
+    );
+    Ok(run)
+}
+
+fn mib_text(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / 1048576.0)
+}
+
+/// Sends the next `RETENTION_STRETCH` events of `feed` over HTTP, timing each batch.
+fn timed_batches(feed: &mut Feed, cfg: &ScaleConfig, addr: std::net::SocketAddr) -> Result<BatchLatency> {
+    let times = Mutex::new(Vec::with_capacity(RETENTION_STRETCH / cfg.batch + 1));
+    ingest_stretch(
+        feed,
+        RETENTION_STRETCH,
+        cfg.concurrency,
+        |events| {
+            let sent = events.len();
+            (ndjson(&events), sent)
+        },
+        || Ok((HttpClient::new(addr), Vec::with_capacity(64 * 1024))),
+        |(client, answer), (body, sent)| {
+            let t = Instant::now();
+            let result = post_batch(client, answer, &body, sent);
+            times.lock().expect("batch times").push(t.elapsed());
+            result
+        },
+    )?;
+    Ok(BatchLatency::of(times.into_inner().expect("batch times")))
 }
 
 /// The lineage queries on both sides, id by id in turn, then the bare round trip.

@@ -104,7 +104,7 @@ struct Inner {
     segments: Arc<sealed::SegmentSet>,
     /// [`StoreSettings::segment_events`].
     segment_events: u64,
-    retention: Retention,
+    retention: Arc<Mutex<Retention>>,
     /// Asked by retention which journeys are open ([`Store::set_open_journeys`]).
     open_journeys: Arc<Mutex<Option<OpenJourneys>>>,
 }
@@ -134,12 +134,13 @@ impl Store {
         tracing::info!(entries, bytes, elapsed_ms = started.elapsed().as_millis() as u64, "indexed the unsealed events' lookup keys");
         let _ = segments.keys.set(keys);
         let open_journeys: Arc<Mutex<Option<OpenJourneys>>> = Arc::default();
+        let retention = Arc::new(Mutex::new(settings.retention));
         let sealing = (settings.segment_events > 0).then(|| seal::SealerConfig {
             db_path: path.clone(),
             segments_dir,
             segment_events: settings.segment_events as i64,
             keep_hot: (settings.segment_events / 2) as i64,
-            retention: settings.retention,
+            retention: retention.clone(),
             open_journeys: open_journeys.clone(),
         });
         let writer = writer::WriterHandle::spawn(conn, segments.clone(), sealing)?;
@@ -151,10 +152,17 @@ impl Store {
                 sql: sql::SqlPool::default(),
                 segments,
                 segment_events: settings.segment_events,
-                retention: settings.retention,
+                retention,
                 open_journeys,
             }),
         })
+    }
+
+    /// Changes what retention removes, from the next pass on (which this starts). Retention
+    /// removes sealed segments: without sealing it removes nothing.
+    pub fn set_retention(&self, retention: Retention) {
+        *self.inner.retention.lock().expect("retention") = retention;
+        self.inner.writer.wake_sealer();
     }
 
     /// How retention learns which journeys are still open (their events are kept): the journey

@@ -41,8 +41,9 @@ pub(crate) struct SealerConfig {
     pub segment_events: i64,
     /// Newest log positions never sealed.
     pub keep_hot: i64,
-    /// What retention removes, after each seal and every [`RETENTION_INTERVAL`].
-    pub retention: crate::Retention,
+    /// What retention removes, after each seal and every [`RETENTION_INTERVAL`] (changed by
+    /// [`crate::Store::set_retention`]).
+    pub retention: Arc<Mutex<crate::Retention>>,
     /// Asked which journeys are open before a removal (set by the server's journey engine).
     pub open_journeys: Arc<Mutex<Option<crate::OpenJourneys>>>,
 }
@@ -116,8 +117,8 @@ pub(crate) fn spawn(
                     ms = stall.as_millis() as u64
                 );
             }
-            let retention = config.retention.is_on();
-            while signal.wait(retention.then_some(RETENTION_INTERVAL)) {
+            let retention = || *config.retention.lock().expect("retention");
+            while signal.wait(retention().is_on().then_some(RETENTION_INTERVAL)) {
                 loop {
                     let sealed = match seal_one(&conn, &config, &set, &queue, stall) {
                         Ok(sealed) => sealed,
@@ -129,17 +130,9 @@ pub(crate) fn spawn(
                     };
                     // After each seal, not once sealing has caught up: under a steady stream the
                     // sealer may never catch up, and retention must not wait for it.
-                    while retention && !signal.stopping() {
+                    while retention().is_on() && !signal.stopping() {
                         let open = config.open_journeys.lock().expect("open journeys").clone();
-                        match crate::retention::retire_due(
-                            &conn,
-                            &config.db_path,
-                            &config.segments_dir,
-                            &set,
-                            &queue,
-                            &config.retention,
-                            open.as_ref(),
-                        ) {
+                        match crate::retention::retire_due(&conn, &config.db_path, &config.segments_dir, &set, &queue, &retention(), open.as_ref()) {
                             Ok(true) => continue,
                             Ok(false) => break,
                             Err(e) => {

@@ -127,16 +127,20 @@ impl Store {
             oldest_time,
             oldest_received_at,
             segment_events: self.inner.segment_events,
-            retention_seconds: self.inner.retention.age.map(|a| a.as_secs()),
-            max_disk_bytes: self.inner.retention.max_disk_bytes,
+            retention_seconds: self.retention().age.map(|a| a.as_secs()),
+            max_disk_bytes: self.retention().max_disk_bytes,
             next_removal: self.next_removal(disk_bytes),
         })
     }
 }
 
 impl Store {
+    fn retention(&self) -> crate::Retention {
+        *self.inner.retention.lock().expect("retention")
+    }
+
     fn next_removal(&self, disk_bytes: u64) -> Option<NextRemoval> {
-        let retention = &self.inner.retention;
+        let retention = &self.retention();
         if !retention.is_on() {
             return None;
         }

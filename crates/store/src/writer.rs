@@ -456,6 +456,13 @@ impl WriterHandle {
         Backlog { queued_rows: self.depth.queued_rows.load(Ordering::Acquire), log_end: self.depth.log_end.load(Ordering::Acquire) }
     }
 
+    /// Wakes the sealer (a retention change), if sealing is on.
+    pub(crate) fn wake_sealer(&self) {
+        if let Some((signal, _)) = &self.sealer {
+            signal.wake();
+        }
+    }
+
     pub(crate) fn check_writable(&self) -> Result<(), StoreError> {
         match self.poisoned.lock().expect("poison flag").clone() {
             Some(why) => Err(StoreError::Poisoned(why)),

@@ -17,6 +17,8 @@ pub const SCALING_FACTOR: f64 = 2.0;
 pub const LATENCY_FACTOR: f64 = 1.0;
 /// Everything causeway keeps on disk at most this share of the events' JSON.
 pub const DISK_FACTOR: f64 = 0.5;
+/// Batch p99 while retention removes history, at most this many times its p99 without.
+pub const RETENTION_FACTOR: f64 = 2.0;
 /// The stretches compared for the ingest rate kept: the first and the last million.
 pub const SPAN: usize = 1_000_000;
 
@@ -110,6 +112,49 @@ pub struct ScaleReport {
     /// The store's statistics at the end, once the sealer caught up.
     pub store: StoreStats,
     pub notes: Vec<String>,
+    /// Retention removing history while ingest runs, after the last checkpoint.
+    pub retention: Option<RetentionRun>,
+}
+
+/// Per-batch ingest latency over one stretch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchLatency {
+    pub batches: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+impl BatchLatency {
+    pub fn of(mut times: Vec<std::time::Duration>) -> BatchLatency {
+        times.sort();
+        let at = |q: f64| times.get(((times.len() as f64 * q) as usize).min(times.len().saturating_sub(1))).map_or(0.0, |d| d.as_secs_f64() * 1e3);
+        BatchLatency { batches: times.len(), p50_ms: at(0.5), p99_ms: at(0.99), max_ms: at(1.0) }
+    }
+}
+
+/// Retention removing history while ingest runs: a stretch without removal, then one with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetentionRun {
+    /// Events ingested per stretch.
+    pub stretch: usize,
+    pub removed_events: i64,
+    pub removed_segments: usize,
+    /// The removed segments' files: their bytes, and how many are still on disk.
+    pub removed_bytes: u64,
+    pub removed_files_left: usize,
+    pub baseline: BatchLatency,
+    pub during: BatchLatency,
+    /// The second stretch's wall time.
+    pub stretch_s: f64,
+    /// Every file of the data directory, before the removal and after it (and the second stretch).
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+    pub segment_bytes_before: u64,
+    pub segment_bytes_after: u64,
+    /// The stored events' JSON before and after.
+    pub raw_bytes_before: i64,
+    pub raw_bytes_after: i64,
 }
 
 impl ScaleReport {
@@ -216,6 +261,19 @@ impl ScaleReport {
                     pass: ratio <= LATENCY_FACTOR,
                 });
             }
+        }
+        if let Some(r) = &self.retention {
+            let ratio = r.during.p99_ms / r.baseline.p99_ms;
+            out.push(Verdict {
+                target: format!("batch p99 while retention removes {} events ≤ {RETENTION_FACTOR}× without", group(r.removed_events as f64)),
+                measured: format!("{ratio:.2}× ({:.1} ms, {:.1} ms without)", r.during.p99_ms, r.baseline.p99_ms),
+                pass: ratio <= RETENTION_FACTOR,
+            });
+            out.push(Verdict {
+                target: "the removed segments' disk space is returned".into(),
+                measured: format!("{} in {} files removed, {} left", mib(r.removed_bytes), r.removed_segments, r.removed_files_left),
+                pass: r.removed_segments > 0 && r.removed_files_left == 0,
+            });
         }
         if let Some(c) = self.checkpoints.last() {
             let ratio = c.causeway_bytes as f64 / c.raw_bytes as f64;
@@ -399,6 +457,39 @@ impl ScaleReport {
             && large > small
         {
             crate::report::write_scaling(&mut md, large, small, |kind| a.query(kind).zip(b.query(kind)));
+        }
+        if let Some(r) = &self.retention {
+            let _ = writeln!(md, "\n#### Retention while ingest runs\n");
+            let _ = writeln!(
+                md,
+                "After the last checkpoint, {} more events over HTTP ({} clients, batches of {}), every batch timed; then {} more while retention removes \
+                 the {} oldest segments ({} events: `[store] retention` set to the age of the newest of them). The second stretch took {:.1} s.\n",
+                group(r.stretch as f64),
+                self.settings.concurrency,
+                self.settings.batch,
+                group(r.stretch as f64),
+                r.removed_segments,
+                group(r.removed_events as f64),
+                r.stretch_s
+            );
+            let _ = writeln!(md, "| stretch | batches | p50 (ms) | p99 (ms) | max (ms) |");
+            let _ = writeln!(md, "|---|---:|---:|---:|---:|");
+            for (name, b) in [("without removal", &r.baseline), ("during the removal", &r.during)] {
+                let _ = writeln!(md, "| {name} | {} | {:.1} | {:.1} | {:.1} |", b.batches, b.p50_ms, b.p99_ms, b.max_ms);
+            }
+            let _ = writeln!(
+                md,
+                "\nOn disk: {} of removed segment files ({} still there); the data directory {} → {}, its segment files {} → {} (the second \
+                 stretch's events sealed meanwhile); the stored events' JSON {} → {}.",
+                mib(r.removed_bytes),
+                r.removed_files_left,
+                mib(r.bytes_before),
+                mib(r.bytes_after),
+                mib(r.segment_bytes_before),
+                mib(r.segment_bytes_after),
+                mib(r.raw_bytes_before.max(0) as u64),
+                mib(r.raw_bytes_after.max(0) as u64)
+            );
         }
         crate::report::write_verdicts(&mut md, &self.verdicts());
         if !self.notes.is_empty() {
