@@ -388,7 +388,7 @@ impl ServerConfig {
         };
         if store.retention.is_on() && store.segment_events == 0 {
             anyhow::bail!(
-                "[store] retention and max_disk remove whole sealed segments, and sealing is off: set [store] segment_events too ({} is recommended)",
+                "[store] retention and max_disk remove whole sealed segments, and sealing is off: set [store] segment_events too ({} is recommended, and the default)",
                 causeway_store::RECOMMENDED_SEGMENT_EVENTS
             );
         }

@@ -402,8 +402,8 @@ fn serve_config_file_flags_and_environment() {
     assert!(text(&out).contains("[store] url configures an external store, which this version of causeway does not have yet"), "{}", text(&out));
     // Retention removes sealed segments: without sealing, it is refused with what to set.
     for (setting, says) in [
-        ("retention = \"30d\"", "sealing is off: set [store] segment_events too (100000 is recommended)"),
-        ("max_disk = \"50GiB\"", "sealing is off: set [store] segment_events too"),
+        ("segment_events = 0\nretention = \"30d\"", "sealing is off: set [store] segment_events too (100000 is recommended"),
+        ("segment_events = 0\nmax_disk = \"50GiB\"", "sealing is off: set [store] segment_events too"),
         ("segment_events = 100000\nretention = \"a month\"", "[store] retention: 'a month' is not a duration"),
         ("segment_events = 100000\nmax_disk = \"50 parsecs\"", "[store] max_disk: unknown unit"),
     ] {

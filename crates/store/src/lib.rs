@@ -67,14 +67,13 @@ pub struct StoreSettings {
     pub retention: Retention,
 }
 
-/// [`StoreSettings::segment_events`] unless configured: off. Sealed history answers every query
-/// the unsealed store answers, but scans of it (a filter on `event_type` alone, a join through
-/// `event_lineage`) decode every sealed row, so until those have indexes of their own sealing is
-/// opted into (`docs/operations.md`).
-pub const DEFAULT_SEGMENT_EVENTS: u64 = 0;
-
-/// The segment size `docs/operations.md` recommends when sealing is on.
+/// The segment size `docs/operations.md` recommends, and the default.
 pub const RECOMMENDED_SEGMENT_EVENTS: u64 = 100_000;
+
+/// [`StoreSettings::segment_events`] unless configured: the recommended size. Sealed history
+/// answers every query the unsealed store answers, lookups through the segments' indexes and
+/// filters, scans by event type and time through their lineage columns (`docs/operations.md`).
+pub const DEFAULT_SEGMENT_EVENTS: u64 = RECOMMENDED_SEGMENT_EVENTS;
 
 /// [`StoreSettings::writer_cache_bytes`] unless configured: 256 MiB.
 pub const DEFAULT_WRITER_CACHE_BYTES: u64 = 256 * 1024 * 1024;

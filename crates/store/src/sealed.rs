@@ -424,7 +424,14 @@ impl EventsCursor {
                 self.at = 0;
             }
             let Some(wanted) = &self.event_type else { return Ok(()) };
-            if self.sealed.is_empty() || self.sealed_row()?.event_type == *wanted {
+            let Some(stretch) = self.sealed.front() else { return Ok(()) };
+            let (segment, pos) = stretch.get(self.at);
+            // The lineage columns answer without decompressing the block.
+            let matches = match segment.event_type_at(pos) {
+                Some(t) => t == wanted,
+                None => self.sealed_row()?.event_type == *wanted,
+            };
+            if matches {
                 return Ok(());
             }
             self.at += 1;
@@ -679,6 +686,21 @@ unsafe impl VTabCursor for EventsCursor {
         if i == SEQ {
             return ctx.set_result(self.sealed_seq()?);
         }
+        if i == EVENT_TYPE || i == TIME {
+            // From the lineage columns when the file has them: no block decompressed.
+            let stretch = self.sealed.front().ok_or_else(|| module_error("no current row"))?;
+            let (segment, pos) = stretch.get(self.at);
+            if i == EVENT_TYPE
+                && let Some(t) = segment.event_type_at(pos)
+            {
+                return ctx.set_result(t);
+            }
+            if i == TIME
+                && let Some(t) = segment.time_at(pos)
+            {
+                return ctx.set_result(&t);
+            }
+        }
         if i == REDELIVERIES {
             // Counted beside the segment since the seal.
             let stmt = self.statements.get(SEALED_REDELIVERIES).ok_or_else(|| module_error("redeliveries not prepared"))?;
@@ -834,7 +856,7 @@ fn unsealed_candidates(set: &SegmentSet, keys: &HotKeys, key: Key, value: &str, 
     if floor > after {
         for segment in set.snapshot().iter() {
             let info = segment.info();
-            if info.last_seq <= after || info.first_seq > floor {
+            if info.last_seq <= after || info.first_seq > floor || !segment.may_contain(key, value) {
                 continue;
             }
             for pos in segment.find(key, value)? {
@@ -867,12 +889,20 @@ fn plan(segments: &[Arc<Segment>], b: &Bounds) -> Result<Vec<Stretch>, crate::St
         if b.time_min.as_deref().is_some_and(|t| info.max_time.as_str() < t) || b.time_max.as_deref().is_some_and(|t| info.min_time.as_str() > t) {
             continue;
         }
+        if let Some(Some(t)) = &b.event_type
+            && !segment.may_contain_event_type(t)
+        {
+            continue;
+        }
         let lo = b.seq_min.map_or(0, |m| segment.lower_bound_seq(m));
         let hi = b.seq_max.map_or(segment.len() as u32, |m| if m == i64::MAX { segment.len() as u32 } else { segment.lower_bound_seq(m + 1) });
         if lo >= hi {
             continue;
         }
         if let Some((key, Some(value))) = &b.key {
+            if !segment.may_contain(*key, value) {
+                continue;
+            }
             let rows: Vec<u32> = segment.find(*key, value)?.into_iter().filter(|p| (lo..hi).contains(p)).collect();
             if !rows.is_empty() {
                 plan.push(Stretch::Rows(segment.clone(), rows));

@@ -1,7 +1,7 @@
 //! Sealed segments: immutable compressed files, each holding a seq range of events moved out of
 //! `events_hot`, with hash indexes on the lookup columns and an in-memory event-id filter.
 //!
-//! # File layout (version 2; every integer little-endian, nothing depends on struct layout)
+//! # File layout (version 3; every integer little-endian, nothing depends on struct layout)
 //!
 //! ```text
 //! header       "CWSEG1", u16 version
@@ -18,10 +18,16 @@
 //!              per frame (attributes, envelopes) compressed len u32 + decoded len u32, first position
 //!              u32, seqs offset u32, first_seq i64, last_seq i64, min time u32, max time u32 (string refs)
 //! strings      varint length + UTF-8 bytes, referenced by offset from the directory and footer
-//! footer       FOOTER_FIELDS u64s (sections, SegmentInfo), index checksum u64, checksum u64, u16 version, "CWSEG1"
+//! columns      the lineage columns: u8 presence, u16 type count + the types, per row a u16 type code,
+//!              per row an i64 event time in µs (see `ColumnsBuilder`); version 3 only
+//! id filters   3 filters (correlation, causation, subject ids), each as `filter`; version 3 only
+//! footer       FOOTER_FIELDS u64s (sections, SegmentInfo, columns, id filters), index checksum u64, checksum u64, u16 version, "CWSEG1"
 //! ```
 //!
-//! `checksum` is xxh3 of the dictionaries, seqs, filter, directory, strings and the footer before it:
+//! Version 2 files (no lineage columns or id filters but the event ids', a footer eight fields
+//! shorter) are still read.
+//!
+//! `checksum` is xxh3 of the dictionaries, seqs, filter, directory, strings, columns, id filters and the footer before it:
 //! all of it is read at open, so a damaged or truncated file fails there. Frames carry zstd's own
 //! checksum, checked on every decode. The indexes are only read where a lookup lands (checking them
 //! at open would read the whole file); every hit is verified against the row, so damage there can lose
@@ -134,7 +140,9 @@ pub fn key_hash(value: &str) -> u64 {
 }
 
 const MAGIC: &[u8; 6] = b"CWSEG1";
-const VERSION: u16 = 2;
+const VERSION: u16 = 3;
+/// The version before the lineage columns: still read.
+const VERSION_2: u16 = 2;
 const HEADER_LEN: u64 = 8;
 const BLOCK_MAX_ROWS: usize = 32;
 const BLOCK_MAX_BYTES: usize = 16 * 1024;
@@ -154,8 +162,14 @@ const CACHE_BLOCKS: usize = 16;
 /// 2 dictionaries, attributes, envelopes, seqs, filter, strings: (offset, len); 4 indexes: (offset, count);
 /// directory (offset, count); first_seq, last_seq, rows, raw_bytes, and 4 string refs (min/max time,
 /// min/max received_at).
-const FOOTER_FIELDS: usize = 2 * 7 + 2 * 4 + 2 + 4 + 4;
-const FOOTER_LEN: u64 = (FOOTER_FIELDS * 8 + 8 + 8 + 8) as u64;
+const FOOTER_FIELDS_V2: usize = 2 * 7 + 2 * 4 + 2 + 4 + 4;
+/// Version 3 adds the lineage columns' section and the filters of correlation, causation and
+/// subject ids (offset, len each) after version 2's fields.
+const FOOTER_FIELDS: usize = FOOTER_FIELDS_V2 + 2 + 2 * 3;
+const fn footer_len(fields: usize) -> u64 {
+    (fields * 8 + 8 + 8 + 8) as u64
+}
+const FOOTER_LEN: u64 = footer_len(FOOTER_FIELDS);
 
 // ---------------------------------------------------------------------------------------------
 // Encoding primitives
@@ -455,10 +469,17 @@ struct PendingBlock {
 /// Writes a segment file from rows in strictly ascending seq (gaps allowed): to `path` + ".tmp",
 /// fsynced, renamed to `path`, the directory fsynced. Errors on empty input or a seq out of order.
 pub fn write_segment(path: &Path, rows: impl IntoIterator<Item = SealedRow>) -> Result<SegmentInfo, StoreError> {
+    write_segment_version(path, rows, VERSION)
+}
+
+/// [`write_segment`] in a given format version: version 2 for the tests that read what an
+/// earlier causeway wrote.
+fn write_segment_version(path: &Path, rows: impl IntoIterator<Item = SealedRow>, version: u16) -> Result<SegmentInfo, StoreError> {
     let fail = |reason: String| StoreError::Segment { path: path.to_path_buf(), reason };
     let mut blocks: Vec<PendingBlock> = Vec::new();
     let mut seqs = Vec::new();
     let mut keys: [Vec<(u64, u32)>; 4] = Default::default();
+    let mut columns = ColumnsBuilder::default();
     let mut info: Option<SegmentInfo> = None;
     let mut pos = 0u32;
     for row in rows {
@@ -510,6 +531,7 @@ pub fn write_segment(path: &Path, rows: impl IntoIterator<Item = SealedRow>) -> 
                 index.push((key_hash(v), pos));
             }
         }
+        columns.push(&row);
         info.last_seq = row.seq;
         info.rows += 1;
         info.raw_bytes += row.envelope.len() as u64;
@@ -522,7 +544,8 @@ pub fn write_segment(path: &Path, rows: impl IntoIterator<Item = SealedRow>) -> 
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
-    let written = write_file(&tmp, &dicts, &blocks, &seqs, &mut keys, &info);
+    let columns = (version == VERSION).then(|| columns.encode());
+    let written = write_file(&tmp, &dicts, &blocks, &seqs, &mut keys, columns.as_deref(), &info);
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
@@ -540,12 +563,15 @@ fn write_file(
     blocks: &[PendingBlock],
     seqs: &[u8],
     keys: &mut [Vec<(u64, u32)>; 4],
+    columns: Option<&[u8]>,
     info: &SegmentInfo,
 ) -> Result<u64, StoreError> {
+    // Without columns, version 2's layout.
+    let version = if columns.is_some() { VERSION } else { VERSION_2 };
     let io = |e: std::io::Error| StoreError::Io { path: tmp.to_path_buf(), source: e };
     let mut file = Writer { out: BufWriter::new(File::create(tmp).map_err(io)?), at: 0, sum: Xxh3::new() };
     file.put(MAGIC, false).map_err(io)?;
-    file.put(&VERSION.to_le_bytes(), false).map_err(io)?;
+    file.put(&version.to_le_bytes(), false).map_err(io)?;
     let mut footer = Vec::with_capacity(FOOTER_LEN as usize);
     let section = |footer: &mut Vec<u8>, start: u64, len: u64| {
         footer.extend_from_slice(&start.to_le_bytes());
@@ -615,15 +641,121 @@ fn write_file(
     for v in [info.first_seq as u64, info.last_seq as u64, info.rows, info.raw_bytes].into_iter().chain(refs) {
         footer.extend_from_slice(&v.to_le_bytes());
     }
+    if let Some(columns) = columns {
+        section(&mut footer, file.at, columns.len() as u64);
+        file.put(columns, true).map_err(io)?;
+        for index in &keys[1..] {
+            let filter = encode_filter(index);
+            section(&mut footer, file.at, filter.len() as u64);
+            file.put(&filter, true).map_err(io)?;
+        }
+    }
     footer.extend_from_slice(&index_sum.digest().to_le_bytes());
-    debug_assert_eq!(footer.len(), FOOTER_FIELDS * 8 + 8);
+    debug_assert_eq!(footer.len(), if columns.is_some() { FOOTER_FIELDS } else { FOOTER_FIELDS_V2 } * 8 + 8);
     file.put(&footer, true).map_err(io)?;
     let sum = file.sum.digest();
     file.put(&sum.to_le_bytes(), false).map_err(io)?;
-    file.put(&VERSION.to_le_bytes(), false).map_err(io)?;
+    file.put(&version.to_le_bytes(), false).map_err(io)?;
     file.put(MAGIC, false).map_err(io)?;
     file.out.into_inner().map_err(|e| io(e.into_error()))?.sync_all().map_err(io)?;
     Ok(file.at)
+}
+
+/// The lineage columns of a segment (version 3): each row's event type and time, readable without
+/// decompressing a block, so that a scan by event type or time over sealed history touches no
+/// frame. Layout: a presence byte (0: absent, when a time is not in the canonical form the
+/// micros give back exactly), then the distinct types (u16 count, each varint length + UTF-8),
+/// then per row a u16 type code, then per row an i64 time in microseconds since the epoch.
+#[derive(Default)]
+struct ColumnsBuilder {
+    types: Vec<String>,
+    codes: Vec<u16>,
+    times: Vec<i64>,
+    /// A type past u16's range or a time that does not round-trip: no columns.
+    unusable: bool,
+}
+
+impl ColumnsBuilder {
+    fn push(&mut self, row: &SealedRow) {
+        if self.unusable {
+            return;
+        }
+        let code = match self.types.iter().position(|t| *t == row.event_type) {
+            Some(c) => c,
+            None => {
+                self.types.push(row.event_type.clone());
+                self.types.len() - 1
+            }
+        };
+        match (u16::try_from(code), time_micros(&row.time)) {
+            (Ok(code), Some(micros)) => {
+                self.codes.push(code);
+                self.times.push(micros);
+            }
+            _ => self.unusable = true,
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        if self.unusable {
+            return vec![0];
+        }
+        let mut out = Vec::with_capacity(3 + self.types.iter().map(|t| t.len() + 2).sum::<usize>() + self.codes.len() * 10);
+        out.push(1);
+        out.extend_from_slice(&(self.types.len() as u16).to_le_bytes());
+        for t in &self.types {
+            put_str(&mut out, t);
+        }
+        self.codes.iter().for_each(|c| out.extend_from_slice(&c.to_le_bytes()));
+        self.times.iter().for_each(|t| out.extend_from_slice(&t.to_le_bytes()));
+        out
+    }
+}
+
+/// A canonical time's microseconds since the epoch, when formatting them gives the same text back.
+fn time_micros(time: &str) -> Option<i64> {
+    let micros = chrono::DateTime::parse_from_rfc3339(time).ok()?.timestamp_micros();
+    (format_micros(micros)? == time).then_some(micros)
+}
+
+fn format_micros(micros: i64) -> Option<String> {
+    chrono::DateTime::from_timestamp_micros(micros).map(|t| causeway_envelope::format_time(&t))
+}
+
+/// The lineage columns as read at open.
+struct Columns {
+    types: Vec<String>,
+    codes: Range<usize>,
+    times: Range<usize>,
+}
+
+impl Columns {
+    fn parse(b: &[u8], rows: usize, base: usize) -> Result<Option<Columns>, &'static str> {
+        let mut r = Reader { b, at: 0 };
+        if r.u8()? == 0 {
+            return Ok(None);
+        }
+        let n = u16::from_le_bytes(r.bytes(2)?.try_into().map_err(|_| "short")?) as usize;
+        let mut types = Vec::with_capacity(n);
+        for _ in 0..n {
+            let len = usize::try_from(r.varint()?).map_err(|_| "long type")?;
+            types.push(std::str::from_utf8(r.bytes(len)?).map_err(|_| "a type is not UTF-8")?.to_string());
+        }
+        let codes = base + r.at..base + r.at + rows * 2;
+        r.bytes(rows * 2)?;
+        let times = base + r.at..base + r.at + rows * 8;
+        r.bytes(rows * 8)?;
+        if r.at != b.len() {
+            return Err("trailing bytes");
+        }
+        for i in 0..rows {
+            let code = u16::from_le_bytes([b[codes.start - base + 2 * i], b[codes.start - base + 2 * i + 1]]);
+            if code as usize >= n {
+                return Err("a type code out of range");
+            }
+        }
+        Ok(Some(Columns { types, codes, times }))
+    }
 }
 
 fn min_max(min: &mut String, max: &mut String, v: &str) {
@@ -705,6 +837,15 @@ enum IdFilter {
     Exact(Vec<u64>),
 }
 
+impl IdFilter {
+    fn contains(&self, hash: u64) -> bool {
+        match self {
+            IdFilter::Fuse(f) => f.contains(&hash),
+            IdFilter::Exact(hashes) => hashes.binary_search(&hash).is_ok(),
+        }
+    }
+}
+
 fn decode_filter(b: &[u8]) -> Option<IdFilter> {
     match *b.first()? {
         FILTER_FUSE if b.len() >= 21 => {
@@ -738,6 +879,10 @@ struct Sections {
     filter: Range<usize>,
     directory: Range<usize>,
     strings: Range<usize>,
+    /// Version 3's lineage columns.
+    columns: Option<Range<usize>>,
+    /// Version 3's filters of correlation, causation and subject ids.
+    key_filters: Option<[Range<usize>; 3]>,
     index_sum: u64,
 }
 
@@ -764,6 +909,10 @@ pub struct Segment {
     /// Per frame kind.
     dicts: [Option<DDict<'static>>; 2],
     filter: IdFilter,
+    /// Each row's event type and time, when the file has them (version 3).
+    columns: Option<Columns>,
+    /// Filters of correlation, causation and subject ids (version 3), in memory.
+    key_filters: Option<[IdFilter; 3]>,
     /// The last decoded frames of each kind, most recent first: a lookup of several rows in one
     /// block decodes once, and a scan of attributes alone decodes no envelope.
     attributes_cache: Mutex<Vec<(usize, Arc<AttributesBlock>)>>,
@@ -784,17 +933,22 @@ impl Segment {
         // whole (rename) or deleted, never written or truncated in place while mapped.
         let map = unsafe { Mmap::map(&file) }.map_err(|e| StoreError::Io { path: path.to_path_buf(), source: e })?;
         let len = map.len();
-        if (len as u64) < HEADER_LEN + FOOTER_LEN {
+        if (len as u64) < HEADER_LEN + footer_len(FOOTER_FIELDS_V2) {
             return Err(fail("too short to be a segment (truncated?)"));
         }
         let version = |at: usize| u16::from_le_bytes([map[at], map[at + 1]]);
         if &map[..6] != MAGIC || &map[len - 6..] != MAGIC {
             return Err(fail("not a segment file, or truncated (no CWSEG1 magic)"));
         }
-        if version(6) != VERSION || version(len - 8) != VERSION {
-            return Err(fail(&format!("segment version {} is not {VERSION}: written by another causeway?", version(6))));
+        let fields = match (version(6), version(len - 8)) {
+            (VERSION, VERSION) => FOOTER_FIELDS,
+            (VERSION_2, VERSION_2) => FOOTER_FIELDS_V2,
+            (v, _) => return Err(fail(&format!("segment version {v} is not {VERSION_2} or {VERSION}: written by another causeway?"))),
+        };
+        if (len as u64) < HEADER_LEN + footer_len(fields) {
+            return Err(fail("too short to be a segment (truncated?)"));
         }
-        let footer_at = len - FOOTER_LEN as usize;
+        let footer_at = len - footer_len(fields) as usize;
         let f = |i: usize| u64_at(&map, footer_at + i * 8);
         let body = HEADER_LEN as usize..footer_at;
         let section = |start: u64, size: u64| -> Result<Range<usize>, StoreError> {
@@ -815,10 +969,15 @@ impl Segment {
             filter: section(f(18), f(19))?,
             directory: entries(f(20), f(21), DIR_ENTRY)?,
             strings: section(f(22), f(23))?,
-            index_sum: f(FOOTER_FIELDS),
+            columns: if fields == FOOTER_FIELDS { Some(section(f(32), f(33))?) } else { None },
+            key_filters: if fields == FOOTER_FIELDS { Some([section(f(34), f(35))?, section(f(36), f(37))?, section(f(38), f(39))?]) } else { None },
+            index_sum: f(fields),
         };
         let mut sum = Xxh3::new();
         for r in [&sections.dicts[0], &sections.dicts[1], &sections.seqs, &sections.filter, &sections.directory, &sections.strings] {
+            sum.update(&map[r.clone()]);
+        }
+        for r in sections.columns.iter().chain(sections.key_filters.iter().flatten()) {
             sum.update(&map[r.clone()]);
         }
         sum.update(&map[footer_at..len - 16]);
@@ -844,6 +1003,17 @@ impl Segment {
         };
         let dicts = [dict(&sections.dicts[0])?, dict(&sections.dicts[1])?];
         let filter = decode_filter(&map[sections.filter.clone()]).ok_or_else(|| fail("bad event-id filter"))?;
+        let key_filters = match &sections.key_filters {
+            Some(rs) => {
+                let decode = |r: &Range<usize>| decode_filter(&map[r.clone()]).ok_or_else(|| fail("bad id filter"));
+                Some([decode(&rs[0])?, decode(&rs[1])?, decode(&rs[2])?])
+            }
+            None => None,
+        };
+        let columns = match &sections.columns {
+            Some(r) => Columns::parse(&map[r.clone()], info.rows as usize, r.start).map_err(|e| fail(&format!("bad lineage columns: {e}")))?,
+            None => None,
+        };
         let n_blocks = f(21) as usize;
         let segment = Segment {
             path: path.to_path_buf(),
@@ -853,6 +1023,8 @@ impl Segment {
             n_blocks,
             dicts,
             filter,
+            key_filters,
+            columns,
             attributes_cache: Mutex::new(Vec::new()),
             envelopes_cache: Mutex::new(Vec::new()),
         };
@@ -1096,11 +1268,44 @@ impl Segment {
 
     /// False means no row has this event id. In memory, no I/O; true is wrong < 0.4% of the time.
     pub fn may_contain_event_id(&self, event_id: &str) -> bool {
-        let hash = key_hash(event_id);
-        match &self.filter {
-            IdFilter::Fuse(f) => f.contains(&hash),
-            IdFilter::Exact(hashes) => hashes.binary_search(&hash).is_ok(),
+        self.filter.contains(key_hash(event_id))
+    }
+
+    /// False means no row has `value` as its `key`: the event-id filter, or (version 3) the filter
+    /// of that key's ids; a version 2 file says true for the other keys.
+    pub fn may_contain(&self, key: Key, value: &str) -> bool {
+        match (key, &self.key_filters) {
+            (Key::EventId, _) => self.may_contain_event_id(value),
+            (_, Some(filters)) => filters[key as usize - 1].contains(key_hash(value)),
+            (_, None) => true,
         }
+    }
+
+    /// The event type of the row at a position, without decompressing its block; `None` when the
+    /// file has no lineage columns (version 2) or no such row.
+    pub fn event_type_at(&self, pos: u32) -> Option<&str> {
+        let c = self.columns.as_ref().filter(|_| (pos as usize) < self.len())?;
+        let at = c.codes.start + 2 * pos as usize;
+        let code = u16::from_le_bytes([*self.map.get(at)?, *self.map.get(at + 1)?]);
+        c.types.get(code as usize).map(String::as_str)
+    }
+
+    /// Whether any row may have this event type: `false` only when the lineage columns say none has.
+    pub fn may_contain_event_type(&self, event_type: &str) -> bool {
+        self.columns.as_ref().is_none_or(|c| c.types.iter().any(|t| t == event_type))
+    }
+
+    /// The event time of the row at a position (canonical RFC 3339), without decompressing its
+    /// block; `None` when the file has no lineage columns or no such row.
+    pub fn time_at(&self, pos: u32) -> Option<String> {
+        let c = self.columns.as_ref().filter(|_| (pos as usize) < self.len())?;
+        let at = c.times.start + 8 * pos as usize;
+        format_micros(i64::from_le_bytes(self.map.get(at..at + 8)?.try_into().ok()?))
+    }
+
+    /// Whether the file has the lineage columns (version 3).
+    pub fn has_lineage_columns(&self) -> bool {
+        self.columns.is_some()
     }
 
     /// The seq of the row at a position, without decompressing its block.
@@ -1367,6 +1572,41 @@ mod tests {
         rows
     }
 
+    /// A file of version 2 (before the lineage columns) reads as before; a segment whose times are
+    /// not all canonical has no columns and reads the same from its blocks.
+    #[test]
+    fn version_2_files_and_segments_without_columns_read_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows = generate(2_000, 11);
+        let v2 = dir.path().join("v2.seg");
+        write_segment_version(&v2, rows.clone(), VERSION_2).unwrap();
+        let seg = Segment::open(&v2).unwrap();
+        assert_eq!(u16::from_le_bytes([seg.map[6], seg.map[7]]), VERSION_2);
+        assert!(!seg.has_lineage_columns() && seg.may_contain_event_type("NoSuchType"));
+        assert_eq!((seg.event_type_at(0), seg.time_at(0)), (None, None));
+        for (pos, row) in rows.iter().enumerate() {
+            assert_eq!(&seg.row(pos as u32).unwrap(), row, "row {pos}");
+        }
+        seg.verify().unwrap();
+
+        let mut odd = rows.clone();
+        odd[1_000].time = "2026-11-23T10:00:00Z".into(); // not the canonical six digits
+        let path = dir.path().join("odd.seg");
+        write_segment(&path, odd.clone()).unwrap();
+        let seg = Segment::open(&path).unwrap();
+        assert!(!seg.has_lineage_columns());
+        assert_eq!(seg.row(1_000).unwrap().time, "2026-11-23T10:00:00Z");
+        // A damaged column section is refused at open.
+        write_segment(&path, rows.clone()).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let seg = Segment::open(&path).unwrap();
+        let at = seg.sections.columns.clone().unwrap().start + 5;
+        drop(seg);
+        bytes[at] ^= 0xff;
+        std::fs::write(&path, bytes).unwrap();
+        assert!(Segment::open(&path).is_err());
+    }
+
     #[test]
     fn round_trip() {
         let dir = tempfile::tempdir().unwrap();
@@ -1386,6 +1626,14 @@ mod tests {
         }
         assert!(seg.row(10_000).is_err() && seg.row_attributes(10_000).is_err());
         seg.verify().unwrap();
+        // The lineage columns give each row's type and time without a block.
+        assert!(seg.has_lineage_columns());
+        for (pos, row) in rows.iter().enumerate() {
+            assert_eq!(seg.event_type_at(pos as u32), Some(row.event_type.as_str()), "row {pos}");
+            assert_eq!(seg.time_at(pos as u32).as_deref(), Some(row.time.as_str()), "row {pos}");
+        }
+        assert!(seg.may_contain_event_type(&rows[0].event_type) && !seg.may_contain_event_type("NoSuchType"));
+        assert_eq!((seg.event_type_at(10_000), seg.time_at(10_000)), (None, None));
 
         for key in Key::ALL {
             let mut expected: HashMap<&str, Vec<u32>> = HashMap::new();
@@ -1397,7 +1645,10 @@ mod tests {
             assert!(expected.len() > 500, "{key:?}: {} values", expected.len());
             for (value, positions) in &expected {
                 assert_eq!(&seg.find(key, value).unwrap(), positions, "{key:?} {value}");
+                assert!(seg.may_contain(key, value), "{key:?} {value}: a stored id passes its filter");
             }
+            let absent = (0..1_000).filter(|i| seg.may_contain(key, &format!("absent-{i}"))).count();
+            assert!(absent < 20, "{key:?}: {absent} of 1000 absent ids pass the filter");
             // None columns are never matched, absent values find nothing.
             for absent in ["", "none", "00000000-0000-4000-8000-000000000000", "order-1"] {
                 assert!(seg.find(key, absent).unwrap().is_empty(), "{key:?} {absent:?}");

@@ -297,11 +297,11 @@ impl ScaleReport {
         let _ = writeln!(md, "| PostgreSQL, as the table grows | {} |", self.postgres_settings);
         let sealing = if st.segment_events > 0 {
             format!(
-                "history sealed every {} events into compressed segment files in the background (`[store] segment_events`; off by default)",
+                "history sealed every {} events into compressed segment files in the background (`[store] segment_events`)",
                 group(st.segment_events as f64)
             )
         } else {
-            "sealing off (`[store] segment_events = 0`, the default)".to_string()
+            "sealing off (`[store] segment_events = 0`)".to_string()
         };
         let _ = writeln!(
             md,
