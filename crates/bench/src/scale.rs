@@ -220,18 +220,8 @@ fn measure(cfg: &ScaleConfig, checkpoints: &[usize]) -> Result<Measured> {
     for &at in checkpoints {
         let stretch = at - previous;
 
-        let causeway = ingest_stretch(
-            &mut causeway_feed,
-            stretch,
-            cfg.concurrency,
-            |events| {
-                let sent = events.len();
-                (ndjson(&events), sent)
-            },
-            || Ok((HttpClient::new(addr), Vec::with_capacity(64 * 1024))),
-            |(client, answer), (body, sent)| post_batch(client, answer, &body, sent),
-        )
-        .with_context(|| format!("causeway ingest up to {at}"))?;
+        let causeway =
+            http_stretch(&mut causeway_feed, stretch, cfg.concurrency, addr, None).with_context(|| format!("causeway ingest up to {at}"))?;
         let stored = store.counts()?.events as usize;
         if stored != at {
             bail!("causeway stored {stored} events over HTTP, expected {at}");
@@ -397,10 +387,23 @@ fn mib_text(bytes: u64) -> String {
 /// Sends the next `RETENTION_STRETCH` events of `feed` over HTTP, timing each batch.
 fn timed_batches(feed: &mut Feed, cfg: &ScaleConfig, addr: std::net::SocketAddr) -> Result<BatchLatency> {
     let times = Mutex::new(Vec::with_capacity(RETENTION_STRETCH / cfg.batch + 1));
+    http_stretch(feed, RETENTION_STRETCH, cfg.concurrency, addr, Some(&times))?;
+    Ok(BatchLatency::of(times.into_inner().expect("batch times")))
+}
+
+/// [`ingest_stretch`] to causeway over HTTP (NDJSON batches), each batch's time added to `times`
+/// when given.
+fn http_stretch(
+    feed: &mut Feed,
+    count: usize,
+    concurrency: usize,
+    addr: std::net::SocketAddr,
+    times: Option<&Mutex<Vec<Duration>>>,
+) -> Result<Duration> {
     ingest_stretch(
         feed,
-        RETENTION_STRETCH,
-        cfg.concurrency,
+        count,
+        concurrency,
         |events| {
             let sent = events.len();
             (ndjson(&events), sent)
@@ -409,11 +412,12 @@ fn timed_batches(feed: &mut Feed, cfg: &ScaleConfig, addr: std::net::SocketAddr)
         |(client, answer), (body, sent)| {
             let t = Instant::now();
             let result = post_batch(client, answer, &body, sent);
-            times.lock().expect("batch times").push(t.elapsed());
+            if let Some(times) = times {
+                times.lock().expect("batch times").push(t.elapsed());
+            }
             result
         },
-    )?;
-    Ok(BatchLatency::of(times.into_inner().expect("batch times")))
+    )
 }
 
 /// The lineage queries on both sides, id by id in turn, then the bare round trip.

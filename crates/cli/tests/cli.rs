@@ -58,10 +58,8 @@ fn produce(url: String, worker: usize, round: usize, acks: mpsc::Sender<usize>) 
 fn sigkill_during_ingest_loses_no_acknowledged_event() {
     let dir = tempfile::tempdir().unwrap();
     // Small segments: the kills land before, during and after seals.
-    let config = dir.path().join("causeway.toml");
-    std::fs::write(&config, "[store]\nsegment_events = 1000\n").unwrap();
-    let data = dir.path().join("data");
-    let args = ["--config", config.to_str().unwrap()];
+    let (data, config) = data_and_config(dir.path(), "[store]\nsegment_events = 1000\n");
+    let args = ["--config", config.as_str()];
     let mut acknowledged: Vec<String> = Vec::new();
     for round in 0..5 {
         let server = Server::start(&data, &args);
@@ -104,10 +102,8 @@ fn sigkill_during_ingest_loses_no_acknowledged_event() {
 #[test]
 fn sigkill_during_ingest_and_retention_loses_only_what_retention_removed() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("causeway.toml");
-    std::fs::write(&config, "[store]\nsegment_events = 1000\nmax_disk = \"1B\"\n").unwrap();
-    let data = dir.path().join("data");
-    let args = ["--config", config.to_str().unwrap()];
+    let (data, config) = data_and_config(dir.path(), "[store]\nsegment_events = 1000\nmax_disk = \"1B\"\n");
+    let args = ["--config", config.as_str()];
     // One producer: the order it is answered in is the log's order.
     let mut acknowledged: Vec<String> = Vec::new();
     for round in 0..4 {
@@ -132,20 +128,22 @@ fn sigkill_during_ingest_and_retention_loses_only_what_retention_removed() {
     drop(server);
     assert!(stats["sealed_upto"].as_i64().unwrap() >= 4000, "{stats}");
     assert!(said.contains("retention: at most 1 B on disk; "), "{said}");
-    let db = causeway_store::open_read_only(&data).unwrap();
-    let integrity: String = db.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
-    assert_eq!(integrity, "ok");
-    let ids: Vec<String> = db.prepare("SELECT event_id FROM events").unwrap().query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap();
+    let ids = stored_once(&data);
     let stored: HashSet<&String> = ids.iter().collect();
-    assert_eq!(stored.len(), ids.len(), "every event is stored once");
     let first_kept = acknowledged.iter().position(|id| stored.contains(id)).expect("the newest events are kept");
     let lost: Vec<&String> = acknowledged[first_kept..].iter().filter(|id| !stored.contains(*id)).collect();
     assert!(lost.is_empty(), "{} acknowledged events after the oldest kept are lost, e.g. {:?}", lost.len(), &lost[..lost.len().min(5)]);
     assert!(first_kept >= 4000, "retention removed history: {first_kept} of {} acknowledged events gone", acknowledged.len());
     let files: HashSet<String> =
         std::fs::read_dir(data.join(causeway_store::SEGMENTS_DIR)).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
-    let registered: HashSet<String> =
-        db.prepare("SELECT file FROM segments").unwrap().query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap();
+    let registered: HashSet<String> = causeway_store::open_read_only(&data)
+        .unwrap()
+        .prepare("SELECT file FROM segments")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
     assert_eq!(files, registered, "no segment file outlives its removal");
 }
 
@@ -162,14 +160,28 @@ fn sealed_segments(url: &str) -> usize {
     stats["segments"].as_array().map_or(0, Vec::len)
 }
 
-/// The store in `data` passes SQLite's integrity check and holds each of `acknowledged` once.
-fn assert_all_stored_once(data: &std::path::Path, acknowledged: &[String]) {
+/// The event ids the store in `data` holds, once it passed SQLite's integrity check and held
+/// each once.
+fn stored_once(data: &std::path::Path) -> Vec<String> {
     let db = causeway_store::open_read_only(data).unwrap();
     let integrity: String = db.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
     assert_eq!(integrity, "ok");
     let ids: Vec<String> = db.prepare("SELECT event_id FROM events").unwrap().query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap();
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), ids.len(), "every event is stored once");
+    ids
+}
+
+/// A data directory and a config file with `toml` in `dir`: (data, config path).
+fn data_and_config(dir: &Path, toml: &str) -> (std::path::PathBuf, String) {
+    let config = dir.join("causeway.toml");
+    std::fs::write(&config, toml).unwrap();
+    (dir.join("data"), config.to_string_lossy().into_owned())
+}
+
+/// The store in `data` passes SQLite's integrity check and holds each of `acknowledged` once.
+fn assert_all_stored_once(data: &std::path::Path, acknowledged: &[String]) {
+    let ids = stored_once(data);
     let stored: HashSet<&String> = ids.iter().collect();
-    assert_eq!(stored.len(), ids.len(), "every event is stored once");
     let lost: Vec<&String> = acknowledged.iter().filter(|id| !stored.contains(*id)).collect();
     assert!(lost.is_empty(), "{} acknowledged events lost, e.g. {:?}", lost.len(), &lost[..lost.len().min(5)]);
 }

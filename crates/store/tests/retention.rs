@@ -27,6 +27,11 @@ fn open(dir: &std::path::Path) -> Store {
     Store::open_with(dir, &StoreSettings { segment_events: SEGMENT, retention, ..StoreSettings::default() }).unwrap()
 }
 
+/// The first column of `query`'s rows, as text.
+fn event_ids(store: &Store, query: &str) -> Vec<String> {
+    store.sql(query, SqlLimits::default()).unwrap().rows.iter().map(|r| r[0].as_str().unwrap().to_string()).collect()
+}
+
 fn count(store: &Store, query: &str) -> i64 {
     store.sql(query, SqlLimits::default()).unwrap().rows[0][0].as_i64().unwrap()
 }
@@ -84,14 +89,10 @@ async fn retention_removes_whole_segments_and_keeps_what_is_still_needed() {
     tokio::task::spawn_blocking(move || wait_retired(&s, 3_000)).await.unwrap();
 
     // Kept: order-10's four events (40..=43) and the pending dead letter's event.
-    let kept: Vec<String> = store
-        .sql("SELECT event_id FROM events WHERE seq <= 3000 ORDER BY seq", SqlLimits::default())
-        .unwrap()
-        .rows
-        .iter()
-        .map(|r| r[0].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(kept, ["e-00040", "e-00041", "e-00042", "e-00043", "e-00050"]);
+    assert_eq!(
+        event_ids(&store, "SELECT event_id FROM events WHERE seq <= 3000 ORDER BY seq"),
+        ["e-00040", "e-00041", "e-00042", "e-00043", "e-00050"]
+    );
     assert_eq!(count(&store, "SELECT count(*) FROM events"), 600 + 5);
     // A kept event keeps its journey membership (e-00050 is in the closed order-12).
     assert_eq!(count(&store, "SELECT count(*) FROM event_lineage WHERE journey = 'order'"), 5);
@@ -130,14 +131,7 @@ async fn retention_removes_whole_segments_and_keeps_what_is_still_needed() {
     store.set_open_journeys(Arc::new(|_| Some(HashSet::new())));
     store.append((3_600..4_800).map(event).collect(), vec![]).await.unwrap();
     tokio::task::spawn_blocking(move || wait_retired(&s, 4_000)).await.unwrap();
-    let kept: Vec<String> = store
-        .sql("SELECT event_id FROM events WHERE seq <= 4000", SqlLimits::default())
-        .unwrap()
-        .rows
-        .iter()
-        .map(|r| r[0].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(kept, ["e-00050"]);
+    assert_eq!(event_ids(&store, "SELECT event_id FROM events WHERE seq <= 4000"), ["e-00050"]);
     let stats = store.stats().unwrap();
     assert_eq!((stats.segments.len(), stats.segments[0].first_seq, stats.segments[0].events), (1, 1, 1), "{stats:?}");
     let files = std::fs::read_dir(dir.path().join(causeway_store::SEGMENTS_DIR)).unwrap().count();
