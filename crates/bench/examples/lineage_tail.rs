@@ -1,7 +1,9 @@
 //! The slowest lineage reads of a store, for profiling a p99 tail: ingests N generated events
 //! in-process (sealing at SEGMENT events, 0 = off), then times `descendants`, `root` and
 //! `correlation` for a sample of ids and prints the slowest, each asked again to tell a slow id
-//! from a slow moment (`cargo run --release -p causeway-bench --example lineage_tail -- N SEGMENT`).
+//! from a slow moment (`cargo run --release -p causeway-bench --example lineage_tail -- N SEGMENT
+//! [cold]`). With `cold` (as root), the page cache is dropped before each kind of read, so they
+//! find the store's files on disk, as when another database's data pushed them out.
 
 use std::time::{Duration, Instant};
 
@@ -13,6 +15,7 @@ fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let n: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(300_000);
     let segment_events: u64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(100_000);
+    let cold = args.next().as_deref() == Some("cold");
     let dir = tempfile::tempdir()?;
     let store = Store::open_with(dir.path(), &StoreSettings { segment_events, ..StoreSettings::default() })?;
     let data = Dataset::generate(n, 42);
@@ -37,6 +40,10 @@ fn main() -> anyhow::Result<()> {
         ("correlation", |s, e| Ok(s.correlation(&e.correlation_id, 10_001)?.len())),
     ];
     for (name, read) in reads {
+        if cold {
+            // Clean pages only: the store's are written back already (fsynced).
+            std::fs::write("/proc/sys/vm/drop_caches", "1")?;
+        }
         let mut times: Vec<(Duration, usize, usize)> = Vec::new();
         for &i in &picks {
             let t = Instant::now();

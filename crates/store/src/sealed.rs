@@ -63,23 +63,49 @@ impl SegmentSet {
     }
 }
 
-/// The sealed event with this identity in `segments`, if any: its seq. Only segments whose event
-/// times span `time` are asked (a redelivery carries its event's own time), and of those only the
-/// ones whose in-memory filter may hold the id are read.
-pub(crate) fn find_identity(segments: &[Arc<Segment>], event_id: &str, source: &str, time: &str) -> Result<Option<i64>, crate::StoreError> {
-    for segment in segments.iter().rev() {
-        let info = segment.info();
-        if time < info.min_time.as_str() || time > info.max_time.as_str() || !segment.may_contain_event_id(event_id) {
-            continue;
-        }
-        for pos in segment.find(Key::EventId, event_id)? {
-            let row = segment.row(pos)?;
-            if row.source == source {
-                return Ok(Some(row.seq));
+/// The sealed segments as the writer's identity check walks them: newest first, stopping where no
+/// older segment holds an event as late as the one asked about (its time is past every older
+/// segment's latest), so that checking a new event costs no walk over the whole history.
+pub(crate) struct SealedIdentities<'a> {
+    segments: &'a [Arc<Segment>],
+    /// The latest event time of segments `0..=i`.
+    latest_upto: Vec<&'a str>,
+}
+
+impl<'a> SealedIdentities<'a> {
+    pub(crate) fn new(segments: &'a [Arc<Segment>]) -> SealedIdentities<'a> {
+        let mut latest = "";
+        let latest_upto = segments
+            .iter()
+            .map(|s| {
+                latest = latest.max(s.info().max_time.as_str());
+                latest
+            })
+            .collect();
+        SealedIdentities { segments, latest_upto }
+    }
+
+    /// The sealed event with this identity, if any: its seq. Only segments whose event times span
+    /// `time` are asked (a redelivery carries its event's own time), and of those only the ones
+    /// whose in-memory filter may hold the id are read.
+    pub(crate) fn find(&self, event_id: &str, source: &str, time: &str) -> Result<Option<i64>, crate::StoreError> {
+        for (segment, latest) in self.segments.iter().zip(&self.latest_upto).rev() {
+            if *latest < time {
+                break;
+            }
+            let info = segment.info();
+            if time < info.min_time.as_str() || time > info.max_time.as_str() || !segment.may_contain_event_id(event_id) {
+                continue;
+            }
+            for pos in segment.find(Key::EventId, event_id)? {
+                let row = segment.row(pos)?;
+                if row.source == source {
+                    return Ok(Some(row.seq));
+                }
             }
         }
+        Ok(None)
     }
-    Ok(None)
 }
 
 /// The virtual table's name, as SQL names it: the history's rows, sealed and not.

@@ -661,6 +661,7 @@ enum Done {
 fn commit(conn: &mut Connection, jobs: &[Job], stamp: DateTime<Utc>, next_seq: &mut i64, sealed: &mut Sealed) -> Result<Vec<Done>, StoreError> {
     let now = causeway_envelope::format_time(&stamp);
     let segments = sealed.set.snapshot();
+    let identities = crate::sealed::SealedIdentities::new(&segments);
     let set = sealed.set.clone();
     let keys = set.keys.get().expect("the unsealed events' keys are loaded before the writer starts");
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -728,7 +729,7 @@ fn commit(conn: &mut Connection, jobs: &[Job], stamp: DateTime<Utc>, next_seq: &
                 *next_seq += 1;
                 // Stored and sealed already: a redelivery, counted beside the segment.
                 if !segments.is_empty()
-                    && let Some(event_seq) = crate::sealed::find_identity(&segments, &e.id, &e.source, &new.time)?
+                    && let Some(event_seq) = identities.find(&e.id, &e.source, &new.time)?
                 {
                     count_sealed_redelivery.execute(params![event_seq])?;
                     log_redelivery.execute(params![seq, event_seq, now])?;
