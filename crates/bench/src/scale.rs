@@ -70,6 +70,8 @@ pub struct ScaleConfig {
     /// The store's `[store] segment_events`: log positions per sealed segment (0: sealing off, the
     /// store's default). The run seals at the recommended size unless told otherwise.
     pub segment_events: u64,
+    /// Events per stretch of the retention run after the last checkpoint (0: no retention run).
+    pub retention_stretch: usize,
     /// libpq-style connection string.
     pub pg_url: String,
     /// The reference table; dropped at start and end.
@@ -96,6 +98,7 @@ impl ScaleConfig {
             warmup: 100,
             seed: 42,
             segment_events: RECOMMENDED_SEGMENT_EVENTS,
+            retention_stretch: RETENTION_STRETCH,
             pg_url: crate::DEFAULT_PG_URL.into(),
             pg_table: DEFAULT_PG_TABLE.into(),
             data_dir: None,
@@ -301,15 +304,15 @@ fn measure(cfg: &ScaleConfig, checkpoints: &[usize]) -> Result<Measured> {
     })
 }
 
-/// Events per stretch of the retention run (each measured batch by batch).
-const RETENTION_STRETCH: usize = 300_000;
+/// Events per stretch of the retention run (each measured batch by batch), unless configured.
+pub const RETENTION_STRETCH: usize = 300_000;
 
 /// The checkpoint up to which the retention run removes history: the first at or past a million
 /// events (half the run when that is smaller), if sealing is on and the run goes past it.
 fn retention_target(cfg: &ScaleConfig, checkpoints: &[usize]) -> Option<usize> {
     let wanted = 1_000_000.min(cfg.events / 2);
     let at = checkpoints.iter().copied().find(|&c| c >= wanted)?;
-    (cfg.segment_events > 0 && at < cfg.events && at as u64 >= cfg.segment_events).then_some(at)
+    (cfg.retention_stretch > 0 && cfg.segment_events > 0 && at < cfg.events && at as u64 >= cfg.segment_events).then_some(at)
 }
 
 /// Retention while ingest runs: a stretch of new events over HTTP, every batch timed, then the
@@ -320,7 +323,7 @@ fn retention_target(cfg: &ScaleConfig, checkpoints: &[usize]) -> Option<usize> {
 fn retention_run(cfg: &ScaleConfig, addr: std::net::SocketAddr, store: &Store, dir: &std::path::Path, upto: usize) -> Result<RetentionRun> {
     // Events of their own (another seed): new ids, the same shape.
     let mut feed = Feed {
-        events: EventStream::new(2 * RETENTION_STRETCH, cfg.seed ^ 0x7e7e_7e7e),
+        events: EventStream::new(2 * cfg.retention_stretch, cfg.seed ^ 0x7e7e_7e7e),
         batch: cfg.batch,
         raw_bytes: 0,
         cpu: Duration::ZERO,
@@ -337,10 +340,11 @@ fn retention_run(cfg: &ScaleConfig, addr: std::net::SocketAddr, store: &Store, d
     let removing: i64 = due.iter().map(|s| s.events).sum();
     progress!(
         cfg,
-        "retention: {} events received in the first {} segments go (age {:.1} s) while {RETENTION_STRETCH} more are ingested",
+        "retention: {} events received in the first {} segments go (age {:.1} s) while {} more are ingested",
         removing,
         due.len(),
-        age.as_secs_f64()
+        age.as_secs_f64(),
+        cfg.retention_stretch
     );
     store.set_retention(causeway_store::Retention { age: Some(age), max_disk_bytes: None });
     let started = Instant::now();
@@ -349,11 +353,11 @@ fn retention_run(cfg: &ScaleConfig, addr: std::net::SocketAddr, store: &Store, d
     store.set_retention(causeway_store::Retention::default());
     wait_sealed(store, cfg.segment_events)?;
     let after = store.stats()?;
-    let removed = before.sealed_events + before.hot_events + RETENTION_STRETCH as i64 - after.sealed_events - after.hot_events;
+    let removed = before.sealed_events + before.hot_events + cfg.retention_stretch as i64 - after.sealed_events - after.hot_events;
     let removed_segments: Vec<_> = before.segments.iter().filter(|s| !after.segments.iter().any(|a| a.file == s.file)).collect();
     let segments_dir = dir.join(causeway_store::SEGMENTS_DIR);
     let run = RetentionRun {
-        stretch: RETENTION_STRETCH,
+        stretch: cfg.retention_stretch,
         removed_events: removed,
         removed_segments: removed_segments.len(),
         removed_bytes: removed_segments.iter().map(|s| s.file_bytes as u64).sum(),
@@ -384,10 +388,10 @@ fn mib_text(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / 1048576.0)
 }
 
-/// Sends the next `RETENTION_STRETCH` events of `feed` over HTTP, timing each batch.
+/// Sends the next `retention_stretch` events of `feed` over HTTP, timing each batch.
 fn timed_batches(feed: &mut Feed, cfg: &ScaleConfig, addr: std::net::SocketAddr) -> Result<BatchLatency> {
-    let times = Mutex::new(Vec::with_capacity(RETENTION_STRETCH / cfg.batch + 1));
-    http_stretch(feed, RETENTION_STRETCH, cfg.concurrency, addr, Some(&times))?;
+    let times = Mutex::new(Vec::with_capacity(cfg.retention_stretch / cfg.batch + 1));
+    http_stretch(feed, cfg.retention_stretch, cfg.concurrency, addr, Some(&times))?;
     Ok(BatchLatency::of(times.into_inner().expect("batch times")))
 }
 

@@ -14,6 +14,7 @@ fn a_small_scale_run_fills_every_row() {
         samples: 50,
         warmup: 5,
         segment_events: 1_000,
+        retention_stretch: 4_000,
         pg_url: std::env::var("CAUSEWAY_BENCH_PG").unwrap_or_else(|_| causeway_bench::DEFAULT_PG_URL.into()),
         // Its own table, so a real run at the same time is not disturbed.
         pg_table: "bench_event_lineage_scale_test".into(),
@@ -35,9 +36,14 @@ fn a_small_scale_run_fills_every_row() {
     let (first, last) = report.first_and_last();
     assert_eq!((first.from, first.to, last.from, last.to), (0, 2_000, 4_000, 6_000));
 
-    // Two ingest targets, three scaling, three against PostgreSQL, one on disk.
+    // Retention removed the history up to the first checkpoint past half the run (4,000), and
+    // perhaps the next segment, sealed soon after: their files are gone.
+    let retention = report.retention.as_ref().expect("a retention run");
+    assert!(retention.removed_segments >= 4 && retention.removed_events >= 4_000 && retention.removed_files_left == 0, "{retention:#?}");
+    assert_eq!((retention.baseline.batches, retention.during.batches), (4, 4));
+    // Two ingest targets, three scaling, three against PostgreSQL, two of retention, one on disk.
     let verdicts = report.verdicts();
-    assert_eq!(verdicts.len(), 2 + 2 * QueryKind::ALL.len() + 1, "{verdicts:#?}");
+    assert_eq!(verdicts.len(), 2 + 2 * QueryKind::ALL.len() + 2 + 1, "{verdicts:#?}");
     let md = report.to_markdown();
     assert!(!md.contains("NaN") && !md.contains("inf×") && !md.contains("| inf"), "{md}");
     assert!(md.contains("| 2000 → 4000 |"), "{md}");

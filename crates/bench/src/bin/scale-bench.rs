@@ -37,10 +37,14 @@ struct Args {
     /// Seed of the generated data and of the queried ids.
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// The store's `[store] segment_events`: log positions per sealed segment; 0 turns sealing off
-    /// (the store's default).
+    /// The store's `[store] segment_events`: log positions per sealed segment (the store's
+    /// default); 0 turns sealing off.
     #[arg(long, default_value_t = causeway_store::RECOMMENDED_SEGMENT_EVENTS)]
     segment_events: u64,
+    /// Events per stretch of the retention run after the last checkpoint (twice: without, then
+    /// while retention removes the history up to the first million); 0 skips it.
+    #[arg(long, default_value_t = scale::RETENTION_STRETCH)]
+    retention_stretch: usize,
     /// PostgreSQL connection string of the reference.
     #[arg(long, env = "CAUSEWAY_BENCH_PG", default_value = causeway_bench::DEFAULT_PG_URL)]
     pg: String,
@@ -103,6 +107,7 @@ fn config(args: &Args) -> ScaleConfig {
         warmup: args.warmup.unwrap_or(base.warmup),
         seed: args.seed,
         segment_events: args.segment_events,
+        retention_stretch: args.retention_stretch,
         pg_url: args.pg.clone(),
         pg_table: args.pg_table.clone(),
         data_dir: args.data_dir.clone(),
