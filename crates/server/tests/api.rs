@@ -627,9 +627,14 @@ async fn store_stats_count_hot_and_sealed_events() {
         "oldest_time",
         "oldest_received_at",
         "segment_events",
+        "retention_seconds",
+        "max_disk_bytes",
+        "next_removal",
     ];
     expected.sort();
     assert_eq!(keys(&stats), expected, "{stats}");
+    // No retention configured: nothing to tell of it.
+    assert_eq!((&stats["retention_seconds"], &stats["max_disk_bytes"], &stats["next_removal"]), (&Value::Null, &Value::Null, &Value::Null));
     let segment = &stats["segments"][0];
     let mut segment_keys = [
         "file",
