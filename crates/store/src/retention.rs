@@ -16,7 +16,6 @@
 //!   a handful of range deletes by seq.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -61,12 +60,7 @@ pub(crate) fn expires_at(segment: &Segment, age: Duration) -> Option<DateTime<Ut
 
 /// The bytes the data directory holds: the database, its WAL and the segments.
 pub(crate) fn disk_bytes(db_path: &std::path::Path, segments: &[Arc<Segment>]) -> u64 {
-    let file = |suffix: &str| {
-        let mut p = db_path.as_os_str().to_owned();
-        p.push(suffix);
-        std::fs::metadata(PathBuf::from(p)).map_or(0, |m| m.len())
-    };
-    file("") + file("-wal") + file("-shm") + segments.iter().map(|s| s.info().file_bytes).sum::<u64>()
+    crate::stats::database_bytes(db_path) + segments.iter().map(|s| s.info().file_bytes).sum::<u64>()
 }
 
 /// How many of the oldest segments are due to go now.
@@ -186,12 +180,9 @@ fn kept_rows(conn: &Connection, run: &[Arc<Segment>], first: i64, last: i64, ope
                 positions.extend(segment.find(Key::EventId, id)?);
             }
         }
-        if !seqs.is_empty() {
-            for pos in 0..segment.len() as u32 {
-                if seqs.contains(&segment.seq_at(pos)?) {
-                    positions.push(pos);
-                }
-            }
+        let info = segment.info();
+        for seq in seqs.iter().filter(|s| (info.first_seq..=info.last_seq).contains(*s)) {
+            positions.extend(segment.position_of_seq(*seq)?);
         }
         positions.sort_unstable();
         positions.dedup();

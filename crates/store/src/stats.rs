@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 use serde::Serialize;
 
-use crate::{DB_FILE, SEGMENTS_DIR, Store, StoreError};
+use crate::{SEGMENTS_DIR, Store, StoreError};
 
 /// One sealed segment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -103,8 +103,8 @@ impl Store {
             }
         })?;
         let dir = self.path().parent().unwrap_or(std::path::Path::new("."));
-        let size = |name: &str| std::fs::metadata(dir.join(name)).map(|m| m.len()).unwrap_or(0);
-        let database_bytes = size(DB_FILE) + size(&format!("{DB_FILE}-wal")) + size(&format!("{DB_FILE}-shm"));
+        let database_bytes = database_bytes(self.path());
+        let retention = self.retention();
         let segment_bytes: u64 =
             std::fs::read_dir(dir.join(SEGMENTS_DIR)).map(|d| d.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum()).unwrap_or(0);
         let sealed_events: i64 = segments.iter().map(|s| s.events).sum();
@@ -127,8 +127,8 @@ impl Store {
             oldest_time,
             oldest_received_at,
             segment_events: self.inner.segment_events,
-            retention_seconds: self.retention().age.map(|a| a.as_secs()),
-            max_disk_bytes: self.retention().max_disk_bytes,
+            retention_seconds: retention.age.map(|a| a.as_secs()),
+            max_disk_bytes: retention.max_disk_bytes,
             next_removal: self.next_removal(disk_bytes),
         })
     }
@@ -162,6 +162,18 @@ impl Store {
             reason: if over { "max_disk" } else { "retention" },
         })
     }
+}
+
+/// The database file at `db_path`, its WAL and its shared-memory index, in bytes.
+pub(crate) fn database_bytes(db_path: &std::path::Path) -> u64 {
+    ["", "-wal", "-shm"]
+        .iter()
+        .map(|suffix| {
+            let mut path = db_path.as_os_str().to_owned();
+            path.push(suffix);
+            std::fs::metadata(path).map_or(0, |m| m.len())
+        })
+        .sum()
 }
 
 fn segments(c: &Connection) -> Result<Vec<SegmentStats>, StoreError> {
