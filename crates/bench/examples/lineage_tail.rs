@@ -2,8 +2,10 @@
 //! in-process (sealing at SEGMENT events, 0 = off), then times `descendants`, `root` and
 //! `correlation` for a sample of ids and prints the slowest, each asked again to tell a slow id
 //! from a slow moment (`cargo run --release -p causeway-bench --example lineage_tail -- N SEGMENT
-//! [cold]`). With `cold` (as root), the page cache is dropped before each kind of read, so they
-//! find the store's files on disk, as when another database's data pushed them out.
+//! [cold] [dir=PATH] [picks=N]`). With `cold` (as root), the page cache is dropped before each kind of read, so they
+//! find the store's files on disk, as when another database's data pushed them out. With
+//! `dir=PATH` the store is kept there, and a later run on the same PATH skips the ingest; the
+//! ingest prints its rate per tenth, to tell a store that slows as it grows from a busy machine.
 
 use std::time::{Duration, Instant};
 
@@ -15,15 +17,30 @@ fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let n: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(300_000);
     let segment_events: u64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(100_000);
-    let cold = args.next().as_deref() == Some("cold");
-    let dir = tempfile::tempdir()?;
-    let store = Store::open_with(dir.path(), &StoreSettings { segment_events, ..StoreSettings::default() })?;
+    let rest: Vec<String> = args.collect();
+    let cold = rest.iter().any(|a| a == "cold");
+    let temp = tempfile::tempdir()?;
+    let dir = rest.iter().find_map(|a| a.strip_prefix("dir=")).map_or_else(|| temp.path().to_path_buf(), std::path::PathBuf::from);
+    let store = Store::open_with(&dir, &StoreSettings { segment_events, ..StoreSettings::default() })?;
     let data = Dataset::generate(n, 42);
     let options = ParseOptions::default();
-    for body in data.ndjson_batches(1000) {
-        let events: Vec<NewEvent> =
-            parse_body(Some("application/x-ndjson"), &[], &body, &options)?.into_iter().map(|i| NewEvent::new(i.result.unwrap())).collect();
-        store.append_blocking(events, vec![])?;
+    let stored = store.counts()?.events as usize;
+    if stored != 0 && stored != n {
+        anyhow::bail!("{} holds {stored} events, not {n}", dir.display());
+    }
+    if stored == 0 {
+        let tenth = (n / 10).max(1);
+        let (mut sent, mut since) = (0, Instant::now());
+        for body in data.ndjson_batches(1000) {
+            let events: Vec<NewEvent> =
+                parse_body(Some("application/x-ndjson"), &[], &body, &options)?.into_iter().map(|i| NewEvent::new(i.result.unwrap())).collect();
+            sent += events.len();
+            store.append_blocking(events, vec![])?;
+            if sent % tenth == 0 {
+                println!("ingested {sent}: {:.0} events/s over the last {tenth}", tenth as f64 / since.elapsed().as_secs_f64());
+                since = Instant::now();
+            }
+        }
     }
     if segment_events > 0 {
         let want = (n as i64 - segment_events as i64 / 2) / segment_events as i64 * segment_events as i64;
@@ -32,7 +49,8 @@ fn main() -> anyhow::Result<()> {
         }
     }
     println!("{n} events, {} sealed", store.stats()?.sealed_events);
-    let picks = data.sample_indexes(3000, 9);
+    let picks = rest.iter().find_map(|a| a.strip_prefix("picks=")).map_or(Ok(3000), str::parse)?;
+    let picks = data.sample_indexes(picks, 9);
     type Read = fn(&Store, &causeway_bench::data::GenEvent) -> anyhow::Result<usize>;
     let reads: [(&str, Read); 3] = [
         ("descendants", |s, e| Ok(s.descendants(&e.id, 10_001)?.map_or(0, |v| v.len()))),

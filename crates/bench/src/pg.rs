@@ -52,6 +52,13 @@ pub fn vacuum_analyze(url: &str, table: &str) -> Result<()> {
     Ok(())
 }
 
+/// `CHECKPOINT`: writes every dirty buffer out and syncs, so that PostgreSQL's background writes
+/// of one stretch do not land in the next stretch of the other side.
+pub fn checkpoint(url: &str) -> Result<()> {
+    connect(url)?.batch_execute("CHECKPOINT")?;
+    Ok(())
+}
+
 pub fn count(url: &str, table: &str) -> Result<i64> {
     Ok(connect(url)?.query_one(&format!("SELECT count(*) FROM {table}"), &[])?.get(0))
 }

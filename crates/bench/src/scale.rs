@@ -8,15 +8,16 @@
 //!   uniform sample of the ids sent so far is kept, for the queries.
 //! - **One store, one server, one table.** The causeway server (in this process, as in the
 //!   foundation benchmark) starts once on a fresh data directory, with sealing on at the
-//!   recommended segment size (`[store] segment_events`; the store's default is off): it seals
+//!   store's default segment size (`[store] segment_events`, 100,000): it seals
 //!   history into segment files in the background while it ingests. The reference table is
 //!   created once.
 //! - **Stretches, in turn.** From one checkpoint to the next, causeway ingests the stretch over
 //!   HTTP (`concurrency` clients, NDJSON batches), then PostgreSQL ingests the same stretch
 //!   (multi-row INSERTs, a transaction per batch, `concurrency` connections); each side's stretch
 //!   is timed on its own. After causeway's stretch the run waits, untimed, until the sealer has
-//!   nothing left to seal, so that its work does not land in PostgreSQL's time (the wait is
-//!   reported).
+//!   nothing left to seal, so that its work does not land in PostgreSQL's time, and after
+//!   PostgreSQL's it runs `CHECKPOINT`, so that PostgreSQL's writes of dirty buffers do not land in
+//!   causeway's next stretch (both waits are reported).
 //! - **At each checkpoint** the bytes on disk of both sides are read; at the latency checkpoints
 //!   PostgreSQL gets `VACUUM ANALYZE` (untimed, as in the foundation benchmark), then the lineage
 //!   queries are asked of both sides id by id in turn, with ids drawn from everything ingested so
@@ -241,14 +242,18 @@ fn measure(cfg: &ScaleConfig, checkpoints: &[usize]) -> Result<Measured> {
             |inserter, rows| inserter.insert(&rows),
         )
         .with_context(|| format!("PostgreSQL ingest up to {at}"))?;
+        let checkpoint_started = Instant::now();
+        pg::checkpoint(&cfg.pg_url).context("PostgreSQL CHECKPOINT after its stretch")?;
+        let pg_checkpoint = checkpoint_started.elapsed();
         progress!(
             cfg,
-            "{at} events: ingest of {stretch} causeway {:.0}/s ({:.1} s, then {:.1} s for the sealer to catch up), PostgreSQL {:.0}/s ({:.1} s)",
+            "{at} events: ingest of {stretch} causeway {:.0}/s ({:.1} s, then {:.1} s for the sealer to catch up), PostgreSQL {:.0}/s ({:.1} s, then {:.1} s for its checkpoint)",
             stretch as f64 / causeway.as_secs_f64(),
             causeway.as_secs_f64(),
             seal_wait.as_secs_f64(),
             stretch as f64 / postgres.as_secs_f64(),
-            postgres.as_secs_f64()
+            postgres.as_secs_f64(),
+            pg_checkpoint.as_secs_f64()
         );
 
         let latency = if cfg.latency_at.contains(&at) {
@@ -263,6 +268,7 @@ fn measure(cfg: &ScaleConfig, checkpoints: &[usize]) -> Result<Measured> {
             causeway_s: causeway.as_secs_f64(),
             postgres_s: postgres.as_secs_f64(),
             seal_wait_s: seal_wait.as_secs_f64(),
+            pg_checkpoint_s: pg_checkpoint.as_secs_f64(),
             causeway_bytes,
             database_bytes: stats.database_bytes,
             segment_bytes: stats.segment_bytes,

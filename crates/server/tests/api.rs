@@ -71,6 +71,29 @@ async fn orphan_appears_in_its_correlation_and_attaches_when_the_parent_arrives(
     assert_eq!(d["count"], 1);
 }
 
+/// The lineage answers are spliced from the stored JSON: each is one valid JSON object whose ids
+/// come back escaped as sent, and whose events are the stored envelopes.
+#[tokio::test]
+async fn lineage_answers_are_json_with_ids_as_sent() {
+    let api = Api::new();
+    let (parent, child) = ("p\"1\\é", "c\"2");
+    api.post("application/cloudevents-batch+json", json!([ce(parent, "q\"1", None, 1), ce(child, "q\"1", Some(parent), 2)]).to_string()).await;
+    let (status, chain) = api.get("/v1/correlations/q%221").await;
+    assert_eq!(status, StatusCode::OK, "{chain}");
+    assert_eq!(chain.as_object().unwrap().keys().collect::<Vec<_>>(), ["correlation_id", "events", "tree", "truncated"]);
+    assert_eq!((chain["correlation_id"].as_str(), &chain["truncated"]), (Some("q\"1"), &json!(false)));
+    assert_eq!(chain["events"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect::<Vec<_>>(), [parent, child]);
+    assert_eq!(chain["tree"][0]["children"][0]["event_id"], child);
+    let (_, root) = api.get("/v1/events/c%222/root").await;
+    assert_eq!(
+        (root["event_id"].as_str(), root["root"]["id"].as_str(), &root["hops"], &root["complete"]),
+        (Some(child), Some(parent), &json!(1), &json!(true))
+    );
+    let (_, down) = api.get("/v1/events/p%221%5C%C3%A9/descendants?limit=1").await;
+    assert_eq!((down["event_id"].as_str(), &down["count"], &down["truncated"]), (Some(parent), &json!(1), &json!(false)));
+    assert_eq!(down["events"][0]["id"], child);
+}
+
 /// Each client mistake: its status, its code, a sentence naming the problem, and the input kept.
 #[tokio::test]
 async fn every_bad_input_gets_a_4xx_with_a_reason_and_is_kept() {

@@ -233,7 +233,7 @@ impl Store {
         let conn = self.inner.readers.lock().expect("reader pool lock").pop();
         let mut conn = match conn {
             Some(c) => c,
-            None => open_reader(&self.inner.path, &self.inner.segments)?,
+            None => open_reader(&self.inner.path, &self.inner.segments, sql::Reader::Store)?,
         };
         let result = f(&mut conn);
         let mut pool = self.inner.readers.lock().expect("reader pool lock");
@@ -258,10 +258,10 @@ pub fn open_read_only(dir: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-fn open_reader(path: &Path, segments: &Arc<sealed::SegmentSet>) -> Result<Connection, StoreError> {
+fn open_reader(path: &Path, segments: &Arc<sealed::SegmentSet>, reader: sql::Reader) -> Result<Connection, StoreError> {
     let mut conn =
         Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI)?;
     sealed::register(&conn, segments.clone())?;
-    schema::prepare_reader(&mut conn)?;
+    schema::prepare_reader(&mut conn, reader)?;
     Ok(conn)
 }

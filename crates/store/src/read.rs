@@ -70,6 +70,8 @@ impl Store {
     /// `None` when the event itself is not stored.
     pub fn descendants(&self, event_id: &str, limit: usize) -> Result<Option<Vec<EventRow>>, StoreError> {
         self.with_reader(|c| {
+            // One snapshot for the whole walk, and one read lock instead of one per statement.
+            let c = &c.unchecked_transaction()?;
             if event_by_id(c, event_id)?.is_none() {
                 return Ok(None);
             }
@@ -108,6 +110,7 @@ impl Store {
     /// number of hops taken.
     pub fn root(&self, event_id: &str) -> Result<Option<(EventRow, usize)>, StoreError> {
         self.with_reader(|c| {
+            let c = &c.unchecked_transaction()?;
             let Some(mut current) = event_by_id(c, event_id)? else { return Ok(None) };
             let mut seen = HashSet::from([current.event_id.clone()]);
             let mut hops = 0;

@@ -381,11 +381,11 @@ pub fn create_at_version(path: &std::path::Path, version: i64) -> Result<Connect
 }
 
 /// Settings for read-only connections.
-pub fn prepare_reader(conn: &mut Connection) -> Result<(), StoreError> {
+pub(crate) fn prepare_reader(conn: &mut Connection, reader: crate::sql::Reader) -> Result<(), StoreError> {
     stable_plans(conn)?;
     conn.pragma_update(None, "busy_timeout", 5000)?;
     conn.pragma_update(None, "query_only", true)?;
     conn.pragma_update(None, "cache_size", -16384)?; // 16 MiB
-    crate::sql::install_authorizer(conn);
+    crate::sql::install_authorizer(conn, reader);
     Ok(())
 }

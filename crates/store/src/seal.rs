@@ -103,7 +103,7 @@ pub(crate) fn spawn(
     std::thread::Builder::new()
         .name("causeway-sealer".into())
         .spawn(move || {
-            let conn = match crate::open_reader(&config.db_path, &set) {
+            let conn = match crate::open_reader(&config.db_path, &set, crate::sql::Reader::Store) {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::error!(message = "the sealer cannot read the store; history stays unsealed", error = %e);

@@ -90,12 +90,21 @@ pub struct SqlResult {
     pub message: Option<String>,
 }
 
-pub(crate) fn install_authorizer(conn: &mut Connection) {
+/// Who reads on a connection: the store's own lookups may hold one read transaction across their
+/// statements (one snapshot, one read lock); users' SQL may not.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reader {
+    Store,
+    User,
+}
+
+pub(crate) fn install_authorizer(conn: &mut Connection, reader: Reader) {
     // Returns an error only for a bad callback pointer, which a closure is not.
-    let _ = conn.authorizer(Some(|ctx: AuthContext<'_>| match ctx.action {
+    let _ = conn.authorizer(Some(move |ctx: AuthContext<'_>| match ctx.action {
         AuthAction::Select | AuthAction::Read { .. } | AuthAction::Function { .. } | AuthAction::Recursive => Authorization::Allow,
         // The full-text index (FTS5) reads it to notice other connections' writes.
         AuthAction::Pragma { pragma_name: "data_version", pragma_value: None } => Authorization::Allow,
+        AuthAction::Transaction { .. } if reader == Reader::Store => Authorization::Allow,
         _ => Authorization::Deny,
     }));
 }
@@ -118,7 +127,7 @@ impl SqlPool {
         if let Some(c) = self.conns.lock().expect("sql pool lock").pop() {
             return Ok(c);
         }
-        let mut conn = crate::open_reader(store.path(), &store.inner.segments)?;
+        let mut conn = crate::open_reader(store.path(), &store.inner.segments, Reader::User)?;
         conn.set_limit(Limit::SQLITE_LIMIT_FUNCTION_ARG, MAX_FUNCTION_ARGS)?;
         let bounds = functions::install(&mut conn)?;
         Ok(SqlConn { conn, bounds })

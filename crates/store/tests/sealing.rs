@@ -320,3 +320,20 @@ fn a_read_that_began_before_a_seal_finds_its_rows_by_key() {
     let newer = store.correlation("c-00150", 100).unwrap();
     assert_eq!(newer.len(), PER_CORRELATION, "an unsealed correlation is found whole");
 }
+
+#[test]
+fn a_lookup_does_not_walk_every_segment_row_of_the_database() {
+    // Many small segments: a lookup's cost must not grow with their number in SQL steps (the
+    // statement that reads a snapshot's sealed range once read every `segments` row).
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), 20);
+    let events = all_events();
+    store.append_blocking(events[..4_000].to_vec(), vec![]).unwrap();
+    wait_sealed(&store, 3_980);
+    assert!(store.stats().unwrap().segments.len() >= 199);
+    let before = store.nested_steps();
+    let row = store.event("e-00003-2").unwrap().expect("stored");
+    let steps = store.nested_steps() - before;
+    assert_eq!(row.event_id, "e-00003-2");
+    assert!(steps < 100, "a lookup by id over 199 segments took {steps} SQL steps");
+}

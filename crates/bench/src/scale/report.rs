@@ -69,6 +69,9 @@ pub struct Checkpoint {
     pub postgres_s: f64,
     /// The wait for causeway's sealer to catch up after its stretch (in no side's time).
     pub seal_wait_s: f64,
+    /// PostgreSQL's `CHECKPOINT` after its stretch, so that its background writes do not land in
+    /// causeway's next stretch (in no side's time either).
+    pub pg_checkpoint_s: f64,
     /// Every file of causeway's data directory: database, WAL, segments.
     pub causeway_bytes: u64,
     /// The store's own accounts: database with its WAL, and segment files.
@@ -327,35 +330,37 @@ impl ScaleReport {
         let _ = writeln!(md, "#### Durable ingest as the store grows (events/s, higher is better)\n");
         let _ = writeln!(
             md,
-            "| stretch | causeway HTTP | PostgreSQL | HTTP ÷ PostgreSQL | causeway so far | PostgreSQL so far | sealer catching up after the stretch (untimed) |"
+            "| stretch | causeway HTTP | PostgreSQL | HTTP ÷ PostgreSQL | causeway so far | PostgreSQL so far | sealer catching up after the stretch (untimed) | PostgreSQL checkpoint after the stretch (untimed) |"
         );
-        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
         let mut previous = 0;
         for c in &self.checkpoints {
             let stretch = self.span(previous, c.events);
             let so_far = self.span(0, c.events);
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {:.2}× | {} | {} | {:.1} s |",
+                "| {} | {} | {} | {:.2}× | {} | {} | {:.1} s | {:.1} s |",
                 stretch.label(),
                 group(stretch.causeway),
                 group(stretch.postgres),
                 stretch.causeway / stretch.postgres,
                 group(so_far.causeway),
                 group(so_far.postgres),
-                c.seal_wait_s
+                c.seal_wait_s,
+                c.pg_checkpoint_s
             );
             previous = c.events;
         }
         let total = self.total();
         let _ = writeln!(
             md,
-            "| **all {}** | **{}** | **{}** | **{:.2}×** | | | {:.1} s |",
+            "| **all {}** | **{}** | **{}** | **{:.2}×** | | | {:.1} s | {:.1} s |",
             size_label(st.events),
             group(total.causeway),
             group(total.postgres),
             total.causeway / total.postgres,
-            self.checkpoints.iter().map(|c| c.seal_wait_s).sum::<f64>()
+            self.checkpoints.iter().map(|c| c.seal_wait_s).sum::<f64>(),
+            self.checkpoints.iter().map(|c| c.pg_checkpoint_s).sum::<f64>()
         );
         let (first, last) = self.first_and_last();
         let _ = writeln!(md, "\n| ingest kept | causeway HTTP | PostgreSQL |\n|---|---:|---:|");

@@ -42,6 +42,47 @@ fn json_response(body: String) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
+/// A JSON object of fields already encoded as JSON, in order. The lineage answers splice the
+/// stored envelopes in as they are: the store wrote them as canonical JSON, and re-checking each
+/// (as a `RawValue`) cost more than the rest of the answer.
+fn spliced_object(fields: &[(&str, &str)]) -> Response {
+    let mut body = String::with_capacity(fields.iter().map(|(k, v)| k.len() + v.len() + 4).sum::<usize>() + 2);
+    body.push('{');
+    for (i, (key, value)) in fields.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push('"');
+        body.push_str(key);
+        body.push_str("\":");
+        body.push_str(value);
+    }
+    body.push('}');
+    json_response(body)
+}
+
+/// The rows' stored envelopes as one JSON array.
+fn envelopes_array(rows: &[EventRow]) -> String {
+    let mut out = String::with_capacity(rows.iter().map(|r| r.envelope.len() + 1).sum::<usize>() + 2);
+    out.push('[');
+    for (i, row) in rows.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&row.envelope);
+    }
+    out.push(']');
+    out
+}
+
+fn json_text<T: Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string(value).expect("plain data serializes")
+}
+
+fn json_bool(value: bool) -> &'static str {
+    if value { "true" } else { "false" }
+}
+
 pub async fn get_event(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let lookup = id.clone();
     match read(&state.store, move |s| s.event(&lookup)).await? {
@@ -78,6 +119,16 @@ pub(crate) struct CorrelationBody {
 /// A correlation's events by time (at most `limit`) and their causation tree; `None` when none
 /// is stored. Blocking.
 pub(crate) fn correlation_body(store: &Store, id: &str, limit: usize) -> Result<Option<CorrelationBody>, StoreError> {
+    Ok(correlation_rows(store, id, limit)?.map(|(rows, truncated)| CorrelationBody {
+        correlation_id: id.to_string(),
+        events: rows.iter().map(raw).collect(),
+        tree: build_tree(&rows),
+        truncated,
+    }))
+}
+
+/// A correlation's events by time, at most `limit`, and whether more are stored; `None` when none is.
+fn correlation_rows(store: &Store, id: &str, limit: usize) -> Result<Option<(Vec<EventRow>, bool)>, StoreError> {
     // One more than asked tells whether the answer is complete.
     let mut rows = store.correlation(id, limit + 1)?;
     if rows.is_empty() {
@@ -85,35 +136,26 @@ pub(crate) fn correlation_body(store: &Store, id: &str, limit: usize) -> Result<
     }
     let truncated = rows.len() > limit;
     rows.truncate(limit);
-    Ok(Some(CorrelationBody { correlation_id: id.to_string(), events: rows.iter().map(raw).collect(), tree: build_tree(&rows), truncated }))
+    Ok(Some((rows, truncated)))
 }
 
-pub async fn get_correlation(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    RawQuery(query): RawQuery,
-) -> Result<Json<impl Serialize>, ApiError> {
+/// `{correlation_id, events, tree, truncated}`, as [`CorrelationBody`] serializes.
+pub async fn get_correlation(State(state): State<AppState>, Path(id): Path<String>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
     let limit = limit(&query, DEFAULT_LIMIT, MAX_LIMIT)?;
     let lookup = id.clone();
-    match read(&state.store, move |s| correlation_body(s, &lookup, limit)).await? {
-        Some(body) => Ok(Json(body)),
-        None => Err(ApiError::not_found(format!("no events with correlation id '{id}' are stored"))),
-    }
+    let Some((rows, truncated)) = read(&state.store, move |s| correlation_rows(s, &lookup, limit)).await? else {
+        return Err(ApiError::not_found(format!("no events with correlation id '{id}' are stored")));
+    };
+    Ok(spliced_object(&[
+        ("correlation_id", &json_text(&id)),
+        ("events", &envelopes_array(&rows)),
+        ("tree", &json_text(&build_tree(&rows))),
+        ("truncated", json_bool(truncated)),
+    ]))
 }
 
-#[derive(Serialize)]
-struct DescendantsBody {
-    event_id: String,
-    count: usize,
-    events: Vec<Box<RawValue>>,
-    truncated: bool,
-}
-
-pub async fn get_descendants(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    RawQuery(query): RawQuery,
-) -> Result<Json<impl Serialize>, ApiError> {
+/// `{event_id, count, events, truncated}`.
+pub async fn get_descendants(State(state): State<AppState>, Path(id): Path<String>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
     let limit = limit(&query, DEFAULT_LIMIT, MAX_LIMIT)?;
     let lookup = id.clone();
     let Some(mut rows) = read(&state.store, move |s| s.descendants(&lookup, limit + 1)).await? else {
@@ -121,25 +163,27 @@ pub async fn get_descendants(
     };
     let truncated = rows.len() > limit;
     rows.truncate(limit);
-    Ok(Json(DescendantsBody { event_id: id, count: rows.len(), events: rows.iter().map(raw).collect(), truncated }))
+    Ok(spliced_object(&[
+        ("event_id", &json_text(&id)),
+        ("count", &rows.len().to_string()),
+        ("events", &envelopes_array(&rows)),
+        ("truncated", json_bool(truncated)),
+    ]))
 }
 
-#[derive(Serialize)]
-struct RootBody {
-    event_id: String,
-    root: Box<RawValue>,
-    /// Causation links followed from the event to the root.
-    hops: usize,
-    /// False when the chain stops at an event whose cause is not stored (yet).
-    complete: bool,
-}
-
-pub async fn get_root(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<impl Serialize>, ApiError> {
+/// `{event_id, root, hops, complete}`: `hops` is the causation links followed from the event to
+/// the root; `complete` is false when the chain stops at an event whose cause is not stored (yet).
+pub async fn get_root(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let lookup = id.clone();
     let Some((root, hops)) = read(&state.store, move |s| s.root(&lookup)).await? else {
         return Err(ApiError::not_found(format!("no event with id '{id}' is stored")));
     };
-    Ok(Json(RootBody { event_id: id, complete: root.causation_id.is_none(), root: raw(&root), hops }))
+    Ok(spliced_object(&[
+        ("event_id", &json_text(&id)),
+        ("root", &root.envelope),
+        ("hops", &hops.to_string()),
+        ("complete", json_bool(root.causation_id.is_none())),
+    ]))
 }
 
 #[derive(Deserialize)]
