@@ -46,17 +46,18 @@
 //! holds those bytes raw, and the attributes already carry the values, so an envelope is rebuilt
 //! from both frames.
 //!
-//! Measured on 100,000 realistic rows (the size test): ~187 bytes a row, a third of the envelopes'
-//! bytes, of which ~86 are attributes frames (243 bytes decoded: ids compress badly), ~49 envelopes
+//! Measured on 100,000 realistic rows (the size test): ~206 bytes a row, 0.36 of the envelopes'
+//! bytes, of which ~90 are attributes frames (243 bytes decoded: ids compress badly), ~53 envelopes
 //! frames (395 decoded) and ~44 the indexes; a full scan of `row_attributes` costs about half as much
 //! as one of `row`. Splitting the block made the file 2.5% smaller than version 1's single frame
 //! (191.5 bytes a row): each kind compresses better alone. Tried and not taken: one dictionary shared
 //! by both kinds (2% larger at 100,000 rows, 5% at 10,000), larger dictionaries than 16 KiB for the
 //! attributes and 32 KiB for the envelopes (no gain at 100,000 rows, bytes not won back at 10,000;
 //! smaller ones gain under 0.4% on this data, whose payloads vary less than real ones), zstd level
-//! 12 for either kind (under 1% smaller, slower to write), a lower level for the attributes (6: 0.5%
-//! larger, 3: 2%; most of the CPU the second frame adds is building its entropy tables, which every
-//! level does). In version 1: a columnar block layout (1.6% smaller blocks, but a row could no
+//! 12 for either kind (under 1% smaller, slower to write). Both kinds are compressed at level 3:
+//! against level 9 the file is 4% larger (205.9 against 197.8 bytes a row in the size test; level
+//! 6 gives 201.5, level 4 214.5) and writing it takes 40% less time (1.27 s against 2.12 s per
+//! 100,000 rows), time the sealer otherwise takes from ingest on a small machine. In version 1: a columnar block layout (1.6% smaller blocks, but a row could no
 //! longer be read alone), times as binary deltas (1.4%), 64-row blocks (3% smaller, twice the time to
 //! reach a row), zstd level 15+ (7% smaller, 4x slower to write), a 112 KiB dictionary (no gain over
 //! 64 KiB).
@@ -146,7 +147,7 @@ const VERSION_2: u16 = 2;
 const HEADER_LEN: u64 = 8;
 const BLOCK_MAX_ROWS: usize = 32;
 const BLOCK_MAX_BYTES: usize = 16 * 1024;
-const LEVEL: i32 = 9;
+const LEVEL: i32 = 3;
 /// The two frames of a block, each kind with its own dictionary: indexes into `[_; 2]` arrays.
 const ATTRIBUTES: usize = 0;
 const ENVELOPES: usize = 1;
@@ -319,9 +320,8 @@ fn encode_envelope(out: &mut Vec<u8>, row: &SealedRow) {
     values.sort_by_key(|(_, v)| std::cmp::Reverse(v.len()));
     let mut squeezed = row.envelope.clone();
     for (i, v) in values {
-        if squeezed.contains(v) {
-            squeezed = squeezed.replace(v, char::from(i as u8 + 1).encode_utf8(&mut [0; 1]));
-        }
+        // The values are nearly always there: one search each, not a `contains` and a `replace`.
+        squeezed = squeezed.replace(v, char::from(i as u8 + 1).encode_utf8(&mut [0; 1]));
     }
     put_varint(out, ((squeezed.len() as u64) << 1) | ENVELOPE_SQUEEZED);
     out.extend_from_slice(squeezed.as_bytes());
