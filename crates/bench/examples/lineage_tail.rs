@@ -2,10 +2,11 @@
 //! in-process (sealing at SEGMENT events, 0 = off), then times `descendants`, `root` and
 //! `correlation` for a sample of ids and prints the slowest, each asked again to tell a slow id
 //! from a slow moment (`cargo run --release -p causeway-bench --example lineage_tail -- N SEGMENT
-//! [cold] [dir=PATH] [picks=N]`). With `cold` (as root), the page cache is dropped before each kind of read, so they
+//! [cold] [dir=PATH] [picks=N] [cache_mib=N]`). With `cold` (as root), the page cache is dropped before each kind of read, so they
 //! find the store's files on disk, as when another database's data pushed them out. With
 //! `dir=PATH` the store is kept there, and a later run on the same PATH skips the ingest; the
 //! ingest prints its rate per tenth, to tell a store that slows as it grows from a busy machine.
+//! `cache_mib=N` sets the writer's page cache (`[store] cache`).
 
 use std::time::{Duration, Instant};
 
@@ -21,7 +22,12 @@ fn main() -> anyhow::Result<()> {
     let cold = rest.iter().any(|a| a == "cold");
     let temp = tempfile::tempdir()?;
     let dir = rest.iter().find_map(|a| a.strip_prefix("dir=")).map_or_else(|| temp.path().to_path_buf(), std::path::PathBuf::from);
-    let store = Store::open_with(&dir, &StoreSettings { segment_events, ..StoreSettings::default() })?;
+    let cache = rest.iter().find_map(|a| a.strip_prefix("cache_mib=")).map(str::parse::<u64>).transpose()?;
+    let mut settings = StoreSettings { segment_events, ..StoreSettings::default() };
+    if let Some(mib) = cache {
+        settings.writer_cache_bytes = mib << 20;
+    }
+    let store = Store::open_with(&dir, &settings)?;
     let data = Dataset::generate(n, 42);
     let options = ParseOptions::default();
     let stored = store.counts()?.events as usize;

@@ -57,8 +57,9 @@ pub const DB_FILE: &str = "causeway.db";
 /// How the store uses the machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreSettings {
-    /// The writer's page cache: index pages stay in memory between commits, which keeps ingest
-    /// fast as the store grows; most of the process's resident memory under load.
+    /// The writer's page cache: the pages of `events_hot` a commit writes (its end) and the seal
+    /// deletes (its start) stay in memory between them; most of the process's resident memory
+    /// under load.
     pub writer_cache_bytes: u64,
     /// Log positions per sealed segment; the newest half as many again always stay unsealed.
     /// `0` turns sealing off (the history stays in `events_hot`).
@@ -75,8 +76,11 @@ pub const RECOMMENDED_SEGMENT_EVENTS: u64 = 100_000;
 /// filters, scans by event type and time through their lineage columns (`docs/operations.md`).
 pub const DEFAULT_SEGMENT_EVENTS: u64 = RECOMMENDED_SEGMENT_EVENTS;
 
-/// [`StoreSettings::writer_cache_bytes`] unless configured: 256 MiB.
-pub const DEFAULT_WRITER_CACHE_BYTES: u64 = 256 * 1024 * 1024;
+/// [`StoreSettings::writer_cache_bytes`] unless configured: 64 MiB. It was 256 MiB while
+/// `events_hot` kept indexes on random keys, whose pages every commit touched all over; with
+/// indexes in ingest order and the history sealed, in-process ingest of 2,000,000 events ran as
+/// fast with 64 MiB as with 256 (`lineage_tail … cache_mib=N`, `docs/benchmarks.md`).
+pub const DEFAULT_WRITER_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
 impl Default for StoreSettings {
     fn default() -> Self {

@@ -102,7 +102,7 @@ struct Args {
     #[arg(long = "client", value_name = "KEY=VALUE")]
     client: Vec<String>,
     /// The store's page cache for every causeway child (`[store] cache`, e.g. 128MiB) [default:
-    /// causeway's, 256 MiB].
+    /// causeway's, 64 MiB].
     #[arg(long, value_name = "SIZE")]
     store_cache: Option<String>,
     /// Longest a catch-up or an HTTP ingest may take, seconds.
@@ -948,7 +948,7 @@ fn memory(bench: &Bench<'_>) -> Result<()> {
     );
     if let Some(cache) = &args.store_cache {
         println!();
-        println!("The store's page cache: `[store] cache = \"{cache}\"` (the default is 256 MiB).");
+        println!("The store's page cache: `[store] cache = \"{cache}\"` (the default is 64 MiB).");
     }
     println!();
     println!(
