@@ -1,6 +1,7 @@
 //! What `GET /v1/correlations/{id}` spends after the store answered: building the causation tree and
-//! encoding the JSON answer the way `crates/server/src/api/query.rs` does (each stored envelope
-//! re-validated through `RawValue::from_string`), against splicing the stored JSON in unchecked.
+//! encoding the JSON answer through serde with each stored envelope re-validated by
+//! `RawValue::from_string` (as the server did), against splicing the stored JSON in unchecked (as
+//! `spliced_object` in `crates/server/src/api/query.rs` does since this measurement).
 //!
 //! `cargo run --release -p causeway-bench --example serialize -- DIR`
 

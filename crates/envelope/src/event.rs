@@ -372,7 +372,44 @@ impl Serialize for Event {
 
 /// Formats a time the way causeway stores it (see [`Event::time_string`]).
 pub fn format_time(time: &DateTime<Utc>) -> String {
-    time.to_rfc3339_opts(SecondsFormat::Micros, true)
+    format_micros(time.timestamp_micros()).unwrap_or_else(|| time.to_rfc3339_opts(SecondsFormat::Micros, true))
+}
+
+/// [`format_time`] of a time given in microseconds since the Unix epoch, for the years 0000–9999
+/// (the only ones [`parse_time`] accepts); `None` outside them. Formatted by hand: a scan of
+/// sealed history formats one per row, and with chrono's `to_rfc3339_opts` the slowest runbook
+/// query over a million sealed events took 1.02–1.10 s of CPU, by hand 0.85–0.88 s.
+pub fn format_micros(micros: i64) -> Option<String> {
+    let (days, micros_of_day) = (micros.div_euclid(86_400_000_000), micros.rem_euclid(86_400_000_000));
+    let (year, month, day) = civil_from_days(days);
+    if !(0..=9999).contains(&year) {
+        return None;
+    }
+    let (secs, frac) = (micros_of_day / 1_000_000, micros_of_day % 1_000_000);
+    let mut out = *b"0000-00-00T00:00:00.000000Z";
+    for (at, width, mut v) in
+        [(0, 4, year), (5, 2, month), (8, 2, day), (11, 2, secs / 3600), (14, 2, secs / 60 % 60), (17, 2, secs % 60), (20, 6, frac)]
+    {
+        for digit in out[at..at + width].iter_mut().rev() {
+            *digit = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    }
+    Some(String::from_utf8(out.to_vec()).expect("ASCII"))
+}
+
+/// Year, month and day of the proleptic Gregorian calendar for days since 1970-01-01
+/// (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
 }
 
 /// Parses an RFC 3339 time to UTC: the inverse of [`format_time`], with an actionable error.
@@ -480,6 +517,32 @@ fn check_extension_name(name: &str) -> Result<(), EventError> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn times_format_as_chrono_formats_them() {
+        let chrono = |micros: i64| DateTime::from_timestamp_micros(micros).map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true));
+        // The first and last microsecond of 0000–9999, the epoch and around it, a leap day.
+        let edges = [-62_167_219_200_000_000i64, 253_402_300_799_999_999, 0, -1, 951_782_400_000_000, 1_767_225_600_000_000];
+        // splitmix64 over the whole range, and a little past both ends.
+        let mut state = 11u64;
+        let random = std::iter::repeat_with(move || {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            ((z ^ (z >> 31)) % 316_000_000_000_000_000) as i64 - 62_167_219_200_000_000
+        });
+        for micros in edges.into_iter().chain(random.take(200_000)) {
+            let want = chrono(micros).filter(|t| t.len() == 27);
+            assert_eq!(format_micros(micros), want, "{micros}");
+            if let Some(t) = DateTime::from_timestamp_micros(micros) {
+                assert_eq!(format_time(&t), chrono(micros).unwrap(), "{micros}");
+            }
+        }
+        // Sub-microsecond digits are cut, as chrono cuts them.
+        let t = DateTime::parse_from_rfc3339("2026-11-23T10:15:00.1234567Z").unwrap().with_timezone(&Utc);
+        assert_eq!(format_time(&t), "2026-11-23T10:15:00.123456Z");
+    }
 
     fn obj(v: Value) -> Map<String, Value> {
         match v {

@@ -12,7 +12,7 @@ mod message;
 mod traceparent;
 
 pub use body::{BodyError, Identity, Item, ParseOptions, SMALLER_BATCHES, parse_body, parse_json_line, sniff_identity};
-pub use event::{ErrorKind, Event, EventError, MAX_ID_CHARS, MAX_SOURCE_CHARS, format_time, parse_time};
+pub use event::{ErrorKind, Event, EventError, MAX_ID_CHARS, MAX_SOURCE_CHARS, format_micros, format_time, parse_time};
 pub use message::parse_message;
 pub use traceparent::validate_traceparent;
 

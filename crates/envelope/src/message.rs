@@ -10,11 +10,11 @@
 //! its headers and body, never an error that would stop the partition.
 
 use base64::Engine as _;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
 use crate::body::{Item, ParseOptions, item_from_value, parse_body, parse_json_line};
-use crate::event::{ErrorKind, EventError};
+use crate::event::{ErrorKind, EventError, format_time};
 
 /// The hand-rolled headers, and the attribute each becomes.
 const PLAIN_HEADERS: [(&str, &str); 7] = [
@@ -75,7 +75,7 @@ fn hand_rolled(
         }
     }
     let time = text.iter().find(|(n, _)| n == "event-time" || n == "timestamp").map(|(_, v)| v.clone());
-    match time.or_else(|| timestamp.map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true))) {
+    match time.or_else(|| timestamp.map(|t| format_time(&t))) {
         Some(t) => obj.insert("time".into(), json!(t)),
         None => obj.insert("time".into(), Value::Null),
     };

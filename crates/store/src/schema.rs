@@ -326,9 +326,22 @@ DROP INDEX events_causation;
 DROP INDEX events_subject;
 "#;
 
+/// SQL for the last seq the registered segments cover (NULL when there are none): the last
+/// segment by `first_seq`, the rowid, since segments ascend and do not overlap. One index lookup,
+/// where `max(last_seq)` read every row of `segments`, one more per seal.
+macro_rules! last_sealed_seq {
+    () => {
+        "(SELECT last_seq FROM segments ORDER BY first_seq DESC LIMIT 1)"
+    };
+}
+pub(crate) use last_sealed_seq;
+
 /// The last position of the log: events and redeliveries share the ingest order (0 when empty).
-pub const LOG_END: &str = "SELECT max(coalesce((SELECT max(seq) FROM events_hot), 0), coalesce((SELECT max(last_seq) FROM segments), 0),
-                                      coalesce((SELECT max(seq) FROM redeliveries), 0))";
+pub const LOG_END: &str = concat!(
+    "SELECT max(coalesce((SELECT max(seq) FROM events_hot), 0), coalesce(",
+    last_sealed_seq!(),
+    ", 0), coalesce((SELECT max(seq) FROM redeliveries), 0))"
+);
 
 /// Query-planner stability: without it this SQLite build (STAT4) marks bound parameters of our
 /// statements as plan-relevant and re-prepares each statement on every new value, which made every
@@ -388,4 +401,31 @@ pub(crate) fn prepare_reader(conn: &mut Connection, reader: crate::sql::Reader) 
     conn.pragma_update(None, "cache_size", -16384)?; // 16 MiB
     crate::sql::install_authorizer(conn, reader);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The statements that read how far the sealed history goes run with every lookup, every
+    /// count and every seal: none may read all of `segments`, which grows by a row per seal.
+    /// (SQLite's plan says `SCAN` for a walk and for one step in rowid order alike; its step
+    /// counter tells them apart.)
+    #[test]
+    fn the_sealed_range_is_read_without_walking_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = create_at_version(&dir.path().join("db"), SCHEMA_VERSION).unwrap();
+        conn.execute_batch(
+            "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 999)
+             INSERT INTO segments SELECT i * 100 + 1, i * 100 + 100, 'f' || i, 100, 't', 't', 'r', 'r', 0, 0, 's' FROM n",
+        )
+        .unwrap();
+        for sql in [LOG_END, crate::seal::SEALED_UPTO, crate::sealed::SEALED_BOUNDS] {
+            let mut stmt = conn.prepare(sql).unwrap();
+            let last: i64 = stmt.query_row([], |r| r.get(if sql == crate::sealed::SEALED_BOUNDS { 1 } else { 0 })).unwrap();
+            assert_eq!(last, 100_000, "{sql}");
+            let steps = stmt.get_status(rusqlite::StatementStatus::VmStep);
+            assert!(steps < 100, "{sql} took {steps} steps over 1,000 segments");
+        }
+    }
 }

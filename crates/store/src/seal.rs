@@ -241,8 +241,11 @@ fn write_run(conn: &Connection, upto: i64, limit: i64, path: &Path) -> Result<()
 /// The last seq the sealed history covers (0 when nothing was ever sealed), as the `segments`
 /// table registers it (a retention's kept segment covers more seqs than it holds), or as far as
 /// retention removed it.
-pub(crate) const SEALED_UPTO: &str = "SELECT max(coalesce((SELECT max(last_seq) FROM segments), 0),
-                                                coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'retired_upto'), 0))";
+pub(crate) const SEALED_UPTO: &str = concat!(
+    "SELECT max(coalesce(",
+    crate::schema::last_sealed_seq!(),
+    ", 0), coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'retired_upto'), 0))"
+);
 
 pub(crate) fn sealed_upto(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row(SEALED_UPTO, [], |r| r.get(0))

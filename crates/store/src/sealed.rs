@@ -156,13 +156,12 @@ const SCHEMA: &CStr = c"CREATE TABLE x(seq INTEGER, event_id TEXT, source TEXT, 
     subject TEXT, time TEXT, topic TEXT, journey TEXT, journey_key TEXT, received_at TEXT, redeliveries INTEGER, envelope TEXT,
     partition INTEGER, \"offset\" INTEGER, message_time TEXT)";
 
-/// A sealed event's redeliveries since its seal.
-/// The sealed range of the statement's snapshot. Segments ascend and do not overlap, so the first
-/// and last by `first_seq` (the rowid) bound it: two index lookups, where `min()` and `max()` of
-/// two columns walked every segment's row (`segments` grows by one per seal).
-const SEALED_BOUNDS: &str = "SELECT coalesce((SELECT first_seq FROM segments ORDER BY first_seq LIMIT 1), 0),
-                                    coalesce((SELECT last_seq FROM segments ORDER BY first_seq DESC LIMIT 1), 0)";
+/// The sealed range of the statement's snapshot: the first segment's first seq and the last one's
+/// last seq, each by one lookup of the rowid (`first_seq`).
+pub(crate) const SEALED_BOUNDS: &str =
+    concat!("SELECT coalesce((SELECT first_seq FROM segments ORDER BY first_seq LIMIT 1), 0), coalesce(", crate::schema::last_sealed_seq!(), ", 0)");
 
+/// A sealed event's redeliveries since its seal.
 const SEALED_REDELIVERIES: &str = "SELECT redeliveries FROM sealed_redeliveries WHERE seq = ?1";
 
 #[repr(C)]

@@ -90,10 +90,14 @@ impl Store {
                 let sealed_upto = crate::seal::sealed_upto(c)?;
                 // One statement, one snapshot: its bound tells whether a seal came between the two.
                 let (upto, hot, raw, oldest, oldest_received): (i64, i64, i64, Option<String>, Option<String>) = c.query_row(
-                    "WITH b(upto) AS (SELECT coalesce(max(last_seq), 0) FROM segments)
-                     SELECT b.upto, count(h.seq), coalesce(sum(length(CAST(h.envelope AS BLOB))), 0), min(h.time),
-                            (SELECT received_at FROM events_hot WHERE seq > b.upto ORDER BY seq LIMIT 1)
-                     FROM b LEFT JOIN events_hot h ON h.seq > b.upto",
+                    concat!(
+                        "WITH b(upto) AS (SELECT coalesce(",
+                        crate::schema::last_sealed_seq!(),
+                        ", 0))
+                         SELECT b.upto, count(h.seq), coalesce(sum(length(CAST(h.envelope AS BLOB))), 0), min(h.time),
+                                (SELECT received_at FROM events_hot WHERE seq > b.upto ORDER BY seq LIMIT 1)
+                         FROM b LEFT JOIN events_hot h ON h.seq > b.upto"
+                    ),
                     [],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
                 )?;

@@ -30,7 +30,7 @@ use crate::api::events::read_capped;
 use crate::api::findings::finding_json;
 use crate::api::journeys::journey_body;
 use crate::api::params::{NotANumber, check_known, limit, param, params, rfc3339, time_param, whole_number};
-use crate::api::query::{correlation_body, read};
+use crate::api::query::{correlation_json, read};
 use crate::engine::link_dead_letters;
 use crate::error::{ApiError, remedy};
 use crate::replay::{MAX_CONTENT_TYPE_BYTES, ReplayRequest, Target, is_media_type};
@@ -283,7 +283,8 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Resul
     // Caught up above; `read` below catches up again only with what came since.
     tokio::task::spawn_blocking(move || {
         let chain = match &row.correlation_id {
-            Some(c) => correlation_body(&store, c, 10_000)?,
+            // The lineage endpoint's answer, as a value of this one.
+            Some(c) => correlation_json(&store, c, 10_000)?.map(|text| serde_json::from_str::<Value>(&text).expect("the store's JSON parses")),
             None => None,
         };
         let model = model.as_ref().map(|m| m.model());

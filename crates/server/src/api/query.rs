@@ -8,9 +8,8 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use causeway_store::{EventRow, SqlLimits, Store, StoreError, TreeNode, build_tree};
+use causeway_store::{EventRow, SqlLimits, Store, StoreError, build_tree};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::api::params::limit;
@@ -33,10 +32,6 @@ pub(crate) async fn read<T: Send + 'static>(store: &Store, f: impl FnOnce(&Store
     Ok(tokio::task::spawn_blocking(move || f(&store)).await.map_err(|e| ApiError::internal("a store read", e))??)
 }
 
-fn raw(row: &EventRow) -> Box<RawValue> {
-    RawValue::from_string(row.envelope.clone()).expect("stored envelopes are JSON")
-}
-
 /// Stored envelopes are already canonical JSON: answer them as they are.
 fn json_response(body: String) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
@@ -45,7 +40,7 @@ fn json_response(body: String) -> Response {
 /// A JSON object of fields already encoded as JSON, in order. The lineage answers splice the
 /// stored envelopes in as they are: the store wrote them as canonical JSON, and re-checking each
 /// (as a `RawValue`) cost more than the rest of the answer.
-fn spliced_object(fields: &[(&str, &str)]) -> Response {
+fn spliced_object(fields: &[(&str, &str)]) -> String {
     let mut body = String::with_capacity(fields.iter().map(|(k, v)| k.len() + v.len() + 4).sum::<usize>() + 2);
     body.push('{');
     for (i, (key, value)) in fields.iter().enumerate() {
@@ -58,7 +53,7 @@ fn spliced_object(fields: &[(&str, &str)]) -> Response {
         body.push_str(value);
     }
     body.push('}');
-    json_response(body)
+    body
 }
 
 /// The rows' stored envelopes as one JSON array.
@@ -108,27 +103,9 @@ pub async fn get_event(State(state): State<AppState>, Path(id): Path<String>) ->
     }
 }
 
-#[derive(Serialize)]
-pub(crate) struct CorrelationBody {
-    correlation_id: String,
-    events: Vec<Box<RawValue>>,
-    tree: Vec<TreeNode>,
-    truncated: bool,
-}
-
-/// A correlation's events by time (at most `limit`) and their causation tree; `None` when none
-/// is stored. Blocking.
-pub(crate) fn correlation_body(store: &Store, id: &str, limit: usize) -> Result<Option<CorrelationBody>, StoreError> {
-    Ok(correlation_rows(store, id, limit)?.map(|(rows, truncated)| CorrelationBody {
-        correlation_id: id.to_string(),
-        events: rows.iter().map(raw).collect(),
-        tree: build_tree(&rows),
-        truncated,
-    }))
-}
-
-/// A correlation's events by time, at most `limit`, and whether more are stored; `None` when none is.
-fn correlation_rows(store: &Store, id: &str, limit: usize) -> Result<Option<(Vec<EventRow>, bool)>, StoreError> {
+/// A correlation's answer, `{correlation_id, events, tree, truncated}`: its events by time (at
+/// most `limit`) and their causation tree, as JSON text; `None` when none is stored. Blocking.
+pub(crate) fn correlation_json(store: &Store, id: &str, limit: usize) -> Result<Option<String>, StoreError> {
     // One more than asked tells whether the answer is complete.
     let mut rows = store.correlation(id, limit + 1)?;
     if rows.is_empty() {
@@ -136,22 +113,21 @@ fn correlation_rows(store: &Store, id: &str, limit: usize) -> Result<Option<(Vec
     }
     let truncated = rows.len() > limit;
     rows.truncate(limit);
-    Ok(Some((rows, truncated)))
-}
-
-/// `{correlation_id, events, tree, truncated}`, as [`CorrelationBody`] serializes.
-pub async fn get_correlation(State(state): State<AppState>, Path(id): Path<String>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
-    let limit = limit(&query, DEFAULT_LIMIT, MAX_LIMIT)?;
-    let lookup = id.clone();
-    let Some((rows, truncated)) = read(&state.store, move |s| correlation_rows(s, &lookup, limit)).await? else {
-        return Err(ApiError::not_found(format!("no events with correlation id '{id}' are stored")));
-    };
-    Ok(spliced_object(&[
-        ("correlation_id", &json_text(&id)),
+    Ok(Some(spliced_object(&[
+        ("correlation_id", &json_text(id)),
         ("events", &envelopes_array(&rows)),
         ("tree", &json_text(&build_tree(&rows))),
         ("truncated", json_bool(truncated)),
-    ]))
+    ])))
+}
+
+pub async fn get_correlation(State(state): State<AppState>, Path(id): Path<String>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
+    let limit = limit(&query, DEFAULT_LIMIT, MAX_LIMIT)?;
+    let lookup = id.clone();
+    match read(&state.store, move |s| correlation_json(s, &lookup, limit)).await? {
+        Some(body) => Ok(json_response(body)),
+        None => Err(ApiError::not_found(format!("no events with correlation id '{id}' are stored"))),
+    }
 }
 
 /// `{event_id, count, events, truncated}`.
@@ -163,12 +139,12 @@ pub async fn get_descendants(State(state): State<AppState>, Path(id): Path<Strin
     };
     let truncated = rows.len() > limit;
     rows.truncate(limit);
-    Ok(spliced_object(&[
+    Ok(json_response(spliced_object(&[
         ("event_id", &json_text(&id)),
         ("count", &rows.len().to_string()),
         ("events", &envelopes_array(&rows)),
         ("truncated", json_bool(truncated)),
-    ]))
+    ])))
 }
 
 /// `{event_id, root, hops, complete}`: `hops` is the causation links followed from the event to
@@ -178,12 +154,12 @@ pub async fn get_root(State(state): State<AppState>, Path(id): Path<String>) -> 
     let Some((root, hops)) = read(&state.store, move |s| s.root(&lookup)).await? else {
         return Err(ApiError::not_found(format!("no event with id '{id}' is stored")));
     };
-    Ok(spliced_object(&[
+    Ok(json_response(spliced_object(&[
         ("event_id", &json_text(&id)),
         ("root", &root.envelope),
         ("hops", &hops.to_string()),
         ("complete", json_bool(root.causation_id.is_none())),
-    ]))
+    ])))
 }
 
 #[derive(Deserialize)]
