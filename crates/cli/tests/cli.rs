@@ -133,7 +133,10 @@ fn sigkill_during_ingest_and_retention_loses_only_what_retention_removed() {
     let first_kept = acknowledged.iter().position(|id| stored.contains(id)).expect("the newest events are kept");
     let lost: Vec<&String> = acknowledged[first_kept..].iter().filter(|id| !stored.contains(*id)).collect();
     assert!(lost.is_empty(), "{} acknowledged events after the oldest kept are lost, e.g. {:?}", lost.len(), &lost[..lost.len().min(5)]);
-    assert!(first_kept >= 4000, "retention removed history: {first_kept} of {} acknowledged events gone", acknowledged.len());
+    // Each round removed 1,000 sealed events or more; at each kill one batch may be stored
+    // without its answer, so it holds a seq but is not among the acknowledged.
+    let unanswered_at_kills = 4 * 200;
+    assert!(first_kept >= 4000 - unanswered_at_kills, "retention removed history: {first_kept} of {} acknowledged events gone", acknowledged.len());
     let files: HashSet<String> =
         std::fs::read_dir(data.join(causeway_store::SEGMENTS_DIR)).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     let registered: HashSet<String> = causeway_store::open_read_only(&data)
