@@ -418,11 +418,11 @@ struct EventsCursor {
     bounds: Option<(i64, i64)>,
     /// Whether the statement reads envelopes; without, sealed rows are decoded without them.
     envelopes: bool,
-    /// The plan (`idx_str`, `idx_num`) the statement in `hot` was made for.
-    shape: Option<(String, c_int)>,
+    /// The plan (`idx_str`, `idx_num`, whether it reads candidates) the statement in `hot` was made for.
+    shape: Option<(String, c_int, bool)>,
     /// The event type the plan reads, if any: sealed rows of others are skipped.
     event_type: Option<String>,
-    /// For a key lookup: the unsealed seqs left to read, ascending (`hot.rs`).
+    /// For a key lookup or a narrow time range: the unsealed seqs left to read, ascending (`hot.rs`).
     candidates: Option<VecDeque<i64>>,
 }
 
@@ -660,12 +660,21 @@ unsafe impl VTabCursor for EventsCursor {
             conditions.push("time <=");
             values.push(b.time_max.clone().unwrap_or_else(|| "\u{10FFFF}".into()).into());
         }
-        // A key lookup reads the rows its keys name (`hot.rs`), one by one, in seq order.
+        // A key lookup reads the rows its keys name (`hot.rs`), one by one, in seq order; so does
+        // a narrow time range (`events_hot` has no index on time).
         self.candidates = match (&b.key, self.set.keys.get()) {
             (Some((k, Some(v))), Some(keys)) => Some(unsealed_candidates(&self.set, keys, *k, v, &b).map_err(|e| module_error(&e.to_string()))?),
+            (None, Some(keys)) if has(|a| matches!(a, Arg::TimeMin | Arg::TimeMax)) => {
+                keys.times_between(b.time_min.as_deref(), b.time_max.as_deref(), after).map(|mut seqs| {
+                    seqs.retain(|s| b.seq_max.is_none_or(|max| *s <= max));
+                    seqs.into()
+                })
+            }
             _ => None,
         };
-        let same_shape = self.shape.as_ref().is_some_and(|(s, n)| Some(s.as_str()) == idx_str && *n == idx_num) && self.hot.is_some();
+        let by_candidates = self.candidates.is_some();
+        let same_shape =
+            self.shape.as_ref().is_some_and(|(s, n, c)| Some(s.as_str()) == idx_str && *n == idx_num && *c == by_candidates) && self.hot.is_some();
         if !same_shape {
             // seq always: it is the rowid.
             let columns: Vec<&str> =
@@ -682,7 +691,7 @@ unsafe impl VTabCursor for EventsCursor {
             self.statement(&sql)?;
             let stmt = self.statements.remove(&sql).expect("just prepared");
             self.hot = Some((sql, stmt));
-            self.shape = Some((idx_str.unwrap_or("").to_string(), idx_num));
+            self.shape = Some((idx_str.unwrap_or("").to_string(), idx_num, by_candidates));
         }
         let (_, hot) = self.hot.as_ref().expect("a statement for the plan");
         hot.reset();

@@ -751,7 +751,11 @@ fn commit(conn: &mut Connection, jobs: &[Job], stamp: DateTime<Utc>, next_seq: &
                     continue;
                 }
                 // Before the commit: a reader whose snapshot holds the event finds it by its keys.
-                keys.add(seq, [Some(&e.id), e.correlation_id.as_deref(), e.causation_id.as_deref(), e.subject.as_deref()]);
+                keys.add(
+                    seq,
+                    [Some(&e.id), e.correlation_id.as_deref(), e.causation_id.as_deref(), e.subject.as_deref()],
+                    crate::hot::time_key(&e.time),
+                );
                 insert_event.execute(params![
                     seq,
                     e.id,

@@ -185,6 +185,59 @@ fn a_sealed_store_answers_as_an_unsealed_one() {
     assert_same_answers(&sealed, &plain);
 }
 
+/// Time ranges over events that arrived out of order, as a keyed topic's backlog does (partition by
+/// partition, each spanning the whole time range): every bound finds exactly the events whose time
+/// text SQLite's comparison accepts, narrow ranges (read by the unsealed times in memory) and wide
+/// ones (read in order), sealed and unsealed, and again once a restart reloaded the times.
+#[test]
+fn time_ranges_find_events_that_arrived_out_of_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), SEGMENT);
+    let mut events = all_events();
+    events.sort_by_key(|e| (e.event().correlation_id.clone().unwrap().bytes().last(), e.event().time));
+    for chunk in events.chunks(250) {
+        store.append_blocking(chunk.to_vec(), vec![]).unwrap();
+    }
+    let total = events.len() as i64;
+    wait_sealed(&store, (total - SEGMENT as i64 / 2) / SEGMENT as i64 * SEGMENT as i64);
+    let timed: Vec<(String, String, String)> =
+        events.iter().map(|e| (e.event().id.clone(), causeway_envelope::format_time(&e.event().time), e.event().event_type.clone())).collect();
+    let ranges = [
+        ("2026-11-23T08:10:00Z", "2026-11-23T08:11:00Z"),
+        ("2026-11-23T09:30:00.000350Z", "2026-11-23T09:30:05"),
+        ("2026-11-23T09:33", "9"),
+        ("2026-11-23T09:33:19.000699Z", "2026-11-23T09:33:19.000699Z"),
+        ("2026-11-23T08", "2026-11-23T09"),
+        ("", "2026-11-23T08:00:30"),
+        ("2026", "2027"),
+        ("2027", "2028"),
+    ];
+    let check = |store: &Store| {
+        for (min, max) in ranges {
+            let want = |strict: bool, event_type: Option<&str>| -> Vec<Vec<serde_json::Value>> {
+                let mut ids: Vec<&String> = timed
+                    .iter()
+                    .filter(|(_, t, ty)| {
+                        (if strict { t.as_str() > min } else { t.as_str() >= min }) && t.as_str() <= max && event_type.is_none_or(|x| x == ty)
+                    })
+                    .map(|(id, _, _)| id)
+                    .collect();
+                ids.sort();
+                ids.into_iter().map(|id| vec![json!(id)]).collect()
+            };
+            let between = format!("SELECT event_id FROM events WHERE time >= '{min}' AND time <= '{max}' ORDER BY event_id");
+            assert_eq!(sql(store, &between), want(false, None), "{between}");
+            let strict = format!("SELECT event_id FROM event_lineage WHERE timestamp > '{min}' AND timestamp <= '{max}' ORDER BY event_id");
+            assert_eq!(sql(store, &strict), want(true, None), "{strict}");
+            let typed = format!("SELECT event_id FROM events WHERE event_type = 'Step3' AND time >= '{min}' AND time <= '{max}' ORDER BY event_id");
+            assert_eq!(sql(store, &typed), want(false, Some("Step3")), "{typed}");
+        }
+    };
+    check(&store);
+    drop(store);
+    check(&open(dir.path(), SEGMENT));
+}
+
 #[test]
 fn a_segment_file_no_commit_registered_is_removed_on_open() {
     let dir = tempfile::tempdir().unwrap();
