@@ -5,6 +5,10 @@
 //! partitions each, are stored once each — across a SIGKILL of causeway in the middle — with
 //! their topic, partition and offset; a poison message becomes a DLQ record naming its topic,
 //! partition and offset, and its partition goes on.
+//!
+//! With `CAUSEWAY_TEST_KAFKA=HOST:PORT` the tests that create the model's topics run against that
+//! broker instead, creating the topics there: `tests/kafka/tansu.sh` runs them against tansu, an
+//! Apache Kafka-compatible broker, one fresh broker per test.
 
 mod common;
 
@@ -14,9 +18,11 @@ use causeway_sim::{SimConfig, Simulator};
 use chrono::Utc;
 use common::{Server, get, sql, stored};
 use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use serde_json::{Value, json};
 
 const TOPICS: [&str; 4] = ["orders", "payments", "inventory", "shipments"];
@@ -45,6 +51,28 @@ fn message(e: &Value, n: usize) -> (Vec<(String, String)>, Vec<u8>) {
     common::broker_message(e, n, "ce_")
 }
 
+/// The model's four topics on the broker the test talks to: librdkafka's mock cluster, kept alive
+/// by the returned handle, or the broker `CAUSEWAY_TEST_KAFKA` names (no handle). Bootstrap
+/// servers second.
+fn broker_with_topics() -> (Option<MockCluster<'static, DefaultProducerContext>>, String) {
+    if let Ok(brokers) = std::env::var("CAUSEWAY_TEST_KAFKA") {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
+        let topics: Vec<NewTopic> = TOPICS.iter().map(|t| NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(1))).collect();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let created = runtime.block_on(admin.create_topics(&topics, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))))).unwrap();
+        for result in created {
+            result.unwrap_or_else(|(topic, e)| panic!("creating topic {topic} on {brokers}: {e} (a fresh broker per test)"));
+        }
+        return (None, brokers);
+    }
+    let cluster = MockCluster::new(1).unwrap();
+    for topic in TOPICS {
+        cluster.create_topic(topic, PARTITIONS, 1).unwrap();
+    }
+    let brokers = cluster.bootstrap_servers();
+    (Some(cluster), brokers)
+}
+
 fn wait_until(what: &str, url: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(90);
     while !done() {
@@ -55,11 +83,7 @@ fn wait_until(what: &str, url: &str, mut done: impl FnMut() -> bool) {
 
 #[test]
 fn events_from_kafka_topics_are_stored_once_across_a_crash_and_a_poison_message_is_kept() {
-    let cluster = MockCluster::new(1).unwrap();
-    for topic in TOPICS {
-        cluster.create_topic(topic, PARTITIONS, 1).unwrap();
-    }
-    let brokers = cluster.bootstrap_servers();
+    let (_cluster, brokers) = broker_with_topics();
 
     let mut sim = Simulator::new(SimConfig { seed: 7, fault_rate: 0.0, concurrency: 10 });
     let events: Vec<Value> = sim.next_batch(600, Utc::now() - chrono::Duration::minutes(30)).into_iter().map(|d| d.event).collect();
@@ -173,11 +197,7 @@ fn engine_findings(findings: &[Value]) -> std::collections::BTreeSet<String> {
 
 #[test]
 fn a_backlog_caught_up_from_partitions_raises_only_the_findings_that_happened_in_event_time() {
-    let cluster = MockCluster::new(1).unwrap();
-    for topic in TOPICS {
-        cluster.create_topic(topic, PARTITIONS, 1).unwrap();
-    }
-    let brokers = cluster.bootstrap_servers();
+    let (_cluster, brokers) = broker_with_topics();
     let events = common::traffic(21);
     // The backlog is on the topics before causeway starts: each event on its type's topic, keyed
     // by correlation id (partitioned as producers do), appended as it happened (a partition keeps

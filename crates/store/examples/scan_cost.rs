@@ -46,6 +46,10 @@ fn main() {
         "SELECT count(*) FROM event_lineage WHERE event_type = 'Step3'",
         "SELECT count(*) FROM events WHERE json_extract(envelope, '$.data.amount') > 500",
         "SELECT max(seq) FROM events",
+        // Event i's time is i microseconds after 10:00.
+        "SELECT count(*) FROM events WHERE time BETWEEN '2026-11-23T10:00:00.195000Z' AND '2026-11-23T10:00:00.196000Z'",
+        "SELECT count(*) FROM events WHERE event_type = 'Step3' AND time >= '2026-11-23T10:00:00.195000Z'",
+        "SELECT count(*) FROM events WHERE time >= '2026-11-23T10:00:00.100000Z'",
     ] {
         for (name, store) in [("sealed", &sealed), ("plain", &plain)] {
             let t = Instant::now();
