@@ -3,7 +3,7 @@
 # SQLite storage), instead of librdkafka's mock cluster: one fresh broker per test, the model's
 # topics created by the test (tansu creates none on produce).
 #
-#   tests/kafka/tansu.sh            # builds tansu once (about 14 minutes on two cores), then runs
+#   tests/kafka/tansu.sh            # builds tansu once (about 17 minutes on two cores), then runs
 #
 # The binary is kept in $CAUSEWAY_TOOLS (default ~/.cache/causeway-tools). Not part of
 # scripts/test: the build alone would take half of its time; docs/operations.md says what each
