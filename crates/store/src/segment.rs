@@ -1468,20 +1468,20 @@ mod tests {
                 assert_eq!(lower_bound(hashes.len(), |i| hashes[i], probe), want, "{probe} in {} hashes", hashes.len());
             }
         }
-        /// The pages of the index (`hashes`) a search reads.
-        fn pages_read(hashes: &[u64], search: impl Fn(&dyn Fn(usize) -> u64) -> usize) -> usize {
+        let pages_read = |search: &dyn Fn(&dyn Fn(usize) -> u64) -> usize, probe: u64| {
             let pages = RefCell::new(std::collections::BTreeSet::new());
             search(&|i| {
                 pages.borrow_mut().insert(i * INDEX_ENTRY / 4096);
-                hashes[i]
+                uniform[i]
             });
+            let _ = probe;
             pages.into_inner().len()
-        }
+        };
         let (mut ours, mut most, mut binary) = (0, 0, 0);
         for probe in uniform.iter().step_by(1_000).map(|h| h.wrapping_add(1)) {
-            let read = pages_read(&uniform, |at| lower_bound(uniform.len(), at, probe));
+            let read = pages_read(&|at| lower_bound(uniform.len(), at, probe), probe);
             (ours, most) = (ours + read, most.max(read));
-            binary += pages_read(&uniform, |at| partition_point(uniform.len(), |i| at(i) < probe));
+            binary += pages_read(&|at| partition_point(uniform.len(), |i| at(i) < probe), probe);
         }
         assert!(ours <= 100 * 2 && most <= 3, "index searches read {ours} pages in 100 searches, at most {most} in one");
         assert!(binary >= 100 * 8, "a binary search reads about nine pages a search: {binary} in 100");
