@@ -1247,7 +1247,7 @@ impl Segment {
         let index = &self.map[self.sections.indexes[key as usize].clone()];
         let hash = key_hash(value);
         let n = index.len() / INDEX_ENTRY;
-        let mut i = lower_bound(n, |i| u64_at(index, i * INDEX_ENTRY), hash);
+        let mut i = partition_point(n, |i| u64_at(index, i * INDEX_ENTRY) < hash);
         let mut found = Vec::new();
         while i < n && u64_at(index, i * INDEX_ENTRY) == hash {
             let pos = u32_at(index, i * INDEX_ENTRY + 8);
@@ -1390,40 +1390,6 @@ impl Segment {
 }
 
 /// The first `i` in `0..n` for which `pred` is false (`pred` true then false over the range).
-/// The first of `n` ascending hashes (`hash_at`) that is at least `hash`. Key hashes are uniform,
-/// so it lies near n × hash / 2⁶⁴, within about √n / 2 entries: the search starts there and widens
-/// until it brackets the entry. A binary search over an index of 100,000 entries reads about nine
-/// of its pages, and at ten million events most are cold (read from disk, one fault each); this
-/// reads one or two.
-fn lower_bound(n: usize, hash_at: impl Fn(usize) -> u64, hash: u64) -> usize {
-    if n == 0 {
-        return 0;
-    }
-    let guess = ((u128::from(hash) * n as u128) >> 64) as usize;
-    let (lo, hi) = if hash_at(guess) < hash {
-        // After the guess: every entry before `lo` is below `hash`.
-        let (mut lo, mut step) = (guess + 1, 64);
-        loop {
-            let hi = guess.saturating_add(step).min(n);
-            if hi == n || hash_at(hi) >= hash {
-                break (lo, hi);
-            }
-            (lo, step) = (hi + 1, step * 2);
-        }
-    } else {
-        // At or before the guess: the entry is at most `hi`.
-        let (mut hi, mut step) = (guess, 64);
-        loop {
-            let lo = guess.saturating_sub(step);
-            if lo == 0 || hash_at(lo) < hash {
-                break (lo, hi);
-            }
-            (hi, step) = (lo, step * 2);
-        }
-    };
-    lo + partition_point(hi - lo, |i| hash_at(lo + i) < hash)
-}
-
 fn partition_point(n: usize, pred: impl Fn(usize) -> bool) -> usize {
     let (mut lo, mut hi) = (0, n);
     while lo < hi {
@@ -1439,53 +1405,6 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-
-    /// The index search finds what a binary search finds, for any spread of hashes, and reads one
-    /// or two pages of a uniform index where a binary search reads about nine.
-    #[test]
-    fn the_index_search_starts_where_the_hash_should_be() {
-        use std::cell::RefCell;
-        let mut rng = 0x2545_f491_4f6c_dd1du64;
-        let mut next = || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng
-        };
-        let uniform: Vec<u64> = {
-            let mut v: Vec<u64> = (0..100_000).map(|_| next()).collect();
-            v.sort_unstable();
-            v
-        };
-        // Skewed and repeated: everything in a narrow band, runs of equal hashes.
-        let skewed: Vec<u64> = (0..5_000u64).map(|i| (1u64 << 40) + i / 7 * 3).collect();
-        for hashes in [&uniform, &skewed, &vec![], &vec![7u64], &vec![u64::MAX; 3]] {
-            let mut probes = vec![0, 1, 6, 7, 8, u64::MAX, u64::MAX - 1, 1u64 << 40, (1u64 << 40) + 2_142];
-            probes.extend(hashes.iter().step_by(97).copied());
-            probes.extend(hashes.iter().step_by(89).map(|h| h.wrapping_add(1)));
-            for probe in probes {
-                let want = hashes.partition_point(|h| *h < probe);
-                assert_eq!(lower_bound(hashes.len(), |i| hashes[i], probe), want, "{probe} in {} hashes", hashes.len());
-            }
-        }
-        let pages_read = |search: &dyn Fn(&dyn Fn(usize) -> u64) -> usize, probe: u64| {
-            let pages = RefCell::new(std::collections::BTreeSet::new());
-            search(&|i| {
-                pages.borrow_mut().insert(i * INDEX_ENTRY / 4096);
-                uniform[i]
-            });
-            let _ = probe;
-            pages.into_inner().len()
-        };
-        let (mut ours, mut most, mut binary) = (0, 0, 0);
-        for probe in uniform.iter().step_by(1_000).map(|h| h.wrapping_add(1)) {
-            let read = pages_read(&|at| lower_bound(uniform.len(), at, probe), probe);
-            (ours, most) = (ours + read, most.max(read));
-            binary += pages_read(&|at| partition_point(uniform.len(), |i| at(i) < probe), probe);
-        }
-        assert!(ours <= 100 * 2 && most <= 3, "index searches read {ours} pages in 100 searches, at most {most} in one");
-        assert!(binary >= 100 * 8, "a binary search reads about nine pages a search: {binary} in 100");
-    }
 
     /// splitmix64: deterministic data without a dependency.
     struct Rng(u64);
