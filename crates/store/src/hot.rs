@@ -6,7 +6,8 @@
 //! "Store at scale"). Event time is no better a key: evidence arrives late and out of order (a
 //! Kafka backlog comes partition by partition, each spanning the whole time range), and indexes on
 //! time wrote 2.3 times the bytes per event of the same events in time order. Here keys cost a few
-//! hash-table-free inserts per event, and `events_hot` keeps no index but its rowid, the seq.
+//! hash-table-free inserts per event, and `events_hot` keeps one index besides its rowid, on event
+//! type and time, which queries by type need when sealing is off.
 //!
 //! **Invariants:**
 //! - Only the writer thread changes the keys. It adds an event's keys before the commit that

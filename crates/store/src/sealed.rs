@@ -661,10 +661,11 @@ unsafe impl VTabCursor for EventsCursor {
             values.push(b.time_max.clone().unwrap_or_else(|| "\u{10FFFF}".into()).into());
         }
         // A key lookup reads the rows its keys name (`hot.rs`), one by one, in seq order; so does
-        // a narrow time range (`events_hot` has no index on time).
+        // a narrow time range without an event type (`events_hot` has no index on time alone).
         self.candidates = match (&b.key, self.set.keys.get()) {
             (Some((k, Some(v))), Some(keys)) => Some(unsealed_candidates(&self.set, keys, *k, v, &b).map_err(|e| module_error(&e.to_string()))?),
-            (None, Some(keys)) if has(|a| matches!(a, Arg::TimeMin | Arg::TimeMax)) => {
+            // With an event type, `events_type_time` serves the range.
+            (None, Some(keys)) if b.event_type.is_none() && has(|a| matches!(a, Arg::TimeMin | Arg::TimeMax)) => {
                 keys.times_between(b.time_min.as_deref(), b.time_max.as_deref(), after).map(|mut seqs| {
                     seqs.retain(|s| b.seq_max.is_none_or(|max| *s <= max));
                     seqs.into()

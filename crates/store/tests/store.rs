@@ -100,8 +100,8 @@ fn lookups_use_indexes_not_scans() {
         (
             "SELECT * FROM event_lineage WHERE event_type = 'T' AND timestamp > '2026'",
             "event_type@",
-            "seq = 1 AND event_type = 'T' AND time >= '2026'",
-            "INTEGER PRIMARY KEY (rowid=?)",
+            "seq > 0 AND event_type = 'T' AND time >= '2026'",
+            "events_type_time",
         ),
         (
             "SELECT * FROM event_lineage WHERE timestamp BETWEEN '2026-11-01' AND '2026-11-02'",
