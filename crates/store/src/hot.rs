@@ -4,10 +4,10 @@
 //! B-tree indexes on these random keys made SQLite dirty about one page per index per event once
 //! the table outgrew the cache, and ingest fell with the store's size (`docs/benchmarks.md`,
 //! "Store at scale"). Event time is no better a key: evidence arrives late and out of order (a
-//! Kafka backlog comes partition by partition, each spanning the whole time range), and indexes on
-//! time wrote 2.3 times the bytes per event of the same events in time order. Here keys cost a few
-//! hash-table-free inserts per event, and `events_hot` keeps one index besides its rowid, on event
-//! type and time, which queries by type need when sealing is off.
+//! Kafka backlog comes partition by partition, each spanning the whole time range), so an index on
+//! time is written at random places too. Here keys cost a few hash-table-free inserts per event,
+//! and `events_hot` keeps one index besides its rowid, on event type and time, which queries by
+//! type need when sealing is off.
 //!
 //! **Invariants:**
 //! - Only the writer thread changes the keys. It adds an event's keys before the commit that
@@ -245,35 +245,30 @@ pub(crate) fn time_key(time: &chrono::DateTime<chrono::Utc>) -> Option<i64> {
 
 /// The microseconds of a stored time, if it is canonical text.
 fn canonical_micros(text: &str) -> Option<i64> {
-    let micros = chrono::DateTime::parse_from_rfc3339(text).ok()?.timestamp_micros();
+    let micros = causeway_envelope::parse_time(text).ok()?.timestamp_micros();
     (causeway_envelope::format_micros(micros).as_deref() == Some(text)).then_some(micros)
 }
 
-/// The first time whose canonical text is at or after `bound`, if any (a binary search: the
-/// order of canonical texts is the order of times).
-fn first_at_or_after(bound: &str) -> Option<i64> {
-    if canonical(LAST_MICROS).as_str() < bound {
-        return None;
-    }
-    let (mut lo, mut hi) = (FIRST_MICROS, LAST_MICROS);
+/// The first time whose canonical text passes `past` (false, then true, as time goes on), or
+/// `LAST_MICROS + 1` if none does: a binary search, since the order of canonical texts is the
+/// order of times.
+fn first_time_past(past: impl Fn(&str) -> bool) -> i64 {
+    let (mut lo, mut hi) = (FIRST_MICROS, LAST_MICROS + 1);
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
-        if canonical(mid).as_str() >= bound { hi = mid } else { lo = mid + 1 }
+        if past(&canonical(mid)) { hi = mid } else { lo = mid + 1 }
     }
-    Some(lo)
+    lo
+}
+
+/// The first time whose canonical text is at or after `bound`, if any.
+fn first_at_or_after(bound: &str) -> Option<i64> {
+    Some(first_time_past(|t| t >= bound)).filter(|m| *m <= LAST_MICROS)
 }
 
 /// The last time whose canonical text is at or before `bound`, if any.
 fn last_at_or_before(bound: &str) -> Option<i64> {
-    if canonical(FIRST_MICROS).as_str() > bound {
-        return None;
-    }
-    let (mut lo, mut hi) = (FIRST_MICROS, LAST_MICROS);
-    while lo < hi {
-        let mid = lo + (hi - lo + 1) / 2;
-        if canonical(mid).as_str() <= bound { lo = mid } else { hi = mid - 1 }
-    }
-    Some(lo)
+    Some(first_time_past(|t| t > bound) - 1).filter(|m| *m >= FIRST_MICROS)
 }
 
 fn merge(older: &Run, newer: &Run) -> Run {

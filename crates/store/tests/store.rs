@@ -7,9 +7,13 @@ use causeway_store::{DlqReport, EventOutcome, INGEST_CONSUMER, NewEvent, NewReje
 use serde_json::json;
 
 fn event(id: &str, corr: &str, cause: Option<&str>, second: u32) -> NewEvent {
-    let v = json!({"specversion": "1.0", "id": id, "source": "svc", "type": format!("T{id}"),
-                   "time": format!("2026-11-23T10:00:{second:02}Z"), "correlationid": corr,
-                   "causationid": cause, "subject": "agg-1", "data": {"n": second}});
+    parsed(json!({"specversion": "1.0", "id": id, "source": "svc", "type": format!("T{id}"),
+                  "time": format!("2026-11-23T10:00:{second:02}Z"), "correlationid": corr,
+                  "causationid": cause, "subject": "agg-1", "data": {"n": second}}))
+}
+
+/// A CloudEvent as ingest parses it.
+fn parsed(v: serde_json::Value) -> NewEvent {
     let items = parse_body(Some("application/json"), &[], v.to_string().as_bytes(), &ParseOptions::default()).unwrap();
     NewEvent::new(items.into_iter().next().unwrap().result.unwrap())
 }
@@ -449,11 +453,9 @@ fn the_wal_stays_bounded_under_appends_and_concurrent_readers() {
     let batch = |from: u64| -> Vec<NewEvent> {
         (from..from + 50)
             .map(|n| {
-                let v = json!({"specversion": "1.0", "id": format!("e{}", n.wrapping_mul(0x9e37_79b9_7f4a_7c15) % 1_000_003_000),
-                               "source": "svc", "type": "T", "time": "2026-11-23T10:00:00Z", "correlationid": format!("c{}", n / 5),
-                               "data": {"note": "x".repeat(800)}});
-                let items = parse_body(Some("application/json"), &[], v.to_string().as_bytes(), &ParseOptions::default()).unwrap();
-                NewEvent::new(items.into_iter().next().unwrap().result.unwrap())
+                parsed(json!({"specversion": "1.0", "id": format!("e{}", n.wrapping_mul(0x9e37_79b9_7f4a_7c15) % 1_000_003_000),
+                              "source": "svc", "type": "T", "time": "2026-11-23T10:00:00Z", "correlationid": format!("c{}", n / 5),
+                              "data": {"note": "x".repeat(800)}}))
             })
             .collect()
     };
