@@ -191,9 +191,12 @@ fn check_model(m: &Model) {
     for (name, s) in &m.slos {
         match &s.sli {
             Sli::EventSuccess { context: c } => context(c, name),
+            Sli::EventTypeSuccess { event_type } => event(event_type, name),
+            Sli::ReactionLatency { policy } => assert!(m.policies.contains_key(policy), "{name}: unknown policy {policy}"),
             Sli::JourneyCompletion { journey: j } => journey(j, name),
         }
         percent(s.objective_percent, name);
+        assert!(s.objective_percent < 100.0, "{name}: an objective leaving no error budget");
         duration(s.window_ms, name);
     }
     for (name, x) in &m.externals {

@@ -18,6 +18,8 @@ import requests
 
 REPO = Path(__file__).resolve().parents[2]
 BINARY = Path(os.environ.get("CAUSEWAY_BIN", REPO / "target" / "debug" / "causeway"))
+CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
+CHROMEDRIVER = Path(os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver"))
 READY_LINE = re.compile(r"^causeway listening on (http://\S+)$")
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
@@ -107,3 +109,34 @@ def sql(server):
         return body
 
     return run
+
+
+def chromium(directory: Path, width: int, height: int):
+    """A real headless Chromium (Debian's, installed by scripts/test) driven through chromedriver,
+    with a fresh profile and chromedriver's log in DIRECTORY, and the browser's console kept for
+    `get_log("browser")`. The caller quits it."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    for path in (CHROMIUM, CHROMEDRIVER):
+        assert path.is_file(), f"{path} is missing: scripts/test installs Debian's chromium and chromium-driver"
+    options = Options()
+    options.binary_location = str(CHROMIUM)
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        f"--window-size={width},{height}",
+        f"--user-data-dir={directory / 'chromium-profile'}",
+    ):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    service = Service(executable_path=str(CHROMEDRIVER), log_output=str(directory / "chromedriver.log"))
+    return webdriver.Chrome(service=service, options=options)

@@ -13,14 +13,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from selenium import webdriver
-from selenium.webdriver.chrome.options import Options
-from selenium.webdriver.chrome.service import Service
+
+from conftest import chromium
 
 REPO = Path(__file__).resolve().parents[2]
 BINARY = Path(os.environ.get("CAUSEWAY_BIN", REPO / "target" / "debug" / "causeway"))
-CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
-CHROMEDRIVER = Path(os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver"))
 MODEL = REPO / "examples" / "order-fulfillment" / "model.yaml"
 
 # Every `.note` with its rectangle, its sticky's rectangle and the rectangles of its text lines.
@@ -65,27 +62,8 @@ def inside(inner: dict, outer: dict, slack: float = 0.5) -> bool:
 
 @pytest.fixture
 def browser(tmp_path):
-    """A real headless Chromium driven through chromedriver, with a fresh profile."""
-    for path in (CHROMIUM, CHROMEDRIVER):
-        assert path.is_file(), f"{path} is missing: scripts/test installs Debian's chromium and chromium-driver"
-    options = Options()
-    options.binary_location = str(CHROMIUM)
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--hide-scrollbars",
-        "--window-size=1600,1000",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-    ):
-        options.add_argument(flag)
-    service = Service(executable_path=str(CHROMEDRIVER), log_output=str(tmp_path / "chromedriver.log"))
-    driver = webdriver.Chrome(service=service, options=options)
+    """A real headless Chromium with a fresh profile."""
+    driver = chromium(tmp_path, 1600, 1000)
     try:
         yield driver
     finally:

@@ -25,6 +25,8 @@ def spec(server):
     response = requests.get(f"{server}/openapi.yaml", timeout=10)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/yaml")
+    # Named, so a client does not guess the encoding from the bytes (the text is not ASCII).
+    assert "charset=utf-8" in response.headers["content-type"]
     document = yaml.safe_load(response.text)
     assert isinstance(document, dict), "the served document is empty or not a YAML mapping"
     return document
@@ -138,6 +140,11 @@ def test_every_documented_operation_answers_as_documented(server, spec):
         # The test server runs without a model: the documented 404 that says how to load one.
         "/v1/journeys/{journey}/{key}": {"journey": "order", "key": "ord-1"},
         "/v1/aggregates/{kind}/{id}": {"kind": "Order", "id": "ord-1"},
+        # The web UI's pages of the same things.
+        "/correlations/{id}": {"id": correlation},
+        "/journeys/{journey}/{key}": {"journey": "order", "key": "ord-1"},
+        "/canvas/notes/{id}": {"id": "event-OrderCreated"},
+        "/runbooks/{section}/{name}": {"section": "findings", "name": "missing_reaction"},
     }
     bodies = {
         ("post", "/v1/events"): {"json": seed},
@@ -152,12 +159,20 @@ def test_every_documented_operation_answers_as_documented(server, spec):
         ("post", "/v1/dlq/{id}/replay"): {"json": {"dry_run": True}},
         ("post", "/v1/dlq/{id}/discard"): {"json": {"reason": "checked by the API test"}},
         ("post", "/v1/dlq/{id}/resolve"): {"json": {"reason": "checked by the API test"}},
+        ("post", "/v1/silences"): {
+            "json": {"matchers": {"slo": "checkout"}, "duration": "2h", "comment": "checked by the API test", "created_by": "api-test"}
+        },
+        ("post", "/v1/tokens"): {"json": {"role": "reader", "name": "api-test"}},
+        ("post", "/sign-in"): {"data": {"token": "cw_0000000000_not-a-token", "next": "/dlq"}},
     }
     operations = [(p, m) for p, item in spec["paths"].items() for m in item if m in METHODS]
-    # Ingest first and report a failure, so the reads find the seed and the DLQ record.
-    first = [("/v1/events", "post"), ("/v1/dlq", "post")]
+    # Ingest first, report a failure and make a token, so the reads find the seed, the DLQ record
+    # and the token.
+    first = [("/v1/events", "post"), ("/v1/dlq", "post"), ("/v1/silences", "post"), ("/v1/tokens", "post")]
     operations.sort(key=lambda op: first.index(op) if op in first else len(first))
     for (method, path), body in bodies.items():
+        if "json" not in body:
+            continue
         sent = body["json"]
         if (method, path) == ("post", "/v1/events"):
             # The refused event breaks the document on purpose (no correlation id).
@@ -166,12 +181,17 @@ def test_every_documented_operation_answers_as_documented(server, spec):
     answered = {}
     for path, method in operations:
         values = path_params.get(path, params)
-        if path.startswith("/v1/dlq/{id}"):
+        if path.startswith("/v1/dlq/{id}") or path == "/dlq/{id}":
             values = {"id": str(answered[("post", "/v1/dlq")].json()["id"])}
+        if path == "/v1/silences/{id}":
+            values = {"id": answered[("post", "/v1/silences")].json()["id"]}
+        if path == "/v1/tokens/{id}":
+            values = {"id": answered[("post", "/v1/tokens")].json()["id"]}
         url = server + re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
-        bodyless = {("post", "/v1/model/reload")}
+        bodyless = {("post", "/v1/model/reload"), ("delete", "/v1/silences/{id}"), ("post", "/sign-out"), ("delete", "/v1/tokens/{id}")}
         assert (method, path) in bodies or method == "get" or (method, path) in bodyless, f"add a request body for {method.upper()} {path}"
-        response = requests.request(method, url, timeout=10, **bodies.get((method, path), {}))
+        # Redirects (sign-in, sign-out, search) are answers to check, not to follow.
+        response = requests.request(method, url, timeout=10, allow_redirects=False, **bodies.get((method, path), {}))
         assert not is_no_route(response), f"{method.upper()} {path} is documented but not routed"
         assert response.status_code != 405, f"{method.upper()} {path} is documented but the route has no {method.upper()}"
         check_documented(spec, path, method, response)
@@ -191,6 +211,17 @@ def test_every_documented_operation_answers_as_documented(server, spec):
     assert answered[("get", "/v1/events/{id}/descendants")].json()["events"][0]["tenantid"] == "acme"
     assert answered[("get", "/v1/correlations/{id}")].json()["tree"][0]["children"][0]["event_id"] == child_id
     assert answered[("post", "/v1/sql")].json()["rows"][0][0] == root_id
+    # The silence was created, then expired; the notifier is off without receivers.
+    assert answered[("post", "/v1/silences")].status_code == 201
+    assert answered[("delete", "/v1/silences/{id}")].json()["state"] == "expired"
+    assert answered[("get", "/v1/alerts")].json()["notifier"] == "off"
+    # With auth off, signing in only goes on to `next`; the token made was listed, then revoked.
+    assert answered[("post", "/sign-in")].headers["location"] == "/dlq"
+    made = answered[("post", "/v1/tokens")].json()
+    assert made["token"].startswith(f"cw_{made['id']}_") and made["role"] == "reader"
+    assert made["id"] in [t["id"] for t in answered[("get", "/v1/tokens")].json()["tokens"]]
+    assert answered[("delete", "/v1/tokens/{id}")].json()["revoked_at"]
+    assert answered[("get", "/v1/audit")].json()["entries"], "the writes above are audited"
 
 
 @pytest.mark.parametrize(

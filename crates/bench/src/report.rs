@@ -390,7 +390,7 @@ pub fn size_label(n: usize) -> String {
     }
 }
 
-pub(crate) fn group(x: f64) -> String {
+pub fn group(x: f64) -> String {
     let n = x.round() as u64;
     let digits = n.to_string();
     let mut out = String::new();
@@ -415,6 +415,22 @@ pub(crate) fn ms(x: f64) -> String {
 
 pub(crate) fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// The head of a run's report table: the machine (cores and CPU model) and the load average at
+/// the run's start (`/proc/loadavg` as read then) and now.
+pub fn run_table_head(md: &mut String, load_at_start: &str) {
+    use std::fmt::Write as _;
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string()))
+        .unwrap_or_default();
+    let load_at_end = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load = |s: &str| s.split_whitespace().take(3).collect::<Vec<_>>().join(", ");
+    let _ = writeln!(md, "| run | |\n|---|---|");
+    let _ = writeln!(md, "| machine | {} cores, {cpu} |", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    let _ = writeln!(md, "| load average | {} at start, {} at end |", load(load_at_start), load(&load_at_end));
 }
 
 #[cfg(test)]

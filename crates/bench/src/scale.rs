@@ -39,7 +39,7 @@ pub use self::report::{BatchLatency, Checkpoint, Latency, RetentionRun, ScaleRep
 use crate::data::{EventStream, GenEvent, SplitMix64, ndjson};
 use crate::http::HttpClient;
 use crate::report::{Machine, QueryKind};
-use crate::{Server, Sides, dir_bytes, load_average, machine, pg, post_batch, temp_dir, timed_threads};
+use crate::{Server, Sides, dir_bytes, load_average, machine, pg, post_batch, read_dir_once, temp_dir, timed_threads};
 
 /// The size.
 pub const DEFAULT_EVENTS: usize = 10_000_000;
@@ -258,7 +258,7 @@ fn measure(cfg: &ScaleConfig, checkpoints: &[usize]) -> Result<Measured> {
 
         let latency = if cfg.latency_at.contains(&at) {
             let sample = causeway_feed.sample.as_ref().expect("causeway's feed keeps the sample");
-            Some(latency(cfg, addr, &store, sample, at, &mut notes)?)
+            Some(latency(cfg, addr, &store, dir.path(), sample, at, &mut notes)?)
         } else {
             None
         };
@@ -431,10 +431,21 @@ fn http_stretch(
 }
 
 /// The lineage queries on both sides, id by id in turn, then the bare round trip.
-fn latency(cfg: &ScaleConfig, addr: std::net::SocketAddr, store: &Store, sample: &Sample, at: usize, notes: &mut Vec<String>) -> Result<Latency> {
+fn latency(
+    cfg: &ScaleConfig,
+    addr: std::net::SocketAddr,
+    store: &Store,
+    data_dir: &std::path::Path,
+    sample: &Sample,
+    at: usize,
+    notes: &mut Vec<String>,
+) -> Result<Latency> {
     let vacuum = Instant::now();
     pg::vacuum_analyze(&cfg.pg_url, &cfg.pg_table)?;
     let vacuum = vacuum.elapsed();
+    let warm = Instant::now();
+    let warm_bytes = read_dir_once(data_dir).context("reading the data directory before the queries")?;
+    let warm = warm.elapsed();
     let total = cfg.warmup + cfg.samples;
     let mut sides = Sides { http: HttpClient::new(addr), store, pg: pg::Queries::new(&cfg.pg_url, &cfg.pg_table)? };
     let mut queries = Vec::new();
@@ -463,7 +474,7 @@ fn latency(cfg: &ScaleConfig, addr: std::net::SocketAddr, store: &Store, sample:
         queries.push(result);
     }
     let (floor_http, floor_postgres) = sides.floor(total, cfg.warmup)?;
-    Ok(Latency { queries, floor_http, floor_postgres, vacuum_s: vacuum.as_secs_f64() })
+    Ok(Latency { queries, floor_http, floor_postgres, vacuum_s: vacuum.as_secs_f64(), warm_s: warm.as_secs_f64(), warm_bytes })
 }
 
 /// Waits (untimed) until the sealer has nothing left to seal; returns the time waited and the

@@ -24,6 +24,12 @@ pub fn render_svg(model: &Model) -> String {
     svg::render(&layout(model), true)
 }
 
+/// A laid-out board as SVG to place in a page that has its own heading (natural size, no title
+/// line): the live canvas of the web UI draws its evidence over this.
+pub fn render_board(board: &Board) -> String {
+    svg::render(board, false)
+}
+
 /// A standalone HTML page (no external resources) with a title, a legend and the board's SVG.
 pub fn render_html(model: &Model) -> String {
     let board = layout(model);

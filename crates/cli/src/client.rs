@@ -15,8 +15,24 @@ use causeway_store::INGEST_CONSUMER;
 
 use crate::{ClientArgs, count};
 
-pub(crate) fn http() -> anyhow::Result<reqwest::blocking::Client> {
-    Ok(reqwest::blocking::Client::builder().timeout(Duration::from_secs(120)).build()?)
+/// The HTTP client of a verb: its token (`--token`, `CAUSEWAY_TOKEN`) goes with every request.
+pub(crate) fn http(args: &ClientArgs) -> anyhow::Result<reqwest::blocking::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = args.token.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| anyhow::anyhow!("the token holds characters no HTTP header can carry: copy it again from `causeway token create`"))?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    let mut builder = reqwest::blocking::Client::builder().timeout(Duration::from_secs(120)).default_headers(headers);
+    if let Some(path) = &args.ca_cert {
+        let pem = std::fs::read(path).with_context(|| format!("cannot read the CA certificates {}", path.display()))?;
+        let certs =
+            reqwest::Certificate::from_pem_bundle(&pem).with_context(|| format!("{} is not a PEM file of CA certificates", path.display()))?;
+        anyhow::ensure!(!certs.is_empty(), "{} holds no certificate (PEM, -----BEGIN CERTIFICATE-----)", path.display());
+        builder = builder.tls_certs_merge(certs);
+    }
+    Ok(builder.build()?)
 }
 
 pub(crate) fn url(args: &ClientArgs, path: &str) -> String {
@@ -186,7 +202,7 @@ fn send_lines(
     progress: Option<&indicatif::ProgressBar>,
     tally: &mut IngestTally,
 ) -> anyhow::Result<()> {
-    let client = http()?;
+    let client = http(args)?;
     let mut line_no = 0u64;
     let mut raw = Vec::new();
     loop {
@@ -297,7 +313,7 @@ fn print_tally(args: &ClientArgs, name: &str, t: &IngestTally) -> anyhow::Result
 }
 
 pub fn chain(args: &ClientArgs, id: &str) -> anyhow::Result<ExitCode> {
-    let Some(body) = read_or_print(args, http()?.get(url(args, &format!("/v1/correlations/{}", encode(id)))))? else {
+    let Some(body) = read_or_print(args, http(args)?.get(url(args, &format!("/v1/correlations/{}", encode(id)))))? else {
         return Ok(ExitCode::SUCCESS);
     };
     let events = body["events"].as_array().map(Vec::len).unwrap_or(0);
@@ -336,7 +352,7 @@ fn render_node(node: &Value, prefix: &str, last: bool, out: &mut String) {
 }
 
 pub fn sql(args: &ClientArgs, query: &str) -> anyhow::Result<ExitCode> {
-    let request = http()?.post(url(args, "/v1/sql")).json(&json!({"query": query}));
+    let request = http(args)?.post(url(args, "/v1/sql")).json(&json!({"query": query}));
     let Some(body) = read_or_print(args, request)? else {
         return Ok(ExitCode::SUCCESS);
     };
@@ -370,7 +386,7 @@ pub(crate) fn encode(segment: &str) -> String {
 
 pub fn journey(args: &ClientArgs, name: &str, key: &str) -> anyhow::Result<ExitCode> {
     let path = format!("/v1/journeys/{}/{}", encode(name), encode(key));
-    let Some(body) = read_or_print(args, http()?.get(url(args, &path)))? else {
+    let Some(body) = read_or_print(args, http(args)?.get(url(args, &path)))? else {
         return Ok(ExitCode::SUCCESS);
     };
     let s = |v: &Value| v.as_str().unwrap_or("").to_string();
@@ -447,7 +463,7 @@ pub fn findings(args: &ClientArgs, filter: &FindingArgs) -> anyhow::Result<ExitC
         query.push(("since", s.clone()));
     }
     let path = format!("/v1/findings?{}", query_string(&query));
-    let Some(body) = read_or_print(args, http()?.get(url(args, &path)))? else {
+    let Some(body) = read_or_print(args, http(args)?.get(url(args, &path)))? else {
         return Ok(ExitCode::SUCCESS);
     };
     let rows = body["findings"].as_array().cloned().unwrap_or_default();
@@ -486,7 +502,7 @@ pub fn lag(args: &ClientArgs, group: Option<&str>, status: Option<&str>) -> anyh
     if let Some(s) = status {
         query.push(("status", s.to_string()));
     }
-    let Some(body) = read_or_print(args, http()?.get(url(args, &format!("/v1/lag?{}", query_string(&query)))))? else {
+    let Some(body) = read_or_print(args, http(args)?.get(url(args, &format!("/v1/lag?{}", query_string(&query)))))? else {
         return Ok(ExitCode::SUCCESS);
     };
     let groups = body["groups"].as_array().cloned().unwrap_or_default();
@@ -514,6 +530,48 @@ pub fn lag(args: &ClientArgs, group: Option<&str>, status: Option<&str>) -> anyh
     let as_of = body["as_of"].as_str().unwrap_or("not yet");
     println!("{}, evaluated {as_of}", count(groups.len() as u64, "group"));
     Ok(ExitCode::SUCCESS)
+}
+
+/// `causeway slo`: a row per SLO.
+pub fn slo(args: &ClientArgs) -> anyhow::Result<ExitCode> {
+    let Some(body) = read_or_print(args, http(args)?.get(url(args, "/v1/slo")))? else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let slos = body["slos"].as_array().cloned().unwrap_or_default();
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED);
+    table.set_header(["slo", "measures", "objective", "window", "sli", "budget left", "burn 5m", "1h", "6h", "1d", "3d", "alert"]);
+    let percent = |v: &Value| v.as_f64().map_or("-".to_string(), |r| format!("{}%", trim_number(r * 100.0)));
+    let burn = |s: &Value, w: &str| s["burn_rates"][w].as_f64().map_or("-".to_string(), |b| format!("{b:.1}×"));
+    for s in &slos {
+        let subject = ["context", "event_type", "policy", "journey"]
+            .iter()
+            .find_map(|k| s[*k].as_str().map(|v| format!("{} of {v}", s["sli"].as_str().unwrap_or("?"))));
+        table.add_row([
+            cell(&s["name"]),
+            subject.unwrap_or_default(),
+            percent(&s["objective"]),
+            cell(&s["window"]),
+            percent(&s["sli_value"]),
+            percent(&s["error_budget_remaining"]),
+            burn(s, "5m"),
+            burn(s, "1h"),
+            burn(s, "6h"),
+            burn(s, "1d"),
+            burn(s, "3d"),
+            s["alert"].as_str().unwrap_or("-").to_string(),
+        ]);
+    }
+    println!("{table}");
+    let clock = body["clock"].as_str().unwrap_or("not set yet");
+    println!("{}, judged by event time up to {clock}", count(slos.len() as u64, "SLO"));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A number with at most three decimals and no trailing zeros.
+fn trim_number(n: f64) -> String {
+    let text = format!("{n:.3}");
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 /// Burrow's order of statuses, best to worst.

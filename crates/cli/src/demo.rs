@@ -90,6 +90,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         clock: None,
         allowed_lateness: None,
         idle_after: None,
+        // The demo serves plain HTTP.
+        tls_cert: None,
+        tls_key: None,
+        // The demo asks for no tokens, so it listens on loopback only (`serve::auth_mode`).
+        auth: Some("off".into()),
+        insecure: false,
         limits: Default::default(),
     })?;
     config.data = data.clone();
@@ -120,6 +126,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     say!("causeway demo: order fulfilment (order, payment, inventory, fulfilment, notification services)");
     say!("  web:  {base}/");
     say!("  data: {}{}", config.data.display(), if temp.is_some() { " (temporary)" } else { "" });
+    say!("  auth: off, on loopback only: every client on this machine may read, write and replay (serve asks for tokens)");
     if let Some(brokers) = &args.kafka {
         say!("  kafka: the producers write to the model's topics on {brokers}; the server reads them in group causeway-demo");
     }

@@ -220,7 +220,7 @@ fn list(args: &ClientArgs, filter: &DlqFilterArgs, limit: usize, before: Option<
         pairs.push(("before", b.to_string()));
     }
     let path = format!("/v1/dlq?{}", query_string(&pairs));
-    let Some(body) = read_or_print(args, http()?.get(url(args, &path)))? else {
+    let Some(body) = read_or_print(args, http(args)?.get(url(args, &path)))? else {
         return Ok(ExitCode::SUCCESS);
     };
     let rows = body["records"].as_array().cloned().unwrap_or_default();
@@ -233,7 +233,7 @@ fn list(args: &ClientArgs, filter: &DlqFilterArgs, limit: usize, before: Option<
 }
 
 fn summary(args: &ClientArgs) -> anyhow::Result<ExitCode> {
-    let Some(s) = read_or_print(args, http()?.get(url(args, "/v1/dlq/summary")))? else {
+    let Some(s) = read_or_print(args, http(args)?.get(url(args, "/v1/dlq/summary")))? else {
         return Ok(ExitCode::SUCCESS);
     };
     let oldest = match s["oldest_pending"].as_object() {
@@ -260,7 +260,7 @@ fn summary(args: &ClientArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn show(args: &ClientArgs, id: i64) -> anyhow::Result<ExitCode> {
-    let Some(body) = read_or_print(args, http()?.get(url(args, &format!("/v1/dlq/{id}"))))? else {
+    let Some(body) = read_or_print(args, http(args)?.get(url(args, &format!("/v1/dlq/{id}"))))? else {
         return Ok(ExitCode::SUCCESS);
     };
     let r = &body["record"];
@@ -312,7 +312,7 @@ fn show(args: &ClientArgs, id: i64) -> anyhow::Result<ExitCode> {
 
 /// POSTs and returns the answer; an API error becomes its message.
 fn post(args: &ClientArgs, path: &str, body: Value) -> anyhow::Result<Value> {
-    post_with(http()?, args, path, body)
+    post_with(http(args)?, args, path, body)
 }
 
 fn post_with(client: reqwest::blocking::Client, args: &ClientArgs, path: &str, body: Value) -> anyhow::Result<Value> {
@@ -445,7 +445,7 @@ pub fn state(args: &ClientArgs, kind: &str, id: &str, at: Option<&str>) -> anyho
     if let Some(at) = at {
         path.push_str(&format!("?at={}", encode(at)));
     }
-    let Some(body) = read_or_print(args, http()?.get(url(args, &path)))? else {
+    let Some(body) = read_or_print(args, http(args)?.get(url(args, &path)))? else {
         return Ok(ExitCode::SUCCESS);
     };
     let as_of = &body["as_of"];

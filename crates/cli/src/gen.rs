@@ -1,12 +1,13 @@
-//! `causeway gen json-schema|asyncapi|runbooks --model FILE [--out DIR]`: artefacts generated from
-//! the event-storming model (the generators live in `causeway-gen`; this only reads and writes).
+//! `causeway gen json-schema|asyncapi|runbooks|prometheus-rules|grafana --model FILE [--out DIR]`:
+//! artefacts generated from the event-storming model (the generators live in `causeway-gen`; this
+//! only reads and writes).
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use causeway_gen::Kind;
+use causeway_gen::{Kind, Options};
 use causeway_model::Severity;
 use clap::{Args, Subcommand};
 
@@ -20,6 +21,10 @@ pub enum GenCommand {
     Asyncapi(GenArgs),
     /// Markdown runbook skeletons per journey, policy and finding kind, with an index.
     Runbooks(GenArgs),
+    /// Prometheus rules: SLO error ratios and multi-window burn-rate alerts, consumer lag and dead-letter alerts.
+    PrometheusRules(RulesArgs),
+    /// Grafana dashboards (executive, on-call, debug) on causeway's metrics, with panels per SLO, journey and policy.
+    Grafana(GenArgs),
 }
 
 #[derive(Debug, Args)]
@@ -33,11 +38,23 @@ pub struct GenArgs {
     out: Option<PathBuf>,
 }
 
+#[derive(Debug, Args)]
+pub struct RulesArgs {
+    #[command(flatten)]
+    gen_args: GenArgs,
+    /// Where the runbooks of `causeway gen runbooks` are published (a URL or a path), for the
+    /// alerts' runbook_url [default: links relative to the runbooks' directory]
+    #[arg(long, value_name = "URL")]
+    runbook_base: Option<String>,
+}
+
 pub fn run(command: GenCommand) -> anyhow::Result<ExitCode> {
-    let (kind, args) = match command {
-        GenCommand::JsonSchema(args) => (Kind::JsonSchema, args),
-        GenCommand::Asyncapi(args) => (Kind::AsyncApi, args),
-        GenCommand::Runbooks(args) => (Kind::Runbooks, args),
+    let (kind, args, options) = match command {
+        GenCommand::JsonSchema(args) => (Kind::JsonSchema, args, Options::default()),
+        GenCommand::Asyncapi(args) => (Kind::AsyncApi, args, Options::default()),
+        GenCommand::Runbooks(args) => (Kind::Runbooks, args, Options::default()),
+        GenCommand::PrometheusRules(RulesArgs { gen_args, runbook_base }) => (Kind::PrometheusRules, gen_args, Options { runbook_base }),
+        GenCommand::Grafana(args) => (Kind::Grafana, args, Options::default()),
     };
     let loaded = causeway_model::load(&args.model);
     if loaded.has_errors() {
@@ -52,7 +69,7 @@ pub fn run(command: GenCommand) -> anyhow::Result<ExitCode> {
         eprintln!("{warning}");
     }
     let out = args.out.unwrap_or_else(|| Path::new("generated").join(kind.name()));
-    let files = kind.generate(&loaded.model);
+    let files = kind.generate_with(&loaded.model, &options);
     for file in &files {
         let path = out.join(&file.path);
         if let Some(parent) = path.parent() {

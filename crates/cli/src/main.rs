@@ -1,5 +1,6 @@
 //! The `causeway` binary: flag parsing and dispatch. Logic lives in the library crates.
 
+mod access;
 mod analyze;
 mod client;
 mod demo;
@@ -43,7 +44,7 @@ enum Command {
         #[command(subcommand)]
         command: model::ModelCommand,
     },
-    /// Generate JSON Schemas, an AsyncAPI document or runbooks from the model.
+    /// Generate JSON Schemas, an AsyncAPI document, runbooks, Prometheus rules or Grafana dashboards from the model.
     Gen {
         #[command(subcommand)]
         command: r#gen::GenCommand,
@@ -113,11 +114,27 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Each SLO of the model, judged by event time: the SLI over its window, the error budget
+    /// left, burn rates and the alert state (page or ticket).
+    Slo {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// What the store of a running server holds: events hot and sealed, bytes as received and on
     /// disk, the sealed segments.
     Store {
         #[command(subcommand)]
         command: store::StoreCommand,
+    },
+    /// API tokens of a data directory: make one (printed once), list them, revoke one.
+    Token {
+        #[command(subcommand)]
+        command: access::TokenCommand,
+    },
+    /// The audit log: export a server's entries as CloudEvents, or verify the chain on the files.
+    Audit {
+        #[command(subcommand)]
+        command: access::AuditCommand,
     },
     /// Run a read-only SQL query over the store (views: event_lineage, dlq_events, findings).
     Sql {
@@ -137,6 +154,12 @@ struct ClientArgs {
     /// Print JSON instead of a human table.
     #[arg(long)]
     json: bool,
+    /// API token, sent as `Authorization: Bearer` (make one with `causeway token create`).
+    #[arg(long, env = "CAUSEWAY_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// CA certificates (PEM) to trust for an https:// server, beside the system's.
+    #[arg(long, env = "CAUSEWAY_CA_CERT", value_name = "FILE")]
+    ca_cert: Option<std::path::PathBuf>,
 }
 
 /// `--server`: a URL, or `host:port` (what `serve` prints and `--listen` takes) read as http. The
@@ -206,9 +229,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Journey { name, key, client } => client::journey(&client, &name, &key),
         Command::Findings { filter, client } => client::findings(&client, &filter),
         Command::Lag { group, status, client } => client::lag(&client, group.as_deref(), status.as_deref()),
+        Command::Slo { client } => client::slo(&client),
         Command::Analyze(args) => analyze::run(args),
         Command::Dlq { command } => dlq::run(command),
         Command::Store { command } => store::run(command),
+        Command::Token { command } => access::token(command),
+        Command::Audit { command } => access::audit(command),
         Command::State { kind, id, at, client } => dlq::state(&client, &kind, &id, at.as_deref()),
     }
 }

@@ -1,6 +1,6 @@
 //! `causeway serve`: configuration (file, environment, flags) and the server's lifecycle.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,13 +8,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use causeway_auth::Role;
+use causeway_auth::rate::Rate;
 use causeway_envelope::{Limits, ParseOptions};
 use causeway_journey::WatermarkConfig;
+use causeway_server::auth::{Auth, AuthMode};
 use causeway_server::kafka::{KafkaConfig, Start};
 use causeway_server::lag::LagConfig;
-use causeway_server::nats::NatsConfig;
+use causeway_server::nats::{NatsAuth, NatsConfig};
+use causeway_server::notify::{Format, NotifyConfig, Webhook};
 use causeway_server::source::SourceStatus;
-use causeway_server::{AppState, Clock, ConnectionLimits, Consumer, IngestLimits, ModelSlot, Replayer};
+use causeway_server::{AppState, Clock, ConnectionLimits, Consumer, IngestLimits, ModelSlot, Replayer, ServerTls};
 use causeway_store::{SqlLimits, Store, StoreSettings};
 use clap::Args;
 use serde::Deserialize;
@@ -57,8 +61,25 @@ pub struct ServeArgs {
     /// clock back, e.g. `30s` [default: 30s].
     #[arg(long, env = "CAUSEWAY_IDLE_AFTER")]
     pub idle_after: Option<String>,
+    /// Serve HTTPS only: the server's certificate chain (PEM, its own certificate first); needs
+    /// --tls-key [default: plain HTTP].
+    #[arg(long, env = "CAUSEWAY_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, RSA or SEC1, unencrypted).
+    #[arg(long, env = "CAUSEWAY_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Ask every request for a token (`required`), or none (`off`) [default: off on a loopback
+    /// address, required on any other].
+    #[arg(long, env = "CAUSEWAY_AUTH", value_parser = ["required", "off"])]
+    pub auth: Option<String>,
+    /// Allow `--auth off` on an address beyond loopback: anyone who reaches the port may do
+    /// anything.
+    #[arg(long, env = "CAUSEWAY_INSECURE")]
+    pub insecure: bool,
+    // Boxed: the limits are most of the flags, and `serve`'s arguments would otherwise dwarf
+    // every other verb's.
     #[command(flatten)]
-    pub limits: LimitArgs,
+    pub limits: Box<LimitArgs>,
 }
 
 /// The documented limits, each with its flag.
@@ -138,6 +159,11 @@ struct ConfigFile {
     clock: Option<String>,
     allowed_lateness: Option<String>,
     idle_after: Option<String>,
+    /// HTTPS: the certificate chain and private key files (PEM).
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    /// Tokens and rates.
+    auth: Option<AuthSection>,
     #[serde(default)]
     limits: LimitArgs,
     /// The estate's consumers, for DLQ replay (PRODUCT §10).
@@ -152,6 +178,51 @@ struct ConfigFile {
     nats: Option<NatsSection>,
     /// The lag monitor (with `[kafka]`).
     lag: Option<LagSection>,
+    /// Notifications to webhook receivers.
+    notify: Option<NotifySection>,
+}
+
+/// `[auth]`: whether tokens are asked for, and each role's rate per token.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthSection {
+    /// `required` or `off` [default: by the listen address].
+    mode: Option<String>,
+    /// Allow `off` beyond loopback.
+    insecure: Option<bool>,
+    /// Per token, by role: `producer = "5000/s"` (an ingest takes one unit per event, any other
+    /// request one).
+    #[serde(default)]
+    rates: BTreeMap<String, String>,
+}
+
+/// `[notify]`: when alerts are judged and sent, and where (`[[notify.webhook]]`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotifySection {
+    /// How often alerts are judged and receivers notified [default: 15s].
+    interval: Option<String>,
+    /// An unchanged firing group is sent again after this long [default: 4h].
+    repeat_interval: Option<String>,
+    /// Prefix of runbook links [default: the server's own /runbooks pages].
+    runbook_base: Option<String>,
+    /// How receivers reach this server [default: http:// (https:// with TLS) and the address it listens on].
+    external_url: Option<String>,
+    /// Stalled instances of one journey that make a surge [default: 10].
+    stall_surge: Option<u64>,
+    #[serde(default)]
+    webhook: Vec<WebhookSection>,
+}
+
+/// `[[notify.webhook]]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookSection {
+    /// The receiver's name in payloads and metrics [default: webhook-N].
+    name: Option<String>,
+    url: Option<String>,
+    /// `alertmanager` or `plain` [default: alertmanager].
+    format: Option<String>,
 }
 
 /// `[lag]`: the lag monitor's settings; Burrow's names and defaults.
@@ -183,6 +254,20 @@ struct NatsSection {
     #[serde(default)]
     subjects: Vec<String>,
     durable: Option<String>,
+    /// CA certificates (PEM) to trust for the server's certificate, instead of the system's.
+    tls_ca: Option<PathBuf>,
+    /// A client certificate and its key (PEM), for a server that verifies clients.
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    /// Refuse to connect without TLS.
+    tls_required: Option<bool>,
+    /// User and password (the password may come from `CAUSEWAY_NATS_PASSWORD` instead).
+    user: Option<String>,
+    password: Option<String>,
+    /// A token (or `CAUSEWAY_NATS_TOKEN`).
+    token: Option<String>,
+    /// A `.creds` file: a user JWT and its NKey seed.
+    creds: Option<PathBuf>,
 }
 
 /// `[store]`: the embedded store's memory, sealing and retention; the external store of PRODUCT
@@ -237,10 +322,22 @@ struct ConsumerConfig {
     group: Option<String>,
 }
 
+/// Whether tokens are asked for, resolved but for the address, which is known once bound.
+#[derive(Debug, Clone, Default)]
+pub struct AuthSettings {
+    /// `None`: required unless the server listens on loopback only.
+    pub mode: Option<AuthMode>,
+    pub insecure: bool,
+    pub rates: HashMap<Role, Rate>,
+}
+
 /// The resolved configuration.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: String,
+    pub auth: AuthSettings,
+    /// HTTPS: the certificate chain and key files; `None`: plain HTTP.
+    pub tls: Option<TlsFiles>,
     pub data: PathBuf,
     pub model: Option<PathBuf>,
     pub pii_secret: Option<String>,
@@ -259,7 +356,134 @@ pub struct ServerConfig {
     pub kafka: Option<KafkaConfig>,
     /// The lag monitor: with `[kafka]`, unless `[lag] enabled = false`.
     pub lag: Option<LagConfig>,
+    /// The notifier, when `[notify]` names receivers.
+    pub notify: Option<NotifyConfig>,
     pub store: StoreSettings,
+}
+
+/// `--tls-cert` and `--tls-key`, read at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// The server's TLS files: both or neither, each by the usual precedence (flag or its variable,
+/// then the config file).
+fn tls_files(args: &ServeArgs, file: &ConfigFile) -> anyhow::Result<Option<TlsFiles>> {
+    let cert = args.tls_cert.clone().or_else(|| file.tls_cert.clone());
+    let key = args.tls_key.clone().or_else(|| file.tls_key.clone());
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles { cert, key })),
+        (None, None) => Ok(None),
+        (Some(cert), None) => anyhow::bail!(
+            "TLS needs a certificate and its key: {} is given as the certificate but no key; add --tls-key FILE \
+             (or CAUSEWAY_TLS_KEY, or tls_key in the config file)",
+            cert.display()
+        ),
+        (None, Some(key)) => anyhow::bail!(
+            "TLS needs a certificate and its key: {} is given as the key but no certificate; add --tls-cert FILE \
+             (or CAUSEWAY_TLS_CERT, or tls_cert in the config file)",
+            key.display()
+        ),
+    }
+}
+
+/// `[nats]`, with the secrets the environment gives (`env` looks a variable up): its password and
+/// token win over the file's. Combinations that cannot work are refused with what to change.
+fn nats_config(n: &NatsSection, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<NatsConfig> {
+    let password = env("CAUSEWAY_NATS_PASSWORD").or_else(|| n.password.clone());
+    let token = env("CAUSEWAY_NATS_TOKEN").or_else(|| n.token.clone());
+    let given: Vec<&str> = [
+        (n.user.is_some() || password.is_some(), "user and password"),
+        (token.is_some(), "token (or CAUSEWAY_NATS_TOKEN)"),
+        (n.creds.is_some(), "creds"),
+    ]
+    .into_iter()
+    .filter_map(|(on, name)| on.then_some(name))
+    .collect();
+    if given.len() > 1 {
+        anyhow::bail!("[nats] authenticates one way: {} are all given; keep one of them", given.join(" and "));
+    }
+    let auth = match (&n.user, password, token, &n.creds) {
+        (Some(user), Some(password), None, None) => NatsAuth::UserPassword { user: user.clone(), password },
+        (Some(user), None, _, _) => {
+            anyhow::bail!("[nats] user = \"{user}\" needs a password: set password in [nats] or, better, CAUSEWAY_NATS_PASSWORD")
+        }
+        (None, Some(_), _, _) => anyhow::bail!(
+            "[nats] a password is given (in [nats] or CAUSEWAY_NATS_PASSWORD) but no user: add user = \"NAME\" to [nats], \
+             or unset the password to connect without one"
+        ),
+        (None, None, Some(token), None) => NatsAuth::Token(token),
+        (None, None, None, Some(creds)) => NatsAuth::Creds(creds.clone()),
+        _ => NatsAuth::None,
+    };
+    let tls_client = match (&n.tls_cert, &n.tls_key) {
+        (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+        (None, None) => None,
+        (Some(_), None) => anyhow::bail!("[nats] tls_cert needs tls_key, the private key of the client certificate"),
+        (None, Some(_)) => anyhow::bail!("[nats] tls_key needs tls_cert, the client certificate it belongs to"),
+    };
+    let url = n.url.clone().unwrap_or_else(|| "nats://127.0.0.1:4222".into());
+    let tls_required = n.tls_required.unwrap_or(false);
+    if tls_required && url.split(',').any(|u| u.trim().starts_with("ws://")) {
+        anyhow::bail!("[nats] tls_required = true with url {url}: a ws:// URL is not encrypted; use wss:// or tls://");
+    }
+    let config = NatsConfig {
+        url,
+        stream: n.stream.clone().ok_or_else(|| anyhow::anyhow!("[nats] needs `stream`, the JetStream stream to read"))?,
+        subject: match n.subjects.as_slice() {
+            [] => None,
+            [one] => Some(one.clone()),
+            _ => anyhow::bail!(
+                "[nats] subjects: give one filter (wildcards allow several subjects, e.g. \"orders.>\"); several filters need NATS 2.10"
+            ),
+        },
+        durable: n.durable.clone().unwrap_or_else(|| "causeway".into()),
+        tls_ca: n.tls_ca.clone(),
+        tls_client,
+        tls_required,
+        auth,
+    };
+    config.check().map_err(anyhow::Error::msg)?;
+    Ok(config)
+}
+
+/// The environment variable that gives `[kafka.client]` its `sasl.password`.
+const KAFKA_SASL_PASSWORD_ENV: &str = "CAUSEWAY_KAFKA_SASL_PASSWORD";
+
+/// `[kafka.client]` with `sasl.password` from the environment when it is set there (it wins
+/// over the file's).
+fn kafka_client(client: &BTreeMap<String, String>, env: impl Fn(&str) -> Option<String>) -> BTreeMap<String, String> {
+    let mut client = client.clone();
+    if let Some(password) = env(KAFKA_SASL_PASSWORD_ENV) {
+        client.insert("sasl.password".into(), password);
+    }
+    client
+}
+
+/// librdkafka properties that name a file (or, for `ssl.ca.location`, a directory).
+const KAFKA_FILE_PROPERTIES: [&str; 6] =
+    ["ssl.ca.location", "ssl.certificate.location", "ssl.key.location", "ssl.crl.location", "ssl.keystore.location", "sasl.kerberos.keytab"];
+
+/// Each file `[kafka.client]` names can be read: librdkafka's own message for one it cannot
+/// read does not name it.
+fn check_kafka_files(client: &BTreeMap<String, String>) -> anyhow::Result<()> {
+    for (key, value) in client.iter().filter(|(k, _)| KAFKA_FILE_PROPERTIES.contains(&k.as_str())) {
+        // `probe`: librdkafka looks for the system's CA certificates.
+        if key == "ssl.ca.location" && value == "probe" {
+            continue;
+        }
+        let path = Path::new(value);
+        let readable = if path.is_dir() { std::fs::read_dir(path).map(drop) } else { std::fs::File::open(path).map(drop) };
+        readable.with_context(|| format!("[kafka.client] \"{key}\": cannot read {value}"))?;
+    }
+    Ok(())
+}
+
+/// A variable of the process's environment; unset and empty are the same.
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
 impl ServerConfig {
@@ -269,7 +493,7 @@ impl ServerConfig {
             None => ConfigFile::default(),
         };
         let pick = |flag: Option<usize>, file: Option<usize>| flag.or(file);
-        let (a, f) = (&args.limits, &file.limits);
+        let (a, f) = (&*args.limits, &file.limits);
         let defaults = Limits::default();
         let sql_defaults = SqlLimits::default();
         let limits = Limits {
@@ -314,21 +538,11 @@ impl ServerConfig {
             }
         }
         let clock = clock(args, &file)?;
-        let nats = match &file.nats {
-            None => None,
-            Some(n) => Some(NatsConfig {
-                url: n.url.clone().unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
-                stream: n.stream.clone().ok_or_else(|| anyhow::anyhow!("[nats] needs `stream`, the JetStream stream to read"))?,
-                subject: match n.subjects.as_slice() {
-                    [] => None,
-                    [one] => Some(one.clone()),
-                    _ => anyhow::bail!(
-                        "[nats] subjects: give one filter (wildcards allow several subjects, e.g. \"orders.>\"); several filters need NATS 2.10"
-                    ),
-                },
-                durable: n.durable.clone().unwrap_or_else(|| "causeway".into()),
-            }),
-        };
+        let tls = tls_files(args, &file)?;
+        let nats = file.nats.as_ref().map(|n| nats_config(n, env_var)).transpose()?;
+        if let Some(k) = &file.kafka {
+            check_kafka_files(&k.client)?;
+        }
         let kafka = match &file.kafka {
             None => None,
             Some(k) => Some(KafkaConfig {
@@ -343,7 +557,7 @@ impl ServerConfig {
                         )
                     })?,
                 },
-                client: k.client.clone(),
+                client: kafka_client(&k.client, env_var),
                 dlq_topics: dlq_topics(k.dlq_topics.as_ref())?,
                 replay_topics: replay_topics(&file.consumers)?,
             }),
@@ -392,8 +606,13 @@ impl ServerConfig {
                 causeway_store::RECOMMENDED_SEGMENT_EVENTS
             );
         }
+        let notify = file.notify.as_ref().map(notify_config).transpose()?;
+        let auth = auth_settings(args, file.auth.as_ref())?;
         Ok(ServerConfig {
+            auth,
+            tls,
             store,
+            notify,
             nats,
             kafka,
             lag,
@@ -410,6 +629,38 @@ impl ServerConfig {
             sql,
             consumers: consumers(file.consumers)?,
         })
+    }
+}
+
+/// `--auth`, `--insecure` and `[auth]`.
+fn auth_settings(args: &ServeArgs, section: Option<&AuthSection>) -> anyhow::Result<AuthSettings> {
+    let mode = match args.auth.as_deref().or(section.and_then(|s| s.mode.as_deref())) {
+        None => None,
+        Some("required") => Some(AuthMode::Required),
+        Some("off") => Some(AuthMode::Off),
+        Some(other) => anyhow::bail!("[auth] mode must be \"required\" or \"off\", not \"{other}\""),
+    };
+    let mut rates = HashMap::new();
+    for (role, text) in section.map(|s| &s.rates).into_iter().flatten() {
+        let r = Role::parse(role).ok_or_else(|| anyhow::anyhow!("[auth.rates] {role}: roles are reader, producer, operator and admin"))?;
+        rates.insert(r, Rate::parse(text).map_err(|e| anyhow::anyhow!("[auth.rates] {role}: {e}"))?);
+    }
+    Ok(AuthSettings { mode, insecure: args.insecure || section.and_then(|s| s.insecure).unwrap_or(false), rates })
+}
+
+/// The auth mode for a server bound to `addr`: refused when it would let anyone beyond this
+/// machine in without `--insecure`.
+pub fn auth_mode(settings: &AuthSettings, addr: SocketAddr) -> anyhow::Result<AuthMode> {
+    let loopback = addr.ip().is_loopback();
+    match settings.mode {
+        Some(mode @ AuthMode::Required) => Ok(mode),
+        None if loopback => Ok(AuthMode::Off),
+        None => Ok(AuthMode::Required),
+        Some(AuthMode::Off) if loopback || settings.insecure => Ok(AuthMode::Off),
+        Some(AuthMode::Off) => anyhow::bail!(
+            "--auth off on {addr} would let anyone who reaches it read, write and replay: listen on 127.0.0.1, use --auth required \
+             (make tokens with `causeway token create`), or add --insecure if a proxy in front authenticates"
+        ),
     }
 }
 
@@ -449,6 +700,51 @@ fn lag_config(kafka: &KafkaConfig, section: &LagSection, consumers: &BTreeMap<St
         groups: consumers.iter().filter_map(|(name, c)| Some((c.group.clone()?, name.clone()))).collect(),
         settings,
         offsets_topic: section.offsets_topic.clone().unwrap_or_else(|| "__consumer_offsets".into()),
+    })
+}
+
+/// `[notify]` and its receivers, each checked now so that a typo fails at start-up.
+fn notify_config(section: &NotifySection) -> anyhow::Result<NotifyConfig> {
+    let defaults = NotifyConfig::default();
+    anyhow::ensure!(
+        !section.webhook.is_empty(),
+        "[notify] names no receiver: add a [[notify.webhook]] with url and format (\"alertmanager\" or \"plain\"), or remove [notify]"
+    );
+    let mut webhooks: Vec<Webhook> = Vec::new();
+    for (i, w) in section.webhook.iter().enumerate() {
+        let name = w.name.clone().unwrap_or_else(|| format!("webhook-{}", i + 1));
+        anyhow::ensure!(
+            !name.trim().is_empty() && !webhooks.iter().any(|o| o.name == name),
+            "[[notify.webhook]] name \"{name}\": each receiver needs a name of its own"
+        );
+        let Some(url) = w.url.clone() else { anyhow::bail!("[[notify.webhook]] {name} needs `url`, where its notifications are POSTed") };
+        let parsed = reqwest::Url::parse(&url).with_context(|| format!("[[notify.webhook]] {name}: url '{url}' is not a URL"))?;
+        anyhow::ensure!(
+            parsed.scheme() == "http",
+            "[[notify.webhook]] {name}: url '{url}': receivers are http:// URLs (put a TLS-terminating proxy in front of an https one)"
+        );
+        let format = match w.format.as_deref() {
+            None => Format::Alertmanager,
+            Some(f) => Format::parse(f)
+                .ok_or_else(|| anyhow::anyhow!("[[notify.webhook]] {name}: format must be \"alertmanager\" or \"plain\", not \"{f}\""))?,
+        };
+        webhooks.push(Webhook { name, url, format });
+    }
+    let stall_surge = section.stall_surge.unwrap_or(defaults.stall_surge);
+    anyhow::ensure!(stall_surge > 0, "[notify] stall_surge must be at least 1");
+    if let Some(base) = &section.runbook_base {
+        reqwest::Url::parse(base).with_context(|| format!("[notify] runbook_base '{base}' is not a URL"))?;
+    }
+    if let Some(external) = &section.external_url {
+        reqwest::Url::parse(external).with_context(|| format!("[notify] external_url '{external}' is not a URL"))?;
+    }
+    Ok(NotifyConfig {
+        interval: duration("[notify] interval", section.interval.as_deref(), false)?.unwrap_or(defaults.interval),
+        repeat_interval: duration("[notify] repeat_interval", section.repeat_interval.as_deref(), false)?.unwrap_or(defaults.repeat_interval),
+        runbook_base: section.runbook_base.clone(),
+        external_url: section.external_url.clone(),
+        stall_surge,
+        webhooks,
     })
 }
 
@@ -563,8 +859,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(async {
         let running = start(&config).await?;
         // A closed stdout does not stop a server: it goes on, logging to stderr.
-        say!("causeway listening on http://{}", running.addr);
+        say!("causeway listening on {}", running.url());
         say!("data directory: {}", config.data.display());
+        say!("{}", running.auth_line(&config.data));
         running.wait_for_shutdown_signal().await
     })?;
     Ok(ExitCode::SUCCESS)
@@ -578,8 +875,32 @@ pub fn init_logging() {
 /// A server running in this process.
 pub struct Running {
     pub addr: SocketAddr,
+    /// Serving HTTPS (`--tls-cert`, `--tls-key`).
+    pub tls: bool,
+    pub auth: AuthMode,
+    /// With auth required: the live tokens at start, or why the token file cannot be read.
+    pub live_tokens: Option<Result<usize, String>>,
+    /// Its audit log, whose tallies are written at shutdown.
+    audit: Arc<Auth>,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// What the start-up output says about tokens.
+    pub fn auth_line(&self, data: &Path) -> String {
+        match (self.auth, &self.live_tokens) {
+            (AuthMode::Off, _) if self.addr.ip().is_loopback() => {
+                "auth: off (loopback only): every client on this machine may read, write and replay".into()
+            }
+            (AuthMode::Off, _) => format!("auth: OFF on {} (--insecure): anyone who reaches this port may read, write and replay", self.addr),
+            (AuthMode::Required, Some(Ok(0)) | None) => {
+                format!("auth: required, and no token exists yet: make one with `causeway token create --role admin --data {}`", data.display())
+            }
+            (AuthMode::Required, Some(Ok(n))) => format!("auth: required ({} live)", crate::count(*n as u64, "token")),
+            (AuthMode::Required, Some(Err(e))) => format!("auth: required, and the token file cannot be read ({e}): every token is refused"),
+        }
+    }
 }
 
 /// The topics the model's events name, each once.
@@ -600,17 +921,42 @@ pub async fn start(config: &ServerConfig) -> anyhow::Result<Running> {
         connection_limits.max_connections = max;
     }
     tracing::info!(message = "connection limits", open_files = nofile, max_connections = connection_limits.max_connections);
+    // The certificate and key are read before anything else starts: a bad file stops nothing.
+    let tls = match &config.tls {
+        None => None,
+        Some(files) => Some(ServerTls::from_pem_files(&files.cert, &files.key)?),
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let store = Store::open_with(&config.data, &config.store).with_context(|| format!("cannot open the store in {}", config.data.display()))?;
     let listener = bind(&config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let mut state = AppState::new(store, config.parse, config.sql).with_consumers(config.consumers.clone()).with_ingest_limits(config.ingest);
+    let auth_mode = auth_mode(&config.auth, addr)?;
+    let mut auth = Auth::open(&config.data, auth_mode, config.auth.rates.clone())
+        .with_context(|| format!("cannot open the tokens and audit log in {}", config.data.display()))?;
+    auth.secure_cookies = tls.is_some();
+    let live_tokens = auth.live_tokens();
+    let mut state =
+        AppState::new(store, config.parse, config.sql).with_consumers(config.consumers.clone()).with_ingest_limits(config.ingest).with_auth(auth);
+    let auth = state.auth.clone();
+    {
+        // Audit entries reach the disk within a second, and write tallies when their window ends.
+        let auth = auth.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                every.tick().await;
+                let auth = auth.clone();
+                let _ = tokio::task::spawn_blocking(move || auth.flush(false)).await;
+            }
+        });
+    }
     if let Some(path) = &config.model {
         let key = pii_key(config)?;
         let slot = ModelSlot::load(path, key).map_err(|diagnostics| {
             let shown: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
             anyhow::anyhow!("the model {} has errors:\n{}", path.display(), shown.join("\n"))
         })?;
-        reload_on_sighup(slot.clone());
+        reload_on_sighup(slot.clone())?;
         state = state.with_model(slot).with_journeys(config.clock);
     }
     if let Some(nats) = &config.nats {
@@ -637,12 +983,24 @@ pub async fn start(config: &ServerConfig) -> anyhow::Result<Running> {
         state.lag = Some(report.clone());
         causeway_server::lag::spawn(lag.clone(), state.store.clone(), report);
     }
+    // Silences are kept whether or not receivers are configured, so they are in place before any.
+    let notifications = Arc::new(
+        causeway_server::notify::Notifications::open(&config.data)
+            .with_context(|| format!("cannot read the silences in {}", config.data.display()))?,
+    );
+    state = state.with_notifications(notifications.clone());
+    if let Some(notify) = &config.notify {
+        let external = notify.external_url.clone().unwrap_or_else(|| format!("{scheme}://{addr}"));
+        causeway_server::notify::spawn(notify.clone(), external, notifications, &config.data, state.journeys.clone(), state.store.clone())
+            .context("cannot start the notifier")?;
+    }
     let connection_stats = state.connections.clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(causeway_server::serve_with(listener, state, connection_limits, connection_stats, async {
+    let served_tls = tls.is_some();
+    let task = tokio::spawn(causeway_server::serve_with(listener, tls, state, connection_limits, connection_stats, async {
         let _ = stopped.await;
     }));
-    Ok(Running { addr, stop, task })
+    Ok(Running { addr, tls: served_tls, auth: auth_mode, live_tokens, audit: auth, stop, task })
 }
 
 /// Connections waiting to be accepted; the kernel caps it at `net.core.somaxconn`.
@@ -693,33 +1051,43 @@ fn pii_key(config: &ServerConfig) -> anyhow::Result<Vec<u8>> {
 }
 
 /// SIGHUP reloads the model; a model with errors is refused and the running one stays.
-fn reload_on_sighup(slot: ModelSlot) {
+///
+/// The handler is installed before this returns, so before the server says it listens: a SIGHUP
+/// sent right after that line reloads. Installed later, in the task, such a signal took the
+/// default action, or none at all where SIGHUP is ignored (under nohup), and was lost.
+fn reload_on_sighup(slot: ModelSlot) -> anyhow::Result<()> {
     #[cfg(unix)]
-    tokio::spawn(async move {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-            return;
-        };
-        while hup.recv().await.is_some() {
-            let slot = slot.clone();
-            match tokio::task::spawn_blocking(move || slot.reload()).await {
-                Ok(Ok(Some(m))) => {
-                    tracing::warn!(message = "model reloaded", model = %m.model().name)
-                }
-                Ok(Ok(None)) => {}
-                Ok(Err(diagnostics)) => {
-                    for d in &diagnostics {
-                        tracing::error!(message = "model reload refused", diagnostic = %d);
+    {
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).context("cannot handle SIGHUP")?;
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                let slot = slot.clone();
+                match tokio::task::spawn_blocking(move || slot.reload()).await {
+                    Ok(Ok(Some(m))) => {
+                        tracing::warn!(message = "model reloaded", model = %m.model().name)
                     }
+                    Ok(Ok(None)) => {}
+                    Ok(Err(diagnostics)) => {
+                        for d in &diagnostics {
+                            tracing::error!(message = "model reload refused", diagnostic = %d);
+                        }
+                    }
+                    Err(e) => tracing::error!(message = "model reload failed", error = %e),
                 }
-                Err(e) => tracing::error!(message = "model reload failed", error = %e),
             }
-        }
-    });
+        });
+    }
     #[cfg(not(unix))]
     let _ = slot;
+    Ok(())
 }
 
 impl Running {
+    /// `http://ADDR` or, with TLS, `https://ADDR`.
+    pub fn url(&self) -> String {
+        format!("{}://{}", if self.tls { "https" } else { "http" }, self.addr)
+    }
+
     /// Serves until SIGINT or SIGTERM, then drains in-flight requests.
     pub async fn wait_for_shutdown_signal(self) -> anyhow::Result<()> {
         shutdown_signal().await;
@@ -729,6 +1097,8 @@ impl Running {
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.stop.send(());
         self.task.await??;
+        let audit = self.audit;
+        tokio::task::spawn_blocking(move || audit.flush(true)).await?;
         Ok(())
     }
 }
@@ -749,7 +1119,80 @@ pub async fn shutdown_signal() {
 
 #[cfg(test)]
 mod tests {
-    use super::bytes;
+    use super::{ConfigFile, NatsAuth, bytes, kafka_client, nats_config, notify_config};
+    use causeway_server::notify::Format;
+
+    fn notify(text: &str) -> anyhow::Result<causeway_server::notify::NotifyConfig> {
+        let file: ConfigFile = toml::from_str(text).unwrap();
+        notify_config(file.notify.as_ref().expect("a [notify] section"))
+    }
+
+    #[test]
+    fn notify_takes_receivers_with_defaults_and_refuses_mistakes_at_start() {
+        let c = notify(
+            "[notify]\ninterval = \"200ms\"\n[[notify.webhook]]\nurl = \"http://a/\"\n[[notify.webhook]]\nurl = \"http://b/\"\nformat = \"plain\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.interval, std::time::Duration::from_millis(200));
+        assert_eq!(c.repeat_interval, std::time::Duration::from_secs(4 * 3600));
+        assert_eq!(c.stall_surge, 10);
+        let hooks: Vec<(&str, Format)> = c.webhooks.iter().map(|w| (w.name.as_str(), w.format)).collect();
+        assert_eq!(hooks, [("webhook-1", Format::Alertmanager), ("webhook-2", Format::Plain)]);
+        for (text, says) in [
+            ("[notify]\n", "names no receiver"),
+            ("[notify]\n[[notify.webhook]]\nurl = \"https://a/\"\n", "receivers are http:// URLs"),
+            ("[notify]\n[[notify.webhook]]\nurl = \"http://a/\"\nformat = \"slack\"\n", "format must be"),
+            ("[notify]\n[[notify.webhook]]\nformat = \"plain\"\n", "needs `url`"),
+            (
+                "[notify]\n[[notify.webhook]]\nname = \"x\"\nurl = \"http://a/\"\n[[notify.webhook]]\nname = \"x\"\nurl = \"http://b/\"\n",
+                "a name of its own",
+            ),
+            ("[notify]\ninterval = \"0s\"\n[[notify.webhook]]\nurl = \"http://a/\"\n", "[notify] interval"),
+            ("[notify]\nstall_surge = 0\n[[notify.webhook]]\nurl = \"http://a/\"\n", "stall_surge must be at least 1"),
+        ] {
+            let e = format!("{:#}", notify(text).unwrap_err());
+            assert!(e.contains(says), "{text}: {e}");
+        }
+    }
+
+    fn nats(text: &str, env: &[(&str, &str)]) -> anyhow::Result<causeway_server::nats::NatsConfig> {
+        let file: ConfigFile = toml::from_str(text).unwrap();
+        nats_config(file.nats.as_ref().expect("a [nats] section"), |name| env.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string()))
+    }
+
+    #[test]
+    fn nats_credentials_come_from_the_file_or_the_environment_one_way_at_a_time() {
+        let c = nats("[nats]\nstream = \"S\"\nuser = \"u\"\npassword = \"file\"\n", &[("CAUSEWAY_NATS_PASSWORD", "env")]).unwrap();
+        assert_eq!(c.auth, NatsAuth::UserPassword { user: "u".into(), password: "env".into() });
+        assert!(!format!("{c:?}").contains("env"), "the password is not shown: {c:?}");
+        let c = nats("[nats]\nstream = \"S\"\nuser = \"u\"\npassword = \"file\"\n", &[]).unwrap();
+        assert_eq!(c.auth, NatsAuth::UserPassword { user: "u".into(), password: "file".into() });
+        let c = nats("[nats]\nstream = \"S\"\n", &[("CAUSEWAY_NATS_TOKEN", "t")]).unwrap();
+        assert_eq!(c.auth, NatsAuth::Token("t".into()));
+        let c = nats("[nats]\nstream = \"S\"\n", &[]).unwrap();
+        assert_eq!((c.auth, c.tls_required, c.tls_ca, c.tls_client), (NatsAuth::None, false, None, None));
+        for (text, env, says) in [
+            ("user = \"u\"\n", vec![], "needs a password"),
+            ("", vec![("CAUSEWAY_NATS_PASSWORD", "p")], "but no user"),
+            ("user = \"u\"\npassword = \"p\"\n", vec![("CAUSEWAY_NATS_TOKEN", "t")], "authenticates one way"),
+            ("token = \"t\"\ncreds = \"/c\"\n", vec![], "authenticates one way"),
+            ("tls_key = \"/k\"\n", vec![], "tls_key needs tls_cert"),
+            ("url = \"ws://h:80\"\ntls_required = true\n", vec![], "not encrypted"),
+            ("creds = \"/nonexistent.creds\"\n", vec![], "[nats] creds: cannot read /nonexistent.creds"),
+        ] {
+            let e = format!("{:#}", nats(&format!("[nats]\nstream = \"S\"\n{text}"), &env).unwrap_err());
+            assert!(e.contains(says), "{text} {env:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_kafka_sasl_password_may_come_from_the_environment() {
+        let file: std::collections::BTreeMap<String, String> = [("sasl.password".to_string(), "file".to_string())].into();
+        assert_eq!(kafka_client(&file, |_| None)["sasl.password"], "file");
+        let from_env = kafka_client(&file, |name| (name == "CAUSEWAY_KAFKA_SASL_PASSWORD").then(|| "env".to_string()));
+        assert_eq!(from_env["sasl.password"], "env");
+        assert!(kafka_client(&Default::default(), |_| None).is_empty());
+    }
 
     #[test]
     fn sizes_take_binary_and_decimal_units() {

@@ -26,7 +26,7 @@ pub fn run(command: StoreCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn stats(args: &ClientArgs) -> anyhow::Result<ExitCode> {
-    let Some(body) = read_or_print(args, http()?.get(url(args, "/v1/store")))? else {
+    let Some(body) = read_or_print(args, http(args)?.get(url(args, "/v1/store")))? else {
         return Ok(ExitCode::SUCCESS);
     };
     print!("{}", render(&body));

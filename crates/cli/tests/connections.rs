@@ -4,14 +4,14 @@
 //! every wait is on something the client can see (an answer, a closed socket), with a generous
 //! upper bound.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Write};
 use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{BIN, Server};
+use common::{Answer, BIN, Server, closed, read_answer};
 
 /// The most any wait below may take: far above every timeout configured.
 const BOUND: Duration = Duration::from_secs(20);
@@ -37,55 +37,8 @@ impl RawHttp for Server {
     }
 }
 
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-}
-
 fn send(c: &mut TcpStream, text: &str) {
     c.write_all(text.as_bytes()).unwrap();
-}
-
-/// Reads one answer's head (an interim `100 Continue` too) and its body, by its length.
-fn read_answer(c: &mut TcpStream) -> Answer {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match c.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            other => panic!("the connection ended before an answer ({other:?}); read {:?}", String::from_utf8_lossy(&head)),
-        }
-    }
-    let head = String::from_utf8(head).unwrap();
-    let mut lines = head.split("\r\n");
-    let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-    let headers: Vec<(String, String)> =
-        lines.filter_map(|l| l.split_once(':')).map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string())).collect();
-    let length: usize = headers.iter().find(|(n, _)| n == "content-length").map_or(0, |(_, v)| v.parse().unwrap());
-    let mut body = vec![0u8; length];
-    c.read_exact(&mut body).unwrap();
-    Answer { status, headers, body: String::from_utf8(body).unwrap() }
-}
-
-/// Waits (at most `BOUND`) for the server to close the connection: true if it did.
-fn closed(c: &mut TcpStream) -> bool {
-    let mut buf = [0u8; 256];
-    loop {
-        match c.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => continue,
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => return true,
-            Err(_) => return false,
-        }
-    }
 }
 
 /// True while the server has not closed the connection (looked at without waiting).
@@ -133,7 +86,7 @@ fn a_connection_that_sends_no_head_in_time_is_closed() {
     // Nothing sent at all.
     let mut silent = server.connect();
     assert!(open(&silent));
-    assert!(closed(&mut silent), "a silent connection stays open");
+    assert!(closed(&mut silent, BOUND), "a silent connection stays open");
     // A head that never ends, one header line at a time (slowloris): closed while it still sends.
     let mut slow = server.connect();
     send(&mut slow, "GET /healthz HTTP/1.1\r\nHost: t\r\n");
@@ -164,10 +117,10 @@ fn an_idle_keep_alive_connection_is_closed_and_a_stalled_body_too() {
     assert_eq!(post_event(&mut c, "k1").status, 200);
     // Kept alive: the next request on the same connection is answered.
     assert_eq!(post_event(&mut c, "k2").status, 200);
-    assert!(closed(&mut c), "an idle keep-alive connection stays open");
+    assert!(closed(&mut c, BOUND), "an idle keep-alive connection stays open");
     // A body that stops arriving: the server waits on the client, then closes.
     let mut stalled = ingest_in_progress(&server, 1000, "{\"specversion\"");
-    assert!(closed(&mut stalled), "a connection whose body stalled stays open");
+    assert!(closed(&mut stalled, BOUND), "a connection whose body stalled stays open");
     assert_eq!(server.get("/healthz").status, 200);
 }
 
@@ -186,7 +139,7 @@ fn at_the_cap_the_longest_idle_connections_make_room() {
     // The oldest idle connections were closed to make room (no timeout is near).
     let mut idle = idle;
     for (i, c) in idle.iter_mut().take(150).enumerate() {
-        assert!(closed(c), "idle connection {i} of 200 is still open with a cap of 20");
+        assert!(closed(c, BOUND), "idle connection {i} of 200 is still open with a cap of 20");
     }
 }
 
@@ -205,7 +158,7 @@ fn past_the_cap_with_every_connection_busy_health_is_served_and_ingest_told_to_r
         let answer = read_answer(&mut c);
         assert_eq!(answer.status, 200, "{path}: {answer:?}");
         assert_eq!(answer.header("connection"), Some("close"), "{path}");
-        assert!(closed(&mut c));
+        assert!(closed(&mut c, BOUND));
     }
     // Anything else: 503 with Retry-After, and the connection closes.
     let mut c = server.connect();
@@ -213,14 +166,14 @@ fn past_the_cap_with_every_connection_busy_health_is_served_and_ingest_told_to_r
     assert_eq!(answer.status, 503, "{answer:?}");
     assert!(answer.body.contains("too_many_connections"), "{}", answer.body);
     assert_eq!(answer.header("retry-after"), Some("1"));
-    assert!(closed(&mut c));
+    assert!(closed(&mut c, BOUND));
     // A busy connection finishes its request: it is idle now, and makes room for a new one.
     let rest = format!("{}{}", &event("b0")[1..], " ".repeat(1000 - event("b0").len()));
     send(&mut busy[0], &rest);
     assert_eq!(read_answer(&mut busy[0]).status, 200);
     let mut c = server.connect();
     assert_eq!(post_event(&mut c, "after-room").status, 200);
-    assert!(closed(&mut busy[0]), "the idle connection was not closed to make room");
+    assert!(closed(&mut busy[0], BOUND), "the idle connection was not closed to make room");
 }
 
 #[test]
@@ -234,13 +187,13 @@ fn past_the_overflow_slots_a_connection_is_closed_at_once() {
         let started = Instant::now();
         let overflow: Vec<TcpStream> = (0..64).map(|_| server.connect()).collect();
         let mut refused = server.connect();
-        assert!(closed(&mut refused), "the 65th connection past the cap was kept");
+        assert!(closed(&mut refused, BOUND), "the 65th connection past the cap was kept");
         if started.elapsed() < Duration::from_millis(1500) {
             assert!(overflow.iter().all(open), "a connection past the cap was closed before its time");
             return;
         }
         for mut c in overflow {
-            assert!(closed(&mut c));
+            assert!(closed(&mut c, BOUND));
         }
     }
     panic!("could not open 65 connections within 1.5 s in three tries");
@@ -277,7 +230,7 @@ fn a_body_slower_than_its_time_limit_is_answered_408() {
     let answer = read_answer(&mut c);
     assert_eq!(answer.status, 408, "{answer:?}");
     assert!(answer.body.contains("body_timeout"), "{}", answer.body);
-    assert!(closed(&mut c));
+    assert!(closed(&mut c, BOUND));
     assert_eq!(server.get("/healthz").status, 200);
 }
 

@@ -21,11 +21,11 @@ struct Example {
     output: Vec<String>,
 }
 
-/// The `causeway …` commands of the tour's `sh` blocks on the demo (steps 1 to 4), each with the
+/// The `causeway …` commands of the tour's `sh` blocks on the demo (steps 1 to 5), each with the
 /// lines printed under it.
 fn readme_examples() -> Vec<Example> {
     let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md")).unwrap();
-    let tour = readme.split("## A five-minute tour").nth(1).expect("README has the tour").split("**5. ").next().unwrap();
+    let tour = readme.split("## A five-minute tour").nth(1).expect("README has the tour").split("**6. ").next().unwrap();
     let mut examples: Vec<Example> = Vec::new();
     let mut in_block = false;
     for line in tour.lines() {

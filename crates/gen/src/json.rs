@@ -85,6 +85,18 @@ impl From<u64> for J {
     }
 }
 
+/// A whole number is written without a fraction (`30`, not `30.0`); JSON has no NaN or infinity,
+/// so those become null.
+impl From<f64> for J {
+    fn from(n: f64) -> J {
+        const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53: every whole f64 below is an exact i64
+        if n.fract() == 0.0 && n.abs() < EXACT {
+            return J::Num((n as i64).into());
+        }
+        Number::from_f64(n).map(J::Num).unwrap_or(J::Null)
+    }
+}
+
 impl From<Vec<J>> for J {
     fn from(items: Vec<J>) -> J {
         J::Arr(items)

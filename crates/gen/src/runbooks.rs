@@ -122,16 +122,31 @@ pub fn runbooks(model: &Model) -> Vec<GeneratedFile> {
     files
 }
 
-fn journey_path(name: &str) -> String {
+/// A journey's runbook.
+pub fn journey_path(name: &str) -> String {
     format!("journeys/{}.md", file_name(name))
 }
 
-fn policy_path(name: &str) -> String {
+/// A policy's runbook.
+pub fn policy_path(name: &str) -> String {
     format!("policies/{}.md", file_name(name))
 }
 
-fn finding_path(kind: &str) -> String {
+/// The runbook of a finding kind.
+pub fn finding_path(kind: &str) -> String {
     format!("findings/{kind}.md")
+}
+
+/// The runbook that says what to do when an SLO burns, relative to the directory `causeway gen
+/// runbooks` writes: its journey's, its policy's, else the index's list of finding kinds (event
+/// success has no runbook of its own: its bad events are the findings raised at ingest).
+pub fn slo_runbook(sli: &causeway_model::Sli) -> String {
+    use causeway_model::Sli;
+    match sli {
+        Sli::JourneyCompletion { journey } => journey_path(journey),
+        Sli::ReactionLatency { policy } => policy_path(policy),
+        Sli::EventSuccess { .. } | Sli::EventTypeSuccess { .. } => "README.md#findings".to_string(),
+    }
 }
 
 /// A link from one runbook to another (both one directory below the index).

@@ -1,6 +1,7 @@
 //! Snapshot tests of every generator on the bundled example model, plus checks of what the
 //! generated files mean: schemas that validate (and refuse) real events, AsyncAPI references that
-//! resolve, runbooks with every section.
+//! resolve, runbooks with every section. The Prometheus rules and Grafana dashboards are checked
+//! with promtool in `tests/prometheus.rs`.
 //!
 //! The expected files live in `tests/expected/<kind>/`. After an intended change, rewrite them with
 //! `UPDATE_EXPECT=1 cargo test -p causeway-gen` and review the diff.
@@ -96,6 +97,16 @@ fn asyncapi_matches_the_expected_file() {
 #[test]
 fn runbooks_match_the_expected_files() {
     expect(Kind::Runbooks, &causeway_gen::runbooks(&example()));
+}
+
+#[test]
+fn prometheus_rules_match_the_expected_file() {
+    expect(Kind::PrometheusRules, &causeway_gen::prometheus_rules(&example(), &causeway_gen::Options::default()));
+}
+
+#[test]
+fn grafana_matches_the_expected_files() {
+    expect(Kind::Grafana, &causeway_gen::grafana(&example()));
 }
 
 #[test]

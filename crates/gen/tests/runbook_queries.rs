@@ -335,7 +335,7 @@ struct Answer {
 /// Runs `query` as `POST /v1/sql` does, under the server's default limits; `Err` says what went
 /// wrong, with the query plan. A query over the bound is tried again (up to `ATTEMPTS` in all) and
 /// judged by its best run.
-fn answer(store: &Store, query: &str) -> Result<Answer, String> {
+fn answer(store: &Store, query: &str, bound: Duration) -> Result<Answer, String> {
     let mut best: Option<Answer> = None;
     for _ in 0..ATTEMPTS {
         let (wall, cpu) = (Instant::now(), thread_cpu());
@@ -347,7 +347,7 @@ fn answer(store: &Store, query: &str) -> Result<Answer, String> {
                 if best.as_ref().is_none_or(|b| a.cpu < b.cpu) {
                     best = Some(a);
                 }
-                if best.as_ref().is_some_and(|b| b.cpu <= ANSWER_WITHIN) {
+                if best.as_ref().is_some_and(|b| b.cpu <= bound) {
                     break;
                 }
             }
@@ -357,8 +357,8 @@ fn answer(store: &Store, query: &str) -> Result<Answer, String> {
         }
     }
     let best = best.expect("at least one attempt");
-    if best.cpu > ANSWER_WITHIN {
-        return Err(format!("took {:?} of CPU ({:?} wall) at best of {ATTEMPTS}\n{}", best.cpu, best.wall, plan(store, query)));
+    if best.cpu > bound {
+        return Err(format!("took {:?} of CPU ({:?} wall) at best of {ATTEMPTS}, over {bound:?}\n{}", best.cpu, best.wall, plan(store, query)));
     }
     Ok(best)
 }
@@ -382,7 +382,15 @@ fn every_runbook_query_answers_within_a_second_on_a_million_sealed_events() {
     runbook_queries_answer_within_the_bound(causeway_store::RECOMMENDED_SEGMENT_EVENTS);
 }
 
+/// The two million-event tests, one at a time: each bounds the CPU time of its queries, and the
+/// other's fill (its writer and sealer, on both cores of a two-core machine whose cores may be
+/// one core's two threads) running beside the measurement raised it by a quarter (two queries at
+/// 1.05–1.09 s of CPU, 0.85–0.88 s alone on the same machine).
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn runbook_queries_answer_within_the_bound(segment_events: u64) {
+    // A test that failed while holding it poisons it; the next still runs alone.
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let files = runbooks();
     let commands = runbook_commands(&files);
     assert!(commands.iter().any(|(c, _)| matches!(c, Command::Sql(_))), "no SQL found in the runbooks");
@@ -419,6 +427,8 @@ fn runbook_queries_answer_within_the_bound(segment_events: u64) {
     let value = |i: usize| pick.rows[0][i].as_str().unwrap().to_string();
     let placeholders = [("KEY", value(0)), ("CORRELATION_ID", value(1)), ("AGGREGATE_ID", value(2))];
 
+    let bound = ANSWER_WITHIN;
+
     let mut problems = Vec::new();
     let mut report = Vec::new();
     for (command, paths) in &commands {
@@ -430,7 +440,7 @@ fn runbook_queries_answer_within_the_bound(segment_events: u64) {
                     problems.push(format!("{}: a placeholder '{p}' this test has no value for: {query}", paths.join(", ")));
                     continue;
                 }
-                match answer(&store, &query) {
+                match answer(&store, &query, bound) {
                     Ok(a) => {
                         report.push(format!("{:>9.3?} cpu {:>9.3?} wall {:>6} rows  {query}", a.cpu, a.wall, a.rows));
                         if query != *original && a.rows == 0 {
@@ -449,14 +459,14 @@ fn runbook_queries_answer_within_the_bound(segment_events: u64) {
                 report.push(format!("{took:>9.3?} cpu {:>9.3?} wall {:>6} events  causeway chain {id}", wall.elapsed(), events.len()));
                 if events.is_empty() || tree.is_empty() {
                     problems.push(format!("{}: causeway chain {id} found nothing", paths.join(", ")));
-                } else if took > ANSWER_WITHIN {
+                } else if took > bound {
                     problems.push(format!("{}: causeway chain {id} took {took:?} of CPU", paths.join(", ")));
                 }
             }
         }
     }
     eprintln!("store filled (segment_events {segment_events}) in {filled:?}; {} commands:\n{}", commands.len(), report.join("\n"));
-    assert!(problems.is_empty(), "{} of {} runbook commands fail the issue 13 bound:\n{}", problems.len(), commands.len(), problems.join("\n\n"));
+    assert!(problems.is_empty(), "{} of {} runbook commands fail the bound ({bound:?}):\n{}", problems.len(), commands.len(), problems.join("\n\n"));
 }
 
 /// A quoted all-capital literal such as `'KEY'` left in a query: a placeholder without a value.

@@ -200,6 +200,19 @@ fn time(us: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(us).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
+/// What [`Evaluator::instance_times`] tells of an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InstanceTimes<'a> {
+    pub journey: &'a str,
+    /// `in_flight`, `stalled` or the outcome's name.
+    pub state: &'a str,
+    pub terminal: bool,
+    /// Event time of its first event.
+    pub started_us: i64,
+    /// Event time of its latest event.
+    pub updated_us: i64,
+}
+
 /// The journey engine. See the crate documentation and README.md.
 pub struct Evaluator {
     c: Compiled,
@@ -421,6 +434,38 @@ impl Evaluator {
         counts.into_iter().map(|(s, n)| (s.to_string(), n)).collect()
     }
 
+    /// Instances per journey (in the model's order): in flight, stalled, and with an outcome. A
+    /// pass over the instances.
+    pub fn count_by_journey(&self) -> Vec<(&str, [u64; 3])> {
+        let mut counts: Vec<(&str, [u64; 3])> = self.c.journeys.iter().map(|j| (j.name.as_str(), [0; 3])).collect();
+        for inst in self.s.inst.iter() {
+            let slot = match inst.state {
+                IN_FLIGHT => 0,
+                STALLED => 1,
+                _ => 2,
+            };
+            counts[inst.journey as usize].1[slot] += 1;
+        }
+        counts
+    }
+
+    /// Every instance's journey, state and times (microseconds since the epoch), in creation
+    /// order: a pass without building views, for charts over many instances.
+    pub fn instance_times(&self) -> impl Iterator<Item = InstanceTimes<'_>> + '_ {
+        self.s.inst.iter().map(|inst| self.times(inst))
+    }
+
+    fn times<'a>(&'a self, inst: &Instance) -> InstanceTimes<'a> {
+        let def = &self.c.journeys[inst.journey as usize];
+        InstanceTimes {
+            journey: &def.name,
+            state: state_name(def, inst.state),
+            terminal: inst.terminal(),
+            started_us: inst.started,
+            updated_us: inst.updated,
+        }
+    }
+
     /// How many findings of each kind are open and resolved, sorted by kind.
     pub fn count_findings_by_kind(&self) -> Vec<(&'static str, u64, u64)> {
         let mut counts: std::collections::BTreeMap<&'static str, (u64, u64)> = std::collections::BTreeMap::new();
@@ -429,6 +474,27 @@ impl Evaluator {
             if f.is_open() { slot.0 += 1 } else { slot.1 += 1 }
         }
         counts.into_iter().map(|(k, (open, resolved))| (k, open, resolved)).collect()
+    }
+
+    /// The name of the model's policy with this index (as [`Change::Reacted`] gives it).
+    ///
+    /// # Panics
+    /// If no policy has that index.
+    pub fn policy_name(&self, policy: u16) -> &str {
+        &self.c.policies[policy as usize].name
+    }
+
+    /// What [`Evaluator::instance_times`] tells of one instance.
+    ///
+    /// # Panics
+    /// If `id` was not handed out by this evaluator.
+    pub fn times_of(&self, id: InstanceId) -> InstanceTimes<'_> {
+        self.times(&self.s.inst[id.0 as usize])
+    }
+
+    /// A journey's `complete_within`, in microseconds, if it has one.
+    pub fn complete_within_us(&self, journey: &str) -> Option<i64> {
+        self.c.journeys.iter().find(|j| j.name == journey).and_then(|j| j.complete_within_us)
     }
 
     /// The journey name and key of an instance: what [`Evaluator::view`] tells of it, without

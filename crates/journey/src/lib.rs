@@ -29,7 +29,7 @@ mod watermark;
 use chrono::{DateTime, Utc};
 
 pub use compact::Fnv64;
-pub use engine::{Evaluator, JourneyKeys};
+pub use engine::{Evaluator, InstanceTimes, JourneyKeys};
 pub use watermark::{MAX_SOURCES, SourceView, WatermarkConfig, Watermarks};
 
 /// Bounds and switches. The defaults suit a server; every bound is documented in README.md.
@@ -89,6 +89,15 @@ pub enum Change {
     /// A finding raised without an instance (a redelivery of an event still waiting for its
     /// key) now names the instance its event joined.
     Reassigned(FindingId),
+    /// A policy's reaction came (on time, or late: then a `missing_reaction` was raised too):
+    /// `policy` indexes the model's policies ([`Evaluator::policy_name`]); the latency is the
+    /// reaction's event time less its trigger's.
+    Reacted {
+        instance: InstanceId,
+        policy: u16,
+        latency_us: i64,
+        on_time: bool,
+    },
 }
 
 /// The kinds of finding the journey engine raises (PRODUCT §5).

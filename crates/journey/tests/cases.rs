@@ -265,6 +265,10 @@ fn run(case: &Case) -> (Evaluator, Vec<String>) {
                 }
                 Change::Raised(f) => said.push(format!("raises f{} {}", f.0, ev.finding(f).unwrap().kind.as_str())),
                 Change::Resolved(f) => said.push(format!("resolves f{}", f.0)),
+                Change::Reacted { policy, latency_us, on_time, .. } => {
+                    let late = if on_time { "" } else { ", late" };
+                    said.push(format!("{} answered ({} ms{late})", ev.policy_name(policy), latency_us / 1000));
+                }
                 Change::Reassigned(f) => {
                     let found = ev.finding(f).unwrap();
                     said.push(format!("f{} now names {} {}", f.0, found.journey.as_deref().unwrap_or("-"), found.key.as_deref().unwrap_or("-")));
@@ -420,6 +424,7 @@ cases! {
     late_reaction_resolves_missing_reaction,
     late_reaction_between_ticks,
     reaction_delivered_before_its_trigger,
+    reactions_answered,
     policy_any_of_reactions,
     payment_declined_and_cancelled,
     membership_by_correlation,

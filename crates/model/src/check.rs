@@ -22,6 +22,7 @@ fn references(b: &mut Builder) {
             RefKind::Aggregate => ("aggregate", b.model.aggregates.keys().map(String::as_str).collect()),
             RefKind::Event => ("event", b.model.events.keys().map(String::as_str).collect()),
             RefKind::Journey => ("journey", b.model.journeys.keys().map(String::as_str).collect()),
+            RefKind::Policy => ("policy", b.model.policies.keys().map(String::as_str).collect()),
         };
         if !names.contains(&r.name.as_str()) {
             let hint = closest(&r.name, names.iter().copied()).map(|n| format!("; did you mean '{n}'?")).unwrap_or_default();

@@ -174,9 +174,16 @@ pub struct Slo {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Sli {
-    /// Share of a context's events that were accepted without a finding.
+    /// Share of a context's events that were stored keeping their schema (no `schema_error`),
+    /// over all it sent, those refused at ingest included.
     EventSuccess { context: String },
-    /// Share of a journey's instances that reached an outcome within `complete_within`.
+    /// The same for one event type.
+    EventTypeSuccess { event_type: String },
+    /// Share of a policy's reactions that came within its `within`: a reaction that never came
+    /// (`missing_reaction`) or came late is bad.
+    ReactionLatency { policy: String },
+    /// Share of a journey's instances that reached an outcome within `complete_within`; one
+    /// that stalled or missed its deadline first is bad.
     JourneyCompletion { journey: String },
 }
 

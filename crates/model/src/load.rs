@@ -43,6 +43,7 @@ pub(crate) enum RefKind {
     Aggregate,
     Event,
     Journey,
+    Policy,
 }
 
 /// A name used somewhere, to be resolved once every file is read.
@@ -667,15 +668,35 @@ impl Builder {
     fn slo(&mut self, name: &str, at: Position, node: &Node) {
         let owner = format!("SLO '{name}'");
         let Some(map) = as_mapping(&mut self.sink, node, &owner) else { return };
-        check_keys(&mut self.sink, map, &["sli", "context", "journey", "objective", "window"], &owner);
+        check_keys(&mut self.sink, map, &["sli", "context", "event_type", "journey", "policy", "objective", "window"], &owner);
         let sli = match self.field(map, "sli", &owner, at).and_then(|n| string(&mut self.sink, n, &format!("'sli' of {owner}"))) {
-            Some((kind, kat)) if kind == "event_success" => match self.string_field(map, "context", &owner) {
-                Some((c, cat)) => {
-                    self.refer(RefKind::Context, &c, cat, owner.clone());
-                    Some(Sli::EventSuccess { context: c })
+            Some((kind, kat)) if kind == "event_success" => {
+                match (self.string_field(map, "context", &owner), self.string_field(map, "event_type", &owner)) {
+                    (Some((c, cat)), None) => {
+                        self.refer(RefKind::Context, &c, cat, owner.clone());
+                        Some(Sli::EventSuccess { context: c })
+                    }
+                    (None, Some((t, tat))) => {
+                        self.refer(RefKind::Event, &t, tat, owner.clone());
+                        Some(Sli::EventTypeSuccess { event_type: t })
+                    }
+                    (Some(_), Some(_)) => {
+                        self.sink.error(kat, format!("{owner} measures event_success: name its 'context' or its 'event_type', not both"));
+                        None
+                    }
+                    (None, None) => {
+                        self.sink.error(kat, format!("{owner} measures event_success: name its 'context' or its 'event_type'"));
+                        None
+                    }
+                }
+            }
+            Some((kind, kat)) if kind == "reaction_latency" => match self.string_field(map, "policy", &owner) {
+                Some((p, pat)) => {
+                    self.refer(RefKind::Policy, &p, pat, owner.clone());
+                    Some(Sli::ReactionLatency { policy: p })
                 }
                 None => {
-                    self.sink.error(kat, format!("{owner} measures event_success: name its 'context'"));
+                    self.sink.error(kat, format!("{owner} measures reaction_latency: name its 'policy'"));
                     None
                 }
             },
@@ -690,12 +711,19 @@ impl Builder {
                 }
             },
             Some((kind, kat)) => {
-                self.sink.error(kat, format!("'sli' of {owner} is '{kind}': use event_success or journey_completion"));
+                self.sink.error(kat, format!("'sli' of {owner} is '{kind}': use event_success, reaction_latency or journey_completion"));
                 None
             }
             None => None,
         };
-        let objective = if self.field(map, "objective", &owner, at).is_some() { self.percent_field(map, "objective", &owner) } else { None };
+        let mut objective = if self.field(map, "objective", &owner, at).is_some() { self.percent_field(map, "objective", &owner) } else { None };
+        if objective.is_some_and(|p| p >= 100.0)
+            && let Some((_, oat)) = self.string_field(map, "objective", &owner)
+        {
+            // Burn rates and alerts divide by the budget.
+            self.sink.error(oat, format!("'objective' of {owner} is 100%, which leaves no error budget: promise less (e.g. 99.99%)"));
+            objective = None;
+        }
         let window = if self.field(map, "window", &owner, at).is_some() { self.duration_field(map, "window", &owner) } else { None };
         if let (Some(sli), Some(objective_percent), Some(window_ms)) = (sli, objective, window) {
             let item = Slo { sli, objective_percent, window_ms, span: at };

@@ -14,11 +14,17 @@
 //!   cannot keep `/healthz` or ingest from being answered.
 //! - An accept that fails for want of file descriptors is retried after a short pause, never in a
 //!   busy loop.
+//! - With TLS (`--tls-cert`, `--tls-key`), the handshake counts against the same head deadline: a
+//!   client that opens a connection and sends nothing, or stalls mid-handshake, is closed when a
+//!   plain one would be; a connection in its handshake is idle for the cap (it can be closed to
+//!   make room). Plain HTTP on a TLS port is answered `400` with a sentence, then closed.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,10 +37,14 @@ use axum::http::{HeaderValue, Request, Response, StatusCode, header};
 use axum::response::IntoResponse;
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::pem::{self, PemObject as _};
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tower::ServiceExt as _;
 
 use crate::error::ApiError;
@@ -123,10 +133,79 @@ pub struct ConnectionStats {
     pub timed_out: AtomicU64,
 }
 
+/// TLS on the listener: a certificate chain and its private key, read once at start-up.
+#[derive(Clone)]
+pub struct ServerTls {
+    acceptor: TlsAcceptor,
+}
+
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServerTls")
+    }
+}
+
+/// Why the certificate or key could not be used; each names the file and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read the TLS {what} file {}: {error}", path.display())]
+    Read { what: &'static str, path: PathBuf, error: io::Error },
+    #[error("the TLS certificate file {} is not valid PEM: {error}", path.display())]
+    CertPem { path: PathBuf, error: pem::Error },
+    #[error("the TLS certificate file {} holds no certificate: give the server's certificate (and the intermediates after it) as PEM, \
+             each between -----BEGIN CERTIFICATE----- and -----END CERTIFICATE-----", path.display())]
+    NoCert { path: PathBuf },
+    #[error("the TLS key file {} is not valid PEM: {error}", path.display())]
+    KeyPem { path: PathBuf, error: pem::Error },
+    #[error("the TLS key file {} holds no private key: give it as PEM (PKCS#8 \"BEGIN PRIVATE KEY\", RSA \"BEGIN RSA PRIVATE KEY\" \
+             or SEC1 \"BEGIN EC PRIVATE KEY\"), unencrypted", path.display())]
+    NoKey { path: PathBuf },
+    #[error("the TLS key file {} and certificate file {} do not make a usable pair: {error}", key.display(), cert.display())]
+    Pair { cert: PathBuf, key: PathBuf, error: rustls::Error },
+}
+
+impl ServerTls {
+    /// Reads a PEM certificate chain (the server's certificate first) and a PEM private key
+    /// (PKCS#8, RSA or SEC1), and checks that they go together. Serves TLS 1.3 and 1.2 with
+    /// rustls' safe defaults, HTTP/1.1 by ALPN.
+    pub fn from_pem_files(cert: &Path, key: &Path) -> Result<ServerTls, TlsError> {
+        let read = |what, path: &Path| std::fs::read(path).map_err(|error| TlsError::Read { what, path: path.to_path_buf(), error });
+        let cert_pem = read("certificate", cert)?;
+        let key_pem = read("key", key)?;
+        let chain = CertificateDer::pem_slice_iter(&cert_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| TlsError::CertPem { path: cert.to_path_buf(), error })?;
+        if chain.is_empty() {
+            return Err(TlsError::NoCert { path: cert.to_path_buf() });
+        }
+        let private = match PrivateKeyDer::from_pem_slice(&key_pem) {
+            Ok(k) => k,
+            Err(pem::Error::NoItemsFound) => return Err(TlsError::NoKey { path: key.to_path_buf() }),
+            Err(error) => return Err(TlsError::KeyPem { path: key.to_path_buf(), error }),
+        };
+        let pair = |error| TlsError::Pair { cert: cert.to_path_buf(), key: key.to_path_buf(), error };
+        // ring, the provider async-nats already builds (aws-lc-rs, which rustls now prefers for its
+        // post-quantum key exchange, would build a second cryptography library); named here rather
+        // than left to the process default, so that no other crate's choice changes it.
+        #[allow(deprecated)]
+        let provider = rustls::crypto::ring::default_provider();
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(provider))
+            .with_safe_default_protocol_versions()
+            .map_err(pair)?
+            .with_no_client_auth()
+            .with_single_cert(chain, private)
+            .map_err(pair)?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(ServerTls { acceptor: TlsAcceptor::from(Arc::new(config)) })
+    }
+}
+
 /// Serves `router` on `listener` within `limits` until `shutdown` resolves, then lets requests in
 /// progress finish (idle connections close at once) and returns when every connection is closed.
+/// With `tls`, every connection is a TLS one.
 pub async fn serve_connections(
     listener: TcpListener,
+    tls: Option<ServerTls>,
     router: Router,
     limits: ConnectionLimits,
     stats: Arc<ConnectionStats>,
@@ -162,11 +241,11 @@ pub async fn serve_connections(
         match registry.admit() {
             Admission::Normal(id, activity) => {
                 let conn = Conn { registry: registry.clone(), id, activity, overflow: false };
-                tokio::spawn(conn.run(stream, router.clone(), close_rx.clone()));
+                tokio::spawn(conn.run(stream, tls.clone(), router.clone(), close_rx.clone()));
             }
             Admission::Overflow(id, activity) => {
                 let conn = Conn { registry: registry.clone(), id, activity, overflow: true };
-                tokio::spawn(conn.run(stream, router.clone(), close_rx.clone()));
+                tokio::spawn(conn.run(stream, tls.clone(), router.clone(), close_rx.clone()));
             }
             Admission::Refuse => drop(stream),
         }
@@ -386,20 +465,99 @@ struct Conn {
 }
 
 impl Conn {
-    async fn run(self, stream: TcpStream, router: Router, mut close_rx: watch::Receiver<()>) {
-        let reg = self.registry.clone();
+    async fn run(self, stream: TcpStream, tls: Option<ServerTls>, router: Router, mut close_rx: watch::Receiver<()>) {
+        // Handlers that care (the web UI's actions) read the peer from the request's extensions.
+        let peer = stream.peer_addr().ok();
+        let tracked = Tracked { stream, activity: self.activity.clone(), registry: self.registry.clone() };
+        match tls {
+            None => self.serve(tracked, peer, router, &mut close_rx).await,
+            Some(tls) => {
+                if let Some(stream) = self.handshake(tracked, &tls.acceptor, &mut close_rx).await {
+                    self.serve(stream, peer, router, &mut close_rx).await;
+                }
+            }
+        }
+        // Dropping the connection closed the socket.
+        self.registry.remove(self.id, &self.activity, self.overflow);
+    }
+
+    /// The head and idle timeouts of this connection, in milliseconds.
+    fn timeouts(&self) -> (u64, u64) {
+        let limits = &self.registry.limits;
         let (head, idle) = if self.overflow {
-            let t = reg.limits.header_read_timeout.min(OVERFLOW_TIMEOUT);
+            let t = limits.header_read_timeout.min(OVERFLOW_TIMEOUT);
             (t, t)
         } else {
-            (reg.limits.header_read_timeout, reg.limits.idle_timeout)
+            (limits.header_read_timeout, limits.idle_timeout)
         };
-        let (head, idle) = (millis(head), millis(idle));
-        let io = TokioIo::new(Tracked { stream, activity: self.activity.clone(), registry: reg.clone() });
+        (millis(head), millis(idle))
+    }
+
+    /// The TLS handshake, before the head's deadline (it counts from the connection's opening);
+    /// `None` when it failed or timed out, when the connection was asked to close to make room,
+    /// or when the server is shutting down. Plain HTTP is answered with a sentence instead.
+    async fn handshake(
+        &self,
+        tracked: Tracked,
+        acceptor: &TlsAcceptor,
+        close_rx: &mut watch::Receiver<()>,
+    ) -> Option<tokio_rustls::server::TlsStream<Tracked>> {
+        let reg = &self.registry;
+        let (head, idle) = self.timeouts();
+        let attempt = async move {
+            // A TLS connection starts with a handshake record (22); a plain request with a letter.
+            let mut first = [0u8; 1];
+            let n = tracked.stream.peek(&mut first).await.ok()?;
+            if n == 1 && first[0].is_ascii_alphabetic() {
+                plain_http_on_tls(tracked).await;
+                return None;
+            }
+            match acceptor.accept(tracked).await {
+                Ok(stream) => Some(stream),
+                Err(e) => {
+                    tracing::debug!(message = "a TLS handshake failed", error = %e);
+                    None
+                }
+            }
+        };
+        tokio::pin!(attempt);
+        loop {
+            let now = reg.now();
+            let wait = match self.activity.deadline(head, idle) {
+                Some(at) if at <= now => {
+                    reg.stats.timed_out.fetch_add(1, Ordering::Relaxed);
+                    return None;
+                }
+                Some(at) => Duration::from_millis(at - now),
+                None => Duration::from_millis(head.max(1)),
+            };
+            tokio::select! {
+                done = &mut attempt => return done,
+                _ = close_rx.changed() => return None,
+                () = self.activity.wake.notified() => {}
+                () = tokio::time::sleep(wait) => {}
+            }
+            if self.activity.evict.load(Ordering::Acquire) {
+                return None;
+            }
+        }
+    }
+
+    /// Serves HTTP/1.1 on `io` until the client closes, a timeout, an eviction or shutdown.
+    async fn serve<IO>(&self, io: IO, peer: Option<SocketAddr>, router: Router, close_rx: &mut watch::Receiver<()>)
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let reg = self.registry.clone();
+        let (head, idle) = self.timeouts();
+        let io = TokioIo::new(io);
         let (activity, registry, overflow) = (self.activity.clone(), reg.clone(), self.overflow);
         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
             let guard = InFlight::begin(activity.clone(), &registry);
-            let (parts, body) = request.into_parts();
+            let (mut parts, body) = request.into_parts();
+            if let Some(peer) = peer {
+                parts.extensions.insert(axum::extract::ConnectInfo(peer));
+            }
             let body = Body::new(Watched { inner: body, activity: activity.clone(), registry: registry.clone() });
             let request = Request::from_parts(parts, body);
             let router = router.clone();
@@ -451,8 +609,24 @@ impl Conn {
                 }
             }
         }
-        // Dropping the connection closes the socket.
-        reg.remove(self.id, &self.activity, self.overflow);
+    }
+}
+
+/// What a plain HTTP client is told on a TLS port.
+const PLAIN_HTTP_ON_TLS: &str = "this port speaks HTTPS (the server was started with --tls-cert and --tls-key): use https://\n";
+
+/// Answers a plain HTTP request on a TLS port with `400` and a sentence, then closes. The request
+/// bytes already here are read first, so that closing does not reset the connection before the
+/// client has read the answer.
+async fn plain_http_on_tls(mut tracked: Tracked) {
+    let mut buf = [0u8; 4096];
+    while matches!(tracked.stream.try_read(&mut buf), Ok(n) if n > 0) {}
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{PLAIN_HTTP_ON_TLS}",
+        PLAIN_HTTP_ON_TLS.len()
+    );
+    if tracked.write_all(answer.as_bytes()).await.is_ok() {
+        let _ = tracked.shutdown().await;
     }
 }
 

@@ -37,7 +37,9 @@ use causeway_store::{
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
+use crate::evidence::Evidence;
 use crate::model::{LoadedModel, ModelSlot};
+use crate::slo::SloTracker;
 
 /// The clock deadlines are judged against (PRODUCT §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +140,10 @@ struct EngineState {
     follower: Option<Follower>,
     /// Log entries not fed to the evaluator: feeding them made it fail ([`Health::skipped`]).
     skipped: BTreeSet<i64>,
+    /// Counts and latencies per event type, for the web UI (rebuilt with the evaluator).
+    evidence: Evidence,
+    /// The model's SLOs, judged from the same feed.
+    slos: SloTracker,
 }
 
 /// What one catch-up derived, to be written.
@@ -178,11 +184,22 @@ fn catch_up(sh: &Shared, st: &mut EngineState, upto: i64, work: &mut Work) -> Re
     loop {
         let entries = sh.store.log_after(st.cursor, BATCH)?;
         let full = entries.len() == BATCH;
-        for entry in entries {
+        let parsed: Vec<(causeway_store::LogEntry, Option<Event>)> = entries
+            .into_iter()
+            .map(|e| {
+                let p = parse_stored(&e.envelope);
+                (e, p)
+            })
+            .collect();
+        if st.slos.counts_events() {
+            let ids: Vec<&str> = parsed.iter().filter(|(e, _)| e.seq <= upto).filter_map(|(_, p)| p.as_ref().map(|p| p.id.as_str())).collect();
+            st.slos.add_flagged(sh.store.schema_errors_among(&ids)?);
+        }
+        for (entry, event) in parsed {
             if entry.seq > upto {
                 return Ok(());
             }
-            let Some(event) = parse_stored(&entry.envelope) else {
+            let Some(event) = event else {
                 tracing::error!(message = "a stored envelope does not parse; the journey engine skips it", seq = entry.seq);
                 st.cursor = entry.seq;
                 continue;
@@ -277,7 +294,16 @@ impl EngineState {
                 eval.advance_into(w, &mut work.changes);
             }
         }
+        let by_clock = work.changes.len();
         eval.ingest_into(&event, redelivery, &mut work.changes);
+        self.slos.observe_event(&event, redelivery);
+        let event_ms = event.time.timestamp_millis();
+        for (k, change) in work.changes.iter().enumerate() {
+            self.slos.observe_change(eval, change, (k >= by_clock).then_some(event_ms));
+        }
+        if !redelivery {
+            self.evidence.observe(&event.event_type, &event.id, &event.source, event.time.timestamp_millis(), event.causation_id.as_deref());
+        }
         // Up to where the stored rows reach, a rebuild derives what they already hold.
         if seq <= self.written_upto {
             let joined = work.changes.drain(..).any(|c| matches!(c, Change::Joined(_)));
@@ -303,7 +329,7 @@ impl EngineState {
                 Change::Raised(f) | Change::Resolved(f) | Change::Reassigned(f) => {
                     work.dirty.insert(f);
                 }
-                Change::Joined(_) | Change::Updated(_) => {}
+                Change::Joined(_) | Change::Updated(_) | Change::Reacted { .. } => {}
             }
         }
         if !joined && !redelivery {
@@ -331,6 +357,25 @@ pub struct ClockView {
     pub as_of: DateTime<Utc>,
     /// With the watermark clock: every source, in the order first seen.
     pub sources: Vec<SourceView>,
+}
+
+/// What `/metrics` shows of the SLOs (`JourneyEngine::slo_snapshot`).
+pub struct SloSnapshot {
+    pub slos: Vec<crate::slo::SloView>,
+    pub reaction_latency: HashMap<String, crate::metrics::Histogram>,
+    pub completion_time: HashMap<String, crate::metrics::Histogram>,
+}
+
+/// What the notifier reads of the engine (`JourneyEngine::alert_inputs`).
+#[derive(Debug)]
+pub struct AlertInputs {
+    /// The engine's clock.
+    pub clock: Option<DateTime<Utc>>,
+    pub slos: Vec<crate::slo::SloView>,
+    /// Instances stalled now, per journey (in the model's order).
+    pub stalled: Vec<(String, u64)>,
+    /// Open findings of the engine's kinds.
+    pub open_by_kind: Vec<(&'static str, u64)>,
 }
 
 /// A summary for the demo, `GET /v1/journeys/summary` and the restart test.
@@ -443,6 +488,7 @@ impl JourneyEngine {
                     _ => st.reset_for_model = Some(fingerprint),
                 }
                 st.eval = Some(Evaluator::new(loaded.model()));
+                st.slos = SloTracker::new(loaded.model());
                 if let Clock::Watermark(config) = sh.clock {
                     st.watermarks = Some(Watermarks::new(config, loaded.model().contexts.values().flat_map(|c| c.services.iter().cloned())));
                 }
@@ -477,6 +523,11 @@ impl JourneyEngine {
         if lagged {
             catch_up(sh, &mut st, i64::MAX, &mut work)?;
         }
+        if st.slos.counts_events() {
+            let ids: Vec<&str> = fresh.iter().map(|c| c.event.id.as_str()).collect();
+            let flagged = sh.store.schema_errors_among(&ids)?;
+            st.slos.add_flagged(flagged);
+        }
         for c in fresh {
             if c.seq > st.cursor + 1 {
                 catch_up(sh, &mut st, c.seq - 1, &mut work)?;
@@ -490,10 +541,11 @@ impl JourneyEngine {
                 );
             }
         }
+        st.slos.observe_refusals(&sh.store)?;
         let Work { mut write, mut dirty, mut changes } = work;
         let (rebuilding, position) = (st.rebuilding, st.cursor);
         let model = st.model.clone();
-        let EngineState { eval, watermarks, .. } = &mut *st;
+        let EngineState { eval, watermarks, slos, .. } = &mut *st;
         let eval = eval.as_mut().expect("an evaluator");
         // The tick: every commit read is whole, so judge up to the clock as of the watermark.
         let next = match sh.clock {
@@ -509,6 +561,7 @@ impl JourneyEngine {
             Clock::Event => None,
         };
         for change in changes.drain(..) {
+            slos.observe_change(eval, &change, None);
             if let Change::Raised(f) | Change::Resolved(f) | Change::Reassigned(f) = change {
                 dirty.insert(f);
             }
@@ -538,6 +591,24 @@ impl JourneyEngine {
     /// Runs `f` on the evaluator after catching up with the log; `None` without a model.
     pub fn read<T>(&self, f: impl FnOnce(&Evaluator, &LoadedModel) -> T) -> Result<Option<T>, StoreError> {
         self.read_at(|eval, model, _| f(eval, model))
+    }
+
+    /// [`JourneyEngine::read`], also passing what was seen of each event type.
+    pub fn read_with_evidence<T>(&self, f: impl FnOnce(&Evaluator, &LoadedModel, &Evidence) -> T) -> Result<Option<T>, StoreError> {
+        let (st, _) = self.sync_locked()?;
+        Ok(match (&st.eval, &st.model) {
+            (Some(eval), Some(model)) => Some(f(eval, model, &st.evidence)),
+            _ => None,
+        })
+    }
+
+    /// [`JourneyEngine::read`], passing the SLOs judged so far and the engine's clock instead.
+    pub fn read_slos<T>(&self, f: impl FnOnce(&SloTracker, Option<DateTime<Utc>>) -> T) -> Result<Option<T>, StoreError> {
+        let (st, _) = self.sync_locked()?;
+        Ok(match (&st.eval, &st.model) {
+            (Some(eval), Some(_)) => Some(f(&st.slos, eval.now())),
+            _ => None,
+        })
     }
 
     /// [`JourneyEngine::read`], also passing the log position read up to.
@@ -591,6 +662,41 @@ impl JourneyEngine {
     pub fn stats(&self) -> Option<(causeway_journey::Stats, i64)> {
         let st = self.shared.state.try_lock().ok()?;
         Some((st.eval.as_ref()?.stats(), st.cursor))
+    }
+
+    /// Instances per journey: in flight, stalled, with an outcome; `None` as [`JourneyEngine::stats`].
+    pub fn journey_counts(&self) -> Option<Vec<(String, [u64; 3])>> {
+        let st = self.shared.state.try_lock().ok()?;
+        Some(st.eval.as_ref()?.count_by_journey().into_iter().map(|(j, c)| (j.to_string(), c)).collect())
+    }
+
+    /// The SLOs as of the engine's clock and the latency histograms, without catching up;
+    /// `None` without a model, or while the engine is busy: metrics must not wait (and a
+    /// rebuild's counts, lower until it ends, would read as a counter reset).
+    pub fn slo_snapshot(&self) -> Option<SloSnapshot> {
+        let st = self.shared.state.try_lock().ok()?;
+        let eval = st.eval.as_ref()?;
+        Some(SloSnapshot {
+            slos: st.slos.evaluate(eval.now()),
+            reaction_latency: st.slos.reaction_latency.clone(),
+            completion_time: st.slos.completion_time.clone(),
+        })
+    }
+
+    /// What the notifier judges alerts from (`notify.rs`), in one look without catching up: the
+    /// SLOs as of the engine's clock, stalled instances per journey, open findings by kind. `None`
+    /// as [`JourneyEngine::stats`]: the notifier must not hold ingest up.
+    pub fn alert_inputs(&self) -> Option<AlertInputs> {
+        let st = self.shared.state.try_lock().ok()?;
+        let eval = st.eval.as_ref()?;
+        let clock = eval.now();
+        let stats = eval.stats();
+        Some(AlertInputs {
+            clock,
+            slos: st.slos.evaluate(clock),
+            stalled: eval.count_by_journey().into_iter().map(|(j, c)| (j.to_string(), c[1])).collect(),
+            open_by_kind: FindingKind::ALL.iter().map(|k| (k.as_str(), stats.open_by_kind[k.index()])).collect(),
+        })
     }
 
     /// Journeys by state and findings by kind; with `digest`, also the digest of every journey

@@ -96,6 +96,70 @@ pub(crate) fn prepare(
     (events, rejections, placement)
 }
 
+/// The error type and finding kind of an event its producer's token may not send.
+pub(crate) const UNAUTHORIZED_PRODUCER: &str = "unauthorized_producer";
+
+/// Takes out of `events` those whose owning context (the model's `context` of their type) the
+/// producer does not hold, `may` saying which it does: each becomes a refusal — a DLQ record of
+/// the (already redacted) event with an `unauthorized_producer` finding for the context's owner —
+/// and its placement says so. Answers how many were refused.
+pub(crate) fn fence(
+    events: &mut Vec<NewEvent>,
+    rejections: &mut Vec<NewRejection>,
+    placement: &mut [Placement],
+    model: Option<&LoadedModel>,
+    may: impl Fn(Option<&str>) -> bool,
+    who: &str,
+) -> usize {
+    let context_of = |event_type: &str| model.and_then(|m| m.model().events.get(event_type)).map(|e| e.context.clone());
+    if events.iter().all(|e| may(context_of(&e.event().event_type).as_deref())) {
+        return 0;
+    }
+    let mut kept = Vec::with_capacity(events.len());
+    // Where each old index went: still an event (its new index), or a rejection.
+    let mut moved: Vec<Placement> = Vec::with_capacity(events.len());
+    for new in events.drain(..) {
+        let event = new.event();
+        let context = context_of(&event.event_type);
+        if may(context.as_deref()) {
+            moved.push(Ok(kept.len()));
+            kept.push(new);
+            continue;
+        }
+        let reason = match &context {
+            Some(c) => format!("{who} may not produce {}: it is owned by the context {c}, which the token does not hold", event.event_type),
+            None => format!("{who} may not produce {}: the model names no such event type, so no context owns it", event.event_type),
+        };
+        let owner = context.as_deref().and_then(|c| model?.model().owner_of_context(c)).map(str::to_owned);
+        let finding = NewFinding {
+            kind: UNAUTHORIZED_PRODUCER.into(),
+            event_id: Some(event.id.clone()),
+            correlation_id: event.correlation_id.clone(),
+            detail: reason.clone(),
+            owner,
+            ..Default::default()
+        };
+        let identity = Identity {
+            event_id: Some(event.id.clone()),
+            event_type: Some(event.event_type.clone()),
+            source: Some(event.source.clone()),
+            correlation_id: event.correlation_id.clone(),
+        };
+        let record = refused(event.to_json(), Some("application/cloudevents+json".into()), UNAUTHORIZED_PRODUCER, reason.clone(), identity);
+        moved.push(Err((rejections.len(), Some(event.id.clone()), UNAUTHORIZED_PRODUCER, reason)));
+        rejections.push(NewRejection { record, findings: vec![finding] });
+    }
+    *events = kept;
+    let mut refused_count = 0;
+    for place in placement.iter_mut() {
+        if let Ok(i) = *place {
+            *place = moved[i].clone();
+            refused_count += usize::from(place.is_err());
+        }
+    }
+    refused_count
+}
+
 /// The event an input refused only for its missing correlation id would have been: parsed again
 /// without that rule. Binary-mode input is kept as its `ce-*` headers and body.
 fn uncorrelated_event(raw: &str, limits: Limits) -> Option<Event> {

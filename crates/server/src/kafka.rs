@@ -163,7 +163,7 @@ impl ClientContext for SourceContext {
             tracing::debug!(message = "a subscribed Kafka topic does not exist (yet)", reason);
         } else {
             tracing::warn!(message = "the Kafka client reports an error; librdkafka retries", error = %error, reason);
-            self.status.lock().expect("status").last_error = Some(format!("{error}: {reason}"));
+            note_error(&self.status, &error, format!("{error}: {reason}"));
         }
     }
 }
@@ -230,6 +230,22 @@ fn start_at(consumer: &BaseConsumer<SourceContext>, tpl: &mut TopicPartitionList
             }
         }
         Err(e) => tracing::warn!(message = "the Kafka source could not look up offsets for its start time", error = %e),
+    }
+}
+
+/// Shows a Kafka error on `/readyz`. librdkafka reports a broker's failure — a refused TLS
+/// handshake or SASL login, a connection refused — to the client with its reason, then again,
+/// with its code alone, as a failed fetch, and then that all brokers are down: those echoes say
+/// less than what is shown already, and do not replace it.
+fn note_error(status: &Mutex<SourceStatus>, error: &KafkaError, text: String) {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    let code = error.rdkafka_error_code();
+    let echo = code == Some(Code::AllBrokersDown)
+        || (matches!(error, KafkaError::MessageConsumption(_))
+            && matches!(code, Some(Code::BrokerTransportFailure | Code::Resolve | Code::SSL | Code::Authentication)));
+    let mut s = status.lock().expect("status");
+    if !echo || s.last_error.is_none() {
+        s.last_error = Some(text);
     }
 }
 
@@ -363,7 +379,11 @@ fn store_batch(
     batch: Batch,
 ) -> Result<impl std::future::Future<Output = Result<StoredBatch, SourceError>> + Send + 'static, SourceError> {
     let messages = batch.len();
-    let Batch { events, dead_letters, positions } = batch;
+    let Batch { events, mut dead_letters, positions } = batch;
+    // Consumers' reports keep no PII, as those sent to `POST /v1/dlq` do not.
+    if let Some(model) = sink.model.current() {
+        dead_letters.iter_mut().for_each(|report| model.redact_report(report));
+    }
     let events = if events.is_empty() { None } else { Some(sink.queue(events)?) };
     let store = sink.store.clone();
     Ok(async move {
@@ -429,7 +449,7 @@ async fn consume(config: &KafkaConfig, sink: &Sink, status: &Arc<Mutex<SourceSta
                         }
                         // Per-partition trouble (an unknown topic, a broker away): librdkafka retries.
                         Err(e @ KafkaError::MessageConsumption(_)) | Err(e @ KafkaError::PartitionEOF(_)) => {
-                            status.lock().expect("status").last_error = Some(e.to_string());
+                            note_error(status, &e, e.to_string());
                         }
                         Err(e) => return Err(e.into()),
                     }

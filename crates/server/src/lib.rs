@@ -9,17 +9,21 @@
 //! module imports from this root, which only declares and re-exports (`tests/modules.rs`).
 
 mod api;
+pub mod auth;
 mod connections;
 mod engine;
 mod error;
+mod evidence;
 mod ingest;
 pub mod kafka;
 pub mod lag;
 mod metrics;
 mod model;
 pub mod nats;
+pub mod notify;
 mod overload;
 mod replay;
+pub mod slo;
 pub mod source;
 mod sql_workers;
 mod state;
@@ -33,6 +37,7 @@ pub use connections::{
     ConnectionLimits, ConnectionStats, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, MAX_DEFAULT_CONNECTIONS, OVERFLOW_CONNECTIONS,
     OVERFLOW_TIMEOUT, default_max_connections, raise_file_limit,
 };
+pub use connections::{ServerTls, TlsError};
 pub use engine::{Clock, ClockView, Health, JOURNEY_THREAD_NAME, JourneyEngine, Summary};
 pub use error::{ApiError, remedy};
 pub use metrics::Metrics;
@@ -47,17 +52,18 @@ pub use state::AppState;
 pub async fn serve(listener: tokio::net::TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
     let limits = ConnectionLimits::for_file_limit(raise_file_limit()?);
     let stats = state.connections.clone();
-    serve_with(listener, state, limits, stats, shutdown).await
+    serve_with(listener, None, state, limits, stats, shutdown).await
 }
 
 /// [`serve`] within the given connection limits, counting what the connection layer does in
-/// `stats` (pass `state.connections` for `/metrics` to show it).
+/// `stats` (pass `state.connections` for `/metrics` to show it); with `tls`, over TLS only.
 pub async fn serve_with(
     listener: tokio::net::TcpListener,
+    tls: Option<ServerTls>,
     state: AppState,
     limits: ConnectionLimits,
     stats: Arc<ConnectionStats>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    connections::serve_connections(listener, app(state), limits, stats, shutdown).await
+    connections::serve_connections(listener, tls, app(state), limits, stats, shutdown).await
 }

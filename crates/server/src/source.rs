@@ -56,11 +56,17 @@ impl Sink {
         let model = self.model.current();
         let (mut events, mut rejections) = (Vec::with_capacity(batch.len()), Vec::new());
         for d in batch {
-            let (e, r, _) = prepare(vec![d.item], d.content_type, model.as_deref(), self.parse.limits, Some(&d.from));
+            // A refused message keeps its key and headers: PII its body carried is replaced there too.
+            let refused = d.item.result.is_err().then(|| d.item.raw.clone());
+            let (e, mut r, _) = prepare(vec![d.item], d.content_type, model.as_deref(), self.parse.limits, Some(&d.from));
+            if let (Some(raw), Some(model)) = (refused, model.as_deref()) {
+                r.iter_mut().for_each(|rejection| model.redact_refused_message(&raw, &mut rejection.record));
+            }
             events.extend(e);
             rejections.extend(r);
         }
         let refused = rejections.len();
+        let labels = crate::metrics::IngestLabels::of(&events, &rejections);
         let answer = self.store.queue_append(events, rejections)?;
         let sink = self.clone();
         Ok(async move {
@@ -73,6 +79,7 @@ impl Sink {
             Metrics::add(&sink.metrics.accepted, done.accepted);
             Metrics::add(&sink.metrics.duplicates, done.duplicates);
             Metrics::add(&sink.metrics.rejected, done.refused);
+            sink.metrics.count_ingested(model.as_deref().map(|m| m.model()), &labels, &stored.events);
             Ok(done)
         })
     }

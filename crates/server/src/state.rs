@@ -1,5 +1,6 @@
 //! What every handler shares: the store, the limits, the model slot, the journey engine, the
-//! replayer and ingest's admission. Built once at start; cheap to clone per request.
+//! replayer, ingest's admission and the notifier's silences. Built once at start; cheap to clone
+//! per request.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -7,10 +8,12 @@ use std::sync::Arc;
 use causeway_envelope::ParseOptions;
 use causeway_store::{SqlLimits, Store};
 
+use crate::auth::Auth;
 use crate::connections::ConnectionStats;
 use crate::engine::{Clock, JourneyEngine};
 use crate::metrics::Metrics;
 use crate::model::ModelSlot;
+use crate::notify::Notifications;
 use crate::overload::{Admission, IngestLimits};
 use crate::replay::{Consumer, Replayer};
 use crate::source::{Sink, SourceStatus};
@@ -43,6 +46,10 @@ pub struct AppState {
     pub kafka: Option<Arc<std::sync::Mutex<SourceStatus>>>,
     /// The lag monitor's latest evaluation, when it runs.
     pub lag: Option<Arc<std::sync::RwLock<crate::lag::LagReport>>>,
+    /// Silences and the notifier's alerts (`notify.rs`); in memory until `with_notifications`.
+    pub notify: Arc<Notifications>,
+    /// Tokens, roles, rates and the audit log (`auth.rs`); off until `with_auth`.
+    pub auth: Arc<Auth>,
 }
 
 impl AppState {
@@ -62,6 +69,8 @@ impl AppState {
             nats: None,
             kafka: None,
             lag: None,
+            notify: Arc::new(Notifications::in_memory()),
+            auth: Arc::new(Auth::off()),
         }
     }
 
@@ -90,6 +99,18 @@ impl AppState {
     /// The estate's consumers (`[consumers.NAME]`), for DLQ replay.
     pub fn with_consumers(mut self, consumers: BTreeMap<String, Consumer>) -> Self {
         self.dlq = Arc::new(Replayer::new(consumers));
+        self
+    }
+
+    /// Tokens asked for (or not), rates and the audit log (`Auth::open`).
+    pub fn with_auth(mut self, auth: Auth) -> Self {
+        self.auth = Arc::new(auth);
+        self
+    }
+
+    /// Silences kept in the data directory (`Notifications::open`), shared with the notifier.
+    pub fn with_notifications(mut self, notify: Arc<Notifications>) -> Self {
+        self.notify = notify;
         self
     }
 

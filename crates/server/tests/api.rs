@@ -236,8 +236,9 @@ async fn metrics_count_outcomes() {
     assert_eq!(open.len(), 11, "{open:?}");
     assert!(open.values().all(|n| *n == 0.0), "{open:?}");
     for line in [
-        "causeway_events_ingested_total{outcome=\"accepted\"} 1",
-        "causeway_events_ingested_total{outcome=\"duplicate\"} 1",
+        "causeway_events_ingested_total{context=\"unknown\",event_type=\"other\",outcome=\"accepted\"} 1",
+        "causeway_events_ingested_total{context=\"unknown\",event_type=\"other\",outcome=\"duplicate\"} 1",
+        "causeway_ingest_duration_seconds_count 2",
         "causeway_ingest_bodies_rejected_total 1",
         "causeway_store_events 1",
         "causeway_store_dlq_records 1",
@@ -572,7 +573,11 @@ async fn journeys_are_listed_by_state_and_summarised() {
     assert_eq!(f["findings"][0]["event_id"], "a2-2", "{f}");
     let (_, metrics) = api.get("/metrics").await;
     let metrics = metrics.as_str().unwrap();
-    for line in ["causeway_journeys{state=\"stalled\"} 2", "causeway_journeys{state=\"completed\"} 1", "causeway_journey_engine_lag 0"] {
+    for line in [
+        "causeway_journeys{journey=\"order\",state=\"stalled\"} 2",
+        "causeway_journeys{journey=\"order\",state=\"completed\"} 1",
+        "causeway_journey_engine_lag 0",
+    ] {
         assert!(metrics.lines().any(|l| l == line), "{line} missing from\n{metrics}");
     }
 

@@ -221,7 +221,7 @@ async fn the_metrics_page_with_journeys_passes_promtool() {
     let (status, _, bytes) = send_raw(&api, Request::get("/metrics").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::OK);
     let text = String::from_utf8(bytes).unwrap();
-    assert!(text.contains("causeway_journeys{state=\"in_flight\"}"), "{text}");
+    assert!(text.contains("causeway_journeys{journey=\"order\",state=\"in_flight\"}"), "{text}");
     promtool_check(&text);
 }
 

@@ -25,6 +25,17 @@ use crate::{Store, StoreError};
 /// The consumer of the records of inputs causeway itself refused at ingest.
 pub const INGEST_CONSUMER: &str = "causeway";
 
+/// An event refused at ingest, as the SLIs count it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestRefusal {
+    pub id: i64,
+    pub event_type: Option<String>,
+    pub source: Option<String>,
+    pub failed_at: String,
+    /// The event's own time, as its producer wrote it, when the refused input has one.
+    pub time: Option<String>,
+}
+
 /// Where a record is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -683,6 +694,37 @@ impl Store {
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(Some((row, replays)))
+        })
+    }
+
+    /// Events refused at ingest (records of [`INGEST_CONSUMER`]) after record `after`, oldest
+    /// first, at most `limit`. What the `event_success` SLIs count as bad beside the events
+    /// stored; read by id through `dlq_consumer`.
+    pub fn ingest_refusals_after(&self, after: i64, limit: usize) -> Result<Vec<IngestRefusal>, StoreError> {
+        self.with_reader(|c| {
+            let mut q = c.prepare_cached(
+                "SELECT id, event_type, source_service, failed_at, CASE WHEN json_valid(original_event) THEN \
+                        coalesce(json_extract(original_event, '$.time'), json_extract(original_event, '$.metadata.timestamp')) END \
+                 FROM dlq INDEXED BY dlq_consumer WHERE consumer = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+            )?;
+            let rows = q.query_map(params![INGEST_CONSUMER, after, limit as i64], |r| {
+                let time: Option<rusqlite::types::Value> = r.get(4)?;
+                let time = match time {
+                    Some(rusqlite::types::Value::Text(t)) => Some(t),
+                    _ => None,
+                };
+                Ok(IngestRefusal { id: r.get(0)?, event_type: r.get(1)?, source: r.get(2)?, failed_at: r.get(3)?, time })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
+    /// Records by event type (every status; records without a type under `""`), most first: the
+    /// overview's failures per type. A scan of the records, which are few next to the events.
+    pub fn dlq_by_event_type(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        self.with_reader(|c| {
+            let mut q = c.prepare_cached("SELECT coalesce(event_type, ''), count(*) FROM dlq GROUP BY 1 ORDER BY 2 DESC, 1")?;
+            Ok(q.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<Vec<_>>>()?)
         })
     }
 

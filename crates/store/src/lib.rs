@@ -40,12 +40,13 @@ use rusqlite::{Connection, OpenFlags};
 
 pub use aggregate::AggregateLookup;
 pub use dlq::{
-    DlqFilter, DlqReport, DlqRow, DlqStatus, DlqSummary, FlowBucket, INGEST_CONSUMER, ReplayAttempt, ReplayOutcome, ReplayRow, Reported, StatusChange,
+    DlqFilter, DlqReport, DlqRow, DlqStatus, DlqSummary, FlowBucket, INGEST_CONSUMER, IngestRefusal, ReplayAttempt, ReplayOutcome, ReplayRow,
+    Reported, StatusChange,
 };
 pub use error::StoreError;
 pub use lineage::{TreeNode, build_tree};
 pub use read::{EventRow, FindingFilter, FindingRow, LogEntry, StoreCounts};
-pub use sql::{SqlLimits, SqlResult};
+pub use sql::{DLQ_PAYLOAD_COLUMNS, SqlLimits, SqlResult, SqlScope};
 pub use writer::{
     AppendResult, Backlog, Committed, DerivedFinding, DerivedWrite, EventOutcome, Follower, NewEvent, NewFinding, NewRejection, Origin,
     ResolvedDeadLetter, WRITER_THREAD_NAME,

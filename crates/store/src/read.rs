@@ -200,22 +200,12 @@ impl Store {
         })
     }
 
-    /// Findings, the most recently recorded first.
+    /// Findings, the most recently recorded first ([`findings_query`]).
     pub fn findings(&self, filter: &FindingFilter) -> Result<Vec<FindingRow>, StoreError> {
+        let (sql, values) = findings_query(filter);
         self.with_reader(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT id, kind, journey, journey_key, correlation_id, event_id, expected, detected_at,
-                        resolved_at, detail, owner, rule
-                 FROM finding_records
-                 WHERE (?1 IS NULL OR kind = ?1) AND (?2 IS NULL OR journey = ?2)
-                   AND (?3 IS NULL OR journey_key = ?3) AND (?4 IS NULL OR detected_at >= ?4)
-                   AND (NOT ?5 OR resolved_at IS NULL) AND (?7 IS NULL OR event_id = ?7)
-                 ORDER BY id DESC LIMIT ?6",
-            )?;
-            let rows = stmt.query_map(
-                params![filter.kind, filter.journey, filter.key, filter.since, filter.open_only, filter.limit as i64, filter.event_id],
-                finding_row,
-            )?;
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(values.iter()), finding_row)?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
     }
@@ -255,6 +245,22 @@ impl Store {
         })
     }
 
+    /// Which of `event_ids` carry a `schema_error` raised at ingest: one lookup per id through
+    /// `findings_event`, in one statement.
+    pub fn schema_errors_among(&self, event_ids: &[&str]) -> Result<std::collections::HashSet<String>, StoreError> {
+        if event_ids.is_empty() {
+            return Ok(Default::default());
+        }
+        let ids = serde_json::to_string(event_ids).expect("strings serialise");
+        self.with_reader(|c| {
+            let mut q = c.prepare_cached(
+                "SELECT DISTINCT event_id FROM finding_records WHERE event_id IN (SELECT value FROM json_each(?1)) \
+                 AND kind = 'schema_error' AND engine_id IS NULL",
+            )?;
+            Ok(q.query_map(params![ids], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
     /// Totals, read from the row ids (rows are never deleted), so this costs a few index probes.
     pub fn counts(&self) -> Result<StoreCounts, StoreError> {
         self.with_reader(|c| {
@@ -265,6 +271,42 @@ impl Store {
             Ok(StoreCounts { events: log_end - redelivered, dlq, log_end })
         })
     }
+}
+
+/// [`Store::findings`]'s statement and its values: only the filters given are named, so that
+/// SQLite can use the index each one has (`findings_journey`, `findings_kind`, `findings_event`).
+/// Written as `(?1 IS NULL OR kind = ?1)`, it scanned every finding, and a missing reaction's
+/// dead letter is looked for by journey and key once per finding shown (1.2 s for 500 open
+/// findings of 100,000).
+fn findings_query(filter: &FindingFilter) -> (String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value;
+    let mut clauses: Vec<String> = Vec::new();
+    let mut values: Vec<Value> = Vec::new();
+    for (column, value) in [("kind", &filter.kind), ("journey", &filter.journey), ("journey_key", &filter.key), ("event_id", &filter.event_id)] {
+        if let Some(v) = value {
+            values.push(Value::Text(v.clone()));
+            clauses.push(format!("{column} = ?{}", values.len()));
+        }
+    }
+    // `+` keeps SQLite off `findings_open` for these: reading every open finding through it to
+    // sort them by id took 0.2 s at 100,000 findings, where a walk down the ids stops at the
+    // limit. `findings_kind` serves a time bound beside a kind.
+    if let Some(since) = &filter.since {
+        values.push(Value::Text(since.clone()));
+        let column = if filter.kind.is_some() { "detected_at" } else { "+detected_at" };
+        clauses.push(format!("{column} >= ?{}", values.len()));
+    }
+    if filter.open_only {
+        clauses.push("+resolved_at IS NULL".into());
+    }
+    values.push(Value::Integer(filter.limit as i64));
+    let sql = format!(
+        "SELECT id, kind, journey, journey_key, correlation_id, event_id, expected, detected_at, resolved_at, detail, owner, rule
+         FROM finding_records {} ORDER BY id DESC LIMIT ?{}",
+        if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) },
+        values.len()
+    );
+    (sql, values)
 }
 
 /// One entry of the log: a stored event, or a redelivery of one (its envelope as first stored).
@@ -343,4 +385,42 @@ fn finding_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FindingRow> {
         owner: r.get(10)?,
         rule: r.get(11)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: `/v1/findings?open=true&limit=500` took 1.2 s over 100,000 findings, because
+    /// each missing reaction's dead letter was looked for with a statement that scanned every
+    /// finding. Each filter now reaches its index, and open findings are read down the ids.
+    #[test]
+    fn findings_are_found_through_their_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let text = |s: &str| Some(s.to_string());
+        for (filter, wanted) in [
+            (
+                FindingFilter { kind: text("missing_correlation"), journey: text("order"), key: text("o-1"), limit: 20, ..Default::default() },
+                "INDEX findings_journey",
+            ),
+            (FindingFilter { event_id: text("e-1"), limit: 20, ..Default::default() }, "INDEX findings_event"),
+            (FindingFilter { kind: text("stalled"), since: text("2026-12-01"), limit: 20, ..Default::default() }, "INDEX findings_kind"),
+            (FindingFilter { open_only: true, since: text("2026-12-01"), limit: 500, ..Default::default() }, "SCAN finding_records"),
+        ] {
+            let (sql, values) = findings_query(&filter);
+            let plan = store
+                .with_reader(|c| {
+                    let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+                    let rows = stmt.query_map(rusqlite::params_from_iter(values.iter()), |r| r.get::<_, String>(3))?;
+                    Ok(rows.collect::<Result<Vec<_>, _>>()?.join("; "))
+                })
+                .unwrap();
+            assert!(plan.contains(wanted), "{filter:?}: {plan}");
+            // Open findings, the most of them all: read down the ids, not gathered and sorted.
+            if filter.open_only {
+                assert!(!plan.contains("TEMP B-TREE"), "{filter:?} sorts what it found instead of reading it in order: {plan}");
+            }
+        }
+    }
 }

@@ -187,9 +187,17 @@ type BySql<V> = HashMap<String, V, xxhash_rust::xxh3::Xxh3DefaultBuilder>;
 enum Arg {
     Key(Key),
     EventType,
+    /// `event_type IN (…)`, its whole list given to one filter call: one pass in seq order
+    /// instead of one per value (each a pass over every segment, and a join's lookups by seq
+    /// then jumping about).
+    EventTypes,
     SeqEq,
-    SeqMin { inclusive: bool },
-    SeqMax { inclusive: bool },
+    SeqMin {
+        inclusive: bool,
+    },
+    SeqMax {
+        inclusive: bool,
+    },
     TimeMin,
     TimeMax,
 }
@@ -202,6 +210,7 @@ impl Arg {
             Arg::Key(Key::CausationId) => "causation_id",
             Arg::Key(Key::Subject) => "subject",
             Arg::EventType => "event_type",
+            Arg::EventTypes => "event_type_in",
             Arg::SeqEq => "seq=",
             Arg::SeqMin { inclusive: true } => "seq>=",
             Arg::SeqMin { inclusive: false } => "seq>",
@@ -219,6 +228,7 @@ impl Arg {
             Arg::Key(Key::CausationId),
             Arg::Key(Key::Subject),
             Arg::EventType,
+            Arg::EventTypes,
             Arg::SeqEq,
             Arg::SeqMin { inclusive: true },
             Arg::SeqMin { inclusive: false },
@@ -259,6 +269,7 @@ unsafe impl<'vtab> VTab<'vtab> for EventsTab {
         // again, which keeps the hash lookups and the block-level time pruning exact.
         let mut args: Vec<(Arg, usize)> = Vec::new();
         let mut key: Option<(Key, usize)> = None;
+        let mut in_lists: Vec<usize> = Vec::new();
         let key_rank = |k: Key| match k {
             Key::EventId => 0,
             Key::CorrelationId => 1,
@@ -281,6 +292,10 @@ unsafe impl<'vtab> VTab<'vtab> for EventsTab {
                         key = Some((k, i));
                     }
                 }
+                (EVENT_TYPE, SQLITE_INDEX_CONSTRAINT_EQ) if info.is_in_constraint(i)? => {
+                    in_lists.push(i);
+                    args.push((Arg::EventTypes, i));
+                }
                 (EVENT_TYPE, SQLITE_INDEX_CONSTRAINT_EQ) => args.push((Arg::EventType, i)),
                 (SEQ, SQLITE_INDEX_CONSTRAINT_EQ) => args.push((Arg::SeqEq, i)),
                 (SEQ, SQLITE_INDEX_CONSTRAINT_GT) => args.push((Arg::SeqMin { inclusive: false }, i)),
@@ -299,6 +314,9 @@ unsafe impl<'vtab> VTab<'vtab> for EventsTab {
         if let Some((k, i)) = key {
             args.push((Arg::Key(k), i));
         }
+        for i in in_lists {
+            info.set_in_constraint(i, true)?;
+        }
         // A constraint used twice (time = x) gets one argument slot.
         let mut codes = Vec::new();
         let mut slot_of: Vec<(usize, c_int)> = Vec::new();
@@ -313,7 +331,7 @@ unsafe impl<'vtab> VTab<'vtab> for EventsTab {
                     // Both halves apply an id lookup and an event type exactly (the segments' hash
                     // hits are checked against the rows, the type against each sealed row), so
                     // SQLite need not check them again.
-                    usage.set_omit(matches!(arg, Arg::Key(_) | Arg::EventType));
+                    usage.set_omit(matches!(arg, Arg::Key(_) | Arg::EventType | Arg::EventTypes));
                     s
                 }
             };
@@ -329,7 +347,7 @@ unsafe impl<'vtab> VTab<'vtab> for EventsTab {
             (20.0, 10)
         } else if has(&|a| matches!(a, Arg::SeqMin { .. })) && has(&|a| matches!(a, Arg::SeqMax { .. })) {
             (1_000.0, 1_000)
-        } else if has(&|a| matches!(a, Arg::SeqMin { .. } | Arg::SeqMax { .. } | Arg::TimeMin | Arg::TimeMax | Arg::EventType)) {
+        } else if has(&|a| matches!(a, Arg::SeqMin { .. } | Arg::SeqMax { .. } | Arg::TimeMin | Arg::TimeMax | Arg::EventType | Arg::EventTypes)) {
             (total as f64 / 4.0, total / 4)
         } else {
             (total as f64, total)
@@ -363,16 +381,21 @@ unsafe impl<'vtab> VTab<'vtab> for EventsTab {
             sealed: VecDeque::new(),
             at: 0,
             row: RefCell::new(None),
+            block_seqs: RefCell::new(None),
             hot: None,
             done: true,
             bounds: None,
             envelopes: true,
             shape: None,
-            event_type: None,
+            event_types: None,
             candidates: None,
         })
     }
 }
+
+/// One block's seqs, with its segment (held, so the same address is the same segment) and its
+/// positions.
+type BlockSeqs = (Arc<Segment>, Range<u32>, Vec<i64>);
 
 /// A stretch of one segment's positions to read.
 enum Stretch {
@@ -385,6 +408,12 @@ impl Stretch {
         match self {
             Stretch::Range(_, r) => r.len(),
             Stretch::Rows(_, v) => v.len(),
+        }
+    }
+
+    fn segment(&self) -> &Arc<Segment> {
+        match self {
+            Stretch::Range(s, _) | Stretch::Rows(s, _) => s,
         }
     }
 
@@ -410,6 +439,9 @@ struct EventsCursor {
     at: usize,
     /// The current sealed row, decoded when a column other than seq is first asked for.
     row: RefCell<Option<SealedRow>>,
+    /// The seqs of the block the last sealed seq was read from (which segment, its positions):
+    /// a scan decodes each block's seqs once, not once per row.
+    block_seqs: RefCell<Option<BlockSeqs>>,
     /// Once the sealed rows are read: the nested statement over `events_hot` (with its SQL), on
     /// its current row. Held apart from `statements` so reading a column looks nothing up.
     hot: Option<(String, Nested)>,
@@ -420,8 +452,8 @@ struct EventsCursor {
     envelopes: bool,
     /// The plan (`idx_str`, `idx_num`, whether it reads candidates) the statement in `hot` was made for.
     shape: Option<(String, c_int, bool)>,
-    /// The event type the plan reads, if any: sealed rows of others are skipped.
-    event_type: Option<String>,
+    /// The event types the plan reads, if it names any: sealed rows of others are skipped.
+    event_types: Option<Vec<String>>,
     /// For a key lookup or a narrow time range: the unsealed seqs left to read, ascending (`hot.rs`).
     candidates: Option<VecDeque<i64>>,
 }
@@ -458,13 +490,16 @@ impl EventsCursor {
                 self.sealed.pop_front();
                 self.at = 0;
             }
-            let Some(wanted) = &self.event_type else { return Ok(()) };
+            let Some(wanted) = &self.event_types else { return Ok(()) };
             let Some(stretch) = self.sealed.front() else { return Ok(()) };
             let (segment, pos) = stretch.get(self.at);
             // The lineage columns answer without decompressing the block.
             let matches = match segment.event_type_at(pos) {
-                Some(t) => t == wanted,
-                None => self.sealed_row()?.event_type == *wanted,
+                Some(t) => wanted.iter().any(|w| w == t),
+                None => {
+                    let row = self.sealed_row()?;
+                    wanted.contains(&row.event_type)
+                }
             };
             if matches {
                 return Ok(());
@@ -515,8 +550,16 @@ impl EventsCursor {
             return Ok(row.seq);
         }
         let stretch = self.sealed.front().ok_or_else(|| module_error("no current row"))?;
-        let (segment, pos) = stretch.get(self.at);
-        segment.seq_at(pos).map_err(|e| module_error(&e.to_string()))
+        let (segment, pos) = (stretch.segment(), stretch.get(self.at).1);
+        let mut cached = self.block_seqs.borrow_mut();
+        // The cache holds its segment, so the same address is the same segment.
+        let hit = cached.as_ref().is_some_and(|(s, range, _)| Arc::ptr_eq(s, segment) && range.contains(&pos));
+        if !hit {
+            let (range, seqs) = segment.block_seqs_at(pos).map_err(|e| module_error(&e.to_string()))?;
+            *cached = Some((segment.clone(), range, seqs));
+        }
+        let (_, range, seqs) = cached.as_ref().expect("just filled");
+        Ok(seqs[(pos - range.start) as usize])
     }
 
     fn sealed_row(&self) -> rusqlite::Result<std::cell::Ref<'_, SealedRow>> {
@@ -545,8 +588,20 @@ struct Bounds {
     seq_max: Option<i64>,
     time_min: Option<String>,
     time_max: Option<String>,
-    event_type: Option<Option<String>>,
+    /// The event types allowed, when the plan names any (one `=`, an `IN` list, or both, which
+    /// intersect); empty when none can match (`= NULL`).
+    event_types: Option<Vec<String>>,
     key: Option<(Key, Option<String>)>,
+}
+
+impl Bounds {
+    /// Narrows the allowed event types to those also in `types`.
+    fn allow_event_types(&mut self, types: Vec<String>) {
+        self.event_types = Some(match self.event_types.take() {
+            Some(before) => before.into_iter().filter(|t| types.contains(t)).collect(),
+            None => types,
+        });
+    }
 }
 
 unsafe impl VTabCursor for EventsCursor {
@@ -588,11 +643,24 @@ unsafe impl VTabCursor for EventsCursor {
                 Arg::SeqMax { inclusive } => narrow(&mut b.seq_max, i64::min, int()?.map(|v| if inclusive { v } else { v.saturating_sub(1) })),
                 Arg::TimeMin => b.time_min = text(),
                 Arg::TimeMax => b.time_max = text(),
-                Arg::EventType => b.event_type = Some(text()),
+                Arg::EventType => b.allow_event_types(text().into_iter().collect()),
+                Arg::EventTypes => {
+                    use rusqlite::fallible_streaming_iterator::FallibleStreamingIterator as _;
+                    let mut list = Vec::new();
+                    let mut values = args.in_values(i)?;
+                    while let Some(v) = values.next()? {
+                        match v.get_raw() {
+                            rusqlite::types::ValueRef::Text(t) => list.push(String::from_utf8_lossy(t).into_owned()),
+                            rusqlite::types::ValueRef::Integer(n) => list.push(n.to_string()),
+                            _ => {}
+                        }
+                    }
+                    b.allow_event_types(list);
+                }
                 Arg::Key(k) => b.key = Some((k, text())),
             }
         }
-        if matches!(b.key, Some((_, None))) || matches!(b.event_type, Some(None)) {
+        if matches!(b.key, Some((_, None))) || b.event_types.as_ref().is_some_and(Vec::is_empty) {
             // `= NULL` (or a blob) matches nothing.
             self.sealed.clear();
             self.done = true;
@@ -619,7 +687,7 @@ unsafe impl VTabCursor for EventsCursor {
         self.sealed = plan(&self.set.snapshot(), &b).map_err(|e| module_error(&e.to_string()))?.into();
         self.at = 0;
         *self.row.get_mut() = None;
-        self.event_type = b.event_type.clone().flatten();
+        self.event_types = b.event_types.clone();
         self.skip_empty()?;
         if !self.sealed.is_empty() {
             self.statement(SEALED_REDELIVERIES)?;
@@ -637,27 +705,36 @@ unsafe impl VTabCursor for EventsCursor {
         let mut conditions: Vec<&str> = Vec::new();
         if let Some((k, Some(v))) = &b.key {
             conditions.push(match k {
-                Key::EventId => "event_id =",
-                Key::CorrelationId => "correlation_id =",
-                Key::CausationId => "causation_id =",
-                Key::Subject => "subject =",
+                Key::EventId => "event_id = ?",
+                Key::CorrelationId => "correlation_id = ?",
+                Key::CausationId => "causation_id = ?",
+                Key::Subject => "subject = ?",
             });
             values.push(v.clone().into());
         }
-        if let Some(Some(t)) = &b.event_type {
-            conditions.push("event_type =");
-            values.push(t.clone().into());
+        match &b.event_types {
+            // The statement's text depends on the plan alone: a plan with an IN list binds it
+            // whole, as JSON, however many values it has.
+            Some(types) if has(|a| *a == Arg::EventTypes) => {
+                conditions.push("event_type IN (SELECT value FROM json_each(?))");
+                values.push(serde_json::to_string(types).expect("strings serialise").into());
+            }
+            Some(types) => {
+                conditions.push("event_type = ?");
+                values.push(types[0].clone().into());
+            }
+            None => {}
         }
         if has(|a| matches!(a, Arg::SeqEq | Arg::SeqMax { .. })) {
-            conditions.push("seq <=");
+            conditions.push("seq <= ?");
             values.push(b.seq_max.unwrap_or(i64::MAX).into());
         }
         if has(|a| *a == Arg::TimeMin) {
-            conditions.push("time >=");
+            conditions.push("time >= ?");
             values.push(b.time_min.clone().unwrap_or_default().into());
         }
         if has(|a| *a == Arg::TimeMax) {
-            conditions.push("time <=");
+            conditions.push("time <= ?");
             values.push(b.time_max.clone().unwrap_or_else(|| "\u{10FFFF}".into()).into());
         }
         // A key lookup reads the rows its keys name (`hot.rs`), one by one, in seq order; so does
@@ -665,7 +742,7 @@ unsafe impl VTabCursor for EventsCursor {
         self.candidates = match (&b.key, self.set.keys.get()) {
             (Some((k, Some(v))), Some(keys)) => Some(unsealed_candidates(&self.set, keys, *k, v, &b).map_err(|e| module_error(&e.to_string()))?),
             // With an event type, `events_type_time` serves the range.
-            (None, Some(keys)) if b.event_type.is_none() && has(|a| matches!(a, Arg::TimeMin | Arg::TimeMax)) => {
+            (None, Some(keys)) if b.event_types.is_none() && has(|a| matches!(a, Arg::TimeMin | Arg::TimeMax)) => {
                 keys.times_between(b.time_min.as_deref(), b.time_max.as_deref(), after).map(|mut seqs| {
                     seqs.retain(|s| b.seq_max.is_none_or(|max| *s <= max));
                     seqs.into()
@@ -683,7 +760,7 @@ unsafe impl VTabCursor for EventsCursor {
             let by_seq = if self.candidates.is_some() { "seq = ?1" } else { "seq > ?1" };
             let mut sql = format!("SELECT {} FROM events_hot WHERE {by_seq}", columns.join(", "));
             for (i, c) in conditions.iter().enumerate() {
-                sql.push_str(&format!(" AND {c} ?{}", i + 2));
+                sql.push_str(&format!(" AND {}", c.replacen('?', &format!("?{}", i + 2), 1)));
             }
             if idx_num & ORDERED != 0 && self.candidates.is_none() {
                 sql.push_str(" ORDER BY seq");
@@ -934,8 +1011,8 @@ fn plan(segments: &[Arc<Segment>], b: &Bounds) -> Result<Vec<Stretch>, crate::St
         if b.time_min.as_deref().is_some_and(|t| info.max_time.as_str() < t) || b.time_max.as_deref().is_some_and(|t| info.min_time.as_str() > t) {
             continue;
         }
-        if let Some(Some(t)) = &b.event_type
-            && !segment.may_contain_event_type(t)
+        if let Some(types) = &b.event_types
+            && !types.iter().any(|t| segment.may_contain_event_type(t))
         {
             continue;
         }

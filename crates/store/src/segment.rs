@@ -1305,6 +1305,17 @@ impl Segment {
     }
 
     /// The seq of the row at a position, without decompressing its block.
+    /// The positions of the block holding `pos` and their seqs, in order: what a scan keeps to
+    /// answer the seq of each of the block's rows without decoding the block's seqs again.
+    pub fn block_seqs_at(&self, pos: u32) -> Result<(Range<u32>, Vec<i64>), StoreError> {
+        if pos as usize >= self.len() {
+            return Err(self.corrupt(format!("no row at position {pos}: the segment has {}", self.len())));
+        }
+        let b = self.block_of(pos);
+        let seqs = self.block_seqs(b).map_err(|e| self.corrupt(format!("block {b}: {e}")))?;
+        Ok((self.block_range(b), seqs))
+    }
+
     pub fn seq_at(&self, pos: u32) -> Result<i64, StoreError> {
         if pos as usize >= self.len() {
             return Err(self.corrupt(format!("no row at position {pos}: the segment has {}", self.len())));

@@ -109,11 +109,42 @@ pub(crate) fn install_authorizer(conn: &mut Connection, reader: Reader) {
     }));
 }
 
+/// The columns holding what a dead letter carried (its payload, its Kafka key and headers): read
+/// as NULL by a query whose [`SqlScope`] leaves out payloads.
+pub const DLQ_PAYLOAD_COLUMNS: [&str; 3] = ["original_event", "original_key", "original_headers"];
+
+/// What a user's query may read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SqlScope {
+    /// The payloads of dead letters ([`DLQ_PAYLOAD_COLUMNS`]); without it they read as NULL.
+    pub dlq_payloads: bool,
+}
+
+impl SqlScope {
+    pub const ALL: SqlScope = SqlScope { dlq_payloads: true };
+}
+
+/// A user's connection: the read-only authorizer, and payload columns read as NULL while
+/// `payloads` is false (SQLite's `SQLITE_IGNORE`, decided as each statement is prepared).
+fn install_user_authorizer(conn: &mut Connection, payloads: Arc<std::sync::atomic::AtomicBool>) {
+    let _ = conn.authorizer(Some(move |ctx: AuthContext<'_>| match ctx.action {
+        AuthAction::Read { table_name: "dlq", column_name, .. }
+            if DLQ_PAYLOAD_COLUMNS.contains(&column_name) && !payloads.load(std::sync::atomic::Ordering::Acquire) =>
+        {
+            Authorization::Ignore
+        }
+        AuthAction::Select | AuthAction::Read { .. } | AuthAction::Function { .. } | AuthAction::Recursive => Authorization::Allow,
+        AuthAction::Pragma { pragma_name: "data_version", pragma_value: None } => Authorization::Allow,
+        _ => Authorization::Deny,
+    }));
+}
+
 /// A reader kept for users' SQL only: its functions and limits differ from the store's own
 /// readers, and changing functions on a connection would expire its cached statements.
 pub(crate) struct SqlConn {
     conn: Connection,
     bounds: Arc<functions::Bounds>,
+    payloads: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The pool of [`SqlConn`]s; a field of the store, so they close before its writer.
@@ -130,7 +161,9 @@ impl SqlPool {
         let mut conn = crate::open_reader(store.path(), &store.inner.segments, Reader::User)?;
         conn.set_limit(Limit::SQLITE_LIMIT_FUNCTION_ARG, MAX_FUNCTION_ARGS)?;
         let bounds = functions::install(&mut conn)?;
-        Ok(SqlConn { conn, bounds })
+        let payloads = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        install_user_authorizer(&mut conn, payloads.clone());
+        Ok(SqlConn { conn, bounds, payloads })
     }
 
     fn give(&self, conn: SqlConn) {
@@ -142,10 +175,16 @@ impl SqlPool {
 }
 
 impl Store {
-    /// Runs one read-only statement within `limits`.
+    /// Runs one read-only statement within `limits`, reading everything.
     pub fn sql(&self, query: &str, limits: SqlLimits) -> Result<SqlResult, StoreError> {
+        self.sql_scoped(query, limits, SqlScope::ALL)
+    }
+
+    /// Runs one read-only statement within `limits`, reading what `scope` allows.
+    pub fn sql_scoped(&self, query: &str, limits: SqlLimits, scope: SqlScope) -> Result<SqlResult, StoreError> {
         let pool = &self.inner.sql;
         let c = pool.take(self)?;
+        c.payloads.store(scope.dlq_payloads, std::sync::atomic::Ordering::Release);
         let value_limit = limits.max_answer_bytes.clamp(1, 1_000_000_000);
         c.conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, value_limit as i32)?;
         let result = {

@@ -223,3 +223,33 @@ fn aggregate_events_are_found_through_correlations_or_their_key() {
     let err = store.aggregate_events(&AggregateLookup::Pointer("/a\"b".into()), &types, "x", 1).unwrap_err();
     assert!(err.is_client_error(), "{err}");
 }
+
+/// A query without payload rights reads every dead letter's metadata but its payload, key and
+/// headers as NULL, through the view and the table alike, and cannot get round it with an
+/// expression or a subquery; the same connection then serves a query with the rights in full.
+#[tokio::test]
+async fn payloads_read_as_null_without_the_right_to_them() {
+    use causeway_store::SqlScope;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.report_failure(report("e1", "notification-service", "shipments", "KeyError", "boom")).await.unwrap();
+    let hidden = SqlScope { dlq_payloads: false };
+    let scoped = |sql: &str, scope| store.sql_scoped(sql, SqlLimits::default(), scope).unwrap().rows;
+    for query in [
+        "SELECT original_event FROM dlq_events",
+        "SELECT original_event FROM dlq",
+        "SELECT upper(original_event) FROM dlq",
+        "SELECT (SELECT original_event FROM dlq LIMIT 1)",
+        "SELECT original_key FROM dlq",
+        "SELECT original_headers FROM dlq",
+        "SELECT json_extract(original_event, '$.spacing') FROM dlq_events",
+    ] {
+        assert_eq!(scoped(query, hidden), vec![vec![Value::Null]], "{query}");
+    }
+    // Metadata stays readable, and a filter on the payload finds nothing (it reads NULL).
+    assert_eq!(scoped("SELECT error_type, consumer FROM dlq_events", hidden), vec![vec![json!("KeyError"), json!("notification-service")]]);
+    assert!(scoped("SELECT id FROM dlq WHERE original_event LIKE '%kept%'", hidden).is_empty());
+    // The same pooled connection, with the right: the payload in full.
+    assert_eq!(scoped("SELECT original_event FROM dlq", SqlScope::ALL), vec![vec![json!(r#"{"id": "e1",  "spacing": "kept as sent"}"#)]]);
+    assert_eq!(scoped("SELECT original_event FROM dlq", hidden), vec![vec![Value::Null]]);
+}

@@ -106,6 +106,14 @@ const QUERIES: &[&str] = &[
     "SELECT event_id FROM event_lineage WHERE event_type = 'Step3' ORDER BY event_id",
     "SELECT event_id, journey FROM event_lineage WHERE event_type IN ('Step1', 'Step6') AND correlation_id = 'c-00042' ORDER BY 1",
     "SELECT count(*) FROM events WHERE event_type = 'NoSuchType' OR event_id = 'e-00009-9'",
+    // IN lists reach the table whole (one pass in seq order), with NULLs, repeats, unknown types,
+    // an `=` beside them, a subquery's values and a time range.
+    "SELECT seq, event_id FROM events WHERE event_type IN ('Step1', 'Step6', NULL, 'Step1') ORDER BY seq",
+    "SELECT event_type, count(*), min(timestamp), max(timestamp) FROM event_lineage WHERE event_type IN ('Step2', 'Step5', 'NoSuchType') GROUP BY 1 ORDER BY 1",
+    "SELECT count(*) FROM event_lineage WHERE event_type IN ('Step2', 'Step5') AND event_type = 'Step5'",
+    "SELECT count(*) FROM event_lineage WHERE event_type IN ('Step2', 'Step5') AND event_type = 'Step4'",
+    "SELECT event_id FROM event_lineage WHERE event_type IN (SELECT 'Step' || value FROM json_each('[1, 4]')) AND timestamp >= '2026-11-23T08:10:00Z' ORDER BY event_id",
+    "SELECT journey_key, max(timestamp) FROM event_lineage WHERE event_type IN ('Step0', 'Step7') GROUP BY journey_key ORDER BY 1",
     "SELECT e.event_id FROM event_lineage e JOIN event_lineage p ON p.event_id = e.causation_id WHERE p.correlation_id = 'c-00100' ORDER BY 1",
 ];
 
@@ -159,6 +167,10 @@ fn a_sealed_store_answers_as_an_unsealed_one() {
     let plan = sql(&sealed, "EXPLAIN QUERY PLAN SELECT * FROM event_lineage WHERE correlation_id = 'c-00042'");
     let plan = serde_json::to_string(&plan).unwrap();
     assert!(plan.contains("correlation_id@"), "{plan}");
+    // An IN list of event types is one scan, not one per value.
+    let plan = sql(&sealed, "EXPLAIN QUERY PLAN SELECT count(*) FROM event_lineage WHERE event_type IN ('Step1', 'Step6')");
+    let plan = serde_json::to_string(&plan).unwrap();
+    assert!(plan.contains("event_type_in@"), "{plan}");
 
     assert_same_answers(&sealed, &plain);
 

@@ -118,6 +118,56 @@ pub fn broker_message(e: &serde_json::Value, n: usize, ce_prefix: &str) -> (Vec<
     }
 }
 
+/// One HTTP answer read off a raw connection.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads one answer off a raw connection (plain or TLS): its head, then its body by its length.
+pub fn read_answer(c: &mut impl std::io::Read) -> Answer {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match c.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            other => panic!("the connection ended before an answer ({other:?}); read {:?}", String::from_utf8_lossy(&head)),
+        }
+    }
+    let head = String::from_utf8(head).unwrap();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':')).map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string())).collect();
+    let length: usize = headers.iter().find(|(n, _)| n == "content-length").map_or(0, |(_, v)| v.parse().unwrap());
+    let mut body = vec![0u8; length];
+    c.read_exact(&mut body).unwrap();
+    Answer { status, headers, body: String::from_utf8(body).unwrap() }
+}
+
+/// Waits (at most `bound`) for the server to close the connection: true if it did.
+pub fn closed(c: &mut std::net::TcpStream, bound: std::time::Duration) -> bool {
+    use std::io::Read as _;
+    c.set_read_timeout(Some(bound)).unwrap();
+    let mut buf = [0u8; 256];
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
 /// A JSON answer to a GET.
 pub fn get(url: &str) -> serde_json::Value {
     reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(30)).build().unwrap().get(url).send().unwrap().json().unwrap()
@@ -132,4 +182,20 @@ pub fn sql(url: &str, query: &str) -> serde_json::Value {
 /// Events stored, as `event_lineage` counts them.
 pub fn stored(url: &str) -> u64 {
     sql(url, "SELECT count(*) FROM event_lineage")["rows"][0][0].as_u64().unwrap()
+}
+
+/// `promtool check metrics` (Debian's `prometheus` package, installed by scripts/test) accepts
+/// `text` as a scrape.
+pub fn promtool_check_metrics(text: &str) {
+    use std::io::Write as _;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package; scripts/test installs it)");
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "promtool check metrics:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 }

@@ -10,9 +10,9 @@ use causeway_model::format_duration as duration;
 
 use super::findings::{New, owner};
 use super::{Core, Ev, Obligation, bit};
-use crate::FindingKind;
 use crate::compiled::Compiled;
 use crate::render::or_list;
+use crate::{Change, FindingKind, InstanceId};
 
 impl Core {
     /// A reaction arrived: it satisfies every obligation it answers (any one of `then` will do),
@@ -36,12 +36,15 @@ impl Core {
                 continue;
             }
             let o = inst.obligations.remove(k);
+            let trigger = inst.records[o.when as usize].time;
+            let policy = def.policies[o.policy as usize].policy;
             if o.finding != 0 {
                 self.resolve(o.finding, t);
             } else if t > o.due {
                 let f = self.raise_missing(c, i, o.policy, o.when, o.due);
                 self.resolve(f, t);
             }
+            self.changes.push(Change::Reacted { instance: InstanceId(i), policy, latency_us: t - trigger, on_time: t <= o.due });
         }
     }
 
@@ -67,7 +70,8 @@ impl Core {
                 .min();
             match answered {
                 Some(at) if at > due => late.push((pi as u8, due, at)),
-                Some(_) => {}
+                // The reaction came first (out of order), on time.
+                Some(at) => self.changes.push(Change::Reacted { instance: InstanceId(i), policy: p.policy, latency_us: at - ev.time, on_time: true }),
                 None => {
                     if inst.obligations.len() == inst.obligations.capacity() {
                         inst.obligations.reserve_exact((inst.obligations.len() / 2).max(1));
@@ -79,6 +83,8 @@ impl Core {
         for (policy, due, at) in late {
             let f = self.raise_missing(c, i, policy, r, due);
             self.resolve(f, at);
+            let global = c.journeys[self.inst[i as usize].journey as usize].policies[policy as usize].policy;
+            self.changes.push(Change::Reacted { instance: InstanceId(i), policy: global, latency_us: at - ev.time, on_time: false });
         }
     }
 

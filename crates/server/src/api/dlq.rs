@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -31,10 +31,12 @@ use crate::api::findings::finding_json;
 use crate::api::journeys::journey_body;
 use crate::api::params::{NotANumber, check_known, limit, param, params, rfc3339, time_param, whole_number};
 use crate::api::query::{correlation_json, read};
+use crate::auth::{Principal, actor};
 use crate::engine::link_dead_letters;
 use crate::error::{ApiError, remedy};
 use crate::replay::{MAX_CONTENT_TYPE_BYTES, ReplayRequest, Target, is_media_type};
 use crate::state::AppState;
+use causeway_auth::Access;
 
 /// Bulk replay: records per request by default and at most; replays per second by default and at most.
 const BULK_DEFAULT_LIMIT: usize = 100;
@@ -109,7 +111,7 @@ pub async fn report(State(state): State<AppState>, body: Body) -> Result<Respons
         let event = model.as_ref()?.model().events.get(identity.event_type.as_deref()?)?;
         event.topic.clone()
     });
-    let report = DlqReport {
+    let mut report = DlqReport {
         original,
         // A JSON request is UTF-8 text.
         original_bytes: None,
@@ -131,6 +133,9 @@ pub async fn report(State(state): State<AppState>, body: Body) -> Result<Respons
         original_headers: None,
         received_as: None,
     };
+    if let Some(model) = &model {
+        model.redact_report(&mut report);
+    }
     let reported = state.store.report_failure(report).await?;
     let status = if reported.repeated { StatusCode::OK } else { StatusCode::CREATED };
     let location = format!("/v1/dlq/{}", reported.id);
@@ -254,6 +259,17 @@ fn record_json(row: &DlqRow) -> Value {
     v
 }
 
+/// A record as a token without the operator role sees it: what it carried is left out, and
+/// `payload` says why (docs/security.md).
+fn hide_payload(record: &mut Value) {
+    if let Value::Object(fields) = record {
+        for name in ["original_event", "original_event_encoding", "original_key", "original_headers"] {
+            fields.remove(name);
+        }
+        fields.insert("payload".into(), json!("hidden: what a dead letter carried is shown to the operator and admin roles"));
+    }
+}
+
 fn not_found(id: i64) -> ApiError {
     ApiError::not_found(format!("no DLQ record has the id {id}")).with_remedy(remedy::LIST_DLQ)
 }
@@ -268,7 +284,8 @@ fn path_id(text: &str) -> Result<i64, ApiError> {
 
 /// `GET /v1/dlq/{id}`: the record, its replays, its correlation's causation chain, the journey it
 /// belongs to, and the findings about its event.
-pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn get(State(state): State<AppState>, Extension(who): Extension<Principal>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let payloads = who.may(Access::Operate);
     let id = path_id(&id)?;
     let engine = state.journeys.clone();
     let model = state.model.current();
@@ -311,8 +328,12 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Resul
         };
         let mut findings: Vec<Value> = findings.iter().map(finding_json).collect();
         link_dead_letters(&store, model, &mut findings)?;
+        let mut record = record_json(&row);
+        if !payloads {
+            hide_payload(&mut record);
+        }
         Ok(Json(json!({
-            "record": record_json(&row),
+            "record": record,
             "replay_target": replay_url,
             "replays": replays,
             "chain": chain,
@@ -361,14 +382,6 @@ fn optional_body<T: serde::de::DeserializeOwned + Default>(bytes: &[u8], shape: 
         return Ok(T::default());
     }
     serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request("invalid_request", format!("expected {shape}: {e}")))
-}
-
-/// Who asked: the body's `actor`, else the `x-causeway-actor` header, else `anonymous`.
-fn actor(from_body: Option<String>, headers: &HeaderMap) -> String {
-    from_body
-        .filter(|a| !a.trim().is_empty())
-        .or_else(|| headers.get("x-causeway-actor").and_then(|v| v.to_str().ok()).map(str::to_owned))
-        .unwrap_or_else(|| "anonymous".to_string())
 }
 
 /// The outcome of replaying one record, as answered.

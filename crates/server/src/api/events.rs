@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use causeway_envelope::{BodyError, Item, parse_body, sniff_identity};
@@ -11,9 +11,10 @@ use http_body_util::BodyExt;
 use serde::Serialize;
 use serde_json::json;
 
+use crate::auth::{AuditNote, Principal, too_many};
 use crate::error::ApiError;
-use crate::ingest::{prepare, refused};
-use crate::metrics::Metrics;
+use crate::ingest::{fence, prepare, refused};
+use crate::metrics::{IngestLabels, Metrics};
 use crate::model::LoadedModel;
 use crate::state::AppState;
 
@@ -48,7 +49,20 @@ pub struct FindingNote {
     pub detail: String,
 }
 
-pub async fn post_events(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+pub async fn post_events(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let started = std::time::Instant::now();
+    let metrics = state.metrics.clone();
+    let answer = ingest_request(state, who, headers, body).await;
+    metrics.ingest_duration.lock().expect("ingest duration").observe(started.elapsed().as_secs_f64());
+    answer
+}
+
+async fn ingest_request(state: AppState, who: Principal, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     Metrics::add(&state.metrics.requests, 1);
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let limit = state.parse.limits.max_request_bytes;
@@ -94,12 +108,29 @@ pub async fn post_events(State(state): State<AppState>, headers: HeaderMap, body
         Ok(items) => items,
         Err(error) => return Err(reject_body(&state, &error, &bytes, content_type, false).await),
     };
-    ingest_items(&state, items, content_type, model.as_deref()).await
+    // The request took one unit of its token's rate; each further event takes one more.
+    if let Err(wait) = state.auth.charge(&who, items.len().saturating_sub(1) as u64) {
+        return Ok(too_many(&who, wait));
+    }
+    ingest_items(&state, &who, items, content_type, model.as_deref()).await
 }
 
-/// Stores the parsed items and answers with a result per item, in input order.
-async fn ingest_items(state: &AppState, items: Vec<Item>, content_type: Option<String>, model: Option<&LoadedModel>) -> Result<Response, ApiError> {
-    let (events, rejections, placement) = prepare(items, content_type, model, state.parse.limits, None);
+/// Stores the parsed items and answers with a result per item, in input order; the answer carries
+/// the audit entry's counts.
+async fn ingest_items(
+    state: &AppState,
+    who: &Principal,
+    items: Vec<Item>,
+    content_type: Option<String>,
+    model: Option<&LoadedModel>,
+) -> Result<Response, ApiError> {
+    let (mut events, mut rejections, mut placement) = prepare(items, content_type, model, state.parse.limits, None);
+    // A producer token sends only events of the contexts it holds; the others are refused and kept.
+    let unauthorized = match &who.token {
+        Some(token) => fence(&mut events, &mut rejections, &mut placement, model, |c| who.may_produce(c), &format!("token {}", token.label())),
+        None => 0,
+    };
+    let labels = IngestLabels::of(&events, &rejections);
     let ids: Vec<String> = events.iter().map(|e| e.event().id.clone()).collect();
     let event_findings: Vec<Vec<FindingNote>> =
         events.iter().map(|e| e.findings.iter().map(|f| FindingNote { kind: f.kind.clone(), detail: f.detail.clone() }).collect()).collect();
@@ -142,13 +173,24 @@ async fn ingest_items(state: &AppState, items: Vec<Item>, content_type: Option<S
     Metrics::add(&m.accepted, response.accepted);
     Metrics::add(&m.duplicates, response.duplicates);
     Metrics::add(&m.rejected, response.rejected);
+    m.count_ingested(model.map(|m| m.model()), &labels, &stored.events);
     let total = response.results.len();
+    let note = AuditNote(json!({
+        "accepted": response.accepted,
+        "duplicates": response.duplicates,
+        "rejected": response.rejected,
+        "unauthorized": unauthorized,
+    }));
+    let noted = |mut answer: Response| {
+        answer.extensions_mut().insert(note.clone());
+        answer
+    };
     if response.rejected == 0 {
-        return Ok(Json(response).into_response());
+        return Ok(noted(Json(response).into_response()));
     }
     if response.rejected < total {
         // Some stored, some refused: the client must read the per-event results.
-        return Ok((StatusCode::MULTI_STATUS, Json(response)).into_response());
+        return Ok(noted((StatusCode::MULTI_STATUS, Json(response)).into_response()));
     }
     let first = response.results.iter().find_map(|r| r.reason.clone()).unwrap_or_default();
     let code = response.results.iter().find_map(|r| r.error_type).unwrap_or("invalid_event");
@@ -158,11 +200,13 @@ async fn ingest_items(state: &AppState, items: Vec<Item>, content_type: Option<S
         format!("all {total} events were rejected (kept as DLQ records); the first: {first}")
     };
     let body = serde_json::to_value(&response).map_err(|e| ApiError::internal("encoding the answer", e))?;
-    let mut error = ApiError::bad_request(code, message);
+    // Refused for who sent them, not for what they are: 403, as for any other right not held.
+    let status = if unauthorized == total { StatusCode::FORBIDDEN } else { StatusCode::BAD_REQUEST };
+    let mut error = ApiError::new(status, code, message);
     if let serde_json::Value::Object(fields) = body {
         error.extra = fields;
     }
-    Err(error)
+    Ok(noted(error.into_response()))
 }
 
 /// A body refused as a whole is still kept, as one DLQ record.

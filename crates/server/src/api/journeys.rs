@@ -19,15 +19,15 @@ use crate::error::ApiError;
 use crate::model::LoadedModel;
 use crate::state::AppState;
 
-fn engine(state: &AppState) -> Result<JourneyEngine, ApiError> {
+pub(super) fn engine(state: &AppState) -> Result<JourneyEngine, ApiError> {
     state.journeys.clone().ok_or_else(|| ApiError::not_found("the journey engine is off in this server: start it with `causeway serve --model FILE`"))
 }
 
-fn no_model() -> ApiError {
+pub(super) fn no_model() -> ApiError {
     ApiError::not_found("no model is loaded, so there are no journeys: start the server with --model FILE")
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+pub(super) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal("the journey engine", e))?
 }
 

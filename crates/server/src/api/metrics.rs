@@ -14,7 +14,7 @@ use causeway_journey::FindingKind;
 
 use crate::api::findings::INGEST_KINDS;
 use crate::engine::{Clock, ClockView};
-use crate::metrics::Metrics;
+use crate::metrics::{Histogram, Metrics};
 use crate::state::AppState;
 
 /// Series of `causeway_dlq_pending` by error type, beside `other`. Error types come from clients
@@ -75,14 +75,34 @@ pub async fn exposition(State(state): State<AppState>) -> impl IntoResponse {
     let _ = writeln!(out, "# HELP causeway_ingest_requests_total Requests to POST /v1/events.");
     let _ = writeln!(out, "# TYPE causeway_ingest_requests_total counter");
     let _ = writeln!(out, "causeway_ingest_requests_total {}", Metrics::get(&m.requests));
-    let _ = writeln!(out, "# HELP causeway_events_ingested_total Events received, by outcome.");
+    let _ = writeln!(
+        out,
+        "# HELP causeway_events_ingested_total Events received, by context, event type (other: one the model does not name) and outcome (accepted, schema_error: accepted but breaking its schema, duplicate, rejected)."
+    );
     let _ = writeln!(out, "# TYPE causeway_events_ingested_total counter");
-    for (outcome, counter) in [("accepted", &m.accepted), ("duplicate", &m.duplicates), ("rejected", &m.rejected)] {
-        let _ = writeln!(out, "causeway_events_ingested_total{{outcome=\"{outcome}\"}} {}", Metrics::get(counter));
+    for ((context, event_type, outcome), n) in m.ingested.lock().expect("ingest counters").iter() {
+        let _ = writeln!(
+            out,
+            "causeway_events_ingested_total{{context=\"{}\",event_type=\"{}\",outcome=\"{outcome}\"}} {n}",
+            escape_label(context),
+            escape_label(event_type)
+        );
     }
+    let duration = m.ingest_duration.lock().expect("ingest duration").clone();
+    let _ = writeln!(out, "# HELP causeway_ingest_duration_seconds How long POST /v1/events took to answer, from the request to the answer.");
+    let _ = writeln!(out, "# TYPE causeway_ingest_duration_seconds histogram");
+    write_histogram(&mut out, "causeway_ingest_duration_seconds", None, &duration);
     let _ = writeln!(out, "# HELP causeway_ingest_bodies_rejected_total Request bodies refused as a whole (malformed, too large, too deep).");
     let _ = writeln!(out, "# TYPE causeway_ingest_bodies_rejected_total counter");
     let _ = writeln!(out, "causeway_ingest_bodies_rejected_total {}", Metrics::get(&m.bodies_rejected));
+    let _ = writeln!(
+        out,
+        "# HELP causeway_auth_refusals_total Requests refused by authentication or authorization: no or unknown token (unauthenticated), a role without the route (forbidden), a cookie write without its CSRF token (csrf), over the token's rate (rate_limited)."
+    );
+    let _ = writeln!(out, "# TYPE causeway_auth_refusals_total counter");
+    for (reason, n) in state.auth.refusals() {
+        let _ = writeln!(out, "causeway_auth_refusals_total{{reason=\"{reason}\"}} {n}");
+    }
     let c = &state.connections;
     let load = |a: &std::sync::atomic::AtomicUsize| a.load(std::sync::atomic::Ordering::Relaxed);
     let count = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
@@ -104,9 +124,11 @@ pub async fn exposition(State(state): State<AppState>) -> impl IntoResponse {
     let now = chrono::Utc::now().timestamp();
     let read = tokio::task::spawn_blocking(move || {
         let clock = engine.as_ref().and_then(|e| e.clock_snapshot());
-        (store.counts(), engine.and_then(|e| e.stats()), store.dlq_summary(now), store.count_findings(&INGEST_KINDS), clock)
+        let slos = engine.as_ref().and_then(|e| e.slo_snapshot());
+        let by_journey = engine.as_ref().and_then(|e| e.journey_counts());
+        (store.counts(), engine.and_then(|e| e.stats()), store.dlq_summary(now), store.count_findings(&INGEST_KINDS), clock, slos, by_journey)
     });
-    let Ok((counts, journeys, dlq, ingest_findings, clock)) = read.await else {
+    let Ok((counts, journeys, dlq, ingest_findings, clock, slos, by_journey)) = read.await else {
         return ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out);
     };
     // Open findings by kind: the label set is the fixed list of kinds, each always present. The
@@ -132,10 +154,12 @@ pub async fn exposition(State(state): State<AppState>) -> impl IntoResponse {
         }
     }
     if let Some((stats, position)) = journeys {
-        let _ = writeln!(out, "# HELP causeway_journeys Journey instances, by state (completed: an outcome reached).");
+        let _ = writeln!(out, "# HELP causeway_journeys Journey instances, by journey and state (completed: an outcome reached).");
         let _ = writeln!(out, "# TYPE causeway_journeys gauge");
-        for (s, n) in [("in_flight", stats.in_flight), ("stalled", stats.stalled), ("completed", stats.completed)] {
-            let _ = writeln!(out, "causeway_journeys{{state=\"{s}\"}} {n}");
+        for (journey, counts) in by_journey.iter().flatten() {
+            for (s, n) in ["in_flight", "stalled", "completed"].iter().zip(counts) {
+                let _ = writeln!(out, "causeway_journeys{{journey=\"{}\",state=\"{s}\"}} {n}", escape_label(journey));
+            }
         }
         let _ = writeln!(out, "# HELP causeway_journey_findings Findings the journey engine raised, by status.");
         let _ = writeln!(out, "# TYPE causeway_journey_findings gauge");
@@ -174,6 +198,16 @@ pub async fn exposition(State(state): State<AppState>) -> impl IntoResponse {
         for (label, n) in top_labels(&dlq.by_error_type, ERROR_TYPE_SERIES) {
             let _ = writeln!(out, "causeway_dlq_pending{{error_type=\"{}\"}} {n}", escape_label(&label));
         }
+        let _ = writeln!(
+            out,
+            "# HELP causeway_dlq_pending_by_topic Pending dead-letter records, by the topic they came from (the {ERROR_TYPE_SERIES} most common, then other; none: not from a topic)."
+        );
+        let _ = writeln!(out, "# TYPE causeway_dlq_pending_by_topic gauge");
+        let topics: Vec<(String, i64)> =
+            dlq.by_source_topic.iter().map(|(t, n)| (if t.is_empty() { "none".to_string() } else { t.clone() }, *n)).collect();
+        for (label, n) in top_labels(&topics, ERROR_TYPE_SERIES) {
+            let _ = writeln!(out, "causeway_dlq_pending_by_topic{{source_topic=\"{}\"}} {n}", escape_label(&label));
+        }
         let oldest = dlq.oldest_pending_failed_at.as_deref().and_then(|t| causeway_envelope::parse_time(t).ok());
         let _ = writeln!(out, "# HELP causeway_dlq_oldest_pending_age_seconds Age of the oldest pending dead letter (0 when none).");
         let _ = writeln!(out, "# TYPE causeway_dlq_oldest_pending_age_seconds gauge");
@@ -182,7 +216,47 @@ pub async fn exposition(State(state): State<AppState>) -> impl IntoResponse {
     if let Some(lag) = &state.lag {
         write_lag(&mut out, &lag.read().expect("lag report"));
     }
+    if let Some(slos) = &slos {
+        write_slos(&mut out, slos);
+    }
+    write_notifications(&mut out, &state.notify.status());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+/// The notifier's deliveries per receiver and its alerts (`notify.rs`), when it runs. Receivers
+/// are named in the configuration; every alert name, severity and state has a series.
+fn write_notifications(out: &mut String, status: &crate::notify::Status) {
+    if !status.running {
+        return;
+    }
+    let _ = writeln!(out, "# HELP causeway_notifications_total Notifications posted to each webhook receiver, by outcome.");
+    let _ = writeln!(out, "# TYPE causeway_notifications_total counter");
+    for r in &status.receivers {
+        let name = escape_label(&label_value(&r.name));
+        let _ = writeln!(out, "causeway_notifications_total{{receiver=\"{name}\",status=\"sent\"}} {}", r.sent);
+        let _ = writeln!(out, "causeway_notifications_total{{receiver=\"{name}\",status=\"failed\"}} {}", r.failed);
+    }
+    let _ = writeln!(
+        out,
+        "# HELP causeway_alerts Alerts the notifier judged active in its last round, by name, severity and state (firing, or held back by a silence)."
+    );
+    let _ = writeln!(out, "# TYPE causeway_alerts gauge");
+    for alertname in crate::notify::ALERT_NAMES {
+        for severity in ["page", "ticket"] {
+            for state in ["firing", "silenced"] {
+                let n = status
+                    .alerts
+                    .iter()
+                    .filter(|a| {
+                        a.alert.labels.get("alertname").is_some_and(|v| v == alertname)
+                            && a.alert.labels.get("severity").is_some_and(|v| v == severity)
+                            && a.state() == state
+                    })
+                    .count();
+                let _ = writeln!(out, "causeway_alerts{{alertname=\"{alertname}\",severity=\"{severity}\",state=\"{state}\"}} {n}");
+            }
+        }
+    }
 }
 
 /// Consumer groups given series, worst first: their names come from the brokers.
@@ -247,4 +321,96 @@ fn write_clock(out: &mut String, clock: &ClockView) {
     let _ = writeln!(out, "# HELP causeway_event_lateness_max_seconds The most any event was late (clock at arrival less its event time).");
     let _ = writeln!(out, "# TYPE causeway_event_lateness_max_seconds gauge");
     let _ = writeln!(out, "causeway_event_lateness_max_seconds {:.3}", worst.as_secs_f64());
+}
+
+/// The SLOs (`/v1/slo`) and the latency histograms beside them. Label values are the model's
+/// names (SLOs, policies, journeys): bounded by the model.
+fn write_slos(out: &mut String, snapshot: &crate::engine::SloSnapshot) {
+    let _ = writeln!(out, "# HELP causeway_slo_events_total What each SLO's SLI judged, by verdict (by event time, since the log's start).");
+    let _ = writeln!(out, "# TYPE causeway_slo_events_total counter");
+    for v in &snapshot.slos {
+        let name = escape_label(&v.objective.name);
+        let _ = writeln!(out, "causeway_slo_events_total{{slo=\"{name}\",outcome=\"good\"}} {}", v.totals.good);
+        let _ = writeln!(out, "causeway_slo_events_total{{slo=\"{name}\",outcome=\"bad\"}} {}", v.totals.bad);
+    }
+    let _ = writeln!(out, "# HELP causeway_slo_objective_ratio The share of good verdicts each SLO promises.");
+    let _ = writeln!(out, "# TYPE causeway_slo_objective_ratio gauge");
+    for v in &snapshot.slos {
+        let _ = writeln!(out, "causeway_slo_objective_ratio{{slo=\"{}\"}} {}", escape_label(&v.objective.name), v.objective.target);
+    }
+    let _ = writeln!(
+        out,
+        "# HELP causeway_slo_error_budget_remaining_ratio The error budget left over each SLO's window (1 untouched, below 0 overspent)."
+    );
+    let _ = writeln!(out, "# TYPE causeway_slo_error_budget_remaining_ratio gauge");
+    for v in &snapshot.slos {
+        let _ = writeln!(
+            out,
+            "causeway_slo_error_budget_remaining_ratio{{slo=\"{}\"}} {}",
+            escape_label(&v.objective.name),
+            v.evaluation.budget_remaining
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP causeway_slo_burn_rate How fast each SLO spends its budget over each window, by event time (1: exactly over its window)."
+    );
+    let _ = writeln!(out, "# TYPE causeway_slo_burn_rate gauge");
+    for v in &snapshot.slos {
+        for (window, rate) in &v.evaluation.burn_rates {
+            let _ = writeln!(out, "causeway_slo_burn_rate{{slo=\"{}\",window=\"{window}\"}} {rate}", escape_label(&v.objective.name));
+        }
+    }
+    let _ =
+        writeln!(out, "# HELP causeway_slo_alert Whether each SLO's burn rates call for a page or a ticket (the SRE workbook's multi-window table).");
+    let _ = writeln!(out, "# TYPE causeway_slo_alert gauge");
+    for v in &snapshot.slos {
+        for severity in [causeway_slo::Severity::Page, causeway_slo::Severity::Ticket] {
+            let on = v.evaluation.firing.iter().any(|r| r.severity == severity);
+            let _ = writeln!(
+                out,
+                "causeway_slo_alert{{slo=\"{}\",severity=\"{}\"}} {}",
+                escape_label(&v.objective.name),
+                severity.as_str(),
+                u8::from(on)
+            );
+        }
+    }
+    write_histograms(
+        out,
+        "causeway_reaction_latency_seconds",
+        "Time from a policy's trigger to its reaction (event time), on time or late.",
+        "policy",
+        &snapshot.reaction_latency,
+    );
+    write_histograms(
+        out,
+        "causeway_journey_completion_seconds",
+        "Time from a journey instance's first event to its outcome (event time).",
+        "journey",
+        &snapshot.completion_time,
+    );
+}
+
+fn write_histograms(out: &mut String, name: &str, help: &str, label: &str, by: &std::collections::HashMap<String, Histogram>) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    let mut keys: Vec<&String> = by.keys().collect();
+    keys.sort();
+    for key in keys {
+        write_histogram(out, name, Some((label, key)), &by[key]);
+    }
+}
+
+/// One histogram's series, with one label or none.
+fn write_histogram(out: &mut String, name: &str, label: Option<(&str, &str)>, h: &Histogram) {
+    let labels = label.map(|(l, v)| format!("{l}=\"{}\",", escape_label(v))).unwrap_or_default();
+    let bare = labels.trim_end_matches(',');
+    let bare = if bare.is_empty() { String::new() } else { format!("{{{bare}}}") };
+    for (n, bound) in h.buckets.iter().zip(h.bounds) {
+        let _ = writeln!(out, "{name}_bucket{{{labels}le=\"{bound}\"}} {n}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{{labels}le=\"+Inf\"}} {}", h.count);
+    let _ = writeln!(out, "{name}_sum{bare} {}", h.sum_seconds);
+    let _ = writeln!(out, "{name}_count{bare} {}", h.count);
 }

@@ -8,7 +8,9 @@
 //! - A panic while answering a request is answered `500 internal` in the usual error JSON and the
 //!   server goes on serving.
 
+mod access;
 mod aggregates;
+mod alerts;
 mod dlq;
 mod events;
 pub(crate) mod findings;
@@ -16,8 +18,10 @@ mod journeys;
 mod lag;
 mod metrics;
 mod model;
+mod pages;
 mod params;
 mod query;
+mod slo;
 mod store;
 
 use std::any::Any;
@@ -25,7 +29,7 @@ use std::any::Any;
 use axum::Router;
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::error::ApiError;
@@ -34,7 +38,23 @@ use crate::state::AppState;
 /// The whole API.
 pub fn app(state: AppState) -> Router {
     let router = Router::new()
-        .route("/", get(query::index))
+        .route("/", get(pages::overview))
+        .route("/on-call", get(pages::on_call))
+        .route("/journeys", get(pages::journey_list))
+        .route("/journeys/{journey}/{key}", get(pages::journey))
+        .route("/correlations/{id}", get(pages::correlation))
+        .route("/events/{id}", get(pages::event))
+        .route("/dlq", get(pages::dlq_list))
+        .route("/dlq/{id}", get(pages::dlq_record))
+        .route("/canvas", get(pages::canvas_page))
+        .route("/canvas/notes/{id}", get(pages::canvas_note))
+        .route("/runbooks", get(pages::runbooks))
+        .route("/runbooks/{section}/{name}", get(pages::runbook))
+        .route("/search", get(pages::search))
+        .route("/ui/causeway.css", get(pages::style))
+        .route("/ui/causeway.js", get(pages::script))
+        .route("/ui/icon.svg", get(pages::icon))
+        .route("/favicon.ico", get(pages::icon))
         .route("/v1/events", post(events::post_events))
         .route("/v1/events/{id}", get(query::get_event))
         .route("/v1/events/{id}/descendants", get(query::get_descendants))
@@ -55,6 +75,10 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/dlq/{id}/resolve", post(dlq::resolve))
         .route("/v1/aggregates/{kind}/{id}", get(aggregates::get_state))
         .route("/v1/lag", get(lag::get_lag))
+        .route("/v1/slo", get(slo::get_slo))
+        .route("/v1/alerts", get(alerts::list_alerts))
+        .route("/v1/silences", get(alerts::list_silences).post(alerts::create_silence))
+        .route("/v1/silences/{id}", delete(alerts::delete_silence))
         .route("/v1/store", get(store::get_store))
         .route("/v1/sql", post(query::post_sql))
         .route("/v1/model", get(model::get_model))
@@ -64,6 +88,13 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(query::healthz))
         .route("/readyz", get(query::readyz))
         .route("/metrics", get(metrics::exposition))
+        .route("/sign-in", get(access::sign_in_page).post(access::sign_in))
+        .route("/sign-out", post(access::sign_out))
+        .route("/v1/tokens", get(access::list_tokens).post(access::create_token))
+        .route("/v1/tokens/{id}", delete(access::revoke_token))
+        .route("/v1/audit", get(access::audit))
+        // Every route's access is checked, and its audit entry written, here (`auth.rs`).
+        .route_layer(axum::middleware::from_fn_with_state(state.auth.clone(), crate::auth::authorize))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);
