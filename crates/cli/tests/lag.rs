@@ -198,15 +198,20 @@ fn burrow_group(url: &str, name: &str, committed: i64) -> Value {
     }
 }
 
-/// Both see the partition's high watermark at `high`, in the group's current lag (`committed` its
-/// last commit): Burrow's storage learns broker offsets apart from its topic listing, so the lag is
-/// what shows the high watermark a new commit's lag will be computed against.
+/// Both hold `committed` as the group's last commit and see the partition's high watermark at
+/// `high`, in the group's current lag: Burrow's storage learns broker offsets apart from its topic
+/// listing, so the lag is what shows the high watermark a new commit's lag will be computed
+/// against. A commit's lag is fixed when a monitor reads it, against the high watermark it knows
+/// then: a test that produces more before both have read the commit scripts a different lag.
 fn both_see(causeway: &str, burrow: &str, group: &str, committed: i64, high: i64) {
-    deadline_loop(&format!("causeway and Burrow to see high watermark {high}"), 60, || {
+    deadline_loop(&format!("causeway and Burrow to see commit {committed} and high watermark {high}"), 60, || {
         let report = get(&format!("{causeway}/v1/lag"))?;
         let ours = report["groups"].as_array()?.iter().find(|g| g["group"] == group)?.clone();
         let theirs = get(&format!("{burrow}/v3/kafka/mock/consumer/{group}/lag"))?;
-        (ours["partitions"][0]["high_watermark"] == high && theirs["status"]["partitions"][0]["current_lag"] == high - committed).then_some(())
+        (ours["partitions"][0]["committed_offset"] == committed
+            && ours["partitions"][0]["high_watermark"] == high
+            && theirs["status"]["partitions"][0]["current_lag"] == high - committed)
+            .then_some(())
     })
 }
 
@@ -246,6 +251,7 @@ fn consumer_group_statuses_equal_burrows_and_survive_a_restart() {
     produce(&producer, 50);
     both_see(&server.url, &burrow_url, "g-warn", 10, 150);
     committer.commit("g-warn", 20, t0 - 30 * s);
+    both_see(&server.url, &burrow_url, "g-warn", 20, 150);
     let before_last = Utc::now();
     produce(&producer, 50);
     both_see(&server.url, &burrow_url, "g-warn", 20, 200);
