@@ -10,7 +10,7 @@
 //! when another process appended; lines reach the disk within a second ([`AuditLog::sync`]).
 
 use std::fs::File;
-use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
+use std::io::{BufRead as _, BufReader, Read as _, Seek as _, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -104,14 +104,24 @@ impl AuditLog {
     }
 
     /// Entries with `time` at or after `since` (RFC 3339, compared as instants), oldest first, at
-    /// most `limit`; whether more matched.
+    /// most `limit`; whether more matched. Streamed: what it reads is the entries it answers with,
+    /// plus a binary search for `since` over the file's lines, however long the log has grown.
     pub fn read(&self, since: Option<chrono::DateTime<chrono::Utc>>, limit: usize) -> Result<(Vec<Value>, bool), AuthError> {
-        let text = std::fs::read_to_string(&self.path).map_err(|source| AuthError::Io { what: "read", path: self.path.clone(), source })?;
+        let wrap = |source| AuthError::Io { what: "read", path: self.path.clone(), source };
+        let mut file = File::open(&self.path).map_err(wrap)?;
+        let start = match since {
+            Some(since) => seek_before(&mut file, since - CLOCK_STEP_ALLOWANCE).map_err(wrap)?,
+            None => 0,
+        };
+        file.seek(SeekFrom::Start(start)).map_err(wrap)?;
         let mut out = Vec::new();
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let Ok(entry) = serde_json::from_str::<Value>(line) else { continue };
-            let time = entry["time"].as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
-            if since.is_some_and(|s| time.is_none_or(|t| t < s)) {
+        for line in BufReader::new(file).lines() {
+            let line = line.map_err(wrap)?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let Ok(entry) = serde_json::from_str::<Value>(&line) else { continue };
+            if since.is_some_and(|s| entry_time(&entry).is_none_or(|t| t < s)) {
                 continue;
             }
             if out.len() == limit {
@@ -121,6 +131,47 @@ impl AuditLog {
         }
         Ok((out, false))
     }
+}
+
+/// How far an entry's time may fall behind an earlier line's (a clock stepped back between two
+/// appends) and still be found by a read `since`: the search starts this much earlier and the
+/// scan filters from there.
+const CLOCK_STEP_ALLOWANCE: chrono::Duration = chrono::Duration::minutes(10);
+
+/// Below this many bytes the search stops and the scan takes over.
+const SEARCH_SPAN: u64 = 64 * 1024;
+
+fn entry_time(entry: &Value) -> Option<chrono::DateTime<chrono::Utc>> {
+    entry["time"].as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&chrono::Utc))
+}
+
+/// The start of a line at or before the first line whose time is at or after `at`: a binary
+/// search over byte offsets, as lines are appended in time order.
+fn seek_before(file: &mut File, at: chrono::DateTime<chrono::Utc>) -> std::io::Result<u64> {
+    let (mut low, mut high) = (0, file.metadata()?.len());
+    while low + SEARCH_SPAN < high {
+        let middle = low + (high - low) / 2;
+        match line_after(file, middle)? {
+            // Every line up to this one is older: the search goes on after it.
+            Some((start, Some(time))) if time < at => low = start,
+            // Newer, unreadable or none: the first line wanted starts before `middle`.
+            _ => high = middle,
+        }
+    }
+    Ok(low)
+}
+
+/// The first whole line starting after `offset`: its start and its entry's time.
+fn line_after(file: &mut File, offset: u64) -> std::io::Result<Option<(u64, Option<chrono::DateTime<chrono::Utc>>)>> {
+    file.seek(SeekFrom::Start(offset))?;
+    let mut reader = BufReader::new(&mut *file);
+    let mut skipped = Vec::new();
+    let start = offset + reader.read_until(b'\n', &mut skipped)? as u64;
+    let mut line = String::new();
+    if reader.read_line(&mut line)? == 0 || !line.ends_with('\n') {
+        return Ok(None);
+    }
+    Ok(Some((start, serde_json::from_str::<Value>(&line).ok().as_ref().and_then(entry_time))))
 }
 
 /// The last line's number and hash, from the end of the file.
@@ -200,6 +251,35 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         std::fs::write(log.path(), format!("{}\n{}\n", lines[0], lines[2])).unwrap();
         assert!(verify(log.path()).unwrap_err().starts_with("line 2:"));
+    }
+
+    /// A read `since` finds its first entry by a binary search over a long log: it answers what a
+    /// filter over every line answers, at the log's start, middle and end and beyond both ends.
+    #[test]
+    fn reads_since_a_time_answer_what_every_line_filtered_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path()).unwrap();
+        for i in 0..4000 {
+            log.append("events.ingest", "0123456789", json!({"accepted": i, "note": "x".repeat(200)})).unwrap();
+        }
+        let (all, more) = log.read(None, usize::MAX).unwrap();
+        assert!(!more && all.len() == 4000);
+        assert!(std::fs::metadata(log.path()).unwrap().len() > 16 * SEARCH_SPAN, "the search has a file to search");
+        let times: Vec<_> = all.iter().map(|e| entry_time(e).unwrap()).collect();
+        let micro = chrono::Duration::microseconds(1);
+        let mut probes = vec![times[0] - chrono::Duration::hours(1), *times.last().unwrap() + chrono::Duration::hours(1)];
+        for i in [0, 1, 999, 2000, 2001, 3998, 3999] {
+            probes.extend([times[i], times[i] + micro, times[i] - micro]);
+        }
+        for since in probes {
+            for limit in [1, 10, usize::MAX] {
+                let wanted: Vec<&Value> = all.iter().filter(|e| entry_time(e).unwrap() >= since).collect();
+                let (got, more) = log.read(Some(since), limit).unwrap();
+                let expected: Vec<&Value> = wanted.iter().take(limit).copied().collect();
+                assert_eq!(got.iter().collect::<Vec<_>>(), expected, "since {since}, limit {limit}");
+                assert_eq!(more, wanted.len() > limit, "since {since}, limit {limit}");
+            }
+        }
     }
 
     #[test]
