@@ -786,39 +786,10 @@ fn journey_and_findings_verbs() {
     assert!(!out.status.success() && text(&out).contains("unknown finding kind"), "{}", text(&out));
 }
 
-/// A replay endpoint: answers 200 to every POST and hands each body over.
-fn replay_receiver() -> (String, mpsc::Receiver<Vec<u8>>) {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/replay", listener.local_addr().unwrap());
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut length = 0usize;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body).unwrap();
-            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-            let _ = tx.send(body);
-        }
-    });
-    (url, rx)
-}
-
 #[test]
 fn dlq_and_state_verbs() {
     let dir = tempfile::tempdir().unwrap();
-    let (target, received) = replay_receiver();
+    let (target, received) = common::receiver("/replay");
     let config = dir.path().join("causeway.toml");
     std::fs::write(&config, format!("[consumers.notification-service]\nreplay_url = {target:?}\n")).unwrap();
     let model = example_model();

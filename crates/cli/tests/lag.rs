@@ -77,6 +77,9 @@ fn zookeeper(dir: &Path) -> (Process, u16) {
     let zk = Process(child);
     deadline_loop("ZooKeeper", 60, || {
         let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+        // A ZooKeeper still starting may take the connection and never answer it (seen: a test
+        // blocked for minutes); the next attempt asks again.
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
         s.write_all(b"srvr").ok()?;
         let mut answer = String::new();
         s.read_to_string(&mut answer).ok()?;

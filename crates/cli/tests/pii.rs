@@ -25,11 +25,8 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc::{Receiver, channel};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
@@ -150,94 +147,26 @@ fn shipped(p: &Pii, label: &str, order_label: &str) -> Value {
 
 // --- the server and its neighbours ---------------------------------------------------------------
 
-/// `causeway serve` with its log (standard error) kept in a file.
-struct Serve {
-    child: Child,
-    url: String,
+/// `causeway serve`, as chatty as causeway gets, with its log (standard error) kept in a file.
+fn serve(data: &Path, log: &Path, args: &[&str]) -> common::Server {
+    let mut command = Command::new(common::BIN);
+    command.env("CAUSEWAY_LOG", "info,causeway=trace,causeway_server=trace,causeway_store=trace,causeway_journey=trace,causeway_server::lag=error");
+    common::Server::start_logged(command, data, args, log)
 }
 
-impl Serve {
-    fn start(data: &Path, log: &Path, args: &[&str]) -> Serve {
-        let mut child = Command::new(common::BIN)
-            // As chatty as causeway gets.
-            .env("CAUSEWAY_LOG", "info,causeway=trace,causeway_server=trace,causeway_store=trace,causeway_journey=trace,causeway_server::lag=error")
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-            .arg(data)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = lines.next().expect("the server prints its address").unwrap();
-        let url = first.strip_prefix("causeway listening on ").unwrap_or_else(|| panic!("unexpected: {first}")).to_string();
-        std::thread::spawn(move || for _ in lines {});
-        Serve { child, url }
-    }
-
-    /// SIGTERM, and wait for the graceful stop (the WAL checkpointed into the database).
-    fn stop(mut self) {
-        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "causeway serve stopped with {status}");
-                return;
-            }
-            assert!(Instant::now() < deadline, "causeway serve did not stop within 60 s of SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
+/// SIGTERM, and wait for the graceful stop (the WAL checkpointed into the database).
+fn stop(mut server: common::Server) {
+    let pid = libc::pid_t::try_from(server.child.id()).unwrap();
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            assert!(status.success(), "causeway serve stopped with {status}");
+            return;
         }
+        assert!(Instant::now() < deadline, "causeway serve did not stop within 60 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// An HTTP receiver (a replay target, a webhook): answers 200 to every POST and hands each body
-/// over.
-fn receiver(path: &str) -> (String, Receiver<Vec<u8>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}{path}", listener.local_addr().unwrap());
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                loop {
-                    let mut length = 0usize;
-                    let mut first = String::new();
-                    if reader.read_line(&mut first).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    loop {
-                        let mut line = String::new();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                            break;
-                        }
-                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                            length = v.trim().parse().unwrap_or(0);
-                        }
-                    }
-                    let mut body = vec![0; length];
-                    if reader.read_exact(&mut body).is_err() {
-                        return;
-                    }
-                    let _ = tx.send(body);
-                    if stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (url, rx)
 }
 
 /// A JetStream stream of the test's own, deleted when dropped.
@@ -491,8 +420,8 @@ fn no_raw_pii_value_is_stored_or_leaves_causeway_on_any_path() {
     }
     let brokers = cluster.bootstrap_servers();
     let nats = NatsStream::create();
-    let (replay_url, replayed) = receiver("/replay");
-    let (hook_url, hooked) = receiver("/hook");
+    let (replay_url, replayed) = common::receiver("/replay");
+    let (hook_url, hooked) = common::receiver("/hook");
     let config = dir.path().join("causeway.toml");
     std::fs::write(
         &config,
@@ -514,7 +443,7 @@ fn no_raw_pii_value_is_stored_or_leaves_causeway_on_any_path() {
     let mut args = vec!["--model".to_string(), model.to_str().unwrap().to_string(), "--config".into(), config.to_str().unwrap().into()];
     args.extend(limits.iter().flat_map(|(flag, n)| [flag.to_string(), n.clone()]));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let server = Serve::start(&data, &log, &args);
+    let server = serve(&data, &log, &args);
     let url = server.url.clone();
     let mut x = Exports::default();
     // The notifier's first round records the finding kinds present (none) as its baseline, so
@@ -872,7 +801,7 @@ fn no_raw_pii_value_is_stored_or_leaves_causeway_on_any_path() {
     // The data directory while the server runs (the WAL holds the recent writes).
     let running = files(&data);
     assert!(running.iter().any(|(path, _)| path.extension().is_some_and(|e| e == "cwseg")), "no sealed segment file");
-    server.stop();
+    stop(server);
     let stopped = files(&data);
     x.add("the server's log", std::fs::read(&log).unwrap());
 

@@ -19,15 +19,18 @@ impl Server {
     }
 
     /// `start`, from a command prepared by the caller (environment, resource limits).
-    pub fn start_with(mut command: Command, data: &Path, extra: &[&str]) -> Server {
-        let mut child = command
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-            .arg(data)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
+    pub fn start_with(command: Command, data: &Path, extra: &[&str]) -> Server {
+        Server::spawn(command, data, extra, Stdio::inherit())
+    }
+
+    /// `start_with`, its log (standard error) written to the file `log`.
+    pub fn start_logged(command: Command, data: &Path, extra: &[&str], log: &Path) -> Server {
+        Server::spawn(command, data, extra, std::fs::File::create(log).unwrap().into())
+    }
+
+    fn spawn(mut command: Command, data: &Path, extra: &[&str], stderr: Stdio) -> Server {
+        let mut child =
+            command.args(["serve", "--listen", "127.0.0.1:0", "--data"]).arg(data).args(extra).stdout(Stdio::piped()).stderr(stderr).spawn().unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let first = lines.next().expect("the server prints its address").unwrap();
         let url = first.strip_prefix("causeway listening on ").unwrap_or_else(|| panic!("unexpected: {first}")).to_string();
@@ -46,6 +49,49 @@ impl Server {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }
+}
+
+/// An HTTP receiver (a replay target, a webhook) at `path` on a free port: answers 200 to every
+/// POST, on kept-alive connections too, and hands each body over.
+pub fn receiver(path: &str) -> (String, std::sync::mpsc::Receiver<Vec<u8>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}{path}", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                loop {
+                    let mut length = 0usize;
+                    let mut first = String::new();
+                    if reader.read_line(&mut first).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                            break;
+                        }
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    let _ = tx.send(body);
+                    if stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, rx)
 }
 
 impl Drop for Server {
