@@ -73,18 +73,11 @@ fn serve(data: &Path) -> Server {
     Server::start(data, &["--model", &example_model(), "--idle-after", IDLE_AFTER, "--max-batch-events", "100000"])
 }
 
-/// One client for the whole run: building one loads the system's certificates, and with a client
-/// per request the live delivery below took 44 s (1.3 s with one), longer than `IDLE_AFTER`.
-fn client() -> &'static reqwest::blocking::Client {
-    static CLIENT: std::sync::OnceLock<reqwest::blocking::Client> = std::sync::OnceLock::new();
-    CLIENT.get_or_init(|| reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().unwrap())
-}
-
 fn post(url: &str, events: &[Value]) {
     if events.is_empty() {
         return;
     }
-    let answer = client().post(format!("{url}/v1/events")).json(&Value::Array(events.to_vec())).send().unwrap();
+    let answer = common::client().post(format!("{url}/v1/events")).json(&Value::Array(events.to_vec())).send().unwrap();
     let status = answer.status();
     let body: Value = answer.json().unwrap();
     assert!(status.is_success(), "{status}: {body}");
@@ -93,7 +86,7 @@ fn post(url: &str, events: &[Value]) {
 }
 
 fn get(url: &str) -> Value {
-    let answer = client().get(url).send().unwrap();
+    let answer = common::client().get(url).send().unwrap();
     assert!(answer.status().is_success(), "{url}: {}", answer.status());
     answer.json().unwrap()
 }

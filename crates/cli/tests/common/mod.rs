@@ -216,13 +216,19 @@ pub fn closed(c: &mut std::net::TcpStream, bound: std::time::Duration) -> bool {
 
 /// A JSON answer to a GET.
 pub fn get(url: &str) -> serde_json::Value {
-    reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(30)).build().unwrap().get(url).send().unwrap().json().unwrap()
+    client().get(url).send().unwrap().json().unwrap()
+}
+
+/// One HTTP client for the whole test binary: building one loads the system's certificates (about
+/// 65 ms here), which a test polling or posting in a loop must not pay per request.
+pub fn client() -> &'static reqwest::blocking::Client {
+    static CLIENT: std::sync::OnceLock<reqwest::blocking::Client> = std::sync::OnceLock::new();
+    CLIENT.get_or_init(|| reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(60)).build().unwrap())
 }
 
 /// The answer of `POST /v1/sql`.
 pub fn sql(url: &str, query: &str) -> serde_json::Value {
-    let client = reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(30)).build().unwrap();
-    client.post(format!("{url}/v1/sql")).json(&serde_json::json!({"query": query})).send().unwrap().json().unwrap()
+    client().post(format!("{url}/v1/sql")).json(&serde_json::json!({"query": query})).send().unwrap().json().unwrap()
 }
 
 /// Events stored, as `event_lineage` counts them.
