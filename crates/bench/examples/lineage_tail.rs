@@ -2,7 +2,7 @@
 //! in-process (sealing at SEGMENT events, 0 = off), then times `descendants`, `root` and
 //! `correlation` for a sample of ids and prints the slowest, each asked again to tell a slow id
 //! from a slow moment (`cargo run --release -p causeway-bench --example lineage_tail -- N SEGMENT
-//! [cold] [dir=PATH] [picks=N] [cache_mib=N]`). With `cold` (as root), the page cache is dropped before each kind of read, so they
+//! [cold] [dir=PATH] [picks=N] [cache_mib=N] [only=NAME] [rounds=N]`). With `cold` (as root), the page cache is dropped before each kind of read, so they
 //! find the store's files on disk, as when another database's data pushed them out. With
 //! `dir=PATH` the store is kept there, and a later run on the same PATH skips the ingest; the
 //! ingest prints its rate per tenth, to tell a store that slows as it grows from a busy machine.
@@ -63,7 +63,15 @@ fn main() -> anyhow::Result<()> {
         ("root", |s, e| Ok(s.root(&e.id)?.map_or(0, |(_, hops)| hops))),
         ("correlation", |s, e| Ok(s.correlation(&e.correlation_id, 10_001)?.len())),
     ];
-    for (name, read) in reads {
+    // `only=NAME` times one kind of read, `rounds=N` asks its sample N times: a profile of one read.
+    let only = rest.iter().find_map(|a| a.strip_prefix("only="));
+    let rounds: usize = rest.iter().find_map(|a| a.strip_prefix("rounds=")).map_or(Ok(1), str::parse)?;
+    for (name, read) in reads.into_iter().filter(|(name, _)| only.is_none_or(|o| o == *name)) {
+        for _ in 1..rounds {
+            for &i in &picks {
+                read(&store, &data.events[i])?;
+            }
+        }
         if cold {
             // Clean pages only: the store's are written back already (fsynced).
             std::fs::write("/proc/sys/vm/drop_caches", "1")?;

@@ -72,7 +72,7 @@ impl Store {
         self.with_reader(|c| {
             // One snapshot for the whole walk, and one read lock instead of one per statement.
             let c = &c.unchecked_transaction()?;
-            if event_by_id(c, event_id)?.is_none() {
+            if link_by_id(c, event_id)?.is_none() {
                 return Ok(None);
             }
             // A walk down the causation index, one indexed lookup per event reached: a
@@ -111,14 +111,15 @@ impl Store {
     pub fn root(&self, event_id: &str) -> Result<Option<(EventRow, usize)>, StoreError> {
         self.with_reader(|c| {
             let c = &c.unchecked_transaction()?;
-            let Some(mut current) = event_by_id(c, event_id)? else { return Ok(None) };
-            let mut seen = HashSet::from([current.event_id.clone()]);
+            // The walk up reads links only; the root's whole row is read once, at the end.
+            let Some(mut current) = link_by_id(c, event_id)? else { return Ok(None) };
+            let mut seen = HashSet::from([event_id.to_string()]);
             let mut hops = 0;
-            while let Some(parent_id) = current.causation_id.clone() {
+            while let Some(parent_id) = current.causation_id.take() {
                 if !seen.insert(parent_id.clone()) || hops >= MAX_CHAIN_DEPTH {
                     break;
                 }
-                match event_by_id(c, &parent_id)? {
+                match link_by_id(c, &parent_id)? {
                     Some(parent) => {
                         current = parent;
                         hops += 1;
@@ -126,7 +127,10 @@ impl Store {
                     None => break,
                 }
             }
-            Ok(Some((current, hops)))
+            let row = c
+                .prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq = ?1"))?
+                .query_row(params![current.seq], EventRow::from_row)?;
+            Ok(Some((row, hops)))
         })
     }
 
@@ -361,6 +365,19 @@ pub struct StoreCounts {
     pub dlq: i64,
     /// The last position of the log (events and redeliveries).
     pub log_end: i64,
+}
+
+/// An event's place in its causation chain: its seq and its causation id.
+struct Link {
+    seq: i64,
+    causation_id: Option<String>,
+}
+
+/// The [`Link`] of the event [`event_by_id`] would return, without reading its row: a sealed
+/// event's envelope stays compressed.
+fn link_by_id(c: &Connection, event_id: &str) -> Result<Option<Link>, StoreError> {
+    let mut stmt = c.prepare_cached("SELECT seq, causation_id FROM events WHERE event_id = ?1 ORDER BY seq LIMIT 1")?;
+    Ok(stmt.query_row(params![event_id], |r| Ok(Link { seq: r.get(0)?, causation_id: r.get(1)? })).optional()?)
 }
 
 fn event_by_id(c: &Connection, event_id: &str) -> Result<Option<EventRow>, StoreError> {
