@@ -913,6 +913,9 @@ pub struct Segment {
     /// block decodes once, and a scan of attributes alone decodes no envelope.
     attributes_cache: Mutex<Vec<(usize, Arc<AttributesBlock>)>>,
     envelopes_cache: Mutex<Vec<(usize, Arc<EnvelopesBlock>)>>,
+    /// Envelope frames decompressed since the file opened: what tests read to tell a walk that
+    /// reads links from one that reads whole rows.
+    envelope_decodes: std::sync::atomic::AtomicU64,
 }
 
 thread_local! {
@@ -1023,6 +1026,7 @@ impl Segment {
             columns,
             attributes_cache: Mutex::new(Vec::new()),
             envelopes_cache: Mutex::new(Vec::new()),
+            envelope_decodes: Default::default(),
         };
         segment.check_directory().map_err(|reason| fail(&reason))?;
         Ok(segment)
@@ -1079,6 +1083,11 @@ impl Segment {
     /// Rows in the segment.
     pub fn len(&self) -> usize {
         self.info.rows as usize
+    }
+
+    /// Envelope frames decompressed since the file opened.
+    pub fn envelope_decodes(&self) -> u64 {
+        self.envelope_decodes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Never true: a segment is written from at least one row.
@@ -1213,6 +1222,7 @@ impl Segment {
     }
 
     fn decode_envelopes(&self, b: usize) -> Result<EnvelopesBlock, String> {
+        self.envelope_decodes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let data = self.decompress(b, ENVELOPES)?;
         let rows = self.block_range(b).len();
         let mut r = Reader { b: &data, at: 0 };

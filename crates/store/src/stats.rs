@@ -80,6 +80,13 @@ impl Store {
         self.inner.segments.nested_steps.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Envelope frames the sealed segments decompressed since they opened: for tests that tell a
+    /// walk over links from one that reads whole rows.
+    #[doc(hidden)]
+    pub fn envelope_frames_decoded(&self) -> u64 {
+        self.inner.segments.snapshot().iter().map(|s| s.envelope_decodes()).sum()
+    }
+
     /// What the store holds: counts, bytes raw and on disk, the segments, the oldest event, and
     /// what retention removes next.
     pub fn stats(&self) -> Result<StoreStats, StoreError> {

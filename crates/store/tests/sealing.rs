@@ -402,3 +402,21 @@ fn a_lookup_does_not_walk_every_segment_row_of_the_database() {
     assert_eq!(row.event_id, "e-00003-2");
     assert!(steps < 100, "a lookup by id over 199 segments took {steps} SQL steps");
 }
+
+#[test]
+fn a_root_walk_decompresses_only_the_root_s_envelope() {
+    // Small segments: each hop of a chain lies in another segment, so a walk that read whole
+    // rows would decompress an envelope frame per hop.
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), 20);
+    let events = all_events();
+    store.append_blocking(events[..4_000].to_vec(), vec![]).unwrap();
+    wait_sealed(&store, 3_980);
+    let last = format!("e-00003-{}", PER_CORRELATION - 1);
+    let before = store.envelope_frames_decoded();
+    let (root, hops) = store.root(&last).unwrap().expect("stored");
+    assert_eq!((root.event_id.as_str(), hops), ("e-00003-0", PER_CORRELATION - 1));
+    assert!(root.envelope.contains("\"e-00003-0\""), "the root comes with its envelope: {}", root.envelope);
+    let decoded = store.envelope_frames_decoded() - before;
+    assert_eq!(decoded, 1, "a walk of {hops} hops decompressed {decoded} envelope frames");
+}
