@@ -131,6 +131,7 @@ impl Store {
         for segment in seal::open_segments(&conn, &segments_dir)? {
             segments.push(segment);
         }
+        sealed::SegmentSet::group_in_background(&segments);
         let sealed_upto = seal::sealed_upto(&conn)?;
         let started = std::time::Instant::now();
         let keys = hot::HotKeys::load(&conn, sealed_upto)?;

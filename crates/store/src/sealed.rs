@@ -17,7 +17,7 @@ use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::ffi::{CStr, c_int};
 use std::ops::Range;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use rusqlite::vtab::{
     Context, Filters, IndexConstraintOp, IndexInfo, Module, VTab, VTabConfig, VTabConnection, VTabCursor, sqlite3_vtab, sqlite3_vtab_cursor,
@@ -25,7 +25,10 @@ use rusqlite::vtab::{
 use rusqlite::{Connection, ffi};
 
 use crate::hot::HotKeys;
-use crate::segment::{Key, SealedRow, Segment};
+use crate::segment::{IdFilter, Key, SealedRow, Segment, key_hash};
+
+/// Consecutive segments whose keys a [`SegmentGroup`] combines.
+const GROUP_SEGMENTS: usize = 16;
 
 /// The segments of the sealed history, oldest first.
 #[derive(Default)]
@@ -39,6 +42,52 @@ pub(crate) struct SegmentSet {
     /// Virtual machine steps the nested statements over `events_hot` took: what tests read to
     /// tell a lookup from a scan.
     pub(crate) nested_steps: Arc<std::sync::atomic::AtomicU64>,
+    /// Combined filters of runs of consecutive segments, oldest first (see [`SegmentGroup`]).
+    groups: RwLock<Arc<Vec<Arc<SegmentGroup>>>>,
+    /// Held while groups are built, so that one thread builds each.
+    grouping: Mutex<()>,
+}
+
+/// The keys of [`GROUP_SEGMENTS`] consecutive segments in one filter per kind of key, in memory: a
+/// lookup by key asks the group first and its members only when the group may hold the key, so
+/// that asking for an id costs about one probe per group instead of one per segment (a
+/// descendants walk asks once per parent).
+///
+/// **Invariants:** a group's filters hold every key of every member, so "no" from a group is "no"
+/// from each member. Members are held weakly and matched by address: a group never answers for a
+/// segment that is not one of its members (retention's replacement of the oldest segments is a
+/// new segment, asked directly), and a removed member's file is not kept open by its group.
+pub(crate) struct SegmentGroup {
+    members: Vec<Weak<Segment>>,
+    first_seq: i64,
+    last_seq: i64,
+    /// Per [`Key`], in its order.
+    filters: [IdFilter; 4],
+}
+
+impl SegmentGroup {
+    fn build(members: &[Arc<Segment>]) -> SegmentGroup {
+        let filters = Key::ALL.map(|key| IdFilter::build(members.iter().flat_map(|s| s.key_hashes(key)).collect()));
+        SegmentGroup {
+            members: members.iter().map(Arc::downgrade).collect(),
+            first_seq: members.first().map_or(0, |s| s.info().first_seq),
+            last_seq: members.last().map_or(0, |s| s.info().last_seq),
+            filters,
+        }
+    }
+
+    /// True when `segment` is a member and no member has `hash` as a `key`.
+    fn rules_out(&self, segment: &Arc<Segment>, key: Key, hash: u64) -> bool {
+        let info = segment.info();
+        let member = info.first_seq >= self.first_seq
+            && info.last_seq <= self.last_seq
+            && self.members.iter().any(|m| std::ptr::eq(m.as_ptr(), Arc::as_ptr(segment)));
+        member && !self.filters[key as usize].contains(hash)
+    }
+
+    fn has_members(&self) -> bool {
+        self.members.iter().any(|m| m.strong_count() > 0)
+    }
 }
 
 impl SegmentSet {
@@ -60,6 +109,48 @@ impl SegmentSet {
         let mut next = guard.as_ref().clone();
         next.push(segment);
         *guard = Arc::new(next);
+    }
+
+    /// The groups as they are now.
+    pub(crate) fn groups(&self) -> Arc<Vec<Arc<SegmentGroup>>> {
+        self.groups.read().expect("segment groups").clone()
+    }
+
+    /// Groups every full run of [`GROUP_SEGMENTS`] segments after the last group, on a thread of
+    /// its own (a group of 1.6 million events takes about a second to build), unless one is at it.
+    pub(crate) fn group_in_background(set: &Arc<SegmentSet>) {
+        let after = set.groups().last().map_or(i64::MIN, |g| g.last_seq);
+        if set.snapshot().iter().filter(|s| s.info().first_seq > after).count() < GROUP_SEGMENTS {
+            return;
+        }
+        let set = Arc::downgrade(set);
+        let spawned = std::thread::Builder::new().name("causeway-group".into()).spawn(move || {
+            while let Some(set) = set.upgrade() {
+                if !set.group_next_run() {
+                    break;
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "could not start a thread to group segments; lookups ask every segment");
+        }
+    }
+
+    /// Builds the group of the first full run of segments after the last group; false when there
+    /// is none, or another thread is building.
+    fn group_next_run(&self) -> bool {
+        let Ok(_building) = self.grouping.try_lock() else { return false };
+        let after = self.groups().last().map_or(i64::MIN, |g| g.last_seq);
+        let run: Vec<Arc<Segment>> = self.snapshot().iter().filter(|s| s.info().first_seq > after).take(GROUP_SEGMENTS).cloned().collect();
+        if run.len() < GROUP_SEGMENTS {
+            return false;
+        }
+        let group = Arc::new(SegmentGroup::build(&run));
+        let mut guard = self.groups.write().expect("segment groups");
+        let mut next: Vec<Arc<SegmentGroup>> = guard.iter().filter(|g| g.has_members()).cloned().collect();
+        next.push(group);
+        *guard = Arc::new(next);
+        true
     }
 }
 
@@ -684,7 +775,7 @@ unsafe impl VTabCursor for EventsCursor {
         b.upto = upto;
         let used = idx_num as u32;
         self.envelopes = used & (1 << ENVELOPE) != 0;
-        self.sealed = plan(&self.set.snapshot(), &b).map_err(|e| module_error(&e.to_string()))?.into();
+        self.sealed = plan(&self.set.snapshot(), &self.set.groups(), &b).map_err(|e| module_error(&e.to_string()))?.into();
         self.at = 0;
         *self.row.get_mut() = None;
         self.event_types = b.event_types.clone();
@@ -998,8 +1089,14 @@ fn unsealed_candidates(set: &SegmentSet, keys: &HotKeys, key: Key, value: &str, 
 
 /// What a statement reads: for each segment within `since..=upto` and the seq bounds, the
 /// positions the key lookup found, or the positions the seq and time bounds leave.
-fn plan(segments: &[Arc<Segment>], b: &Bounds) -> Result<Vec<Stretch>, crate::StoreError> {
+fn plan(segments: &[Arc<Segment>], groups: &[Arc<SegmentGroup>], b: &Bounds) -> Result<Vec<Stretch>, crate::StoreError> {
     let mut plan = Vec::new();
+    let hash = match &b.key {
+        Some((_, Some(value))) => key_hash(value),
+        _ => 0,
+    };
+    // The group that may hold the current segment: both lists ascend by seq.
+    let mut group = 0;
     for segment in segments {
         let info = segment.info();
         if info.first_seq < b.since || info.last_seq > b.upto {
@@ -1022,7 +1119,10 @@ fn plan(segments: &[Arc<Segment>], b: &Bounds) -> Result<Vec<Stretch>, crate::St
             continue;
         }
         if let Some((key, Some(value))) = &b.key {
-            if !segment.may_contain(*key, value) {
+            while groups.get(group).is_some_and(|g| g.last_seq < info.first_seq) {
+                group += 1;
+            }
+            if groups.get(group).is_some_and(|g| g.rules_out(segment, *key, hash)) || !segment.may_contain_hash(*key, hash) {
                 continue;
             }
             let rows: Vec<u32> = segment.find(*key, value)?.into_iter().filter(|p| (lo..hi).contains(p)).collect();

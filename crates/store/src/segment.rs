@@ -828,13 +828,26 @@ fn encode_filter(ids: &[(u64, u32)]) -> Vec<u8> {
     out
 }
 
-enum IdFilter {
+/// A filter of key hashes: false means none of them is `hash`.
+pub(crate) enum IdFilter {
     Fuse(BinaryFuse8),
     Exact(Vec<u64>),
 }
 
 impl IdFilter {
-    fn contains(&self, hash: u64) -> bool {
+    /// The filter of `hashes` (any order, repeats allowed), in memory.
+    pub(crate) fn build(mut hashes: Vec<u64>) -> IdFilter {
+        hashes.sort_unstable();
+        hashes.dedup();
+        if hashes.len() >= FUSE_MIN_KEYS
+            && let Ok(f) = BinaryFuse8::try_from(&hashes)
+        {
+            return IdFilter::Fuse(f);
+        }
+        IdFilter::Exact(hashes)
+    }
+
+    pub(crate) fn contains(&self, hash: u64) -> bool {
         match self {
             IdFilter::Fuse(f) => f.contains(&hash),
             IdFilter::Exact(hashes) => hashes.binary_search(&hash).is_ok(),
@@ -1280,11 +1293,22 @@ impl Segment {
     /// False means no row has `value` as its `key`: the event-id filter, or (version 3) the filter
     /// of that key's ids; a version 2 file says true for the other keys.
     pub fn may_contain(&self, key: Key, value: &str) -> bool {
+        self.may_contain_hash(key, key_hash(value))
+    }
+
+    /// [`Segment::may_contain`] of a value whose [`key_hash`] is `hash`.
+    pub(crate) fn may_contain_hash(&self, key: Key, hash: u64) -> bool {
         match (key, &self.key_filters) {
-            (Key::EventId, _) => self.may_contain_event_id(value),
-            (_, Some(filters)) => filters[key as usize - 1].contains(key_hash(value)),
+            (Key::EventId, _) => self.filter.contains(hash),
+            (_, Some(filters)) => filters[key as usize - 1].contains(hash),
             (_, None) => true,
         }
+    }
+
+    /// The [`key_hash`] of every `key` value of the rows, from its index (sorted, repeats kept).
+    pub(crate) fn key_hashes(&self, key: Key) -> impl Iterator<Item = u64> + '_ {
+        let index = &self.map[self.sections.indexes[key as usize].clone()];
+        index.chunks_exact(INDEX_ENTRY).map(|entry| u64_at(entry, 0))
     }
 
     /// The event type of the row at a position, without decompressing its block; `None` when the

@@ -80,6 +80,13 @@ impl Store {
         self.inner.segments.nested_steps.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Groups of segments whose combined filters lookups ask first: for tests and benchmarks that
+    /// wait for them.
+    #[doc(hidden)]
+    pub fn segment_groups(&self) -> usize {
+        self.inner.segments.groups().len()
+    }
+
     /// Envelope frames the sealed segments decompressed since they opened: for tests that tell a
     /// walk over links from one that reads whole rows.
     #[doc(hidden)]

@@ -827,6 +827,7 @@ fn register_segment(tx: &rusqlite::Transaction<'_>, segment: &Arc<Segment>, file
     )?;
     tx.execute("DELETE FROM events_hot WHERE seq <= ?1", params![info.last_seq])?;
     sealed.set.push(segment.clone());
+    SegmentSet::group_in_background(&sealed.set);
     sealed.upto = info.last_seq;
     Ok(())
 }

@@ -137,3 +137,46 @@ async fn retention_removes_whole_segments_and_keeps_what_is_still_needed() {
     let files = std::fs::read_dir(dir.path().join(causeway_store::SEGMENTS_DIR)).unwrap().count();
     assert_eq!(files, 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_retention_kept_is_found_beside_groups_of_removed_segments() {
+    // 20 events a segment, grouped by 16 before retention starts: the kept events' new segment
+    // lies within the seq range of a group whose members are gone, and must still be asked.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), &StoreSettings { segment_events: 20, ..StoreSettings::default() }).unwrap();
+    store.set_open_journeys(Arc::new(|_| Some(HashSet::from([("order".to_string(), "order-10".to_string())]))));
+    let events: Vec<NewEvent> = (0..3_600).map(event).collect();
+    store.append(events[..100].to_vec(), vec![]).await.unwrap();
+    let memberships = (0..100).map(|n| ((n + 1) as i64, "order".to_string(), format!("order-{}", n / 4))).collect();
+    let s = store.clone();
+    tokio::task::spawn_blocking(move || s.write_derived_blocking(DerivedWrite { memberships, ..DerivedWrite::default() })).await.unwrap().unwrap();
+    for chunk in events[100..].chunks(500) {
+        store.append(chunk.to_vec(), vec![]).await.unwrap();
+    }
+    let s = store.clone();
+    tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while s.segment_groups() < 10 {
+            assert!(Instant::now() < deadline, "{} segment groups built in 60 s", s.segment_groups());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(store.event("e-00044").unwrap().unwrap().seq, 45, "a grouped segment's event is found");
+
+    store.set_retention(Retention { age: None, max_disk_bytes: Some(1) });
+    let s = store.clone();
+    tokio::task::spawn_blocking(move || wait_retired(&s, 3_560)).await.unwrap();
+    assert_eq!(event_ids(&store, "SELECT event_id FROM events WHERE seq <= 3560 ORDER BY seq"), ["e-00040", "e-00041", "e-00042", "e-00043"]);
+    assert_eq!(store.event("e-00043").unwrap().unwrap().seq, 44);
+    assert!(store.event("e-00044").unwrap().is_none(), "a removed segment's event is gone");
+    assert_eq!(store.root("e-00043").unwrap().unwrap().1, 3);
+    assert_eq!(store.descendants("e-00040", 10).unwrap().unwrap().len(), 3);
+    assert_eq!(store.correlation("c-0010", 100).unwrap().len(), 4);
+    assert_eq!(event_ids(&store, "SELECT event_id FROM event_lineage WHERE causation_id = 'e-00041'"), ["e-00042"]);
+    assert_eq!(
+        event_ids(&store, "SELECT event_id FROM event_lineage WHERE aggregate_id = 'order-10' ORDER BY 1"),
+        ["e-00040", "e-00041", "e-00042", "e-00043"]
+    );
+}

@@ -420,3 +420,44 @@ fn a_root_walk_decompresses_only_the_root_s_envelope() {
     let decoded = store.envelope_frames_decoded() - before;
     assert_eq!(decoded, 1, "a walk of {hops} hops decompressed {decoded} envelope frames");
 }
+
+/// Waits until the store has combined its segments into at least `groups` groups.
+fn wait_groups(store: &Store, groups: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while store.segment_groups() < groups {
+        assert!(Instant::now() < deadline, "{} of {groups} segment groups built in 60 s", store.segment_groups());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn groups_of_segments_answer_as_their_segments_do() {
+    // 20 events a segment: lookups ask groups of 16 segments' combined filters first.
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (sealed, plain) = (open(a.path(), 20), open(b.path(), 0));
+    let events = all_events();
+    for chunk in events.chunks(250) {
+        sealed.append_blocking(chunk.to_vec(), vec![]).unwrap();
+        plain.append_blocking(chunk.to_vec(), vec![]).unwrap();
+    }
+    let total = events.len() as i64;
+    wait_sealed(&sealed, (total - 10) / 20 * 20);
+    let groups = sealed.stats().unwrap().segments.len() / 16;
+    assert!(groups >= 17, "{groups} groups");
+    wait_groups(&sealed, groups);
+    assert_same_answers(&sealed, &plain);
+    for n in (0..CORRELATIONS).step_by(7) {
+        for k in 0..PER_CORRELATION {
+            let id = format!("e-{n:05}-{k}");
+            assert_eq!(sealed.event(&id).unwrap().map(|r| r.seq), plain.event(&id).unwrap().map(|r| r.seq), "{id}");
+        }
+        let first = format!("e-{n:05}-0");
+        assert_eq!(sealed.descendants(&first, 100).unwrap().unwrap().len(), PER_CORRELATION - 1, "descendants of {first}");
+        assert_eq!(sealed.correlation(&format!("c-{n:05}"), 100).unwrap().len(), PER_CORRELATION);
+    }
+    // Reopened, the store groups its segments again.
+    drop(sealed);
+    let sealed = open(a.path(), 20);
+    wait_groups(&sealed, groups);
+    assert_same_answers(&sealed, &plain);
+}
