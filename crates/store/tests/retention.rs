@@ -50,17 +50,24 @@ fn wait_retired(store: &Store, upto: i64) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn retention_removes_whole_segments_and_keeps_what_is_still_needed() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    // The journey of order-10 is open, that of order-20 is done.
+/// 3,600 events, of which this stores the first 100, each in the `order` journey of its
+/// `subject`, with order-10's journey open (kept by retention).
+async fn first_hundred_with_order_10_open(store: &Store) -> Vec<NewEvent> {
     store.set_open_journeys(Arc::new(|_| Some(HashSet::from([("order".to_string(), "order-10".to_string())]))));
     let events: Vec<NewEvent> = (0..3_600).map(event).collect();
     store.append(events[..100].to_vec(), vec![]).await.unwrap();
     let memberships = (0..100).map(|n| ((n + 1) as i64, "order".to_string(), format!("order-{}", n / 4))).collect();
     let s = store.clone();
     tokio::task::spawn_blocking(move || s.write_derived_blocking(DerivedWrite { memberships, ..DerivedWrite::default() })).await.unwrap().unwrap();
+    events
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retention_removes_whole_segments_and_keeps_what_is_still_needed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    // The journey of order-10 is open, that of order-20 is done.
+    let events = first_hundred_with_order_10_open(&store).await;
     // A consumer failed on e-00050 (pending) and on e-00060 (then resolved).
     let mut reported = Vec::new();
     for id in ["e-00050", "e-00060"] {
@@ -144,12 +151,7 @@ async fn an_event_retention_kept_is_found_beside_groups_of_removed_segments() {
     // lies within the seq range of a group whose members are gone, and must still be asked.
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_with(dir.path(), &StoreSettings { segment_events: 20, ..StoreSettings::default() }).unwrap();
-    store.set_open_journeys(Arc::new(|_| Some(HashSet::from([("order".to_string(), "order-10".to_string())]))));
-    let events: Vec<NewEvent> = (0..3_600).map(event).collect();
-    store.append(events[..100].to_vec(), vec![]).await.unwrap();
-    let memberships = (0..100).map(|n| ((n + 1) as i64, "order".to_string(), format!("order-{}", n / 4))).collect();
-    let s = store.clone();
-    tokio::task::spawn_blocking(move || s.write_derived_blocking(DerivedWrite { memberships, ..DerivedWrite::default() })).await.unwrap().unwrap();
+    let events = first_hundred_with_order_10_open(&store).await;
     for chunk in events[100..].chunks(500) {
         store.append(chunk.to_vec(), vec![]).await.unwrap();
     }
