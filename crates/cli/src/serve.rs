@@ -587,6 +587,8 @@ impl ServerConfig {
                 Some(n @ (0 | 1_000..=10_000_000)) => n,
                 Some(n) => anyhow::bail!("[store] segment_events = {n}: give 0 (never seal) or between 1000 and 10000000 events per segment"),
             },
+            // Set where the store opens, from whether a model is configured.
+            journey_engine: false,
             retention: causeway_store::Retention {
                 age: match file.store.as_ref().and_then(|s| s.retention.as_deref()) {
                     None => None,
@@ -927,7 +929,9 @@ pub async fn start(config: &ServerConfig) -> anyhow::Result<Running> {
         Some(files) => Some(ServerTls::from_pem_files(&files.cert, &files.key)?),
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let store = Store::open_with(&config.data, &config.store).with_context(|| format!("cannot open the store in {}", config.data.display()))?;
+    // With a model, the journey engine tells retention which journeys are open once it starts.
+    let settings = StoreSettings { journey_engine: config.model.is_some(), ..config.store.clone() };
+    let store = Store::open_with(&config.data, &settings).with_context(|| format!("cannot open the store in {}", config.data.display()))?;
     let listener = bind(&config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     let auth_mode = auth_mode(&config.auth, addr)?;

@@ -67,6 +67,10 @@ pub struct StoreSettings {
     pub segment_events: u64,
     /// What retention removes (`retention.rs`); it removes sealed segments only.
     pub retention: Retention,
+    /// A journey engine will tell retention which journeys are open ([`Store::set_open_journeys`]).
+    /// Until it does, retention removes nothing: a server that starts with a model must not lose
+    /// the events of open journeys in the moments before its engine registers.
+    pub journey_engine: bool,
 }
 
 /// The segment size `docs/operations.md` recommends, and the default.
@@ -85,7 +89,12 @@ pub const DEFAULT_WRITER_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
 impl Default for StoreSettings {
     fn default() -> Self {
-        StoreSettings { writer_cache_bytes: DEFAULT_WRITER_CACHE_BYTES, segment_events: DEFAULT_SEGMENT_EVENTS, retention: Retention::default() }
+        StoreSettings {
+            writer_cache_bytes: DEFAULT_WRITER_CACHE_BYTES,
+            segment_events: DEFAULT_SEGMENT_EVENTS,
+            retention: Retention::default(),
+            journey_engine: false,
+        }
     }
 }
 
@@ -138,7 +147,9 @@ impl Store {
         let (entries, bytes) = keys.size();
         tracing::info!(entries, bytes, elapsed_ms = started.elapsed().as_millis() as u64, "indexed the unsealed events' lookup keys");
         let _ = segments.keys.set(keys);
-        let open_journeys: Arc<Mutex<Option<OpenJourneys>>> = Arc::default();
+        // "Not known yet" (`None` from the engine's answer) puts every removal off until it registers.
+        let not_yet_known: OpenJourneys = Arc::new(|_| None);
+        let open_journeys: Arc<Mutex<Option<OpenJourneys>>> = Arc::new(Mutex::new(settings.journey_engine.then_some(not_yet_known)));
         let retention = Arc::new(Mutex::new(settings.retention));
         let sealing = (settings.segment_events > 0).then(|| seal::SealerConfig {
             db_path: path.clone(),

@@ -24,7 +24,8 @@ fn event(n: usize) -> NewEvent {
 fn open(dir: &std::path::Path) -> Store {
     // A disk bound nothing fits under: every sealed segment is due as soon as it is sealed.
     let retention = Retention { age: None, max_disk_bytes: Some(1) };
-    Store::open_with(dir, &StoreSettings { segment_events: SEGMENT, retention, ..StoreSettings::default() }).unwrap()
+    // As a server with a model opens it: retention waits for the journey engine's answer.
+    Store::open_with(dir, &StoreSettings { segment_events: SEGMENT, retention, journey_engine: true, ..StoreSettings::default() }).unwrap()
 }
 
 /// The first column of `query`'s rows, as text.
@@ -150,7 +151,7 @@ async fn an_event_retention_kept_is_found_beside_groups_of_removed_segments() {
     // 20 events a segment, grouped by 16 before retention starts: the kept events' new segment
     // lies within the seq range of a group whose members are gone, and must still be asked.
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_with(dir.path(), &StoreSettings { segment_events: 20, ..StoreSettings::default() }).unwrap();
+    let store = Store::open_with(dir.path(), &StoreSettings { segment_events: 20, journey_engine: true, ..StoreSettings::default() }).unwrap();
     let events = first_hundred_with_order_10_open(&store).await;
     for chunk in events[100..].chunks(500) {
         store.append(chunk.to_vec(), vec![]).await.unwrap();
@@ -181,4 +182,30 @@ async fn an_event_retention_kept_is_found_beside_groups_of_removed_segments() {
         event_ids(&store, "SELECT event_id FROM event_lineage WHERE aggregate_id = 'order-10' ORDER BY 1"),
         ["e-00040", "e-00041", "e-00042", "e-00043"]
     );
+}
+
+#[test]
+fn retention_removes_nothing_until_the_journey_engine_answers() {
+    // A server with a model opens its store before its journey engine starts: retention must not
+    // remove the events of journeys still open in between.
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let events: Vec<NewEvent> = (0..3_600).map(event).collect();
+    store.append_blocking(events.clone(), vec![]).unwrap();
+    // The sealer runs a retention pass after each seal, on its one thread: once the third segment
+    // is sealed, the first two have been offered to retention.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while store.stats().unwrap().sealed_upto < 3_000 {
+        assert!(Instant::now() < deadline, "not sealed in 60 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(count(&store, "SELECT count(*) FROM events"), 3_600, "retention removed events before the journey engine answered");
+    // Once it answers (no journey open), the due segments go.
+    store.set_open_journeys(Arc::new(|_| Some(HashSet::new())));
+    store.append_blocking((3_600..4_600).map(event).collect(), vec![]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count(&store, "SELECT count(*) FROM events WHERE seq <= 3000") > 0 {
+        assert!(Instant::now() < deadline, "retention removed nothing in 60 s after the journey engine answered: {:?}", store.stats().unwrap());
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
