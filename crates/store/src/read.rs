@@ -99,8 +99,7 @@ impl Store {
             }
             found.sort_unstable();
             found.truncate(limit);
-            let mut by_seq = c.prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq = ?1"))?;
-            let rows = found.iter().map(|(_, seq)| by_seq.query_row(params![seq], EventRow::from_row));
+            let rows = found.iter().map(|(_, seq)| event_by_seq(c, *seq));
             Ok(Some(rows.collect::<Result<Vec<_>, _>>()?))
         })
     }
@@ -127,10 +126,7 @@ impl Store {
                     None => break,
                 }
             }
-            let row = c
-                .prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq = ?1"))?
-                .query_row(params![current.seq], EventRow::from_row)?;
-            Ok(Some((row, hops)))
+            Ok(Some((event_by_seq(c, current.seq)?, hops)))
         })
     }
 
@@ -378,6 +374,11 @@ struct Link {
 fn link_by_id(c: &Connection, event_id: &str) -> Result<Option<Link>, StoreError> {
     let mut stmt = c.prepare_cached("SELECT seq, causation_id FROM events WHERE event_id = ?1 ORDER BY seq LIMIT 1")?;
     Ok(stmt.query_row(params![event_id], |r| Ok(Link { seq: r.get(0)?, causation_id: r.get(1)? })).optional()?)
+}
+
+/// The stored event at log position `seq`.
+fn event_by_seq(c: &Connection, seq: i64) -> Result<EventRow, StoreError> {
+    Ok(c.prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq = ?1"))?.query_row(params![seq], EventRow::from_row)?)
 }
 
 fn event_by_id(c: &Connection, event_id: &str) -> Result<Option<EventRow>, StoreError> {

@@ -119,8 +119,7 @@ impl SegmentSet {
     /// Groups every full run of [`GROUP_SEGMENTS`] segments after the last group, on a thread of
     /// its own (a group of 1.6 million events takes about a second to build), unless one is at it.
     pub(crate) fn group_in_background(set: &Arc<SegmentSet>) {
-        let after = set.groups().last().map_or(i64::MIN, |g| g.last_seq);
-        if set.snapshot().iter().filter(|s| s.info().first_seq > after).count() < GROUP_SEGMENTS {
+        if set.next_run().is_none() {
             return;
         }
         let set = Arc::downgrade(set);
@@ -136,15 +135,18 @@ impl SegmentSet {
         }
     }
 
+    /// The first [`GROUP_SEGMENTS`] segments after the last group, when there are that many.
+    fn next_run(&self) -> Option<Vec<Arc<Segment>>> {
+        let after = self.groups().last().map_or(i64::MIN, |g| g.last_seq);
+        let run: Vec<Arc<Segment>> = self.snapshot().iter().filter(|s| s.info().first_seq > after).take(GROUP_SEGMENTS).cloned().collect();
+        (run.len() == GROUP_SEGMENTS).then_some(run)
+    }
+
     /// Builds the group of the first full run of segments after the last group; false when there
     /// is none, or another thread is building.
     fn group_next_run(&self) -> bool {
         let Ok(_building) = self.grouping.try_lock() else { return false };
-        let after = self.groups().last().map_or(i64::MIN, |g| g.last_seq);
-        let run: Vec<Arc<Segment>> = self.snapshot().iter().filter(|s| s.info().first_seq > after).take(GROUP_SEGMENTS).cloned().collect();
-        if run.len() < GROUP_SEGMENTS {
-            return false;
-        }
+        let Some(run) = self.next_run() else { return false };
         let group = Arc::new(SegmentGroup::build(&run));
         let mut guard = self.groups.write().expect("segment groups");
         let mut next: Vec<Arc<SegmentGroup>> = guard.iter().filter(|g| g.has_members()).cloned().collect();

@@ -386,15 +386,20 @@ fn a_read_that_began_before_a_seal_finds_its_rows_by_key() {
     assert_eq!(newer.len(), PER_CORRELATION, "an unsealed correlation is found whole");
 }
 
+/// A store of the first 4,000 events in segments of 20, every full segment sealed (199 of them).
+fn four_thousand_in_segments_of_20() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), 20);
+    store.append_blocking(all_events()[..4_000].to_vec(), vec![]).unwrap();
+    wait_sealed(&store, 3_980);
+    (dir, store)
+}
+
 #[test]
 fn a_lookup_does_not_walk_every_segment_row_of_the_database() {
     // Many small segments: a lookup's cost must not grow with their number in SQL steps (the
     // statement that reads a snapshot's sealed range once read every `segments` row).
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path(), 20);
-    let events = all_events();
-    store.append_blocking(events[..4_000].to_vec(), vec![]).unwrap();
-    wait_sealed(&store, 3_980);
+    let (_dir, store) = four_thousand_in_segments_of_20();
     assert!(store.stats().unwrap().segments.len() >= 199);
     let before = store.nested_steps();
     let row = store.event("e-00003-2").unwrap().expect("stored");
@@ -407,11 +412,7 @@ fn a_lookup_does_not_walk_every_segment_row_of_the_database() {
 fn a_root_walk_decompresses_only_the_root_s_envelope() {
     // Small segments: each hop of a chain lies in another segment, so a walk that read whole
     // rows would decompress an envelope frame per hop.
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path(), 20);
-    let events = all_events();
-    store.append_blocking(events[..4_000].to_vec(), vec![]).unwrap();
-    wait_sealed(&store, 3_980);
+    let (_dir, store) = four_thousand_in_segments_of_20();
     let last = format!("e-00003-{}", PER_CORRELATION - 1);
     let before = store.envelope_frames_decoded();
     let (root, hops) = store.root(&last).unwrap().expect("stored");
