@@ -6,7 +6,8 @@
 //! find the store's files on disk, as when another database's data pushed them out. With
 //! `dir=PATH` the store is kept there, and a later run on the same PATH skips the ingest; the
 //! ingest prints its rate per tenth, to tell a store that slows as it grows from a busy machine.
-//! `cache_mib=N` sets the writer's page cache (`[store] cache`).
+//! `cache_mib=N` sets the writer's page cache (`[store] cache`). Each kind of read also prints its
+//! page faults per read: a first touch of a mapped page of a segment costs one.
 
 use std::time::{Duration, Instant};
 
@@ -88,14 +89,16 @@ fn main() -> anyhow::Result<()> {
             std::fs::write("/proc/sys/vm/drop_caches", "1")?;
         }
         let mut times: Vec<(Duration, usize, usize)> = Vec::new();
+        let faults = minor_faults();
         for &i in &picks {
             let t = Instant::now();
             let rows = read(&store, &data.events[i])?;
             times.push((t.elapsed(), rows, i));
         }
+        let faults = (minor_faults() - faults) as f64 / picks.len() as f64;
         times.sort();
         let at = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)].0.as_secs_f64() * 1e3;
-        println!("{name}: p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms", at(0.5), at(0.99), at(1.0));
+        println!("{name}: p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms; {faults:.1} page faults per read", at(0.5), at(0.99), at(1.0));
         for (took, rows, i) in times.iter().rev().take(5) {
             let again = Instant::now();
             read(&store, &data.events[*i])?;
@@ -111,4 +114,13 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// This process's minor page faults so far (`/proc/self/stat`, field 10): a first touch of a
+/// mapped page of a segment file costs one, even when the page is in the page cache.
+fn minor_faults() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    fields.get(7).and_then(|f| f.parse().ok()).unwrap_or(0)
 }

@@ -67,6 +67,9 @@ pub struct ScaleConfig {
     pub samples: usize,
     /// Unmeasured queries per query per side before the samples.
     pub warmup: usize,
+    /// Rounds of the latency measurement at each latency checkpoint, each with ids of its own; the
+    /// report gives each side's median round.
+    pub rounds: usize,
     pub seed: u64,
     /// The store's `[store] segment_events`: log positions per sealed segment (0: sealing off, the
     /// store's default). The run seals at the recommended size unless told otherwise.
@@ -97,6 +100,7 @@ impl ScaleConfig {
             batch: 1_000,
             samples: 1_000,
             warmup: 100,
+            rounds: 3,
             seed: 42,
             segment_events: RECOMMENDED_SEGMENT_EVENTS,
             retention_stretch: RETENTION_STRETCH,
@@ -112,7 +116,7 @@ impl ScaleConfig {
     pub fn quick() -> ScaleConfig {
         let events = 30_000;
         let checkpoints = vec![10_000, 20_000, 30_000];
-        ScaleConfig { latency_at: default_latency_at(&checkpoints), checkpoints, samples: 200, warmup: 20, ..ScaleConfig::new(events) }
+        ScaleConfig { latency_at: default_latency_at(&checkpoints), checkpoints, samples: 200, warmup: 20, rounds: 1, ..ScaleConfig::new(events) }
     }
 }
 
@@ -142,8 +146,8 @@ pub fn default_latency_at(checkpoints: &[usize]) -> Vec<usize> {
 /// The checkpoints, sorted, with the total last; an error for one out of range or a latency
 /// checkpoint that is not a checkpoint.
 fn plan(cfg: &ScaleConfig) -> Result<Vec<usize>> {
-    if cfg.events == 0 || cfg.concurrency == 0 || cfg.batch == 0 || cfg.samples == 0 {
-        bail!("--events, --concurrency, --batch and --samples must be positive");
+    if cfg.events == 0 || cfg.concurrency == 0 || cfg.batch == 0 || cfg.samples == 0 || cfg.rounds == 0 {
+        bail!("--events, --concurrency, --batch, --samples and --rounds must be positive");
     }
     let mut checkpoints = cfg.checkpoints.clone();
     if let Some(&c) = checkpoints.iter().find(|&&c| c == 0 || c > cfg.events) {
@@ -186,6 +190,7 @@ pub fn run(cfg: &ScaleConfig) -> Result<ScaleReport> {
             batch: cfg.batch,
             samples: cfg.samples,
             warmup: cfg.warmup,
+            rounds: cfg.rounds,
             seed: cfg.seed,
             segment_events: cfg.segment_events,
             command: cfg.command.clone(),
@@ -449,10 +454,16 @@ fn latency(
     let total = cfg.warmup + cfg.samples;
     let mut sides = Sides { http: HttpClient::new(addr), store, pg: pg::Queries::new(&cfg.pg_url, &cfg.pg_table)? };
     let mut queries = Vec::new();
+    let mut rounds_p99_ms = Vec::new();
     for (k, kind) in QueryKind::ALL.into_iter().enumerate() {
-        let ids = sample.draw(kind, total, (at as u64) << 8 | (k as u64 + 1));
-        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-        let result = sides.latency(kind, &ids, cfg.warmup)?;
+        let mut rounds = Vec::with_capacity(cfg.rounds);
+        for round in 0..cfg.rounds {
+            let ids = sample.draw(kind, total, (round as u64) << 48 | (at as u64) << 8 | (k as u64 + 1));
+            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+            rounds.push(sides.latency(kind, &ids, cfg.warmup)?);
+        }
+        rounds_p99_ms.push(rounds.iter().map(|r| (r.causeway_http.p99_ms, r.postgres.p99_ms)).collect());
+        let result = report::median_round(&rounds);
         let (a, b) = (result.causeway_in_process.mean_rows, result.postgres.mean_rows);
         if a != b {
             notes.push(format!(
@@ -473,8 +484,10 @@ fn latency(
         );
         queries.push(result);
     }
-    let (floor_http, floor_postgres) = sides.floor(total, cfg.warmup)?;
-    Ok(Latency { queries, floor_http, floor_postgres, vacuum_s: vacuum.as_secs_f64(), warm_s: warm.as_secs_f64(), warm_bytes })
+    let floors = (0..cfg.rounds).map(|_| sides.floor(total, cfg.warmup)).collect::<Result<Vec<_>>>()?;
+    let floor_http = report::median_stats(&floors.iter().map(|(h, _)| h).collect::<Vec<_>>());
+    let floor_postgres = report::median_stats(&floors.iter().map(|(_, g)| g).collect::<Vec<_>>());
+    Ok(Latency { queries, rounds_p99_ms, floor_http, floor_postgres, vacuum_s: vacuum.as_secs_f64(), warm_s: warm.as_secs_f64(), warm_bytes })
 }
 
 /// Waits (untimed) until the sealer has nothing left to seal; returns the time waited and the

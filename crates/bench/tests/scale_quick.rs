@@ -13,6 +13,7 @@ fn a_small_scale_run_fills_every_row() {
         latency_at: vec![2_000, 6_000],
         samples: 50,
         warmup: 5,
+        rounds: 2,
         segment_events: 1_000,
         retention_stretch: 4_000,
         pg_url: std::env::var("CAUSEWAY_BENCH_PG").unwrap_or_else(|_| causeway_bench::DEFAULT_PG_URL.into()),
@@ -47,5 +48,10 @@ fn a_small_scale_run_fills_every_row() {
     let md = report.to_markdown();
     assert!(!md.contains("NaN") && !md.contains("inf×") && !md.contains("| inf"), "{md}");
     assert!(md.contains("| 2000 → 4000 |"), "{md}");
+    // Two rounds at each latency checkpoint: each query's median and every round's p99.
+    let latencies: Vec<_> = report.checkpoints.iter().filter_map(|c| c.latency.as_ref()).collect();
+    assert!(latencies.iter().all(|l| l.rounds_p99_ms.len() == QueryKind::ALL.len() && l.rounds_p99_ms.iter().all(|r| r.len() == 2)));
+    assert!(latencies.iter().all(|l| l.queries.iter().all(|q| q.causeway_http.samples == 2 * 50 && q.postgres.samples == 2 * 50)));
+    assert!(md.contains("| events | query | round 1 | round 2 |"), "{md}");
     assert_eq!(md.matches("PASS").count() + md.matches("FAIL").count(), verdicts.len(), "{md}");
 }

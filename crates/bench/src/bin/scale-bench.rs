@@ -34,6 +34,10 @@ struct Args {
     /// Unmeasured warm-up queries per query per side [default: 100; 20 with --quick].
     #[arg(long)]
     warmup: Option<usize>,
+    /// Rounds of the latency measurement at each latency checkpoint, each with ids of its own; the
+    /// report gives each side's median round and every round's p99 [default: 3; 1 with --quick].
+    #[arg(long)]
+    rounds: Option<usize>,
     /// Seed of the generated data and of the queried ids.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -82,7 +86,8 @@ fn config(args: &Args) -> ScaleConfig {
     let base = match (args.quick, args.events) {
         (true, None) => ScaleConfig::quick(),
         (true, Some(events)) => {
-            ScaleConfig { samples: ScaleConfig::quick().samples, warmup: ScaleConfig::quick().warmup, ..ScaleConfig::new(events) }
+            let quick = ScaleConfig::quick();
+            ScaleConfig { samples: quick.samples, warmup: quick.warmup, rounds: quick.rounds, ..ScaleConfig::new(events) }
         }
         (false, events) => ScaleConfig::new(events.unwrap_or(scale::DEFAULT_EVENTS)),
     };
@@ -105,6 +110,7 @@ fn config(args: &Args) -> ScaleConfig {
         batch: args.batch,
         samples: args.samples.unwrap_or(base.samples),
         warmup: args.warmup.unwrap_or(base.warmup),
+        rounds: args.rounds.unwrap_or(base.rounds),
         seed: args.seed,
         segment_events: args.segment_events,
         retention_stretch: args.retention_stretch,

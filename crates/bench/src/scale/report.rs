@@ -31,6 +31,8 @@ pub struct ScaleSettings {
     pub batch: usize,
     pub samples: usize,
     pub warmup: usize,
+    /// Rounds of the latency measurement at each latency checkpoint.
+    pub rounds: usize,
     pub seed: u64,
     pub segment_events: u64,
     pub command: String,
@@ -39,7 +41,10 @@ pub struct ScaleSettings {
 /// Lineage query latency at one checkpoint.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Latency {
+    /// Per query, each side's median round ([`median_round`]).
     pub queries: Vec<QueryResult>,
+    /// Per query, every round's p99 over HTTP and PostgreSQL's, in the order measured.
+    pub rounds_p99_ms: Vec<Vec<(f64, f64)>>,
     /// `GET /healthz`.
     pub floor_http: Stats,
     /// `SELECT 1`.
@@ -54,6 +59,38 @@ pub struct Latency {
 impl Latency {
     pub fn query(&self, kind: QueryKind) -> Option<&QueryResult> {
         self.queries.iter().find(|q| q.kind == kind)
+    }
+}
+
+/// One query's rounds as one result: per side, the median of the rounds' p50s, of their p99s and
+/// of their means (each on its own; the upper median for an even count). The machine's noise
+/// comes in bursts that can land on one round of a query and not on the next: one round's p99
+/// says as much about the burst as about the store, the median of three says more.
+pub fn median_round(rounds: &[QueryResult]) -> QueryResult {
+    let side = |pick: fn(&QueryResult) -> &Stats| median_stats(&rounds.iter().map(pick).collect::<Vec<_>>());
+    QueryResult {
+        kind: rounds[0].kind,
+        causeway_http: side(|q| &q.causeway_http),
+        causeway_in_process: side(|q| &q.causeway_in_process),
+        postgres: side(|q| &q.postgres),
+    }
+}
+
+/// [`median_round`] for one side: samples and rows are the rounds' together.
+pub fn median_stats(rounds: &[&Stats]) -> Stats {
+    let median = |field: fn(&Stats) -> f64| {
+        let mut v: Vec<f64> = rounds.iter().map(|s| field(s)).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let samples = rounds.iter().map(|s| s.samples).sum::<usize>();
+    let rows = rounds.iter().map(|s| s.mean_rows.map(|r| r * s.samples as f64)).sum::<Option<f64>>();
+    Stats {
+        samples,
+        p50_ms: median(|s| s.p50_ms),
+        p99_ms: median(|s| s.p99_ms),
+        mean_ms: median(|s| s.mean_ms),
+        mean_rows: rows.map(|r| r / samples.max(1) as f64),
     }
 }
 
@@ -318,7 +355,7 @@ impl ScaleReport {
         let _ = writeln!(
             md,
             "| run | {} events ({} correlations, mean event JSON {mean:.0} B), streamed; checkpoints {}; queries timed at {}; {} concurrent clients; \
-             batches of {}; {} samples per query per side after {} warm-up; seed {} |\n",
+             batches of {}; {} samples per query per side after {} warm-up, in each of {} rounds; seed {} |\n",
             group(st.events as f64),
             group(self.correlations as f64),
             labels(&st.checkpoints),
@@ -327,6 +364,7 @@ impl ScaleReport {
             st.batch,
             st.samples,
             st.warmup,
+            st.rounds,
             st.seed
         );
 
@@ -466,6 +504,23 @@ impl ScaleReport {
                 .join(", ")
         );
 
+        if self.settings.rounds > 1 {
+            let _ = writeln!(
+                md,
+                "\nEach figure above is the median of {} rounds, each with ids of its own (per side, the median of the rounds' p50s, and of their p99s). \
+                 Every round's p99 (ms), causeway over HTTP / PostgreSQL:\n",
+                self.settings.rounds
+            );
+            let _ = writeln!(md, "| events | query | {} |", (1..=self.settings.rounds).map(|r| format!("round {r}")).collect::<Vec<_>>().join(" | "));
+            let _ = writeln!(md, "|---:|---|{}", "---:|".repeat(self.settings.rounds));
+            for (events, l) in self.latency_points() {
+                for (q, rounds) in l.queries.iter().zip(&l.rounds_p99_ms) {
+                    let cells: Vec<String> = rounds.iter().map(|(h, g)| format!("{} / {}", ms(*h), ms(*g))).collect();
+                    let _ = writeln!(md, "| {} | {} | {} |", group(events as f64), q.kind.name(), cells.join(" | "));
+                }
+            }
+        }
+
         if let Some(((small, a), (large, b))) = self.latency_ends()
             && large > small
         {
@@ -512,5 +567,36 @@ impl ScaleReport {
             }
         }
         md
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(samples: usize, p50_ms: f64, p99_ms: f64, rows: Option<f64>) -> Stats {
+        Stats { samples, p50_ms, p99_ms, mean_ms: p50_ms, mean_rows: rows }
+    }
+
+    fn round(http_p99: f64, postgres_p99: f64) -> QueryResult {
+        QueryResult {
+            kind: QueryKind::Descendants,
+            causeway_http: stats(100, http_p99 / 2.0, http_p99, None),
+            causeway_in_process: stats(100, 0.1, 0.2, Some(2.0)),
+            postgres: stats(100, postgres_p99 / 4.0, postgres_p99, Some(3.0)),
+        }
+    }
+
+    #[test]
+    fn a_query_s_rounds_give_each_side_its_median_round() {
+        // The burst in the second round of HTTP and the first of PostgreSQL does not decide.
+        let median = median_round(&[round(0.6, 9.0), round(2.5, 0.5), round(0.7, 0.4)]);
+        assert_eq!((median.causeway_http.p99_ms, median.causeway_http.p50_ms), (0.7, 0.35));
+        assert_eq!((median.postgres.p99_ms, median.postgres.p50_ms), (0.5, 0.125));
+        assert_eq!((median.causeway_http.samples, median.postgres.mean_rows), (300, Some(3.0)));
+        assert_eq!(median.causeway_http.mean_rows, None);
+        // Of an even count, the upper median: the slower of the middle two.
+        let two = median_stats(&[&stats(10, 1.0, 4.0, None), &stats(10, 2.0, 3.0, None)]);
+        assert_eq!((two.p50_ms, two.p99_ms), (2.0, 4.0));
     }
 }
