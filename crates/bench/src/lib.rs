@@ -12,7 +12,8 @@
 //!    `VACUUM ANALYZE`.
 //! 4. Lineage query latency, one client per side: causeway over HTTP (one keep-alive connection),
 //!    causeway in-process (`Store` methods on the store filled over HTTP) and PostgreSQL (prepared
-//!    statements), asked in turn id by id so that other work on the machine hits every side alike;
+//!    statements), asked in turn id by id so that other work on the machine hits every side alike
+//!    (HTTP before in-process, each timed request after an untimed round trip: `Sides::latency`);
 //!    then the round trip without store work (`GET /healthz` against `SELECT 1`).
 //!
 //! Every side queries the same ids in the same order. The report judges the targets of the
@@ -466,6 +467,20 @@ fn query_path(kind: QueryKind, id: &str) -> String {
 /// The limit the HTTP API uses by default (`?limit` absent), plus the one it adds to detect truncation.
 const API_LIMIT: usize = 10_001;
 
+#[derive(Clone, Copy)]
+enum Side {
+    Http,
+    InProcess,
+    Postgres,
+}
+
+/// The orders the sides are asked an id in, id after id: causeway over HTTP always before causeway
+/// in-process, so that HTTP finds the id's blocks as a server asked about it for the first time
+/// does, never decoded by the in-process read (which then measures the store with them decoded);
+/// PostgreSQL first, between or last in turn.
+const ORDERS: [[Side; 3]; 3] =
+    [[Side::Postgres, Side::Http, Side::InProcess], [Side::Http, Side::Postgres, Side::InProcess], [Side::Http, Side::InProcess, Side::Postgres]];
+
 /// The three ways of asking, each with its own connection.
 pub(crate) struct Sides<'a> {
     pub(crate) http: HttpClient,
@@ -504,8 +519,12 @@ impl Sides<'_> {
         Ok((start.elapsed(), rows))
     }
 
-    /// Every id asked of every side in turn (the side that goes first rotates); the first `warmup`
-    /// answers are not counted.
+    /// Every id asked of every side in turn, in one of [`ORDERS`]; the first `warmup` answers are
+    /// not counted. Each timed request over a socket follows an untimed round trip to the same
+    /// side (`GET /healthz`, `SELECT 1`), so that neither side pays for waking what the other
+    /// side's query left idle: PostgreSQL's descendants query takes 6–10 ms at ten million events,
+    /// and after that long on this virtual machine a request paid for waking a core (`idle_wake`
+    /// example, docs/benchmarks.md).
     pub(crate) fn latency(&mut self, kind: QueryKind, ids: &[&str], warmup: usize) -> Result<QueryResult> {
         let measured = ids.len().saturating_sub(warmup);
         let (mut http, mut inproc, mut pg) = (Vec::with_capacity(measured), Vec::with_capacity(measured), Vec::with_capacity(measured));
@@ -513,22 +532,24 @@ impl Sides<'_> {
         let mut body = Vec::with_capacity(64 * 1024);
         for (k, id) in ids.iter().enumerate() {
             let path = query_path(kind, id);
-            for turn in 0..3 {
-                match (k + turn) % 3 {
-                    0 => {
+            for side in ORDERS[k % ORDERS.len()] {
+                match side {
+                    Side::Http => {
+                        self.http.get("/healthz", &mut body)?;
                         let t = self.http_get(&path, &mut body)?;
                         if k >= warmup {
                             http.push(t);
                         }
                     }
-                    1 => {
+                    Side::InProcess => {
                         let (t, rows) = self.in_process(kind, id)?;
                         if k >= warmup {
                             inproc.push(t);
                             inproc_rows += rows;
                         }
                     }
-                    _ => {
+                    Side::Postgres => {
+                        self.pg.ping()?;
                         let (t, rows) = self.postgres(kind, id)?;
                         if k >= warmup {
                             pg.push(t);

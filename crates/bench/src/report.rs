@@ -315,7 +315,8 @@ impl Report {
 
         let _ = writeln!(
             md,
-            "\nThe three sides are asked in turn, id by id, so a burst of other work on the machine hits them alike. \
+            "\nThe three sides are asked in turn, id by id, so a burst of other work on the machine hits them alike; \
+             causeway over HTTP before causeway in-process, each timed request after an untimed round trip to its side. \
              Round trip without store work, asked the same way:\n"
         );
         let _ = writeln!(md, "| events | causeway `GET /healthz` p50 | p99 | mean | PostgreSQL `SELECT 1` p50 | p99 | mean |");

@@ -494,7 +494,7 @@ impl ScaleReport {
         }
         let _ = writeln!(
             md,
-            "\nIds drawn uniformly from every event ingested so far; the sides asked in turn, id by id. Before the queries PostgreSQL gets \
+            "\nIds drawn uniformly from every event ingested so far; the sides asked in turn, id by id (causeway over HTTP before causeway in-process; each timed request after an untimed round trip to its side). Before the queries PostgreSQL gets \
              `VACUUM ANALYZE`, which reads its whole heap (untimed: {}), and causeway's data directory is read once, its \
              counterpart (untimed: {}): both sides answer from pages just read.",
             self.latency_points().map(|(e, l)| format!("{:.1} s at {}", l.vacuum_s, size_label(e))).collect::<Vec<_>>().join(", "),
