@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use causeway_bench::data::Dataset;
+use causeway_bench::report::nearest_rank_ms;
 use causeway_store::Store;
 
 fn main() -> anyhow::Result<()> {
@@ -41,7 +42,7 @@ fn main() -> anyhow::Result<()> {
     }
     for (mut t, dir) in times.into_iter().zip(dirs) {
         t.sort();
-        let at = |q: f64| t[((t.len() as f64 * q) as usize).min(t.len() - 1)].as_secs_f64() * 1e3;
+        let at = |q: f64| nearest_rank_ms(&t, q);
         println!("{dir}: descendants p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms", at(0.5), at(0.9), at(0.99), at(1.0));
     }
     Ok(())

@@ -10,6 +10,7 @@
 use std::time::{Duration, Instant};
 
 use causeway_bench::http::HttpClient;
+use causeway_bench::report::nearest_rank_ms;
 use causeway_bench::{DEFAULT_PG_URL, Server, pg};
 use causeway_envelope::ParseOptions;
 use causeway_server::AppState;
@@ -58,7 +59,7 @@ fn main() -> anyhow::Result<()> {
             .into_iter()
             .map(|mut t| {
                 t.sort();
-                let at = |q: f64| t[((t.len() as f64 * q) as usize).min(t.len() - 1)].as_secs_f64() * 1e3;
+                let at = |q: f64| nearest_rank_ms(&t, q);
                 format!("{:.3} / {:.3} / {:.3} ms", at(0.5), at(0.9), at(0.99))
             })
             .collect();

@@ -12,6 +12,7 @@
 use std::time::{Duration, Instant};
 
 use causeway_bench::data::Dataset;
+use causeway_bench::report::nearest_rank_ms;
 use causeway_envelope::{ParseOptions, parse_body};
 use causeway_store::{NewEvent, Store, StoreSettings};
 
@@ -97,7 +98,8 @@ fn main() -> anyhow::Result<()> {
         }
         let faults = (minor_faults() - faults) as f64 / picks.len() as f64;
         times.sort();
-        let at = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)].0.as_secs_f64() * 1e3;
+        let sorted: Vec<Duration> = times.iter().map(|t| t.0).collect();
+        let at = |q: f64| nearest_rank_ms(&sorted, q);
         println!("{name}: p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms; {faults:.1} page faults per read", at(0.5), at(0.99), at(1.0));
         for (took, rows, i) in times.iter().rev().take(5) {
             let again = Instant::now();

@@ -535,7 +535,7 @@ impl Sides<'_> {
             for side in ORDERS[k % ORDERS.len()] {
                 match side {
                     Side::Http => {
-                        self.http.get("/healthz", &mut body)?;
+                        self.http_get("/healthz", &mut body)?;
                         let t = self.http_get(&path, &mut body)?;
                         if k >= warmup {
                             http.push(t);

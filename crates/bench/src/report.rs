@@ -34,6 +34,16 @@ pub struct Stats {
     pub mean_rows: Option<f64>,
 }
 
+/// The `q` quantile (0 < q ≤ 1) of `sorted` times, by nearest rank, in milliseconds; 0 when empty.
+/// Every percentile the benchmarks print is this one.
+pub fn nearest_rank_ms(sorted: &[Duration], q: f64) -> f64 {
+    let n = sorted.len();
+    if n == 0 {
+        return 0.0;
+    }
+    sorted[((q * n as f64).ceil() as usize).clamp(1, n) - 1].as_secs_f64() * 1000.0
+}
+
 impl Stats {
     pub fn from_samples(mut samples: Vec<Duration>, rows: Option<usize>) -> Stats {
         if samples.is_empty() {
@@ -41,14 +51,11 @@ impl Stats {
         }
         samples.sort_unstable();
         let n = samples.len();
-        // Nearest rank.
-        let rank = |p: f64| samples[((p * n as f64).ceil() as usize).clamp(1, n) - 1];
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         Stats {
             samples: n,
-            p50_ms: ms(rank(0.50)),
-            p99_ms: ms(rank(0.99)),
-            mean_ms: samples.iter().map(|d| ms(*d)).sum::<f64>() / n as f64,
+            p50_ms: nearest_rank_ms(&samples, 0.50),
+            p99_ms: nearest_rank_ms(&samples, 0.99),
+            mean_ms: samples.iter().map(|d| d.as_secs_f64() * 1000.0).sum::<f64>() / n as f64,
             mean_rows: rows.map(|r| r as f64 / n as f64),
         }
     }

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use causeway_store::StoreStats;
 
-use crate::report::{Machine, QueryKind, QueryResult, Stats, Verdict, group, mib, ms, size_label};
+use crate::report::{Machine, QueryKind, QueryResult, Stats, Verdict, group, mib, ms, nearest_rank_ms, size_label};
 
 /// Ingest over the last million at least this share of the rate over the first.
 pub const INGEST_KEPT: f64 = 0.8;
@@ -171,7 +171,7 @@ pub struct BatchLatency {
 impl BatchLatency {
     pub fn of(mut times: Vec<std::time::Duration>) -> BatchLatency {
         times.sort();
-        let at = |q: f64| times.get(((times.len() as f64 * q) as usize).min(times.len().saturating_sub(1))).map_or(0.0, |d| d.as_secs_f64() * 1e3);
+        let at = |q: f64| nearest_rank_ms(&times, q);
         BatchLatency { batches: times.len(), p50_ms: at(0.5), p99_ms: at(0.99), max_ms: at(1.0) }
     }
 }
